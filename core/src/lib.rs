@@ -1,0 +1,43 @@
+#![doc = include_str!("../README.md")]
+
+pub mod artifact_path;
+pub mod artifacts;
+pub mod bundle;
+pub mod digest;
+pub mod error;
+pub mod ext;
+pub mod id;
+pub mod logs;
+pub mod memory;
+pub mod metrics;
+pub mod page;
+pub mod stores;
+pub mod text;
+pub mod timestamp;
+pub mod workflows;
+pub mod written;
+
+pub use artifact_path::{ArtifactKey, ArtifactPath};
+pub use artifacts::{
+    ArtifactCursor, ArtifactInfo, ArtifactQuery, ArtifactReader, ArtifactStore, BundleRequest,
+    ByteStream, HashingReader, PutDecision, PutOptions, VerifyingReader, decide_put,
+};
+pub use digest::{Sha256Digest, Sha256Hasher, canonical_json, content_hash};
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use ext::{ArtifactStoreExt, LogRepositoryExt};
+pub use id::{PatternId, Phase, RunId, Version, WorkflowId};
+pub use logs::{
+    Appended, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunCursor,
+    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents,
+};
+pub use metrics::{
+    DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,
+    Pattern, PatternCursor, PatternQuery, SummaryQuery, ValueStats, nearest_rank,
+};
+pub use page::{Cursor, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Page, validate_limit};
+pub use stores::StoreSet;
+pub use timestamp::Timestamp;
+pub use workflows::{WorkflowCursor, WorkflowDefinition, WorkflowQuery, WorkflowRepository};
+pub use written::{BulkOutcome, Written};
+
+pub use async_trait::async_trait;

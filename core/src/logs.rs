@@ -1,0 +1,660 @@
+//! Runs and their events: the trait [`LogRepository`] and its data types.
+
+use std::fmt::{self, Debug};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::canonical_json;
+use crate::error::{Error, Result};
+use crate::id::{RunId, Version, WorkflowId};
+use crate::page::{Cursor, DEFAULT_PAGE_LIMIT, Page};
+use crate::text::{validate_json, validate_label};
+use crate::timestamp::Timestamp;
+use crate::written::{BulkOutcome, Written};
+
+/// A JSON object: free attributes and summaries of a run.
+pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// The status of a run. It only moves forward:
+/// `pending -> running -> succeeded | failed | cancelled`
+/// (`pending` may also finish directly, e.g. a cancelled queued run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Created, not started.
+    Pending,
+    /// Started, not finished.
+    Running,
+    /// Finished well. Terminal.
+    Succeeded,
+    /// Finished badly. Terminal.
+    Failed,
+    /// Stopped before finishing. Terminal.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Every status, in order.
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    /// Succeeded, failed or cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    /// The lowercase name, as stored by every backend.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            RunStatus::Pending => 0,
+            RunStatus::Running => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "status",
+                    format!(
+                        "must be one of pending, running, succeeded, failed, cancelled; got {}",
+                        crate::text::shown(s)
+                    ),
+                )
+            })
+    }
+}
+
+/// One run of a workflow version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The run.
+    pub id: RunId,
+    /// The workflow it runs.
+    pub workflow_id: WorkflowId,
+    /// The version it runs.
+    pub workflow_version: Version,
+    /// Where it is.
+    pub status: RunStatus,
+    /// What started it, e.g. `manual`, `schedule`, `webhook`.
+    pub trigger: String,
+    /// When the run entered the system (also for `pending` runs). Runs are
+    /// ordered and filtered by it.
+    pub started_at: Timestamp,
+    /// When it reached a terminal status; set exactly for terminal runs.
+    #[serde(default)]
+    pub ended_at: Option<Timestamp>,
+    /// Free attributes given at creation.
+    #[serde(default)]
+    pub attributes: JsonMap,
+    /// Summaries, e.g. outputs or totals; replaced by status updates that
+    /// carry them, frozen once the run is terminal.
+    #[serde(default)]
+    pub summaries: JsonMap,
+}
+
+impl Run {
+    /// A `pending` run started now, with a generated id and trigger `manual`.
+    pub fn new(workflow_id: WorkflowId, workflow_version: Version) -> Self {
+        Run {
+            id: RunId::generate(),
+            workflow_id,
+            workflow_version,
+            status: RunStatus::Pending,
+            trigger: "manual".into(),
+            started_at: Timestamp::now(),
+            ended_at: None,
+            attributes: JsonMap::new(),
+            summaries: JsonMap::new(),
+        }
+    }
+
+    /// Checks the record's own rules: trigger label, JSON free of NUL, and
+    /// `ended_at` set exactly when terminal and not before `started_at`.
+    pub fn validate(&self) -> Result<()> {
+        validate_label("trigger", &self.trigger)?;
+        validate_json("attributes", &serde_json::Value::Object(self.attributes.clone()))?;
+        validate_json("summaries", &serde_json::Value::Object(self.summaries.clone()))?;
+        match (self.status.is_terminal(), self.ended_at) {
+            (true, None) => Err(Error::invalid(
+                "ended_at",
+                format!("run {} is {} and needs an end time", self.id, self.status),
+            )),
+            (false, Some(_)) => Err(Error::invalid(
+                "ended_at",
+                format!("run {} is {} and cannot have an end time", self.id, self.status),
+            )),
+            (_, Some(end)) if end < self.started_at => Err(Error::invalid(
+                "ended_at",
+                format!(
+                    "{end} is before the start {} of run {}",
+                    self.started_at, self.id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Equality of stored content, comparing JSON canonically.
+    pub fn same_content(&self, other: &Run) -> bool {
+        self.id == other.id
+            && self.workflow_id == other.workflow_id
+            && self.workflow_version == other.workflow_version
+            && self.status == other.status
+            && self.trigger == other.trigger
+            && self.started_at == other.started_at
+            && self.ended_at == other.ended_at
+            && json_map_eq(&self.attributes, &other.attributes)
+            && json_map_eq(&self.summaries, &other.summaries)
+    }
+
+    /// Applies a status update to this run, following the forward-only rules
+    /// of DESIGN.md section 4. Returns the run as it must be stored, and
+    /// whether anything changed. Every backend calls this, under its lock or
+    /// transaction, so the rules are the same everywhere.
+    pub fn apply_update(&self, update: &RunUpdate) -> Result<(Run, bool)> {
+        update.validate()?;
+        if self.status.is_terminal() {
+            if update.status == self.status {
+                return Ok((self.clone(), false));
+            }
+            return Err(Error::conflict(format!(
+                "run {} already finished as {} at {}; cannot become {}",
+                self.id,
+                self.status,
+                self.ended_at.map(|t| t.to_string()).unwrap_or_default(),
+                update.status
+            )));
+        }
+        if update.status.rank() < self.status.rank() {
+            return Err(Error::conflict(format!(
+                "run {} is {}; status moves forward only and cannot become {}",
+                self.id, self.status, update.status
+            )));
+        }
+        let mut next = self.clone();
+        next.status = update.status;
+        if update.status.is_terminal() {
+            let end = update.ended_at.unwrap_or_else(Timestamp::now);
+            if end < self.started_at {
+                return Err(Error::invalid(
+                    "ended_at",
+                    format!("{end} is before the start {} of run {}", self.started_at, self.id),
+                ));
+            }
+            next.ended_at = Some(end);
+        }
+        if let Some(summaries) = &update.summaries {
+            next.summaries = summaries.clone();
+        }
+        let changed = !next.same_content(self);
+        Ok((next, changed))
+    }
+}
+
+/// Compares two JSON maps by canonical text.
+pub(crate) fn json_map_eq(a: &JsonMap, b: &JsonMap) -> bool {
+    a.len() == b.len()
+        && canonical_json(&serde_json::Value::Object(a.clone()))
+            == canonical_json(&serde_json::Value::Object(b.clone()))
+}
+
+/// A status change for [`LogRepository::update_status`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RunUpdate {
+    /// The new status.
+    pub status: RunStatus,
+    /// The end time, for a terminal status; now if not given.
+    pub ended_at: Option<Timestamp>,
+    /// New summaries, replacing the stored ones; kept if not given.
+    pub summaries: Option<JsonMap>,
+}
+
+impl RunUpdate {
+    /// Moves to `running`.
+    pub fn running() -> Self {
+        RunUpdate {
+            status: RunStatus::Running,
+            ended_at: None,
+            summaries: None,
+        }
+    }
+
+    /// Finishes with a terminal status at `ended_at`.
+    pub fn finished(status: RunStatus, ended_at: Timestamp) -> Self {
+        RunUpdate {
+            status,
+            ended_at: Some(ended_at),
+            summaries: None,
+        }
+    }
+
+    /// Sets the summaries.
+    pub fn with_summaries(mut self, summaries: JsonMap) -> Self {
+        self.summaries = Some(summaries);
+        self
+    }
+
+    /// An end time only with a terminal status; summaries free of NUL.
+    pub fn validate(&self) -> Result<()> {
+        if !self.status.is_terminal() && self.ended_at.is_some() {
+            return Err(Error::invalid(
+                "ended_at",
+                format!("status {} cannot have an end time", self.status),
+            ));
+        }
+        if let Some(s) = &self.summaries {
+            validate_json("summaries", &serde_json::Value::Object(s.clone()))?;
+        }
+        Ok(())
+    }
+}
+
+/// An event to append; the store numbers it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// What happened, e.g. `step.started`.
+    pub kind: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Details: any JSON.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// If set, appending the same key to the same run again stores nothing
+    /// and returns the first append's sequence number (webhook redelivery).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+impl NewEvent {
+    /// An event of `kind` now with `payload`.
+    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        NewEvent {
+            kind: kind.into(),
+            at: Timestamp::now(),
+            payload,
+            idempotency_key: None,
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the time.
+    pub fn with_at(mut self, at: Timestamp) -> Self {
+        self.at = at;
+        self
+    }
+
+    /// Kind and key are labels; payload free of NUL.
+    pub fn validate(&self) -> Result<()> {
+        validate_label("kind", &self.kind)?;
+        if let Some(key) = &self.idempotency_key {
+            validate_label("idempotency_key", key)?;
+        }
+        validate_json("payload", &self.payload)
+    }
+
+    /// The stored event this becomes with number `seq`.
+    pub fn into_event(self, run_id: RunId, seq: u64) -> Event {
+        Event {
+            run_id,
+            seq,
+            kind: self.kind,
+            at: self.at,
+            payload: self.payload,
+            idempotency_key: self.idempotency_key,
+        }
+    }
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its run.
+    pub run_id: RunId,
+    /// 1, 2, 3 … per run, in append order, without gaps.
+    pub seq: u64,
+    /// What happened.
+    pub kind: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// Details.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// The idempotency key it was appended with.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+impl Event {
+    /// Equality of stored content, comparing JSON canonically.
+    pub fn same_content(&self, other: &Event) -> bool {
+        self.run_id == other.run_id
+            && self.seq == other.seq
+            && self.kind == other.kind
+            && self.at == other.at
+            && self.idempotency_key == other.idempotency_key
+            && canonical_json(&self.payload) == canonical_json(&other.payload)
+    }
+}
+
+/// The result of one append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// The event's sequence number (the original one for a repeated key).
+    pub seq: u64,
+    /// `true` if the idempotency key was already used and nothing was stored.
+    pub duplicate: bool,
+}
+
+/// A run with all its events, for import and migration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunWithEvents {
+    /// The run.
+    pub run: Run,
+    /// Its events, numbered 1..=n in order.
+    pub events: Vec<Event>,
+}
+
+impl RunWithEvents {
+    /// Checks the run, and that events belong to it, are numbered 1..=n and
+    /// use each idempotency key once.
+    pub fn validate(&self) -> Result<()> {
+        self.run.validate()?;
+        let mut keys = std::collections::HashSet::new();
+        for (i, e) in self.events.iter().enumerate() {
+            if e.run_id != self.run.id {
+                return Err(Error::invalid(
+                    "events",
+                    format!("event {} belongs to run {}, not {}", e.seq, e.run_id, self.run.id),
+                ));
+            }
+            let expected = i as u64 + 1;
+            if e.seq != expected {
+                return Err(Error::invalid(
+                    "events",
+                    format!(
+                        "run {}: event numbers must be 1..=n without gaps; expected {expected}, got {}",
+                        self.run.id, e.seq
+                    ),
+                ));
+            }
+            validate_label("kind", &e.kind)?;
+            validate_json("payload", &e.payload)?;
+            if let Some(k) = &e.idempotency_key {
+                validate_label("idempotency_key", k)?;
+                if !keys.insert(k.as_str()) {
+                    return Err(Error::invalid(
+                        "events",
+                        format!(
+                            "run {}: idempotency key {} used twice",
+                            self.run.id,
+                            crate::text::shown(k)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Equality of stored content.
+    pub fn same_content(&self, other: &RunWithEvents) -> bool {
+        self.run.same_content(&other.run)
+            && self.events.len() == other.events.len()
+            && self
+                .events
+                .iter()
+                .zip(&other.events)
+                .all(|(a, b)| a.same_content(b))
+    }
+}
+
+/// Which runs a query or count selects. Every set field must match.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RunFilter {
+    /// Only this workflow.
+    pub workflow_id: Option<WorkflowId>,
+    /// Only this workflow version.
+    pub workflow_version: Option<Version>,
+    /// Only these statuses; empty means any.
+    pub statuses: Vec<RunStatus>,
+    /// Only runs started at or after this time.
+    pub started_from: Option<Timestamp>,
+    /// Only runs started strictly before this time.
+    pub started_before: Option<Timestamp>,
+    /// Only runs with this trigger.
+    pub trigger: Option<String>,
+}
+
+impl RunFilter {
+    /// Only this workflow.
+    pub fn workflow(mut self, id: WorkflowId) -> Self {
+        self.workflow_id = Some(id);
+        self
+    }
+    /// Only this version.
+    pub fn version(mut self, version: Version) -> Self {
+        self.workflow_version = Some(version);
+        self
+    }
+    /// Only these statuses.
+    pub fn statuses(mut self, statuses: impl IntoIterator<Item = RunStatus>) -> Self {
+        self.statuses = statuses.into_iter().collect();
+        self
+    }
+    /// Only runs started in `[from, before)`.
+    pub fn started_between(mut self, from: Option<Timestamp>, before: Option<Timestamp>) -> Self {
+        self.started_from = from;
+        self.started_before = before;
+        self
+    }
+    /// Only runs with this trigger.
+    pub fn trigger(mut self, trigger: impl Into<String>) -> Self {
+        self.trigger = Some(trigger.into());
+        self
+    }
+
+    /// Checks the trigger label.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(t) = &self.trigger {
+            validate_label("trigger", t)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `run` passes this filter. The reference semantics every
+    /// backend's SQL must match.
+    pub fn matches(&self, run: &Run) -> bool {
+        self.workflow_id.as_ref().is_none_or(|w| *w == run.workflow_id)
+            && self.workflow_version.is_none_or(|v| v == run.workflow_version)
+            && (self.statuses.is_empty() || self.statuses.contains(&run.status))
+            && self.started_from.is_none_or(|t| run.started_at >= t)
+            && self.started_before.is_none_or(|t| run.started_at < t)
+            && self.trigger.as_ref().is_none_or(|t| *t == run.trigger)
+    }
+}
+
+/// A page of runs: [`RunFilter`] plus paging. Ordered by `started_at`
+/// descending, then run id descending (bytewise).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RunQuery {
+    /// Which runs.
+    pub filter: RunFilter,
+    /// Page size, 1 to [`crate::MAX_PAGE_LIMIT`].
+    pub limit: usize,
+    /// Start after this position.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for RunQuery {
+    fn default() -> Self {
+        RunQuery {
+            filter: RunFilter::default(),
+            limit: DEFAULT_PAGE_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+impl RunQuery {
+    /// A query of `filter`.
+    pub fn new(filter: RunFilter) -> Self {
+        RunQuery {
+            filter,
+            ..Default::default()
+        }
+    }
+    /// Sets the page size.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Continues after a cursor.
+    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+}
+
+/// The key in a [`RunQuery`] cursor: the last run's `(started_at, id)`.
+/// The next page holds runs strictly *less* than it in that order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunCursor {
+    /// Last run's start, in microseconds since the epoch.
+    pub started_at: Timestamp,
+    /// Last run's id.
+    pub id: RunId,
+}
+
+impl RunCursor {
+    /// The cursor key of a run.
+    pub fn of(run: &Run) -> Self {
+        RunCursor {
+            started_at: run.started_at,
+            id: run.id.clone(),
+        }
+    }
+}
+
+/// A page of one run's events, in sequence order.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct EventQuery {
+    /// Page size, 1 to [`crate::MAX_PAGE_LIMIT`].
+    pub limit: usize,
+    /// Start after this position.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        EventQuery {
+            limit: DEFAULT_PAGE_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+impl EventQuery {
+    /// Sets the page size.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Continues after a cursor.
+    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+}
+
+/// The key in an [`EventQuery`] cursor: the last event's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventCursor {
+    /// Last sequence number returned.
+    pub seq: u64,
+}
+
+/// Stores runs and their events. See DESIGN.md section 4, "Runs and events".
+#[async_trait]
+pub trait LogRepository: Send + Sync + Debug + 'static {
+    /// Creates a run. Absent: inserted. Present and identical: a no-op
+    /// (`inserted == false`). Present and different: [`Error::Conflict`].
+    async fn create_run(&self, run: Run) -> Result<Written<Run>>;
+
+    /// One run, or [`Error::NotFound`].
+    async fn get_run(&self, id: &RunId) -> Result<Run>;
+
+    /// Moves a run's status forward (see [`Run::apply_update`]) and returns
+    /// the stored run. Finishing again with the same terminal status succeeds
+    /// and changes nothing; any other change of a terminal run is
+    /// [`Error::Conflict`].
+    async fn update_status(&self, id: &RunId, update: RunUpdate) -> Result<Run>;
+
+    /// Appends one event, numbered by the store. [`Error::NotFound`] if the
+    /// run does not exist.
+    async fn append_event(&self, run_id: &RunId, event: NewEvent) -> Result<Appended>;
+
+    /// Appends events in order, all or nothing. A key repeated within the
+    /// batch behaves as if appended twice in a row.
+    async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>>;
+
+    /// One page of a run's events in sequence order; [`Error::NotFound`] if
+    /// the run does not exist.
+    async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>>;
+
+    /// One page of runs, newest start first (see [`RunQuery`]).
+    async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>>;
+
+    /// How many runs pass `filter`.
+    async fn count_runs(&self, filter: RunFilter) -> Result<u64>;
+
+    /// Deletes a run and its events; [`Error::NotFound`] if absent.
+    async fn delete_run(&self, id: &RunId) -> Result<()>;
+
+    /// Stores whole runs with their events (import, migration), all or
+    /// nothing. A run already stored identically (record and events) is left
+    /// as it is; one stored differently is [`Error::Conflict`] and nothing of
+    /// the batch is written.
+    async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome>;
+}

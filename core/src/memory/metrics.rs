@@ -1,0 +1,143 @@
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{lock, page_after};
+use crate::error::{Error, Result};
+use crate::id::{PatternId, RunId, WorkflowId};
+use crate::metrics::{
+    ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary, Pattern,
+    PatternCursor, PatternQuery, SummaryQuery,
+};
+use crate::page::{Page, validate_limit};
+use crate::written::{BulkOutcome, Written};
+
+/// In-memory [`MetricsRepository`].
+#[derive(Debug, Default)]
+pub struct MemoryMetrics {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    metrics: BTreeMap<RunId, ExecutionMetric>,
+    patterns: BTreeMap<PatternId, Pattern>,
+}
+
+fn metric_conflict(run_id: &RunId) -> Error {
+    Error::conflict(format!(
+        "a different metric is already recorded for run {run_id}; a run is counted once"
+    ))
+}
+
+#[async_trait]
+impl MetricsRepository for MemoryMetrics {
+    async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
+        metric.validate()?;
+        let mut st = lock(&self.state);
+        match st.metrics.get(&metric.run_id) {
+            Some(stored) if stored.same_content(&metric) => Ok(Written::unchanged(stored.clone())),
+            Some(_) => Err(metric_conflict(&metric.run_id)),
+            None => {
+                st.metrics.insert(metric.run_id.clone(), metric.clone());
+                Ok(Written::inserted(metric))
+            }
+        }
+    }
+
+    async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
+        metrics.iter().try_for_each(ExecutionMetric::validate)?;
+        let mut st = lock(&self.state);
+        let mut outcome = BulkOutcome::default();
+        let mut fresh: BTreeMap<RunId, ExecutionMetric> = BTreeMap::new();
+        for m in metrics {
+            let stored = st.metrics.get(&m.run_id).or_else(|| fresh.get(&m.run_id));
+            match stored {
+                Some(s) if s.same_content(&m) => outcome.unchanged += 1,
+                Some(_) => return Err(metric_conflict(&m.run_id)),
+                None => {
+                    outcome.inserted += 1;
+                    fresh.insert(m.run_id.clone(), m);
+                }
+            }
+        }
+        st.metrics.extend(fresh);
+        Ok(outcome)
+    }
+
+    async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
+        lock(&self.state)
+            .metrics
+            .get(run_id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("metric of run {run_id}")))
+    }
+
+    async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
+        let st = lock(&self.state);
+        page_after(
+            st.metrics.values().filter(|m| query.matches(m)).cloned(),
+            query.limit,
+            query.cursor.as_ref(),
+            |m| MetricCursor {
+                run_id: m.run_id.clone(),
+            },
+        )
+    }
+
+    async fn delete(&self, run_id: &RunId) -> Result<()> {
+        lock(&self.state)
+            .metrics
+            .remove(run_id)
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found(format!("metric of run {run_id}")))
+    }
+
+    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary> {
+        let st = lock(&self.state);
+        let filter = MetricQuery::default().with_workflow(workflow_id.clone(), query.workflow_version);
+        Ok(MetricsSummary::compute(
+            workflow_id.clone(),
+            query.workflow_version,
+            st.metrics.values().filter(|m| filter.matches(m)),
+        ))
+    }
+
+    async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
+        pattern.validate()?;
+        let mut st = lock(&self.state);
+        let existed = st.patterns.insert(pattern.id.clone(), pattern.clone()).is_some();
+        Ok(Written {
+            record: pattern,
+            inserted: !existed,
+        })
+    }
+
+    async fn get_pattern(&self, id: &PatternId) -> Result<Pattern> {
+        lock(&self.state)
+            .patterns
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("pattern {id}")))
+    }
+
+    async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
+        let limit = validate_limit(query.limit)?;
+        let before: Option<PatternCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let st = lock(&self.state);
+        let mut matching: Vec<&Pattern> = st
+            .patterns
+            .values()
+            .filter(|p| query.workflow_id.as_ref().is_none_or(|w| *w == p.workflow_id))
+            .filter(|p| before.as_ref().is_none_or(|b| PatternCursor::of(p) < *b))
+            .collect();
+        matching.sort_by_key(|p| std::cmp::Reverse(PatternCursor::of(p)));
+        matching.truncate(limit + 1);
+        Ok(Page::from_overfetch(
+            matching.into_iter().cloned().collect(),
+            limit,
+            PatternCursor::of,
+        ))
+    }
+}

@@ -1,0 +1,484 @@
+//! Per-run execution metrics, exact summaries and detected patterns: the
+//! trait [`MetricsRepository`] and its data types.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::canonical_json;
+use crate::error::{Error, Result};
+use crate::id::{PatternId, RunId, Version, WorkflowId};
+use crate::logs::RunStatus;
+use crate::page::{Cursor, DEFAULT_PAGE_LIMIT, Page};
+use crate::text::{validate_json, validate_label, validate_text};
+use crate::timestamp::Timestamp;
+use crate::written::{BulkOutcome, Written};
+
+/// The metric of one finished run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionMetric {
+    /// The run measured; one metric per run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow_id: WorkflowId,
+    /// Its workflow version.
+    pub workflow_version: Version,
+    /// How it ended: a terminal status.
+    pub status: RunStatus,
+    /// Wall time, in microseconds (at most `i64::MAX`).
+    pub duration_micros: u64,
+    /// When the metric was recorded.
+    pub recorded_at: Timestamp,
+    /// Named integer counters (steps, retries, tokens). Stored, not summarized.
+    #[serde(default)]
+    pub counters: BTreeMap<String, i64>,
+    /// Named numeric values, summarized per name (finite numbers only).
+    #[serde(default)]
+    pub values: BTreeMap<String, f64>,
+}
+
+impl ExecutionMetric {
+    /// Checks: terminal status, duration fits `i64`, names are labels,
+    /// values finite.
+    pub fn validate(&self) -> Result<()> {
+        if !self.status.is_terminal() {
+            return Err(Error::invalid(
+                "status",
+                format!(
+                    "a metric records a finished run; run {} is {}",
+                    self.run_id, self.status
+                ),
+            ));
+        }
+        if self.duration_micros > i64::MAX as u64 {
+            return Err(Error::invalid(
+                "duration_micros",
+                format!("must be at most {}, got {}", i64::MAX, self.duration_micros),
+            ));
+        }
+        for name in self.counters.keys() {
+            validate_label("counter name", name)?;
+        }
+        for (name, v) in &self.values {
+            validate_label("value name", name)?;
+            if !v.is_finite() {
+                return Err(Error::invalid(
+                    "values",
+                    format!("{} must be a finite number, got {v}", crate::text::shown(name)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Equality of stored content (`-0.0 == 0.0`).
+    pub fn same_content(&self, other: &ExecutionMetric) -> bool {
+        self == other
+    }
+}
+
+/// count, sum, min, max and mean of one named value.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValueStats {
+    /// How many metrics carry it.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// The least.
+    pub min: f64,
+    /// The greatest.
+    pub max: f64,
+    /// `sum / count`.
+    pub mean: f64,
+}
+
+/// Duration statistics, in microseconds. Percentiles by nearest rank: the
+/// p-th percentile of n sorted values is the one at rank `ceil(p * n / 100)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DurationStats {
+    /// Shortest.
+    pub min: u64,
+    /// Longest.
+    pub max: u64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Median by nearest rank.
+    pub p50: u64,
+    /// 95th percentile by nearest rank.
+    pub p95: u64,
+    /// 99th percentile by nearest rank.
+    pub p99: u64,
+}
+
+/// The exact summary of a workflow's (or one version's) metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSummary {
+    /// The workflow.
+    pub workflow_id: WorkflowId,
+    /// The version, if the summary is of one version.
+    pub workflow_version: Option<Version>,
+    /// How many metrics.
+    pub executions: u64,
+    /// Of which succeeded.
+    pub succeeded: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Of which cancelled.
+    pub cancelled: u64,
+    /// `succeeded / executions`; `None` without executions.
+    pub success_rate: Option<f64>,
+    /// Duration statistics; `None` without executions.
+    pub duration: Option<DurationStats>,
+    /// Earliest `recorded_at`.
+    pub first_recorded_at: Option<Timestamp>,
+    /// Latest `recorded_at`.
+    pub last_recorded_at: Option<Timestamp>,
+    /// Per named value.
+    pub values: BTreeMap<String, ValueStats>,
+}
+
+/// The rank (1-based) of the p-th percentile of `n` values by nearest rank.
+pub fn nearest_rank(p: u32, n: u64) -> u64 {
+    (u64::from(p) * n).div_ceil(100).max(1)
+}
+
+impl MetricsSummary {
+    /// The reference computation every backend must agree with: the summary
+    /// of `metrics` (already filtered to the workflow and version).
+    pub fn compute<'a>(
+        workflow_id: WorkflowId,
+        workflow_version: Option<Version>,
+        metrics: impl IntoIterator<Item = &'a ExecutionMetric>,
+    ) -> MetricsSummary {
+        let mut s = MetricsSummary::empty(workflow_id, workflow_version);
+        let mut durations = Vec::new();
+        let mut duration_sum: u128 = 0;
+        for m in metrics {
+            s.executions += 1;
+            match m.status {
+                RunStatus::Succeeded => s.succeeded += 1,
+                RunStatus::Failed => s.failed += 1,
+                RunStatus::Cancelled => s.cancelled += 1,
+                _ => {}
+            }
+            durations.push(m.duration_micros);
+            duration_sum += u128::from(m.duration_micros);
+            s.first_recorded_at = Some(s.first_recorded_at.map_or(m.recorded_at, |t| t.min(m.recorded_at)));
+            s.last_recorded_at = Some(s.last_recorded_at.map_or(m.recorded_at, |t| t.max(m.recorded_at)));
+            for (name, &v) in &m.values {
+                let e = s.values.entry(name.clone()).or_insert(ValueStats {
+                    count: 0,
+                    sum: 0.0,
+                    min: v,
+                    max: v,
+                    mean: 0.0,
+                });
+                e.count += 1;
+                e.sum += v;
+                e.min = e.min.min(v);
+                e.max = e.max.max(v);
+            }
+        }
+        for e in s.values.values_mut() {
+            e.mean = e.sum / e.count as f64;
+        }
+        if s.executions > 0 {
+            durations.sort_unstable();
+            let n = s.executions;
+            let at = |p: u32| durations[(nearest_rank(p, n) - 1) as usize];
+            s.success_rate = Some(s.succeeded as f64 / n as f64);
+            s.duration = Some(DurationStats {
+                min: durations[0],
+                max: durations[durations.len() - 1],
+                mean: duration_sum as f64 / n as f64,
+                p50: at(50),
+                p95: at(95),
+                p99: at(99),
+            });
+        }
+        s
+    }
+
+    /// The summary of no metrics.
+    pub fn empty(workflow_id: WorkflowId, workflow_version: Option<Version>) -> MetricsSummary {
+        MetricsSummary {
+            workflow_id,
+            workflow_version,
+            executions: 0,
+            succeeded: 0,
+            failed: 0,
+            cancelled: 0,
+            success_rate: None,
+            duration: None,
+            first_recorded_at: None,
+            last_recorded_at: None,
+            values: BTreeMap::new(),
+        }
+    }
+
+    /// Whether two summaries agree: counts, times and percentiles exactly,
+    /// means, sums and rates within `1e-9` relative.
+    pub fn agrees_with(&self, other: &MetricsSummary) -> bool {
+        fn close(a: f64, b: f64) -> bool {
+            a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+        }
+        let dur = match (&self.duration, &other.duration) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.min == b.min
+                    && a.max == b.max
+                    && a.p50 == b.p50
+                    && a.p95 == b.p95
+                    && a.p99 == b.p99
+                    && close(a.mean, b.mean)
+            }
+            _ => false,
+        };
+        let rate = match (self.success_rate, other.success_rate) {
+            (None, None) => true,
+            (Some(a), Some(b)) => close(a, b),
+            _ => false,
+        };
+        let values = self.values.len() == other.values.len()
+            && self.values.iter().zip(&other.values).all(|((ka, a), (kb, b))| {
+                ka == kb
+                    && a.count == b.count
+                    && a.min == b.min
+                    && a.max == b.max
+                    && close(a.sum, b.sum)
+                    && close(a.mean, b.mean)
+            });
+        self.workflow_id == other.workflow_id
+            && self.workflow_version == other.workflow_version
+            && self.executions == other.executions
+            && self.succeeded == other.succeeded
+            && self.failed == other.failed
+            && self.cancelled == other.cancelled
+            && self.first_recorded_at == other.first_recorded_at
+            && self.last_recorded_at == other.last_recorded_at
+            && dur
+            && rate
+            && values
+    }
+}
+
+/// A structured finding about a workflow, upserted by its id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pattern {
+    /// The pattern; writing the same id again replaces it.
+    pub id: PatternId,
+    /// The workflow it is about.
+    pub workflow_id: WorkflowId,
+    /// What kind of finding, e.g. `slow_step` or `flaky`.
+    pub kind: String,
+    /// For humans.
+    #[serde(default)]
+    pub description: String,
+    /// Details: any JSON.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// Between 0 and 1.
+    pub confidence: f64,
+    /// Runs that support it.
+    #[serde(default)]
+    pub evidence: Vec<RunId>,
+    /// When it was detected; patterns are listed newest first by it.
+    pub detected_at: Timestamp,
+}
+
+impl Pattern {
+    /// Kind label, description text, data free of NUL, confidence in `[0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        validate_label("kind", &self.kind)?;
+        validate_text("description", &self.description)?;
+        validate_json("data", &self.data)?;
+        if !(0.0..=1.0).contains(&self.confidence) {
+            return Err(Error::invalid(
+                "confidence",
+                format!("must be between 0 and 1, got {}", self.confidence),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Equality of stored content, comparing JSON canonically.
+    pub fn same_content(&self, other: &Pattern) -> bool {
+        self.id == other.id
+            && self.workflow_id == other.workflow_id
+            && self.kind == other.kind
+            && self.description == other.description
+            && self.confidence == other.confidence
+            && self.evidence == other.evidence
+            && self.detected_at == other.detected_at
+            && canonical_json(&self.data) == canonical_json(&other.data)
+    }
+}
+
+/// A page of metrics, ordered by run id ascending.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct MetricQuery {
+    /// Only this workflow.
+    pub workflow_id: Option<WorkflowId>,
+    /// Only this version.
+    pub workflow_version: Option<Version>,
+    /// Page size.
+    pub limit: usize,
+    /// Start after this position.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for MetricQuery {
+    fn default() -> Self {
+        MetricQuery {
+            workflow_id: None,
+            workflow_version: None,
+            limit: DEFAULT_PAGE_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+impl MetricQuery {
+    /// Sets the page size.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Continues after a cursor.
+    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+    /// Only one workflow (and optionally one version).
+    pub fn with_workflow(mut self, id: WorkflowId, version: Option<Version>) -> Self {
+        self.workflow_id = Some(id);
+        self.workflow_version = version;
+        self
+    }
+    /// Whether a metric passes the query's filter.
+    pub fn matches(&self, m: &ExecutionMetric) -> bool {
+        self.workflow_id.as_ref().is_none_or(|w| *w == m.workflow_id)
+            && self.workflow_version.is_none_or(|v| v == m.workflow_version)
+    }
+}
+
+/// The key in a [`MetricQuery`] cursor: the last run id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MetricCursor {
+    /// Last run id returned.
+    pub run_id: RunId,
+}
+
+/// Which summary [`MetricsRepository::summary`] computes.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SummaryQuery {
+    /// Only this version; all versions if `None`.
+    pub workflow_version: Option<Version>,
+}
+
+impl SummaryQuery {
+    /// The summary of one version.
+    pub fn version(version: Version) -> Self {
+        SummaryQuery {
+            workflow_version: Some(version),
+        }
+    }
+}
+
+/// A page of patterns, newest `detected_at` first, then id descending.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PatternQuery {
+    /// Only this workflow's patterns.
+    pub workflow_id: Option<WorkflowId>,
+    /// Page size.
+    pub limit: usize,
+    /// Start after this position.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for PatternQuery {
+    fn default() -> Self {
+        PatternQuery {
+            workflow_id: None,
+            limit: DEFAULT_PAGE_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+impl PatternQuery {
+    /// Sets the page size.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Continues after a cursor.
+    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+    /// Only one workflow.
+    pub fn with_workflow(mut self, id: WorkflowId) -> Self {
+        self.workflow_id = Some(id);
+        self
+    }
+}
+
+/// The key in a [`PatternQuery`] cursor: the last `(detected_at, id)`; the
+/// next page holds patterns strictly less in that order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PatternCursor {
+    /// Last pattern's detection time.
+    pub detected_at: Timestamp,
+    /// Last pattern's id.
+    pub id: PatternId,
+}
+
+impl PatternCursor {
+    /// The cursor key of a pattern.
+    pub fn of(p: &Pattern) -> Self {
+        PatternCursor {
+            detected_at: p.detected_at,
+            id: p.id.clone(),
+        }
+    }
+}
+
+/// Stores metrics and patterns. See DESIGN.md section 4, "Metrics".
+#[async_trait]
+pub trait MetricsRepository: Send + Sync + Debug + 'static {
+    /// Records a run's metric. Absent: inserted. Identical: a no-op
+    /// (`inserted == false`). Different: [`Error::Conflict`], so a retried
+    /// writer never counts twice.
+    async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>>;
+
+    /// Records many metrics, all or nothing, with the rules of `record`.
+    async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome>;
+
+    /// One run's metric, or [`Error::NotFound`].
+    async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric>;
+
+    /// A page of metrics by run id.
+    async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>>;
+
+    /// Deletes a run's metric; [`Error::NotFound`] if absent.
+    async fn delete(&self, run_id: &RunId) -> Result<()>;
+
+    /// The exact summary of a workflow or version; the empty summary if it
+    /// has no metrics. Must agree with [`MetricsSummary::compute`].
+    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary>;
+
+    /// Inserts or replaces a pattern by its id; `inserted` tells which.
+    async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>>;
+
+    /// One pattern, or [`Error::NotFound`].
+    async fn get_pattern(&self, id: &PatternId) -> Result<Pattern>;
+
+    /// A page of patterns, newest first.
+    async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>>;
+}

@@ -1,0 +1,133 @@
+//! Keyset paging: [`Cursor`], [`Page`] and the limits every query shares.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Items per page when a query does not say.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+/// Most items a page may hold.
+pub const MAX_PAGE_LIMIT: usize = 10_000;
+
+/// Checks `1 <= limit <= MAX_PAGE_LIMIT`.
+pub fn validate_limit(limit: usize) -> Result<usize> {
+    if limit == 0 || limit > MAX_PAGE_LIMIT {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// An opaque position in a result set: it names the last item of a page, so
+/// the next page starts right after it however many items arrive meanwhile
+/// (keyset paging, not offsets).
+///
+/// Cursors are made by backends with [`Cursor::encode`] from a key type of
+/// the query (e.g. [`crate::RunCursor`]), so a cursor from one backend is
+/// also understood by another. Callers treat them as opaque strings.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// Encodes a key as an opaque cursor.
+    pub fn encode<K: Serialize>(key: &K) -> Cursor {
+        // Serializing the plain key structs of this crate cannot fail.
+        let json = serde_json::to_vec(key).unwrap_or_default();
+        Cursor(hex::encode(json))
+    }
+
+    /// Decodes the key of a cursor made by [`Cursor::encode`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on `cursor` when it was not made for this query.
+    pub fn decode<K: DeserializeOwned>(&self) -> Result<K> {
+        let bad = || {
+            Error::invalid(
+                "cursor",
+                format!(
+                    "{} is not a cursor of this query",
+                    crate::text::shown(&self.0)
+                ),
+            )
+        };
+        let bytes = hex::decode(&self.0).map_err(|_| bad())?;
+        serde_json::from_slice(&bytes).map_err(|_| bad())
+    }
+
+    /// Wraps a cursor string received from a caller (e.g. from a CLI flag).
+    pub fn from_string(s: impl Into<String>) -> Cursor {
+        Cursor(s.into())
+    }
+
+    /// The cursor text, to hand to a caller.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One page of results. `next` is `Some` exactly when more items follow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items, in the query's order.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` items fetched in order: keeps
+    /// `limit` of them and, if there was one more, sets `next` from the key of
+    /// the last item kept. Backends fetch one extra row to know.
+    pub fn from_overfetch<K: Serialize>(
+        mut items: Vec<T>,
+        limit: usize,
+        key_of: impl Fn(&T) -> K,
+    ) -> Page<T> {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(|last| Cursor::encode(&key_of(last)))
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+
+    /// An empty last page.
+    pub fn empty() -> Page<T> {
+        Page {
+            items: Vec::new(),
+            next: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip_and_rejects_garbage() {
+        let c = Cursor::encode(&(5u64, "x".to_string()));
+        assert_eq!(c.decode::<(u64, String)>().unwrap(), (5, "x".to_string()));
+        for bad in ["", "zz", "'; DROP TABLE runs; --", "00"] {
+            let err = Cursor::from_string(bad).decode::<(u64, String)>().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+        }
+        assert!(validate_limit(0).is_err());
+        assert!(validate_limit(MAX_PAGE_LIMIT + 1).is_err());
+    }
+
+    #[test]
+    fn overfetch_sets_next_only_when_more() {
+        let p = Page::from_overfetch(vec![1, 2, 3], 2, |x| *x);
+        assert_eq!(p.items, vec![1, 2]);
+        assert_eq!(p.next.unwrap().decode::<i32>().unwrap(), 2);
+        let p = Page::from_overfetch(vec![1, 2], 2, |x| *x);
+        assert!(p.next.is_none());
+    }
+}
