@@ -1,0 +1,165 @@
+//! [`StoreFactory`]: how the suite gets a fresh, isolated backend per rule,
+//! and [`Capability`]: what a backend says it can do beyond section 4.
+
+use std::any::Any;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use runstore_core::{ArtifactKey, Error, Result, StoreSet};
+
+/// Something a backend may or may not offer. A rule that needs one is
+/// skipped, and reported as skipped, for a backend that lacks it; nothing
+/// else is ever skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// [`StoreFactory::reopen`] gives a second handle on the same data, as a
+    /// second process (or a restarted one) would open it: data written
+    /// through one handle is durable and seen through the other, and both
+    /// may write at once.
+    SharedStorage,
+    /// [`StoreFactory::tamper_artifact`] can change stored artifact bytes
+    /// behind the store's back, so the suite can check that reads detect it.
+    TamperArtifacts,
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The capabilities a backend declares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities(BTreeSet<Capability>);
+
+impl Capabilities {
+    /// No capability beyond section 4.
+    pub fn none() -> Self {
+        Self::default()
+    }
+    /// Adds one.
+    pub fn with(mut self, c: Capability) -> Self {
+        self.0.insert(c);
+        self
+    }
+    /// Whether it is declared.
+    pub fn has(&self, c: Capability) -> bool {
+        self.0.contains(&c)
+    }
+    /// Every declared capability.
+    pub fn iter(&self) -> impl Iterator<Item = Capability> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+/// A fresh store set made for one rule, with whatever keeps it alive (a
+/// temp folder, a schema guard) in `guard`.
+#[derive(Clone)]
+pub struct TestStores {
+    /// The four handles under test.
+    pub stores: StoreSet,
+    /// Kept alive as long as the stores (dropped with them): the factory puts
+    /// its temp folder, schema name or concrete handles here, and finds them
+    /// again in `reopen` and `tamper_artifact` by downcasting.
+    pub guard: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for TestStores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestStores")
+            .field("stores", &self.stores)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestStores {
+    /// Stores with nothing to keep alive.
+    pub fn new(stores: StoreSet) -> Self {
+        TestStores {
+            stores,
+            guard: Arc::new(()),
+        }
+    }
+
+    /// Stores and what keeps them alive.
+    pub fn with_guard(stores: StoreSet, guard: Arc<dyn Any + Send + Sync>) -> Self {
+        TestStores { stores, guard }
+    }
+}
+
+/// Makes backends for the suite. Implement it once per backend (see the
+/// crate README for a complete example).
+#[async_trait]
+pub trait StoreFactory: Send + Sync + 'static {
+    /// A short name for reports, e.g. `sqlite (file)`.
+    fn name(&self) -> String;
+
+    /// What the backend offers beyond section 4.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+    }
+
+    /// A fresh, empty store set that no other call of `create` shares.
+    async fn create(&self) -> Result<TestStores>;
+
+    /// Another handle on the data of `stores`, opened as a second process
+    /// would open it. Needed for [`Capability::SharedStorage`].
+    async fn reopen(&self, stores: &TestStores) -> Result<TestStores> {
+        let _ = stores;
+        Err(Error::backend(
+            format!("{} does not support reopen", self.name()),
+            None,
+        ))
+    }
+
+    /// Changes the stored bytes of an artifact (for example flips one byte)
+    /// without updating its stored hash. Needed for
+    /// [`Capability::TamperArtifacts`].
+    async fn tamper_artifact(&self, stores: &TestStores, key: &ArtifactKey) -> Result<()> {
+        let _ = (stores, key);
+        Err(Error::backend(
+            format!("{} cannot tamper with artifacts", self.name()),
+            None,
+        ))
+    }
+}
+
+/// The factory of the reference in-memory backend.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryFactory;
+
+#[async_trait]
+impl StoreFactory for MemoryFactory {
+    fn name(&self) -> String {
+        "memory".into()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with(Capability::TamperArtifacts)
+    }
+
+    async fn create(&self) -> Result<TestStores> {
+        let artifacts = Arc::new(runstore_core::memory::MemoryArtifacts::default());
+        let mut stores = runstore_core::memory::store_set();
+        stores.artifacts = artifacts.clone();
+        Ok(TestStores::with_guard(stores, artifacts))
+    }
+
+    async fn tamper_artifact(&self, stores: &TestStores, key: &ArtifactKey) -> Result<()> {
+        let artifacts = stores
+            .guard
+            .downcast_ref::<runstore_core::memory::MemoryArtifacts>()
+            .ok_or_else(|| Error::backend("not a memory store set", None))?;
+        if artifacts.tamper(key, |bytes| match bytes.first_mut() {
+            Some(b) => *b ^= 0xff,
+            None => bytes.push(0),
+        }) {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("artifact {key}")))
+        }
+    }
+}

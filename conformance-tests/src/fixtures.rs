@@ -1,0 +1,101 @@
+//! Small builders of valid records, shared by the rules.
+
+use runstore_core::{
+    ArtifactKey, ExecutionMetric, JsonMap, NewEvent, Pattern, PatternId, Phase, Run, RunId,
+    RunStatus, Timestamp, Version, WorkflowDefinition, WorkflowId,
+};
+use serde_json::json;
+
+/// A workflow id from a literal; panics on an invalid literal (a bug in a rule).
+pub fn wf(id: &str) -> WorkflowId {
+    WorkflowId::new(id).expect("valid workflow id literal")
+}
+
+/// A version from a literal.
+pub fn v(n: u32) -> Version {
+    Version::new(n).expect("valid version literal")
+}
+
+/// A run id from a literal.
+pub fn rid(id: &str) -> RunId {
+    RunId::new(id).expect("valid run id literal")
+}
+
+/// A phase from a literal.
+pub fn phase(p: &str) -> Phase {
+    Phase::new(p).expect("valid phase literal")
+}
+
+/// An artifact key from literals.
+pub fn akey(run: &str, phase: &str, path: &str) -> ArtifactKey {
+    ArtifactKey::parse(run, phase, path).expect("valid artifact key literal")
+}
+
+/// A time `secs` seconds and `micros` microseconds after 2026-01-01T00:00:00Z.
+pub fn t(secs: i64, micros: i64) -> Timestamp {
+    Timestamp::from_micros(1_767_225_600_000_000 + secs * 1_000_000 + micros)
+        .expect("time in range")
+}
+
+/// A definition with a small body.
+pub fn def(id: &str, version: u32, parent: Option<u32>) -> WorkflowDefinition {
+    let mut d = WorkflowDefinition::new(
+        wf(id),
+        v(version),
+        json!({"steps": [{"name": "extract", "retries": version}], "schedule": "@daily"}),
+    )
+    .with_description(format!("{id} v{version}"))
+    .with_created_at(t(i64::from(version), 0));
+    d.parent = parent.map(v);
+    d
+}
+
+/// A pending run of `workflow` v`version` started at `t(start_secs, 0)`.
+pub fn run(id: &str, workflow: &str, version: u32, start_secs: i64) -> Run {
+    let mut attributes = JsonMap::new();
+    attributes.insert("owner".into(), json!("team-a"));
+    Run {
+        id: rid(id),
+        workflow_id: wf(workflow),
+        workflow_version: v(version),
+        status: RunStatus::Pending,
+        trigger: "manual".into(),
+        started_at: t(start_secs, 0),
+        ended_at: None,
+        attributes,
+        summaries: JsonMap::new(),
+    }
+}
+
+/// An event of `kind` at `t(secs, 0)`.
+pub fn event(kind: &str, secs: i64) -> NewEvent {
+    NewEvent::new(kind, json!({"n": secs})).with_at(t(secs, 0))
+}
+
+/// A finished run's metric.
+pub fn metric(run: &str, workflow: &str, version: u32, status: RunStatus, micros: u64) -> ExecutionMetric {
+    ExecutionMetric {
+        run_id: rid(run),
+        workflow_id: wf(workflow),
+        workflow_version: v(version),
+        status,
+        duration_micros: micros,
+        recorded_at: t(micros as i64 % 100_000, 0),
+        counters: [("steps".to_string(), 3)].into_iter().collect(),
+        values: [("cost".to_string(), micros as f64 / 7.0)].into_iter().collect(),
+    }
+}
+
+/// A pattern detected at `t(secs, 0)`.
+pub fn pattern(id: &str, workflow: &str, secs: i64) -> Pattern {
+    Pattern {
+        id: PatternId::new(id).expect("valid pattern id literal"),
+        workflow_id: wf(workflow),
+        kind: "slow_step".into(),
+        description: "step extract is slow".into(),
+        data: json!({"step": "extract", "p95_ms": 1200}),
+        confidence: 0.75,
+        evidence: vec![rid("r1"), rid("r2")],
+        detected_at: t(secs, 0),
+    }
+}
