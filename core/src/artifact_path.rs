@@ -43,13 +43,19 @@ impl ArtifactPath {
         if value.len() > MAX_PATH_LEN {
             return Err(Error::invalid(
                 field,
-                format!("is {} bytes long; at most {MAX_PATH_LEN} allowed", value.len()),
+                format!(
+                    "is {} bytes long; at most {MAX_PATH_LEN} allowed",
+                    value.len()
+                ),
             ));
         }
         if value.chars().any(char::is_control) {
             return Err(Error::invalid(
                 field,
-                format!("must not contain NUL or control characters: {}", shown(&value)),
+                format!(
+                    "must not contain NUL or control characters: {}",
+                    shown(&value)
+                ),
             ));
         }
         if value.contains('\\') {

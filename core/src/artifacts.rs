@@ -378,7 +378,12 @@ pub trait ArtifactStore: Send + Sync + Debug + 'static {
     /// Streams `body` to `key` in bounded memory, following [`decide_put`].
     /// Returns the stored info; `inserted == false` when identical bytes
     /// were already stored (the stored info is returned unchanged).
-    async fn put(&self, key: &ArtifactKey, body: ByteStream, options: PutOptions) -> Result<Written<ArtifactInfo>>;
+    async fn put(
+        &self,
+        key: &ArtifactKey,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Written<ArtifactInfo>>;
 
     /// Opens an artifact for streaming; [`Error::NotFound`] if absent. The
     /// body verifies the hash (see [`ArtifactReader`]).

@@ -48,7 +48,10 @@ pub async fn write_bundle<S: ArtifactStore + ?Sized>(
 ) -> Result<Written<ArtifactInfo>> {
     request.options.validate()?;
     if request.members.is_empty() {
-        return Err(Error::invalid("members", "a bundle needs at least one member"));
+        return Err(Error::invalid(
+            "members",
+            "a bundle needs at least one member",
+        ));
     }
     let mut seen = BTreeSet::new();
     for (phase, path) in &request.members {
@@ -89,7 +92,8 @@ pub async fn write_bundle<S: ArtifactStore + ?Sized>(
                 .large_file(large)
         };
         let zip_err = |e: zip::result::ZipError| Error::backend("writing a bundle", Some(e.into()));
-        zip.start_file(MANIFEST_NAME, options(false)).map_err(zip_err)?;
+        zip.start_file(MANIFEST_NAME, options(false))
+            .map_err(zip_err)?;
         zip.write_all(manifest.as_bytes())
             .map_err(|e| Error::io("writing a bundle", e))?;
         while let Some(piece) = rx.blocking_recv() {
@@ -104,7 +108,8 @@ pub async fn write_bundle<S: ArtifactStore + ?Sized>(
         }
         let mut file = zip.finish().map_err(zip_err)?;
         file.flush().map_err(|e| Error::io("writing a bundle", e))?;
-        file.rewind().map_err(|e| Error::io("writing a bundle", e))?;
+        file.rewind()
+            .map_err(|e| Error::io("writing a bundle", e))?;
         Ok(file)
     });
 
@@ -135,7 +140,9 @@ async fn feed_members<S: ArtifactStore + ?Sized>(
     for info in infos {
         let name = entry_name(&info.key.phase, &info.key.path);
         let large = info.size >= u64::from(u32::MAX);
-        tx.send(Piece::Start { name, large }).await.map_err(|_| closed())?;
+        tx.send(Piece::Start { name, large })
+            .await
+            .map_err(|_| closed())?;
         let mut reader = store.get(&info.key).await?;
         loop {
             let mut buf = vec![0u8; CHUNK];

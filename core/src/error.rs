@@ -167,10 +167,7 @@ impl Error {
     }
 
     /// A retryable [`ErrorKind::Unavailable`] error.
-    pub fn unavailable(
-        message: impl Into<String>,
-        source: Option<BoxError>,
-    ) -> Self {
+    pub fn unavailable(message: impl Into<String>, source: Option<BoxError>) -> Self {
         Error::Unavailable {
             message: message.into(),
             source,

@@ -24,7 +24,10 @@ pub(crate) fn validate_identifier(field: &str, value: &str) -> Result<()> {
     if value.len() > MAX_ID_LEN {
         return Err(Error::invalid(
             field,
-            format!("is {} bytes long; at most {MAX_ID_LEN} allowed", value.len()),
+            format!(
+                "is {} bytes long; at most {MAX_ID_LEN} allowed",
+                value.len()
+            ),
         ));
     }
     if value.starts_with('.') {
@@ -250,7 +253,12 @@ mod tests {
 
     #[test]
     fn identifiers_accept_the_allowed_alphabet() {
-        for ok in ["a", "A-b_c.d", "0193a2b4-7c1d-7e00-8000-000000000000", &"x".repeat(128)] {
+        for ok in [
+            "a",
+            "A-b_c.d",
+            "0193a2b4-7c1d-7e00-8000-000000000000",
+            &"x".repeat(128),
+        ] {
             assert!(RunId::new(ok).is_ok(), "{ok}");
         }
     }
@@ -258,7 +266,16 @@ mod tests {
     #[test]
     fn identifiers_reject_hostile_values() {
         for bad in [
-            "", ".", "..", ".hidden", "a/b", "a\\b", "a b", "a\0b", "é", "a;DROP TABLE runs",
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "a b",
+            "a\0b",
+            "é",
+            "a;DROP TABLE runs",
             &"x".repeat(129),
         ] {
             let err = WorkflowId::new(bad).unwrap_err();

@@ -145,8 +145,14 @@ impl Run {
     /// `ended_at` set exactly when terminal and not before `started_at`.
     pub fn validate(&self) -> Result<()> {
         validate_label("trigger", &self.trigger)?;
-        validate_json("attributes", &serde_json::Value::Object(self.attributes.clone()))?;
-        validate_json("summaries", &serde_json::Value::Object(self.summaries.clone()))?;
+        validate_json(
+            "attributes",
+            &serde_json::Value::Object(self.attributes.clone()),
+        )?;
+        validate_json(
+            "summaries",
+            &serde_json::Value::Object(self.summaries.clone()),
+        )?;
         match (self.status.is_terminal(), self.ended_at) {
             (true, None) => Err(Error::invalid(
                 "ended_at",
@@ -154,7 +160,10 @@ impl Run {
             )),
             (false, Some(_)) => Err(Error::invalid(
                 "ended_at",
-                format!("run {} is {} and cannot have an end time", self.id, self.status),
+                format!(
+                    "run {} is {} and cannot have an end time",
+                    self.id, self.status
+                ),
             )),
             (_, Some(end)) if end < self.started_at => Err(Error::invalid(
                 "ended_at",
@@ -211,7 +220,10 @@ impl Run {
             if end < self.started_at {
                 return Err(Error::invalid(
                     "ended_at",
-                    format!("{end} is before the start {} of run {}", self.started_at, self.id),
+                    format!(
+                        "{end} is before the start {} of run {}",
+                        self.started_at, self.id
+                    ),
                 ));
             }
             next.ended_at = Some(end);
@@ -403,7 +415,10 @@ impl RunWithEvents {
             if e.run_id != self.run.id {
                 return Err(Error::invalid(
                     "events",
-                    format!("event {} belongs to run {}, not {}", e.seq, e.run_id, self.run.id),
+                    format!(
+                        "event {} belongs to run {}, not {}",
+                        e.seq, e.run_id, self.run.id
+                    ),
                 ));
             }
             let expected = i as u64 + 1;
@@ -504,8 +519,12 @@ impl RunFilter {
     /// Whether `run` passes this filter. The reference semantics every
     /// backend's SQL must match.
     pub fn matches(&self, run: &Run) -> bool {
-        self.workflow_id.as_ref().is_none_or(|w| *w == run.workflow_id)
-            && self.workflow_version.is_none_or(|v| v == run.workflow_version)
+        self.workflow_id
+            .as_ref()
+            .is_none_or(|w| *w == run.workflow_id)
+            && self
+                .workflow_version
+                .is_none_or(|v| v == run.workflow_version)
             && (self.statuses.is_empty() || self.statuses.contains(&run.status))
             && self.started_from.is_none_or(|t| run.started_at >= t)
             && self.started_before.is_none_or(|t| run.started_at < t)

@@ -66,7 +66,10 @@ impl ExecutionMetric {
             if !v.is_finite() {
                 return Err(Error::invalid(
                     "values",
-                    format!("{} must be a finite number, got {v}", crate::text::shown(name)),
+                    format!(
+                        "{} must be a finite number, got {v}",
+                        crate::text::shown(name)
+                    ),
                 ));
             }
         }
@@ -165,8 +168,14 @@ impl MetricsSummary {
             }
             durations.push(m.duration_micros);
             duration_sum += u128::from(m.duration_micros);
-            s.first_recorded_at = Some(s.first_recorded_at.map_or(m.recorded_at, |t| t.min(m.recorded_at)));
-            s.last_recorded_at = Some(s.last_recorded_at.map_or(m.recorded_at, |t| t.max(m.recorded_at)));
+            s.first_recorded_at = Some(
+                s.first_recorded_at
+                    .map_or(m.recorded_at, |t| t.min(m.recorded_at)),
+            );
+            s.last_recorded_at = Some(
+                s.last_recorded_at
+                    .map_or(m.recorded_at, |t| t.max(m.recorded_at)),
+            );
             for (name, &v) in &m.values {
                 let e = s.values.entry(name.clone()).or_insert(ValueStats {
                     count: 0,
@@ -242,14 +251,18 @@ impl MetricsSummary {
             _ => false,
         };
         let values = self.values.len() == other.values.len()
-            && self.values.iter().zip(&other.values).all(|((ka, a), (kb, b))| {
-                ka == kb
-                    && a.count == b.count
-                    && a.min == b.min
-                    && a.max == b.max
-                    && close(a.sum, b.sum)
-                    && close(a.mean, b.mean)
-            });
+            && self
+                .values
+                .iter()
+                .zip(&other.values)
+                .all(|((ka, a), (kb, b))| {
+                    ka == kb
+                        && a.count == b.count
+                        && a.min == b.min
+                        && a.max == b.max
+                        && close(a.sum, b.sum)
+                        && close(a.mean, b.mean)
+                });
         self.workflow_id == other.workflow_id
             && self.workflow_version == other.workflow_version
             && self.executions == other.executions
@@ -360,8 +373,12 @@ impl MetricQuery {
     }
     /// Whether a metric passes the query's filter.
     pub fn matches(&self, m: &ExecutionMetric) -> bool {
-        self.workflow_id.as_ref().is_none_or(|w| *w == m.workflow_id)
-            && self.workflow_version.is_none_or(|v| v == m.workflow_version)
+        self.workflow_id
+            .as_ref()
+            .is_none_or(|w| *w == m.workflow_id)
+            && self
+                .workflow_version
+                .is_none_or(|v| v == m.workflow_version)
     }
 }
 
@@ -471,7 +488,11 @@ pub trait MetricsRepository: Send + Sync + Debug + 'static {
 
     /// The exact summary of a workflow or version; the empty summary if it
     /// has no metrics. Must agree with [`MetricsSummary::compute`].
-    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary>;
+    async fn summary(
+        &self,
+        workflow_id: &WorkflowId,
+        query: SummaryQuery,
+    ) -> Result<MetricsSummary>;
 
     /// Inserts or replaces a pattern by its id; `inserted` tells which.
     async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>>;

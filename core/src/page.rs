@@ -115,7 +115,9 @@ mod tests {
         let c = Cursor::encode(&(5u64, "x".to_string()));
         assert_eq!(c.decode::<(u64, String)>().unwrap(), (5, "x".to_string()));
         for bad in ["", "zz", "'; DROP TABLE runs; --", "00"] {
-            let err = Cursor::from_string(bad).decode::<(u64, String)>().unwrap_err();
+            let err = Cursor::from_string(bad)
+                .decode::<(u64, String)>()
+                .unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
         }
         assert!(validate_limit(0).is_err());

@@ -55,7 +55,10 @@ pub fn validate_text(field: &str, value: &str) -> Result<()> {
     if value.len() > MAX_TEXT_LEN {
         return Err(Error::invalid(
             field,
-            format!("is {} bytes long; at most {MAX_TEXT_LEN} allowed", value.len()),
+            format!(
+                "is {} bytes long; at most {MAX_TEXT_LEN} allowed",
+                value.len()
+            ),
         ));
     }
     if value
@@ -85,7 +88,10 @@ pub fn validate_json(field: &str, value: &serde_json::Value) -> Result<()> {
         Value::Array(items) => items.iter().try_for_each(|v| validate_json(field, v)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
             if k.contains('\0') {
-                return Err(Error::invalid(field, "JSON keys must not contain NUL (U+0000)"));
+                return Err(Error::invalid(
+                    field,
+                    "JSON keys must not contain NUL (U+0000)",
+                ));
             }
             validate_json(field, v)
         }),

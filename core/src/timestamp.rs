@@ -134,7 +134,12 @@ mod tests {
 
     #[test]
     fn text_round_trip_and_order() {
-        for t in [Timestamp::MIN, Timestamp::MAX, Timestamp::UNIX_EPOCH, Timestamp::now()] {
+        for t in [
+            Timestamp::MIN,
+            Timestamp::MAX,
+            Timestamp::UNIX_EPOCH,
+            Timestamp::now(),
+        ] {
             let s = t.to_string();
             assert_eq!(s.parse::<Timestamp>().unwrap(), t, "{s}");
             assert_eq!(s.len(), 27, "{s}");
@@ -144,7 +149,10 @@ mod tests {
         assert!(Timestamp::from_micros(MAX_MICROS + 1).is_err());
         assert!("2026-01-01T00:00:00.0000001Z".parse::<Timestamp>().is_err());
         assert_eq!(
-            "2026-01-01T01:00:00+01:00".parse::<Timestamp>().unwrap().to_string(),
+            "2026-01-01T01:00:00+01:00"
+                .parse::<Timestamp>()
+                .unwrap()
+                .to_string(),
             "2026-01-01T00:00:00.000000Z"
         );
     }

@@ -19,8 +19,11 @@ use crate::written::Written;
 /// for tests and small data only.
 #[derive(Debug, Default)]
 pub struct MemoryArtifacts {
-    blobs: Mutex<BTreeMap<ArtifactKey, (ArtifactInfo, Arc<Vec<u8>>)>>,
+    blobs: Mutex<BTreeMap<ArtifactKey, Stored>>,
 }
+
+/// An artifact's info and its bytes (shared, so reads do not copy under the lock).
+type Stored = (ArtifactInfo, Arc<Vec<u8>>);
 
 impl MemoryArtifacts {
     /// Changes the stored bytes of an artifact behind the store's back, so
@@ -43,7 +46,12 @@ fn artifact_not_found(key: &ArtifactKey) -> Error {
 
 #[async_trait]
 impl ArtifactStore for MemoryArtifacts {
-    async fn put(&self, key: &ArtifactKey, mut body: ByteStream, options: PutOptions) -> Result<Written<ArtifactInfo>> {
+    async fn put(
+        &self,
+        key: &ArtifactKey,
+        mut body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Written<ArtifactInfo>> {
         options.validate()?;
         let mut bytes = Vec::new();
         body.read_to_end(&mut bytes)
@@ -52,7 +60,12 @@ impl ArtifactStore for MemoryArtifacts {
         let hash = Sha256Digest::of(&bytes);
         let mut blobs = lock(&self.blobs);
         let stored = blobs.get(key).map(|(info, _)| info.sha256);
-        match decide_put(key, stored.as_ref(), &hash, options.overwrite_token.as_ref())? {
+        match decide_put(
+            key,
+            stored.as_ref(),
+            &hash,
+            options.overwrite_token.as_ref(),
+        )? {
             PutDecision::Unchanged => {
                 let (info, _) = &blobs[key];
                 Ok(Written::unchanged(info.clone()))

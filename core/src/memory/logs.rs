@@ -69,9 +69,7 @@ fn run_not_found(id: &RunId) -> Error {
 
 /// The conflict message of a create or import that differs from what is stored.
 pub(crate) fn run_conflict(id: &RunId) -> Error {
-    Error::conflict(format!(
-        "run {id} is already stored with other content"
-    ))
+    Error::conflict(format!("run {id} is already stored with other content"))
 }
 
 #[async_trait]

@@ -94,9 +94,14 @@ impl MetricsRepository for MemoryMetrics {
             .ok_or_else(|| Error::not_found(format!("metric of run {run_id}")))
     }
 
-    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary> {
+    async fn summary(
+        &self,
+        workflow_id: &WorkflowId,
+        query: SummaryQuery,
+    ) -> Result<MetricsSummary> {
         let st = lock(&self.state);
-        let filter = MetricQuery::default().with_workflow(workflow_id.clone(), query.workflow_version);
+        let filter =
+            MetricQuery::default().with_workflow(workflow_id.clone(), query.workflow_version);
         Ok(MetricsSummary::compute(
             workflow_id.clone(),
             query.workflow_version,
@@ -107,7 +112,10 @@ impl MetricsRepository for MemoryMetrics {
     async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
         pattern.validate()?;
         let mut st = lock(&self.state);
-        let existed = st.patterns.insert(pattern.id.clone(), pattern.clone()).is_some();
+        let existed = st
+            .patterns
+            .insert(pattern.id.clone(), pattern.clone())
+            .is_some();
         Ok(Written {
             record: pattern,
             inserted: !existed,
@@ -124,12 +132,18 @@ impl MetricsRepository for MemoryMetrics {
 
     async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
         let limit = validate_limit(query.limit)?;
-        let before: Option<PatternCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let before: Option<PatternCursor> =
+            query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let st = lock(&self.state);
         let mut matching: Vec<&Pattern> = st
             .patterns
             .values()
-            .filter(|p| query.workflow_id.as_ref().is_none_or(|w| *w == p.workflow_id))
+            .filter(|p| {
+                query
+                    .workflow_id
+                    .as_ref()
+                    .is_none_or(|w| *w == p.workflow_id)
+            })
             .filter(|p| before.as_ref().is_none_or(|b| PatternCursor::of(p) < *b))
             .collect();
         matching.sort_by_key(|p| std::cmp::Reverse(PatternCursor::of(p)));

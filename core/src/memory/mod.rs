@@ -28,8 +28,8 @@ pub use logs::MemoryLogs;
 pub use metrics::MemoryMetrics;
 pub use workflows::MemoryWorkflows;
 
-use crate::page::{Cursor, Page, validate_limit};
 use crate::error::Result;
+use crate::page::{Cursor, Page, validate_limit};
 use crate::stores::StoreSet;
 
 /// A fresh, empty in-memory [`StoreSet`].
