@@ -1,1 +1,361 @@
-fn main() {}
+//! `runstore`: the command line of runstore. See `cli/README.md`.
+
+mod backend_ops;
+mod commands;
+mod demo;
+mod dump;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use runstore::{Config, Error, Result, Storage};
+
+use crate::output::Out;
+
+/// Stores and inspects workflow definitions, runs, metrics and artifacts on
+/// the backends a YAML file chooses.
+#[derive(Debug, Parser)]
+#[command(name = "runstore", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: $RUNSTORE_CONFIG, else the embedded
+    /// default: files and SQLite under ./runstore-data).
+    #[arg(long, global = true, env = "RUNSTORE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout (errors too, as
+    /// {"error":{"kind":…,"message":…}}).
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates the configured stores (folders, databases, schemas) and shows them.
+    Init,
+    /// Counts the records of each concern.
+    Stats,
+    /// Checks the integrity of every store: torn or corrupt records, artifact
+    /// hashes, SQLite integrity_check, schema versions. Exits 1 on problems.
+    Check {
+        /// Let the file backend repair what it can (torn last lines).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Workflow definitions.
+    #[command(subcommand)]
+    Workflow(WorkflowCmd),
+    /// Runs and their events.
+    #[command(subcommand)]
+    Run(RunCmd),
+    /// Artifacts and bundles.
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
+    /// Metrics summaries.
+    #[command(subcommand)]
+    Metrics(MetricsCmd),
+    /// Online backup of the SQLite database to OUT (SQLite only).
+    Backup {
+        /// The backup file to write.
+        out: PathBuf,
+    },
+    /// Replaces the configured SQLite database with BACKUP (SQLite only).
+    Restore {
+        /// A backup written by `runstore backup`.
+        backup: PathBuf,
+    },
+    /// Writes a backend-neutral NDJSON dump of everything (see README).
+    Export {
+        /// The folder to write; created if absent, must be empty.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Loads a dump written by `export`; importing it twice changes nothing.
+    Import {
+        /// The dump folder.
+        dir: PathBuf,
+    },
+    /// Does what an application does: stores a workflow and a second version,
+    /// runs it several times with events, metrics and artifacts, bundles one
+    /// run, queries recent runs and prints a summary.
+    Demo {
+        /// How many runs to make.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkflowCmd {
+    /// Stores a definition from a YAML or JSON file (see README for its shape).
+    Put {
+        /// The definition file (`.json` is read as JSON, anything else as YAML).
+        file: PathBuf,
+    },
+    /// Shows one version (the latest without --version).
+    Get {
+        /// The workflow id.
+        id: String,
+        /// The version.
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+    },
+    /// Lists every definition, or every version of one workflow.
+    List {
+        /// Only this workflow.
+        id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunCmd {
+    /// Shows a run and its events.
+    Show {
+        /// The run id.
+        id: String,
+    },
+    /// Lists runs, newest first.
+    List {
+        /// Only this workflow.
+        #[arg(long, value_name = "ID")]
+        workflow: Option<String>,
+        /// Only these statuses (repeat or separate with commas).
+        #[arg(long, value_name = "S", value_delimiter = ',')]
+        status: Vec<String>,
+        /// Only runs started at or after this RFC 3339 time.
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Only runs started before this RFC 3339 time.
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// At most this many runs.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ArtifactCmd {
+    /// Stores FILE as the artifact RUN/PHASE/PATH.
+    Put {
+        /// The run id.
+        run: String,
+        /// The phase.
+        phase: String,
+        /// The logical path, `/`-separated.
+        path: String,
+        /// The file to store.
+        file: PathBuf,
+        /// Content type (default application/octet-stream).
+        #[arg(long = "type", value_name = "T")]
+        content_type: Option<String>,
+        /// Replace the stored artifact only if its SHA-256 is this.
+        #[arg(long, value_name = "SHA")]
+        overwrite_token: Option<String>,
+    },
+    /// Reads the artifact RUN/PHASE/PATH (to stdout, or to --out).
+    Get {
+        /// The run id.
+        run: String,
+        /// The phase.
+        phase: String,
+        /// The logical path.
+        path: String,
+        /// Write the bytes to this file (required with --json).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Lists a run's artifacts.
+    List {
+        /// The run id.
+        run: String,
+        /// Only this phase.
+        #[arg(long, value_name = "P")]
+        phase: Option<String>,
+    },
+    /// Zips MEMBERs of RUN into the artifact PATH. PATH and each MEMBER are
+    /// written `phase/path` (the first segment is the phase).
+    Bundle {
+        /// The run id.
+        run: String,
+        /// Where the bundle goes, as `phase/path`.
+        path: String,
+        /// The artifacts to bundle, each as `phase/path`.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MetricsCmd {
+    /// The summary of a workflow, or of one version.
+    Summary {
+        /// The workflow id.
+        workflow: String,
+        /// Only this version.
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    let json_flag = std::env::args_os().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e, json_flag),
+    };
+    let out = Out::new(cli.json);
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.error(&Error::io("starting the async runtime", e));
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli, &out)) {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Diagnostics on stderr when `RUNSTORE_LOG` names a level (`error`,
+/// `warn`, `info`, `debug`, `trace`); silent otherwise.
+fn init_tracing() {
+    let Ok(level) = std::env::var("RUNSTORE_LOG") else {
+        return;
+    };
+    let Ok(level) = level.trim().parse::<tracing::Level>() else {
+        eprintln!(
+            "RUNSTORE_LOG={level:?} is not a level (error, warn, info, debug, trace); ignored"
+        );
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .try_init();
+}
+
+/// Help and version go to stdout with code 0; usage errors exit 2, as a
+/// JSON object in --json mode.
+fn usage_error(e: clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if json {
+        let message = e.render().to_string();
+        let message = message.trim();
+        let message = message.strip_prefix("error: ").unwrap_or(message);
+        let obj = serde_json::json!({"error": {"kind": "usage", "message": message}});
+        println!("{obj}");
+    } else {
+        let _ = e.print();
+    }
+    ExitCode::from(2)
+}
+
+/// Reads the configuration named by --config / RUNSTORE_CONFIG, or the
+/// embedded default.
+fn load_config(cli_config: Option<&PathBuf>) -> Result<Config> {
+    match cli_config {
+        Some(path) => Config::from_file(path),
+        None => Ok(Config::default()),
+    }
+}
+
+async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
+    let config = load_config(cli.config.as_ref())?;
+    match cli.command {
+        Command::Restore { backup } => backend_ops::restore(&config, &backup, out).await,
+        command => {
+            let storage = Storage::open(&config).await?;
+            dispatch(command, &storage, out).await
+        }
+    }
+}
+
+async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<ExitCode> {
+    use commands as c;
+    match command {
+        Command::Init => c::init(storage, out).await,
+        Command::Stats => c::stats(storage, out).await,
+        Command::Check { repair } => c::check(storage, repair, out).await,
+        Command::Workflow(WorkflowCmd::Put { file }) => c::workflow_put(storage, &file, out).await,
+        Command::Workflow(WorkflowCmd::Get { id, version }) => {
+            c::workflow_get(storage, &id, version, out).await
+        }
+        Command::Workflow(WorkflowCmd::List { id }) => {
+            c::workflow_list(storage, id.as_deref(), out).await
+        }
+        Command::Run(RunCmd::Show { id }) => c::run_show(storage, &id, out).await,
+        Command::Run(RunCmd::List {
+            workflow,
+            status,
+            since,
+            until,
+            limit,
+        }) => {
+            let filter = c::RunListArgs {
+                workflow,
+                status,
+                since,
+                until,
+                limit,
+            };
+            c::run_list(storage, filter, out).await
+        }
+        Command::Artifact(ArtifactCmd::Put {
+            run,
+            phase,
+            path,
+            file,
+            content_type,
+            overwrite_token,
+        }) => {
+            c::artifact_put(
+                storage,
+                (&run, &phase, &path),
+                &file,
+                content_type,
+                overwrite_token,
+                out,
+            )
+            .await
+        }
+        Command::Artifact(ArtifactCmd::Get {
+            run,
+            phase,
+            path,
+            out: file,
+        }) => c::artifact_get(storage, (&run, &phase, &path), file.as_deref(), out).await,
+        Command::Artifact(ArtifactCmd::List { run, phase }) => {
+            c::artifact_list(storage, &run, phase.as_deref(), out).await
+        }
+        Command::Artifact(ArtifactCmd::Bundle { run, path, members }) => {
+            c::artifact_bundle(storage, &run, &path, &members, out).await
+        }
+        Command::Metrics(MetricsCmd::Summary { workflow, version }) => {
+            c::metrics_summary(storage, &workflow, version, out).await
+        }
+        Command::Backup { out: file } => backend_ops::backup(storage, &file, out).await,
+        Command::Export { out: dir } => dump::export(storage, &dir, out).await,
+        Command::Import { dir } => dump::import(storage, &dir, out).await,
+        Command::Demo { runs } => demo::demo(storage, runs, out).await,
+        Command::Restore { .. } => Err(Error::backend("restore is handled before opening", None)),
+    }
+}

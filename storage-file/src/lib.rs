@@ -1,1 +1,247 @@
-//! Work in progress.
+#![doc = include_str!("../README.md")]
+
+mod artifacts;
+mod check;
+mod fsutil;
+mod logs;
+mod metrics;
+mod workflows;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use runstore_core::{Error, Result, StoreSet};
+use serde::{Deserialize, Serialize};
+
+pub use check::{CheckReport, Finding, FindingKind};
+
+use fsutil::{Root, Syncer, lock_mutex};
+
+/// Name of the file in the root that records the layout version.
+pub const FORMAT_FILE: &str = "runstore-format.json";
+/// The layout this crate writes and reads (see FORMAT.md).
+pub const FORMAT_VERSION: u32 = 1;
+/// The `format` tag inside [`FORMAT_FILE`].
+pub const FORMAT_NAME: &str = "runstore-file";
+
+/// How hard an acknowledged append is pushed to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Each acknowledged append is fsynced before the call returns (default).
+    #[default]
+    Fsync,
+    /// Concurrent appends share one fsync; still durable when the call returns.
+    GroupCommit,
+    /// No fsync at all: for tests and throwaway data only.
+    None,
+}
+
+/// Options of [`FileStore::open`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileOptions {
+    /// See [`Durability`]; [`Durability::Fsync`] by default.
+    pub durability: Durability,
+}
+
+impl FileOptions {
+    /// Sets the durability level.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
+/// All four runstore traits on plain files under one root folder. Cheap to
+/// clone (the state is shared); several processes may open the same root.
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("root", &self.inner.root.dir)
+            .field("durability", &self.inner.durability)
+            .finish()
+    }
+}
+
+/// Shared state of a [`FileStore`]: the root, the caches (each checked
+/// against the files under the lock before use) and what recovery found.
+pub(crate) struct Inner {
+    pub(crate) root: Root,
+    pub(crate) durability: Durability,
+    pub(crate) syncer: Syncer,
+    pub(crate) runs: Mutex<logs::RunsState>,
+    pub(crate) events: Mutex<logs::EventsCache>,
+    pub(crate) metrics: Mutex<metrics::MetricsState>,
+    pub(crate) patterns: Mutex<metrics::PatternsState>,
+    /// Problems met by normal operations since open (reported by `check`).
+    pub(crate) found: Mutex<Vec<Finding>>,
+    /// `(file, offset)` already warned about, so a corrupt line read on every
+    /// query is logged once.
+    pub(crate) warned: Mutex<HashSet<(String, u64)>>,
+}
+
+impl Inner {
+    /// Records a problem met during normal work: logged once, kept for
+    /// the next [`FileStore::check`].
+    pub(crate) fn report(&self, kind: FindingKind, location: &Path, offset: u64, detail: String, repaired: bool) {
+        let loc = location.display().to_string();
+        if !lock_mutex(&self.warned).insert((loc.clone(), offset)) {
+            return;
+        }
+        tracing::warn!(file = %loc, offset, ?kind, repaired, "{detail}");
+        lock_mutex(&self.found).push(Finding {
+            kind,
+            location: if offset > 0 { format!("{loc} at byte {offset}") } else { loc },
+            detail,
+            repaired,
+        });
+    }
+
+    /// Runs blocking file work off the async executor.
+    pub(crate) async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| Error::backend("a file task failed", Some(e.into())))?
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct FormatRecord {
+    format: String,
+    version: u32,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store in `root`. Checks the format
+    /// version, cuts torn tails of the shared logs, and rebuilds a missing or
+    /// stale run index.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] if the root holds a newer or another format, or
+    /// cannot be created; [`Error::Corrupt`] for an unreadable format file.
+    pub async fn open(root: impl Into<PathBuf>, options: FileOptions) -> Result<FileStore> {
+        let dir: PathBuf = root.into();
+        let inner = Arc::new(Inner {
+            root: Root { dir },
+            durability: options.durability,
+            syncer: Syncer::default(),
+            runs: Mutex::new(logs::RunsState::default()),
+            events: Mutex::new(logs::EventsCache::default()),
+            metrics: Mutex::new(metrics::MetricsState::default()),
+            patterns: Mutex::new(metrics::PatternsState::default()),
+            found: Mutex::new(Vec::new()),
+            warned: Mutex::new(HashSet::new()),
+        });
+        inner
+            .blocking(|inner| {
+                init_root(inner)?;
+                logs::recover(inner)?;
+                metrics::recover(inner)?;
+                Ok(())
+            })
+            .await?;
+        Ok(FileStore { inner })
+    }
+
+    /// Checks everything under the root: torn tails, corrupt lines and
+    /// files, a stale or missing index, artifact hash mismatches, orphan and
+    /// leftover files. With `repair`, fixes what can be fixed without losing
+    /// data (cuts torn tails, rebuilds the index, removes orphans and
+    /// leftovers) and says so in each finding.
+    pub async fn check(&self, repair: bool) -> Result<CheckReport> {
+        self.inner.blocking(move |inner| check::run(inner, repair)).await
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.inner.root.dir
+    }
+
+    /// This store as a [`StoreSet`] (one handle for every concern).
+    pub fn store_set(&self) -> StoreSet {
+        StoreSet {
+            workflows: Arc::new(self.clone()),
+            logs: Arc::new(self.clone()),
+            metrics: Arc::new(self.clone()),
+            artifacts: Arc::new(self.clone()),
+        }
+    }
+}
+
+fn init_root(inner: &Inner) -> Result<()> {
+    let dir = &inner.root.dir;
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() || m.file_type().is_symlink() => {}
+        Ok(_) => {
+            return Err(Error::backend(
+                format!("{} is not a folder", dir.display()),
+                None,
+            ));
+        }
+        Err(_) => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(fsutil::DIR_MODE)
+                .create(dir)
+                .map_err(|e| fsutil::io_err("creating root", dir, e))?;
+        }
+    }
+    let _guard = fsutil::take_lock(&inner.root, "format.lock", true)?;
+    let path = inner.root.path(&[FORMAT_FILE])?;
+    match fsutil::open_read(&path)? {
+        Some(mut f) => {
+            use std::io::Read;
+            let mut text = String::new();
+            f.read_to_string(&mut text)
+                .map_err(|e| fsutil::io_err("reading", &path, e))?;
+            let rec: FormatRecord = serde_json::from_str(&text).map_err(|e| {
+                Error::corrupt(path.display().to_string(), format!("not a format record: {e}"))
+            })?;
+            if rec.format != FORMAT_NAME {
+                return Err(Error::backend(
+                    format!(
+                        "{} holds format {:?}, not {FORMAT_NAME:?}: not a runstore file store",
+                        path.display(),
+                        rec.format
+                    ),
+                    None,
+                ));
+            }
+            if rec.version > FORMAT_VERSION {
+                return Err(Error::backend(
+                    format!(
+                        "{} was written in layout version {} by a newer runstore; this one reads up to version {FORMAT_VERSION}: upgrade runstore to open it",
+                        dir.display(),
+                        rec.version
+                    ),
+                    None,
+                ));
+            }
+            Ok(())
+        }
+        None => {
+            let rec = FormatRecord {
+                format: FORMAT_NAME.into(),
+                version: FORMAT_VERSION,
+            };
+            let mut bytes = serde_json::to_vec_pretty(&rec)
+                .map_err(|e| Error::backend("writing the format record", Some(e.into())))?;
+            bytes.push(b'\n');
+            fsutil::write_atomic(dir, FORMAT_FILE, &bytes, inner.durability)
+        }
+    }
+}

@@ -1,1 +1,263 @@
-//! Work in progress.
+#![doc = include_str!("../README.md")]
+
+mod artifacts;
+mod config;
+mod error;
+mod logs;
+mod metrics;
+mod migrate;
+mod rows;
+mod tls;
+mod workflows;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use runstore_core::{Error, Result, StoreSet};
+
+pub use config::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA,
+    PostgresConfig,
+};
+pub use migrate::LATEST_SCHEMA_VERSION;
+
+use crate::error::Fail;
+
+/// How often an operation is attempted again after a serialization
+/// failure, deadlock or racing insert before it gives up with `Unavailable`.
+const MAX_ATTEMPTS: u32 = 20;
+
+/// All four runstore traits on one PostgreSQL schema, through a connection
+/// pool. Cheap to clone: clones share the pool.
+///
+/// ```no_run
+/// # async fn demo() -> runstore_core::Result<()> {
+/// use runstore_postgres::{PostgresConfig, PostgresStore};
+/// let store = PostgresStore::connect(PostgresConfig::new("postgres://app@db.internal/runs")).await?;
+/// let stores = store.store_set(); // one handle per concern
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: PostgresConfig,
+    /// The schema, quoted for SQL.
+    schema_sql: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The config's Debug redacts the password.
+        f.debug_struct("PostgresStore")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Builds the pool, checks that the server answers, and creates or
+    /// migrates the schema (see the crate README).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad config (including `sslmode=verify-*`
+    /// without a readable `sslrootcert`); [`Error::Unavailable`] if the server cannot be reached within
+    /// the connect timeout; [`Error::Backend`] for a schema newer than this
+    /// build; [`Error::Corrupt`] for an applied migration that differs from
+    /// this build's.
+    pub async fn connect(config: PostgresConfig) -> Result<PostgresStore> {
+        Self::connect_up_to(config, migrate::LATEST_SCHEMA_VERSION).await
+    }
+
+    /// [`PostgresStore::connect`], migrating only up to `version` (tests of
+    /// upgrades from older schemas).
+    pub(crate) async fn connect_up_to(
+        config: PostgresConfig,
+        version: u32,
+    ) -> Result<PostgresStore> {
+        let (pg, tls) = config.to_pg_config()?;
+        let manager = Manager::from_config(
+            pg,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.operation_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| {
+                Error::backend("building the PostgreSQL connection pool", Some(Box::new(e)))
+            })?;
+        let store = PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                schema_sql: config::quote_ident(&config.schema),
+                config,
+            }),
+        };
+        let what = format!("connecting to {}", store.inner.config);
+        let schema = store.inner.config.schema.clone();
+        store
+            .bounded(&what, async {
+                let mut client = store.client().await?;
+                migrate::migrate(&mut client, &schema, version).await?;
+                Ok(())
+            })
+            .await?;
+        if version == migrate::LATEST_SCHEMA_VERSION {
+            store.remove_stale_blobs().await?;
+        }
+        Ok(store)
+    }
+
+    /// The schema version in the database (the highest applied migration).
+    pub async fn schema_version(&self) -> Result<u32> {
+        let schema = self.inner.config.schema.clone();
+        self.bounded("reading the schema version", async {
+            let client = self.client().await?;
+            Ok(migrate::current_version(&client, &schema).await?)
+        })
+        .await
+    }
+
+    /// The config this store was opened with.
+    pub fn config(&self) -> &PostgresConfig {
+        &self.inner.config
+    }
+
+    /// One handle per concern, all on this store.
+    pub fn store_set(&self) -> StoreSet {
+        StoreSet {
+            workflows: Arc::new(self.clone()),
+            logs: Arc::new(self.clone()),
+            metrics: Arc::new(self.clone()),
+            artifacts: Arc::new(self.clone()),
+        }
+    }
+
+    /// `template` with `{s}` replaced by the quoted schema.
+    fn sql(&self, template: &str) -> String {
+        template.replace("{s}", &self.inner.schema_sql)
+    }
+
+    /// A pooled connection, discarded instead of reused if the operation
+    /// holding it runs out of time (see [`Conn`]).
+    async fn client(&self) -> std::result::Result<Conn, Fail> {
+        let obj = self.inner.pool.get().await?;
+        Ok(Conn {
+            obj: Some(obj),
+            deadline: DEADLINE.try_with(|d| *d).ok(),
+        })
+    }
+
+    /// Runs one database step within the operation timeout.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = std::result::Result<T, Fail>>,
+    ) -> Result<T> {
+        let limit = self.inner.config.operation_timeout;
+        let deadline = Instant::now() + limit;
+        match DEADLINE
+            .scope(deadline, tokio::time::timeout_at(deadline, fut))
+            .await
+        {
+            Ok(r) => r.map_err(|f| f.into_error(what)),
+            Err(_) => Err(timed_out(what, limit)),
+        }
+    }
+
+    /// Runs `attempt` within the operation timeout, again after a
+    /// serialization failure, deadlock or racing insert (each attempt
+    /// re-reads what the other writer stored).
+    async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, Fail>>,
+    {
+        let limit = self.inner.config.operation_timeout;
+        let deadline = Instant::now() + limit;
+        let run = async {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match attempt().await {
+                    Err(f) if f.is_retry() && tries < MAX_ATTEMPTS => {
+                        // Jitter-free short backoff: contention is per row
+                        // and clears as soon as the winner commits.
+                        tokio::time::sleep(Duration::from_millis(u64::from(tries.min(10)))).await;
+                    }
+                    other => return other.map_err(|f| f.into_error(what)),
+                }
+            }
+        };
+        match DEADLINE
+            .scope(deadline, tokio::time::timeout_at(deadline, run))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(timed_out(what, limit)),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// When the current operation runs out of time.
+    static DEADLINE: Instant;
+}
+
+/// A pooled connection. Dropped after its operation's deadline (the
+/// operation timed out, possibly mid-statement on a hung server or a
+/// half-open socket), it is taken out of the pool and closed rather than
+/// handed to the next caller.
+struct Conn {
+    obj: Option<deadpool_postgres::Object>,
+    deadline: Option<Instant>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = deadpool_postgres::Object;
+    fn deref(&self) -> &Self::Target {
+        // Present until drop.
+        self.obj.as_ref().expect("connection used after drop")
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.obj.as_mut().expect("connection used after drop")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let (Some(obj), Some(deadline)) = (self.obj.take(), self.deadline)
+            && Instant::now() >= deadline
+        {
+            drop(deadpool_postgres::Object::take(obj));
+        }
+    }
+}
+
+fn timed_out(what: &str, limit: Duration) -> Error {
+    Error::unavailable(
+        format!("{what}: PostgreSQL did not answer within the operation timeout of {limit:?}"),
+        None,
+    )
+}

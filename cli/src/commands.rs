@@ -1,0 +1,759 @@
+//! The commands other than export/import and demo.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use runstore::{
+    ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, BundleRequest, Concern, Config, Error,
+    LogRepositoryExt, MAX_PAGE_LIMIT, MetricQuery, PatternQuery, Phase, PutOptions, Result,
+    RunFilter, RunId, RunQuery, RunStatus, Sha256Digest, Storage, SummaryQuery, Timestamp, Version,
+    WorkflowDefinition, WorkflowId, WorkflowQuery,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::output::Out;
+
+/// Who the CLI says wrote an artifact.
+pub const CLI_CREATOR: &str = "runstore-cli";
+
+fn version_arg(v: Option<u32>) -> Result<Option<Version>> {
+    v.map(Version::new).transpose()
+}
+
+/// `phase/path` as used by `artifact bundle`: the first segment is the phase.
+pub fn split_phase_path(text: &str) -> Result<(Phase, ArtifactPath)> {
+    let Some((phase, path)) = text.split_once('/') else {
+        return Err(Error::invalid(
+            "artifact",
+            format!(
+                "{} must be written phase/path, e.g. build/out/report.txt",
+                runstore::text::shown(text)
+            ),
+        ));
+    };
+    Ok((Phase::new(phase)?, ArtifactPath::new(path)?))
+}
+
+/// Describes each concern's backend, with URLs redacted.
+fn describe(config: &Config) -> Value {
+    let mut concerns = serde_json::Map::new();
+    for c in Concern::ALL {
+        let b = config.backend(c);
+        let mut o = serde_json::Map::new();
+        o.insert("type".into(), json!(b.type_name));
+        for (k, v) in &b.options {
+            let key = k.as_str().unwrap_or("?").to_string();
+            let value = match v {
+                runstore::yaml::Value::String(s) => {
+                    let s = if key == "path" {
+                        let p = b.resolve_path(s);
+                        std::path::absolute(&p).unwrap_or(p).display().to_string()
+                    } else {
+                        runstore::config::redact_url(s)
+                    };
+                    json!(s)
+                }
+                other => serde_json::to_value(other).unwrap_or(Value::Null),
+            };
+            o.insert(key, value);
+        }
+        concerns.insert(c.as_str().into(), Value::Object(o));
+    }
+    Value::Object(concerns)
+}
+
+/// `runstore init`.
+pub async fn init(storage: &Storage, out: &Out) -> Result<ExitCode> {
+    let config = storage.config();
+    let value = json!({
+        "initialized": true,
+        "config": config.source,
+        "backends": storage.backends().len(),
+        "concerns": describe(config),
+    });
+    out.result(&value, || {
+        let mut s = format!("runstore is ready ({})\n", config.source);
+        if let Some(map) = value["concerns"].as_object() {
+            for (name, v) in map {
+                s.push_str(&format!("  {name:<10} {v}\n"));
+            }
+        }
+        s
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Counts of every concern, read page by page.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub workflows: u64,
+    pub workflow_versions: u64,
+    pub runs: u64,
+    pub runs_by_status: BTreeMap<String, u64>,
+    pub metrics: u64,
+    pub patterns: u64,
+    pub artifacts: u64,
+    pub artifact_bytes: u64,
+}
+
+pub async fn collect_stats(storage: &Storage) -> Result<Stats> {
+    let mut s = Stats::default();
+    let mut cursor = None;
+    let mut last_id: Option<WorkflowId> = None;
+    loop {
+        let page = storage
+            .workflows
+            .list(
+                WorkflowQuery::default()
+                    .with_limit(1000)
+                    .with_cursor(cursor),
+            )
+            .await?;
+        for d in &page.items {
+            s.workflow_versions += 1;
+            if last_id.as_ref() != Some(&d.id) {
+                s.workflows += 1;
+                last_id = Some(d.id.clone());
+            }
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    s.runs = storage.logs.count_runs(RunFilter::default()).await?;
+    for st in RunStatus::ALL {
+        let n = storage
+            .logs
+            .count_runs(RunFilter::default().statuses([st]))
+            .await?;
+        s.runs_by_status.insert(st.as_str().to_string(), n);
+    }
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .metrics
+            .list(MetricQuery::default().with_limit(1000).with_cursor(cursor))
+            .await?;
+        s.metrics += page.items.len() as u64;
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .metrics
+            .list_patterns(PatternQuery::default().with_limit(1000).with_cursor(cursor))
+            .await?;
+        s.patterns += page.items.len() as u64;
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .artifacts
+            .list(
+                ArtifactQuery::default()
+                    .with_limit(1000)
+                    .with_cursor(cursor),
+            )
+            .await?;
+        s.artifacts += page.items.len() as u64;
+        s.artifact_bytes += page.items.iter().map(|i| i.size).sum::<u64>();
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(s)
+}
+
+/// `runstore stats`.
+pub async fn stats(storage: &Storage, out: &Out) -> Result<ExitCode> {
+    let s = collect_stats(storage).await?;
+    out.result(&s, || {
+        let by_status: Vec<String> = s
+            .runs_by_status
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        format!(
+            "workflows  {} ({} versions)\nruns       {}{}\nmetrics    {}\npatterns   {}\nartifacts  {} ({} bytes)",
+            s.workflows,
+            s.workflow_versions,
+            s.runs,
+            if by_status.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by_status.join(", "))
+            },
+            s.metrics,
+            s.patterns,
+            s.artifacts,
+            s.artifact_bytes
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runstore check`: every backend's own check, then every artifact read
+/// back against its hash. Exit code 1 if anything is wrong.
+pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCode> {
+    let mut ok = true;
+    let mut backends = Vec::new();
+    for opened in storage.backends() {
+        let concerns: Vec<&str> = opened.concerns.iter().map(|c| c.as_str()).collect();
+        let (mut report, problems) =
+            crate::backend_ops::check_backend(&opened.backend.handle, repair).await?;
+        ok &= problems.is_empty();
+        report.insert("type".into(), json!(opened.type_name));
+        report.insert("concerns".into(), json!(concerns));
+        report.insert("ok".into(), json!(problems.is_empty()));
+        report.insert("problems".into(), json!(problems));
+        backends.push(Value::Object(report));
+    }
+
+    // Artifact hashes: read every artifact through the verifying reader.
+    let mut checked = 0u64;
+    let mut corrupt = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .artifacts
+            .list(ArtifactQuery::default().with_limit(500).with_cursor(cursor))
+            .await?;
+        for info in &page.items {
+            checked += 1;
+            if let Err(e) = verify_artifact(storage, &info.key).await {
+                corrupt.push(json!({"key": info.key.to_string(), "kind": crate::output::kind_name(e.kind()), "message": e.to_string()}));
+            }
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    ok &= corrupt.is_empty();
+    let value = json!({
+        "ok": ok,
+        "backends": backends,
+        "artifacts": {"checked": checked, "corrupt": corrupt},
+    });
+    out.result(&value, || {
+        let mut s = String::new();
+        for b in &backends {
+            s.push_str(&format!(
+                "{} ({}): {}\n",
+                b["type"].as_str().unwrap_or("?"),
+                b["concerns"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default(),
+                if b["ok"] == json!(true) {
+                    "ok"
+                } else {
+                    "PROBLEMS"
+                }
+            ));
+            if let Some(problems) = b["problems"].as_array() {
+                for p in problems {
+                    s.push_str(&format!("  - {}\n", p.as_str().unwrap_or("?")));
+                }
+            }
+        }
+        s.push_str(&format!(
+            "artifacts: {checked} checked, {} corrupt\n",
+            corrupt.len()
+        ));
+        for c in &corrupt {
+            s.push_str(&format!("  - {}\n", c["message"].as_str().unwrap_or("?")));
+        }
+        s.push_str(if ok { "all good" } else { "problems found" });
+        s
+    })?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn verify_artifact(storage: &Storage, key: &ArtifactKey) -> Result<u64> {
+    let mut reader = storage.artifacts.get(key).await?;
+    tokio::io::copy(&mut reader.body, &mut tokio::io::sink())
+        .await
+        .map_err(|e| Error::io(format!("reading artifact {key}"), e))
+}
+
+/// The YAML or JSON shape of `workflow put`: a [`WorkflowDefinition`] whose
+/// `created_at` may be left out (then: now).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowInput {
+    id: WorkflowId,
+    version: Version,
+    #[serde(default)]
+    parent: Option<Version>,
+    #[serde(default)]
+    description: String,
+    body: Value,
+    #[serde(default)]
+    created_at: Option<Timestamp>,
+}
+
+fn read_workflow_file(file: &Path) -> Result<WorkflowDefinition> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::invalid("file", format!("cannot read {}: {e}", file.display())))?;
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let input: WorkflowInput = if is_json {
+        serde_json::from_str(&text)
+            .map_err(|e| Error::invalid("workflow", format!("{}: {e}", file.display())))?
+    } else {
+        runstore::yaml::from_str(&text)
+            .map_err(|e| Error::invalid("workflow", format!("{}: {e}", file.display())))?
+    };
+    let mut def = WorkflowDefinition::new(input.id, input.version, input.body)
+        .with_description(input.description);
+    if let Some(p) = input.parent {
+        def = def.with_parent(p);
+    }
+    if let Some(t) = input.created_at {
+        def = def.with_created_at(t);
+    }
+    Ok(def)
+}
+
+fn workflow_json(def: &WorkflowDefinition) -> Value {
+    let mut v = serde_json::to_value(def).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("content_hash".into(), json!(def.content_hash().to_string()));
+    }
+    v
+}
+
+fn workflow_line(def: &WorkflowDefinition) -> String {
+    format!(
+        "{} v{}{}  {}  {}",
+        def.id,
+        def.version,
+        def.parent
+            .map(|p| format!(" (from v{p})"))
+            .unwrap_or_default(),
+        def.created_at,
+        def.description
+    )
+}
+
+/// `runstore workflow put FILE`.
+pub async fn workflow_put(storage: &Storage, file: &Path, out: &Out) -> Result<ExitCode> {
+    let def = read_workflow_file(file)?;
+    let written = storage.workflows.store(def).await?;
+    let value = json!({"inserted": written.inserted, "workflow": workflow_json(&written.record)});
+    out.result(&value, || {
+        format!(
+            "{} workflow {} version {} (sha256 {})",
+            if written.inserted {
+                "stored"
+            } else {
+                "unchanged:"
+            },
+            written.record.id,
+            written.record.version,
+            written.record.content_hash()
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runstore workflow get ID [--version N]`.
+pub async fn workflow_get(
+    storage: &Storage,
+    id: &str,
+    version: Option<u32>,
+    out: &Out,
+) -> Result<ExitCode> {
+    let id = WorkflowId::new(id)?;
+    let def = match version_arg(version)? {
+        Some(v) => storage.workflows.get(&id, v).await?,
+        None => storage.workflows.get_latest(&id).await?,
+    };
+    let value = workflow_json(&def);
+    out.result(&value, || {
+        let body = serde_json::to_string_pretty(&def.body).unwrap_or_default();
+        format!(
+            "{}\nsha256 {}\n{}",
+            workflow_line(&def),
+            def.content_hash(),
+            body
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runstore workflow list [ID]`.
+pub async fn workflow_list(storage: &Storage, id: Option<&str>, out: &Out) -> Result<ExitCode> {
+    let mut list = out.list()?;
+    let mut query = WorkflowQuery::default().with_limit(500);
+    if let Some(id) = id {
+        query = query.with_id(WorkflowId::new(id)?);
+    }
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .workflows
+            .list(query.clone().with_cursor(cursor))
+            .await?;
+        for def in &page.items {
+            list.item(&workflow_json(def), || workflow_line(def))?;
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    list.finish("no workflows")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_line(run: &runstore::Run) -> String {
+    format!(
+        "{}  {} v{}  {:<9}  {}{}",
+        run.id,
+        run.workflow_id,
+        run.workflow_version,
+        run.status.as_str(),
+        run.started_at,
+        run.ended_at.map(|e| format!(" -> {e}")).unwrap_or_default()
+    )
+}
+
+/// `runstore run show ID`.
+pub async fn run_show(storage: &Storage, id: &str, out: &Out) -> Result<ExitCode> {
+    let id = RunId::new(id)?;
+    let run = storage.logs.get_run(&id).await?;
+    let events = storage.logs.all_events(&id).await?;
+    let value = json!({"run": run, "events": events});
+    out.result(&value, || {
+        let mut s = run_line(&run);
+        s.push('\n');
+        if !run.summaries.is_empty() {
+            s.push_str(&format!(
+                "summaries: {}\n",
+                Value::Object(run.summaries.clone())
+            ));
+        }
+        for e in &events {
+            s.push_str(&format!(
+                "  #{:<4} {}  {}  {}\n",
+                e.seq, e.at, e.kind, e.payload
+            ));
+        }
+        s
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Filters of `runstore run list`.
+#[derive(Debug)]
+pub struct RunListArgs {
+    pub workflow: Option<String>,
+    pub status: Vec<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: usize,
+}
+
+/// `runstore run list`.
+pub async fn run_list(storage: &Storage, args: RunListArgs, out: &Out) -> Result<ExitCode> {
+    let mut filter = RunFilter::default();
+    if let Some(w) = &args.workflow {
+        filter = filter.workflow(WorkflowId::new(w.as_str())?);
+    }
+    let statuses = args
+        .status
+        .iter()
+        .map(|s| s.trim().parse::<RunStatus>())
+        .collect::<Result<Vec<_>>>()?;
+    filter = filter.statuses(statuses);
+    let since = args
+        .since
+        .as_deref()
+        .map(str::parse::<Timestamp>)
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(str::parse::<Timestamp>)
+        .transpose()?;
+    filter = filter.started_between(since, until);
+    if args.limit == 0 {
+        return Err(Error::invalid("limit", "must be at least 1"));
+    }
+    let mut list = out.list()?;
+    let mut left = args.limit;
+    let mut cursor = None;
+    while left > 0 {
+        let page = storage
+            .logs
+            .query_runs(
+                RunQuery::new(filter.clone())
+                    .with_limit(left.min(MAX_PAGE_LIMIT))
+                    .with_cursor(cursor),
+            )
+            .await?;
+        left -= page.items.len().min(left);
+        for run in &page.items {
+            list.item(run, || run_line(run))?;
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    list.finish("no runs")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_line(info: &ArtifactInfo) -> String {
+    format!(
+        "{}/{}  {} bytes  {}  sha256 {}",
+        info.key.phase, info.key.path, info.size, info.content_type, info.sha256
+    )
+}
+
+/// `runstore artifact put RUN PHASE PATH FILE`.
+pub async fn artifact_put(
+    storage: &Storage,
+    (run, phase, path): (&str, &str, &str),
+    file: &Path,
+    content_type: Option<String>,
+    overwrite_token: Option<String>,
+    out: &Out,
+) -> Result<ExitCode> {
+    let key = ArtifactKey::parse(run, phase, path)?;
+    let mut options = PutOptions::default().created_by(CLI_CREATOR);
+    if let Some(t) = content_type {
+        options = options.content_type(t);
+    }
+    if let Some(t) = overwrite_token {
+        options = options.overwrite_token(t.parse::<Sha256Digest>()?);
+    }
+    let f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| Error::invalid("file", format!("cannot open {}: {e}", file.display())))?;
+    let written = storage.artifacts.put(&key, Box::new(f), options).await?;
+    let value = json!({"inserted": written.inserted, "artifact": written.record});
+    out.result(&value, || {
+        format!(
+            "{} {}",
+            if written.inserted {
+                "stored"
+            } else {
+                "unchanged:"
+            },
+            info_line(&written.record)
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runstore artifact get RUN PHASE PATH [--out FILE]`.
+pub async fn artifact_get(
+    storage: &Storage,
+    (run, phase, path): (&str, &str, &str),
+    file: Option<&Path>,
+    out: &Out,
+) -> Result<ExitCode> {
+    let key = ArtifactKey::parse(run, phase, path)?;
+    let Some(file) = file else {
+        if out.json {
+            return Err(Error::invalid(
+                "out",
+                "with --json the bytes cannot go to stdout; give --out FILE",
+            ));
+        }
+        let mut reader = storage.artifacts.get(&key).await?;
+        let mut stdout = tokio::io::stdout();
+        tokio::io::copy(&mut reader.body, &mut stdout)
+            .await
+            .map_err(|e| Error::io(format!("reading artifact {key}"), e))?;
+        stdout
+            .flush()
+            .await
+            .map_err(|e| Error::io("writing to stdout", e))?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Written beside the target, renamed only once the hash is verified, so
+    // a corrupt artifact never leaves a plausible file behind.
+    let mut reader = storage.artifacts.get(&key).await?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "artifact".into());
+    let part = file.with_file_name(format!(".{name}.part"));
+    let result = async {
+        let mut f = tokio::fs::File::create(&part)
+            .await
+            .map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
+        let n = tokio::io::copy(&mut reader.body, &mut f)
+            .await
+            .map_err(|e| Error::io(format!("reading artifact {key}"), e))?;
+        f.sync_all()
+            .await
+            .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+        tokio::fs::rename(&part, file)
+            .await
+            .map_err(|e| Error::io(format!("renaming to {}", file.display()), e))?;
+        Ok::<u64, Error>(n)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&part).await;
+    }
+    let n = result?;
+    let value =
+        json!({"artifact": reader.info, "written_to": file.display().to_string(), "bytes": n});
+    out.result(&value, || format!("wrote {n} bytes to {}", file.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runstore artifact list RUN [--phase P]`.
+pub async fn artifact_list(
+    storage: &Storage,
+    run: &str,
+    phase: Option<&str>,
+    out: &Out,
+) -> Result<ExitCode> {
+    let mut query = ArtifactQuery::run(RunId::new(run)?).with_limit(500);
+    if let Some(p) = phase {
+        query = query.with_phase(Phase::new(p)?);
+    }
+    let mut list = out.list()?;
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .artifacts
+            .list(query.clone().with_cursor(cursor))
+            .await?;
+        for info in &page.items {
+            list.item(info, || info_line(info))?;
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    list.finish("no artifacts")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runstore artifact bundle RUN PATH MEMBER...`.
+pub async fn artifact_bundle(
+    storage: &Storage,
+    run: &str,
+    path: &str,
+    members: &[String],
+    out: &Out,
+) -> Result<ExitCode> {
+    let run_id = RunId::new(run)?;
+    let (phase, path) = split_phase_path(path)?;
+    let members = members
+        .iter()
+        .map(|m| split_phase_path(m))
+        .collect::<Result<Vec<_>>>()?;
+    let request = BundleRequest::new(run_id, phase, path, members)
+        .with_options(PutOptions::default().created_by(CLI_CREATOR));
+    let written = storage.artifacts.bundle(request).await?;
+    let value = json!({"inserted": written.inserted, "artifact": written.record});
+    out.result(&value, || {
+        format!(
+            "{} bundle {}",
+            if written.inserted {
+                "stored"
+            } else {
+                "unchanged:"
+            },
+            info_line(&written.record)
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A number for humans: at most six decimals, no trailing zeros.
+fn num(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
+}
+
+/// A summary for humans.
+pub fn summary_text(s: &runstore::MetricsSummary) -> String {
+    let mut t = format!(
+        "{}{}: {} executions ({} succeeded, {} failed, {} cancelled)",
+        s.workflow_id,
+        s.workflow_version
+            .map(|v| format!(" v{v}"))
+            .unwrap_or_default(),
+        s.executions,
+        s.succeeded,
+        s.failed,
+        s.cancelled
+    );
+    if let Some(r) = s.success_rate {
+        t.push_str(&format!(", success rate {:.1}%", r * 100.0));
+    }
+    if let Some(d) = &s.duration {
+        t.push_str(&format!(
+            "\n  duration ms: min {:.1}, p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1}, mean {:.1}",
+            d.min as f64 / 1000.0,
+            d.p50 as f64 / 1000.0,
+            d.p95 as f64 / 1000.0,
+            d.p99 as f64 / 1000.0,
+            d.max as f64 / 1000.0,
+            d.mean / 1000.0
+        ));
+    }
+    for (name, v) in &s.values {
+        t.push_str(&format!(
+            "\n  {name}: count {}, sum {}, min {}, max {}, mean {}",
+            v.count,
+            num(v.sum),
+            num(v.min),
+            num(v.max),
+            num(v.mean)
+        ));
+    }
+    t
+}
+
+/// `runstore metrics summary WORKFLOW [--version N]`.
+pub async fn metrics_summary(
+    storage: &Storage,
+    workflow: &str,
+    version: Option<u32>,
+    out: &Out,
+) -> Result<ExitCode> {
+    let id = WorkflowId::new(workflow)?;
+    let query = match version_arg(version)? {
+        Some(v) => SummaryQuery::version(v),
+        None => SummaryQuery::default(),
+    };
+    let s = storage.metrics.summary(&id, query).await?;
+    out.result(&s, || summary_text(&s))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,522 @@
+//! `runstore export` and `runstore import`: the backend-neutral NDJSON dump
+//! described in `cli/README.md`. Both stream page by page (export) or line
+//! by line in small batches (import), so memory stays bounded.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use runstore::{
+    ArtifactInfo, ArtifactQuery, BulkOutcome, Error, ExecutionMetric, LogRepositoryExt,
+    MetricQuery, Pattern, PatternQuery, PutOptions, Result, RunQuery, RunWithEvents, Sha256Hasher,
+    Storage, WorkflowDefinition, WorkflowQuery,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+
+use crate::output::Out;
+use crate::progress::Progress;
+
+/// The format tag written to `manifest.json`.
+pub const DUMP_FORMAT: &str = "runstore-dump/1";
+
+const PAGE: usize = 500;
+const RUN_BATCH: usize = 100;
+const METRIC_BATCH: usize = 500;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |e| Error::io(what, e)
+}
+
+/// An NDJSON file being written.
+struct Ndjson {
+    path: PathBuf,
+    w: BufWriter<tokio::fs::File>,
+}
+
+impl Ndjson {
+    async fn create(dir: &Path, name: &str) -> Result<Ndjson> {
+        let path = dir.join(name);
+        let f = tokio::fs::File::create(&path)
+            .await
+            .map_err(io(format!("creating {}", path.display())))?;
+        Ok(Ndjson {
+            path,
+            w: BufWriter::new(f),
+        })
+    }
+
+    async fn line<T: Serialize>(&mut self, value: &T) -> Result<()> {
+        let mut text = serde_json::to_vec(value)
+            .map_err(|e| Error::backend("encoding JSON", Some(e.into())))?;
+        text.push(b'\n');
+        self.w
+            .write_all(&text)
+            .await
+            .map_err(io(format!("writing {}", self.path.display())))
+    }
+
+    async fn close(mut self) -> Result<()> {
+        self.w
+            .flush()
+            .await
+            .map_err(io(format!("writing {}", self.path.display())))?;
+        self.w
+            .into_inner()
+            .sync_all()
+            .await
+            .map_err(io(format!("writing {}", self.path.display())))
+    }
+}
+
+/// Where the bytes of an artifact go inside a dump.
+fn artifact_file(dir: &Path, info: &ArtifactInfo) -> PathBuf {
+    let mut p = dir.join("artifacts");
+    p.push(info.key.run_id.as_str());
+    p.push(info.key.phase.as_str());
+    // Logical paths are validated `/`-separated segments: no `..`, no `\`.
+    for seg in info.key.path.segments() {
+        p.push(seg);
+    }
+    p
+}
+
+/// `runstore export --out DIR`.
+pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
+    match tokio::fs::read_dir(dir).await {
+        Ok(mut entries) => {
+            if entries
+                .next_entry()
+                .await
+                .map_err(io(format!("reading {}", dir.display())))?
+                .is_some()
+            {
+                return Err(Error::invalid(
+                    "out",
+                    format!("{} is not empty; export into a new folder", dir.display()),
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(io(format!("creating {}", dir.display())))?;
+    let quiet = out.json;
+
+    // Workflows, by (id, version): parents come before their children.
+    let mut file = Ndjson::create(dir, "workflows.ndjson").await?;
+    let mut p = Progress::start("export workflows", quiet);
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .workflows
+            .list(
+                WorkflowQuery::default()
+                    .with_limit(PAGE)
+                    .with_cursor(cursor),
+            )
+            .await?;
+        for d in &page.items {
+            file.line(d).await?;
+        }
+        p.inc(page.items.len() as u64);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    file.close().await?;
+    let workflows = p.finish();
+
+    // Runs with their events embedded.
+    let mut file = Ndjson::create(dir, "runs.ndjson").await?;
+    let mut p = Progress::start("export runs", quiet);
+    let mut events = 0u64;
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .logs
+            .query_runs(RunQuery::default().with_limit(PAGE).with_cursor(cursor))
+            .await?;
+        for run in page.items.iter() {
+            let ev = storage.logs.all_events(&run.id).await?;
+            events += ev.len() as u64;
+            file.line(&RunWithEvents {
+                run: run.clone(),
+                events: ev,
+            })
+            .await?;
+        }
+        p.inc(page.items.len() as u64);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    file.close().await?;
+    let runs = p.finish();
+
+    let mut file = Ndjson::create(dir, "metrics.ndjson").await?;
+    let mut p = Progress::start("export metrics", quiet);
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .metrics
+            .list(MetricQuery::default().with_limit(PAGE).with_cursor(cursor))
+            .await?;
+        for m in &page.items {
+            file.line(m).await?;
+        }
+        p.inc(page.items.len() as u64);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    file.close().await?;
+    let metrics = p.finish();
+
+    let mut file = Ndjson::create(dir, "patterns.ndjson").await?;
+    let mut p = Progress::start("export patterns", quiet);
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .metrics
+            .list_patterns(PatternQuery::default().with_limit(PAGE).with_cursor(cursor))
+            .await?;
+        for pat in &page.items {
+            file.line(pat).await?;
+        }
+        p.inc(page.items.len() as u64);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    file.close().await?;
+    let patterns = p.finish();
+
+    let mut file = Ndjson::create(dir, "artifacts.ndjson").await?;
+    let mut p = Progress::start("export artifacts", quiet);
+    let mut bytes = 0u64;
+    let mut cursor = None;
+    loop {
+        let page = storage
+            .artifacts
+            .list(
+                ArtifactQuery::default()
+                    .with_limit(PAGE)
+                    .with_cursor(cursor),
+            )
+            .await?;
+        for info in &page.items {
+            let target = artifact_file(dir, info);
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(io(format!("creating {}", parent.display())))?;
+            }
+            let mut reader = storage.artifacts.get(&info.key).await?;
+            let mut f = tokio::fs::File::create(&target)
+                .await
+                .map_err(io(format!("creating {}", target.display())))?;
+            bytes += tokio::io::copy(&mut reader.body, &mut f)
+                .await
+                .map_err(io(format!("exporting artifact {}", info.key)))?;
+            f.sync_all()
+                .await
+                .map_err(io(format!("writing {}", target.display())))?;
+            file.line(info).await?;
+        }
+        p.inc(page.items.len() as u64);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    file.close().await?;
+    let artifacts = p.finish();
+
+    let counts = json!({
+        "workflows": workflows,
+        "runs": runs,
+        "events": events,
+        "metrics": metrics,
+        "patterns": patterns,
+        "artifacts": artifacts,
+        "artifact_bytes": bytes,
+    });
+    let manifest = json!({"format": DUMP_FORMAT, "counts": counts});
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| Error::backend("encoding JSON", Some(e.into())))?;
+    tokio::fs::write(dir.join("manifest.json"), text + "\n")
+        .await
+        .map_err(io("writing manifest.json"))?;
+
+    let value = json!({"exported": counts, "dir": dir.display().to_string()});
+    out.result(&value, || {
+        format!(
+            "exported {workflows} workflow versions, {runs} runs ({events} events), {metrics} metrics, \
+             {patterns} patterns, {artifacts} artifacts ({bytes} bytes) to {}",
+            dir.display()
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads an NDJSON file line by line; a missing file counts as empty.
+struct Lines {
+    path: PathBuf,
+    name: String,
+    lines: Option<tokio::io::Lines<BufReader<tokio::fs::File>>>,
+    number: u64,
+}
+
+impl Lines {
+    async fn open(dir: &Path, name: &str) -> Result<Lines> {
+        let path = dir.join(name);
+        let lines = match tokio::fs::File::open(&path).await {
+            Ok(f) => Some(BufReader::new(f).lines()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
+        };
+        Ok(Lines {
+            path,
+            name: name.to_string(),
+            lines,
+            number: 0,
+        })
+    }
+
+    /// The next record; blank lines are skipped.
+    async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        let Some(lines) = self.lines.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .map_err(io(format!("reading {}", self.path.display())))?;
+            let Some(line) = line else { return Ok(None) };
+            self.number += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            return serde_json::from_str(&line).map(Some).map_err(|e| {
+                Error::invalid("dump", format!("{} line {}: {e}", self.name, self.number))
+            });
+        }
+    }
+}
+
+fn add(total: &mut BulkOutcome, o: BulkOutcome) {
+    total.inserted += o.inserted;
+    total.unchanged += o.unchanged;
+}
+
+/// SHA-256 and size of a file, streamed.
+async fn hash_file(path: &Path) -> Result<(runstore::Sha256Digest, u64)> {
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(io(format!("opening {}", path.display())))?;
+    let mut hasher = Sha256Hasher::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .await
+            .map_err(io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hasher.finish(), size))
+}
+
+/// `runstore import DIR`.
+pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
+    let meta = tokio::fs::metadata(dir)
+        .await
+        .map_err(|e| Error::invalid("dir", format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(Error::invalid(
+            "dir",
+            format!("{} is not a folder", dir.display()),
+        ));
+    }
+    match tokio::fs::read_to_string(dir.join("manifest.json")).await {
+        Ok(text) => {
+            let m: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::invalid("dump", format!("manifest.json: {e}")))?;
+            if m["format"] != json!(DUMP_FORMAT) {
+                return Err(Error::invalid(
+                    "dump",
+                    format!(
+                        "manifest.json: format is {}, expected {DUMP_FORMAT:?}",
+                        m["format"]
+                    ),
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("reading manifest.json", e)),
+    }
+    let quiet = out.json;
+
+    let mut workflows = BulkOutcome::default();
+    let mut lines = Lines::open(dir, "workflows.ndjson").await?;
+    let mut p = Progress::start("import workflows", quiet);
+    while let Some(def) = lines.next::<WorkflowDefinition>().await? {
+        let w = storage.workflows.store(def).await?;
+        add(
+            &mut workflows,
+            BulkOutcome {
+                inserted: u64::from(w.inserted),
+                unchanged: u64::from(!w.inserted),
+            },
+        );
+        p.inc(1);
+    }
+    p.finish();
+
+    let mut runs = BulkOutcome::default();
+    let mut lines = Lines::open(dir, "runs.ndjson").await?;
+    let mut p = Progress::start("import runs", quiet);
+    let mut batch = Vec::with_capacity(RUN_BATCH);
+    loop {
+        let next = lines.next::<RunWithEvents>().await?;
+        let done = next.is_none();
+        if let Some(r) = next {
+            batch.push(r);
+        }
+        if batch.len() >= RUN_BATCH || (done && !batch.is_empty()) {
+            let n = batch.len() as u64;
+            add(
+                &mut runs,
+                storage.logs.import_runs(std::mem::take(&mut batch)).await?,
+            );
+            p.inc(n);
+        }
+        if done {
+            break;
+        }
+    }
+    p.finish();
+
+    let mut metrics = BulkOutcome::default();
+    let mut lines = Lines::open(dir, "metrics.ndjson").await?;
+    let mut p = Progress::start("import metrics", quiet);
+    let mut batch = Vec::with_capacity(METRIC_BATCH);
+    loop {
+        let next = lines.next::<ExecutionMetric>().await?;
+        let done = next.is_none();
+        if let Some(m) = next {
+            batch.push(m);
+        }
+        if batch.len() >= METRIC_BATCH || (done && !batch.is_empty()) {
+            let n = batch.len() as u64;
+            add(
+                &mut metrics,
+                storage
+                    .metrics
+                    .record_many(std::mem::take(&mut batch))
+                    .await?,
+            );
+            p.inc(n);
+        }
+        if done {
+            break;
+        }
+    }
+    p.finish();
+
+    // Patterns are upserted by id; one already stored identically is counted
+    // unchanged and not written again.
+    let mut patterns = BulkOutcome::default();
+    let mut lines = Lines::open(dir, "patterns.ndjson").await?;
+    let mut p = Progress::start("import patterns", quiet);
+    while let Some(pat) = lines.next::<Pattern>().await? {
+        let same = match storage.metrics.get_pattern(&pat.id).await {
+            Ok(stored) => stored.same_content(&pat),
+            Err(e) if e.kind() == runstore::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        if same {
+            patterns.unchanged += 1;
+        } else {
+            storage.metrics.upsert_pattern(pat).await?;
+            patterns.inserted += 1;
+        }
+        p.inc(1);
+    }
+    p.finish();
+
+    let mut artifacts = BulkOutcome::default();
+    let mut lines = Lines::open(dir, "artifacts.ndjson").await?;
+    let mut p = Progress::start("import artifacts", quiet);
+    while let Some(info) = lines.next::<ArtifactInfo>().await? {
+        let file = artifact_file(dir, &info);
+        // Check the bytes against the dump before storing anything.
+        let (sha, size) = hash_file(&file).await?;
+        if sha != info.sha256 || size != info.size {
+            return Err(Error::corrupt(
+                file.display().to_string(),
+                format!(
+                    "artifact {} has sha256 {sha} and size {size} in the dump, but artifacts.ndjson says sha256 {} and size {}",
+                    info.key, info.sha256, info.size
+                ),
+            ));
+        }
+        let body = tokio::fs::File::open(&file)
+            .await
+            .map_err(io(format!("opening {}", file.display())))?;
+        let options = PutOptions::default()
+            .content_type(info.content_type.clone())
+            .created_by(info.created_by.clone())
+            .created_at(info.created_at);
+        let w = storage
+            .artifacts
+            .put(&info.key, Box::new(body), options)
+            .await?;
+        if w.inserted {
+            artifacts.inserted += 1;
+        } else {
+            artifacts.unchanged += 1;
+        }
+        p.inc(1);
+    }
+    p.finish();
+
+    let value = json!({
+        "imported": {
+            "workflows": workflows,
+            "runs": runs,
+            "metrics": metrics,
+            "patterns": patterns,
+            "artifacts": artifacts,
+        },
+        "dir": dir.display().to_string(),
+    });
+    out.result(&value, || {
+        let f = |name: &str, o: &BulkOutcome| {
+            format!("{name}: {} new, {} unchanged", o.inserted, o.unchanged)
+        };
+        [
+            f("workflows", &workflows),
+            f("runs", &runs),
+            f("metrics", &metrics),
+            f("patterns", &patterns),
+            f("artifacts", &artifacts),
+        ]
+        .join("\n")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,131 @@
+//! Human and `--json` output.
+
+use std::io::Write;
+
+use runstore::{Error, ErrorKind, Result};
+use serde::Serialize;
+
+/// Where results go: JSON or human text on stdout, messages on stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+}
+
+/// The snake_case name of an error kind, as printed in `--json` mode.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Conflict => "conflict",
+        ErrorKind::Immutable => "immutable",
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::Corrupt => "corrupt",
+        ErrorKind::Unavailable => "unavailable",
+        _ => "backend",
+    }
+}
+
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::io("writing to stdout", e)
+}
+
+impl Out {
+    pub fn new(json: bool) -> Self {
+        Out { json }
+    }
+
+    /// Prints an error: a JSON object on stdout in `--json` mode, else a
+    /// line (with its chain of causes) on stderr.
+    pub fn error(&self, e: &Error) {
+        if self.json {
+            let obj = serde_json::json!({
+                "error": {
+                    "kind": kind_name(e.kind()),
+                    "message": e.to_string(),
+                    "retryable": e.is_retryable(),
+                }
+            });
+            println!("{obj}");
+        } else {
+            let mut line = format!("error: {e}");
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                line.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("{line}");
+        }
+    }
+
+    /// Prints one result: `value` as JSON, or the `human` text.
+    pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        if self.json {
+            let text = serde_json::to_string_pretty(value)
+                .map_err(|e| Error::backend("printing JSON", Some(e.into())))?;
+            writeln!(stdout, "{text}").map_err(stdout_error)?;
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                writeln!(stdout, "{}", text.trim_end()).map_err(stdout_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A note for humans on stderr (nothing in `--json` mode).
+    pub fn note(&self, text: &str) {
+        if !self.json {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Starts a list printed item by item (a JSON array streamed element by
+    /// element, or one line per item), so long lists never sit in memory.
+    pub fn list(&self) -> Result<ListOut> {
+        let mut l = ListOut {
+            json: self.json,
+            count: 0,
+        };
+        if l.json {
+            l.write("[")?;
+        }
+        Ok(l)
+    }
+}
+
+/// See [`Out::list`].
+pub struct ListOut {
+    json: bool,
+    count: u64,
+}
+
+impl ListOut {
+    fn write(&mut self, text: &str) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{text}").map_err(stdout_error)
+    }
+
+    /// One item.
+    pub fn item<T: Serialize>(&mut self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
+        if self.json {
+            let text = serde_json::to_string(value)
+                .map_err(|e| Error::backend("printing JSON", Some(e.into())))?;
+            let sep = if self.count == 0 { "  " } else { ", " };
+            self.write(&format!("{sep}{text}"))?;
+        } else {
+            self.write(&human())?;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Closes the list; returns how many items it had.
+    pub fn finish(mut self, empty_note: &str) -> Result<u64> {
+        if self.json {
+            self.write("]")?;
+        } else if self.count == 0 {
+            eprintln!("{empty_note}");
+        }
+        Ok(self.count)
+    }
+}

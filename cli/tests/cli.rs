@@ -1,0 +1,999 @@
+//! Every command of `runstore`, run as a real process in a temp folder
+//! (so the embedded default puts `./runstore-data` there), asserting on the
+//! `--json` output and the exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Asserts success and returns the JSON.
+    fn ok(&self) -> Value {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self.json()
+    }
+
+    /// Asserts exit code 1 with a JSON error of `kind`; returns its message.
+    fn error(&self, kind: &str) -> String {
+        assert_eq!(
+            self.code, 1,
+            "expected failure\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        let v = self.json();
+        assert_eq!(v["error"]["kind"], json!(kind), "{v}");
+        v["error"]["message"].as_str().unwrap().to_string()
+    }
+}
+
+fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runstore"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env_remove("RUNSTORE_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running runstore");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn rs(dir: &Path, args: &[&str]) -> Outcome {
+    run_in(dir, args, &[])
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Runs the demo and returns its JSON.
+fn demo(dir: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["demo", "--json"];
+    args.extend_from_slice(extra);
+    rs(dir, &args).ok()
+}
+
+fn run_ids(demo: &Value) -> Vec<String> {
+    demo["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--json"],
+        vec!["bogus", "--json"],
+        vec!["workflow", "get", "--json"],
+        vec!["run", "list", "--limit", "many", "--json"],
+        vec!["artifact", "bundle", "r", "p/x", "--json"],
+    ] {
+        let o = rs(dir.path(), &args);
+        assert_eq!(o.code, 2, "{args:?}: {}{}", o.stdout, o.stderr);
+        let v = o.json();
+        assert_eq!(v["error"]["kind"], json!("usage"), "{v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let o = rs(dir.path(), &["bogus"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("bogus"), "{}", o.stderr);
+    let o = rs(dir.path(), &["--help"]);
+    assert_eq!(o.code, 0);
+    assert!(o.stdout.contains("export"), "{}", o.stdout);
+    // Nothing was created by failed parsing.
+    assert!(!dir.path().join("runstore-data").exists());
+}
+
+#[test]
+fn init_creates_the_embedded_default_in_the_current_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = rs(dir.path(), &["init", "--json"]).ok();
+    assert_eq!(v["initialized"], json!(true));
+    assert_eq!(v["config"], json!("embedded default"));
+    assert_eq!(v["concerns"]["workflows"]["type"], json!("file"));
+    assert_eq!(v["concerns"]["logs"]["type"], json!("sqlite"));
+    assert_eq!(v["concerns"]["metrics"]["type"], json!("sqlite"));
+    assert_eq!(v["concerns"]["artifacts"]["type"], json!("file"));
+    // logs and metrics share one SQLite handle, workflows and artifacts one root.
+    assert_eq!(v["backends"], json!(2));
+    assert!(dir.path().join("runstore-data").is_dir());
+    assert!(dir.path().join("runstore-data/runstore.db").is_file());
+    // Human output too.
+    let o = rs(dir.path(), &["init"]);
+    assert_eq!(o.code, 0);
+    assert!(o.stdout.contains("runstore is ready"), "{}", o.stdout);
+}
+
+#[test]
+fn workflow_put_get_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "v1.yaml",
+        "id: etl\nversion: 1\ndescription: first\ncreated_at: 2026-01-01T00:00:00Z\nbody:\n  steps: [extract, load]\n",
+    );
+    write(
+        d,
+        "v2.json",
+        r#"{"id": "etl", "version": 2, "parent": 1, "body": {"steps": ["extract", "check", "load"]}}"#,
+    );
+    write(
+        d,
+        "v1-other.yaml",
+        "id: etl\nversion: 1\nbody: {steps: [x]}\n",
+    );
+    write(
+        d,
+        "orphan.yaml",
+        "id: etl\nversion: 5\nparent: 4\nbody: {}\n",
+    );
+    write(d, "bad.yaml", "id: etl\nversion: 0\nbody: {}\n");
+
+    let v = rs(d, &["workflow", "put", "v1.yaml", "--json"]).ok();
+    assert_eq!(v["inserted"], json!(true));
+    assert_eq!(v["workflow"]["version"], json!(1));
+    let hash1 = v["workflow"]["content_hash"].as_str().unwrap().to_string();
+    assert_eq!(hash1.len(), 64);
+    // Same content again: a no-op.
+    let v = rs(d, &["workflow", "put", "v1.yaml", "--json"]).ok();
+    assert_eq!(v["inserted"], json!(false));
+    let v = rs(d, &["workflow", "put", "v2.json", "--json"]).ok();
+    assert_eq!(v["inserted"], json!(true));
+    assert_eq!(v["workflow"]["parent"], json!(1));
+
+    let m = rs(d, &["workflow", "put", "v1-other.yaml", "--json"]).error("conflict");
+    assert!(m.contains("etl"), "{m}");
+    rs(d, &["workflow", "put", "orphan.yaml", "--json"]).error("not_found");
+    rs(d, &["workflow", "put", "bad.yaml", "--json"]).error("invalid_input");
+    rs(d, &["workflow", "put", "absent.yaml", "--json"]).error("invalid_input");
+
+    let v = rs(d, &["workflow", "get", "etl", "--json"]).ok();
+    assert_eq!(v["version"], json!(2));
+    assert_eq!(v["body"]["steps"][1], json!("check"));
+    let v = rs(d, &["workflow", "get", "etl", "--version", "1", "--json"]).ok();
+    assert_eq!(v["description"], json!("first"));
+    assert_eq!(v["created_at"], json!("2026-01-01T00:00:00.000000Z"));
+    assert_eq!(v["content_hash"], json!(hash1));
+    rs(d, &["workflow", "get", "etl", "--version", "3", "--json"]).error("not_found");
+    rs(d, &["workflow", "get", "nope", "--json"]).error("not_found");
+    rs(d, &["workflow", "get", "../x", "--json"]).error("invalid_input");
+
+    write(d, "other.yaml", "id: another\nversion: 1\nbody: {}\n");
+    rs(d, &["workflow", "put", "other.yaml", "--json"]).ok();
+    let v = rs(d, &["workflow", "list", "--json"]).ok();
+    let listed: Vec<(String, u64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["id"].as_str().unwrap().to_string(),
+                w["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![("another".into(), 1), ("etl".into(), 1), ("etl".into(), 2)]
+    );
+    let v = rs(d, &["workflow", "list", "etl", "--json"]).ok();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let v = rs(d, &["workflow", "list", "none-such", "--json"]).ok();
+    assert_eq!(v, json!([]));
+    // Human list: one line per definition.
+    let o = rs(d, &["workflow", "list"]);
+    assert_eq!(o.code, 0);
+    assert_eq!(o.stdout.lines().count(), 3, "{}", o.stdout);
+}
+
+#[test]
+fn demo_runs_twice_and_queries_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let first = demo(d, &[]);
+    assert_eq!(first["workflow"]["versions"][0]["inserted"], json!(true));
+    assert_eq!(first["workflow"]["versions"][1]["inserted"], json!(true));
+    assert_eq!(first["workflow"]["versions"][1]["parent"], json!(1));
+    assert_eq!(first["total_runs"], json!(5));
+    assert_eq!(first["summary"]["executions"], json!(5));
+    assert!(first["bundle"]["sha256"].is_string());
+    assert_eq!(first["recent"].as_array().unwrap().len(), 5);
+
+    let second = demo(d, &[]);
+    // Re-storing the same versions is a no-op; runs are new.
+    assert_eq!(second["workflow"]["versions"][0]["inserted"], json!(false));
+    assert_eq!(second["workflow"]["versions"][1]["inserted"], json!(false));
+    assert_eq!(second["total_runs"], json!(10));
+    assert_eq!(second["summary"]["executions"], json!(10));
+    let (a, b) = (run_ids(&first), run_ids(&second));
+    assert!(a.iter().all(|id| !b.contains(id)));
+
+    // The human demo prints a summary.
+    let o = rs(d, &["demo"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("recent runs"), "{}", o.stdout);
+    assert!(o.stdout.contains("executions"), "{}", o.stdout);
+
+    // run show
+    let id = &a[0];
+    let v = rs(d, &["run", "show", id, "--json"]).ok();
+    assert_eq!(v["run"]["id"], json!(id));
+    let events = v["events"].as_array().unwrap();
+    assert!(events.len() >= 3);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], json!(i as u64 + 1));
+    }
+    assert_eq!(events[0]["kind"], json!("webhook.received"));
+    rs(d, &["run", "show", "no-such-run", "--json"]).error("not_found");
+
+    // run list and its filters
+    let all = rs(d, &["run", "list", "--json"]).ok();
+    assert_eq!(all.as_array().unwrap().len(), 15);
+    let starts: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["started_at"].as_str().unwrap())
+        .collect();
+    let mut sorted = starts.clone();
+    sorted.sort_by(|x, y| y.cmp(x));
+    assert_eq!(starts, sorted, "newest first");
+    let v = rs(d, &["run", "list", "--limit", "2", "--json"]).ok();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let v = rs(
+        d,
+        &[
+            "run",
+            "list",
+            "--workflow",
+            "demo-pipeline",
+            "--status",
+            "failed",
+            "--json",
+        ],
+    )
+    .ok();
+    let failed = v.as_array().unwrap();
+    assert!(!failed.is_empty());
+    assert!(failed.iter().all(|r| r["status"] == json!("failed")));
+    let v = rs(
+        d,
+        &["run", "list", "--status", "succeeded,failed", "--json"],
+    )
+    .ok();
+    assert_eq!(v.as_array().unwrap().len(), 15);
+    let v = rs(
+        d,
+        &["run", "list", "--since", "2999-01-01T00:00:00Z", "--json"],
+    )
+    .ok();
+    assert_eq!(v, json!([]));
+    let v = rs(
+        d,
+        &["run", "list", "--until", "2000-01-01T00:00:00Z", "--json"],
+    )
+    .ok();
+    assert_eq!(v, json!([]));
+    let v = rs(
+        d,
+        &[
+            "run",
+            "list",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--workflow",
+            "other",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v, json!([]));
+    rs(d, &["run", "list", "--status", "done", "--json"]).error("invalid_input");
+    rs(d, &["run", "list", "--since", "yesterday", "--json"]).error("invalid_input");
+
+    // metrics summary
+    let v = rs(d, &["metrics", "summary", "demo-pipeline", "--json"]).ok();
+    assert_eq!(v["executions"], json!(15));
+    assert_eq!(
+        v["succeeded"].as_u64().unwrap() + v["failed"].as_u64().unwrap(),
+        15
+    );
+    assert!(v["duration"]["p95"].as_u64().unwrap() >= v["duration"]["p50"].as_u64().unwrap());
+    let v2 = rs(
+        d,
+        &[
+            "metrics",
+            "summary",
+            "demo-pipeline",
+            "--version",
+            "2",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v2["workflow_version"], json!(2));
+    assert!(v2["executions"].as_u64().unwrap() < 15);
+    let none = rs(d, &["metrics", "summary", "unknown-wf", "--json"]).ok();
+    assert_eq!(none["executions"], json!(0));
+
+    // stats
+    let s = rs(d, &["stats", "--json"]).ok();
+    assert_eq!(s["workflows"], json!(1));
+    assert_eq!(s["workflow_versions"], json!(2));
+    assert_eq!(s["runs"], json!(15));
+    assert_eq!(s["metrics"], json!(15));
+    assert_eq!(s["patterns"], json!(1));
+    assert_eq!(
+        s["runs_by_status"]["succeeded"].as_u64().unwrap()
+            + s["runs_by_status"]["failed"].as_u64().unwrap(),
+        15
+    );
+    assert!(s["artifacts"].as_u64().unwrap() >= 15);
+}
+
+#[test]
+fn artifact_put_get_list_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = "run-1";
+    write(d, "a.txt", "hello artifact\n");
+    write(d, "b.txt", "other bytes\n");
+    let v = rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            run,
+            "build",
+            "out/a.txt",
+            "a.txt",
+            "--type",
+            "text/plain",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["inserted"], json!(true));
+    assert_eq!(v["artifact"]["size"], json!(15));
+    assert_eq!(v["artifact"]["content_type"], json!("text/plain"));
+    assert_eq!(v["artifact"]["created_by"], json!("runstore-cli"));
+    let sha = v["artifact"]["sha256"].as_str().unwrap().to_string();
+    // Same bytes: no-op. Other bytes: immutable. Wrong token: conflict.
+    let v = rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            run,
+            "build",
+            "out/a.txt",
+            "a.txt",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["inserted"], json!(false));
+    rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            run,
+            "build",
+            "out/a.txt",
+            "b.txt",
+            "--json",
+        ],
+    )
+    .error("immutable");
+    let wrong = "0".repeat(64);
+    rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            run,
+            "build",
+            "out/a.txt",
+            "b.txt",
+            "--overwrite-token",
+            &wrong,
+            "--json",
+        ],
+    )
+    .error("conflict");
+    rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            run,
+            "build",
+            "out/a.txt",
+            "b.txt",
+            "--overwrite-token",
+            "xyz",
+            "--json",
+        ],
+    )
+    .error("invalid_input");
+    rs(
+        d,
+        &[
+            "artifact", "put", run, "build", "../a.txt", "a.txt", "--json",
+        ],
+    )
+    .error("invalid_input");
+    rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            run,
+            "build",
+            "x.txt",
+            "missing.txt",
+            "--json",
+        ],
+    )
+    .error("invalid_input");
+    // The right token replaces it.
+    let v = rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            run,
+            "build",
+            "out/a.txt",
+            "b.txt",
+            "--overwrite-token",
+            &sha,
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["artifact"]["size"], json!(12));
+    rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            run,
+            "test",
+            "report.txt",
+            "a.txt",
+            "--json",
+        ],
+    )
+    .ok();
+
+    let got = d.join("got.txt");
+    let v = rs(
+        d,
+        &[
+            "artifact",
+            "get",
+            run,
+            "build",
+            "out/a.txt",
+            "--out",
+            got.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["bytes"], json!(12));
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), "other bytes\n");
+    rs(
+        d,
+        &[
+            "artifact", "get", run, "build", "nope.txt", "--out", "x", "--json",
+        ],
+    )
+    .error("not_found");
+    rs(d, &["artifact", "get", run, "build", "out/a.txt", "--json"]).error("invalid_input");
+    // Without --json and --out, the bytes go to stdout.
+    let o = rs(d, &["artifact", "get", run, "test", "report.txt"]);
+    assert_eq!(o.code, 0);
+    assert_eq!(o.stdout, "hello artifact\n");
+
+    let v = rs(d, &["artifact", "list", run, "--json"]).ok();
+    let paths: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["key"]["phase"].as_str().unwrap(),
+                i["key"]["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(paths, vec!["build/out/a.txt", "test/report.txt"]);
+    let v = rs(d, &["artifact", "list", run, "--phase", "test", "--json"]).ok();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(
+        rs(d, &["artifact", "list", "other-run", "--json"]).ok(),
+        json!([])
+    );
+
+    let v = rs(
+        d,
+        &[
+            "artifact",
+            "bundle",
+            run,
+            "bundles/all.zip",
+            "build/out/a.txt",
+            "test/report.txt",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["inserted"], json!(true));
+    assert_eq!(v["artifact"]["content_type"], json!("application/zip"));
+    let bundle_sha = v["artifact"]["sha256"].clone();
+    // Deterministic: the same members again give the same bytes, a no-op.
+    let v = rs(
+        d,
+        &[
+            "artifact",
+            "bundle",
+            run,
+            "bundles/all.zip",
+            "test/report.txt",
+            "build/out/a.txt",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["inserted"], json!(false));
+    assert_eq!(v["artifact"]["sha256"], bundle_sha);
+    rs(
+        d,
+        &[
+            "artifact",
+            "bundle",
+            run,
+            "bundles/x.zip",
+            "build/missing.txt",
+            "--json",
+        ],
+    )
+    .error("not_found");
+    rs(
+        d,
+        &[
+            "artifact",
+            "bundle",
+            run,
+            "nophase",
+            "build/out/a.txt",
+            "--json",
+        ],
+    )
+    .error("invalid_input");
+    let v = rs(
+        d,
+        &["artifact", "list", run, "--phase", "bundles", "--json"],
+    )
+    .ok();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}
+
+/// Finds the file under `root` whose bytes are `content`.
+fn find_file_with(root: &Path, content: &[u8]) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(root).ok()? {
+        let p = entry.ok()?.path();
+        if p.is_dir() {
+            if let Some(found) = find_file_with(&p, content) {
+                return Some(found);
+            }
+        } else if std::fs::read(&p).ok().as_deref() == Some(content) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn check_passes_then_finds_a_tampered_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, &["--runs", "2"]);
+    let content = b"a distinctive artifact body 12345\n";
+    std::fs::write(d.join("c.bin"), content).unwrap();
+    rs(
+        d,
+        &["artifact", "put", "run-c", "p", "c.bin", "c.bin", "--json"],
+    )
+    .ok();
+
+    let v = rs(d, &["check", "--json"]).ok();
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let backends = v["backends"].as_array().unwrap();
+    assert_eq!(backends.len(), 2);
+    let sqlite = backends
+        .iter()
+        .find(|b| b["type"] == json!("sqlite"))
+        .unwrap();
+    assert!(sqlite["schema_version"].as_u64().unwrap() >= 1, "{sqlite}");
+    assert_eq!(sqlite["integrity_check"], json!(["ok"]));
+    assert!(v["artifacts"]["checked"].as_u64().unwrap() >= 5);
+
+    // Flip a byte of the stored artifact behind the store's back.
+    let stored = find_file_with(&d.join("runstore-data"), content)
+        .expect("the file backend keeps artifact bytes as plain files");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(&stored, bytes).unwrap();
+    let o = rs(d, &["check", "--json"]);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    let v = o.json();
+    assert_eq!(v["ok"], json!(false));
+    let corrupt = v["artifacts"]["corrupt"].as_array().unwrap();
+    assert_eq!(corrupt.len(), 1, "{v}");
+    assert_eq!(corrupt[0]["key"], json!("run-c/p/c.bin"));
+    assert_eq!(corrupt[0]["kind"], json!("corrupt"));
+    // Reading it fails too, and leaves no file behind.
+    let out = d.join("c.out");
+    rs(
+        d,
+        &[
+            "artifact",
+            "get",
+            "run-c",
+            "p",
+            "c.bin",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .error("corrupt");
+    assert!(!out.exists());
+}
+
+#[test]
+fn backup_and_restore_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, &["--runs", "2"]);
+    let v = rs(d, &["backup", "backup.db", "--json"]).ok();
+    assert!(v["backup"].as_str().unwrap().ends_with("backup.db"));
+    assert!(d.join("backup.db").is_file());
+    demo(d, &["--runs", "3"]);
+    assert_eq!(rs(d, &["stats", "--json"]).ok()["runs"], json!(5));
+    rs(d, &["restore", "backup.db", "--json"]).ok();
+    let s = rs(d, &["stats", "--json"]).ok();
+    assert_eq!(s["runs"], json!(2));
+    assert_eq!(s["metrics"], json!(2));
+    rs(d, &["restore", "no-such-backup.db", "--json"]).error("not_found");
+}
+
+#[test]
+fn backup_on_a_backend_without_it_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = write(
+        d,
+        "mem.yaml",
+        "storage:\n  workflows: { type: memory }\n  logs: { type: memory }\n  metrics: { type: memory }\n  artifacts: { type: file, path: data }\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let m = rs(d, &["--config", cfg, "backup", "x.db", "--json"]).error("invalid_input");
+    assert!(m.contains("SQLite only"), "{m}");
+    assert!(m.contains("export"), "{m}");
+    let m = rs(d, &["--config", cfg, "restore", "x.db", "--json"]).error("invalid_input");
+    assert!(m.contains("SQLite only"), "{m}");
+    // check on memory and file backends works.
+    let v = rs(d, &["--config", cfg, "check", "--json"]).ok();
+    assert_eq!(v["ok"], json!(true));
+}
+
+/// Every file under `root`, relative path -> bytes.
+fn tree(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+#[test]
+fn export_import_round_trip_is_equal_record_for_record_and_idempotent() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    demo(a.path(), &["--runs", "6"]);
+    write(a.path(), "wf.yaml", "id: solo\nversion: 1\nbody: {x: 1}\n");
+    rs(a.path(), &["workflow", "put", "wf.yaml", "--json"]).ok();
+    write(a.path(), "n.bin", "nested\n");
+    rs(
+        a.path(),
+        &[
+            "artifact",
+            "put",
+            "run-x",
+            "deep",
+            "a/b/c.bin",
+            "n.bin",
+            "--json",
+        ],
+    )
+    .ok();
+
+    let dump_a = a.path().join("dump");
+    let v = rs(
+        a.path(),
+        &["export", "--out", dump_a.to_str().unwrap(), "--json"],
+    )
+    .ok();
+    assert_eq!(v["exported"]["runs"], json!(6));
+    assert_eq!(v["exported"]["workflows"], json!(3));
+    assert_eq!(v["exported"]["metrics"], json!(6));
+    assert_eq!(v["exported"]["patterns"], json!(1));
+    for f in [
+        "manifest.json",
+        "workflows.ndjson",
+        "runs.ndjson",
+        "metrics.ndjson",
+        "patterns.ndjson",
+        "artifacts.ndjson",
+    ] {
+        assert!(dump_a.join(f).is_file(), "{f}");
+    }
+    assert!(dump_a.join("artifacts/run-x/deep/a/b/c.bin").is_file());
+    // Exporting into a non-empty folder is refused.
+    rs(
+        a.path(),
+        &["export", "--out", dump_a.to_str().unwrap(), "--json"],
+    )
+    .error("invalid_input");
+
+    let v = rs(b.path(), &["import", dump_a.to_str().unwrap(), "--json"]).ok();
+    assert_eq!(v["imported"]["runs"]["inserted"], json!(6));
+    assert_eq!(v["imported"]["workflows"]["inserted"], json!(3));
+    // Twice: nothing changes.
+    let v = rs(b.path(), &["import", dump_a.to_str().unwrap(), "--json"]).ok();
+    for concern in ["workflows", "runs", "metrics", "patterns", "artifacts"] {
+        assert_eq!(
+            v["imported"][concern]["inserted"],
+            json!(0),
+            "{concern}: {v}"
+        );
+    }
+    assert_eq!(v["imported"]["runs"]["unchanged"], json!(6));
+
+    let dump_b = b.path().join("dump");
+    rs(
+        b.path(),
+        &["export", "--out", dump_b.to_str().unwrap(), "--json"],
+    )
+    .ok();
+    let (ta, tb) = (tree(&dump_a), tree(&dump_b));
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
+    for (name, bytes) in &ta {
+        assert!(
+            *bytes == tb[name],
+            "{name} differs:\nA: {}\nB: {}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&tb[name])
+        );
+    }
+    assert_eq!(
+        rs(a.path(), &["stats", "--json"]).ok(),
+        rs(b.path(), &["stats", "--json"]).ok()
+    );
+
+    // A corrupt dump is refused before anything of that artifact is stored.
+    let c = tempfile::tempdir().unwrap();
+    let dump_c = c.path().join("dump");
+    copy_tree(&dump_a, &dump_c);
+    std::fs::write(dump_c.join("artifacts/run-x/deep/a/b/c.bin"), "tampered").unwrap();
+    rs(c.path(), &["import", dump_c.to_str().unwrap(), "--json"]).error("corrupt");
+    // A bad line names the file and the line.
+    std::fs::write(dump_c.join("metrics.ndjson"), "{\"nope\": 1}\n").unwrap();
+    let m = rs(c.path(), &["import", dump_c.to_str().unwrap(), "--json"]).error("invalid_input");
+    assert!(m.contains("metrics.ndjson line 1"), "{m}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn progress_lines_go_to_stderr_when_not_a_terminal() {
+    let a = tempfile::tempdir().unwrap();
+    demo(a.path(), &["--runs", "2"]);
+    let o = rs(a.path(), &["export", "--out", "dump"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("export runs: 2 records"), "{}", o.stderr);
+    assert!(o.stdout.contains("exported"), "{}", o.stdout);
+}
+
+#[test]
+fn config_errors_name_line_column_key_and_missing_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "bad.yaml",
+        "storage:\n  workflows: { type: file, path: data }\n  logs: { type: sqlit, path: x.db }\n  metrics: { type: sqlite, path: x.db }\n  artifacts: { type: file, path: data }\n",
+    );
+    let m = rs(d, &["--config", "bad.yaml", "stats", "--json"]).error("invalid_input");
+    assert!(m.contains("bad.yaml line 3 column 9"), "{m}");
+    assert!(m.contains("storage.logs"), "{m}");
+    assert!(
+        m.contains("known types: file, memory, postgres, sqlite"),
+        "{m}"
+    );
+
+    write(
+        d,
+        "env.yaml",
+        "storage:\n  workflows: { type: file, path: \"${RS_TEST_ROOT}\" }\n  logs: { type: sqlite, path: \"${RS_TEST_ROOT}/x.db\" }\n  metrics: { type: sqlite, path: x.db }\n  artifacts: { type: file, path: data }\n",
+    );
+    let o = run_in(
+        d,
+        &["--config", "env.yaml", "init", "--json"],
+        &[("RS_TEST_MISSING", "")],
+    );
+    let m = o.error("invalid_input");
+    assert!(m.contains("RS_TEST_ROOT"), "{m}");
+    assert!(m.contains("not set"), "{m}");
+    assert!(m.contains("line 2"), "{m}");
+    // With the variable set (and RUNSTORE_CONFIG instead of --config).
+    let o = run_in(
+        d,
+        &["init", "--json"],
+        &[
+            ("RS_TEST_ROOT", "root-from-env"),
+            ("RUNSTORE_CONFIG", "env.yaml"),
+        ],
+    );
+    let v = o.ok();
+    assert!(
+        v["concerns"]["workflows"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("root-from-env"),
+        "{v}"
+    );
+    assert!(d.join("root-from-env/x.db").is_file());
+
+    write(d, "syntax.yaml", "storage:\n  workflows: [\n");
+    let m = rs(d, &["--config", "syntax.yaml", "stats", "--json"]).error("invalid_input");
+    assert!(m.contains("syntax.yaml line "), "{m}");
+
+    write(
+        d,
+        "unknown-key.yaml",
+        "storage:\n  workflows: { type: file, path: data }\n  logz: {}\n",
+    );
+    let m = rs(d, &["--config", "unknown-key.yaml", "stats", "--json"]).error("invalid_input");
+    assert!(m.contains("line 3 column 3"), "{m}");
+    assert!(m.contains("logz"), "{m}");
+
+    // Human mode: the error on stderr, exit 1.
+    let o = rs(d, &["--config", "bad.yaml", "stats"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.starts_with("error: "), "{}", o.stderr);
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn postgres_through_a_config_file() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(config) = rt.block_on(runstore_postgres::testing::test_config()) else {
+        runstore_postgres::testing::no_server(
+            "runstore-cli postgres_through_a_config_file",
+            &runstore_postgres::testing::why_no_server().unwrap_or_default(),
+        );
+        return;
+    };
+    let _schema = runstore_postgres::testing::TestSchema::new(config.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = serde_json::to_string(&config.url).unwrap();
+    let pg = format!(
+        "{{ type: postgres, url: {url}, schema: {}, pool_size: 2 }}",
+        config.schema
+    );
+    write(
+        d,
+        "pg.yaml",
+        &format!("storage:\n  workflows: {pg}\n  logs: {pg}\n  metrics: {pg}\n  artifacts: {pg}\n"),
+    );
+    let cfg = ["--config", "pg.yaml"];
+    let with = |args: &[&str]| {
+        let mut all = cfg.to_vec();
+        all.extend_from_slice(args);
+        rs(d, &all)
+    };
+    let v = with(&["init", "--json"]).ok();
+    assert_eq!(v["backends"], json!(1));
+    let first = {
+        let o = with(&["demo", "--runs", "3", "--json"]);
+        o.ok()
+    };
+    assert_eq!(first["total_runs"], json!(3));
+    let second = with(&["demo", "--runs", "3", "--json"]).ok();
+    assert_eq!(second["total_runs"], json!(6));
+    assert_eq!(second["workflow"]["versions"][1]["inserted"], json!(false));
+    let s = with(&["stats", "--json"]).ok();
+    assert_eq!(s["runs"], json!(6));
+    assert_eq!(s["workflow_versions"], json!(2));
+    let v = with(&["check", "--json"]).ok();
+    assert_eq!(v["ok"], json!(true));
+    assert!(v["backends"][0]["schema_version"].as_u64().unwrap() >= 1);
+    let m = with(&["backup", "x.db", "--json"]).error("invalid_input");
+    assert!(m.contains("SQLite only"), "{m}");
+
+    // Round trip Postgres -> files/SQLite (default) and back out equal.
+    let dump = d.join("dump");
+    with(&["export", "--out", dump.to_str().unwrap(), "--json"]).ok();
+    let other = tempfile::tempdir().unwrap();
+    rs(other.path(), &["import", dump.to_str().unwrap(), "--json"]).ok();
+    let dump2 = other.path().join("dump");
+    rs(
+        other.path(),
+        &["export", "--out", dump2.to_str().unwrap(), "--json"],
+    )
+    .ok();
+    assert_eq!(tree(&dump), tree(&dump2));
+}

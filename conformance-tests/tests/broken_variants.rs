@@ -1,0 +1,461 @@
+//! Proof that the suite can fail: the reference backend wrapped so that it
+//! breaks exactly one promise of DESIGN.md section 4, and for each such
+//! variant the rules that must notice it. The unbroken wrapper (pure
+//! delegation) must pass every rule, so a failure below is the break being
+//! caught, not the wrapper.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use runstore_conformance::{Capabilities, Capability, Outcome, StoreFactory, TestStores, run_all, run_rule};
+use runstore_core::memory::{MemoryArtifacts, MemoryLogs, MemoryMetrics, MemoryWorkflows};
+use runstore_core::{
+    Appended, ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader, ArtifactStore,
+    ArtifactStoreExt, BulkOutcome, BundleRequest, ByteStream, Error, ErrorKind, Event, EventQuery,
+    ExecutionMetric, LogRepository, LogRepositoryExt, MetricQuery, MetricsRepository, MetricsSummary,
+    NewEvent, Page, Pattern, PatternId, PatternQuery, Phase, PutOptions, Result, Run, RunFilter,
+    RunId, RunQuery, RunUpdate, RunWithEvents, StoreSet, SummaryQuery, Version, WorkflowDefinition,
+    WorkflowId, WorkflowQuery, WorkflowRepository, Written, async_trait, validate_limit,
+};
+use tokio::io::AsyncReadExt;
+
+/// The one promise a wrapper breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Break {
+    /// Nothing: pure delegation.
+    Nothing,
+    /// Storing a stored workflow version with other content replaces it.
+    WorkflowOverwrite,
+    /// A finished run takes another terminal status or end time.
+    FinishedRunChanges,
+    /// An idempotency key is ignored: the event is stored again.
+    IdempotencyKeyTwice,
+    /// Event numbers skip 3: 1, 2, 4, 5 ...
+    EventNumberGap,
+    /// Recording identical metrics again counts the run twice.
+    MetricCountedTwice,
+    /// Other bytes on a stored path replace it without a token.
+    ArtifactOverwriteWithoutToken,
+    /// Reads skip the hash check and return tampered bytes.
+    ReadSkipsVerification,
+    /// Each bundle carries a varying member, so identical calls differ.
+    BundleVaries,
+    /// `query_runs` ignores its cursor (answers the first page again).
+    RunQueryIgnoresCursor,
+    /// `query_runs` returns each page oldest first.
+    RunQueryIgnoresOrder,
+    /// Metric `list` ignores its cursor.
+    MetricListIgnoresCursor,
+    /// Artifact `list` sorts by the string `run/phase/path`, not the tuple.
+    ArtifactListStringOrder,
+    /// Event kinds are stored without validation (control characters
+    /// replaced instead of refused).
+    EventKindNotValidated,
+    /// Artifact content types are stored without validation.
+    ContentTypeNotValidated,
+}
+
+fn ctrl_to(s: &str, with: char) -> String {
+    s.chars().map(|c| if c.is_control() { with } else { c }).collect()
+}
+
+// ---------------------------------------------------------------- workflows
+
+#[derive(Debug)]
+struct Workflows {
+    inner: MemoryWorkflows,
+    brk: Break,
+    /// Versions "overwritten" by the broken store.
+    overrides: Mutex<BTreeMap<(WorkflowId, Version), WorkflowDefinition>>,
+}
+
+impl Workflows {
+    fn over(&self, d: WorkflowDefinition) -> WorkflowDefinition {
+        let o = self.overrides.lock().expect("lock");
+        o.get(&(d.id.clone(), d.version)).cloned().unwrap_or(d)
+    }
+}
+
+#[async_trait]
+impl WorkflowRepository for Workflows {
+    async fn store(&self, def: WorkflowDefinition) -> Result<Written<WorkflowDefinition>> {
+        match self.inner.store(def.clone()).await {
+            Err(e) if e.kind() == ErrorKind::Conflict && self.brk == Break::WorkflowOverwrite => {
+                self.overrides.lock().expect("lock").insert((def.id.clone(), def.version), def.clone());
+                Ok(Written::inserted(def))
+            }
+            other => other.map(|mut w| {
+                w.record = self.over(w.record);
+                w
+            }),
+        }
+    }
+    async fn get(&self, id: &WorkflowId, version: Version) -> Result<WorkflowDefinition> {
+        self.inner.get(id, version).await.map(|d| self.over(d))
+    }
+    async fn get_latest(&self, id: &WorkflowId) -> Result<WorkflowDefinition> {
+        self.inner.get_latest(id).await.map(|d| self.over(d))
+    }
+    async fn list_versions(&self, id: &WorkflowId) -> Result<Vec<WorkflowDefinition>> {
+        Ok(self.inner.list_versions(id).await?.into_iter().map(|d| self.over(d)).collect())
+    }
+    async fn list(&self, query: WorkflowQuery) -> Result<Page<WorkflowDefinition>> {
+        let mut p = self.inner.list(query).await?;
+        p.items = p.items.into_iter().map(|d| self.over(d)).collect();
+        Ok(p)
+    }
+}
+
+// ---------------------------------------------------------------- logs
+
+#[derive(Debug)]
+struct Logs {
+    inner: MemoryLogs,
+    brk: Break,
+}
+
+impl Logs {
+    fn renumber(&self, seq: u64) -> u64 {
+        if self.brk == Break::EventNumberGap && seq >= 3 { seq + 1 } else { seq }
+    }
+    fn prepare(&self, mut e: NewEvent) -> NewEvent {
+        if self.brk == Break::IdempotencyKeyTwice {
+            e.idempotency_key = None;
+        }
+        if self.brk == Break::EventKindNotValidated {
+            e.kind = ctrl_to(&e.kind, '?');
+        }
+        e
+    }
+}
+
+#[async_trait]
+impl LogRepository for Logs {
+    async fn create_run(&self, run: Run) -> Result<Written<Run>> {
+        self.inner.create_run(run).await
+    }
+    async fn get_run(&self, id: &RunId) -> Result<Run> {
+        self.inner.get_run(id).await
+    }
+    async fn update_status(&self, id: &RunId, update: RunUpdate) -> Result<Run> {
+        if self.brk == Break::FinishedRunChanges {
+            let stored = self.inner.get_run(id).await?;
+            if stored.status.is_terminal()
+                && update.status.is_terminal()
+                && (update.status != stored.status || update.ended_at.is_some_and(|e| Some(e) != stored.ended_at))
+            {
+                // Rewrite the finished run with the new outcome.
+                let events = self.inner.all_events(id).await?;
+                let mut run = stored.clone();
+                run.status = update.status;
+                run.ended_at = update.ended_at.or(stored.ended_at);
+                self.inner.delete_run(id).await?;
+                self.inner.import_runs(vec![RunWithEvents { run: run.clone(), events }]).await?;
+                return Ok(run);
+            }
+        }
+        self.inner.update_status(id, update).await
+    }
+    async fn append_event(&self, run_id: &RunId, event: NewEvent) -> Result<Appended> {
+        let mut a = self.inner.append_event(run_id, self.prepare(event)).await?;
+        a.seq = self.renumber(a.seq);
+        Ok(a)
+    }
+    async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        let events = events.into_iter().map(|e| self.prepare(e)).collect();
+        let mut out = self.inner.append_events(run_id, events).await?;
+        for a in &mut out {
+            a.seq = self.renumber(a.seq);
+        }
+        Ok(out)
+    }
+    async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
+        let mut p = self.inner.list_events(run_id, query).await?;
+        for e in &mut p.items {
+            e.seq = self.renumber(e.seq);
+        }
+        Ok(p)
+    }
+    async fn query_runs(&self, mut query: RunQuery) -> Result<Page<Run>> {
+        if self.brk == Break::RunQueryIgnoresCursor && query.cursor.is_some() {
+            query.cursor = None;
+            let mut p = self.inner.query_runs(query).await?;
+            // Stop the caller's loop: the first page again, as the last.
+            p.next = None;
+            return Ok(p);
+        }
+        let mut p = self.inner.query_runs(query).await?;
+        if self.brk == Break::RunQueryIgnoresOrder {
+            p.items.reverse();
+        }
+        Ok(p)
+    }
+    async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
+        self.inner.count_runs(filter).await
+    }
+    async fn delete_run(&self, id: &RunId) -> Result<()> {
+        self.inner.delete_run(id).await
+    }
+    async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
+        self.inner.import_runs(runs).await
+    }
+}
+
+// ---------------------------------------------------------------- metrics
+
+#[derive(Debug)]
+struct Metrics {
+    inner: MemoryMetrics,
+    brk: Break,
+    dups: AtomicU64,
+}
+
+#[async_trait]
+impl MetricsRepository for Metrics {
+    async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
+        let w = self.inner.record(metric.clone()).await?;
+        if !w.inserted && self.brk == Break::MetricCountedTwice {
+            // A retried writer that inserts another row: counted twice.
+            let n = self.dups.fetch_add(1, Ordering::Relaxed);
+            let mut dup = metric;
+            dup.run_id = RunId::new(format!("{}-dup{n}", dup.run_id))?;
+            self.inner.record(dup).await?;
+        }
+        Ok(w)
+    }
+    async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
+        self.inner.record_many(metrics).await
+    }
+    async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
+        self.inner.get(run_id).await
+    }
+    async fn list(&self, mut query: MetricQuery) -> Result<Page<ExecutionMetric>> {
+        if self.brk == Break::MetricListIgnoresCursor && query.cursor.is_some() {
+            query.cursor = None;
+            let mut p = self.inner.list(query).await?;
+            p.next = None;
+            return Ok(p);
+        }
+        self.inner.list(query).await
+    }
+    async fn delete(&self, run_id: &RunId) -> Result<()> {
+        self.inner.delete(run_id).await
+    }
+    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary> {
+        self.inner.summary(workflow_id, query).await
+    }
+    async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
+        self.inner.upsert_pattern(pattern).await
+    }
+    async fn get_pattern(&self, id: &PatternId) -> Result<Pattern> {
+        self.inner.get_pattern(id).await
+    }
+    async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
+        self.inner.list_patterns(query).await
+    }
+}
+
+// ---------------------------------------------------------------- artifacts
+
+#[derive(Debug)]
+struct Artifacts {
+    inner: Arc<MemoryArtifacts>,
+    brk: Break,
+    nonce: AtomicU64,
+}
+
+#[async_trait]
+impl ArtifactStore for Artifacts {
+    async fn put(&self, key: &ArtifactKey, mut body: ByteStream, mut options: PutOptions) -> Result<Written<ArtifactInfo>> {
+        if self.brk == Break::ContentTypeNotValidated {
+            options.content_type = options.content_type.map(|t| ctrl_to(&t, ' '));
+        }
+        if self.brk != Break::ArtifactOverwriteWithoutToken {
+            return self.inner.put(key, body, options).await;
+        }
+        let mut bytes = Vec::new();
+        body.read_to_end(&mut bytes).await.map_err(|e| Error::io("reading a body", e))?;
+        match self.inner.put_bytes(key, bytes.clone(), options.clone()).await {
+            Err(e) if e.kind() == ErrorKind::Immutable => {
+                self.inner.delete(key).await?;
+                self.inner.put_bytes(key, bytes, options).await
+            }
+            other => other,
+        }
+    }
+    async fn get(&self, key: &ArtifactKey) -> Result<ArtifactReader> {
+        let mut r = self.inner.get(key).await?;
+        if self.brk == Break::ReadSkipsVerification {
+            // Keep whatever was read before the hash check at the end failed.
+            let mut bytes = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = r.body.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                bytes.extend_from_slice(&buf[..n]);
+            }
+            r.body = Box::new(std::io::Cursor::new(bytes));
+        }
+        Ok(r)
+    }
+    async fn head(&self, key: &ArtifactKey) -> Result<ArtifactInfo> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, query: ArtifactQuery) -> Result<Page<ArtifactInfo>> {
+        if self.brk != Break::ArtifactListStringOrder {
+            return self.inner.list(query).await;
+        }
+        let limit = validate_limit(query.limit)?;
+        let after: Option<ArtifactKey> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let p = self.inner.list(query.clone().with_limit(10_000).with_cursor(cursor)).await?;
+            all.extend(p.items);
+            match p.next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        all.sort_by_key(|i| i.key.to_string());
+        let rest: Vec<_> = all
+            .into_iter()
+            .filter(|i| after.as_ref().is_none_or(|a| i.key.to_string() > a.to_string()))
+            .take(limit + 1)
+            .collect();
+        Ok(Page::from_overfetch(rest, limit, |i| i.key.clone()))
+    }
+    async fn delete(&self, key: &ArtifactKey) -> Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn bundle(&self, mut request: BundleRequest) -> Result<Written<ArtifactInfo>> {
+        if self.brk == Break::BundleVaries {
+            let n = self.nonce.fetch_add(1, Ordering::Relaxed);
+            let phase = Phase::new("nonce")?;
+            let path = ArtifactPath::new(format!("n{n}"))?;
+            let key = ArtifactKey::new(request.run_id.clone(), phase.clone(), path.clone());
+            self.inner.put_bytes(&key, n.to_string().into_bytes(), PutOptions::default()).await?;
+            request.members.push((phase, path));
+        }
+        runstore_core::bundle::write_bundle(self, request).await
+    }
+}
+
+// ---------------------------------------------------------------- factory
+
+struct BrokenFactory(Break);
+
+#[async_trait]
+impl StoreFactory for BrokenFactory {
+    fn name(&self) -> String {
+        format!("memory broken by {:?}", self.0)
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with(Capability::TamperArtifacts)
+    }
+    async fn create(&self) -> Result<TestStores> {
+        let brk = self.0;
+        let raw = Arc::new(MemoryArtifacts::default());
+        let stores = StoreSet {
+            workflows: Arc::new(Workflows {
+                inner: MemoryWorkflows::default(),
+                brk,
+                overrides: Mutex::new(BTreeMap::new()),
+            }),
+            logs: Arc::new(Logs { inner: MemoryLogs::default(), brk }),
+            metrics: Arc::new(Metrics { inner: MemoryMetrics::default(), brk, dups: AtomicU64::new(0) }),
+            artifacts: Arc::new(Artifacts { inner: raw.clone(), brk, nonce: AtomicU64::new(0) }),
+        };
+        Ok(TestStores::with_guard(stores, raw))
+    }
+    async fn tamper_artifact(&self, stores: &TestStores, key: &ArtifactKey) -> Result<()> {
+        let raw = stores
+            .guard
+            .downcast_ref::<MemoryArtifacts>()
+            .ok_or_else(|| Error::backend("not a broken memory store set", None))?;
+        if raw.tamper(key, |b| match b.first_mut() {
+            Some(x) => *x ^= 0xff,
+            None => b.push(0),
+        }) {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("artifact {key}")))
+        }
+    }
+}
+
+const MODEL: &str = "model_based_random_operations_match_reference";
+
+/// Runs `rules` against the variant and asserts each fails for a real
+/// reason (not a placeholder rule that fails whatever the backend does).
+async fn assert_caught(brk: Break, rules: &[&str]) {
+    let f = BrokenFactory(brk);
+    let mut missed = Vec::new();
+    for rule in rules {
+        match run_rule(&f, rule).await {
+            Outcome::Failed(m) if m.contains("NOT_WRITTEN_YET") || m.starts_with("no rule named") => {
+                missed.push(format!("{rule}: cannot judge yet: {m}"))
+            }
+            Outcome::Failed(m) => {
+                eprintln!("{brk:?} caught by {rule}:\n{}\n", m.lines().take(6).collect::<Vec<_>>().join("\n"))
+            }
+            other => missed.push(format!("{rule}: {other:?}")),
+        }
+    }
+    assert!(missed.is_empty(), "break {brk:?} was not caught by:\n{}", missed.join("\n"));
+}
+
+macro_rules! variant {
+    ($name:ident, $brk:expr, [$($rule:expr),+ $(,)?]) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            assert_caught($brk, &[$($rule),+]).await;
+        }
+    };
+}
+
+variant!(workflow_overwrite_is_caught, Break::WorkflowOverwrite, ["workflow_store_other_content_conflicts", MODEL]);
+variant!(finished_run_change_is_caught, Break::FinishedRunChanges, ["run_terminal_status_and_end_time_set_once", MODEL]);
+variant!(idempotency_key_twice_is_caught, Break::IdempotencyKeyTwice, ["event_idempotency_key_returns_original_seq", MODEL]);
+variant!(event_number_gap_is_caught, Break::EventNumberGap, ["event_numbering_starts_at_one_without_gaps", MODEL]);
+variant!(metric_counted_twice_is_caught, Break::MetricCountedTwice, ["metric_record_is_idempotent_and_never_counts_twice", MODEL]);
+variant!(
+    artifact_overwrite_without_token_is_caught,
+    Break::ArtifactOverwriteWithoutToken,
+    ["artifact_put_other_bytes_is_immutable", MODEL]
+);
+variant!(read_skipping_verification_is_caught, Break::ReadSkipsVerification, ["artifact_read_detects_tampering"]);
+variant!(varying_bundle_is_caught, Break::BundleVaries, ["bundle_is_deterministic_with_manifest"]);
+variant!(
+    run_query_ignoring_cursor_is_caught,
+    Break::RunQueryIgnoresCursor,
+    ["run_query_cursor_stable_under_inserts", MODEL]
+);
+variant!(
+    run_query_ignoring_order_is_caught,
+    Break::RunQueryIgnoresOrder,
+    ["run_query_orders_by_start_then_id_descending", MODEL]
+);
+variant!(metric_list_ignoring_cursor_is_caught, Break::MetricListIgnoresCursor, ["metric_list_paged_by_run_id", MODEL]);
+variant!(
+    artifact_list_in_string_order_is_caught,
+    Break::ArtifactListStringOrder,
+    ["artifact_list_by_run_and_phase_ordered", MODEL]
+);
+variant!(unvalidated_event_kind_is_caught, Break::EventKindNotValidated, ["hostile_text_rejected_by_backend", MODEL]);
+variant!(
+    unvalidated_content_type_is_caught,
+    Break::ContentTypeNotValidated,
+    ["hostile_text_rejected_by_backend", "artifact_put_records_hash_size_type_creator_time", MODEL]
+);
+
+/// The wrapper itself is faithful: without a break every rule passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbroken_wrapper_passes_every_rule() {
+    let report = run_all(&BrokenFactory(Break::Nothing)).await;
+    eprintln!("{report}");
+    report.assert_passed();
+    assert!(report.skipped().len() <= 2, "unexpected skips: {:?}", report.skipped());
+}

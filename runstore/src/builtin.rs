@@ -1,0 +1,348 @@
+//! Factories of the built-in backend types.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use runstore_core::Result;
+use serde::Deserialize;
+
+use crate::config::BackendConfig;
+use crate::registry::{Backend, BackendFactory, BackendHandle};
+
+/// `type: memory`: the reference in-memory backend. Nothing persists; each
+/// concern gets its own handle.
+pub(crate) struct MemoryFactory;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryOptions {}
+
+#[async_trait]
+impl BackendFactory for MemoryFactory {
+    fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
+        config.parse_options::<MemoryOptions>().map(|_| ())
+    }
+
+    async fn open(&self, _config: &BackendConfig) -> Result<Backend> {
+        let s = runstore_core::memory::store_set();
+        Ok(Backend {
+            workflows: Some(s.workflows),
+            logs: Some(s.logs),
+            metrics: Some(s.metrics),
+            artifacts: Some(s.artifacts),
+            handle: BackendHandle::Memory,
+        })
+    }
+}
+
+/// The canonical form of `path` even when it does not exist yet: the
+/// deepest existing ancestor canonicalized, then the rest appended. Two
+/// spellings of one file (`./a/../db`, a symlinked folder) give one key.
+#[cfg_attr(not(any(feature = "file", feature = "sqlite")), allow(dead_code))]
+pub(crate) fn canonical_key(path: &Path) -> String {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut existing = absolute.clone();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    loop {
+        if let Ok(c) = existing.canonicalize() {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return normalize(&out).display().to_string();
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return normalize(&absolute).display().to_string(),
+        }
+    }
+}
+
+/// Removes `.` and resolves `..` lexically (only for the part that does not
+/// exist yet, where there is no symlink to follow).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(feature = "file")]
+pub(crate) use file::FileFactory;
+
+#[cfg(feature = "file")]
+mod file {
+    use super::*;
+    use runstore_file::{Durability, FileOptions, FileStore};
+
+    /// `type: file`: one folder holds workflows (YAML) and artifacts.
+    pub(crate) struct FileFactory;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Options {
+        path: String,
+        #[serde(default)]
+        durability: Option<String>,
+    }
+
+    fn durability(name: &str) -> std::result::Result<Durability, String> {
+        crate::builtin::file_durability(name)
+    }
+
+    impl Options {
+        fn read(config: &BackendConfig) -> std::result::Result<(Options, FileOptions), String> {
+            let o: Options = config.parse_options()?;
+            if o.path.is_empty() {
+                return Err("option `path` must not be empty".into());
+            }
+            let mut fo = FileOptions::default();
+            if let Some(d) = &o.durability {
+                fo.durability = durability(d)?;
+            }
+            Ok((o, fo))
+        }
+    }
+
+    #[async_trait]
+    impl BackendFactory for FileFactory {
+        fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
+            Options::read(config).map(|_| ())
+        }
+
+        fn share_key(&self, config: &BackendConfig) -> Result<Option<String>> {
+            let (o, _) = Options::read(config).map_err(|e| config.error(e))?;
+            Ok(Some(canonical_key(&config.resolve_path(&o.path))))
+        }
+
+        async fn open(&self, config: &BackendConfig) -> Result<Backend> {
+            let (o, fo) = Options::read(config).map_err(|e| config.error(e))?;
+            let store = FileStore::open(config.resolve_path(&o.path), fo).await?;
+            Ok(Backend::all(store.clone(), BackendHandle::File(store)))
+        }
+    }
+}
+
+#[cfg(feature = "file")]
+fn file_durability(name: &str) -> std::result::Result<runstore_file::Durability, String> {
+    use runstore_file::Durability;
+    match name {
+        "fsync" | "full" => Ok(Durability::Fsync),
+        "none" | "os" => Ok(Durability::None),
+        other => Err(format!(
+            "option `durability`: unknown value {other:?}; use `fsync` (default) or `none`"
+        )),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite::SqliteFactory;
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use runstore_sqlite::{SqliteOptions, SqliteStore};
+
+    /// `type: sqlite`: one database file; concerns naming the same file
+    /// share one handle.
+    pub(crate) struct SqliteFactory;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Options {
+        path: String,
+        #[serde(default)]
+        synchronous: Option<String>,
+    }
+
+    impl Options {
+        fn read(config: &BackendConfig) -> std::result::Result<(Options, SqliteOptions), String> {
+            let o: Options = config.parse_options()?;
+            if o.path.is_empty() {
+                return Err("option `path` must not be empty".into());
+            }
+            let mut so = SqliteOptions::default();
+            if let Some(s) = &o.synchronous {
+                so.synchronous = crate::builtin::sqlite_synchronous(s)?;
+            }
+            Ok((o, so))
+        }
+    }
+
+    #[async_trait]
+    impl BackendFactory for SqliteFactory {
+        fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
+            Options::read(config).map(|_| ())
+        }
+
+        fn share_key(&self, config: &BackendConfig) -> Result<Option<String>> {
+            let (o, _) = Options::read(config).map_err(|e| config.error(e))?;
+            Ok(Some(canonical_key(&config.resolve_path(&o.path))))
+        }
+
+        async fn open(&self, config: &BackendConfig) -> Result<Backend> {
+            let (o, so) = Options::read(config).map_err(|e| config.error(e))?;
+            let path = config.resolve_path(&o.path);
+            // A fresh machine has no ./runstore-data yet.
+            if let Some(parent) = path.parent()
+                && !parent.as_os_str().is_empty()
+            {
+                tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                    runstore_core::Error::io(format!("creating folder {}", parent.display()), e)
+                })?;
+            }
+            let store = SqliteStore::open(path, so).await?;
+            Ok(Backend::all(store.clone(), BackendHandle::Sqlite(store)))
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_synchronous(name: &str) -> std::result::Result<runstore_sqlite::Synchronous, String> {
+    use runstore_sqlite::Synchronous;
+    match name.to_ascii_lowercase().as_str() {
+        "off" => Ok(Synchronous::Off),
+        "normal" => Ok(Synchronous::Normal),
+        "full" => Ok(Synchronous::Full),
+        "extra" => Ok(Synchronous::Extra),
+        other => Err(format!(
+            "option `synchronous`: unknown value {other:?}; use off, normal (default), full or extra"
+        )),
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::PostgresFactory;
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::time::Duration;
+
+    use super::*;
+    use runstore_postgres::{PostgresConfig, PostgresStore};
+
+    /// `type: postgres`: concerns naming the same URL and schema share one
+    /// pool.
+    pub(crate) struct PostgresFactory;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Options {
+        url: String,
+        #[serde(default)]
+        pool_size: Option<usize>,
+        #[serde(default)]
+        schema: Option<String>,
+        #[serde(default)]
+        connect_timeout: Option<serde_yaml::Value>,
+        #[serde(default)]
+        operation_timeout: Option<serde_yaml::Value>,
+    }
+
+    fn read(config: &BackendConfig) -> std::result::Result<PostgresConfig, String> {
+        let o: Options = config.parse_options()?;
+        let mut pc = PostgresConfig::new(o.url);
+        if let Some(n) = o.pool_size {
+            if n == 0 {
+                return Err("option `pool_size` must be at least 1".into());
+            }
+            pc.pool_size = n;
+        }
+        if let Some(s) = o.schema {
+            pc.schema = s;
+        }
+        if let Some(t) = &o.connect_timeout {
+            pc.connect_timeout = duration("connect_timeout", t)?;
+        }
+        if let Some(t) = &o.operation_timeout {
+            pc.operation_timeout = duration("operation_timeout", t)?;
+        }
+        Ok(pc)
+    }
+
+    /// A duration: a number of seconds, or a string with a unit (`500ms`,
+    /// `5s`, `2m`).
+    fn duration(key: &str, v: &serde_yaml::Value) -> std::result::Result<Duration, String> {
+        let bad = || {
+            format!(
+                "option `{key}` must be seconds (e.g. 5 or 0.5) or a string like \"500ms\", \"5s\", \"2m\""
+            )
+        };
+        let secs = match v {
+            serde_yaml::Value::Number(n) => n.as_f64().ok_or_else(bad)?,
+            serde_yaml::Value::String(s) => {
+                let s = s.trim();
+                let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
+                    (n, 0.001)
+                } else if let Some(n) = s.strip_suffix('s') {
+                    (n, 1.0)
+                } else if let Some(n) = s.strip_suffix('m') {
+                    (n, 60.0)
+                } else {
+                    (s, 1.0)
+                };
+                num.trim().parse::<f64>().map_err(|_| bad())? * mul
+            }
+            _ => return Err(bad()),
+        };
+        if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+            return Err(format!("option `{key}` must be between 0 and 1 day"));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    #[async_trait]
+    impl BackendFactory for PostgresFactory {
+        fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
+            read(config).map(|_| ())
+        }
+
+        fn share_key(&self, config: &BackendConfig) -> Result<Option<String>> {
+            let pc = read(config).map_err(|e| config.error(e))?;
+            Ok(Some(format!("{}\u{0}{}", pc.url, pc.schema)))
+        }
+
+        async fn open(&self, config: &BackendConfig) -> Result<Backend> {
+            let pc = read(config).map_err(|e| config.error(e))?;
+            let store = PostgresStore::connect(pc).await?;
+            Ok(Backend::all(store.clone(), BackendHandle::Postgres(store)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_key_joins_spellings_of_one_file_that_does_not_exist_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let a = canonical_key(&dir.path().join("db/x.db"));
+        let b = canonical_key(&dir.path().join("sub/../db/./x.db"));
+        let c = canonical_key(&dir.path().join("db/y.db"));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(Path::new(&a).is_absolute());
+    }
+}

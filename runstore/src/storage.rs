@@ -1,0 +1,156 @@
+//! [`Storage`]: one handle per concern, built from a [`Config`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use runstore_core::{
+    ArtifactStore, Error, LogRepository, MetricsRepository, Result, StoreSet, WorkflowRepository,
+};
+
+use crate::config::{BackendConfig, Concern, Config};
+use crate::registry::{Backend, BackendRegistry};
+
+/// One opened backend and the concerns it serves in this [`Storage`].
+#[derive(Clone, Debug)]
+pub struct OpenedBackend {
+    /// Its `type` name.
+    pub type_name: String,
+    /// The concerns it serves, in configuration order.
+    pub concerns: Vec<Concern>,
+    /// The backend itself (with its concrete handle).
+    pub backend: Backend,
+}
+
+/// The four stores of an application, each on the backend its configuration
+/// chose. Cheap to clone (handles are `Arc`s).
+#[derive(Clone, Debug)]
+pub struct Storage {
+    /// Workflow definitions.
+    pub workflows: Arc<dyn WorkflowRepository>,
+    /// Runs and events.
+    pub logs: Arc<dyn LogRepository>,
+    /// Metrics and patterns.
+    pub metrics: Arc<dyn MetricsRepository>,
+    /// Artifacts.
+    pub artifacts: Arc<dyn ArtifactStore>,
+    backends: Vec<OpenedBackend>,
+    config: Config,
+}
+
+impl Storage {
+    /// Opens the embedded default ([`crate::DEFAULT_YAML`]): files and
+    /// SQLite under `./runstore-data`.
+    pub async fn open_default() -> Result<Storage> {
+        Storage::open(&Config::default()).await
+    }
+
+    /// Reads a YAML file and opens what it names.
+    pub async fn open_file(path: impl AsRef<Path>) -> Result<Storage> {
+        let path = path.as_ref().to_path_buf();
+        // Reading and parsing is small blocking work; keep it off the executor.
+        let config = tokio::task::spawn_blocking(move || Config::from_file(path))
+            .await
+            .map_err(|e| Error::backend("reading the configuration", Some(e.into())))??;
+        Storage::open(&config).await
+    }
+
+    /// Parses a YAML string and opens what it names.
+    pub async fn from_yaml_str(yaml: &str) -> Result<Storage> {
+        Storage::open(&Config::from_yaml_str(yaml)?).await
+    }
+
+    /// Opens `config` with the process-wide registry.
+    pub async fn open(config: &Config) -> Result<Storage> {
+        Storage::open_with(config, &crate::registry::global()).await
+    }
+
+    /// Opens `config` with the types of `registry`. Concerns whose backends
+    /// give the same share key (same SQLite file, same Postgres URL and
+    /// schema, same file root) get one backend instance.
+    pub async fn open_with(config: &Config, registry: &BackendRegistry) -> Result<Storage> {
+        let mut backends: Vec<OpenedBackend> = Vec::new();
+        let mut by_key: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut chosen = [0usize; 4];
+        for concern in Concern::ALL {
+            let bc: &BackendConfig = config.backend(concern);
+            let factory = registry.factory(&bc.type_name).map_err(|e| bc.error(e))?;
+            let key = factory.share_key(bc)?;
+            let shared = key
+                .as_ref()
+                .and_then(|k| by_key.get(&(bc.type_name.clone(), k.clone())).copied());
+            let index = match shared {
+                Some(i) => i,
+                None => {
+                    let backend = factory.open(bc).await?;
+                    tracing::debug!(
+                        type_name = %bc.type_name,
+                        concern = %concern,
+                        config = %config.source,
+                        "opened runstore backend"
+                    );
+                    backends.push(OpenedBackend {
+                        type_name: bc.type_name.clone(),
+                        concerns: Vec::new(),
+                        backend,
+                    });
+                    let i = backends.len() - 1;
+                    if let Some(k) = key {
+                        by_key.insert((bc.type_name.clone(), k), i);
+                    }
+                    i
+                }
+            };
+            if !backends[index].backend.offers(concern) {
+                return Err(bc.error(format!(
+                    "backend type `{}` does not store {concern}",
+                    bc.type_name
+                )));
+            }
+            backends[index].concerns.push(concern);
+            chosen[concern as usize] = index;
+        }
+        let pick = |c: Concern| &backends[chosen[c as usize]].backend;
+        let missing = |c: Concern| Error::backend(format!("no backend for {c}"), None);
+        Ok(Storage {
+            workflows: pick(Concern::Workflows)
+                .workflows
+                .clone()
+                .ok_or_else(|| missing(Concern::Workflows))?,
+            logs: pick(Concern::Logs)
+                .logs
+                .clone()
+                .ok_or_else(|| missing(Concern::Logs))?,
+            metrics: pick(Concern::Metrics)
+                .metrics
+                .clone()
+                .ok_or_else(|| missing(Concern::Metrics))?,
+            artifacts: pick(Concern::Artifacts)
+                .artifacts
+                .clone()
+                .ok_or_else(|| missing(Concern::Artifacts))?,
+            backends,
+            config: config.clone(),
+        })
+    }
+
+    /// The four handles as a [`StoreSet`].
+    pub fn stores(&self) -> StoreSet {
+        StoreSet {
+            workflows: self.workflows.clone(),
+            logs: self.logs.clone(),
+            metrics: self.metrics.clone(),
+            artifacts: self.artifacts.clone(),
+        }
+    }
+
+    /// The opened backends, each once however many concerns share it.
+    pub fn backends(&self) -> &[OpenedBackend] {
+        &self.backends
+    }
+
+    /// The configuration this storage was opened from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}

@@ -1,0 +1,329 @@
+//! [`FileStore::check`](crate::FileStore::check): a full scan of the root.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use runstore_core::{Error, Event, Result, RunId, Sha256Hasher, WorkflowId};
+
+use crate::fsutil::{self, lock_mutex};
+use crate::{Inner, artifacts, logs, metrics, workflows};
+
+/// What kind of problem a [`Finding`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// A last line without its newline, left by a crash mid-append.
+    TornTail,
+    /// A line that is not a valid record; skipped by every read.
+    CorruptLine,
+    /// A whole file that cannot be read (e.g. a workflow YAML).
+    CorruptFile,
+    /// The run index file is missing.
+    MissingIndex,
+    /// The run index file does not match the run journal.
+    StaleIndex,
+    /// An artifact's bytes no longer match its recorded SHA-256 or size.
+    HashMismatch,
+    /// A file that a record points to is missing.
+    MissingFile,
+    /// A file no record points to (left by a crash between two steps).
+    OrphanFile,
+    /// A temp file left by a crash.
+    LeftoverTemp,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Finding {
+    /// What kind of problem.
+    pub kind: FindingKind,
+    /// The file (and byte offset) at fault.
+    pub location: String,
+    /// What is wrong, for humans.
+    pub detail: String,
+    /// Whether it was repaired.
+    pub repaired: bool,
+}
+
+/// Everything [`FileStore::check`](crate::FileStore::check) found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckReport {
+    /// Each problem, with whether it was repaired.
+    pub findings: Vec<Finding>,
+}
+
+impl CheckReport {
+    /// No problem found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// Findings of one kind.
+    pub fn of_kind(&self, kind: FindingKind) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(move |f| f.kind == kind)
+    }
+
+    fn add(&mut self, kind: FindingKind, location: impl Into<String>, detail: impl Into<String>, repaired: bool) {
+        let location = location.into();
+        if self
+            .findings
+            .iter()
+            .any(|f| f.kind == kind && f.location == location)
+        {
+            return;
+        }
+        self.findings.push(Finding {
+            kind,
+            location,
+            detail: detail.into(),
+            repaired,
+        });
+    }
+}
+
+/// Temp files younger than this may belong to a write in progress.
+const TEMP_GRACE: Duration = Duration::from_secs(600);
+
+/// Scans one NDJSON file: torn tail (cut with `repair`) and lines that
+/// `valid` refuses.
+fn scan_ndjson(
+    report: &mut CheckReport,
+    path: &Path,
+    repair: bool,
+    valid: impl Fn(&str) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let Some(mut file) = fsutil::open_read(path)? else {
+        return Ok(());
+    };
+    let read = fsutil::read_lines(&mut file, path, 0)?;
+    for (off, line) in read.lines {
+        let res = line.map_err(|()| "not UTF-8".to_string()).and_then(|l| valid(&l));
+        if let Err(e) = res {
+            report.add(
+                crate::FindingKind::CorruptLine,
+                format!("{} at byte {off}", path.display()),
+                format!("unreadable record, skipped by reads: {e}"),
+                false,
+            );
+        }
+    }
+    if read.torn > 0 {
+        if repair {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| fsutil::io_err("opening", path, e))?;
+            fsutil::cut_torn_tail(&f, path)?;
+        }
+        report.add(
+            crate::FindingKind::TornTail,
+            format!("{} at byte {}", path.display(), read.end),
+            format!("a torn last line of {} bytes", read.torn),
+            repair,
+        );
+    }
+    Ok(())
+}
+
+fn parses<T: serde::de::DeserializeOwned>(line: &str) -> std::result::Result<(), String> {
+    serde_json::from_str::<T>(line).map(|_| ()).map_err(|e| e.to_string())
+}
+
+pub(crate) fn run(inner: &Inner, repair: bool) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    // A check reports afresh what earlier operations already warned about.
+    lock_mutex(&inner.warned).clear();
+    for f in lock_mutex(&inner.found).drain(..) {
+        report.add(f.kind, f.location, f.detail, f.repaired);
+    }
+    check_logs(inner, repair, &mut report)?;
+    check_metrics(inner, repair, &mut report)?;
+    check_workflows(inner, &mut report)?;
+    check_artifacts(inner, repair, &mut report)?;
+    check_tmp(inner, repair, &mut report)?;
+    Ok(report)
+}
+
+fn check_logs(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
+    let _g = fsutil::take_lock(&inner.root, logs::LOCK, repair)?;
+    let journal = inner.root.path(&["logs", "runs.ndjson"])?;
+    scan_ndjson(report, &journal, repair, parses::<logs::RunLine>)?;
+    // A fresh look at the journal and the index, as a new process has.
+    logs::reload_runs(inner);
+    let before = lock_mutex(&inner.found).len();
+    let ids = logs::run_ids(inner, repair)?;
+    for f in lock_mutex(&inner.found).drain(before..) {
+        report.add(f.kind, f.location, f.detail, f.repaired);
+    }
+    let dir = inner.root.path(&["logs", "events"])?;
+    for (name, ft) in fsutil::list_dir(&dir)? {
+        let path = inner.root.path(&["logs", "events", &name])?;
+        let run = name.strip_suffix(".ndjson").and_then(|r| RunId::new(r).ok());
+        let Some(run) = run.filter(|_| ft.is_file()) else {
+            continue;
+        };
+        if !ids.contains(&run) {
+            if repair {
+                fsutil::remove_file(&path, inner.durability)?;
+            }
+            report.add(
+                crate::FindingKind::OrphanFile,
+                path.display().to_string(),
+                format!("events of run {run}, which has no run record"),
+                repair,
+            );
+            continue;
+        }
+        scan_ndjson(report, &path, repair, |l| {
+            let e: Event = serde_json::from_str(l).map_err(|e| e.to_string())?;
+            if e.run_id != run {
+                return Err(format!("belongs to run {}", e.run_id));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn check_metrics(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
+    let _g = fsutil::take_lock(&inner.root, metrics::LOCK, repair)?;
+    let m = inner.root.path(&["metrics", "metrics.ndjson"])?;
+    scan_ndjson(report, &m, repair, parses::<metrics::MetricLine>)?;
+    let p = inner.root.path(&["metrics", "patterns.ndjson"])?;
+    scan_ndjson(report, &p, repair, parses::<runstore_core::Pattern>)?;
+    Ok(())
+}
+
+fn check_workflows(inner: &Inner, report: &mut CheckReport) -> Result<()> {
+    let _g = fsutil::take_lock(&inner.root, workflows::LOCK, false)?;
+    let ids: Vec<WorkflowId> = workflows::ids(inner)?;
+    for id in ids {
+        for v in workflows::versions(inner, &id)? {
+            let path = inner
+                .root
+                .path(&["workflows", id.as_str(), &format!("{}.yaml", v.get())])?;
+            if let Err(e) = workflows::read_version(&path, &id, v) {
+                report.add(
+                    crate::FindingKind::CorruptFile,
+                    path.display().to_string(),
+                    e.to_string(),
+                    false,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<(runstore_core::Sha256Digest, u64)> {
+    let mut f = std::fs::File::open(path).map_err(|e| fsutil::io_err("opening", path, e))?;
+    let mut h = Sha256Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| fsutil::io_err("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((h.finish(), size))
+}
+
+fn check_artifacts(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
+    let _g = fsutil::take_lock(&inner.root, artifacts::LOCK, repair)?;
+    for run in artifacts::runs_with_artifacts(inner)? {
+        let journal = inner
+            .root
+            .path(&["artifacts", run.as_str(), artifacts::INFO_FILE])?;
+        scan_ndjson(report, &journal, repair, parses::<artifacts::InfoLine>)?;
+        let infos = artifacts::run_infos(inner, &run)?;
+        let mut known = std::collections::HashSet::new();
+        for (key, info) in &infos {
+            let path = inner.root.path(&artifacts::blob_parts(key))?;
+            known.insert(path.clone());
+            if !fsutil::regular_file_exists(&path)? {
+                report.add(
+                    crate::FindingKind::MissingFile,
+                    path.display().to_string(),
+                    format!("the bytes of artifact {key} are missing"),
+                    false,
+                );
+                continue;
+            }
+            let (hash, size) = hash_file(&path)?;
+            if hash != info.sha256 || size != info.size {
+                report.add(
+                    crate::FindingKind::HashMismatch,
+                    path.display().to_string(),
+                    format!(
+                        "artifact {key}: stored bytes have sha256 {hash} and size {size}, recorded sha256 {} and size {}",
+                        info.sha256, info.size
+                    ),
+                    false,
+                );
+            }
+        }
+        // Files no record points to.
+        let phases = inner.root.path(&["artifacts", run.as_str(), "phases"])?;
+        let mut stack = vec![phases];
+        while let Some(dir) = stack.pop() {
+            for (name, ft) in fsutil::list_dir(&dir)? {
+                let path = dir.join(&name);
+                if ft.is_symlink() {
+                    report.add(
+                        crate::FindingKind::CorruptFile,
+                        path.display().to_string(),
+                        "a symbolic link inside the root; never followed",
+                        false,
+                    );
+                } else if ft.is_dir() {
+                    stack.push(path);
+                } else if !known.contains(&path) {
+                    if repair {
+                        fsutil::remove_file(&path, inner.durability)?;
+                    }
+                    report.add(
+                        crate::FindingKind::OrphanFile,
+                        path.display().to_string(),
+                        "an artifact file without a record",
+                        repair,
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_tmp(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
+    let dir = inner.root.path(&["tmp"])?;
+    let now = SystemTime::now();
+    for (name, ft) in fsutil::list_dir(&dir)? {
+        if !ft.is_file() {
+            continue;
+        }
+        let path = dir.join(&name);
+        let old = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .map(|t| now.duration_since(t).unwrap_or_default() > TEMP_GRACE)
+            .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
+        if old {
+            if repair {
+                fsutil::remove_file(&path, inner.durability)?;
+            }
+            report.add(
+                crate::FindingKind::LeftoverTemp,
+                path.display().to_string(),
+                "a spool file left by an interrupted artifact write",
+                repair,
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! Low-level file work shared by the four concerns: confined paths (no
+//! symbolic link is ever followed under the root), advisory locks, whole-line
+//! appends with torn-tail repair, atomic replacement, and group commit.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use runstore_core::{Error, Result};
+
+use crate::Durability;
+
+/// Mode of every file the backend creates: no world access at all.
+pub(crate) const FILE_MODE: u32 = 0o640;
+/// Mode of every folder the backend creates.
+pub(crate) const DIR_MODE: u32 = 0o750;
+
+/// Locks a std mutex, recovering from poisoning: every holder leaves the
+/// cached state consistent (or marked for reload) before it can panic.
+pub(crate) fn lock_mutex<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn io_err(what: impl std::fmt::Display, path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", path.display()), e)
+}
+
+fn symlink_err(path: &Path) -> Error {
+    Error::corrupt(
+        path.display().to_string(),
+        "is a symbolic link; runstore never follows links inside its root",
+    )
+}
+
+/// The root folder; every path the backend touches is built here from
+/// validated names, one component at a time.
+#[derive(Debug, Clone)]
+pub(crate) struct Root {
+    pub(crate) dir: PathBuf,
+}
+
+impl Root {
+    /// `root/parts…`, checking that no existing component is a symbolic link
+    /// (so a planted link cannot lead a read or write outside the root).
+    pub(crate) fn path(&self, parts: &[&str]) -> Result<PathBuf> {
+        let mut p = self.dir.clone();
+        let mut exists = true;
+        for part in parts {
+            debug_assert!(!part.is_empty() && *part != "." && *part != ".." && !part.contains('/'));
+            p.push(part);
+            if exists {
+                match fs::symlink_metadata(&p) {
+                    Ok(m) if m.file_type().is_symlink() => return Err(symlink_err(&p)),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => exists = false,
+                    Err(e) => return Err(io_err("inspecting", &p, e)),
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Like [`Root::path`] for a folder, creating missing levels (mode 0750).
+    /// An existing non-folder in the way is a [`Error::Conflict`].
+    pub(crate) fn dir(&self, parts: &[&str]) -> Result<PathBuf> {
+        let mut p = self.dir.clone();
+        for part in parts {
+            p.push(part);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => return Err(symlink_err(&p)),
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(Error::conflict(format!(
+                        "{} is a file, a folder is needed there",
+                        p.display()
+                    )));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    match fs::DirBuilder::new().mode(DIR_MODE).create(&p) {
+                        Ok(()) => {}
+                        // Another process made it meanwhile.
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(io_err("creating folder", &p, e)),
+                    }
+                }
+                Err(e) => return Err(io_err("inspecting", &p, e)),
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Whether `path` exists as a regular file; a link there is an error.
+pub(crate) fn regular_file_exists(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(symlink_err(path)),
+        Ok(m) if m.is_file() => Ok(true),
+        Ok(_) => Err(Error::corrupt(path.display().to_string(), "is not a regular file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("inspecting", path, e)),
+    }
+}
+
+/// Opens a file for reading if it exists (checked for links by the caller
+/// through [`Root::path`]; checked again here for the last component).
+pub(crate) fn open_read(path: &Path) -> Result<Option<File>> {
+    if !regular_file_exists(path)? {
+        return Ok(None);
+    }
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("opening", path, e)),
+    }
+}
+
+/// An advisory lock held on `root/locks/<name>`; released when dropped
+/// (closing the file releases it). Each guard opens its own file handle, so
+/// threads of one process exclude each other just as processes do.
+#[derive(Debug)]
+pub(crate) struct LockGuard {
+    _file: File,
+}
+
+pub(crate) fn take_lock(root: &Root, name: &str, exclusive: bool) -> Result<LockGuard> {
+    let dir = root.dir(&["locks"])?;
+    let path = root.path(&["locks", name])?;
+    debug_assert!(path.starts_with(&dir));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(&path)
+        .map_err(|e| io_err("opening lock file", &path, e))?;
+    let res = if exclusive { file.lock() } else { file.lock_shared() };
+    res.map_err(|e| io_err("locking", &path, e))?;
+    Ok(LockGuard { _file: file })
+}
+
+/// Identity of a file, to notice that it was replaced rather than appended.
+pub(crate) fn file_id(meta: &fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+/// Complete lines read from an offset on.
+pub(crate) struct ReadLines {
+    /// `(offset, line)` without the newline; a line that is not UTF-8 comes
+    /// back as `Err(offset)`.
+    pub(crate) lines: Vec<(u64, std::result::Result<String, ()>)>,
+    /// Offset just after the last complete line.
+    pub(crate) end: u64,
+    /// Bytes after `end` without a final newline (a torn tail, if no writer
+    /// is active, which holds under any of our locks).
+    pub(crate) torn: u64,
+}
+
+/// Reads every complete line of `file` from `from` on.
+pub(crate) fn read_lines(file: &mut File, path: &Path, from: u64) -> Result<ReadLines> {
+    file.seek(SeekFrom::Start(from))
+        .map_err(|e| io_err("seeking in", path, e))?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)
+        .map_err(|e| io_err("reading", path, e))?;
+    let mut lines = Vec::new();
+    let mut start = 0usize;
+    for (i, b) in buf.iter().enumerate() {
+        if *b == b'\n' {
+            let raw = &buf[start..i];
+            let off = from + start as u64;
+            if !raw.is_empty() {
+                let line = std::str::from_utf8(raw).map(str::to_owned).map_err(|_| ());
+                lines.push((off, line));
+            }
+            start = i + 1;
+        }
+    }
+    Ok(ReadLines {
+        lines,
+        end: from + start as u64,
+        torn: (buf.len() - start) as u64,
+    })
+}
+
+/// Cuts everything after the last newline of `file` (a line torn by a
+/// crash). Returns how many bytes were cut. Caller holds the exclusive lock.
+pub(crate) fn cut_torn_tail(file: &File, path: &Path) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(|e| io_err("inspecting", path, e))?.len();
+    let mut pos = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let keep = loop {
+        if pos == 0 {
+            break 0;
+        }
+        let n = chunk.len().min(pos as usize);
+        let start = pos - n as u64;
+        file.read_exact_at(&mut chunk[..n], start)
+            .map_err(|e| io_err("reading", path, e))?;
+        if let Some(i) = chunk[..n].iter().rposition(|b| *b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        pos = start;
+    };
+    if keep < len {
+        file.set_len(keep).map_err(|e| io_err("truncating", path, e))?;
+        file.sync_all().map_err(|e| io_err("syncing", path, e))?;
+        tracing::warn!(file = %path.display(), bytes = len - keep, "cut a torn last line left by a crash");
+    }
+    Ok(len - keep)
+}
+
+/// Fsyncs a folder so that a rename or a new file in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let f = File::open(dir).map_err(|e| io_err("opening folder", dir, e))?;
+    f.sync_all().map_err(|e| io_err("syncing folder", dir, e))
+}
+
+/// What must still be fsynced after the lock is released (group commit).
+#[derive(Debug)]
+pub(crate) struct SyncTicket {
+    file: File,
+    id: (u64, u64),
+    end: u64,
+}
+
+/// Group commit: per file, how far it is known to be fsynced. Appenders
+/// that wrote before an fsync started share it.
+#[derive(Debug, Default)]
+pub(crate) struct Syncer {
+    files: Mutex<HashMap<(u64, u64), Arc<Mutex<u64>>>>,
+}
+
+impl Syncer {
+    pub(crate) fn sync(&self, ticket: SyncTicket) -> Result<()> {
+        let slot = lock_mutex(&self.files).entry(ticket.id).or_default().clone();
+        let mut synced = lock_mutex(&slot);
+        if *synced >= ticket.end {
+            return Ok(());
+        }
+        let len = ticket
+            .file
+            .metadata()
+            .map_err(|e| Error::io("inspecting a log file before fsync", e))?
+            .len();
+        ticket
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("fsync of a log file", e))?;
+        *synced = len.max(ticket.end);
+        Ok(())
+    }
+
+    /// Forgets a file whose length went down (a cut torn tail).
+    pub(crate) fn forget(&self, id: (u64, u64)) {
+        lock_mutex(&self.files).remove(&id);
+    }
+}
+
+/// Appends `bytes` (whole lines) to the file at `path`, creating it (and
+/// fsyncing its folder) if needed, after cutting a torn tail left by a
+/// crash. The caller holds the exclusive lock of the concern. With
+/// [`Durability::Fsync`] the data is fsynced before returning; with
+/// [`Durability::GroupCommit`] a ticket is returned for [`Syncer::sync`]
+/// once the lock is released.
+pub(crate) fn append(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    syncer: &Syncer,
+) -> Result<(Option<SyncTicket>, u64)> {
+    debug_assert!(bytes.ends_with(b"\n"));
+    let existed = regular_file_exists(path)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| io_err("opening for append", path, e))?;
+    let meta = file.metadata().map_err(|e| io_err("inspecting", path, e))?;
+    let id = file_id(&meta);
+    let mut cut = 0;
+    if meta.len() > 0 {
+        use std::os::unix::fs::FileExt;
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, meta.len() - 1)
+            .map_err(|e| io_err("reading", path, e))?;
+        if last[0] != b'\n' {
+            cut = cut_torn_tail(&file, path)?;
+            syncer.forget(id);
+        }
+    }
+    file.write_all(bytes)
+        .map_err(|e| io_err("appending to", path, e))?;
+    let end = file
+        .metadata()
+        .map_err(|e| io_err("inspecting", path, e))?
+        .len();
+    if !existed
+        && durability != Durability::None
+        && let Some(parent) = path.parent()
+    {
+        sync_dir(parent)?;
+    }
+    let ticket = match durability {
+        Durability::Fsync => {
+            file.sync_data().map_err(|e| io_err("fsync of", path, e))?;
+            None
+        }
+        Durability::GroupCommit => Some(SyncTicket { file, id, end }),
+        Durability::None => None,
+    };
+    Ok((ticket, cut))
+}
+
+/// Replaces (or creates) `dir/name` atomically: temp file in the same
+/// folder, write, fsync, rename, fsync of the folder.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8], durability: Durability) -> Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| io_err("creating a temp file in", dir, e))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(FILE_MODE))
+        .map_err(|e| io_err("setting permissions of", tmp.path(), e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| io_err("writing", tmp.path(), e))?;
+    if durability != Durability::None {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| io_err("fsync of", tmp.path(), e))?;
+    }
+    let dest = dir.join(name);
+    if fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink() || m.is_dir()) {
+        return Err(symlink_err(&dest));
+    }
+    tmp.persist(&dest)
+        .map_err(|e| io_err("renaming a temp file to", &dest, e.error))?;
+    if durability != Durability::None {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Removes a file if it exists; fsyncs its folder.
+pub(crate) fn remove_file(path: &Path, durability: Durability) -> Result<bool> {
+    if !regular_file_exists(path)? {
+        return Ok(false);
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err("removing", path, e)),
+    }
+    if durability != Durability::None
+        && let Some(parent) = path.parent()
+    {
+        sync_dir(parent)?;
+    }
+    Ok(true)
+}
+
+/// Names in a folder (not following links), sorted bytewise; empty if the
+/// folder does not exist.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<(String, fs::FileType)>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("listing", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| io_err("listing", dir, e))?;
+        let ft = entry.file_type().map_err(|e| io_err("listing", dir, e))?;
+        if let Ok(name) = entry.file_name().into_string() {
+            out.push((name, ft));
+        }
+    }
+    out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(out)
+}

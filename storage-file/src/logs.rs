@@ -1,0 +1,792 @@
+//! Runs and events: `logs/runs.ndjson` (journal of run records, latest line
+//! wins), `logs/events/<run_id>.ndjson` (one file per run), and the index
+//! checkpoint `index/runs.ndjson`. See FORMAT.md.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use runstore_core::{
+    Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, LogRepository, NewEvent, Page,
+    Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, Sha256Digest,
+    Timestamp, WorkflowId, Written, validate_limit,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, LockGuard, SyncTicket, file_id, lock_mutex};
+use crate::{FileStore, FindingKind, Inner};
+
+pub(crate) const LOCK: &str = "logs.lock";
+const INDEX_FORMAT: u32 = 1;
+/// How many bytes of the journal the index header fingerprints.
+const TAIL_PRINT: u64 = 4096;
+/// Cached event files kept per process before the cache is dropped.
+const EVENTS_CACHE_MAX: usize = 1024;
+
+/// One line of `logs/runs.ndjson`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub(crate) enum RunLine {
+    /// The run as it now is.
+    Put { run: Run },
+    /// The run was deleted.
+    Delete { id: RunId },
+}
+
+/// First line of `index/runs.ndjson`.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct IndexHeader {
+    index: String,
+    format: u32,
+    /// Journal bytes the index covers.
+    journal_len: u64,
+    /// SHA-256 of the last (up to) 4096 covered journal bytes.
+    journal_tail_sha256: String,
+    /// Runs listed.
+    runs: u64,
+    /// SHA-256 of every byte after the header line.
+    body_sha256: String,
+}
+
+type OrderKey = (Timestamp, RunId);
+
+/// The run table in memory, valid for the journal file `file` up to `offset`.
+#[derive(Default)]
+pub(crate) struct RunsState {
+    file: Option<(u64, u64)>,
+    offset: u64,
+    /// Journal bytes covered by the index file on disk.
+    indexed: u64,
+    /// The index must be rewritten at the next exclusive lock.
+    index_dirty: bool,
+    runs: HashMap<RunId, Run>,
+    order: BTreeSet<OrderKey>,
+    by_workflow: HashMap<WorkflowId, BTreeSet<OrderKey>>,
+}
+
+impl RunsState {
+    fn clear(&mut self) {
+        *self = RunsState::default();
+    }
+
+    fn put(&mut self, run: Run) {
+        self.remove(&run.id.clone());
+        let key = (run.started_at, run.id.clone());
+        self.order.insert(key.clone());
+        self.by_workflow
+            .entry(run.workflow_id.clone())
+            .or_default()
+            .insert(key);
+        self.runs.insert(run.id.clone(), run);
+    }
+
+    fn remove(&mut self, id: &RunId) {
+        if let Some(old) = self.runs.remove(id) {
+            let key = (old.started_at, old.id.clone());
+            self.order.remove(&key);
+            if let Some(set) = self.by_workflow.get_mut(&old.workflow_id) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.by_workflow.remove(&old.workflow_id);
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, line: RunLine) {
+        match line {
+            RunLine::Put { run } => self.put(run),
+            RunLine::Delete { id } => self.remove(&id),
+        }
+    }
+}
+
+/// A run's events in memory, valid for its file up to `offset`.
+#[derive(Default, Clone)]
+pub(crate) struct EventsState {
+    file: Option<(u64, u64)>,
+    offset: u64,
+    events: Vec<Event>,
+    keys: HashMap<String, u64>,
+    max_seq: u64,
+}
+
+/// Per-run event caches.
+#[derive(Default)]
+pub(crate) struct EventsCache {
+    runs: HashMap<RunId, EventsState>,
+}
+
+fn journal_path(inner: &Inner) -> Result<PathBuf> {
+    inner.root.dir(&["logs"])?;
+    inner.root.path(&["logs", "runs.ndjson"])
+}
+
+fn events_path(inner: &Inner, run: &RunId) -> Result<PathBuf> {
+    inner.root.dir(&["logs", "events"])?;
+    inner
+        .root
+        .path(&["logs", "events", &format!("{}.ndjson", run.as_str())])
+}
+
+fn index_path(inner: &Inner) -> Result<PathBuf> {
+    inner.root.dir(&["index"])?;
+    inner.root.path(&["index", "runs.ndjson"])
+}
+
+fn to_line<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut v = serde_json::to_vec(value)
+        .map_err(|e| Error::backend("encoding a record as JSON", Some(e.into())))?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+fn run_not_found(id: &RunId) -> Error {
+    Error::not_found(format!("run {id}"))
+}
+
+fn run_conflict(id: &RunId) -> Error {
+    Error::conflict(format!("run {id} is already stored with other content"))
+}
+
+/// SHA-256 of journal bytes `[len - 4096, len)`.
+fn tail_print(file: &File, path: &Path, len: u64) -> Result<String> {
+    use std::os::unix::fs::FileExt;
+    let start = len.saturating_sub(TAIL_PRINT);
+    let mut buf = vec![0u8; (len - start) as usize];
+    file.read_exact_at(&mut buf, start)
+        .map_err(|e| fsutil::io_err("reading", path, e))?;
+    Ok(Sha256Digest::of(&buf).to_hex())
+}
+
+/// Loads the index file if it matches the journal; `Err(reason)` if it is
+/// missing (`None`) or stale (`Some(why)`).
+fn load_index(
+    inner: &Inner,
+    journal: &File,
+    journal_path: &Path,
+    journal_len: u64,
+) -> Result<std::result::Result<(u64, Vec<Run>), Option<String>>> {
+    let path = index_path(inner)?;
+    let Some(mut f) = fsutil::open_read(&path)? else {
+        return Ok(Err(None));
+    };
+    let all = fsutil::read_lines(&mut f, &path, 0)?;
+    let mut lines = all.lines.into_iter();
+    let Some((_, Ok(head))) = lines.next() else {
+        return Ok(Err(Some("no header line".into())));
+    };
+    let header: IndexHeader = match serde_json::from_str(&head) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(Some(format!("unreadable header: {e}")))),
+    };
+    if header.index != "runs" || header.format != INDEX_FORMAT {
+        return Ok(Err(Some(format!("unknown index format {}", header.format))));
+    }
+    if header.journal_len > journal_len {
+        return Ok(Err(Some(format!(
+            "covers {} journal bytes, the journal has {journal_len}",
+            header.journal_len
+        ))));
+    }
+    if tail_print(journal, journal_path, header.journal_len)? != header.journal_tail_sha256 {
+        return Ok(Err(Some("was made from another journal".into())));
+    }
+    let mut body = Vec::new();
+    let mut runs = Vec::new();
+    for (_, line) in lines {
+        let Ok(line) = line else {
+            return Ok(Err(Some("holds a line that is not UTF-8".into())));
+        };
+        body.extend_from_slice(line.as_bytes());
+        body.push(b'\n');
+        match serde_json::from_str::<Run>(&line) {
+            Ok(r) => runs.push(r),
+            Err(e) => return Ok(Err(Some(format!("holds an unreadable run: {e}")))),
+        }
+    }
+    if all.torn > 0 {
+        return Ok(Err(Some("ends in a torn line".into())));
+    }
+    if Sha256Digest::of(&body).to_hex() != header.body_sha256 || runs.len() as u64 != header.runs {
+        return Ok(Err(Some("its content does not match its header".into())));
+    }
+    Ok(Ok((header.journal_len, runs)))
+}
+
+/// Writes the index file from the state (caller holds the exclusive lock).
+fn write_index(inner: &Inner, st: &mut RunsState, journal: &File, journal_path: &Path) -> Result<()> {
+    let mut body = Vec::new();
+    for (_, id) in st.order.iter().rev() {
+        if let Some(run) = st.runs.get(id) {
+            body.extend(to_line(run)?);
+        }
+    }
+    let header = IndexHeader {
+        index: "runs".into(),
+        format: INDEX_FORMAT,
+        journal_len: st.offset,
+        journal_tail_sha256: tail_print(journal, journal_path, st.offset)?,
+        runs: st.runs.len() as u64,
+        body_sha256: Sha256Digest::of(&body).to_hex(),
+    };
+    let mut bytes = to_line(&header)?;
+    bytes.extend(body);
+    let dir = inner.root.dir(&["index"])?;
+    fsutil::write_atomic(&dir, "runs.ndjson", &bytes, inner.durability)?;
+    st.indexed = st.offset;
+    st.index_dirty = false;
+    Ok(())
+}
+
+/// Brings the run table up to date with the journal. Under the exclusive
+/// lock it also cuts a torn tail and writes a missing, stale or outgrown
+/// index.
+pub(crate) fn refresh_runs<'a>(
+    inner: &'a Inner,
+    exclusive: bool,
+) -> Result<std::sync::MutexGuard<'a, RunsState>> {
+    let mut st = lock_mutex(&inner.runs);
+    let path = journal_path(inner)?;
+    let Some(mut file) = fsutil::open_read(&path)? else {
+        st.clear();
+        return Ok(st);
+    };
+    let meta = file.metadata().map_err(|e| fsutil::io_err("inspecting", &path, e))?;
+    let id = file_id(&meta);
+    if st.file != Some(id) || meta.len() < st.offset {
+        st.clear();
+        st.file = Some(id);
+        match load_index(inner, &file, &path, meta.len())? {
+            Ok((covered, runs)) => {
+                for r in runs {
+                    st.put(r);
+                }
+                st.offset = covered;
+                st.indexed = covered;
+            }
+            Err(why) => {
+                if meta.len() > 0 {
+                    let (kind, detail) = match why {
+                        None => (FindingKind::MissingIndex, "the run index is missing; rebuilt from logs/runs.ndjson".to_string()),
+                        Some(w) => (FindingKind::StaleIndex, format!("the run index is stale ({w}); rebuilt from logs/runs.ndjson")),
+                    };
+                    let ipath = index_path(inner)?;
+                    inner.report(kind, &ipath, 0, detail, exclusive);
+                }
+                st.index_dirty = meta.len() > 0;
+            }
+        }
+    }
+    if meta.len() > st.offset {
+        let read = fsutil::read_lines(&mut file, &path, st.offset)?;
+        for (off, line) in read.lines {
+            match line.map_err(|()| "not UTF-8".to_string()).and_then(|l| {
+                serde_json::from_str::<RunLine>(&l).map_err(|e| e.to_string())
+            }) {
+                Ok(rec) => st.apply(rec),
+                Err(e) => inner.report(
+                    FindingKind::CorruptLine,
+                    &path,
+                    off,
+                    format!("skipped an unreadable run record: {e}"),
+                    false,
+                ),
+            }
+        }
+        st.offset = read.end;
+        if read.torn > 0 && exclusive {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .read(true)
+                .open(&path)
+                .map_err(|e| fsutil::io_err("opening", &path, e))?;
+            let cut = fsutil::cut_torn_tail(&f, &path)?;
+            inner.syncer.forget(id);
+            inner.report(
+                FindingKind::TornTail,
+                &path,
+                read.end,
+                format!("cut a torn last line of {cut} bytes left by a crash"),
+                true,
+            );
+        }
+    }
+    if exclusive {
+        let outgrown = st.offset - st.indexed > (1 << 20).max(st.indexed / 2);
+        if st.index_dirty || outgrown {
+            write_index(inner, &mut st, &file, &path)?;
+        }
+    }
+    Ok(st)
+}
+
+/// Brings a run's events up to date with its file, and runs `f` on them.
+fn with_events<T>(
+    inner: &Inner,
+    run: &RunId,
+    exclusive: bool,
+    f: impl FnOnce(&EventsState) -> Result<T>,
+) -> Result<T> {
+    let path = events_path(inner, run)?;
+    let mut cache = lock_mutex(&inner.events);
+    let Some(mut file) = fsutil::open_read(&path)? else {
+        cache.runs.remove(run);
+        return f(&EventsState::default());
+    };
+    let meta = file.metadata().map_err(|e| fsutil::io_err("inspecting", &path, e))?;
+    let id = file_id(&meta);
+    if cache.runs.len() >= EVENTS_CACHE_MAX && !cache.runs.contains_key(run) {
+        cache.runs.clear();
+    }
+    let st = cache.runs.entry(run.clone()).or_default();
+    if st.file != Some(id) || meta.len() < st.offset {
+        *st = EventsState {
+            file: Some(id),
+            ..EventsState::default()
+        };
+    }
+    if meta.len() > st.offset {
+        let read = fsutil::read_lines(&mut file, &path, st.offset)?;
+        for (off, line) in read.lines {
+            let parsed = line
+                .map_err(|()| "not UTF-8".to_string())
+                .and_then(|l| serde_json::from_str::<Event>(&l).map_err(|e| e.to_string()))
+                .and_then(|e| {
+                    if e.run_id != *run {
+                        Err(format!("belongs to run {}", e.run_id))
+                    } else if e.seq <= st.max_seq {
+                        Err(format!("repeats sequence number {}", e.seq))
+                    } else {
+                        Ok(e)
+                    }
+                });
+            match parsed {
+                Ok(e) => {
+                    if let Some(k) = &e.idempotency_key {
+                        st.keys.entry(k.clone()).or_insert(e.seq);
+                    }
+                    st.max_seq = e.seq;
+                    st.events.push(e);
+                }
+                Err(e) => inner.report(
+                    FindingKind::CorruptLine,
+                    &path,
+                    off,
+                    format!("skipped an unreadable event: {e}"),
+                    false,
+                ),
+            }
+        }
+        st.offset = read.end;
+        if read.torn > 0 && exclusive {
+            inner.report(
+                FindingKind::TornTail,
+                &path,
+                read.end,
+                format!("cut a torn last line of {} bytes left by a crash", read.torn),
+                true,
+            );
+            // The next append cuts it (fsutil::append); nothing else writes here.
+        }
+    }
+    f(st)
+}
+
+fn forget_events(inner: &Inner, run: &RunId) {
+    lock_mutex(&inner.events).runs.remove(run);
+}
+
+/// Numbers `events` after `st`, as one batch: returns what each append
+/// gives and the lines to write.
+fn number(run: &RunId, st: &EventsState, events: Vec<NewEvent>) -> Result<(Vec<Appended>, Vec<u8>)> {
+    let mut keys: HashMap<String, u64> = HashMap::new();
+    let mut next = st.max_seq + 1;
+    let mut out = Vec::with_capacity(events.len());
+    let mut bytes = Vec::new();
+    for e in events {
+        if let Some(k) = &e.idempotency_key
+            && let Some(&seq) = st.keys.get(k).or_else(|| keys.get(k))
+        {
+            out.push(Appended {
+                seq,
+                duplicate: true,
+            });
+            continue;
+        }
+        if let Some(k) = &e.idempotency_key {
+            keys.insert(k.clone(), next);
+        }
+        bytes.extend(to_line(&e.into_event(run.clone(), next))?);
+        out.push(Appended {
+            seq: next,
+            duplicate: false,
+        });
+        next += 1;
+    }
+    Ok((out, bytes))
+}
+
+/// Open-time recovery: cut a torn journal tail, rebuild the index.
+pub(crate) fn recover(inner: &Inner) -> Result<()> {
+    let _g = fsutil::take_lock(&inner.root, LOCK, true)?;
+    // Force a fresh look at the files as this process finds them.
+    lock_mutex(&inner.runs).clear();
+    drop(refresh_runs(inner, true)?);
+    Ok(())
+}
+
+/// Holds the logs lock and the tickets to sync after release.
+struct Locked {
+    _guard: LockGuard,
+}
+
+fn lock(inner: &Inner, exclusive: bool) -> Result<Locked> {
+    Ok(Locked {
+        _guard: fsutil::take_lock(&inner.root, LOCK, exclusive)?,
+    })
+}
+
+fn finish<T>(inner: &Inner, locked: Locked, value: T, tickets: Vec<SyncTicket>) -> Result<T> {
+    drop(locked);
+    for t in tickets {
+        inner.syncer.sync(t)?;
+    }
+    Ok(value)
+}
+
+fn append_journal(inner: &Inner, bytes: &[u8], tickets: &mut Vec<SyncTicket>) -> Result<()> {
+    let path = journal_path(inner)?;
+    let (t, _) = fsutil::append(&path, bytes, inner.durability, &inner.syncer)?;
+    tickets.extend(t);
+    Ok(())
+}
+
+fn stored_with_events(inner: &Inner, run: &Run) -> Result<RunWithEvents> {
+    with_events(inner, &run.id, true, |st| {
+        Ok(RunWithEvents {
+            run: run.clone(),
+            events: st.events.clone(),
+        })
+    })
+}
+
+#[async_trait]
+impl LogRepository for FileStore {
+    async fn create_run(&self, run: Run) -> Result<Written<Run>> {
+        run.validate()?;
+        self.inner
+            .blocking(move |inner| {
+                let locked = lock(inner, true)?;
+                let st = refresh_runs(inner, true)?;
+                if let Some(stored) = st.runs.get(&run.id) {
+                    return if stored.same_content(&run) {
+                        Ok(Written::unchanged(stored.clone()))
+                    } else {
+                        Err(run_conflict(&run.id))
+                    };
+                }
+                drop(st);
+                // An events file without a run is left over from a crashed
+                // import or delete; a new run starts with no events.
+                let epath = events_path(inner, &run.id)?;
+                if fsutil::remove_file(&epath, inner.durability)? {
+                    inner.report(
+                        FindingKind::OrphanFile,
+                        &epath,
+                        0,
+                        format!("removed events of run {} that had no run record", run.id),
+                        true,
+                    );
+                }
+                forget_events(inner, &run.id);
+                let mut tickets = Vec::new();
+                append_journal(inner, &to_line(&RunLine::Put { run: run.clone() })?, &mut tickets)?;
+                finish(inner, locked, Written::inserted(run), tickets)
+            })
+            .await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Run> {
+        let id = id.clone();
+        self.inner
+            .blocking(move |inner| {
+                let _l = lock(inner, false)?;
+                let st = refresh_runs(inner, false)?;
+                st.runs.get(&id).cloned().ok_or_else(|| run_not_found(&id))
+            })
+            .await
+    }
+
+    async fn update_status(&self, id: &RunId, update: RunUpdate) -> Result<Run> {
+        update.validate()?;
+        let id = id.clone();
+        self.inner
+            .blocking(move |inner| {
+                let locked = lock(inner, true)?;
+                let st = refresh_runs(inner, true)?;
+                let stored = st.runs.get(&id).ok_or_else(|| run_not_found(&id))?;
+                let (next, changed) = stored.apply_update(&update)?;
+                drop(st);
+                let mut tickets = Vec::new();
+                if changed {
+                    append_journal(inner, &to_line(&RunLine::Put { run: next.clone() })?, &mut tickets)?;
+                }
+                finish(inner, locked, next, tickets)
+            })
+            .await
+    }
+
+    async fn append_event(&self, run_id: &RunId, event: NewEvent) -> Result<Appended> {
+        let mut out = self.append_events(run_id, vec![event]).await?;
+        out.pop()
+            .ok_or_else(|| Error::backend("an append returned no result", None))
+    }
+
+    async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        events.iter().try_for_each(NewEvent::validate)?;
+        let run_id = run_id.clone();
+        self.inner
+            .blocking(move |inner| {
+                let locked = lock(inner, true)?;
+                let st = refresh_runs(inner, true)?;
+                if !st.runs.contains_key(&run_id) {
+                    return Err(run_not_found(&run_id));
+                }
+                drop(st);
+                let (out, bytes) = with_events(inner, &run_id, true, |st| number(&run_id, st, events))?;
+                let mut tickets = Vec::new();
+                if !bytes.is_empty() {
+                    let path = events_path(inner, &run_id)?;
+                    let (t, _) = fsutil::append(&path, &bytes, inner.durability, &inner.syncer)?;
+                    tickets.extend(t);
+                }
+                finish(inner, locked, out, tickets)
+            })
+            .await
+    }
+
+    async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
+        let limit = validate_limit(query.limit)?;
+        let after: Option<EventCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let run_id = run_id.clone();
+        self.inner
+            .blocking(move |inner| {
+                let _l = lock(inner, false)?;
+                let st = refresh_runs(inner, false)?;
+                if !st.runs.contains_key(&run_id) {
+                    return Err(run_not_found(&run_id));
+                }
+                drop(st);
+                with_events(inner, &run_id, false, |st| {
+                    let from = after.map_or(0, |a| a.seq);
+                    // Sequence numbers increase along the file.
+                    let start = st.events.partition_point(|e| e.seq <= from);
+                    let items: Vec<Event> = st.events[start..]
+                        .iter()
+                        .take(limit + 1)
+                        .cloned()
+                        .collect();
+                    Ok(Page::from_overfetch(items, limit, |e| EventCursor { seq: e.seq }))
+                })
+            })
+            .await
+    }
+
+    async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
+        query.filter.validate()?;
+        let limit = validate_limit(query.limit)?;
+        let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        self.inner
+            .blocking(move |inner| {
+                let _l = lock(inner, false)?;
+                let st = refresh_runs(inner, false)?;
+                let set = match &query.filter.workflow_id {
+                    Some(w) => match st.by_workflow.get(w) {
+                        Some(s) => s,
+                        None => return Ok(Page::empty()),
+                    },
+                    None => &st.order,
+                };
+                let f = &query.filter;
+                // Walk newest first, from just below the cursor and the
+                // `started_before` bound, stopping at `started_from`.
+                let upper: Option<OrderKey> = before.map(|b| (b.started_at, b.id));
+                let iter: Box<dyn Iterator<Item = &OrderKey>> = match upper {
+                    Some(u) => Box::new(set.range(..u).rev()),
+                    None => Box::new(set.iter().rev()),
+                };
+                let mut items = Vec::new();
+                for (at, id) in iter {
+                    if f.started_before.is_some_and(|b| *at >= b) {
+                        continue;
+                    }
+                    if f.started_from.is_some_and(|from| *at < from) {
+                        break;
+                    }
+                    if let Some(run) = st.runs.get(id)
+                        && f.matches(run)
+                    {
+                        items.push(run.clone());
+                        if items.len() > limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(Page::from_overfetch(items, limit, RunCursor::of))
+            })
+            .await
+    }
+
+    async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
+        filter.validate()?;
+        self.inner
+            .blocking(move |inner| {
+                let _l = lock(inner, false)?;
+                let st = refresh_runs(inner, false)?;
+                let set = match &filter.workflow_id {
+                    Some(w) => match st.by_workflow.get(w) {
+                        Some(s) => s,
+                        None => return Ok(0),
+                    },
+                    None => &st.order,
+                };
+                Ok(set
+                    .iter()
+                    .filter_map(|(_, id)| st.runs.get(id))
+                    .filter(|r| filter.matches(r))
+                    .count() as u64)
+            })
+            .await
+    }
+
+    async fn delete_run(&self, id: &RunId) -> Result<()> {
+        let id = id.clone();
+        self.inner
+            .blocking(move |inner| {
+                let locked = lock(inner, true)?;
+                let st = refresh_runs(inner, true)?;
+                if !st.runs.contains_key(&id) {
+                    return Err(run_not_found(&id));
+                }
+                drop(st);
+                // Record first, events second: a crash in between leaves an
+                // orphan events file, which `create_run`/`check` remove.
+                let mut tickets = Vec::new();
+                append_journal(inner, &to_line(&RunLine::Delete { id: id.clone() })?, &mut tickets)?;
+                for t in tickets.drain(..) {
+                    inner.syncer.sync(t)?;
+                }
+                fsutil::remove_file(&events_path(inner, &id)?, inner.durability)?;
+                forget_events(inner, &id);
+                finish(inner, locked, (), tickets)
+            })
+            .await
+    }
+
+    async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
+        let mut ids = HashSet::new();
+        for r in &runs {
+            r.validate()?;
+            if !ids.insert(r.run.id.clone()) {
+                return Err(Error::invalid(
+                    "runs",
+                    format!("run {} appears twice in one import batch", r.run.id),
+                ));
+            }
+        }
+        self.inner
+            .blocking(move |inner| {
+                let locked = lock(inner, true)?;
+                let st = refresh_runs(inner, true)?;
+                let existing: Vec<Option<Run>> =
+                    runs.iter().map(|r| st.runs.get(&r.run.id).cloned()).collect();
+                drop(st);
+                // Check everything first: all or nothing.
+                let mut outcome = BulkOutcome::default();
+                let mut fresh = Vec::new();
+                for (r, stored) in runs.into_iter().zip(existing) {
+                    match stored {
+                        Some(s) => {
+                            if stored_with_events(inner, &s)?.same_content(&r) {
+                                outcome.unchanged += 1;
+                            } else {
+                                return Err(run_conflict(&r.run.id));
+                            }
+                        }
+                        None => {
+                            outcome.inserted += 1;
+                            fresh.push(r);
+                        }
+                    }
+                }
+                if fresh.is_empty() {
+                    return finish(inner, locked, outcome, Vec::new());
+                }
+                // Events files first, then the run records in one append: a
+                // crash leaves at most orphan events files, which a later
+                // import or create overwrites.
+                let dir = inner.root.dir(&["logs", "events"])?;
+                let mut journal = Vec::new();
+                for r in &fresh {
+                    let name = format!("{}.ndjson", r.run.id.as_str());
+                    inner.root.path(&["logs", "events", &name])?;
+                    forget_events(inner, &r.run.id);
+                    if r.events.is_empty() {
+                        fsutil::remove_file(&dir.join(&name), crate::Durability::None)?;
+                    } else {
+                        let mut bytes = Vec::new();
+                        for e in &r.events {
+                            bytes.extend(to_line(e)?);
+                        }
+                        // The folder is synced once below, not per file.
+                        write_events_file(&dir, &name, &bytes, inner.durability)?;
+                    }
+                    journal.extend(to_line(&RunLine::Put { run: r.run.clone() })?);
+                }
+                if inner.durability != crate::Durability::None {
+                    fsutil::sync_dir(&dir)?;
+                }
+                let mut tickets = Vec::new();
+                append_journal(inner, &journal, &mut tickets)?;
+                finish(inner, locked, outcome, tickets)
+            })
+            .await
+    }
+}
+
+/// Replaces an events file atomically without syncing the folder (the
+/// caller syncs it once for the whole batch).
+fn write_events_file(dir: &Path, name: &str, bytes: &[u8], durability: crate::Durability) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| fsutil::io_err("creating a temp file in", dir, e))?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(fsutil::FILE_MODE))
+        .map_err(|e| fsutil::io_err("setting permissions of", tmp.path(), e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| fsutil::io_err("writing", tmp.path(), e))?;
+    if durability != crate::Durability::None {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| fsutil::io_err("fsync of", tmp.path(), e))?;
+    }
+    let dest = dir.join(name);
+    tmp.persist(&dest)
+        .map_err(|e| fsutil::io_err("renaming a temp file to", &dest, e.error))?;
+    Ok(())
+}
+
+/// For `check`: the run ids in the table (after a refresh).
+pub(crate) fn run_ids(inner: &Inner, exclusive: bool) -> Result<HashSet<RunId>> {
+    let st = refresh_runs(inner, exclusive)?;
+    Ok(st.runs.keys().cloned().collect())
+}
+
+/// For `check`: forces an index rebuild at the next exclusive refresh, or
+/// now with `repair` (the caller holds the exclusive lock then).
+pub(crate) fn reload_runs(inner: &Inner) {
+    lock_mutex(&inner.runs).clear();
+}
+

@@ -1,0 +1,551 @@
+//! [`ArtifactStore`] on PostgreSQL: bytes in `bytea` chunk rows written
+//! while hashing into a staged blob, then linked (or discarded) in one
+//! transaction; reads stream chunk by chunk through a verifying reader.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use runstore_core::{
+    ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader, ArtifactStore,
+    ByteStream, Error, Page, Phase, PutDecision, PutOptions, Result, RunId, Sha256Digest,
+    Sha256Hasher, Timestamp, VerifyingReader, Written, decide_put, validate_limit,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio_postgres::Row;
+
+use crate::PostgresStore;
+use crate::error::Fail;
+use crate::logs::{Param, refs};
+use crate::rows::{stored, ts};
+
+/// Bytes per chunk row: large enough that a 1 GiB artifact is 2,048 rows,
+/// small enough that a put or get holds little memory.
+pub(crate) const CHUNK_SIZE: usize = 512 * 1024;
+
+/// Staged blobs older than this and linked to no artifact are leftovers of
+/// a crashed writer, removed on connect.
+pub(crate) const STALE_STAGED_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+const INFO_COLUMNS: &str =
+    "run_id, phase, path, sha256, size, content_type, created_by, created_at";
+
+fn info_of(row: &Row) -> Result<ArtifactInfo> {
+    let run_id: String = row.get(0);
+    let phase: String = row.get(1);
+    let path: String = row.get(2);
+    let loc = || format!("artifacts {run_id}/{phase}/{path}");
+    let size: i64 = row.get(4);
+    Ok(ArtifactInfo {
+        key: ArtifactKey::new(
+            stored(RunId::new(run_id.clone()), loc)?,
+            stored(Phase::new(phase.clone()), loc)?,
+            stored(ArtifactPath::new(path.clone()), loc)?,
+        ),
+        sha256: stored(Sha256Digest::from_hex(row.get(3)), loc)?,
+        size: stored(
+            u64::try_from(size).map_err(|_| Error::invalid("size", "negative")),
+            loc,
+        )?,
+        content_type: row.get(5),
+        created_by: row.get(6),
+        created_at: ts(row.get(7), loc)?,
+    })
+}
+
+fn not_found(key: &ArtifactKey) -> Fail {
+    Fail::Core(Error::not_found(format!("artifact {key}")))
+}
+
+impl PostgresStore {
+    /// Removes staged blobs that a crashed writer left behind.
+    pub(crate) async fn remove_stale_blobs(&self) -> Result<()> {
+        let cutoff = Timestamp::now().as_micros() - STALE_STAGED_MICROS;
+        self.bounded("removing stale staged artifact blobs", async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    &self.sql(
+                        "DELETE FROM {s}.blobs b WHERE b.staged_at < $1
+                         AND NOT EXISTS (SELECT 1 FROM {s}.artifacts a WHERE a.blob_id = b.id)",
+                    ),
+                    &[&cutoff],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a staged blob that will not be linked; best effort (a
+    /// leftover is removed by a later connect).
+    async fn discard_blob(&self, blob_id: i64) {
+        let r = self
+            .bounded("discarding a staged artifact blob", async {
+                let client = self.client().await?;
+                client
+                    .execute(
+                        &self.sql("DELETE FROM {s}.blobs WHERE id = $1"),
+                        &[&blob_id],
+                    )
+                    .await?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(blob_id, error = %e, "could not discard a staged artifact blob");
+        }
+    }
+
+    /// Writes `body` as chunk rows of a new staged blob, hashing as it goes.
+    /// Returns the blob id, digest, size and chunk count.
+    async fn stage_body(
+        &self,
+        key: &ArtifactKey,
+        body: &mut ByteStream,
+        blob_id: i64,
+    ) -> Result<(Sha256Digest, u64, i32)> {
+        let mut hasher = Sha256Hasher::new();
+        let mut size: u64 = 0;
+        let mut idx: i32 = 0;
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        loop {
+            let mut filled = 0;
+            while filled < CHUNK_SIZE {
+                let n = body
+                    .read(&mut buf[filled..])
+                    .await
+                    .map_err(|e| Error::io(format!("reading the body of artifact {key}"), e))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            let chunk = &buf[..filled];
+            hasher.update(chunk);
+            size += filled as u64;
+            let what = format!("writing chunk {idx} of artifact {key}");
+            self.bounded(&what, async {
+                let client = self.client().await?;
+                let st = client
+                    .prepare_cached(&self.sql(
+                        "INSERT INTO {s}.blob_chunks (blob_id, idx, data) VALUES ($1, $2, $3)",
+                    ))
+                    .await?;
+                client.execute(&st, &[&blob_id, &idx, &chunk]).await?;
+                Ok(())
+            })
+            .await?;
+            idx = idx
+                .checked_add(1)
+                .ok_or_else(|| Error::invalid("body", format!("artifact {key} is too large")))?;
+            if filled < CHUNK_SIZE {
+                break;
+            }
+        }
+        Ok((hasher.finish(), size, idx))
+    }
+
+    /// Links a staged blob to `key` following [`decide_put`], in one
+    /// transaction with the stored row locked.
+    async fn link_attempt(
+        &self,
+        key: &ArtifactKey,
+        info: &ArtifactInfo,
+        chunks: i32,
+        blob_id: i64,
+        token: Option<&Sha256Digest>,
+    ) -> std::result::Result<(Written<ArtifactInfo>, Option<i64>), Fail> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let select = tx
+            .prepare_cached(&self.sql(&format!(
+                "SELECT {INFO_COLUMNS}, blob_id FROM {{s}}.artifacts
+                 WHERE run_id = $1 AND phase = $2 AND path = $3 FOR UPDATE"
+            )))
+            .await?;
+        let k = [key.run_id.as_str(), key.phase.as_str(), key.path.as_str()];
+        let current = tx.query_opt(&select, &[&k[0], &k[1], &k[2]]).await?;
+        let current = match &current {
+            Some(row) => Some((info_of(row)?, row.get::<_, i64>(8))),
+            None => None,
+        };
+        let decision = decide_put(
+            key,
+            current.as_ref().map(|(i, _)| &i.sha256),
+            &info.sha256,
+            token,
+        )?;
+        let sha = info.sha256.to_hex();
+        let size = i64::try_from(info.size).unwrap_or(i64::MAX);
+        let created_at = info.created_at.as_micros();
+        match (decision, current) {
+            (PutDecision::Unchanged, Some((stored, _))) => {
+                tx.commit().await?;
+                // The staged copy is not needed.
+                Ok((Written::unchanged(stored), Some(blob_id)))
+            }
+            (PutDecision::Replace, Some((_, old_blob))) => {
+                let st = tx
+                    .prepare_cached(&self.sql(
+                        "UPDATE {s}.artifacts SET sha256 = $4, size = $5, chunks = $6, content_type = $7,
+                             created_by = $8, created_at = $9, blob_id = $10
+                         WHERE run_id = $1 AND phase = $2 AND path = $3",
+                    ))
+                    .await?;
+                tx.execute(
+                    &st,
+                    &[
+                        &k[0],
+                        &k[1],
+                        &k[2],
+                        &sha,
+                        &size,
+                        &chunks,
+                        &info.content_type,
+                        &info.created_by,
+                        &created_at,
+                        &blob_id,
+                    ],
+                )
+                .await?;
+                let del = tx
+                    .prepare_cached(&self.sql("DELETE FROM {s}.blobs WHERE id = $1"))
+                    .await?;
+                tx.execute(&del, &[&old_blob]).await?;
+                tx.commit().await?;
+                Ok((Written::inserted(info.clone()), None))
+            }
+            (PutDecision::Insert, None) => {
+                // A racing first writer makes this a unique violation: the
+                // retry locks its row and decides again.
+                let st = tx
+                    .prepare_cached(&self.sql(&format!(
+                        "INSERT INTO {{s}}.artifacts ({INFO_COLUMNS}, chunks, blob_id)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    )))
+                    .await?;
+                tx.execute(
+                    &st,
+                    &[
+                        &k[0],
+                        &k[1],
+                        &k[2],
+                        &sha,
+                        &size,
+                        &info.content_type,
+                        &info.created_by,
+                        &created_at,
+                        &chunks,
+                        &blob_id,
+                    ],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok((Written::inserted(info.clone()), None))
+            }
+            _ => Err(Fail::Core(Error::backend(
+                format!("storing artifact {key}: inconsistent overwrite decision"),
+                None,
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for PostgresStore {
+    async fn put(
+        &self,
+        key: &ArtifactKey,
+        mut body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Written<ArtifactInfo>> {
+        options.validate()?;
+        let what = format!("storing artifact {key}");
+        let now = Timestamp::now().as_micros();
+        let blob_id: i64 = self
+            .bounded(&what, async {
+                let client = self.client().await?;
+                let st = client
+                    .prepare_cached(
+                        &self.sql("INSERT INTO {s}.blobs (staged_at) VALUES ($1) RETURNING id"),
+                    )
+                    .await?;
+                Ok(client.query_one(&st, &[&now]).await?.get(0))
+            })
+            .await?;
+        let staged = self.stage_body(key, &mut body, blob_id).await;
+        let (sha, size, chunks) = match staged {
+            Ok(s) => s,
+            Err(e) => {
+                self.discard_blob(blob_id).await;
+                return Err(e);
+            }
+        };
+        let info = options.info_for(key.clone(), sha, size);
+        let (this, info_ref, token) = (self, &info, options.overwrite_token.as_ref());
+        let linked = self
+            .retrying(&what, move || {
+                this.link_attempt(key, info_ref, chunks, blob_id, token)
+            })
+            .await;
+        match linked {
+            Ok((written, discard)) => {
+                if let Some(b) = discard {
+                    self.discard_blob(b).await;
+                }
+                Ok(written)
+            }
+            Err(e) => {
+                self.discard_blob(blob_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn get(&self, key: &ArtifactKey) -> Result<ArtifactReader> {
+        let what = format!("reading artifact {key}");
+        let (info, blob_id, chunks) = self
+            .bounded(&what, async {
+                let client = self.client().await?;
+                let st = client
+                    .prepare_cached(&self.sql(&format!(
+                        "SELECT {INFO_COLUMNS}, blob_id, chunks FROM {{s}}.artifacts
+                         WHERE run_id = $1 AND phase = $2 AND path = $3"
+                    )))
+                    .await?;
+                match client
+                    .query_opt(
+                        &st,
+                        &[
+                            &key.run_id.as_str(),
+                            &key.phase.as_str(),
+                            &key.path.as_str(),
+                        ],
+                    )
+                    .await?
+                {
+                    Some(row) => Ok((info_of(&row)?, row.get::<_, i64>(8), row.get::<_, i32>(9))),
+                    None => Err(not_found(key)),
+                }
+            })
+            .await?;
+        let chunks = ChunkReader {
+            store: self.clone(),
+            key: key.clone(),
+            blob_id,
+            chunks,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+            pending: None,
+            done: false,
+        };
+        let body = VerifyingReader::new(chunks, &info);
+        Ok(ArtifactReader {
+            info,
+            body: Box::new(body),
+        })
+    }
+
+    async fn head(&self, key: &ArtifactKey) -> Result<ArtifactInfo> {
+        let what = format!("reading the info of artifact {key}");
+        self.bounded(&what, async {
+            let client = self.client().await?;
+            let st = client
+                .prepare_cached(&self.sql(&format!(
+                    "SELECT {INFO_COLUMNS} FROM {{s}}.artifacts WHERE run_id = $1 AND phase = $2 AND path = $3"
+                )))
+                .await?;
+            match client
+                .query_opt(&st, &[&key.run_id.as_str(), &key.phase.as_str(), &key.path.as_str()])
+                .await?
+            {
+                Some(row) => Ok(info_of(&row)?),
+                None => Err(not_found(key)),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, query: ArtifactQuery) -> Result<Page<ArtifactInfo>> {
+        let limit = validate_limit(query.limit)?;
+        let after: Option<ArtifactKey> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let mut clauses: Vec<String> = Vec::new();
+        let mut params: Vec<Param> = Vec::new();
+        if let Some(r) = &query.run_id {
+            params.push(Box::new(r.as_str().to_string()));
+            clauses.push(format!("run_id = ${}", params.len()));
+        }
+        if let Some(p) = &query.phase {
+            params.push(Box::new(p.as_str().to_string()));
+            clauses.push(format!("phase = ${}", params.len()));
+        }
+        if let Some(a) = &after {
+            params.push(Box::new(a.run_id.as_str().to_string()));
+            params.push(Box::new(a.phase.as_str().to_string()));
+            params.push(Box::new(a.path.as_str().to_string()));
+            let n = params.len();
+            clauses.push(format!(
+                "(run_id, phase, path) > (${}, ${}, ${n})",
+                n - 2,
+                n - 1
+            ));
+        }
+        params.push(Box::new((limit + 1) as i64));
+        let where_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = self.sql(&format!(
+            "SELECT {INFO_COLUMNS} FROM {{s}}.artifacts {where_sql} ORDER BY run_id, phase, path LIMIT ${}",
+            params.len()
+        ));
+        self.bounded("listing artifacts", async {
+            let client = self.client().await?;
+            let st = client.prepare_cached(&sql).await?;
+            let rows = client.query(&st, &refs(&params)).await?;
+            let items = rows.iter().map(info_of).collect::<Result<Vec<_>>>()?;
+            Ok(Page::from_overfetch(items, limit, |i| i.key.clone()))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &ArtifactKey) -> Result<()> {
+        let what = format!("deleting artifact {key}");
+        self.retrying(&what, || async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let st = tx
+                .prepare_cached(&self.sql(
+                    "DELETE FROM {s}.artifacts WHERE run_id = $1 AND phase = $2 AND path = $3 RETURNING blob_id",
+                ))
+                .await?;
+            let Some(row) = tx
+                .query_opt(&st, &[&key.run_id.as_str(), &key.phase.as_str(), &key.path.as_str()])
+                .await?
+            else {
+                return Err(not_found(key));
+            };
+            let blob: i64 = row.get(0);
+            let del = tx
+                .prepare_cached(&self.sql("DELETE FROM {s}.blobs WHERE id = $1"))
+                .await?;
+            tx.execute(&del, &[&blob]).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+type ChunkFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>>> + Send>>;
+
+/// Streams a blob's chunk rows one at a time, so a read holds one chunk.
+struct ChunkReader {
+    store: PostgresStore,
+    key: ArtifactKey,
+    blob_id: i64,
+    /// Chunks the artifact row says it has.
+    chunks: i32,
+    next: i32,
+    buf: Vec<u8>,
+    pos: usize,
+    pending: Option<ChunkFuture>,
+    done: bool,
+}
+
+/// Reads chunk `idx` of a blob; `None` past its last chunk. A missing chunk
+/// of a blob that no longer exists means the artifact was deleted or
+/// replaced during the read.
+async fn fetch_chunk(
+    store: PostgresStore,
+    key: ArtifactKey,
+    blob_id: i64,
+    idx: i32,
+    chunks: i32,
+) -> Result<Option<Vec<u8>>> {
+    let what = format!("reading chunk {idx} of artifact {key}");
+    store
+        .bounded(&what, async {
+            let client = store.client().await?;
+            let st = client
+                .prepare_cached(
+                    &store.sql("SELECT data FROM {s}.blob_chunks WHERE blob_id = $1 AND idx = $2"),
+                )
+                .await?;
+            if let Some(row) = client.query_opt(&st, &[&blob_id, &idx]).await? {
+                return Ok(Some(row.get::<_, Vec<u8>>(0)));
+            }
+            if idx < chunks {
+                let blob = client
+                    .query_opt(
+                        &store.sql("SELECT 1 FROM {s}.blobs WHERE id = $1"),
+                        &[&blob_id],
+                    )
+                    .await?;
+                if blob.is_none() {
+                    return Err(Fail::Core(Error::not_found(format!(
+                        "artifact {key}: it was deleted or replaced while being read"
+                    ))));
+                }
+            }
+            // End of the stored bytes; the verifying reader checks that
+            // they are all there.
+            Ok(None)
+        })
+        .await
+}
+
+impl AsyncRead for ChunkReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.pos < this.buf.len() {
+                let n = (this.buf.len() - this.pos).min(out.remaining());
+                out.put_slice(&this.buf[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.done {
+                return Poll::Ready(Ok(()));
+            }
+            let fut = this.pending.get_or_insert_with(|| {
+                Box::pin(fetch_chunk(
+                    this.store.clone(),
+                    this.key.clone(),
+                    this.blob_id,
+                    this.next,
+                    this.chunks,
+                ))
+            });
+            match fut.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => {
+                    this.pending = None;
+                    match r {
+                        Ok(Some(data)) => {
+                            this.buf = data;
+                            this.pos = 0;
+                            this.next = this.next.saturating_add(1);
+                        }
+                        Ok(None) => this.done = true,
+                        Err(e) => {
+                            this.done = true;
+                            return Poll::Ready(Err(e.into_io()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! [`PostgresConfig`]: where the store connects and how it behaves; the
+//! password never leaves it in `Debug`, `Display`, errors or logs.
+
+use std::fmt;
+use std::time::Duration;
+
+use runstore_core::{Error, Result};
+
+/// Default pool size (DESIGN.md section 5).
+pub const DEFAULT_POOL_SIZE: usize = 16;
+/// Default schema holding runstore's tables.
+pub const DEFAULT_SCHEMA: &str = "runstore";
+/// Default time to open one connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time one operation may take: waiting for a pool slot plus its
+/// statements.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest schema name PostgreSQL keeps (NAMEDATALEN - 1).
+const MAX_SCHEMA_LEN: usize = 63;
+
+/// How a [`crate::PostgresStore`] connects.
+///
+/// `url` is a libpq-style URL (`postgres://user:pass@host:5432/db?sslmode=disable`)
+/// or key/value string (`host=… user=… dbname=…`), as tokio-postgres reads
+/// it. `Debug` and `Display` show it with the password replaced by `***`.
+///
+/// ```
+/// use std::time::Duration;
+/// use runstore_postgres::PostgresConfig;
+/// let c = PostgresConfig::new("postgres://app:s3cret@db.internal/runs")
+///     .with_pool_size(8)
+///     .with_schema("runstore_prod")
+///     .with_operation_timeout(Duration::from_secs(10));
+/// assert_eq!(c.redacted_url(), "postgres://app:***@db.internal/runs");
+/// assert!(!format!("{c:?} {c}").contains("s3cret"));
+/// ```
+#[non_exhaustive]
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// The connection URL; may hold a password, so never print it directly
+    /// (use [`PostgresConfig::redacted_url`]).
+    pub url: String,
+    /// Most connections the pool opens. Default 16.
+    pub pool_size: usize,
+    /// The schema holding the tables, created and migrated on connect.
+    /// Default `runstore`. Letters, digits and `_`, not starting with a digit.
+    pub schema: String,
+    /// Longest time to open one connection. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Longest time one database step of an operation may take, waiting for
+    /// a pool slot included; past it the call fails with `Unavailable`.
+    /// Default 30 s.
+    pub operation_timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// A config for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresConfig {
+            url: url.into(),
+            pool_size: DEFAULT_POOL_SIZE,
+            schema: DEFAULT_SCHEMA.to_string(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+        }
+    }
+
+    /// Sets the pool size.
+    pub fn with_pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size;
+        self
+    }
+
+    /// Sets the schema.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the operation timeout.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// The URL with its password replaced by `***`, safe to log.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Checks the options and parses the URL into a tokio-postgres config
+    /// (connect timeout and keepalives applied) and the TLS connector its
+    /// `sslmode` asks for (see [`crate::tls`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad schema name, pool size, timeout or
+    /// URL, or `sslmode=verify-*` without a readable `sslrootcert`.
+    pub(crate) fn to_pg_config(
+        &self,
+    ) -> Result<(
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    )> {
+        validate_schema(&self.schema)?;
+        if self.pool_size == 0 {
+            return Err(Error::invalid("pool_size", "must be at least 1, got 0"));
+        }
+        for (field, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("operation_timeout", self.operation_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::invalid(field, "must be longer than zero"));
+            }
+        }
+        let tls = crate::tls::split_tls_params(&self.url);
+        let mut pg: tokio_postgres::Config = tls.url.parse().map_err(|e| {
+            Error::invalid(
+                "url",
+                format!(
+                    "{} is not a PostgreSQL connection string: {e}",
+                    self.redacted_url()
+                ),
+            )
+        })?;
+        let connector = crate::tls::connector(&tls)?;
+        if pg.get_hosts().is_empty() {
+            // libpq's default; tokio-postgres refuses an empty host list.
+            pg.host("localhost");
+        }
+        pg.connect_timeout(self.connect_timeout);
+        // A peer that vanishes without closing the socket is noticed by
+        // keepalives rather than by a call hanging forever.
+        pg.keepalives(true);
+        pg.keepalives_idle(Duration::from_secs(30));
+        if pg.get_application_name().is_none() {
+            pg.application_name("runstore");
+        }
+        Ok((pg, connector))
+    }
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &self.redacted_url())
+            .field("pool_size", &self.pool_size)
+            .field("schema", &self.schema)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .finish()
+    }
+}
+
+impl fmt::Display for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (schema {})", self.redacted_url(), self.schema)
+    }
+}
+
+/// The schema rule: 1 to 63 bytes of `[A-Za-z0-9_]`, not starting with a
+/// digit. It is also quoted wherever it appears in SQL.
+pub(crate) fn validate_schema(schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= MAX_SCHEMA_LEN
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !schema.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "schema",
+            format!(
+                "must be 1 to {MAX_SCHEMA_LEN} letters, digits or _, not starting with a digit; got {}",
+                runstore_core::text::shown(schema)
+            ),
+        ))
+    }
+}
+
+/// The schema as a quoted SQL identifier (validated names hold no quote).
+pub(crate) fn quote_ident(schema: &str) -> String {
+    format!("\"{schema}\"")
+}
+
+/// Replaces the password of a URL (`scheme://user:PASS@host`, `?password=…`)
+/// or key/value string (`password=…`) with `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest_start = scheme_end + 3;
+        let rest = &url[rest_start..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        let mut out = url[..rest_start].to_string();
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        let tail = &rest[authority_end..];
+        match tail.find('?') {
+            Some(q) => {
+                out.push_str(&tail[..=q]);
+                let params: Vec<String> = tail[q + 1..]
+                    .split('&')
+                    .map(|p| match p.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => p.to_string(),
+                    })
+                    .collect();
+                out.push_str(&params.join("&"));
+            }
+            None => out.push_str(tail),
+        }
+        out
+    } else {
+        redact_key_value(url)
+    }
+}
+
+/// Redacts `password=value` in a key/value connection string, where value
+/// may be single-quoted with backslash escapes.
+fn redact_key_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = find_password_key(rest) {
+        let (before, after) = rest.split_at(pos);
+        out.push_str(before);
+        let eq = after.find('=').map_or(after.len(), |e| e + 1);
+        out.push_str(&after[..eq]);
+        out.push_str("***");
+        let value = after[eq..].trim_start();
+        let skipped = after.len() - eq - value.len();
+        let value_len = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut end = quoted.len();
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '\'' {
+                    end = i + 1;
+                    break;
+                }
+            }
+            1 + end
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &after[eq + skipped + value_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The start of a `password =` key in a key/value string.
+fn find_password_key(s: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("password") {
+        let start = from + i;
+        let at_word_start = start == 0 || lower.as_bytes()[start - 1].is_ascii_whitespace();
+        let after = lower[start + "password".len()..].trim_start();
+        if at_word_start && after.starts_with('=') {
+            return Some(start);
+        }
+        from = start + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_everywhere() {
+        let cases = [
+            ("postgres://u:pw@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgresql://u:p%40w@h", "postgresql://u:***@h"),
+            (
+                "postgres://h/db?user=u&password=pw&sslmode=disable",
+                "postgres://h/db?user=u&password=***&sslmode=disable",
+            ),
+            (
+                "host=h user=u password=pw dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
+            (
+                "host=h password = 'p w\\' x' dbname=d",
+                "host=h password =*** dbname=d",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+            assert!(!redact_url(url).contains("pw"), "{url}");
+        }
+    }
+
+    #[test]
+    fn config_checks_options() {
+        let ok = PostgresConfig::new("postgres://u:pw@127.0.0.1/db");
+        assert!(ok.to_pg_config().is_ok());
+        for bad in ["", "1abc", "a-b", "a\"b", &"x".repeat(64)] {
+            let err = ok.clone().with_schema(bad).to_pg_config().err().unwrap();
+            assert_eq!(err.kind(), runstore_core::ErrorKind::InvalidInput, "{bad}");
+        }
+        assert!(
+            PostgresConfig::new("postgres://u:pw@h/db?sslmode=require")
+                .to_pg_config()
+                .is_ok()
+        );
+        let err = PostgresConfig::new("postgres://u:pw@h/db?sslmode=verify-full")
+            .to_pg_config()
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), runstore_core::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("sslrootcert") && !err.to_string().contains("pw@"));
+        let err = ok.clone().with_pool_size(0).to_pg_config().err().unwrap();
+        assert_eq!(err.kind(), runstore_core::ErrorKind::InvalidInput);
+        let err = PostgresConfig::new("postgres://u:secretpw@h/db?port=notaport")
+            .to_pg_config()
+            .err()
+            .unwrap();
+        assert!(!err.to_string().contains("secretpw"), "{err}");
+    }
+}

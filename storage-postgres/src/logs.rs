@@ -1,0 +1,660 @@
+//! [`LogRepository`] on PostgreSQL: runs, events numbered under the run's
+//! row lock, keyset paging, and bulk import through binary `COPY`.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use futures_util::pin_mut;
+use runstore_core::{
+    Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, LogRepository, NewEvent, Page,
+    Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents,
+    WorkflowId, Written, validate_limit,
+};
+use tokio_postgres::Row;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::PostgresStore;
+use crate::error::Fail;
+use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
+
+pub(crate) const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, trigger, started_at, ended_at, attributes, summaries";
+const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
+
+/// A boxed SQL parameter, for queries built from optional filters.
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
+
+/// Borrows boxed parameters as the driver wants them.
+pub(crate) fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+pub(crate) fn run_of(row: &Row) -> Result<Run> {
+    let id: String = row.get(0);
+    let loc = || format!("runs {id}");
+    let status: String = row.get(3);
+    let ended: Option<i64> = row.get(6);
+    Ok(Run {
+        id: stored(RunId::new(id.clone()), loc)?,
+        workflow_id: stored(WorkflowId::new(row.get::<_, String>(1)), loc)?,
+        workflow_version: version(row.get(2), loc)?,
+        status: stored(status.parse::<RunStatus>(), loc)?,
+        trigger: row.get(4),
+        started_at: ts(row.get(5), loc)?,
+        ended_at: ended.map(|e| ts(e, loc)).transpose()?,
+        attributes: from_json(row.get::<_, &str>(7), loc)?,
+        summaries: from_json(row.get::<_, &str>(8), loc)?,
+    })
+}
+
+fn event_of(row: &Row) -> Result<Event> {
+    let run_id: String = row.get(0);
+    let seq: i64 = row.get(1);
+    let loc = || format!("events ({run_id}, {seq})");
+    Ok(Event {
+        run_id: stored(RunId::new(run_id.clone()), loc)?,
+        seq: stored(
+            u64::try_from(seq).map_err(|_| Error::invalid("seq", "negative")),
+            loc,
+        )?,
+        kind: row.get(2),
+        at: ts(row.get(3), loc)?,
+        payload: from_json(row.get::<_, &str>(4), loc)?,
+        idempotency_key: row.get(5),
+    })
+}
+
+fn run_not_found(id: &RunId) -> Fail {
+    Fail::Core(Error::not_found(format!("run {id}")))
+}
+
+fn run_conflict(id: &RunId) -> Fail {
+    Fail::Core(Error::conflict(format!(
+        "run {id} is already stored with other content"
+    )))
+}
+
+/// A run's record as stored: its JSON maps as text.
+struct RunText {
+    attributes: String,
+    summaries: String,
+}
+
+fn run_text(run: &Run) -> Result<RunText> {
+    Ok(RunText {
+        attributes: json_text(&run.attributes, "attributes")?,
+        summaries: json_text(&run.summaries, "summaries")?,
+    })
+}
+
+/// Appends `(where clause, parameters)` for a run filter.
+fn filter_sql(filter: &RunFilter, clauses: &mut Vec<String>, params: &mut Vec<Param>) {
+    let mut add = |clause: &str, p: Param| {
+        params.push(p);
+        clauses.push(clause.replace('?', &format!("${}", params.len())));
+    };
+    if let Some(w) = &filter.workflow_id {
+        add("workflow_id = ?", Box::new(w.as_str().to_string()));
+    }
+    if let Some(v) = filter.workflow_version {
+        add("workflow_version = ?", Box::new(v32(v)));
+    }
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<String> = filter
+            .statuses
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        add("status = ANY(?)", Box::new(statuses));
+    }
+    if let Some(t) = filter.started_from {
+        add("started_at >= ?", Box::new(t.as_micros()));
+    }
+    if let Some(t) = filter.started_before {
+        add("started_at < ?", Box::new(t.as_micros()));
+    }
+    if let Some(t) = &filter.trigger {
+        add("trigger = ?", Box::new(t.clone()));
+    }
+}
+
+fn where_of(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+impl PostgresStore {
+    /// Appends events in one transaction under the run's row lock, so
+    /// concurrent appenders (tasks or processes) number without gaps and
+    /// see each other's idempotency keys.
+    async fn append_locked(
+        &self,
+        run_id: &RunId,
+        events: &[NewEvent],
+    ) -> std::result::Result<Vec<Appended>, Fail> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let lock = tx
+            .prepare_cached(&self.sql("SELECT event_count FROM {s}.runs WHERE id = $1 FOR UPDATE"))
+            .await?;
+        let Some(row) = tx.query_opt(&lock, &[&run_id.as_str()]).await? else {
+            return Err(run_not_found(run_id));
+        };
+        let mut count: i64 = row.get(0);
+        let keys: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e.idempotency_key.as_deref())
+            .collect();
+        let mut seen: HashMap<String, i64> = HashMap::new();
+        if !keys.is_empty() {
+            let st = tx
+                .prepare_cached(&self.sql(
+                    "SELECT idempotency_key, seq FROM {s}.events
+                     WHERE run_id = $1 AND idempotency_key = ANY($2)",
+                ))
+                .await?;
+            for r in tx.query(&st, &[&run_id.as_str(), &keys]).await? {
+                seen.insert(r.get(0), r.get(1));
+            }
+        }
+        let mut out = Vec::with_capacity(events.len());
+        let (mut seqs, mut kinds, mut ats, mut payloads, mut ikeys) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for e in events {
+            if let Some(k) = &e.idempotency_key
+                && let Some(&seq) = seen.get(k)
+            {
+                out.push(Appended {
+                    seq: seq as u64,
+                    duplicate: true,
+                });
+                continue;
+            }
+            count += 1;
+            if let Some(k) = &e.idempotency_key {
+                seen.insert(k.clone(), count);
+            }
+            seqs.push(count);
+            kinds.push(e.kind.as_str());
+            ats.push(e.at.as_micros());
+            payloads.push(json_text(&e.payload, "payload")?);
+            ikeys.push(e.idempotency_key.as_deref());
+            out.push(Appended {
+                seq: count as u64,
+                duplicate: false,
+            });
+        }
+        if !seqs.is_empty() {
+            let insert = tx
+                .prepare_cached(&self.sql(
+                    "INSERT INTO {s}.events (run_id, seq, kind, at, payload, idempotency_key)
+                     SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[])",
+                ))
+                .await?;
+            tx.execute(
+                &insert,
+                &[&run_id.as_str(), &seqs, &kinds, &ats, &payloads, &ikeys],
+            )
+            .await?;
+            let bump = tx
+                .prepare_cached(&self.sql("UPDATE {s}.runs SET event_count = $2 WHERE id = $1"))
+                .await?;
+            tx.execute(&bump, &[&run_id.as_str(), &count]).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// One attempt of an import: stage the batch with binary COPY, compare
+    /// the runs already stored, insert the rest; all in one transaction.
+    async fn import_attempt(
+        &self,
+        batch: &[RunWithEvents],
+    ) -> std::result::Result<BulkOutcome, Fail> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "CREATE TEMP TABLE rs_stage_runs (
+                 id text COLLATE \"C\", workflow_id text, workflow_version integer, status text,
+                 trigger text, started_at bigint, ended_at bigint, attributes text, summaries text,
+                 event_count bigint) ON COMMIT DROP;
+             CREATE TEMP TABLE rs_stage_events (
+                 run_id text COLLATE \"C\", seq bigint, kind text, at bigint, payload text,
+                 idempotency_key text) ON COMMIT DROP;",
+        )
+        .await?;
+        {
+            let sink = tx
+                .copy_in(
+                    "COPY rs_stage_runs (id, workflow_id, workflow_version, status, trigger, started_at,
+                     ended_at, attributes, summaries, event_count) FROM STDIN (FORMAT binary)",
+                )
+                .await?;
+            let writer = BinaryCopyInWriter::new(
+                sink,
+                &[
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT4,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                ],
+            );
+            pin_mut!(writer);
+            for r in batch {
+                let run = &r.run;
+                let text = run_text(run)?;
+                writer
+                    .as_mut()
+                    .write(&[
+                        &run.id.as_str(),
+                        &run.workflow_id.as_str(),
+                        &v32(run.workflow_version),
+                        &run.status.as_str(),
+                        &run.trigger,
+                        &run.started_at.as_micros(),
+                        &run.ended_at.map(|t| t.as_micros()),
+                        &text.attributes,
+                        &text.summaries,
+                        &(r.events.len() as i64),
+                    ])
+                    .await?;
+            }
+            writer.finish().await?;
+        }
+        {
+            let sink = tx
+                .copy_in(
+                    "COPY rs_stage_events (run_id, seq, kind, at, payload, idempotency_key)
+                     FROM STDIN (FORMAT binary)",
+                )
+                .await?;
+            let writer = BinaryCopyInWriter::new(
+                sink,
+                &[
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                ],
+            );
+            pin_mut!(writer);
+            for r in batch {
+                for e in &r.events {
+                    writer
+                        .as_mut()
+                        .write(&[
+                            &r.run.id.as_str(),
+                            &i64_of(e.seq),
+                            &e.kind,
+                            &e.at.as_micros(),
+                            &json_text(&e.payload, "payload")?,
+                            &e.idempotency_key,
+                        ])
+                        .await?;
+                }
+            }
+            writer.finish().await?;
+        }
+        // Runs already stored: locked, then compared record and events.
+        let existing_rows = tx
+            .query(
+                &self.sql(&format!(
+                    "SELECT {} FROM {{s}}.runs r JOIN rs_stage_runs s ON s.id = r.id ORDER BY r.id FOR UPDATE OF r",
+                    RUN_COLUMNS
+                        .split(", ")
+                        .map(|c| format!("r.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                &[],
+            )
+            .await?;
+        let mut existing: HashMap<RunId, RunWithEvents> = HashMap::new();
+        for row in &existing_rows {
+            let run = run_of(row)?;
+            existing.insert(
+                run.id.clone(),
+                RunWithEvents {
+                    run,
+                    events: Vec::new(),
+                },
+            );
+        }
+        let existing_ids: Vec<String> = existing.keys().map(|id| id.as_str().to_string()).collect();
+        if !existing.is_empty() {
+            let rows = tx
+                .query(
+                    &self.sql(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = ANY($1) ORDER BY run_id, seq"
+                    )),
+                    &[&existing_ids],
+                )
+                .await?;
+            for row in &rows {
+                let e = event_of(row)?;
+                if let Some(r) = existing.get_mut(&e.run_id) {
+                    r.events.push(e);
+                }
+            }
+            for r in batch {
+                if let Some(stored) = existing.get(&r.run.id)
+                    && !stored.same_content(r)
+                {
+                    return Err(run_conflict(&r.run.id));
+                }
+            }
+        }
+        // A racing importer of the same run makes these a unique
+        // violation: the retry finds its run and compares.
+        tx.execute(
+            &self.sql(&format!(
+                "INSERT INTO {{s}}.runs ({RUN_COLUMNS}, event_count)
+                 SELECT {RUN_COLUMNS}, event_count FROM rs_stage_runs WHERE id <> ALL($1)"
+            )),
+            &[&existing_ids],
+        )
+        .await?;
+        tx.execute(
+            &self.sql(&format!(
+                "INSERT INTO {{s}}.events ({EVENT_COLUMNS})
+                 SELECT {EVENT_COLUMNS} FROM rs_stage_events WHERE run_id <> ALL($1)"
+            )),
+            &[&existing_ids],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(BulkOutcome {
+            inserted: (batch.len() - existing.len()) as u64,
+            unchanged: existing.len() as u64,
+        })
+    }
+}
+
+#[async_trait]
+impl LogRepository for PostgresStore {
+    async fn create_run(&self, run: Run) -> Result<Written<Run>> {
+        run.validate()?;
+        let text = run_text(&run)?;
+        let what = format!("creating run {}", run.id);
+        let (this, run, text) = (self, &run, &text);
+        self.retrying(&what, move || async move {
+            let client = this.client().await?;
+            let insert = client
+                .prepare_cached(&this.sql(&format!(
+                    "INSERT INTO {{s}}.runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (id) DO NOTHING"
+                )))
+                .await?;
+            let n = client
+                .execute(
+                    &insert,
+                    &[
+                        &run.id.as_str(),
+                        &run.workflow_id.as_str(),
+                        &v32(run.workflow_version),
+                        &run.status.as_str(),
+                        &run.trigger,
+                        &run.started_at.as_micros(),
+                        &run.ended_at.map(|t| t.as_micros()),
+                        &text.attributes,
+                        &text.summaries,
+                    ],
+                )
+                .await?;
+            if n == 1 {
+                return Ok(Written::inserted(run.clone()));
+            }
+            let select = client
+                .prepare_cached(&this.sql(&format!("SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = $1")))
+                .await?;
+            match client.query_opt(&select, &[&run.id.as_str()]).await? {
+                Some(row) => {
+                    let existing = run_of(&row)?;
+                    if existing.same_content(run) {
+                        Ok(Written::unchanged(existing))
+                    } else {
+                        Err(run_conflict(&run.id))
+                    }
+                }
+                // Deleted between the insert and the read: try again.
+                None => Err(Fail::Retry(format!("run {} vanished", run.id))),
+            }
+        })
+        .await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Run> {
+        let what = format!("reading run {id}");
+        self.bounded(&what, async {
+            let client = self.client().await?;
+            let st = client
+                .prepare_cached(&self.sql(&format!(
+                    "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = $1"
+                )))
+                .await?;
+            match client.query_opt(&st, &[&id.as_str()]).await? {
+                Some(row) => Ok(run_of(&row)?),
+                None => Err(run_not_found(id)),
+            }
+        })
+        .await
+    }
+
+    async fn update_status(&self, id: &RunId, update: RunUpdate) -> Result<Run> {
+        update.validate()?;
+        let what = format!("updating the status of run {id}");
+        let (this, update) = (self, &update);
+        self.retrying(&what, move || async move {
+            let mut client = this.client().await?;
+            let tx = client.transaction().await?;
+            let select = tx
+                .prepare_cached(&this.sql(&format!(
+                    "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = $1 FOR UPDATE"
+                )))
+                .await?;
+            let Some(row) = tx.query_opt(&select, &[&id.as_str()]).await? else {
+                return Err(run_not_found(id));
+            };
+            let current = run_of(&row)?;
+            let (next, changed) = current.apply_update(update)?;
+            if changed {
+                let st = tx
+                    .prepare_cached(&this.sql(
+                        "UPDATE {s}.runs SET status = $2, ended_at = $3, summaries = $4 WHERE id = $1",
+                    ))
+                    .await?;
+                tx.execute(
+                    &st,
+                    &[
+                        &id.as_str(),
+                        &next.status.as_str(),
+                        &next.ended_at.map(|t| t.as_micros()),
+                        &json_text(&next.summaries, "summaries")?,
+                    ],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn append_event(&self, run_id: &RunId, event: NewEvent) -> Result<Appended> {
+        event.validate()?;
+        let what = format!("appending an event to run {run_id}");
+        if event.idempotency_key.is_some() {
+            let events = std::slice::from_ref(&event);
+            let this = self;
+            let mut out = self
+                .retrying(&what, move || this.append_locked(run_id, events))
+                .await?;
+            return out
+                .pop()
+                .ok_or_else(|| Error::backend(format!("{what}: no result"), None));
+        }
+        // Without a key: one statement, numbered under the run's row lock.
+        let payload = json_text(&event.payload, "payload")?;
+        let (this, event, payload) = (self, &event, &payload);
+        self.retrying(&what, move || async move {
+            let client = this.client().await?;
+            let st = client
+                .prepare_cached(&this.sql(
+                    "WITH r AS (UPDATE {s}.runs SET event_count = event_count + 1 WHERE id = $1 RETURNING event_count)
+                     INSERT INTO {s}.events (run_id, seq, kind, at, payload)
+                     SELECT $1, event_count, $2, $3, $4 FROM r RETURNING seq",
+                ))
+                .await?;
+            match client
+                .query_opt(&st, &[&run_id.as_str(), &event.kind, &event.at.as_micros(), payload])
+                .await?
+            {
+                Some(row) => Ok(Appended {
+                    seq: row.get::<_, i64>(0) as u64,
+                    duplicate: false,
+                }),
+                None => Err(run_not_found(run_id)),
+            }
+        })
+        .await
+    }
+
+    async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        events.iter().try_for_each(NewEvent::validate)?;
+        let what = format!("appending {} events to run {run_id}", events.len());
+        let (this, events) = (self, &events);
+        self.retrying(&what, move || this.append_locked(run_id, events))
+            .await
+    }
+
+    async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
+        let limit = validate_limit(query.limit)?;
+        let after: Option<EventCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let what = format!("listing the events of run {run_id}");
+        self.bounded(&what, async {
+            let client = self.client().await?;
+            let st = client
+                .prepare_cached(&self.sql(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                )))
+                .await?;
+            let rows = client
+                .query(
+                    &st,
+                    &[&run_id.as_str(), &after.map_or(0, |a| i64_of(a.seq)), &((limit + 1) as i64)],
+                )
+                .await?;
+            if rows.is_empty() {
+                let exists = client
+                    .prepare_cached(&self.sql("SELECT 1 FROM {s}.runs WHERE id = $1"))
+                    .await?;
+                if client.query_opt(&exists, &[&run_id.as_str()]).await?.is_none() {
+                    return Err(run_not_found(run_id));
+                }
+            }
+            let items = rows.iter().map(event_of).collect::<Result<Vec<_>>>()?;
+            Ok(Page::from_overfetch(items, limit, |e| EventCursor { seq: e.seq }))
+        })
+        .await
+    }
+
+    async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
+        query.filter.validate()?;
+        let limit = validate_limit(query.limit)?;
+        let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let mut clauses = Vec::new();
+        let mut params: Vec<Param> = Vec::new();
+        filter_sql(&query.filter, &mut clauses, &mut params);
+        if let Some(b) = &before {
+            params.push(Box::new(b.started_at.as_micros()));
+            params.push(Box::new(b.id.as_str().to_string()));
+            clauses.push(format!(
+                "(started_at, id) < (${}, ${})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        params.push(Box::new((limit + 1) as i64));
+        let sql = self.sql(&format!(
+            "SELECT {RUN_COLUMNS} FROM {{s}}.runs {} ORDER BY started_at DESC, id DESC LIMIT ${}",
+            where_of(&clauses),
+            params.len()
+        ));
+        self.bounded("querying runs", async {
+            let client = self.client().await?;
+            let st = client.prepare_cached(&sql).await?;
+            let rows = client.query(&st, &refs(&params)).await?;
+            let items = rows.iter().map(run_of).collect::<Result<Vec<_>>>()?;
+            Ok(Page::from_overfetch(items, limit, RunCursor::of))
+        })
+        .await
+    }
+
+    async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
+        filter.validate()?;
+        let mut clauses = Vec::new();
+        let mut params: Vec<Param> = Vec::new();
+        filter_sql(&filter, &mut clauses, &mut params);
+        let sql = self.sql(&format!(
+            "SELECT count(*) FROM {{s}}.runs {}",
+            where_of(&clauses)
+        ));
+        self.bounded("counting runs", async {
+            let client = self.client().await?;
+            let st = client.prepare_cached(&sql).await?;
+            let n: i64 = client.query_one(&st, &refs(&params)).await?.get(0);
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn delete_run(&self, id: &RunId) -> Result<()> {
+        let what = format!("deleting run {id}");
+        self.bounded(&what, async {
+            let client = self.client().await?;
+            // Events go with it (ON DELETE CASCADE).
+            let st = client
+                .prepare_cached(&self.sql("DELETE FROM {s}.runs WHERE id = $1"))
+                .await?;
+            match client.execute(&st, &[&id.as_str()]).await? {
+                0 => Err(run_not_found(id)),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
+        let mut ids = HashSet::new();
+        for r in &runs {
+            r.validate()?;
+            if !ids.insert(r.run.id.clone()) {
+                return Err(Error::invalid(
+                    "runs",
+                    format!("run {} appears twice in one import batch", r.run.id),
+                ));
+            }
+        }
+        if runs.is_empty() {
+            return Ok(BulkOutcome::default());
+        }
+        let what = format!("importing {} runs", runs.len());
+        let (this, batch) = (self, &runs);
+        self.retrying(&what, move || this.import_attempt(batch))
+            .await
+    }
+}
