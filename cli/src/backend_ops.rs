@@ -60,18 +60,35 @@ pub async fn check_backend(handle: &BackendHandle, repair: bool) -> Result<Check
             );
         }
     }
-    let _ = repair;
     Ok((report, problems))
 }
 
-/// The file backend's check report as JSON and problems.
+/// The file backend's check report as JSON; findings not repaired are
+/// problems.
 fn file_report(
     r: &runstore::file::CheckReport,
     report: &mut serde_json::Map<String, Value>,
     problems: &mut Vec<String>,
 ) {
-    report.insert("report".into(), json!(format!("{r:?}")));
-    let _ = problems;
+    let findings: Vec<Value> = r
+        .findings
+        .iter()
+        .map(|f| {
+            json!({
+                "kind": format!("{:?}", f.kind),
+                "location": f.location,
+                "detail": f.detail,
+                "repaired": f.repaired,
+            })
+        })
+        .collect();
+    report.insert("findings".into(), Value::Array(findings));
+    problems.extend(
+        r.findings
+            .iter()
+            .filter(|f| !f.repaired)
+            .map(|f| format!("{:?} at {}: {}", f.kind, f.location, f.detail)),
+    );
 }
 
 /// The one SQLite backend of a storage, or an error saying why there is none.

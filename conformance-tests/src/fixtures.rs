@@ -73,7 +73,13 @@ pub fn event(kind: &str, secs: i64) -> NewEvent {
 }
 
 /// A finished run's metric.
-pub fn metric(run: &str, workflow: &str, version: u32, status: RunStatus, micros: u64) -> ExecutionMetric {
+pub fn metric(
+    run: &str,
+    workflow: &str,
+    version: u32,
+    status: RunStatus,
+    micros: u64,
+) -> ExecutionMetric {
     ExecutionMetric {
         run_id: rid(run),
         workflow_id: wf(workflow),
@@ -82,7 +88,9 @@ pub fn metric(run: &str, workflow: &str, version: u32, status: RunStatus, micros
         duration_micros: micros,
         recorded_at: t(micros as i64 % 100_000, 0),
         counters: [("steps".to_string(), 3)].into_iter().collect(),
-        values: [("cost".to_string(), micros as f64 / 7.0)].into_iter().collect(),
+        values: [("cost".to_string(), micros as f64 / 7.0)]
+            .into_iter()
+            .collect(),
     }
 }
 

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use runstore_core::{
-    ErrorKind, ExecutionMetric, MetricQuery, MetricsRepository, MetricsSummary, Pattern,
-    PatternId, PatternQuery, Result, RunStatus, SummaryQuery, Version,
+    ErrorKind, ExecutionMetric, MetricQuery, MetricsRepository, MetricsSummary, Pattern, PatternId,
+    PatternQuery, Result, RunStatus, SummaryQuery, Version,
 };
 use serde_json::json;
 
@@ -60,6 +60,11 @@ async fn all_patterns(
     Ok(out)
 }
 
+/// Whether two floats are equal within 1e-9 (false for NaN).
+fn near(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9
+}
+
 fn ids(ms: &[ExecutionMetric]) -> Vec<String> {
     ms.iter().map(|m| m.run_id.to_string()).collect()
 }
@@ -71,7 +76,11 @@ fn check_counts(
     version: Option<Version>,
     (executions, succeeded, failed, cancelled): (u64, u64, u64, u64),
 ) -> RuleResult {
-    ensure_eq!(got.workflow_version, version, "summary of {what}: workflow_version");
+    ensure_eq!(
+        got.workflow_version,
+        version,
+        "summary of {what}: workflow_version"
+    );
     ensure_eq!(
         (got.executions, got.succeeded, got.failed, got.cancelled),
         (executions, succeeded, failed, cancelled),
@@ -80,7 +89,7 @@ fn check_counts(
     let rate = got.success_rate.unwrap_or(f64::NAN);
     let want = succeeded as f64 / executions as f64;
     ensure!(
-        (rate - want).abs() <= 1e-9,
+        near(rate, want),
         "summary of {what}: success_rate expected {want}, got {:?}",
         got.success_rate
     );
@@ -121,7 +130,10 @@ pub async fn metric_record_round_trip(f: &dyn StoreFactory) -> RuleResult {
         .collect(),
     };
     let w = m.record(full.clone()).await?;
-    ensure!(w.inserted, "record of a new metric: expected inserted=true, got false");
+    ensure!(
+        w.inserted,
+        "record of a new metric: expected inserted=true, got false"
+    );
     ensure!(
         w.record.same_content(&full),
         "record returned another record\n written: {full:?}\nreturned: {:?}",
@@ -134,7 +146,10 @@ pub async fn metric_record_round_trip(f: &dyn StoreFactory) -> RuleResult {
     );
 
     // Minimal metric: no counters or values, zero duration, each terminal status.
-    for (i, status) in [RunStatus::Succeeded, RunStatus::Cancelled].into_iter().enumerate() {
+    for (i, status) in [RunStatus::Succeeded, RunStatus::Cancelled]
+        .into_iter()
+        .enumerate()
+    {
         let bare = ExecutionMetric {
             run_id: rid(&format!("bare-{i}")),
             workflow_id: wf("etl"),
@@ -147,7 +162,10 @@ pub async fn metric_record_round_trip(f: &dyn StoreFactory) -> RuleResult {
         };
         m.record(bare.clone()).await?;
         let got = m.get(&bare.run_id).await?;
-        ensure!(got.same_content(&bare), "get of a bare metric\n written: {bare:?}\n    read: {got:?}");
+        ensure!(
+            got.same_content(&bare),
+            "get of a bare metric\n written: {bare:?}\n    read: {got:?}"
+        );
     }
 
     let e = m.get(&rid("never-recorded")).await;
@@ -156,27 +174,48 @@ pub async fn metric_record_round_trip(f: &dyn StoreFactory) -> RuleResult {
     // A metric of an unfinished run, or with a non-finite value, is refused.
     let mut running = metric("bad-1", "etl", 1, RunStatus::Running, 10);
     let e = m.record(running.clone()).await;
-    ensure_err!(e, ErrorKind::InvalidInput, "record of a metric with status running");
+    ensure_err!(
+        e,
+        ErrorKind::InvalidInput,
+        "record of a metric with status running"
+    );
     running.status = RunStatus::Succeeded;
     running.values.insert("cost".into(), f64::NAN);
     let e = m.record(running.clone()).await;
-    ensure_err!(e, ErrorKind::InvalidInput, "record of a metric with a NaN value");
+    ensure_err!(
+        e,
+        ErrorKind::InvalidInput,
+        "record of a metric with a NaN value"
+    );
     running.values.insert("cost".into(), 1.0);
     running.duration_micros = i64::MAX as u64 + 1;
     let e = m.record(running).await;
-    ensure_err!(e, ErrorKind::InvalidInput, "record of a metric with duration above i64::MAX");
+    ensure_err!(
+        e,
+        ErrorKind::InvalidInput,
+        "record of a metric with duration above i64::MAX"
+    );
     let e = m.get(&rid("bad-1")).await;
-    ensure_err!(e, ErrorKind::NotFound, "get of a metric whose record was refused");
+    ensure_err!(
+        e,
+        ErrorKind::NotFound,
+        "get of a metric whose record was refused"
+    );
     Ok(())
 }
 
 /// "Recording the same run again with identical data succeeds; with other
 /// data it is `Conflict`: a retried writer must never count twice."
-pub async fn metric_record_is_idempotent_and_never_counts_twice(f: &dyn StoreFactory) -> RuleResult {
+pub async fn metric_record_is_idempotent_and_never_counts_twice(
+    f: &dyn StoreFactory,
+) -> RuleResult {
     let s = f.create().await?;
     let m = &s.stores.metrics;
     let first = metric("r-1", "etl", 1, RunStatus::Succeeded, 1_000);
-    ensure!(m.record(first.clone()).await?.inserted, "first record: expected inserted=true");
+    ensure!(
+        m.record(first.clone()).await?.inserted,
+        "first record: expected inserted=true"
+    );
     let before = m.summary(&wf("etl"), SummaryQuery::default()).await?;
     for attempt in 0..3 {
         let again = m.record(first.clone()).await?;
@@ -191,7 +230,11 @@ pub async fn metric_record_is_idempotent_and_never_counts_twice(f: &dyn StoreFac
         );
     }
     let after = m.summary(&wf("etl"), SummaryQuery::default()).await?;
-    ensure_eq!(after.executions, 1, "executions after recording one run four times");
+    ensure_eq!(
+        after.executions,
+        1,
+        "executions after recording one run four times"
+    );
     ensure!(
         after.agrees_with(&before),
         "summary changed after identical re-records\nbefore: {before:?}\n after: {after:?}"
@@ -218,7 +261,11 @@ pub async fn metric_record_is_idempotent_and_never_counts_twice(f: &dyn StoreFac
     changes.push(("recorded_at", c));
     for (what, changed) in changes {
         let e = m.record(changed).await;
-        ensure_err!(e, ErrorKind::Conflict, "record of run r-1 again with other {what}");
+        ensure_err!(
+            e,
+            ErrorKind::Conflict,
+            "record of run r-1 again with other {what}"
+        );
     }
     let stored = m.get(&first.run_id).await?;
     ensure!(
@@ -243,7 +290,11 @@ pub async fn metric_record_many_is_all_or_nothing(f: &dyn StoreFactory) -> RuleR
     let b = metric("b", "etl", 1, RunStatus::Failed, 20);
     let c = metric("c", "etl", 2, RunStatus::Cancelled, 30);
     let out = m.record_many(vec![a.clone(), b.clone()]).await?;
-    ensure_eq!((out.inserted, out.unchanged), (2, 0), "record_many of 2 new metrics: (inserted, unchanged)");
+    ensure_eq!(
+        (out.inserted, out.unchanged),
+        (2, 0),
+        "record_many of 2 new metrics: (inserted, unchanged)"
+    );
     let out = m.record_many(vec![b.clone(), c.clone(), a.clone()]).await?;
     ensure_eq!(
         (out.inserted, out.unchanged),
@@ -252,10 +303,18 @@ pub async fn metric_record_many_is_all_or_nothing(f: &dyn StoreFactory) -> RuleR
     );
     for x in [&a, &b, &c] {
         let got = m.get(&x.run_id).await?;
-        ensure!(got.same_content(x), "after record_many, metric {} reads back as {got:?}", x.run_id);
+        ensure!(
+            got.same_content(x),
+            "after record_many, metric {} reads back as {got:?}",
+            x.run_id
+        );
     }
     let out = m.record_many(Vec::new()).await?;
-    ensure_eq!((out.inserted, out.unchanged), (0, 0), "record_many of an empty batch");
+    ensure_eq!(
+        (out.inserted, out.unchanged),
+        (0, 0),
+        "record_many of an empty batch"
+    );
 
     // A conflicting item anywhere in the batch: nothing of it is stored.
     let d = metric("d", "etl", 1, RunStatus::Succeeded, 40);
@@ -263,24 +322,47 @@ pub async fn metric_record_many_is_all_or_nothing(f: &dyn StoreFactory) -> RuleR
     let mut b2 = b.clone();
     b2.duration_micros += 1;
     let r = m.record_many(vec![d.clone(), b2, e.clone()]).await;
-    ensure_err!(r, ErrorKind::Conflict, "record_many with new d, e and a changed b");
+    ensure_err!(
+        r,
+        ErrorKind::Conflict,
+        "record_many with new d, e and a changed b"
+    );
     // The same run twice in one batch with other data conflicts too.
     let mut d2 = d.clone();
     d2.status = RunStatus::Failed;
     let r = m.record_many(vec![d.clone(), e.clone(), d2]).await;
-    ensure_err!(r, ErrorKind::Conflict, "record_many holding run d twice with other data");
+    ensure_err!(
+        r,
+        ErrorKind::Conflict,
+        "record_many holding run d twice with other data"
+    );
     // An invalid item: InvalidInput, nothing stored.
     let bad = metric("f", "etl", 1, RunStatus::Pending, 60);
     let r = m.record_many(vec![d.clone(), e.clone(), bad]).await;
-    ensure_err!(r, ErrorKind::InvalidInput, "record_many holding a metric with status pending");
+    ensure_err!(
+        r,
+        ErrorKind::InvalidInput,
+        "record_many holding a metric with status pending"
+    );
     for x in ["d", "e", "f"] {
         let r = m.get(&rid(x)).await;
-        ensure_err!(r, ErrorKind::NotFound, "metric {x} after refused record_many batches");
+        ensure_err!(
+            r,
+            ErrorKind::NotFound,
+            "metric {x} after refused record_many batches"
+        );
     }
     let got = m.get(&b.run_id).await?;
-    ensure!(got.same_content(&b), "metric b changed after a refused batch: {got:?}");
+    ensure!(
+        got.same_content(&b),
+        "metric b changed after a refused batch: {got:?}"
+    );
     let sum = m.summary(&wf("etl"), SummaryQuery::default()).await?;
-    ensure_eq!(sum.executions, 3, "executions after refused batches (a, b, c only)");
+    ensure_eq!(
+        sum.executions,
+        3,
+        "executions after refused batches (a, b, c only)"
+    );
 
     // The same run twice identically within a batch counts once.
     let out = m.record_many(vec![d.clone(), d.clone()]).await?;
@@ -290,11 +372,16 @@ pub async fn metric_record_many_is_all_or_nothing(f: &dyn StoreFactory) -> RuleR
         "record_many holding new run d twice, identical: (inserted, unchanged)"
     );
     let sum = m.summary(&wf("etl"), SummaryQuery::default()).await?;
-    ensure_eq!(sum.executions, 4, "executions after recording d twice in one batch");
+    ensure_eq!(
+        sum.executions,
+        4,
+        "executions after recording d twice in one batch"
+    );
     Ok(())
 }
 
-/// "A page of metrics by run id": `list` is ordered by run id ascending
+/// "One execution metric per run" (section 4), listed as "A page of
+/// metrics by run id" (trait doc): `list` is ordered by run id ascending
 /// (bytewise), filtered by workflow and version, and paged with a cursor
 /// (`next` set exactly when more items follow).
 pub async fn metric_list_paged_by_run_id(f: &dyn StoreFactory) -> RuleResult {
@@ -317,35 +404,59 @@ pub async fn metric_list_paged_by_run_id(f: &dyn StoreFactory) -> RuleResult {
         m.record(x.clone()).await?;
         all.push(x);
     }
-    all.sort_by(|a, b| a.run_id.as_str().as_bytes().cmp(b.run_id.as_str().as_bytes()));
+    all.sort_by(|a, b| {
+        a.run_id
+            .as_str()
+            .as_bytes()
+            .cmp(b.run_id.as_str().as_bytes())
+    });
     for page in [1, 3, 8, 100] {
         let (got, pages) = all_metrics(m.as_ref(), MetricQuery::default(), page).await?;
-        ensure_eq!(ids(&got), ids(&all), "list of all metrics, {page} a page: run ids in order");
+        ensure_eq!(
+            ids(&got),
+            ids(&all),
+            "list of all metrics, {page} a page: run ids in order"
+        );
         ensure_eq!(
             pages,
             all.len().div_ceil(page).max(1),
             "list of 8 metrics, {page} a page: number of pages (next set exactly when more follow)"
         );
         for (g, w) in got.iter().zip(&all) {
-            ensure!(g.same_content(w), "listed metric differs from recorded: {g:?} vs {w:?}");
+            ensure!(
+                g.same_content(w),
+                "listed metric differs from recorded: {g:?} vs {w:?}"
+            );
         }
     }
     let q = MetricQuery::default().with_workflow(wf("etl"), None);
     let (got, _) = all_metrics(m.as_ref(), q, 2).await?;
-    let want: Vec<_> = all.iter().filter(|x| x.workflow_id == wf("etl")).cloned().collect();
+    let want: Vec<_> = all
+        .iter()
+        .filter(|x| x.workflow_id == wf("etl"))
+        .cloned()
+        .collect();
     ensure_eq!(ids(&got), ids(&want), "list of workflow etl, 2 a page");
     let q = MetricQuery::default().with_workflow(wf("etl"), Some(v(2)));
     let (got, _) = all_metrics(m.as_ref(), q, 1).await?;
-    ensure_eq!(ids(&got), vec!["R-a".to_string(), "r.d".to_string()], "list of workflow etl version 2");
+    ensure_eq!(
+        ids(&got),
+        vec!["R-a".to_string(), "r.d".to_string()],
+        "list of workflow etl version 2"
+    );
     let q = MetricQuery::default().with_workflow(wf("nothing"), None);
     let p = m.list(q).await?;
-    ensure!(p.items.is_empty() && p.next.is_none(), "list of an unknown workflow: expected an empty last page, got {p:?}");
+    ensure!(
+        p.items.is_empty() && p.next.is_none(),
+        "list of an unknown workflow: expected an empty last page, got {p:?}"
+    );
     let e = m.list(MetricQuery::default().with_limit(0)).await;
     ensure_err!(e, ErrorKind::InvalidInput, "list with limit 0");
     Ok(())
 }
 
-/// "Deletes a run's metric; `NotFound` if absent" (trait doc, retention):
+/// "One execution metric per run" (section 4); "Deletes a run's metric;
+/// `NotFound` if absent" (trait doc, used by retention):
 /// the metric leaves reads, lists and summaries, and may be recorded anew.
 pub async fn metric_delete(f: &dyn StoreFactory) -> RuleResult {
     let s = f.create().await?;
@@ -363,13 +474,23 @@ pub async fn metric_delete(f: &dyn StoreFactory) -> RuleResult {
     let (left, _) = all_metrics(m.as_ref(), MetricQuery::default(), 10).await?;
     ensure_eq!(ids(&left), vec!["b".to_string()], "list after deleting a");
     let sum = m.summary(&wf("etl"), SummaryQuery::default()).await?;
-    ensure_eq!((sum.executions, sum.succeeded, sum.failed), (1, 0, 1), "summary after deleting a");
+    ensure_eq!(
+        (sum.executions, sum.succeeded, sum.failed),
+        (1, 0, 1),
+        "summary after deleting a"
+    );
     // Another outcome may be recorded after a delete (a corrected metric).
     let mut a2 = a.clone();
     a2.status = RunStatus::Cancelled;
-    ensure!(m.record(a2.clone()).await?.inserted, "record after delete: expected inserted=true");
+    ensure!(
+        m.record(a2.clone()).await?.inserted,
+        "record after delete: expected inserted=true"
+    );
     let got = m.get(&a.run_id).await?;
-    ensure!(got.same_content(&a2), "record after delete reads back as {got:?}");
+    ensure!(
+        got.same_content(&a2),
+        "record after delete reads back as {got:?}"
+    );
     Ok(())
 }
 
@@ -405,10 +526,18 @@ pub async fn metric_summary_counts_and_rates(f: &dyn StoreFactory) -> RuleResult
     check_counts(&sum, "etl version 2", Some(v(2)), (2, 1, 0, 1))?;
     let sum = m.summary(&wf("load"), SummaryQuery::default()).await?;
     check_counts(&sum, "load", None, (2, 0, 2, 0))?;
-    ensure_eq!(sum.success_rate, Some(0.0), "success_rate of a workflow whose runs all failed");
+    ensure_eq!(
+        sum.success_rate,
+        Some(0.0),
+        "success_rate of a workflow whose runs all failed"
+    );
     let sum = m.summary(&wf("etl-2"), SummaryQuery::default()).await?;
     check_counts(&sum, "etl-2", None, (1, 1, 0, 0))?;
-    ensure_eq!(sum.success_rate, Some(1.0), "success_rate of a workflow whose runs all succeeded");
+    ensure_eq!(
+        sum.success_rate,
+        Some(1.0),
+        "success_rate of a workflow whose runs all succeeded"
+    );
     let sum = m.summary(&wf("etl"), SummaryQuery::version(v(3))).await?;
     ensure_eq!(
         (sum.executions, sum.success_rate, sum.workflow_version),
@@ -441,7 +570,8 @@ pub async fn metric_summary_percentiles_by_nearest_rank(f: &dyn StoreFactory) ->
     }
     m.record_many(batch).await?;
     // n = 1.
-    m.record(mk("one".into(), "single", 42, 5, &[("cost", -2.5)])).await?;
+    m.record(mk("one".into(), "single", 42, 5, &[("cost", -2.5)]))
+        .await?;
     // n = 7, unsorted, with named values on some metrics only.
     let seven = [70u64, 10, 40, 20, 60, 30, 50];
     for (i, d) in seven.iter().enumerate() {
@@ -451,33 +581,56 @@ pub async fn metric_summary_percentiles_by_nearest_rank(f: &dyn StoreFactory) ->
             2 => vec![("cost", 4.0), ("tokens", 300.0)],
             _ => vec![],
         };
-        m.record(mk(format!("s-{i}"), "seven", *d, 100 + i as i64 * 10, &values)).await?;
+        m.record(mk(
+            format!("s-{i}"),
+            "seven",
+            *d,
+            100 + i as i64 * 10,
+            &values,
+        ))
+        .await?;
     }
 
     let sum = m.summary(&wf("hundred"), SummaryQuery::default()).await?;
-    let d = sum.duration.ok_or_else(|| crate::RuleError::Failed("summary of 100 metrics has no duration stats".into()))?;
+    let d = sum.duration.ok_or_else(|| {
+        crate::RuleError::Failed("summary of 100 metrics has no duration stats".into())
+    })?;
     ensure_eq!(
         (d.min, d.max, d.p50, d.p95, d.p99),
         (1, 100, 50, 95, 99),
         "durations 1..=100: (min, max, p50, p95, p99)"
     );
-    ensure!((d.mean - 50.5).abs() < 1e-9, "durations 1..=100: mean expected 50.5, got {}", d.mean);
+    ensure!(
+        near(d.mean, 50.5),
+        "durations 1..=100: mean expected 50.5, got {}",
+        d.mean
+    );
     ensure_eq!(
         (sum.first_recorded_at, sum.last_recorded_at),
         (Some(t(900, 7)), Some(t(999, 7))),
         "durations 1..=100: (first, last) recorded_at"
     );
-    ensure!(sum.values.is_empty(), "no named values recorded, summary has {:?}", sum.values);
+    ensure!(
+        sum.values.is_empty(),
+        "no named values recorded, summary has {:?}",
+        sum.values
+    );
 
     let sum = m.summary(&wf("single"), SummaryQuery::default()).await?;
-    let d = sum.duration.ok_or_else(|| crate::RuleError::Failed("summary of 1 metric has no duration stats".into()))?;
+    let d = sum.duration.ok_or_else(|| {
+        crate::RuleError::Failed("summary of 1 metric has no duration stats".into())
+    })?;
     ensure_eq!(
         (d.min, d.max, d.p50, d.p95, d.p99),
         (42, 42, 42, 42, 42),
         "one duration 42: (min, max, p50, p95, p99)"
     );
     ensure_eq!(d.mean, 42.0, "one duration 42: mean");
-    ensure_eq!((sum.first_recorded_at, sum.last_recorded_at), (Some(t(5, 7)), Some(t(5, 7))), "one metric: first and last");
+    ensure_eq!(
+        (sum.first_recorded_at, sum.last_recorded_at),
+        (Some(t(5, 7)), Some(t(5, 7))),
+        "one metric: first and last"
+    );
     let cost = sum.values.get("cost").copied();
     ensure_eq!(
         cost.map(|c| (c.count, c.sum, c.min, c.max, c.mean)),
@@ -486,24 +639,45 @@ pub async fn metric_summary_percentiles_by_nearest_rank(f: &dyn StoreFactory) ->
     );
 
     let sum = m.summary(&wf("seven"), SummaryQuery::default()).await?;
-    let d = sum.duration.ok_or_else(|| crate::RuleError::Failed("summary of 7 metrics has no duration stats".into()))?;
+    let d = sum.duration.ok_or_else(|| {
+        crate::RuleError::Failed("summary of 7 metrics has no duration stats".into())
+    })?;
     ensure_eq!(
         (d.min, d.max, d.p50, d.p95, d.p99),
         (10, 70, 40, 70, 70),
         "durations 70,10,40,20,60,30,50: (min, max, p50, p95, p99)"
     );
-    ensure!((d.mean - 40.0).abs() < 1e-9, "7 durations: mean expected 40, got {}", d.mean);
-    ensure_eq!((sum.first_recorded_at, sum.last_recorded_at), (Some(t(100, 7)), Some(t(160, 7))), "7 metrics: first and last");
+    ensure!(
+        near(d.mean, 40.0),
+        "7 durations: mean expected 40, got {}",
+        d.mean
+    );
+    ensure_eq!(
+        (sum.first_recorded_at, sum.last_recorded_at),
+        (Some(t(100, 7)), Some(t(160, 7))),
+        "7 metrics: first and last"
+    );
     ensure_eq!(
         sum.values.keys().cloned().collect::<Vec<_>>(),
         vec!["cost".to_string(), "tokens".to_string()],
         "7 metrics: named values summarized"
     );
     let c = sum.values["cost"];
-    ensure_eq!((c.count, c.min, c.max), (3, -0.5, 4.0), "cost 1.5, -0.5, 4.0: (count, min, max)");
-    ensure!((c.sum - 5.0).abs() < 1e-9 && (c.mean - 5.0 / 3.0).abs() < 1e-9, "cost 1.5, -0.5, 4.0: sum 5 and mean 5/3 expected, got {c:?}");
+    ensure_eq!(
+        (c.count, c.min, c.max),
+        (3, -0.5, 4.0),
+        "cost 1.5, -0.5, 4.0: (count, min, max)"
+    );
+    ensure!(
+        near(c.sum, 5.0) && near(c.mean, 5.0 / 3.0),
+        "cost 1.5, -0.5, 4.0: sum 5 and mean 5/3 expected, got {c:?}"
+    );
     let tk = sum.values["tokens"];
-    ensure_eq!((tk.count, tk.sum, tk.min, tk.max, tk.mean), (2, 400.0, 100.0, 300.0, 200.0), "tokens 100, 300");
+    ensure_eq!(
+        (tk.count, tk.sum, tk.min, tk.max, tk.mean),
+        (2, 400.0, 100.0, 300.0, 200.0),
+        "tokens 100, 300"
+    );
     Ok(())
 }
 
@@ -515,7 +689,11 @@ pub async fn metric_summary_matches_reference(f: &dyn StoreFactory) -> RuleResul
     let m = &s.stores.metrics;
     let mut rng = SplitMix::new(0x5eed_0001);
     let workflows = ["alpha", "beta"];
-    let statuses = [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled];
+    let statuses = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
     let names = ["cost", "tokens", "score", "Z-last"];
     let mut all = Vec::new();
     for i in 0..320u64 {
@@ -554,8 +732,9 @@ pub async fn metric_summary_matches_reference(f: &dyn StoreFactory) -> RuleResul
             let want = MetricsSummary::compute(
                 wf(w),
                 version,
-                all.iter()
-                    .filter(|x| x.workflow_id == wf(w) && version.is_none_or(|ver| ver == x.workflow_version)),
+                all.iter().filter(|x| {
+                    x.workflow_id == wf(w) && version.is_none_or(|ver| ver == x.workflow_version)
+                }),
             );
             ensure!(
                 got.agrees_with(&want),
@@ -566,12 +745,14 @@ pub async fn metric_summary_matches_reference(f: &dyn StoreFactory) -> RuleResul
     Ok(())
 }
 
-/// "The exact summary of a workflow or version; the empty summary if it
-/// has no metrics" (trait doc): executions 0 and no statistics.
+/// "A summary for a workflow, or one version of it" (section 4); "the
+/// empty summary if it has no metrics" (trait doc): executions 0 and no
+/// statistics.
 pub async fn metric_summary_of_unknown_workflow_is_empty(f: &dyn StoreFactory) -> RuleResult {
     let s = f.create().await?;
     let m = &s.stores.metrics;
-    m.record(metric("a", "etl", 1, RunStatus::Succeeded, 10)).await?;
+    m.record(metric("a", "etl", 1, RunStatus::Succeeded, 10))
+        .await?;
     for (w, q) in [
         ("unknown", SummaryQuery::default()),
         ("unknown", SummaryQuery::version(v(1))),
@@ -597,13 +778,26 @@ pub async fn pattern_upsert_by_id(f: &dyn StoreFactory) -> RuleResult {
     let m = &s.stores.metrics;
     let p = pattern("p-1", "etl", 10);
     let w = m.upsert_pattern(p.clone()).await?;
-    ensure!(w.inserted, "upsert of a new pattern: expected inserted=true");
-    ensure!(w.record.same_content(&p), "upsert returned another record: {:?}", w.record);
+    ensure!(
+        w.inserted,
+        "upsert of a new pattern: expected inserted=true"
+    );
+    ensure!(
+        w.record.same_content(&p),
+        "upsert returned another record: {:?}",
+        w.record
+    );
     let got = m.get_pattern(&p.id).await?;
-    ensure!(got.same_content(&p), "get_pattern after upsert\nwritten: {p:?}\n   read: {got:?}");
+    ensure!(
+        got.same_content(&p),
+        "get_pattern after upsert\nwritten: {p:?}\n   read: {got:?}"
+    );
 
     let w = m.upsert_pattern(p.clone()).await?;
-    ensure!(!w.inserted, "upsert of the same pattern again: expected inserted=false");
+    ensure!(
+        !w.inserted,
+        "upsert of the same pattern again: expected inserted=false"
+    );
 
     let replaced = Pattern {
         id: p.id.clone(),
@@ -616,23 +810,57 @@ pub async fn pattern_upsert_by_id(f: &dyn StoreFactory) -> RuleResult {
         detected_at: t(20, 999_999),
     };
     let w = m.upsert_pattern(replaced.clone()).await?;
-    ensure!(!w.inserted, "upsert of another content under an existing id: expected inserted=false");
+    ensure!(
+        !w.inserted,
+        "upsert of another content under an existing id: expected inserted=false"
+    );
     let got = m.get_pattern(&p.id).await?;
-    ensure!(got.same_content(&replaced), "get_pattern after replacing\nexpected: {replaced:?}\n    read: {got:?}");
+    ensure!(
+        got.same_content(&replaced),
+        "get_pattern after replacing\nexpected: {replaced:?}\n    read: {got:?}"
+    );
     let all = all_patterns(m.as_ref(), PatternQuery::default(), 10).await?;
-    ensure_eq!(all.len(), 1, "patterns listed after upserting one id three times");
-    ensure!(all[0].same_content(&replaced), "listed pattern is not the replacement: {:?}", all[0]);
-    let old = all_patterns(m.as_ref(), PatternQuery::default().with_workflow(wf("etl")), 10).await?;
-    ensure!(old.is_empty(), "pattern moved to workflow load is still listed under etl: {old:?}");
+    ensure_eq!(
+        all.len(),
+        1,
+        "patterns listed after upserting one id three times"
+    );
+    ensure!(
+        all[0].same_content(&replaced),
+        "listed pattern is not the replacement: {:?}",
+        all[0]
+    );
+    let old = all_patterns(
+        m.as_ref(),
+        PatternQuery::default().with_workflow(wf("etl")),
+        10,
+    )
+    .await?;
+    ensure!(
+        old.is_empty(),
+        "pattern moved to workflow load is still listed under etl: {old:?}"
+    );
 
-    let e = m.get_pattern(&PatternId::new("p-none").expect("literal")).await;
+    let e = m
+        .get_pattern(&PatternId::new("p-none").expect("literal"))
+        .await;
     ensure_err!(e, ErrorKind::NotFound, "get_pattern of an unknown id");
     let mut bad = pattern("p-2", "etl", 1);
     bad.confidence = 1.5;
     let e = m.upsert_pattern(bad).await;
-    ensure_err!(e, ErrorKind::InvalidInput, "upsert of a pattern with confidence 1.5");
-    let e = m.get_pattern(&PatternId::new("p-2").expect("literal")).await;
-    ensure_err!(e, ErrorKind::NotFound, "get_pattern of a pattern whose upsert was refused");
+    ensure_err!(
+        e,
+        ErrorKind::InvalidInput,
+        "upsert of a pattern with confidence 1.5"
+    );
+    let e = m
+        .get_pattern(&PatternId::new("p-2").expect("literal"))
+        .await;
+    ensure_err!(
+        e,
+        ErrorKind::NotFound,
+        "get_pattern of a pattern whose upsert was refused"
+    );
     Ok(())
 }
 
@@ -665,21 +893,59 @@ pub async fn pattern_list_newest_first_and_paged(f: &dyn StoreFactory) -> RuleRe
     });
     ensure_eq!(
         order(&want),
-        ["p-e", "p-b", "P-d", "p-c", "p_g", "p-a", "p-f", "p-h"].map(String::from).to_vec(),
+        ["p-e", "p-b", "P-d", "p-c", "p_g", "p-a", "p-f", "p-h"]
+            .map(String::from)
+            .to_vec(),
         "the rule's own expected order (a bug in the rule if this fails)"
     );
     for page in [1, 3, 8, 50] {
         let got = all_patterns(m.as_ref(), PatternQuery::default(), page).await?;
-        ensure_eq!(order(&got), order(&want), "list_patterns, {page} a page: ids in order");
+        ensure_eq!(
+            order(&got),
+            order(&want),
+            "list_patterns, {page} a page: ids in order"
+        );
     }
-    let p = m.list_patterns(PatternQuery::default().with_limit(8)).await?;
-    ensure!(p.next.is_none(), "list_patterns of exactly 8 with limit 8: next must be None, got {:?}", p.next);
-    let p = m.list_patterns(PatternQuery::default().with_limit(7)).await?;
-    ensure!(p.next.is_some(), "list_patterns of 8 with limit 7: next must be set");
-    let etl: Vec<_> = want.iter().filter(|p| p.workflow_id == wf("etl")).cloned().collect();
-    let got = all_patterns(m.as_ref(), PatternQuery::default().with_workflow(wf("etl")), 2).await?;
-    ensure_eq!(order(&got), order(&etl), "list_patterns of workflow etl, 2 a page");
-    let got = all_patterns(m.as_ref(), PatternQuery::default().with_workflow(wf("none")), 2).await?;
-    ensure!(got.is_empty(), "list_patterns of an unknown workflow: {got:?}");
+    let p = m
+        .list_patterns(PatternQuery::default().with_limit(8))
+        .await?;
+    ensure!(
+        p.next.is_none(),
+        "list_patterns of exactly 8 with limit 8: next must be None, got {:?}",
+        p.next
+    );
+    let p = m
+        .list_patterns(PatternQuery::default().with_limit(7))
+        .await?;
+    ensure!(
+        p.next.is_some(),
+        "list_patterns of 8 with limit 7: next must be set"
+    );
+    let etl: Vec<_> = want
+        .iter()
+        .filter(|p| p.workflow_id == wf("etl"))
+        .cloned()
+        .collect();
+    let got = all_patterns(
+        m.as_ref(),
+        PatternQuery::default().with_workflow(wf("etl")),
+        2,
+    )
+    .await?;
+    ensure_eq!(
+        order(&got),
+        order(&etl),
+        "list_patterns of workflow etl, 2 a page"
+    );
+    let got = all_patterns(
+        m.as_ref(),
+        PatternQuery::default().with_workflow(wf("none")),
+        2,
+    )
+    .await?;
+    ensure!(
+        got.is_empty(),
+        "list_patterns of an unknown workflow: {got:?}"
+    );
     Ok(())
 }

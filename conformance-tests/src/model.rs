@@ -30,9 +30,16 @@ pub const DEFAULT_CASES: u32 = 24;
 pub const MAX_OPS: usize = 40;
 /// Most shrink steps after a failure (each runs a whole sequence).
 const MAX_SHRINK_STEPS: u32 = 400;
+/// Most time spent shrinking, so a slow backend stays within the rule
+/// timeout; the smallest failing sequence found by then is reported.
+const SHRINK_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
 
 const WFS: [&str; 2] = ["w1", "w2"];
 const RUNS: [&str; 2] = ["r1", "r2"];
+// Imports mostly bring runs of their own; r2 may collide with a created run.
+const IMPORT_RUNS: [&str; 2] = ["r2", "i1"];
+// Metrics need no stored run: a larger pool so summaries see several.
+const METRIC_RUNS: [&str; 4] = ["r1", "r2", "m3", "m4"];
 // ("a", "x/y") < ("a-b", "x") as tuples, but not as "phase/path" strings.
 const PHASES: [&str; 2] = ["a", "a-b"];
 const PATHS: [&str; 2] = ["x", "x/y"];
@@ -44,7 +51,8 @@ const TRIGGERS: [&str; 2] = ["manual", "cron"];
 const KEYS: [&str; 2] = ["k1", "k2"];
 const TYPES: [Option<&str>; 4] = [None, None, Some("text/plain"), Some("bad\ntype")];
 const STATUSES: [RunStatus; 5] = RunStatus::ALL;
-const METRIC_STATUSES: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Running];
+const METRIC_STATUSES: [RunStatus; 3] =
+    [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Running];
 
 /// One operation on one of the four traits, over small pools of values so
 /// that collisions and conflicts happen often.
@@ -53,35 +61,138 @@ const METRIC_STATUSES: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::Failed
 pub enum Op {
     /// Applies again the operation `back` places earlier (retries,
     /// redelivery); nothing if there is none.
-    Again { back: usize },
-    StoreWorkflow { id: &'static str, version: u32, parent: Option<u32>, body: u8, created: i64 },
-    GetWorkflow { id: &'static str, version: u32 },
-    GetLatest { id: &'static str },
-    ListVersions { id: &'static str },
-    ListWorkflows { id: Option<&'static str>, limit: usize },
-    CreateRun { run: &'static str, wf: &'static str, version: u32, start: i64, trigger: &'static str },
-    GetRun { run: &'static str },
-    UpdateStatus { run: &'static str, status: RunStatus, end: Option<i64>, summary: Option<u8> },
-    Append { run: &'static str, kind: &'static str, at: i64, key: Option<&'static str> },
-    AppendBatch { run: &'static str, events: Vec<(&'static str, i64, Option<&'static str>)> },
-    ListEvents { run: &'static str, limit: usize },
-    QueryRuns { wf: Option<&'static str>, statuses: Vec<RunStatus>, limit: usize },
-    CountRuns { wf: Option<&'static str>, status: Option<RunStatus> },
-    DeleteRun { run: &'static str },
-    Import { runs: Vec<ImportSpec> },
-    Record { metric: MetricSpec },
-    RecordMany { metrics: Vec<MetricSpec> },
-    GetMetric { run: &'static str },
-    DeleteMetric { run: &'static str },
-    ListMetrics { wf: Option<&'static str>, limit: usize },
-    Summary { wf: &'static str, version: Option<u32> },
-    UpsertPattern { id: &'static str, wf: &'static str, kind: &'static str, at: i64, confidence: u8 },
-    ListPatterns { wf: Option<&'static str>, limit: usize },
-    Put { run: &'static str, phase: &'static str, path: &'static str, content: u8, token: Option<u8>, content_type: Option<&'static str>, at: i64 },
-    GetArtifact { run: &'static str, phase: &'static str, path: &'static str },
-    ListArtifacts { run: Option<&'static str>, phase: Option<&'static str>, limit: usize },
-    DeleteArtifact { run: &'static str, phase: &'static str, path: &'static str },
-    Bundle { run: &'static str, path: &'static str, members: Vec<(&'static str, &'static str)> },
+    Again {
+        back: usize,
+    },
+    StoreWorkflow {
+        id: &'static str,
+        version: u32,
+        parent: Option<u32>,
+        body: u8,
+        created: i64,
+    },
+    GetWorkflow {
+        id: &'static str,
+        version: u32,
+    },
+    GetLatest {
+        id: &'static str,
+    },
+    ListVersions {
+        id: &'static str,
+    },
+    ListWorkflows {
+        id: Option<&'static str>,
+        limit: usize,
+    },
+    CreateRun {
+        run: &'static str,
+        wf: &'static str,
+        version: u32,
+        start: i64,
+        trigger: &'static str,
+    },
+    GetRun {
+        run: &'static str,
+    },
+    UpdateStatus {
+        run: &'static str,
+        status: RunStatus,
+        end: Option<i64>,
+        summary: Option<u8>,
+    },
+    Append {
+        run: &'static str,
+        kind: &'static str,
+        at: i64,
+        key: Option<&'static str>,
+    },
+    AppendBatch {
+        run: &'static str,
+        events: Vec<(&'static str, i64, Option<&'static str>)>,
+    },
+    ListEvents {
+        run: &'static str,
+        limit: usize,
+    },
+    QueryRuns {
+        wf: Option<&'static str>,
+        statuses: Vec<RunStatus>,
+        limit: usize,
+    },
+    CountRuns {
+        wf: Option<&'static str>,
+        status: Option<RunStatus>,
+    },
+    DeleteRun {
+        run: &'static str,
+    },
+    Import {
+        runs: Vec<ImportSpec>,
+    },
+    Record {
+        metric: MetricSpec,
+    },
+    RecordMany {
+        metrics: Vec<MetricSpec>,
+    },
+    GetMetric {
+        run: &'static str,
+    },
+    DeleteMetric {
+        run: &'static str,
+    },
+    ListMetrics {
+        wf: Option<&'static str>,
+        limit: usize,
+    },
+    Summary {
+        wf: &'static str,
+        version: Option<u32>,
+    },
+    UpsertPattern {
+        id: &'static str,
+        wf: &'static str,
+        kind: &'static str,
+        at: i64,
+        confidence: u8,
+    },
+    ListPatterns {
+        wf: Option<&'static str>,
+        limit: usize,
+    },
+    Put {
+        run: &'static str,
+        phase: &'static str,
+        path: &'static str,
+        content: u8,
+        token: Option<u8>,
+        content_type: Option<&'static str>,
+        at: i64,
+    },
+    GetArtifact {
+        run: &'static str,
+        phase: &'static str,
+        path: &'static str,
+    },
+    ListArtifacts {
+        run: Option<&'static str>,
+        phase: Option<&'static str>,
+        limit: usize,
+    },
+    DeleteArtifact {
+        run: &'static str,
+        phase: &'static str,
+        path: &'static str,
+    },
+    BundleAll {
+        run: &'static str,
+    },
+    Bundle {
+        run: &'static str,
+        path: &'static str,
+        members: Vec<(&'static str, &'static str)>,
+    },
 }
 
 /// A whole run to import.
@@ -119,13 +230,47 @@ fn opt<T: Clone + fmt::Debug + 'static>(items: &[T]) -> impl Strategy<Value = Op
 }
 
 fn metric_spec() -> impl Strategy<Value = MetricSpec> {
-    (pick(&RUNS), pick(&WFS), 1..=2u32, pick(&METRIC_STATUSES), pick(&[5u64, 1000]), opt(&[1.5f64]), 0..2i64)
-        .prop_map(|(run, wf, version, status, duration, value, at)| MetricSpec { run, wf, version, status, duration, value, at })
+    (
+        pick(&METRIC_RUNS),
+        pick(&WFS),
+        1..=2u32,
+        pick(&METRIC_STATUSES),
+        pick(&[5u64, 1000]),
+        opt(&[1.5f64]),
+        0..2i64,
+    )
+        .prop_map(
+            |(run, wf, version, status, duration, value, at)| MetricSpec {
+                run,
+                wf,
+                version,
+                status,
+                duration,
+                value,
+                at,
+            },
+        )
 }
 
 fn import_spec() -> impl Strategy<Value = ImportSpec> {
-    (pick(&RUNS), pick(&WFS), pick(&STATUSES), 0..3i64, 0..3i64, 0..3u8, any::<bool>())
-        .prop_map(|(run, wf, status, start, end, events, keyed)| ImportSpec { run, wf, status, start, end, events, keyed })
+    (
+        pick(&IMPORT_RUNS),
+        pick(&WFS),
+        pick(&STATUSES),
+        0..3i64,
+        0..3i64,
+        0..3u8,
+        any::<bool>(),
+    )
+        .prop_map(|(run, wf, status, start, end, events, keyed)| ImportSpec {
+            run,
+            wf,
+            status,
+            start,
+            end,
+            events,
+            keyed,
+        })
 }
 
 /// The strategy of one operation.
@@ -142,7 +287,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (pick(&RUNS), pick(&WFS), 1..=2u32, 0..3i64, pick(&TRIGGERS))
             .prop_map(|(run, wf, version, start, trigger)| Op::CreateRun { run, wf, version, start, trigger }),
         1 => pick(&RUNS).prop_map(|run| Op::GetRun { run }),
-        3 => (pick(&RUNS), pick(&STATUSES), prop::option::of(0..4i64), prop::option::of(0..2u8))
+        3 => (pick(&RUNS), pick(&STATUSES), prop_oneof![2 => Just(None), 1 => (0..4i64).prop_map(Some)], prop::option::of(0..2u8))
             .prop_map(|(run, status, end, summary)| Op::UpdateStatus { run, status, end, summary }),
         3 => (pick(&RUNS), pick(&KINDS), 0..3i64, opt(&KEYS))
             .prop_map(|(run, kind, at, key)| Op::Append { run, kind, at, key }),
@@ -158,8 +303,8 @@ fn op() -> impl Strategy<Value = Op> {
     let metrics = prop_oneof![
         3 => metric_spec().prop_map(|metric| Op::Record { metric }),
         2 => prop::collection::vec(metric_spec(), 0..4).prop_map(|metrics| Op::RecordMany { metrics }),
-        1 => pick(&RUNS).prop_map(|run| Op::GetMetric { run }),
-        1 => pick(&RUNS).prop_map(|run| Op::DeleteMetric { run }),
+        1 => pick(&METRIC_RUNS).prop_map(|run| Op::GetMetric { run }),
+        1 => pick(&METRIC_RUNS).prop_map(|run| Op::DeleteMetric { run }),
         1 => (opt(&WFS), 1..=3usize).prop_map(|(wf, limit)| Op::ListMetrics { wf, limit }),
         2 => (pick(&WFS), prop::option::of(1..=2u32)).prop_map(|(wf, version)| Op::Summary { wf, version }),
         2 => (pick(&PATTERNS), pick(&WFS), pick(&KINDS), 0..3i64, 0..3u8)
@@ -167,13 +312,28 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (opt(&WFS), 1..=3usize).prop_map(|(wf, limit)| Op::ListPatterns { wf, limit }),
     ];
     let artifacts = prop_oneof![
-        4 => (pick(&RUNS[..1]), pick(&PHASES), pick(&PATHS), 0..3u8, prop::option::of(0..3u8), pick(&TYPES), 0..3i64)
+        6 => (pick(&RUNS[..1]), pick(&PHASES), pick(&PATHS), 0..3u8, prop_oneof![3 => Just(None), 1 => (0..3u8).prop_map(Some)], pick(&TYPES), 0..3i64)
             .prop_map(|(run, phase, path, content, token, content_type, at)| Op::Put { run, phase, path, content, token, content_type, at }),
-        2 => (pick(&RUNS), pick(&PHASES), pick(&PATHS)).prop_map(|(run, phase, path)| Op::GetArtifact { run, phase, path }),
+        2 => (pick(&RUNS[..1]), pick(&PHASES), pick(&PATHS)).prop_map(|(run, phase, path)| Op::GetArtifact { run, phase, path }),
         1 => (opt(&RUNS), opt(&PHASES), 1..=3usize).prop_map(|(run, phase, limit)| Op::ListArtifacts { run, phase, limit }),
         1 => (pick(&RUNS[..1]), pick(&PHASES), pick(&PATHS)).prop_map(|(run, phase, path)| Op::DeleteArtifact { run, phase, path }),
-        1 => (pick(&RUNS[..1]), pick(&["b.zip", "x"]), prop::collection::vec((pick(&PHASES), pick(&PATHS)), 0..4))
-            .prop_map(|(run, path, members)| Op::Bundle { run, path, members }),
+        2 => pick(&RUNS[..1]).prop_map(|run| Op::BundleAll { run }),
+        1 => (pick(&RUNS[..1]), pick(&["b.zip", "x"]), pick(&[1u8, 2, 4, 8, 3, 6, 12, 15, 0]), any::<bool>())
+            .prop_map(|(run, path, mask, reversed)| {
+                // A set of the four member keys, small ones more often
+                // (none: invalid input), in either order.
+                let mut members: Vec<_> = PHASES
+                    .iter()
+                    .flat_map(|p| PATHS.iter().map(move |m| (*p, *m)))
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, k)| k)
+                    .collect();
+                if reversed {
+                    members.reverse();
+                }
+                Op::Bundle { run, path, members }
+            }),
     ];
     prop_oneof![
         3 => workflows,
@@ -214,8 +374,17 @@ fn all_same<T>(a: &[T], b: &[T], same: impl Fn(&T, &T) -> bool) -> bool {
 fn agree(a: &Obs, b: &Obs) -> bool {
     use Obs::*;
     match (a, b) {
-        (Def(x), Def(y)) => x.inserted == y.inserted && x.record.same_content(&y.record) && x.record.created_at == y.record.created_at,
-        (Defs(x, p), Defs(y, q)) => p == q && all_same(x, y, |a, b| a.same_content(b) && a.created_at == b.created_at),
+        (Def(x), Def(y)) => {
+            x.inserted == y.inserted
+                && x.record.same_content(&y.record)
+                && x.record.created_at == y.record.created_at
+        }
+        (Defs(x, p), Defs(y, q)) => {
+            p == q
+                && all_same(x, y, |a, b| {
+                    a.same_content(b) && a.created_at == b.created_at
+                })
+        }
         (Run(x), Run(y)) => x.inserted == y.inserted && x.record.same_content(&y.record),
         (Runs(x, p), Runs(y, q)) => p == q && all_same(x, y, |a, b| a.same_content(b)),
         (Count(x), Count(y)) => x == y,
@@ -270,7 +439,11 @@ fn metric_of(m: &MetricSpec) -> ExecutionMetric {
         duration_micros: m.duration,
         recorded_at: t(m.at, 0),
         counters: Default::default(),
-        values: m.value.map(|x| ("cost".to_string(), x)).into_iter().collect(),
+        values: m
+            .value
+            .map(|x| ("cost".to_string(), x))
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -283,8 +456,10 @@ fn import_of(spec: &ImportSpec) -> RunWithEvents {
         status: spec.status,
         trigger: "import".into(),
         started_at: t(spec.start, 0),
-        // May be before the start or set on a live run: then invalid input.
-        ended_at: (spec.status.is_terminal() || spec.end == 0).then(|| t(spec.end, 0)),
+        ended_at: spec
+            .status
+            .is_terminal()
+            .then(|| t(spec.start + spec.end, 0)),
         attributes: json_n(1),
         summaries: JsonMap::new(),
     };
@@ -314,13 +489,21 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
     Ok(match op {
         // Resolved by run_case before it gets here.
         Op::Again { .. } => Obs::Unit,
-        Op::StoreWorkflow { id, version, parent, body, created } => {
+        Op::StoreWorkflow {
+            id,
+            version,
+            parent,
+            body,
+            created,
+        } => {
             let mut d = WorkflowDefinition::new(wf(id), v(*version), json!({"body": body}))
                 .with_created_at(t(*created, 0));
             d.parent = parent.map(v);
             Obs::Def(s.workflows.store(d).await?)
         }
-        Op::GetWorkflow { id, version } => Obs::Defs(vec![s.workflows.get(&wf(id), v(*version)).await?], 1),
+        Op::GetWorkflow { id, version } => {
+            Obs::Defs(vec![s.workflows.get(&wf(id), v(*version)).await?], 1)
+        }
         Op::GetLatest { id } => Obs::Defs(vec![s.workflows.get_latest(&wf(id)).await?], 1),
         Op::ListVersions { id } => Obs::Defs(s.workflows.list_versions(&wf(id)).await?, 1),
         Op::ListWorkflows { id, limit } => {
@@ -329,7 +512,13 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             let (items, pages) = all_pages!(|q| s.workflows.list(q), q, *limit);
             Obs::Defs(items, pages)
         }
-        Op::CreateRun { run, wf: w, version, start, trigger } => {
+        Op::CreateRun {
+            run,
+            wf: w,
+            version,
+            start,
+            trigger,
+        } => {
             let r = Run {
                 id: rid(run),
                 workflow_id: wf(w),
@@ -344,7 +533,12 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             Obs::Run(s.logs.create_run(r).await?)
         }
         Op::GetRun { run } => Obs::Runs(vec![s.logs.get_run(&rid(run)).await?], 1),
-        Op::UpdateStatus { run, status, end, summary } => {
+        Op::UpdateStatus {
+            run,
+            status,
+            end,
+            summary,
+        } => {
             let mut u = if status.is_terminal() {
                 // Always an explicit end: "now" would differ between stores.
                 RunUpdate::finished(*status, t(end.unwrap_or(3), 0))
@@ -359,19 +553,32 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             }
             Obs::Runs(vec![s.logs.update_status(&rid(run), u).await?], 1)
         }
-        Op::Append { run, kind, at, key } => {
-            Obs::Appended(vec![s.logs.append_event(&rid(run), new_event(kind, *at, *key)).await?])
-        }
+        Op::Append { run, kind, at, key } => Obs::Appended(vec![
+            s.logs
+                .append_event(&rid(run), new_event(kind, *at, *key))
+                .await?,
+        ]),
         Op::AppendBatch { run, events } => {
-            let batch = events.iter().map(|(k, at, key)| new_event(k, *at, *key)).collect();
+            let batch = events
+                .iter()
+                .map(|(k, at, key)| new_event(k, *at, *key))
+                .collect();
             Obs::Appended(s.logs.append_events(&rid(run), batch).await?)
         }
         Op::ListEvents { run, limit } => {
             let id = rid(run);
-            let (items, pages) = all_pages!(|q| s.logs.list_events(&id, q), EventQuery::default(), *limit);
+            let (items, pages) = all_pages!(
+                |q| s.logs.list_events(&id, q),
+                EventQuery::default(),
+                *limit
+            );
             Obs::Events(items, pages)
         }
-        Op::QueryRuns { wf: w, statuses, limit } => {
+        Op::QueryRuns {
+            wf: w,
+            statuses,
+            limit,
+        } => {
             let mut f = RunFilter::default().statuses(statuses.clone());
             f.workflow_id = w.map(wf);
             let (items, pages) = all_pages!(|q| s.logs.query_runs(q), RunQuery::new(f), *limit);
@@ -386,9 +593,17 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             s.logs.delete_run(&rid(run)).await?;
             Obs::Unit
         }
-        Op::Import { runs } => Obs::Bulk(s.logs.import_runs(runs.iter().map(import_of).collect()).await?),
+        Op::Import { runs } => Obs::Bulk(
+            s.logs
+                .import_runs(runs.iter().map(import_of).collect())
+                .await?,
+        ),
         Op::Record { metric } => Obs::Metric(s.metrics.record(metric_of(metric)).await?),
-        Op::RecordMany { metrics } => Obs::Bulk(s.metrics.record_many(metrics.iter().map(metric_of).collect()).await?),
+        Op::RecordMany { metrics } => Obs::Bulk(
+            s.metrics
+                .record_many(metrics.iter().map(metric_of).collect())
+                .await?,
+        ),
         Op::GetMetric { run } => Obs::Metrics(vec![s.metrics.get(&rid(run)).await?], 1),
         Op::DeleteMetric { run } => {
             s.metrics.delete(&rid(run)).await?;
@@ -405,7 +620,13 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             q.workflow_version = version.map(v);
             Obs::Summary(Box::new(s.metrics.summary(&wf(w), q).await?))
         }
-        Op::UpsertPattern { id, wf: w, kind, at, confidence } => {
+        Op::UpsertPattern {
+            id,
+            wf: w,
+            kind,
+            at,
+            confidence,
+        } => {
             let p = Pattern {
                 id: PatternId::new(*id).expect("pool literal"),
                 workflow_id: wf(w),
@@ -425,8 +646,18 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             let (items, pages) = all_pages!(|q| s.metrics.list_patterns(q), q, *limit);
             Obs::Patterns(items, pages)
         }
-        Op::Put { run, phase: p, path, content, token, content_type, at } => {
-            let mut o = PutOptions::default().created_at(t(*at, 0)).created_by("model");
+        Op::Put {
+            run,
+            phase: p,
+            path,
+            content,
+            token,
+            content_type,
+            at,
+        } => {
+            let mut o = PutOptions::default()
+                .created_at(t(*at, 0))
+                .created_by("model");
             if let Some(ct) = content_type {
                 o = o.content_type(*ct);
             }
@@ -436,24 +667,62 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             let bytes = CONTENTS[*content as usize].to_vec();
             Obs::Artifact(s.artifacts.put_bytes(&akey(run, p, path), bytes, o).await?)
         }
-        Op::GetArtifact { run, phase: p, path } => {
+        Op::GetArtifact {
+            run,
+            phase: p,
+            path,
+        } => {
             let (info, bytes) = s.artifacts.get_bytes(&akey(run, p, path)).await?;
             Obs::Bytes(info, bytes)
         }
-        Op::ListArtifacts { run, phase: p, limit } => {
+        Op::ListArtifacts {
+            run,
+            phase: p,
+            limit,
+        } => {
             let mut q = ArtifactQuery::default();
             q.run_id = run.map(rid);
             q.phase = p.map(phase);
             let (items, pages) = all_pages!(|q| s.artifacts.list(q), q, *limit);
             Obs::Artifacts(items, pages)
         }
-        Op::DeleteArtifact { run, phase: p, path } => {
+        Op::DeleteArtifact {
+            run,
+            phase: p,
+            path,
+        } => {
             s.artifacts.delete(&akey(run, p, path)).await?;
             Obs::Unit
         }
+        Op::BundleAll { run } => {
+            // Every member-phase artifact the store itself lists: a bundle
+            // that succeeds far more often than one of named members.
+            let mut q = ArtifactQuery::run(rid(run));
+            q.limit = 100;
+            let members = s
+                .artifacts
+                .list(q)
+                .await?
+                .items
+                .into_iter()
+                .filter(|i| PHASES.contains(&i.key.phase.as_str()))
+                .map(|i| (i.key.phase, i.key.path))
+                .collect();
+            let req = BundleRequest::new(
+                rid(run),
+                phase("bundles"),
+                akey(run, "bundles", "all.zip").path,
+                members,
+            )
+            .with_options(PutOptions::default().created_at(t(0, 0)));
+            Obs::Artifact(s.artifacts.bundle(req).await?)
+        }
         Op::Bundle { run, path, members } => {
             let target = akey(run, "bundles", path);
-            let members = members.iter().map(|(p, m)| (phase(p), akey(run, p, m).path)).collect();
+            let members = members
+                .iter()
+                .map(|(p, m)| (phase(p), akey(run, p, m).path))
+                .collect();
             let req = BundleRequest::new(rid(run), target.phase, target.path, members)
                 .with_options(PutOptions::default().created_at(t(0, 0)));
             Obs::Artifact(s.artifacts.bundle(req).await?)
@@ -465,26 +734,54 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
 /// no operation happened to observe is still caught.
 fn final_reads() -> Vec<Op> {
     let mut ops = vec![
-        Op::ListWorkflows { id: None, limit: 100 },
-        Op::QueryRuns { wf: None, statuses: Vec::new(), limit: 100 },
-        Op::ListMetrics { wf: None, limit: 100 },
-        Op::ListPatterns { wf: None, limit: 100 },
-        Op::ListArtifacts { run: None, phase: None, limit: 100 },
+        Op::ListWorkflows {
+            id: None,
+            limit: 100,
+        },
+        Op::QueryRuns {
+            wf: None,
+            statuses: Vec::new(),
+            limit: 100,
+        },
+        Op::ListMetrics {
+            wf: None,
+            limit: 100,
+        },
+        Op::ListPatterns {
+            wf: None,
+            limit: 100,
+        },
+        Op::ListArtifacts {
+            run: None,
+            phase: None,
+            limit: 100,
+        },
     ];
     // Again one item a page, so that paging is checked whatever the ops did.
     ops.extend([
         Op::ListWorkflows { id: None, limit: 1 },
-        Op::QueryRuns { wf: None, statuses: Vec::new(), limit: 1 },
+        Op::QueryRuns {
+            wf: None,
+            statuses: Vec::new(),
+            limit: 1,
+        },
         Op::ListMetrics { wf: None, limit: 1 },
         Op::ListPatterns { wf: None, limit: 1 },
-        Op::ListArtifacts { run: None, phase: None, limit: 1 },
+        Op::ListArtifacts {
+            run: None,
+            phase: None,
+            limit: 1,
+        },
     ]);
-    for run in RUNS {
+    for run in RUNS.into_iter().chain(["i1"]) {
         ops.push(Op::ListEvents { run, limit: 100 });
         ops.push(Op::ListEvents { run, limit: 2 });
     }
     for w in WFS {
-        ops.push(Op::Summary { wf: w, version: None });
+        ops.push(Op::Summary {
+            wf: w,
+            version: None,
+        });
     }
     ops
 }
@@ -509,7 +806,10 @@ fn show(r: &Result<Obs>) -> String {
 
 /// Runs one sequence on a fresh backend and a fresh reference; `Ok(None)`
 /// when every result agrees, `Ok(Some(why))` at the first disagreement.
-async fn run_case(f: &dyn StoreFactory, ops: &[Op]) -> std::result::Result<Option<String>, RuleError> {
+async fn run_case(
+    f: &dyn StoreFactory,
+    ops: &[Op],
+) -> std::result::Result<Option<String>, RuleError> {
     let backend = f.create().await?;
     let reference = runstore_core::memory::store_set();
     let finals = final_reads();
@@ -552,20 +852,27 @@ fn cases() -> u32 {
 
 /// Generates sequences and shrinks a failing one, on a thread of its own.
 /// Sends each sequence to run and waits for its verdict (`true`: passed).
-fn generator(cases: u32, tx: tokio::sync::mpsc::Sender<Vec<Op>>, mut verdicts: tokio::sync::mpsc::Receiver<bool>) {
+fn generator(
+    cases: u32,
+    tx: tokio::sync::mpsc::Sender<Vec<Op>>,
+    mut verdicts: tokio::sync::mpsc::Receiver<bool>,
+) {
     let config = Config {
         cases,
         failure_persistence: None,
         ..Config::default()
     };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let strategy = prop::collection::vec(op(), 1..=MAX_OPS);
     let mut ask = |ops: Vec<Op>| -> Option<bool> {
         tx.blocking_send(ops).ok()?;
         verdicts.blocking_recv()
     };
     for _ in 0..cases {
-        let Ok(mut tree) = strategy.new_tree(&mut runner) else { return };
+        let Ok(mut tree) = strategy.new_tree(&mut runner) else {
+            return;
+        };
         match ask(tree.current()) {
             None => return,
             Some(true) => continue,
@@ -614,13 +921,18 @@ pub async fn model_based_random_operations_match_reference(f: &dyn StoreFactory)
     let mut first: Option<(usize, String)> = None;
     let mut minimal: Option<(Vec<Op>, String)> = None;
     let mut ran = 0u32;
+    let mut failed_at = None;
     while let Some(ops) = ops_rx.recv().await {
+        if failed_at.is_some_and(|t: std::time::Instant| t.elapsed() > SHRINK_BUDGET) {
+            break;
+        }
         ran += 1;
         let verdict = run_case(f, &ops).await?;
         let passed = verdict.is_none();
         if let Some(why) = verdict {
             if first.is_none() {
                 first = Some((ops.len(), why.clone()));
+                failed_at = Some(std::time::Instant::now());
             }
             minimal = Some((ops, why));
         }
@@ -630,7 +942,11 @@ pub async fn model_based_random_operations_match_reference(f: &dyn StoreFactory)
     }
     match (first, minimal) {
         (Some((first_len, first_why)), Some((ops, why))) => {
-            let listing: Vec<String> = ops.iter().enumerate().map(|(i, o)| format!("  {i}: {o:?}")).collect();
+            let listing: Vec<String> = ops
+                .iter()
+                .enumerate()
+                .map(|(i, o)| format!("  {i}: {o:?}"))
+                .collect();
             Err(RuleError::Failed(format!(
                 "backend and reference disagree after {ran} sequence runs.\n\
                  Minimal failing sequence ({} operations, shrunk from {first_len}):\n{}\n\

@@ -19,7 +19,8 @@ pub struct Rule {
     /// The module, e.g. `runs`.
     pub concern: &'static str,
     /// Runs it.
-    pub run: for<'a> fn(&'a dyn StoreFactory) -> Pin<Box<dyn Future<Output = RuleResult> + Send + 'a>>,
+    pub run:
+        for<'a> fn(&'a dyn StoreFactory) -> Pin<Box<dyn Future<Output = RuleResult> + Send + 'a>>,
 }
 
 impl fmt::Debug for Rule {
@@ -107,7 +108,11 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let passed = self.outcomes.iter().filter(|(_, o)| *o == Outcome::Passed).count();
+        let passed = self
+            .outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Passed)
+            .count();
         writeln!(
             f,
             "conformance of {}: {passed} passed, {} failed, {} skipped",

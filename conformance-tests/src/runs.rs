@@ -27,7 +27,11 @@ pub(crate) async fn query_all(
     let mut cursor = None;
     for page_no in 1..=10_000usize {
         let page = logs
-            .query_runs(RunQuery::new(filter.clone()).with_limit(limit).with_cursor(cursor))
+            .query_runs(
+                RunQuery::new(filter.clone())
+                    .with_limit(limit)
+                    .with_cursor(cursor),
+            )
             .await?;
         ensure!(
             page.items.len() <= limit,
@@ -63,7 +67,10 @@ pub(crate) async fn events_all(
     let mut cursor = None;
     for page_no in 1..=10_000usize {
         let page = logs
-            .list_events(run_id, EventQuery::default().with_limit(limit).with_cursor(cursor))
+            .list_events(
+                run_id,
+                EventQuery::default().with_limit(limit).with_cursor(cursor),
+            )
             .await?;
         ensure!(
             page.items.len() <= limit,
@@ -156,8 +163,15 @@ pub async fn run_create_and_get_round_trip(f: &dyn StoreFactory) -> RuleResult {
     let logs = &s.stores.logs;
     let full = full_run("run-full");
     let w = logs.create_run(full.clone()).await?;
-    ensure!(w.inserted, "create_run(run-full) into an empty store: expected inserted = true");
-    ensure_eq!(w.record, full, "create_run(run-full) must return the stored record");
+    ensure!(
+        w.inserted,
+        "create_run(run-full) into an empty store: expected inserted = true"
+    );
+    ensure_eq!(
+        w.record,
+        full,
+        "create_run(run-full) must return the stored record"
+    );
     ensure_eq!(
         logs.get_run(&rid("run-full")).await?,
         full,
@@ -205,14 +219,23 @@ pub async fn run_create_and_get_round_trip(f: &dyn StoreFactory) -> RuleResult {
 /// record returned), even with attribute keys in another order; creating it
 /// with another trigger, attributes, start or status is `Conflict` and the
 /// stored run is unchanged.
-pub async fn run_create_is_idempotent_and_conflicts_on_difference(f: &dyn StoreFactory) -> RuleResult {
+pub async fn run_create_is_idempotent_and_conflicts_on_difference(
+    f: &dyn StoreFactory,
+) -> RuleResult {
     let s = f.create().await?;
     let logs = &s.stores.logs;
     let r = full_run("r1");
     logs.create_run(r.clone()).await?;
     let again = logs.create_run(r.clone()).await?;
-    ensure!(!again.inserted, "create_run(r1) twice with identical content: expected inserted = false");
-    ensure_eq!(again.record, r, "create_run(r1) again must return the stored record");
+    ensure!(
+        !again.inserted,
+        "create_run(r1) twice with identical content: expected inserted = false"
+    );
+    ensure_eq!(
+        again.record,
+        r,
+        "create_run(r1) again must return the stored record"
+    );
 
     let mut changes: Vec<(&str, Run)> = Vec::new();
     let mut c = r.clone();
@@ -269,39 +292,89 @@ pub async fn run_status_moves_forward_only(f: &dyn StoreFactory) -> RuleResult {
 
     let summaries = map(json!({"step": "extract", "progress": 0.5}));
     let got = logs
-        .update_status(&rid("a"), RunUpdate::running().with_summaries(summaries.clone()))
+        .update_status(
+            &rid("a"),
+            RunUpdate::running().with_summaries(summaries.clone()),
+        )
         .await?;
-    ensure_eq!(got.status, RunStatus::Running, "update_status(a, running) from pending");
+    ensure_eq!(
+        got.status,
+        RunStatus::Running,
+        "update_status(a, running) from pending"
+    );
     ensure_eq!(got.ended_at, None, "a running run has no end time");
-    ensure_eq!(got.summaries, summaries, "summaries given with update_status(a, running)");
-    ensure_eq!(logs.get_run(&rid("a")).await?, got, "get_run(a) must equal what update_status returned");
+    ensure_eq!(
+        got.summaries,
+        summaries,
+        "summaries given with update_status(a, running)"
+    );
+    ensure_eq!(
+        logs.get_run(&rid("a")).await?,
+        got,
+        "get_run(a) must equal what update_status returned"
+    );
 
     ensure_err!(
         logs.update_status(&rid("a"), back_to_pending()).await,
         ErrorKind::Conflict,
         "update_status(a, pending) from running"
     );
-    ensure_eq!(logs.get_run(&rid("a")).await?.status, RunStatus::Running, "status of a after refused running -> pending");
+    ensure_eq!(
+        logs.get_run(&rid("a")).await?.status,
+        RunStatus::Running,
+        "status of a after refused running -> pending"
+    );
 
     let done = logs
-        .update_status(&rid("a"), RunUpdate::finished(RunStatus::Succeeded, t(20, 1)))
+        .update_status(
+            &rid("a"),
+            RunUpdate::finished(RunStatus::Succeeded, t(20, 1)),
+        )
         .await?;
-    ensure_eq!(done.status, RunStatus::Succeeded, "update_status(a, succeeded) from running");
+    ensure_eq!(
+        done.status,
+        RunStatus::Succeeded,
+        "update_status(a, succeeded) from running"
+    );
     ensure_eq!(done.ended_at, Some(t(20, 1)), "end time of a");
-    ensure_eq!(done.summaries, summaries, "summaries kept when the update carries none");
-    ensure_eq!(logs.get_run(&rid("a")).await?, done, "get_run(a) after it succeeded");
+    ensure_eq!(
+        done.summaries,
+        summaries,
+        "summaries kept when the update carries none"
+    );
+    ensure_eq!(
+        logs.get_run(&rid("a")).await?,
+        done,
+        "get_run(a) after it succeeded"
+    );
 
     // Pending finishes directly, with every terminal status.
-    for (id, status) in [("b", RunStatus::Failed), ("c", RunStatus::Cancelled), ("d", RunStatus::Succeeded)] {
+    for (id, status) in [
+        ("b", RunStatus::Failed),
+        ("c", RunStatus::Cancelled),
+        ("d", RunStatus::Succeeded),
+    ] {
         let got = logs
             .update_status(&rid(id), RunUpdate::finished(status, t(30, 0)))
             .await?;
-        ensure_eq!(got.status, status, "update_status({id}, {status}) from pending");
-        ensure_eq!(logs.get_run(&rid(id)).await?.ended_at, Some(t(30, 0)), "end time of {id} read back");
+        ensure_eq!(
+            got.status,
+            status,
+            "update_status({id}, {status}) from pending"
+        );
+        ensure_eq!(
+            logs.get_run(&rid(id)).await?.ended_at,
+            Some(t(30, 0)),
+            "end time of {id} read back"
+        );
     }
 
     // Nothing moves a terminal run back.
-    for (id, status) in [("a", RunStatus::Succeeded), ("b", RunStatus::Failed), ("c", RunStatus::Cancelled)] {
+    for (id, status) in [
+        ("a", RunStatus::Succeeded),
+        ("b", RunStatus::Failed),
+        ("c", RunStatus::Cancelled),
+    ] {
         let before = logs.get_run(&rid(id)).await?;
         ensure_err!(
             logs.update_status(&rid(id), RunUpdate::running()).await,
@@ -313,7 +386,11 @@ pub async fn run_status_moves_forward_only(f: &dyn StoreFactory) -> RuleResult {
             ErrorKind::Conflict,
             "update_status({id}, pending) when {id} is {status}"
         );
-        ensure_eq!(logs.get_run(&rid(id)).await?, before, "run {id} after refused backward moves");
+        ensure_eq!(
+            logs.get_run(&rid(id)).await?,
+            before,
+            "run {id} after refused backward moves"
+        );
     }
     ensure_err!(
         logs.update_status(&rid("nope"), RunUpdate::running()).await,
@@ -339,15 +416,21 @@ pub async fn run_terminal_status_and_end_time_set_once(f: &dyn StoreFactory) -> 
     let finished = logs
         .update_status(
             &rid("r"),
-            RunUpdate::finished(RunStatus::Failed, t(50, 500)).with_summaries(first_summaries.clone()),
+            RunUpdate::finished(RunStatus::Failed, t(50, 500))
+                .with_summaries(first_summaries.clone()),
         )
         .await?;
-    ensure_eq!(finished.ended_at, Some(t(50, 500)), "end time after finishing r as failed");
+    ensure_eq!(
+        finished.ended_at,
+        Some(t(50, 500)),
+        "end time after finishing r as failed"
+    );
 
     let again = logs
         .update_status(
             &rid("r"),
-            RunUpdate::finished(RunStatus::Failed, t(99, 0)).with_summaries(map(json!({"rows": 99}))),
+            RunUpdate::finished(RunStatus::Failed, t(99, 0))
+                .with_summaries(map(json!({"rows": 99}))),
         )
         .await?;
     ensure_eq!(
@@ -355,19 +438,36 @@ pub async fn run_terminal_status_and_end_time_set_once(f: &dyn StoreFactory) -> 
         finished,
         "finishing r again as failed with another end time and summaries must succeed and change nothing"
     );
-    ensure_eq!(logs.get_run(&rid("r")).await?, finished, "get_run(r) after finishing again the same way");
+    ensure_eq!(
+        logs.get_run(&rid("r")).await?,
+        finished,
+        "get_run(r) after finishing again the same way"
+    );
 
     for other in [RunStatus::Succeeded, RunStatus::Cancelled] {
         ensure_err!(
-            logs.update_status(&rid("r"), RunUpdate::finished(other, t(60, 0))).await,
+            logs.update_status(&rid("r"), RunUpdate::finished(other, t(60, 0)))
+                .await,
             ErrorKind::Conflict,
             "finishing r as {other} after it failed"
         );
     }
     let stored = logs.get_run(&rid("r")).await?;
-    ensure_eq!(stored.status, RunStatus::Failed, "status of r after refused re-finishes");
-    ensure_eq!(stored.ended_at, Some(t(50, 500)), "end time of r after refused re-finishes");
-    ensure_eq!(stored.summaries, first_summaries, "summaries of r after refused re-finishes");
+    ensure_eq!(
+        stored.status,
+        RunStatus::Failed,
+        "status of r after refused re-finishes"
+    );
+    ensure_eq!(
+        stored.ended_at,
+        Some(t(50, 500)),
+        "end time of r after refused re-finishes"
+    );
+    ensure_eq!(
+        stored.summaries,
+        first_summaries,
+        "summaries of r after refused re-finishes"
+    );
 
     // A run created terminal is just as final.
     let mut created = run("c", "etl", 1, 10);
@@ -375,16 +475,25 @@ pub async fn run_terminal_status_and_end_time_set_once(f: &dyn StoreFactory) -> 
     created.ended_at = Some(t(11, 0));
     logs.create_run(created.clone()).await?;
     ensure_eq!(
-        logs.update_status(&rid("c"), RunUpdate::finished(RunStatus::Succeeded, t(12, 0))).await?,
+        logs.update_status(
+            &rid("c"),
+            RunUpdate::finished(RunStatus::Succeeded, t(12, 0))
+        )
+        .await?,
         created,
         "finishing c (created succeeded) again as succeeded"
     );
     ensure_err!(
-        logs.update_status(&rid("c"), RunUpdate::finished(RunStatus::Failed, t(12, 0))).await,
+        logs.update_status(&rid("c"), RunUpdate::finished(RunStatus::Failed, t(12, 0)))
+            .await,
         ErrorKind::Conflict,
         "finishing c (created succeeded) as failed"
     );
-    ensure_eq!(logs.get_run(&rid("c")).await?, created, "get_run(c) after refused re-finish");
+    ensure_eq!(
+        logs.get_run(&rid("c")).await?,
+        created,
+        "get_run(c) after refused re-finish"
+    );
     Ok(())
 }
 
@@ -400,7 +509,11 @@ pub async fn run_end_time_not_before_start(f: &dyn StoreFactory) -> RuleResult {
     let logs = &s.stores.logs;
     logs.create_run(run("r", "etl", 1, 100)).await?;
     ensure_err!(
-        logs.update_status(&rid("r"), RunUpdate::finished(RunStatus::Succeeded, t(99, 999_999))).await,
+        logs.update_status(
+            &rid("r"),
+            RunUpdate::finished(RunStatus::Succeeded, t(99, 999_999))
+        )
+        .await,
         ErrorKind::InvalidInput,
         "update_status(r, succeeded at 1 µs before its start)"
     );
@@ -418,11 +531,22 @@ pub async fn run_end_time_not_before_start(f: &dyn StoreFactory) -> RuleResult {
         ErrorKind::InvalidInput,
         "update_status(r, running with an end time)"
     );
-    ensure_eq!(logs.get_run(&rid("r")).await?.status, RunStatus::Pending, "status of r after a refused update");
+    ensure_eq!(
+        logs.get_run(&rid("r")).await?.status,
+        RunStatus::Pending,
+        "status of r after a refused update"
+    );
     let same = logs
-        .update_status(&rid("r"), RunUpdate::finished(RunStatus::Cancelled, t(100, 0)))
+        .update_status(
+            &rid("r"),
+            RunUpdate::finished(RunStatus::Cancelled, t(100, 0)),
+        )
         .await?;
-    ensure_eq!(same.ended_at, Some(t(100, 0)), "finishing r at exactly its start time");
+    ensure_eq!(
+        same.ended_at,
+        Some(t(100, 0)),
+        "finishing r at exactly its start time"
+    );
 
     let mut early = run("early", "etl", 1, 100);
     early.status = RunStatus::Failed;
@@ -461,7 +585,11 @@ pub async fn run_end_time_not_before_start(f: &dyn StoreFactory) -> RuleResult {
             "get_run({id}) after its create was refused: nothing may be stored"
         );
     }
-    ensure_eq!(logs.count_runs(RunFilter::default()).await?, 1, "count_runs() after refused creates");
+    ensure_eq!(
+        logs.count_runs(RunFilter::default()).await?,
+        1,
+        "count_runs() after refused creates"
+    );
     Ok(())
 }
 
@@ -479,17 +607,32 @@ pub async fn run_timestamps_keep_microseconds(f: &dyn StoreFactory) -> RuleResul
     let cases: Vec<(&str, Timestamp, Timestamp)> = vec![
         ("odd", t(1, 123_457), t(2, 999_999)),
         ("one", t(3, 1), t(3, 2)),
-        ("pre-1970", Timestamp::from_micros(-1_234_567_891)?, Timestamp::from_micros(-1)?),
-        ("year-1", Timestamp::MIN, Timestamp::from_micros(Timestamp::MIN.as_micros() + 1)?),
-        ("year-9999", Timestamp::from_micros(Timestamp::MAX.as_micros() - 1)?, Timestamp::MAX),
+        (
+            "pre-1970",
+            Timestamp::from_micros(-1_234_567_891)?,
+            Timestamp::from_micros(-1)?,
+        ),
+        (
+            "year-1",
+            Timestamp::MIN,
+            Timestamp::from_micros(Timestamp::MIN.as_micros() + 1)?,
+        ),
+        (
+            "year-9999",
+            Timestamp::from_micros(Timestamp::MAX.as_micros() - 1)?,
+            Timestamp::MAX,
+        ),
     ];
     for (id, start, end) in &cases {
         let mut r = run(id, "etl", 1, 0);
         r.started_at = *start;
         logs.create_run(r).await?;
-        logs.append_event(&rid(id), NewEvent::new("tick", json!({})).with_at(*start)).await?;
-        logs.append_event(&rid(id), NewEvent::new("tock", json!({})).with_at(*end)).await?;
-        logs.update_status(&rid(id), RunUpdate::finished(RunStatus::Succeeded, *end)).await?;
+        logs.append_event(&rid(id), NewEvent::new("tick", json!({})).with_at(*start))
+            .await?;
+        logs.append_event(&rid(id), NewEvent::new("tock", json!({})).with_at(*end))
+            .await?;
+        logs.update_status(&rid(id), RunUpdate::finished(RunStatus::Succeeded, *end))
+            .await?;
         let got = logs.get_run(&rid(id)).await?;
         ensure_eq!(got.started_at, *start, "started_at of run {id} read back");
         ensure_eq!(got.ended_at, Some(*end), "ended_at of run {id} read back");
@@ -501,10 +644,14 @@ pub async fn run_timestamps_keep_microseconds(f: &dyn StoreFactory) -> RuleResul
         );
     }
     let listed = query_all(logs.as_ref(), RunFilter::default(), 2).await?;
-    let mut want: Vec<(String, Timestamp)> = cases.iter().map(|(i, s, _)| (i.to_string(), *s)).collect();
-    want.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut want: Vec<(String, Timestamp)> =
+        cases.iter().map(|(i, s, _)| (i.to_string(), *s)).collect();
+    want.sort_by_key(|w| std::cmp::Reverse(w.1));
     ensure_eq!(
-        listed.iter().map(|r| (r.id.to_string(), r.started_at)).collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|r| (r.id.to_string(), r.started_at))
+            .collect::<Vec<_>>(),
         want,
         "query_runs() must return every run with its exact start, newest first"
     );
@@ -533,9 +680,19 @@ pub async fn run_timestamps_keep_microseconds(f: &dyn StoreFactory) -> RuleResul
     imported.started_at = t(7, 654_321);
     imported.status = RunStatus::Cancelled;
     imported.ended_at = Some(t(8, 7));
-    let ev = NewEvent::new("x", json!(null)).with_at(t(7, 999_001)).into_event(rid("imported"), 1);
-    logs.import_runs(vec![RunWithEvents { run: imported.clone(), events: vec![ev.clone()] }]).await?;
-    ensure_eq!(logs.get_run(&rid("imported")).await?, imported, "imported run read back");
+    let ev = NewEvent::new("x", json!(null))
+        .with_at(t(7, 999_001))
+        .into_event(rid("imported"), 1);
+    logs.import_runs(vec![RunWithEvents {
+        run: imported.clone(),
+        events: vec![ev.clone()],
+    }])
+    .await?;
+    ensure_eq!(
+        logs.get_run(&rid("imported")).await?,
+        imported,
+        "imported run read back"
+    );
     ensure_eq!(
         events_all(logs.as_ref(), &rid("imported"), 10).await?,
         vec![ev],
@@ -557,14 +714,30 @@ pub async fn event_numbering_starts_at_one_without_gaps(f: &dyn StoreFactory) ->
     logs.create_run(run("b", "etl", 1, 11)).await?;
     let mut want_a = Vec::new();
     for i in 1..=6u64 {
-        let e = NewEvent::new(format!("step.{i}"), json!({"i": i, "text": format!("line {i}")}))
-            .with_at(t(20 + i as i64, i as i64));
+        let e = NewEvent::new(
+            format!("step.{i}"),
+            json!({"i": i, "text": format!("line {i}")}),
+        )
+        .with_at(t(20 + i as i64, i as i64));
         let got = logs.append_event(&rid("a"), e.clone()).await?;
-        ensure_eq!(got, Appended { seq: i, duplicate: false }, "append_event(a, event {i})");
+        ensure_eq!(
+            got,
+            Appended {
+                seq: i,
+                duplicate: false
+            },
+            "append_event(a, event {i})"
+        );
         want_a.push(e.into_event(rid("a"), i));
         if i % 2 == 0 {
-            let got = logs.append_event(&rid("b"), event("b.step", i as i64)).await?;
-            ensure_eq!(got.seq, i / 2, "append_event(b, ...) interleaved with run a: numbering is per run");
+            let got = logs
+                .append_event(&rid("b"), event("b.step", i as i64))
+                .await?;
+            ensure_eq!(
+                got.seq,
+                i / 2,
+                "append_event(b, ...) interleaved with run a: numbering is per run"
+            );
         }
     }
     ensure_eq!(
@@ -578,9 +751,20 @@ pub async fn event_numbering_starts_at_one_without_gaps(f: &dyn StoreFactory) ->
         "list_events(b)"
     );
     // Late lines after the run finished continue the numbering.
-    logs.update_status(&rid("a"), RunUpdate::finished(RunStatus::Succeeded, t(40, 0))).await?;
+    logs.update_status(
+        &rid("a"),
+        RunUpdate::finished(RunStatus::Succeeded, t(40, 0)),
+    )
+    .await?;
     let late = logs.append_event(&rid("a"), event("late.line", 41)).await?;
-    ensure_eq!(late, Appended { seq: 7, duplicate: false }, "append_event(a) after a finished");
+    ensure_eq!(
+        late,
+        Appended {
+            seq: 7,
+            duplicate: false
+        },
+        "append_event(a) after a finished"
+    );
     ensure_eq!(
         seqs(&events_all(logs.as_ref(), &rid("a"), 100).await?),
         one_to(7),
@@ -615,12 +799,18 @@ pub async fn event_idempotency_key_returns_original_seq(f: &dyn StoreFactory) ->
         .with_idempotency_key("delivery-42");
     ensure_eq!(
         logs.append_event(&rid("a"), first.clone()).await?,
-        Appended { seq: 1, duplicate: false },
+        Appended {
+            seq: 1,
+            duplicate: false
+        },
         "append_event(a, key delivery-42)"
     );
     ensure_eq!(
         logs.append_event(&rid("a"), event("plain", 21)).await?,
-        Appended { seq: 2, duplicate: false },
+        Appended {
+            seq: 2,
+            duplicate: false
+        },
         "append_event(a, no key)"
     );
     let redelivery = NewEvent::new("webhook.received.again", json!({"delivery": 2}))
@@ -629,17 +819,27 @@ pub async fn event_idempotency_key_returns_original_seq(f: &dyn StoreFactory) ->
     for attempt in 1..=3 {
         ensure_eq!(
             logs.append_event(&rid("a"), redelivery.clone()).await?,
-            Appended { seq: 1, duplicate: true },
+            Appended {
+                seq: 1,
+                duplicate: true
+            },
             "append_event(a, key delivery-42) again, attempt {attempt}: must return the original seq 1 and store nothing"
         );
     }
     ensure_eq!(
         logs.append_event(&rid("a"), event("next", 23)).await?,
-        Appended { seq: 3, duplicate: false },
+        Appended {
+            seq: 3,
+            duplicate: false
+        },
         "append_event(a) after duplicates: numbering continues without a gap"
     );
     let listed = events_all(logs.as_ref(), &rid("a"), 10).await?;
-    ensure_eq!(seqs(&listed), one_to(3), "list_events(a): duplicates must store nothing");
+    ensure_eq!(
+        seqs(&listed),
+        one_to(3),
+        "list_events(a): duplicates must store nothing"
+    );
     ensure_eq!(
         listed[0],
         first.clone().into_event(rid("a"), 1),
@@ -648,25 +848,41 @@ pub async fn event_idempotency_key_returns_original_seq(f: &dyn StoreFactory) ->
     // Keys are per run.
     ensure_eq!(
         logs.append_event(&rid("b"), event("other", 24)).await?,
-        Appended { seq: 1, duplicate: false },
+        Appended {
+            seq: 1,
+            duplicate: false
+        },
         "append_event(b, no key)"
     );
     ensure_eq!(
         logs.append_event(&rid("b"), redelivery.clone()).await?,
-        Appended { seq: 2, duplicate: false },
+        Appended {
+            seq: 2,
+            duplicate: false
+        },
         "append_event(b, key delivery-42) used before on run a only: a new event of b"
     );
     ensure_eq!(
         logs.append_event(&rid("b"), first).await?,
-        Appended { seq: 2, duplicate: true },
+        Appended {
+            seq: 2,
+            duplicate: true
+        },
         "append_event(b, key delivery-42) again on b"
     );
-    ensure_eq!(seqs(&events_all(logs.as_ref(), &rid("b"), 10).await?), one_to(2), "list_events(b)");
+    ensure_eq!(
+        seqs(&events_all(logs.as_ref(), &rid("b"), 10).await?),
+        one_to(2),
+        "list_events(b)"
+    );
     // Keys are compared exactly.
     let near = event("near", 25).with_idempotency_key("Delivery-42");
     ensure_eq!(
         logs.append_event(&rid("a"), near).await?,
-        Appended { seq: 4, duplicate: false },
+        Appended {
+            seq: 4,
+            duplicate: false
+        },
         "append_event(a, key Delivery-42): keys are case-sensitive"
     );
     Ok(())
@@ -684,7 +900,8 @@ pub async fn event_batch_append_is_ordered_and_atomic(f: &dyn StoreFactory) -> R
     let s = f.create().await?;
     let logs = &s.stores.logs;
     logs.create_run(run("a", "etl", 1, 10)).await?;
-    logs.append_event(&rid("a"), event("first", 11).with_idempotency_key("k0")).await?;
+    logs.append_event(&rid("a"), event("first", 11).with_idempotency_key("k0"))
+        .await?;
 
     let batch = vec![
         event("b1", 12),
@@ -740,11 +957,19 @@ pub async fn event_batch_append_is_ordered_and_atomic(f: &dyn StoreFactory) -> R
         "append_events(a) with a payload holding NUL at the end of the batch"
     );
     let after = events_all(logs.as_ref(), &rid("a"), 100).await?;
-    ensure_eq!(seqs(&after), one_to(8), "list_events(a) after refused batches: nothing of them may be stored");
+    ensure_eq!(
+        seqs(&after),
+        one_to(8),
+        "list_events(a) after refused batches: nothing of them may be stored"
+    );
     // The key of the refused batch was not recorded either.
     ensure_eq!(
-        logs.append_event(&rid("a"), event("f", 26).with_idempotency_key("k-new")).await?,
-        Appended { seq: 9, duplicate: false },
+        logs.append_event(&rid("a"), event("f", 26).with_idempotency_key("k-new"))
+            .await?,
+        Appended {
+            seq: 9,
+            duplicate: false
+        },
         "append_event(a, key k-new) whose only previous use was in a refused batch"
     );
     ensure_eq!(
@@ -752,7 +977,11 @@ pub async fn event_batch_append_is_ordered_and_atomic(f: &dyn StoreFactory) -> R
         Vec::<Appended>::new(),
         "append_events(a, empty batch)"
     );
-    ensure_eq!(seqs(&events_all(logs.as_ref(), &rid("a"), 100).await?), one_to(9), "list_events(a) after an empty batch");
+    ensure_eq!(
+        seqs(&events_all(logs.as_ref(), &rid("a"), 100).await?),
+        one_to(9),
+        "list_events(a) after an empty batch"
+    );
     Ok(())
 }
 
@@ -766,14 +995,20 @@ pub async fn event_append_to_missing_run_is_not_found(f: &dyn StoreFactory) -> R
     let logs = &s.stores.logs;
     logs.create_run(run("present", "etl", 1, 10)).await?;
     let ghost = rid("ghost");
-    ensure_err!(logs.append_event(&ghost, event("x", 1)).await, ErrorKind::NotFound, "append_event(ghost)");
     ensure_err!(
-        logs.append_event(&ghost, event("x", 1).with_idempotency_key("k")).await,
+        logs.append_event(&ghost, event("x", 1)).await,
+        ErrorKind::NotFound,
+        "append_event(ghost)"
+    );
+    ensure_err!(
+        logs.append_event(&ghost, event("x", 1).with_idempotency_key("k"))
+            .await,
         ErrorKind::NotFound,
         "append_event(ghost, with a key)"
     );
     ensure_err!(
-        logs.append_events(&ghost, vec![event("x", 1), event("y", 2)]).await,
+        logs.append_events(&ghost, vec![event("x", 1), event("y", 2)])
+            .await,
         ErrorKind::NotFound,
         "append_events(ghost)"
     );
@@ -782,15 +1017,31 @@ pub async fn event_append_to_missing_run_is_not_found(f: &dyn StoreFactory) -> R
         ErrorKind::NotFound,
         "list_events(ghost)"
     );
-    ensure_err!(logs.update_status(&ghost, RunUpdate::running()).await, ErrorKind::NotFound, "update_status(ghost)");
-    ensure_err!(logs.get_run(&ghost).await, ErrorKind::NotFound, "get_run(ghost)");
-    ensure_err!(logs.delete_run(&ghost).await, ErrorKind::NotFound, "delete_run(ghost)");
+    ensure_err!(
+        logs.update_status(&ghost, RunUpdate::running()).await,
+        ErrorKind::NotFound,
+        "update_status(ghost)"
+    );
+    ensure_err!(
+        logs.get_run(&ghost).await,
+        ErrorKind::NotFound,
+        "get_run(ghost)"
+    );
+    ensure_err!(
+        logs.delete_run(&ghost).await,
+        ErrorKind::NotFound,
+        "delete_run(ghost)"
+    );
     ensure_err!(
         logs.get_run(&rid("Present")).await,
         ErrorKind::NotFound,
         "get_run(Present) with only `present` stored: run ids are case-sensitive"
     );
-    ensure_eq!(logs.count_runs(RunFilter::default()).await?, 1, "count_runs() after operations on a missing run");
+    ensure_eq!(
+        logs.count_runs(RunFilter::default()).await?,
+        1,
+        "count_runs() after operations on a missing run"
+    );
     ensure_eq!(
         events_all(logs.as_ref(), &rid("present"), 10).await?.len(),
         0,
@@ -813,28 +1064,53 @@ pub async fn event_list_paged_in_sequence_order(f: &dyn StoreFactory) -> RuleRes
     logs.append_events(&rid("a"), batch).await?;
     for limit in [1, 7, 24, 25, 100] {
         let got = events_all(logs.as_ref(), &rid("a"), limit).await?;
-        ensure_eq!(seqs(&got), one_to(25), "list_events(a) walked with limit {limit}");
-        ensure_eq!(got[9].kind, "e10", "kind of event 10 listed with limit {limit}");
+        ensure_eq!(
+            seqs(&got),
+            one_to(25),
+            "list_events(a) walked with limit {limit}"
+        );
+        ensure_eq!(
+            got[9].kind,
+            "e10",
+            "kind of event 10 listed with limit {limit}"
+        );
     }
-    let full = logs.list_events(&rid("a"), EventQuery::default().with_limit(25)).await?;
+    let full = logs
+        .list_events(&rid("a"), EventQuery::default().with_limit(25))
+        .await?;
     ensure!(
         full.items.len() == 25 && full.next.is_none(),
         "list_events(a, limit 25) with exactly 25 events: expected one page without next, got {} items, next {:?}",
         full.items.len(),
         full.next
     );
-    let p1 = logs.list_events(&rid("a"), EventQuery::default().with_limit(20)).await?;
-    ensure!(p1.next.is_some(), "list_events(a, limit 20) of 25 events must set next");
-    logs.append_events(&rid("a"), (26..=30).map(|i| event(&format!("e{i}"), i)).collect()).await?;
+    let p1 = logs
+        .list_events(&rid("a"), EventQuery::default().with_limit(20))
+        .await?;
+    ensure!(
+        p1.next.is_some(),
+        "list_events(a, limit 20) of 25 events must set next"
+    );
+    logs.append_events(
+        &rid("a"),
+        (26..=30).map(|i| event(&format!("e{i}"), i)).collect(),
+    )
+    .await?;
     let p2 = logs
-        .list_events(&rid("a"), EventQuery::default().with_limit(100).with_cursor(p1.next))
+        .list_events(
+            &rid("a"),
+            EventQuery::default().with_limit(100).with_cursor(p1.next),
+        )
         .await?;
     ensure_eq!(
         seqs(&p2.items),
         (21..=30).collect::<Vec<u64>>(),
         "list_events(a) after a cursor taken before 5 more appends must continue at 21 and include them"
     );
-    ensure!(p2.next.is_none(), "the last page of events must have next = None");
+    ensure!(
+        p2.next.is_none(),
+        "the last page of events must have next = None"
+    );
     Ok(())
 }
 
@@ -880,10 +1156,21 @@ pub async fn event_concurrent_appends_number_without_gaps(f: &dyn StoreFactory) 
     let total = (TASKS * EACH) as u64;
     let mut numbers: Vec<u64> = all.iter().map(|(a, _, _)| a.seq).collect();
     numbers.sort_unstable();
-    ensure_eq!(numbers, one_to(total), "numbers returned by {TASKS}x{EACH} concurrent appends: 1..{total}, no gap, no duplicate");
-    ensure!(all.iter().all(|(a, _, _)| !a.duplicate), "no append without a key may be a duplicate");
+    ensure_eq!(
+        numbers,
+        one_to(total),
+        "numbers returned by {TASKS}x{EACH} concurrent appends: 1..{total}, no gap, no duplicate"
+    );
+    ensure!(
+        all.iter().all(|(a, _, _)| !a.duplicate),
+        "no append without a key may be a duplicate"
+    );
     let listed = events_all(logs.as_ref(), &rid("hot"), 37).await?;
-    ensure_eq!(seqs(&listed), one_to(total), "list_events(hot) after concurrent appends");
+    ensure_eq!(
+        seqs(&listed),
+        one_to(total),
+        "list_events(hot) after concurrent appends"
+    );
     for (a, task, i) in &all {
         let e = &listed[(a.seq - 1) as usize];
         ensure_eq!(
@@ -964,9 +1251,18 @@ pub async fn run_import_is_idempotent(f: &dyn StoreFactory) -> RuleResult {
         with_events(run("imp-3", "other", 1, 40), 7),
     ];
     let first = logs.import_runs(batch.clone()).await?;
-    ensure_eq!((first.inserted, first.unchanged), (3, 0), "import_runs(3 new runs) (inserted, unchanged)");
+    ensure_eq!(
+        (first.inserted, first.unchanged),
+        (3, 0),
+        "import_runs(3 new runs) (inserted, unchanged)"
+    );
     for r in &batch {
-        ensure_eq!(logs.get_run(&r.run.id).await?, r.run, "imported run {} read back", r.run.id);
+        ensure_eq!(
+            logs.get_run(&r.run.id).await?,
+            r.run,
+            "imported run {} read back",
+            r.run.id
+        );
         ensure_eq!(
             events_all(logs.as_ref(), &r.run.id, 3).await?,
             r.events,
@@ -975,8 +1271,16 @@ pub async fn run_import_is_idempotent(f: &dyn StoreFactory) -> RuleResult {
         );
     }
     let second = logs.import_runs(batch.clone()).await?;
-    ensure_eq!((second.inserted, second.unchanged), (0, 3), "import_runs(same 3 runs) again (inserted, unchanged)");
-    ensure_eq!(logs.count_runs(RunFilter::default()).await?, 3, "count_runs() after importing twice");
+    ensure_eq!(
+        (second.inserted, second.unchanged),
+        (0, 3),
+        "import_runs(same 3 runs) again (inserted, unchanged)"
+    );
+    ensure_eq!(
+        logs.count_runs(RunFilter::default()).await?,
+        3,
+        "count_runs() after importing twice"
+    );
     ensure_eq!(
         events_all(logs.as_ref(), &rid("imp-3"), 100).await?.len(),
         7,
@@ -986,7 +1290,11 @@ pub async fn run_import_is_idempotent(f: &dyn StoreFactory) -> RuleResult {
     let mut mixed = batch.clone();
     mixed.push(with_events(run("imp-4", "etl", 1, 50), 2));
     let third = logs.import_runs(mixed).await?;
-    ensure_eq!((third.inserted, third.unchanged), (1, 3), "import_runs(3 stored + 1 new) (inserted, unchanged)");
+    ensure_eq!(
+        (third.inserted, third.unchanged),
+        (1, 3),
+        "import_runs(3 stored + 1 new) (inserted, unchanged)"
+    );
 
     // A run built through create_run and append_event imports as unchanged.
     let live = run("live", "etl", 1, 60);
@@ -1006,7 +1314,11 @@ pub async fn run_import_is_idempotent(f: &dyn StoreFactory) -> RuleResult {
         "import_runs(a run identical to one created and appended to normally)"
     );
     let empty = logs.import_runs(Vec::new()).await?;
-    ensure_eq!((empty.inserted, empty.unchanged), (0, 0), "import_runs(empty batch)");
+    ensure_eq!(
+        (empty.inserted, empty.unchanged),
+        (0, 0),
+        "import_runs(empty batch)"
+    );
     Ok(())
 }
 
@@ -1054,24 +1366,40 @@ pub async fn run_import_conflict_writes_nothing(f: &dyn StoreFactory) -> RuleRes
                 "get_run({id}) after a refused import (stored with {what}): nothing of the batch may be written"
             );
         }
-        ensure_eq!(logs.get_run(&rid("stored")).await?, stored.run, "stored run after a refused import ({what})");
+        ensure_eq!(
+            logs.get_run(&rid("stored")).await?,
+            stored.run,
+            "stored run after a refused import ({what})"
+        );
         ensure_eq!(
             events_all(logs.as_ref(), &rid("stored"), 10).await?,
             stored.events,
             "events of the stored run after a refused import ({what})"
         );
     }
-    ensure_eq!(logs.count_runs(RunFilter::default()).await?, 1, "count_runs() after refused imports");
+    ensure_eq!(
+        logs.count_runs(RunFilter::default()).await?,
+        1,
+        "count_runs() after refused imports"
+    );
     // Conflict with a run created normally.
     logs.create_run(run("created", "etl", 1, 30)).await?;
     let mut differs = with_events(run("created", "etl", 1, 30), 0);
-    differs.run.attributes.insert("owner".into(), json!("someone-else"));
+    differs
+        .run
+        .attributes
+        .insert("owner".into(), json!("someone-else"));
     ensure_err!(
-        logs.import_runs(vec![with_events(run("new-3", "etl", 1, 31), 1), differs]).await,
+        logs.import_runs(vec![with_events(run("new-3", "etl", 1, 31), 1), differs])
+            .await,
         ErrorKind::Conflict,
         "import_runs([new-3, created with other attributes])"
     );
-    ensure_err!(logs.get_run(&rid("new-3")).await, ErrorKind::NotFound, "get_run(new-3) after a refused import");
+    ensure_err!(
+        logs.get_run(&rid("new-3")).await,
+        ErrorKind::NotFound,
+        "get_run(new-3) after a refused import"
+    );
     Ok(())
 }
 
@@ -1133,7 +1461,11 @@ pub async fn run_import_validates_numbering_and_keys(f: &dyn StoreFactory) -> Ru
         }
     }
     let ok = logs.import_runs(vec![good(), base()]).await?;
-    ensure_eq!(ok.inserted, 2, "import_runs([good, bad]) once both are valid");
+    ensure_eq!(
+        ok.inserted,
+        2,
+        "import_runs([good, bad]) once both are valid"
+    );
     Ok(())
 }
 
@@ -1150,24 +1482,58 @@ pub async fn run_import_continues_numbering_and_keys(f: &dyn StoreFactory) -> Ru
     logs.import_runs(vec![imported.clone()]).await?;
     for (key, seq) in [("k1", 1), ("k3", 3), ("k5", 5)] {
         ensure_eq!(
-            logs.append_event(&rid("imp"), event("redelivered", 30).with_idempotency_key(key)).await?,
-            Appended { seq, duplicate: true },
+            logs.append_event(
+                &rid("imp"),
+                event("redelivered", 30).with_idempotency_key(key)
+            )
+            .await?,
+            Appended {
+                seq,
+                duplicate: true
+            },
             "append_event(imp, key {key}) where {key} came with imported event {seq}"
         );
     }
     ensure_eq!(
         logs.append_event(&rid("imp"), event("new", 31)).await?,
-        Appended { seq: 6, duplicate: false },
+        Appended {
+            seq: 6,
+            duplicate: false
+        },
         "append_event(imp) after importing 5 events"
     );
     ensure_eq!(
-        logs.append_events(&rid("imp"), vec![event("n7", 32).with_idempotency_key("k2"), event("n8", 33).with_idempotency_key("k3")]).await?,
-        vec![Appended { seq: 7, duplicate: false }, Appended { seq: 3, duplicate: true }],
+        logs.append_events(
+            &rid("imp"),
+            vec![
+                event("n7", 32).with_idempotency_key("k2"),
+                event("n8", 33).with_idempotency_key("k3")
+            ]
+        )
+        .await?,
+        vec![
+            Appended {
+                seq: 7,
+                duplicate: false
+            },
+            Appended {
+                seq: 3,
+                duplicate: true
+            }
+        ],
         "append_events(imp, [key k2 (imported event 2 had no key), key k3 (imported)])"
     );
     let listed = events_all(logs.as_ref(), &rid("imp"), 4).await?;
-    ensure_eq!(seqs(&listed), one_to(7), "list_events(imp) after import and appends");
-    ensure_eq!(&listed[..5], &imported.events[..], "the imported events are unchanged by later appends");
+    ensure_eq!(
+        seqs(&listed),
+        one_to(7),
+        "list_events(imp) after import and appends"
+    );
+    ensure_eq!(
+        &listed[..5],
+        &imported.events[..],
+        "the imported events are unchanged by later appends"
+    );
     Ok(())
 }
 
@@ -1216,13 +1582,43 @@ pub async fn run_query_filters(f: &dyn StoreFactory) -> RuleResult {
     let runs = seed_query_runs(logs.as_ref()).await?;
     let etl = || RunFilter::default().workflow(wf("etl"));
     let cases: Vec<(&str, RunFilter, Vec<&str>)> = vec![
-        ("no filter", RunFilter::default(), vec!["r12", "r11", "r10", "r09", "r08", "r07", "r06", "r05", "r04", "r03", "r02", "r01"]),
-        ("workflow etl", etl(), vec!["r12", "r10", "r08", "r05", "r04", "r03", "r02", "r01"]),
-        ("workflow etl-2", RunFilter::default().workflow(wf("etl-2")), vec!["r09"]),
-        ("workflow unknown", RunFilter::default().workflow(wf("unknown")), vec![]),
-        ("etl version 2", etl().version(v(2)), vec!["r05", "r04", "r03"]),
-        ("version 1 of any workflow", RunFilter::default().version(v(1)), vec!["r12", "r10", "r09", "r07", "r06", "r02", "r01"]),
-        ("status succeeded", RunFilter::default().statuses([RunStatus::Succeeded]), vec!["r12", "r09", "r08", "r06", "r01"]),
+        (
+            "no filter",
+            RunFilter::default(),
+            vec![
+                "r12", "r11", "r10", "r09", "r08", "r07", "r06", "r05", "r04", "r03", "r02", "r01",
+            ],
+        ),
+        (
+            "workflow etl",
+            etl(),
+            vec!["r12", "r10", "r08", "r05", "r04", "r03", "r02", "r01"],
+        ),
+        (
+            "workflow etl-2",
+            RunFilter::default().workflow(wf("etl-2")),
+            vec!["r09"],
+        ),
+        (
+            "workflow unknown",
+            RunFilter::default().workflow(wf("unknown")),
+            vec![],
+        ),
+        (
+            "etl version 2",
+            etl().version(v(2)),
+            vec!["r05", "r04", "r03"],
+        ),
+        (
+            "version 1 of any workflow",
+            RunFilter::default().version(v(1)),
+            vec!["r12", "r10", "r09", "r07", "r06", "r02", "r01"],
+        ),
+        (
+            "status succeeded",
+            RunFilter::default().statuses([RunStatus::Succeeded]),
+            vec!["r12", "r09", "r08", "r06", "r01"],
+        ),
         (
             "statuses pending or running",
             RunFilter::default().statuses([RunStatus::Running, RunStatus::Pending]),
@@ -1231,12 +1627,16 @@ pub async fn run_query_filters(f: &dyn StoreFactory) -> RuleResult {
         (
             "all statuses",
             RunFilter::default().statuses(RunStatus::ALL),
-            vec!["r12", "r11", "r10", "r09", "r08", "r07", "r06", "r05", "r04", "r03", "r02", "r01"],
+            vec![
+                "r12", "r11", "r10", "r09", "r08", "r07", "r06", "r05", "r04", "r03", "r02", "r01",
+            ],
         ),
         (
             "started from 130 (inclusive)",
             RunFilter::default().started_between(Some(t(130, 0)), None),
-            vec!["r12", "r11", "r10", "r09", "r08", "r07", "r06", "r05", "r04"],
+            vec![
+                "r12", "r11", "r10", "r09", "r08", "r07", "r06", "r05", "r04",
+            ],
         ),
         (
             "started before 130 (exclusive)",
@@ -1248,11 +1648,31 @@ pub async fn run_query_filters(f: &dyn StoreFactory) -> RuleResult {
             RunFilter::default().started_between(Some(t(110, 0)), Some(t(150, 0))),
             vec!["r06", "r05", "r04", "r03", "r02"],
         ),
-        ("empty range [150, 150)", RunFilter::default().started_between(Some(t(150, 0)), Some(t(150, 0))), vec![]),
-        ("trigger manual", RunFilter::default().trigger("manual"), vec!["r12", "r09", "r07", "r04", "r01"]),
-        ("trigger Manual (case-sensitive)", RunFilter::default().trigger("Manual"), vec!["r10"]),
-        ("trigger man (no prefix match)", RunFilter::default().trigger("man"), vec![]),
-        ("trigger ma% (no LIKE pattern)", RunFilter::default().trigger("ma%"), vec![]),
+        (
+            "empty range [150, 150)",
+            RunFilter::default().started_between(Some(t(150, 0)), Some(t(150, 0))),
+            vec![],
+        ),
+        (
+            "trigger manual",
+            RunFilter::default().trigger("manual"),
+            vec!["r12", "r09", "r07", "r04", "r01"],
+        ),
+        (
+            "trigger Manual (case-sensitive)",
+            RunFilter::default().trigger("Manual"),
+            vec!["r10"],
+        ),
+        (
+            "trigger man (no prefix match)",
+            RunFilter::default().trigger("man"),
+            vec![],
+        ),
+        (
+            "trigger ma% (no LIKE pattern)",
+            RunFilter::default().trigger("ma%"),
+            vec![],
+        ),
         (
             "etl, version 1, succeeded, trigger manual, started in [100, 200]",
             etl()
@@ -1280,7 +1700,11 @@ pub async fn run_query_filters(f: &dyn StoreFactory) -> RuleResult {
     ];
     for (what, filter, want) in cases {
         // The reference semantics agree with the expectation written here.
-        let reference: Vec<String> = runs.iter().filter(|r| filter.matches(r)).map(|r| r.id.to_string()).collect();
+        let reference: Vec<String> = runs
+            .iter()
+            .filter(|r| filter.matches(r))
+            .map(|r| r.id.to_string())
+            .collect();
         ensure_eq!(reference, want, "test setup: reference filter for {what}");
         let got = query_all(logs.as_ref(), filter.clone(), 2).await?;
         ensure_eq!(ids(&got), want, "query_runs({what}), walked in pages of 2");
@@ -1304,7 +1728,9 @@ pub async fn run_query_filters(f: &dyn StoreFactory) -> RuleResult {
 pub async fn run_query_orders_by_start_then_id_descending(f: &dyn StoreFactory) -> RuleResult {
     let s = f.create().await?;
     let logs = &s.stores.logs;
-    let same = ["B", "a", "A", "b", "9", "-", "a.b", "a_b", "a-b", "aa", "Zz", "_"];
+    let same = [
+        "B", "a", "A", "b", "9", "-", "a.b", "a_b", "a-b", "aa", "Zz", "_",
+    ];
     let mut all = Vec::new();
     for id in same {
         let r = run(id, "etl", 1, 500);
@@ -1365,7 +1791,10 @@ pub async fn run_query_cursor_stable_under_inserts(f: &dyn StoreFactory) -> Rule
         "page 1 of query_runs(limit 4)"
     );
     let boundary = p1.items[3].clone(); // run-06 at 106 s
-    ensure!(p1.next.is_some(), "page 1 of 10 runs with limit 4 must set next");
+    ensure!(
+        p1.next.is_some(),
+        "page 1 of 10 runs with limit 4 must set next"
+    );
 
     let mut arrivals = Vec::new();
     for (id, secs) in [("new-a", 300), ("new-b", 301), ("old-x", 50)] {
@@ -1385,7 +1814,9 @@ pub async fn run_query_cursor_stable_under_inserts(f: &dyn StoreFactory) -> Rule
     let mut rest = Vec::new();
     let mut cursor = p1.next.clone();
     while let Some(c) = cursor {
-        let page = logs.query_runs(RunQuery::default().with_limit(4).with_cursor(Some(c))).await?;
+        let page = logs
+            .query_runs(RunQuery::default().with_limit(4).with_cursor(Some(c)))
+            .await?;
         rest.extend(page.items);
         cursor = page.next;
         ensure!(rest.len() <= 100, "query_runs pages do not end");
@@ -1401,7 +1832,11 @@ pub async fn run_query_cursor_stable_under_inserts(f: &dyn StoreFactory) -> Rule
         boundary.id
     );
     let seen: BTreeSet<String> = ids(&p1.items).into_iter().chain(ids(&rest)).collect();
-    ensure_eq!(seen.len(), p1.items.len() + rest.len(), "no run may appear twice across pages");
+    ensure_eq!(
+        seen.len(),
+        p1.items.len() + rest.len(),
+        "no run may appear twice across pages"
+    );
     Ok(())
 }
 
@@ -1415,9 +1850,21 @@ pub async fn run_get_recent_returns_newest_first(f: &dyn StoreFactory) -> RuleRe
     let logs = &s.stores.logs;
     let runs = seed_query_runs(logs.as_ref()).await?;
     let got = logs.get_recent(&wf("etl"), None, 3).await?;
-    ensure_eq!(ids(&got), vec!["r12", "r10", "r08"], "get_recent(etl, any version, 3)");
-    let want: Vec<Run> = runs.iter().filter(|r| ["r12", "r10", "r08"].contains(&r.id.as_str())).cloned().collect();
-    ensure_eq!(got, want, "get_recent(etl, any version, 3) must return whole runs");
+    ensure_eq!(
+        ids(&got),
+        vec!["r12", "r10", "r08"],
+        "get_recent(etl, any version, 3)"
+    );
+    let want: Vec<Run> = runs
+        .iter()
+        .filter(|r| ["r12", "r10", "r08"].contains(&r.id.as_str()))
+        .cloned()
+        .collect();
+    ensure_eq!(
+        got,
+        want,
+        "get_recent(etl, any version, 3) must return whole runs"
+    );
     ensure_eq!(
         ids(&logs.get_recent(&wf("etl"), Some(v(2)), 10).await?),
         vec!["r05", "r04", "r03"],
@@ -1450,7 +1897,11 @@ pub async fn run_get_recent_returns_newest_first(f: &dyn StoreFactory) -> RuleRe
 pub async fn run_count_matches_query(f: &dyn StoreFactory) -> RuleResult {
     let s = f.create().await?;
     let logs = &s.stores.logs;
-    ensure_eq!(logs.count_runs(RunFilter::default()).await?, 0, "count_runs() on an empty store");
+    ensure_eq!(
+        logs.count_runs(RunFilter::default()).await?,
+        0,
+        "count_runs() on an empty store"
+    );
     seed_query_runs(logs.as_ref()).await?;
     let filters = vec![
         RunFilter::default(),
@@ -1461,17 +1912,34 @@ pub async fn run_count_matches_query(f: &dyn StoreFactory) -> RuleResult {
     ];
     for filter in &filters {
         let walked = query_all(logs.as_ref(), filter.clone(), 3).await?.len() as u64;
-        ensure_eq!(logs.count_runs(filter.clone()).await?, walked, "count_runs({filter:?}) vs query_runs");
+        ensure_eq!(
+            logs.count_runs(filter.clone()).await?,
+            walked,
+            "count_runs({filter:?}) vs query_runs"
+        );
     }
     let running = RunFilter::default().statuses([RunStatus::Running]);
     let before = logs.count_runs(running.clone()).await?;
-    logs.update_status(&rid("r03"), RunUpdate::finished(RunStatus::Succeeded, t(125, 0))).await?;
-    ensure_eq!(logs.count_runs(running).await?, before - 1, "count_runs(running) after one running run finished");
+    logs.update_status(
+        &rid("r03"),
+        RunUpdate::finished(RunStatus::Succeeded, t(125, 0)),
+    )
+    .await?;
+    ensure_eq!(
+        logs.count_runs(running).await?,
+        before - 1,
+        "count_runs(running) after one running run finished"
+    );
     logs.delete_run(&rid("r01")).await?;
-    ensure_eq!(logs.count_runs(RunFilter::default()).await?, 11, "count_runs() after deleting one of 12 runs");
+    ensure_eq!(
+        logs.count_runs(RunFilter::default()).await?,
+        11,
+        "count_runs() after deleting one of 12 runs"
+    );
     logs.create_run(run("r13", "etl", 1, 300)).await?;
     ensure_eq!(
-        logs.count_runs(RunFilter::default().workflow(wf("etl"))).await?,
+        logs.count_runs(RunFilter::default().workflow(wf("etl")))
+            .await?,
         8,
         "count_runs(etl) after a delete and a create"
     );
@@ -1491,19 +1959,33 @@ pub async fn run_delete_removes_record_and_events(f: &dyn StoreFactory) -> RuleR
     logs.create_run(run("kept", "etl", 1, 11)).await?;
     logs.append_events(
         &rid("doomed"),
-        vec![event("a", 12).with_idempotency_key("key-1"), event("b", 13), event("c", 14)],
+        vec![
+            event("a", 12).with_idempotency_key("key-1"),
+            event("b", 13),
+            event("c", 14),
+        ],
     )
     .await?;
-    logs.append_events(&rid("kept"), vec![event("x", 15), event("y", 16)]).await?;
+    logs.append_events(&rid("kept"), vec![event("x", 15), event("y", 16)])
+        .await?;
 
     logs.delete_run(&rid("doomed")).await?;
-    ensure_err!(logs.get_run(&rid("doomed")).await, ErrorKind::NotFound, "get_run(doomed) after delete_run");
     ensure_err!(
-        logs.list_events(&rid("doomed"), EventQuery::default()).await,
+        logs.get_run(&rid("doomed")).await,
+        ErrorKind::NotFound,
+        "get_run(doomed) after delete_run"
+    );
+    ensure_err!(
+        logs.list_events(&rid("doomed"), EventQuery::default())
+            .await,
         ErrorKind::NotFound,
         "list_events(doomed) after delete_run"
     );
-    ensure_err!(logs.delete_run(&rid("doomed")).await, ErrorKind::NotFound, "delete_run(doomed) a second time");
+    ensure_err!(
+        logs.delete_run(&rid("doomed")).await,
+        ErrorKind::NotFound,
+        "delete_run(doomed) a second time"
+    );
     ensure_err!(
         logs.append_event(&rid("doomed"), event("late", 20)).await,
         ErrorKind::NotFound,
@@ -1514,7 +1996,11 @@ pub async fn run_delete_removes_record_and_events(f: &dyn StoreFactory) -> RuleR
         vec!["kept".to_string()],
         "query_runs() after deleting `doomed`"
     );
-    ensure_eq!(logs.count_runs(RunFilter::default()).await?, 1, "count_runs() after delete");
+    ensure_eq!(
+        logs.count_runs(RunFilter::default()).await?,
+        1,
+        "count_runs() after delete"
+    );
     ensure_eq!(
         seqs(&events_all(logs.as_ref(), &rid("kept"), 10).await?),
         one_to(2),
@@ -1523,16 +2009,33 @@ pub async fn run_delete_removes_record_and_events(f: &dyn StoreFactory) -> RuleR
 
     // The id is free again, with nothing left of the old run.
     let reborn = run("doomed", "other", 2, 30);
-    ensure!(logs.create_run(reborn.clone()).await?.inserted, "create_run(doomed) again after delete: expected inserted = true");
-    ensure_eq!(logs.get_run(&rid("doomed")).await?, reborn, "get_run(doomed) after re-creating it");
+    ensure!(
+        logs.create_run(reborn.clone()).await?.inserted,
+        "create_run(doomed) again after delete: expected inserted = true"
+    );
     ensure_eq!(
-        logs.list_events(&rid("doomed"), EventQuery::default()).await?.items.len(),
+        logs.get_run(&rid("doomed")).await?,
+        reborn,
+        "get_run(doomed) after re-creating it"
+    );
+    ensure_eq!(
+        logs.list_events(&rid("doomed"), EventQuery::default())
+            .await?
+            .items
+            .len(),
         0,
         "a re-created run must not see the events of the deleted one"
     );
     ensure_eq!(
-        logs.append_event(&rid("doomed"), event("again", 31).with_idempotency_key("key-1")).await?,
-        Appended { seq: 1, duplicate: false },
+        logs.append_event(
+            &rid("doomed"),
+            event("again", 31).with_idempotency_key("key-1")
+        )
+        .await?,
+        Appended {
+            seq: 1,
+            duplicate: false
+        },
         "append_event(doomed, key-1) on the re-created run: numbering restarts at 1 and old keys are gone"
     );
     Ok(())
@@ -1550,7 +2053,10 @@ pub async fn run_shared_storage_appends_from_two_handles(f: &dyn StoreFactory) -
     require!(f, Capability::SharedStorage);
     let s1 = f.create().await?;
     let s2 = f.reopen(&s1).await?;
-    s1.stores.logs.create_run(run("shared", "etl", 1, 10)).await?;
+    s1.stores
+        .logs
+        .create_run(run("shared", "etl", 1, 10))
+        .await?;
     ensure_eq!(
         s2.stores.logs.get_run(&rid("shared")).await?,
         run("shared", "etl", 1, 10),
@@ -1558,15 +2064,25 @@ pub async fn run_shared_storage_appends_from_two_handles(f: &dyn StoreFactory) -
     );
     const EACH: usize = 25;
     let mut handles = Vec::new();
-    for (h, logs) in [(1usize, s1.stores.logs.clone()), (2, s2.stores.logs.clone())] {
+    for (h, logs) in [
+        (1usize, s1.stores.logs.clone()),
+        (2, s2.stores.logs.clone()),
+    ] {
         handles.push(tokio::spawn(async move {
             let mut got = Vec::new();
             for i in 0..EACH {
-                let e = NewEvent::new(format!("h{h}.{i}"), json!({"h": h, "i": i})).with_at(t(20, i as i64));
-                got.push((logs.append_event(&rid("shared"), e).await?, format!("h{h}.{i}")));
+                let e = NewEvent::new(format!("h{h}.{i}"), json!({"h": h, "i": i}))
+                    .with_at(t(20, i as i64));
+                got.push((
+                    logs.append_event(&rid("shared"), e).await?,
+                    format!("h{h}.{i}"),
+                ));
                 if i == EACH / 2 {
                     let dup = event("both", 21).with_idempotency_key("from-both");
-                    got.push((logs.append_event(&rid("shared"), dup).await?, "both".to_string()));
+                    got.push((
+                        logs.append_event(&rid("shared"), dup).await?,
+                        "both".to_string(),
+                    ));
                 }
             }
             Ok::<_, runstore_core::Error>(got)
@@ -1579,22 +2095,45 @@ pub async fn run_shared_storage_appends_from_two_handles(f: &dyn StoreFactory) -
                 .map_err(|e| RuleError::Failed(format!("an appending task panicked: {e}")))??,
         );
     }
-    let fresh: Vec<u64> = all.iter().filter(|(a, _)| !a.duplicate).map(|(a, _)| a.seq).collect();
+    let fresh: Vec<u64> = all
+        .iter()
+        .filter(|(a, _)| !a.duplicate)
+        .map(|(a, _)| a.seq)
+        .collect();
     let mut sorted = fresh.clone();
     sorted.sort_unstable();
     let total = (2 * EACH + 1) as u64;
-    ensure_eq!(sorted, one_to(total), "numbers of non-duplicate appends from two handles: 1..{total} without gap or duplicate");
-    let shared_key: Vec<&Appended> = all.iter().filter(|(_, k)| k == "both").map(|(a, _)| a).collect();
+    ensure_eq!(
+        sorted,
+        one_to(total),
+        "numbers of non-duplicate appends from two handles: 1..{total} without gap or duplicate"
+    );
+    let shared_key: Vec<&Appended> = all
+        .iter()
+        .filter(|(_, k)| k == "both")
+        .map(|(a, _)| a)
+        .collect();
     ensure!(
-        shared_key.len() == 2 && shared_key.iter().filter(|a| a.duplicate).count() == 1 && shared_key[0].seq == shared_key[1].seq,
+        shared_key.len() == 2
+            && shared_key.iter().filter(|a| a.duplicate).count() == 1
+            && shared_key[0].seq == shared_key[1].seq,
         "one idempotency key appended through both handles: exactly one must store it and both get its number, got {shared_key:?}"
     );
     let from1 = events_all(s1.stores.logs.as_ref(), &rid("shared"), 20).await?;
     let from2 = events_all(s2.stores.logs.as_ref(), &rid("shared"), 20).await?;
-    ensure_eq!(seqs(&from1), one_to(total), "list_events(shared) through handle 1");
+    ensure_eq!(
+        seqs(&from1),
+        one_to(total),
+        "list_events(shared) through handle 1"
+    );
     ensure_eq!(from1, from2, "both handles must list the same events");
     for (a, kind) in all.iter().filter(|(a, _)| !a.duplicate) {
-        ensure_eq!(&from1[(a.seq - 1) as usize].kind, kind, "event {} must be the one whose append returned it", a.seq);
+        ensure_eq!(
+            &from1[(a.seq - 1) as usize].kind,
+            kind,
+            "event {} must be the one whose append returned it",
+            a.seq
+        );
     }
     Ok(())
 }
@@ -1617,7 +2156,10 @@ pub async fn run_shared_storage_survives_reopen(f: &dyn StoreFactory) -> RuleRes
     s1.stores.logs.create_run(finished.clone()).await?;
     let e1 = event("one", 101).with_idempotency_key("k");
     let e2 = NewEvent::new("two ✓", json!({"nested": [1, {"x": 0.1}]})).with_at(t(102, 7));
-    s1.stores.logs.append_events(&rid("persisted"), vec![e1.clone(), e2.clone()]).await?;
+    s1.stores
+        .logs
+        .append_events(&rid("persisted"), vec![e1.clone(), e2.clone()])
+        .await?;
     let imported = with_events(run("imported", "etl", 1, 200), 3);
     s1.stores.logs.import_runs(vec![imported.clone()]).await?;
     let m = metric("persisted", "etl", 1, RunStatus::Succeeded, 60_000_000);
@@ -1627,25 +2169,47 @@ pub async fn run_shared_storage_survives_reopen(f: &dyn StoreFactory) -> RuleRes
     let info = s1
         .stores
         .artifacts
-        .put_bytes(&key, bytes.clone(), PutOptions::default().content_type("application/json").created_by("step-1").created_at(t(161, 0)))
+        .put_bytes(
+            &key,
+            bytes.clone(),
+            PutOptions::default()
+                .content_type("application/json")
+                .created_by("step-1")
+                .created_at(t(161, 0)),
+        )
         .await?
         .record;
 
     let s2 = f.reopen(&s1).await?;
     drop(s1);
 
-    ensure_eq!(s2.stores.workflows.get(&wf("etl"), v(1)).await?, d, "workflow etl v1 through a reopened handle");
+    ensure_eq!(
+        s2.stores.workflows.get(&wf("etl"), v(1)).await?,
+        d,
+        "workflow etl v1 through a reopened handle"
+    );
     ensure!(
         !s2.stores.workflows.store(d.clone()).await?.inserted,
         "storing etl v1 again through a reopened handle must be a no-op"
     );
-    ensure_eq!(s2.stores.logs.get_run(&rid("persisted")).await?, finished, "run `persisted` through a reopened handle");
+    ensure_eq!(
+        s2.stores.logs.get_run(&rid("persisted")).await?,
+        finished,
+        "run `persisted` through a reopened handle"
+    );
     ensure_eq!(
         events_all(s2.stores.logs.as_ref(), &rid("persisted"), 10).await?,
-        vec![e1.clone().into_event(rid("persisted"), 1), e2.into_event(rid("persisted"), 2)],
+        vec![
+            e1.clone().into_event(rid("persisted"), 1),
+            e2.into_event(rid("persisted"), 2)
+        ],
         "events of `persisted` through a reopened handle"
     );
-    ensure_eq!(s2.stores.logs.get_run(&rid("imported")).await?, imported.run, "imported run through a reopened handle");
+    ensure_eq!(
+        s2.stores.logs.get_run(&rid("imported")).await?,
+        imported.run,
+        "imported run through a reopened handle"
+    );
     ensure_eq!(
         events_all(s2.stores.logs.as_ref(), &rid("imported"), 10).await?,
         imported.events,
@@ -1653,20 +2217,39 @@ pub async fn run_shared_storage_survives_reopen(f: &dyn StoreFactory) -> RuleRes
     );
     ensure_eq!(
         s2.stores.logs.append_event(&rid("persisted"), e1).await?,
-        Appended { seq: 1, duplicate: true },
+        Appended {
+            seq: 1,
+            duplicate: true
+        },
         "idempotency key `k` through a reopened handle"
     );
     ensure_eq!(
-        s2.stores.logs.append_event(&rid("persisted"), event("three", 103)).await?,
-        Appended { seq: 3, duplicate: false },
+        s2.stores
+            .logs
+            .append_event(&rid("persisted"), event("three", 103))
+            .await?,
+        Appended {
+            seq: 3,
+            duplicate: false
+        },
         "numbering continues through a reopened handle"
     );
     ensure_err!(
-        s2.stores.logs.update_status(&rid("persisted"), RunUpdate::finished(RunStatus::Failed, t(170, 0))).await,
+        s2.stores
+            .logs
+            .update_status(
+                &rid("persisted"),
+                RunUpdate::finished(RunStatus::Failed, t(170, 0))
+            )
+            .await,
         ErrorKind::Conflict,
         "re-finishing a run with another status through a reopened handle"
     );
-    ensure_eq!(s2.stores.metrics.get(&rid("persisted")).await?, m, "metric through a reopened handle");
+    ensure_eq!(
+        s2.stores.metrics.get(&rid("persisted")).await?,
+        m,
+        "metric through a reopened handle"
+    );
     let (got_info, got_bytes) = s2.stores.artifacts.get_bytes(&key).await?;
     ensure_eq!(got_info, info, "artifact info through a reopened handle");
     ensure_eq!(got_bytes, bytes, "artifact bytes through a reopened handle");
@@ -1709,7 +2292,11 @@ mod tests {
             "run_shared_storage_appends_from_two_handles",
             "run_shared_storage_survives_reopen",
         ] {
-            assert_eq!(run_rule(&SharedMemory, name).await, Outcome::Passed, "{name}");
+            assert_eq!(
+                run_rule(&SharedMemory, name).await,
+                Outcome::Passed,
+                "{name}"
+            );
         }
     }
 

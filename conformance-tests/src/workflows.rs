@@ -66,10 +66,17 @@ pub async fn workflow_store_inserts_absent_version(f: &dyn StoreFactory) -> Rule
     let repo = &s.stores.workflows;
     let d = def("etl", 1, None).with_description("first version\nwith two lines");
     let w = repo.store(d.clone()).await?;
-    ensure!(w.inserted, "store(etl v1) into an empty store: expected inserted = true, got false");
+    ensure!(
+        w.inserted,
+        "store(etl v1) into an empty store: expected inserted = true, got false"
+    );
     ensure_eq!(w.record, d, "store(etl v1) must return the stored record");
     let got = repo.get(&wf("etl"), v(1)).await?;
-    ensure_eq!(got, d, "get(etl, 1) after store must return the definition as written");
+    ensure_eq!(
+        got,
+        d,
+        "get(etl, 1) after store must return the definition as written"
+    );
 
     // A second version and another workflow are inserted too.
     let d2 = def("etl", 2, Some(1));
@@ -83,8 +90,16 @@ pub async fn workflow_store_inserts_absent_version(f: &dyn StoreFactory) -> Rule
         "store(report v1): expected inserted = true"
     );
     ensure_eq!(repo.get(&wf("etl"), v(2)).await?, d2, "get(etl, 2)");
-    ensure_eq!(repo.get(&wf("report"), v(1)).await?, other, "get(report, 1)");
-    ensure_eq!(repo.get(&wf("etl"), v(1)).await?, d, "get(etl, 1) after more stores");
+    ensure_eq!(
+        repo.get(&wf("report"), v(1)).await?,
+        other,
+        "get(report, 1)"
+    );
+    ensure_eq!(
+        repo.get(&wf("etl"), v(1)).await?,
+        d,
+        "get(etl, 1) after more stores"
+    );
     Ok(())
 }
 
@@ -101,8 +116,15 @@ pub async fn workflow_store_same_content_is_noop(f: &dyn StoreFactory) -> RuleRe
     repo.store(d.clone()).await?;
 
     let again = repo.store(d.clone()).await?;
-    ensure!(!again.inserted, "store(etl v1) twice with identical content: expected inserted = false on the second call");
-    ensure_eq!(again.record, d, "the second store must return the stored record");
+    ensure!(
+        !again.inserted,
+        "store(etl v1) twice with identical content: expected inserted = false on the second call"
+    );
+    ensure_eq!(
+        again.record,
+        d,
+        "the second store must return the stored record"
+    );
 
     let later = d.clone().with_created_at(t(99_999, 1));
     let again = repo.store(later).await?;
@@ -222,10 +244,20 @@ pub async fn workflow_parent_must_exist_and_be_lower(f: &dyn StoreFactory) -> Ru
 
     // A parent that exists is accepted, even when it is not the latest.
     let child = def("etl", 2, Some(1));
-    ensure!(repo.store(child.clone()).await?.inserted, "store(etl v2, parent 1) with etl v1 stored");
+    ensure!(
+        repo.store(child.clone()).await?.inserted,
+        "store(etl v2, parent 1) with etl v1 stored"
+    );
     let skip = def("etl", 5, Some(1));
-    ensure!(repo.store(skip.clone()).await?.inserted, "store(etl v5, parent 1)");
-    ensure_eq!(repo.get(&wf("etl"), v(5)).await?.parent, Some(v(1)), "parent of etl v5 read back");
+    ensure!(
+        repo.store(skip.clone()).await?.inserted,
+        "store(etl v5, parent 1)"
+    );
+    ensure_eq!(
+        repo.get(&wf("etl"), v(5)).await?.parent,
+        Some(v(1)),
+        "parent of etl v5 read back"
+    );
     ensure_eq!(
         repo.list_versions(&wf("etl")).await?.len(),
         3,
@@ -335,9 +367,17 @@ pub async fn workflow_list_versions_ascending(f: &dyn StoreFactory) -> RuleResul
         .iter()
         .map(|d| d.version.get())
         .collect();
-    ensure_eq!(got, vec![1, 2, 3, 10, 30], "list_versions(etl) must be ascending and hold only etl");
+    ensure_eq!(
+        got,
+        vec![1, 2, 3, 10, 30],
+        "list_versions(etl) must be ascending and hold only etl"
+    );
     let full = repo.list_versions(&wf("etl")).await?;
-    ensure_eq!(full[3], def("etl", 10, None), "list_versions(etl)[3] must be the full v10 record");
+    ensure_eq!(
+        full[3],
+        def("etl", 10, None),
+        "list_versions(etl)[3] must be the full v10 record"
+    );
     ensure_eq!(
         repo.list_versions(&wf("unknown")).await?,
         Vec::<WorkflowDefinition>::new(),
@@ -539,10 +579,18 @@ pub async fn workflow_content_hash_matches_content(f: &dyn StoreFactory) -> Rule
         "content hash of the definition read back must equal that of the definition written"
     );
     for listed in repo.list_versions(&wf("rich")).await? {
-        ensure_eq!(listed.content_hash(), d.content_hash(), "content hash of the definition from list_versions");
+        ensure_eq!(
+            listed.content_hash(),
+            d.content_hash(),
+            "content hash of the definition from list_versions"
+        );
     }
     let latest = repo.get_latest(&wf("rich")).await?;
-    ensure_eq!(latest.content_hash(), d.content_hash(), "content hash of the definition from get_latest");
+    ensure_eq!(
+        latest.content_hash(),
+        d.content_hash(),
+        "content hash of the definition from get_latest"
+    );
 
     // The hash is of exactly {body, description, id, parent, version}.
     let expected = content_hash(&json!({

@@ -8,15 +8,18 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use runstore_conformance::{Capabilities, Capability, Outcome, StoreFactory, TestStores, run_all, run_rule};
+use runstore_conformance::{
+    Capabilities, Capability, Outcome, StoreFactory, TestStores, run_all, run_rule,
+};
 use runstore_core::memory::{MemoryArtifacts, MemoryLogs, MemoryMetrics, MemoryWorkflows};
 use runstore_core::{
-    Appended, ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader, ArtifactStore,
-    ArtifactStoreExt, BulkOutcome, BundleRequest, ByteStream, Error, ErrorKind, Event, EventQuery,
-    ExecutionMetric, LogRepository, LogRepositoryExt, MetricQuery, MetricsRepository, MetricsSummary,
-    NewEvent, Page, Pattern, PatternId, PatternQuery, Phase, PutOptions, Result, Run, RunFilter,
-    RunId, RunQuery, RunUpdate, RunWithEvents, StoreSet, SummaryQuery, Version, WorkflowDefinition,
-    WorkflowId, WorkflowQuery, WorkflowRepository, Written, async_trait, validate_limit,
+    Appended, ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader,
+    ArtifactStore, ArtifactStoreExt, BulkOutcome, BundleRequest, ByteStream, Error, ErrorKind,
+    Event, EventQuery, ExecutionMetric, LogRepository, LogRepositoryExt, MetricQuery,
+    MetricsRepository, MetricsSummary, NewEvent, Page, Pattern, PatternId, PatternQuery, Phase,
+    PutOptions, Result, Run, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, StoreSet,
+    SummaryQuery, Version, WorkflowDefinition, WorkflowId, WorkflowQuery, WorkflowRepository,
+    Written, async_trait, validate_limit,
 };
 use tokio::io::AsyncReadExt;
 
@@ -49,6 +52,13 @@ enum Break {
     MetricListIgnoresCursor,
     /// Artifact `list` sorts by the string `run/phase/path`, not the tuple.
     ArtifactListStringOrder,
+    /// Percentiles taken at the 0-based index `p * n / 100` instead of by
+    /// nearest rank.
+    PercentileByFloorIndex,
+    /// `record_many` records one by one: a conflict leaves a partial batch.
+    RecordManyNotAtomic,
+    /// Patterns listed oldest first.
+    PatternsOldestFirst,
     /// Event kinds are stored without validation (control characters
     /// replaced instead of refused).
     EventKindNotValidated,
@@ -57,7 +67,9 @@ enum Break {
 }
 
 fn ctrl_to(s: &str, with: char) -> String {
-    s.chars().map(|c| if c.is_control() { with } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { with } else { c })
+        .collect()
 }
 
 // ---------------------------------------------------------------- workflows
@@ -82,7 +94,10 @@ impl WorkflowRepository for Workflows {
     async fn store(&self, def: WorkflowDefinition) -> Result<Written<WorkflowDefinition>> {
         match self.inner.store(def.clone()).await {
             Err(e) if e.kind() == ErrorKind::Conflict && self.brk == Break::WorkflowOverwrite => {
-                self.overrides.lock().expect("lock").insert((def.id.clone(), def.version), def.clone());
+                self.overrides
+                    .lock()
+                    .expect("lock")
+                    .insert((def.id.clone(), def.version), def.clone());
                 Ok(Written::inserted(def))
             }
             other => other.map(|mut w| {
@@ -98,7 +113,13 @@ impl WorkflowRepository for Workflows {
         self.inner.get_latest(id).await.map(|d| self.over(d))
     }
     async fn list_versions(&self, id: &WorkflowId) -> Result<Vec<WorkflowDefinition>> {
-        Ok(self.inner.list_versions(id).await?.into_iter().map(|d| self.over(d)).collect())
+        Ok(self
+            .inner
+            .list_versions(id)
+            .await?
+            .into_iter()
+            .map(|d| self.over(d))
+            .collect())
     }
     async fn list(&self, query: WorkflowQuery) -> Result<Page<WorkflowDefinition>> {
         let mut p = self.inner.list(query).await?;
@@ -117,7 +138,11 @@ struct Logs {
 
 impl Logs {
     fn renumber(&self, seq: u64) -> u64 {
-        if self.brk == Break::EventNumberGap && seq >= 3 { seq + 1 } else { seq }
+        if self.brk == Break::EventNumberGap && seq >= 3 {
+            seq + 1
+        } else {
+            seq
+        }
     }
     fn prepare(&self, mut e: NewEvent) -> NewEvent {
         if self.brk == Break::IdempotencyKeyTwice {
@@ -143,7 +168,8 @@ impl LogRepository for Logs {
             let stored = self.inner.get_run(id).await?;
             if stored.status.is_terminal()
                 && update.status.is_terminal()
-                && (update.status != stored.status || update.ended_at.is_some_and(|e| Some(e) != stored.ended_at))
+                && (update.status != stored.status
+                    || update.ended_at.is_some_and(|e| Some(e) != stored.ended_at))
             {
                 // Rewrite the finished run with the new outcome.
                 let events = self.inner.all_events(id).await?;
@@ -151,7 +177,12 @@ impl LogRepository for Logs {
                 run.status = update.status;
                 run.ended_at = update.ended_at.or(stored.ended_at);
                 self.inner.delete_run(id).await?;
-                self.inner.import_runs(vec![RunWithEvents { run: run.clone(), events }]).await?;
+                self.inner
+                    .import_runs(vec![RunWithEvents {
+                        run: run.clone(),
+                        events,
+                    }])
+                    .await?;
                 return Ok(run);
             }
         }
@@ -225,6 +256,17 @@ impl MetricsRepository for Metrics {
         Ok(w)
     }
     async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
+        if self.brk == Break::RecordManyNotAtomic {
+            let mut out = BulkOutcome::default();
+            for m in metrics {
+                if self.inner.record(m).await?.inserted {
+                    out.inserted += 1;
+                } else {
+                    out.unchanged += 1;
+                }
+            }
+            return Ok(out);
+        }
         self.inner.record_many(metrics).await
     }
     async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
@@ -242,8 +284,36 @@ impl MetricsRepository for Metrics {
     async fn delete(&self, run_id: &RunId) -> Result<()> {
         self.inner.delete(run_id).await
     }
-    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary> {
-        self.inner.summary(workflow_id, query).await
+    async fn summary(
+        &self,
+        workflow_id: &WorkflowId,
+        query: SummaryQuery,
+    ) -> Result<MetricsSummary> {
+        let version = query.workflow_version;
+        let mut s = self.inner.summary(workflow_id, query).await?;
+        if self.brk == Break::PercentileByFloorIndex
+            && let Some(d) = s.duration.as_mut()
+        {
+            let mut durations = Vec::new();
+            let mut cursor = None;
+            loop {
+                let q = MetricQuery::default()
+                    .with_workflow(workflow_id.clone(), version)
+                    .with_limit(10_000)
+                    .with_cursor(cursor);
+                let p = self.inner.list(q).await?;
+                durations.extend(p.items.iter().map(|m| m.duration_micros));
+                match p.next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            durations.sort_unstable();
+            let n = durations.len();
+            let at = |p: usize| durations[(p * n / 100).min(n - 1)];
+            (d.p50, d.p95, d.p99) = (at(50), at(95), at(99));
+        }
+        Ok(s)
     }
     async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
         self.inner.upsert_pattern(pattern).await
@@ -252,7 +322,11 @@ impl MetricsRepository for Metrics {
         self.inner.get_pattern(id).await
     }
     async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
-        self.inner.list_patterns(query).await
+        let mut p = self.inner.list_patterns(query).await?;
+        if self.brk == Break::PatternsOldestFirst {
+            p.items.reverse();
+        }
+        Ok(p)
     }
 }
 
@@ -267,7 +341,12 @@ struct Artifacts {
 
 #[async_trait]
 impl ArtifactStore for Artifacts {
-    async fn put(&self, key: &ArtifactKey, mut body: ByteStream, mut options: PutOptions) -> Result<Written<ArtifactInfo>> {
+    async fn put(
+        &self,
+        key: &ArtifactKey,
+        mut body: ByteStream,
+        mut options: PutOptions,
+    ) -> Result<Written<ArtifactInfo>> {
         if self.brk == Break::ContentTypeNotValidated {
             options.content_type = options.content_type.map(|t| ctrl_to(&t, ' '));
         }
@@ -275,8 +354,14 @@ impl ArtifactStore for Artifacts {
             return self.inner.put(key, body, options).await;
         }
         let mut bytes = Vec::new();
-        body.read_to_end(&mut bytes).await.map_err(|e| Error::io("reading a body", e))?;
-        match self.inner.put_bytes(key, bytes.clone(), options.clone()).await {
+        body.read_to_end(&mut bytes)
+            .await
+            .map_err(|e| Error::io("reading a body", e))?;
+        match self
+            .inner
+            .put_bytes(key, bytes.clone(), options.clone())
+            .await
+        {
             Err(e) if e.kind() == ErrorKind::Immutable => {
                 self.inner.delete(key).await?;
                 self.inner.put_bytes(key, bytes, options).await
@@ -312,7 +397,10 @@ impl ArtifactStore for Artifacts {
         let mut all = Vec::new();
         let mut cursor = None;
         loop {
-            let p = self.inner.list(query.clone().with_limit(10_000).with_cursor(cursor)).await?;
+            let p = self
+                .inner
+                .list(query.clone().with_limit(10_000).with_cursor(cursor))
+                .await?;
             all.extend(p.items);
             match p.next {
                 Some(c) => cursor = Some(c),
@@ -322,7 +410,11 @@ impl ArtifactStore for Artifacts {
         all.sort_by_key(|i| i.key.to_string());
         let rest: Vec<_> = all
             .into_iter()
-            .filter(|i| after.as_ref().is_none_or(|a| i.key.to_string() > a.to_string()))
+            .filter(|i| {
+                after
+                    .as_ref()
+                    .is_none_or(|a| i.key.to_string() > a.to_string())
+            })
             .take(limit + 1)
             .collect();
         Ok(Page::from_overfetch(rest, limit, |i| i.key.clone()))
@@ -336,7 +428,9 @@ impl ArtifactStore for Artifacts {
             let phase = Phase::new("nonce")?;
             let path = ArtifactPath::new(format!("n{n}"))?;
             let key = ArtifactKey::new(request.run_id.clone(), phase.clone(), path.clone());
-            self.inner.put_bytes(&key, n.to_string().into_bytes(), PutOptions::default()).await?;
+            self.inner
+                .put_bytes(&key, n.to_string().into_bytes(), PutOptions::default())
+                .await?;
             request.members.push((phase, path));
         }
         runstore_core::bundle::write_bundle(self, request).await
@@ -364,9 +458,20 @@ impl StoreFactory for BrokenFactory {
                 brk,
                 overrides: Mutex::new(BTreeMap::new()),
             }),
-            logs: Arc::new(Logs { inner: MemoryLogs::default(), brk }),
-            metrics: Arc::new(Metrics { inner: MemoryMetrics::default(), brk, dups: AtomicU64::new(0) }),
-            artifacts: Arc::new(Artifacts { inner: raw.clone(), brk, nonce: AtomicU64::new(0) }),
+            logs: Arc::new(Logs {
+                inner: MemoryLogs::default(),
+                brk,
+            }),
+            metrics: Arc::new(Metrics {
+                inner: MemoryMetrics::default(),
+                brk,
+                dups: AtomicU64::new(0),
+            }),
+            artifacts: Arc::new(Artifacts {
+                inner: raw.clone(),
+                brk,
+                nonce: AtomicU64::new(0),
+            }),
         };
         Ok(TestStores::with_guard(stores, raw))
     }
@@ -395,16 +500,25 @@ async fn assert_caught(brk: Break, rules: &[&str]) {
     let mut missed = Vec::new();
     for rule in rules {
         match run_rule(&f, rule).await {
-            Outcome::Failed(m) if m.contains("NOT_WRITTEN_YET") || m.starts_with("no rule named") => {
+            Outcome::Failed(m)
+                if m.contains("NOT_WRITTEN_YET") || m.starts_with("no rule named") =>
+            {
                 missed.push(format!("{rule}: cannot judge yet: {m}"))
             }
             Outcome::Failed(m) => {
-                eprintln!("{brk:?} caught by {rule}:\n{}\n", m.lines().take(6).collect::<Vec<_>>().join("\n"))
+                eprintln!(
+                    "{brk:?} caught by {rule}:\n{}\n",
+                    m.lines().take(6).collect::<Vec<_>>().join("\n")
+                )
             }
             other => missed.push(format!("{rule}: {other:?}")),
         }
     }
-    assert!(missed.is_empty(), "break {brk:?} was not caught by:\n{}", missed.join("\n"));
+    assert!(
+        missed.is_empty(),
+        "break {brk:?} was not caught by:\n{}",
+        missed.join("\n")
+    );
 }
 
 macro_rules! variant {
@@ -416,18 +530,50 @@ macro_rules! variant {
     };
 }
 
-variant!(workflow_overwrite_is_caught, Break::WorkflowOverwrite, ["workflow_store_other_content_conflicts", MODEL]);
-variant!(finished_run_change_is_caught, Break::FinishedRunChanges, ["run_terminal_status_and_end_time_set_once", MODEL]);
-variant!(idempotency_key_twice_is_caught, Break::IdempotencyKeyTwice, ["event_idempotency_key_returns_original_seq", MODEL]);
-variant!(event_number_gap_is_caught, Break::EventNumberGap, ["event_numbering_starts_at_one_without_gaps", MODEL]);
-variant!(metric_counted_twice_is_caught, Break::MetricCountedTwice, ["metric_record_is_idempotent_and_never_counts_twice", MODEL]);
+variant!(
+    workflow_overwrite_is_caught,
+    Break::WorkflowOverwrite,
+    ["workflow_store_other_content_conflicts", MODEL]
+);
+variant!(
+    finished_run_change_is_caught,
+    Break::FinishedRunChanges,
+    ["run_terminal_status_and_end_time_set_once", MODEL]
+);
+variant!(
+    idempotency_key_twice_is_caught,
+    Break::IdempotencyKeyTwice,
+    ["event_idempotency_key_returns_original_seq", MODEL]
+);
+variant!(
+    event_number_gap_is_caught,
+    Break::EventNumberGap,
+    ["event_numbering_starts_at_one_without_gaps", MODEL]
+);
+variant!(
+    metric_counted_twice_is_caught,
+    Break::MetricCountedTwice,
+    ["metric_record_is_idempotent_and_never_counts_twice", MODEL]
+);
 variant!(
     artifact_overwrite_without_token_is_caught,
     Break::ArtifactOverwriteWithoutToken,
     ["artifact_put_other_bytes_is_immutable", MODEL]
 );
-variant!(read_skipping_verification_is_caught, Break::ReadSkipsVerification, ["artifact_read_detects_tampering"]);
-variant!(varying_bundle_is_caught, Break::BundleVaries, ["bundle_is_deterministic_with_manifest"]);
+variant!(
+    read_skipping_verification_is_caught,
+    Break::ReadSkipsVerification,
+    ["artifact_read_detects_tampering"]
+);
+variant!(
+    varying_bundle_is_caught,
+    Break::BundleVaries,
+    [
+        "bundle_is_deterministic_with_manifest",
+        "bundle_missing_member_writes_nothing",
+        MODEL
+    ]
+);
 variant!(
     run_query_ignoring_cursor_is_caught,
     Break::RunQueryIgnoresCursor,
@@ -438,17 +584,48 @@ variant!(
     Break::RunQueryIgnoresOrder,
     ["run_query_orders_by_start_then_id_descending", MODEL]
 );
-variant!(metric_list_ignoring_cursor_is_caught, Break::MetricListIgnoresCursor, ["metric_list_paged_by_run_id", MODEL]);
+variant!(
+    metric_list_ignoring_cursor_is_caught,
+    Break::MetricListIgnoresCursor,
+    ["metric_list_paged_by_run_id", MODEL]
+);
 variant!(
     artifact_list_in_string_order_is_caught,
     Break::ArtifactListStringOrder,
     ["artifact_list_by_run_and_phase_ordered", MODEL]
 );
-variant!(unvalidated_event_kind_is_caught, Break::EventKindNotValidated, ["hostile_text_rejected_by_backend", MODEL]);
+variant!(
+    percentile_by_floor_index_is_caught,
+    Break::PercentileByFloorIndex,
+    [
+        "metric_summary_percentiles_by_nearest_rank",
+        "metric_summary_matches_reference",
+        MODEL
+    ]
+);
+variant!(
+    record_many_not_atomic_is_caught,
+    Break::RecordManyNotAtomic,
+    ["metric_record_many_is_all_or_nothing", MODEL]
+);
+variant!(
+    patterns_oldest_first_is_caught,
+    Break::PatternsOldestFirst,
+    ["pattern_list_newest_first_and_paged", MODEL]
+);
+variant!(
+    unvalidated_event_kind_is_caught,
+    Break::EventKindNotValidated,
+    ["hostile_text_rejected_by_backend", MODEL]
+);
 variant!(
     unvalidated_content_type_is_caught,
     Break::ContentTypeNotValidated,
-    ["hostile_text_rejected_by_backend", "artifact_put_records_hash_size_type_creator_time", MODEL]
+    [
+        "hostile_text_rejected_by_backend",
+        "artifact_put_records_hash_size_type_creator_time",
+        MODEL
+    ]
 );
 
 /// The wrapper itself is faithful: without a break every rule passes.
@@ -457,5 +634,9 @@ async fn unbroken_wrapper_passes_every_rule() {
     let report = run_all(&BrokenFactory(Break::Nothing)).await;
     eprintln!("{report}");
     report.assert_passed();
-    assert!(report.skipped().len() <= 2, "unexpected skips: {:?}", report.skipped());
+    assert!(
+        report.skipped().len() <= 2,
+        "unexpected skips: {:?}",
+        report.skipped()
+    );
 }

@@ -147,10 +147,11 @@ mod file {
 fn file_durability(name: &str) -> std::result::Result<runstore_file::Durability, String> {
     use runstore_file::Durability;
     match name {
-        "fsync" | "full" => Ok(Durability::Fsync),
-        "none" | "os" => Ok(Durability::None),
+        "fsync" => Ok(Durability::Fsync),
+        "group_commit" | "group-commit" => Ok(Durability::GroupCommit),
+        "none" => Ok(Durability::None),
         other => Err(format!(
-            "option `durability`: unknown value {other:?}; use `fsync` (default) or `none`"
+            "option `durability`: unknown value {other:?}; use fsync (default), group_commit or none"
         )),
     }
 }

@@ -8,6 +8,7 @@
 
 mod builtin;
 pub mod config;
+pub mod migrate;
 pub mod registry;
 mod storage;
 

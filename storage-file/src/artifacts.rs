@@ -32,10 +32,26 @@ fn not_found(key: &ArtifactKey) -> Error {
     Error::not_found(format!("artifact {key}"))
 }
 
-/// The path components of an artifact's bytes under the root.
+/// The path components of an artifact's bytes under the root. Each
+/// folder segment goes under `d/` and the last segment under `f/`, so the
+/// paths `a/x` and `a/x/y` can both exist (a file and a folder never share
+/// a name), and every name stays the segment itself (at most 255 bytes).
 pub(crate) fn blob_parts(key: &ArtifactKey) -> Vec<&str> {
-    let mut parts = vec!["artifacts", key.run_id.as_str(), "phases", key.phase.as_str()];
-    parts.extend(key.path.segments());
+    let mut parts = vec![
+        "artifacts",
+        key.run_id.as_str(),
+        "phases",
+        key.phase.as_str(),
+    ];
+    let segments: Vec<&str> = key.path.segments().collect();
+    if let Some((last, dirs)) = segments.split_last() {
+        for d in dirs {
+            parts.push("d");
+            parts.push(d);
+        }
+        parts.push("f");
+        parts.push(last);
+    }
     parts
 }
 
@@ -108,7 +124,12 @@ fn place(
     let guard = fsutil::take_lock(&inner.root, LOCK, true)?;
     let infos = run_infos(inner, &key.run_id)?;
     let stored = infos.get(key);
-    match decide_put(key, stored.map(|i| &i.sha256), &hash, options.overwrite_token.as_ref())? {
+    match decide_put(
+        key,
+        stored.map(|i| &i.sha256),
+        &hash,
+        options.overwrite_token.as_ref(),
+    )? {
         PutDecision::Unchanged => {
             // Checked just above: `Unchanged` needs a stored info.
             let info = stored.cloned().ok_or_else(|| not_found(key))?;
@@ -131,7 +152,9 @@ fn place(
             if inner.durability != crate::Durability::None {
                 fsutil::sync_dir(&dir)?;
             }
-            let journal = inner.root.path(&["artifacts", key.run_id.as_str(), INFO_FILE])?;
+            let journal = inner
+                .root
+                .path(&["artifacts", key.run_id.as_str(), INFO_FILE])?;
             let (ticket, _) = fsutil::append(
                 &journal,
                 &to_line(&InfoLine::Put { info: info.clone() })?,
@@ -153,7 +176,12 @@ fn spool_dir(inner: &Inner) -> Result<PathBuf> {
 
 #[async_trait]
 impl ArtifactStore for FileStore {
-    async fn put(&self, key: &ArtifactKey, body: ByteStream, options: PutOptions) -> Result<Written<ArtifactInfo>> {
+    async fn put(
+        &self,
+        key: &ArtifactKey,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Written<ArtifactInfo>> {
         options.validate()?;
         // Spool the body to a temp file in the root while hashing it, so any
         // size streams in bounded memory and nothing is locked meanwhile.
@@ -164,8 +192,11 @@ impl ArtifactStore for FileStore {
                 let tmp = tempfile::NamedTempFile::new_in(&dir)
                     .map_err(|e| fsutil::io_err("creating a spool file in", &dir, e))?;
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(fsutil::FILE_MODE))
-                    .map_err(|e| fsutil::io_err("setting permissions of", tmp.path(), e))?;
+                std::fs::set_permissions(
+                    tmp.path(),
+                    std::fs::Permissions::from_mode(fsutil::FILE_MODE),
+                )
+                .map_err(|e| fsutil::io_err("setting permissions of", tmp.path(), e))?;
                 let handle = tmp
                     .as_file()
                     .try_clone()
@@ -210,7 +241,10 @@ impl ArtifactStore for FileStore {
                     .ok_or_else(|| not_found(&key))?;
                 let path = inner.root.path(&blob_parts(&key))?;
                 let file = fsutil::open_read(&path)?.ok_or_else(|| {
-                    Error::corrupt(format!("artifact {key}"), format!("its bytes ({}) are missing", path.display()))
+                    Error::corrupt(
+                        format!("artifact {key}"),
+                        format!("its bytes ({}) are missing", path.display()),
+                    )
                 })?;
                 Ok((info, file))
             })
@@ -236,7 +270,8 @@ impl ArtifactStore for FileStore {
 
     async fn list(&self, query: ArtifactQuery) -> Result<Page<ArtifactInfo>> {
         let limit = validate_limit(query.limit)?;
-        let after: Option<ArtifactCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let after: Option<ArtifactCursor> =
+            query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         self.inner
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
@@ -276,7 +311,9 @@ impl ArtifactStore for FileStore {
                 }
                 // Record first, bytes second: a crash in between leaves an
                 // orphan file that `check` reports and removes.
-                let journal = inner.root.path(&["artifacts", key.run_id.as_str(), INFO_FILE])?;
+                let journal = inner
+                    .root
+                    .path(&["artifacts", key.run_id.as_str(), INFO_FILE])?;
                 let (ticket, _) = fsutil::append(
                     &journal,
                     &to_line(&InfoLine::Delete { key: key.clone() })?,

@@ -66,7 +66,13 @@ impl CheckReport {
         self.findings.iter().filter(move |f| f.kind == kind)
     }
 
-    fn add(&mut self, kind: FindingKind, location: impl Into<String>, detail: impl Into<String>, repaired: bool) {
+    fn add(
+        &mut self,
+        kind: FindingKind,
+        location: impl Into<String>,
+        detail: impl Into<String>,
+        repaired: bool,
+    ) {
         let location = location.into();
         if self
             .findings
@@ -87,9 +93,12 @@ impl CheckReport {
 /// Temp files younger than this may belong to a write in progress.
 const TEMP_GRACE: Duration = Duration::from_secs(600);
 
-/// Scans one NDJSON file: torn tail (cut with `repair`) and lines that
-/// `valid` refuses.
+/// Scans one NDJSON file: torn tail and lines that `valid` refuses. With
+/// `repair`, cuts the torn tail, and moves corrupt lines out of the file
+/// into `<file>.corrupt` (kept for people, never read by the backend); the
+/// file is replaced atomically with the good lines in their order.
 fn scan_ndjson(
+    inner: &Inner,
     report: &mut CheckReport,
     path: &Path,
     repair: bool,
@@ -98,31 +107,67 @@ fn scan_ndjson(
     let Some(mut file) = fsutil::open_read(path)? else {
         return Ok(());
     };
-    let read = fsutil::read_lines(&mut file, path, 0)?;
-    for (off, line) in read.lines {
-        let res = line.map_err(|()| "not UTF-8".to_string()).and_then(|l| valid(&l));
-        if let Err(e) = res {
-            report.add(
-                crate::FindingKind::CorruptLine,
-                format!("{} at byte {off}", path.display()),
-                format!("unreadable record, skipped by reads: {e}"),
-                false,
-            );
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw)
+        .map_err(|e| fsutil::io_err("reading", path, e))?;
+    let complete = raw.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    let mut corrupt = Vec::new();
+    let mut off = 0usize;
+    for line in raw[..complete].split_inclusive(|b| *b == b'\n') {
+        let body = &line[..line.len() - 1];
+        let res = if body.is_empty() {
+            Ok(())
+        } else {
+            std::str::from_utf8(body)
+                .map_err(|_| "not UTF-8".to_string())
+                .and_then(&valid)
+        };
+        match res {
+            Ok(()) => good.extend_from_slice(line),
+            Err(e) => {
+                bad.extend_from_slice(line);
+                corrupt.push((off, e));
+            }
         }
+        off += line.len();
     }
-    if read.torn > 0 {
-        if repair {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|e| fsutil::io_err("opening", path, e))?;
-            fsutil::cut_torn_tail(&f, path)?;
-        }
+    let torn = (raw.len() - complete) as u64;
+    let rewrite = repair && !corrupt.is_empty();
+    if rewrite {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::backend(format!("{} has no file name", path.display()), None))?;
+        let quarantine = dir.join(format!("{name}.corrupt"));
+        fsutil::append(&quarantine, &bad, inner.durability, &inner.syncer)?;
+        fsutil::write_atomic(dir, name, &good, inner.durability)?;
+    } else if repair && torn > 0 {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| fsutil::io_err("opening", path, e))?;
+        fsutil::cut_torn_tail(&f, path)?;
+    }
+    for (off, e) in corrupt {
+        report.add(
+            crate::FindingKind::CorruptLine,
+            format!("{} at byte {off}", path.display()),
+            if rewrite {
+                format!("unreadable record moved to {}.corrupt: {e}", path.display())
+            } else {
+                format!("unreadable record, skipped by reads: {e}")
+            },
+            rewrite,
+        );
+    }
+    if torn > 0 {
         report.add(
             crate::FindingKind::TornTail,
-            format!("{} at byte {}", path.display(), read.end),
-            format!("a torn last line of {} bytes", read.torn),
+            format!("{} at byte {complete}", path.display()),
+            format!("a torn last line of {torn} bytes"),
             repair,
         );
     }
@@ -130,7 +175,9 @@ fn scan_ndjson(
 }
 
 fn parses<T: serde::de::DeserializeOwned>(line: &str) -> std::result::Result<(), String> {
-    serde_json::from_str::<T>(line).map(|_| ()).map_err(|e| e.to_string())
+    serde_json::from_str::<T>(line)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn run(inner: &Inner, repair: bool) -> Result<CheckReport> {
@@ -151,7 +198,7 @@ pub(crate) fn run(inner: &Inner, repair: bool) -> Result<CheckReport> {
 fn check_logs(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
     let _g = fsutil::take_lock(&inner.root, logs::LOCK, repair)?;
     let journal = inner.root.path(&["logs", "runs.ndjson"])?;
-    scan_ndjson(report, &journal, repair, parses::<logs::RunLine>)?;
+    scan_ndjson(inner, report, &journal, repair, parses::<logs::RunLine>)?;
     // A fresh look at the journal and the index, as a new process has.
     logs::reload_runs(inner);
     let before = lock_mutex(&inner.found).len();
@@ -162,7 +209,9 @@ fn check_logs(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<(
     let dir = inner.root.path(&["logs", "events"])?;
     for (name, ft) in fsutil::list_dir(&dir)? {
         let path = inner.root.path(&["logs", "events", &name])?;
-        let run = name.strip_suffix(".ndjson").and_then(|r| RunId::new(r).ok());
+        let run = name
+            .strip_suffix(".ndjson")
+            .and_then(|r| RunId::new(r).ok());
         let Some(run) = run.filter(|_| ft.is_file()) else {
             continue;
         };
@@ -178,7 +227,7 @@ fn check_logs(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<(
             );
             continue;
         }
-        scan_ndjson(report, &path, repair, |l| {
+        scan_ndjson(inner, report, &path, repair, |l| {
             let e: Event = serde_json::from_str(l).map_err(|e| e.to_string())?;
             if e.run_id != run {
                 return Err(format!("belongs to run {}", e.run_id));
@@ -192,9 +241,9 @@ fn check_logs(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<(
 fn check_metrics(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
     let _g = fsutil::take_lock(&inner.root, metrics::LOCK, repair)?;
     let m = inner.root.path(&["metrics", "metrics.ndjson"])?;
-    scan_ndjson(report, &m, repair, parses::<metrics::MetricLine>)?;
+    scan_ndjson(inner, report, &m, repair, parses::<metrics::MetricLine>)?;
     let p = inner.root.path(&["metrics", "patterns.ndjson"])?;
-    scan_ndjson(report, &p, repair, parses::<runstore_core::Pattern>)?;
+    scan_ndjson(inner, report, &p, repair, parses::<runstore_core::Pattern>)?;
     Ok(())
 }
 
@@ -203,9 +252,10 @@ fn check_workflows(inner: &Inner, report: &mut CheckReport) -> Result<()> {
     let ids: Vec<WorkflowId> = workflows::ids(inner)?;
     for id in ids {
         for v in workflows::versions(inner, &id)? {
-            let path = inner
-                .root
-                .path(&["workflows", id.as_str(), &format!("{}.yaml", v.get())])?;
+            let path =
+                inner
+                    .root
+                    .path(&["workflows", id.as_str(), &format!("{}.yaml", v.get())])?;
             if let Err(e) = workflows::read_version(&path, &id, v) {
                 report.add(
                     crate::FindingKind::CorruptFile,
@@ -225,7 +275,9 @@ fn hash_file(path: &Path) -> Result<(runstore_core::Sha256Digest, u64)> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| fsutil::io_err("reading", path, e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| fsutil::io_err("reading", path, e))?;
         if n == 0 {
             break;
         }
@@ -241,7 +293,13 @@ fn check_artifacts(inner: &Inner, repair: bool, report: &mut CheckReport) -> Res
         let journal = inner
             .root
             .path(&["artifacts", run.as_str(), artifacts::INFO_FILE])?;
-        scan_ndjson(report, &journal, repair, parses::<artifacts::InfoLine>)?;
+        scan_ndjson(
+            inner,
+            report,
+            &journal,
+            repair,
+            parses::<artifacts::InfoLine>,
+        )?;
         let infos = artifacts::run_infos(inner, &run)?;
         let mut known = std::collections::HashSet::new();
         for (key, info) in &infos {
@@ -302,27 +360,37 @@ fn check_artifacts(inner: &Inner, repair: bool, report: &mut CheckReport) -> Res
 }
 
 fn check_tmp(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
-    let dir = inner.root.path(&["tmp"])?;
+    // Spool files of artifact writes, and temp files of atomic replacements
+    // (named `.tmp…` by tempfile) in every folder that has them.
+    let mut dirs = vec![(inner.root.path(&["tmp"])?, false)];
+    for parts in [&[][..], &["index"][..], &["logs", "events"][..]] {
+        dirs.push((inner.root.path(parts)?, true));
+    }
+    for id in workflows::ids(inner)? {
+        dirs.push((inner.root.path(&["workflows", id.as_str()])?, true));
+    }
     let now = SystemTime::now();
-    for (name, ft) in fsutil::list_dir(&dir)? {
-        if !ft.is_file() {
-            continue;
-        }
-        let path = dir.join(&name);
-        let old = std::fs::symlink_metadata(&path)
-            .and_then(|m| m.modified())
-            .map(|t| now.duration_since(t).unwrap_or_default() > TEMP_GRACE)
-            .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
-        if old {
-            if repair {
-                fsutil::remove_file(&path, inner.durability)?;
+    for (dir, only_dot_tmp) in dirs {
+        for (name, ft) in fsutil::list_dir(&dir)? {
+            if !ft.is_file() || (only_dot_tmp && !name.starts_with(".tmp")) {
+                continue;
             }
-            report.add(
-                crate::FindingKind::LeftoverTemp,
-                path.display().to_string(),
-                "a spool file left by an interrupted artifact write",
-                repair,
-            );
+            let path = dir.join(&name);
+            let old = std::fs::symlink_metadata(&path)
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() > TEMP_GRACE)
+                .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
+            if old {
+                if repair {
+                    fsutil::remove_file(&path, inner.durability)?;
+                }
+                report.add(
+                    crate::FindingKind::LeftoverTemp,
+                    path.display().to_string(),
+                    "a temp file left by an interrupted write",
+                    repair,
+                );
+            }
         }
     }
     Ok(())

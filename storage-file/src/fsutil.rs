@@ -98,7 +98,10 @@ pub(crate) fn regular_file_exists(path: &Path) -> Result<bool> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(symlink_err(path)),
         Ok(m) if m.is_file() => Ok(true),
-        Ok(_) => Err(Error::corrupt(path.display().to_string(), "is not a regular file")),
+        Ok(_) => Err(Error::corrupt(
+            path.display().to_string(),
+            "is not a regular file",
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err("inspecting", path, e)),
     }
@@ -137,14 +140,27 @@ pub(crate) fn take_lock(root: &Root, name: &str, exclusive: bool) -> Result<Lock
         .mode(FILE_MODE)
         .open(&path)
         .map_err(|e| io_err("opening lock file", &path, e))?;
-    let res = if exclusive { file.lock() } else { file.lock_shared() };
+    let res = if exclusive {
+        file.lock()
+    } else {
+        file.lock_shared()
+    };
     res.map_err(|e| io_err("locking", &path, e))?;
     Ok(LockGuard { _file: file })
 }
 
-/// Identity of a file, to notice that it was replaced rather than appended.
-pub(crate) fn file_id(meta: &fs::Metadata) -> (u64, u64) {
-    (meta.dev(), meta.ino())
+/// Identity of a file, to notice that it was replaced rather than appended:
+/// device, inode and (where the file system records it) birth time, so a
+/// deleted and re-created file that reuses an inode number is noticed too.
+pub(crate) type FileId = (u64, u64, u128);
+
+pub(crate) fn file_id(meta: &fs::Metadata) -> FileId {
+    let born = meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    (meta.dev(), meta.ino(), born)
 }
 
 /// Complete lines read from an offset on.
@@ -190,7 +206,10 @@ pub(crate) fn read_lines(file: &mut File, path: &Path, from: u64) -> Result<Read
 /// crash). Returns how many bytes were cut. Caller holds the exclusive lock.
 pub(crate) fn cut_torn_tail(file: &File, path: &Path) -> Result<u64> {
     use std::os::unix::fs::FileExt;
-    let len = file.metadata().map_err(|e| io_err("inspecting", path, e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| io_err("inspecting", path, e))?
+        .len();
     let mut pos = len;
     let mut chunk = vec![0u8; 64 * 1024];
     let keep = loop {
@@ -207,7 +226,8 @@ pub(crate) fn cut_torn_tail(file: &File, path: &Path) -> Result<u64> {
         pos = start;
     };
     if keep < len {
-        file.set_len(keep).map_err(|e| io_err("truncating", path, e))?;
+        file.set_len(keep)
+            .map_err(|e| io_err("truncating", path, e))?;
         file.sync_all().map_err(|e| io_err("syncing", path, e))?;
         tracing::warn!(file = %path.display(), bytes = len - keep, "cut a torn last line left by a crash");
     }
@@ -224,7 +244,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 #[derive(Debug)]
 pub(crate) struct SyncTicket {
     file: File,
-    id: (u64, u64),
+    id: FileId,
     end: u64,
 }
 
@@ -232,12 +252,18 @@ pub(crate) struct SyncTicket {
 /// that wrote before an fsync started share it.
 #[derive(Debug, Default)]
 pub(crate) struct Syncer {
-    files: Mutex<HashMap<(u64, u64), Arc<Mutex<u64>>>>,
+    files: Mutex<HashMap<FileId, SyncedUpTo>>,
 }
+
+/// Bytes of one file known to be fsynced; held while an fsync runs.
+type SyncedUpTo = Arc<Mutex<u64>>;
 
 impl Syncer {
     pub(crate) fn sync(&self, ticket: SyncTicket) -> Result<()> {
-        let slot = lock_mutex(&self.files).entry(ticket.id).or_default().clone();
+        let slot = lock_mutex(&self.files)
+            .entry(ticket.id)
+            .or_default()
+            .clone();
         let mut synced = lock_mutex(&slot);
         if *synced >= ticket.end {
             return Ok(());
@@ -256,7 +282,7 @@ impl Syncer {
     }
 
     /// Forgets a file whose length went down (a cut torn tail).
-    pub(crate) fn forget(&self, id: (u64, u64)) {
+    pub(crate) fn forget(&self, id: FileId) {
         lock_mutex(&self.files).remove(&id);
     }
 }
@@ -320,7 +346,12 @@ pub(crate) fn append(
 
 /// Replaces (or creates) `dir/name` atomically: temp file in the same
 /// folder, write, fsync, rename, fsync of the folder.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8], durability: Durability) -> Result<()> {
+pub(crate) fn write_atomic(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| io_err("creating a temp file in", dir, e))?;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(FILE_MODE))
@@ -380,4 +411,67 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<(String, fs::FileType)>> {
     }
     out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_tails_longer_than_a_read_chunk_are_cut_at_the_last_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.ndjson");
+        let mut bytes = b"{\"a\":1}\n{\"b\":2}\n".to_vec();
+        let keep = bytes.len() as u64;
+        bytes.extend(vec![b'x'; 200_000]);
+        fs::write(&path, &bytes).unwrap();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        assert_eq!(cut_torn_tail(&f, &path).unwrap(), 200_000);
+        assert_eq!(fs::metadata(&path).unwrap().len(), keep);
+        // Nothing to cut the second time; a file of one torn line is emptied.
+        assert_eq!(cut_torn_tail(&f, &path).unwrap(), 0);
+        fs::write(&path, b"no newline at all").unwrap();
+        assert_eq!(cut_torn_tail(&f, &path).unwrap(), 17);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn append_repairs_a_torn_tail_and_read_lines_reports_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.ndjson");
+        fs::write(&path, b"one\ntw").unwrap();
+        let mut f = File::open(&path).unwrap();
+        let read = read_lines(&mut f, &path, 0).unwrap();
+        assert_eq!(read.lines.len(), 1);
+        assert_eq!((read.end, read.torn), (4, 2));
+        let syncer = Syncer::default();
+        let (_, cut) = append(&path, b"two\n", Durability::Fsync, &syncer).unwrap();
+        assert_eq!(cut, 2);
+        assert_eq!(fs::read(&path).unwrap(), b"one\ntwo\n");
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o002, 0, "no world write");
+    }
+
+    #[test]
+    fn root_paths_refuse_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("logs")).unwrap();
+        let root = Root {
+            dir: dir.path().to_path_buf(),
+        };
+        assert_eq!(
+            root.path(&["logs", "x"]).unwrap_err().kind(),
+            runstore_core::ErrorKind::Corrupt
+        );
+        assert!(root.dir(&["logs", "events"]).is_err());
+        assert!(fs::read_dir(outside.path()).unwrap().next().is_none());
+        let made = root.dir(&["fresh", "deeper"]).unwrap();
+        let mode = fs::metadata(&made).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "no world access");
+    }
 }

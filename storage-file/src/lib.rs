@@ -91,7 +91,14 @@ pub(crate) struct Inner {
 impl Inner {
     /// Records a problem met during normal work: logged once, kept for
     /// the next [`FileStore::check`].
-    pub(crate) fn report(&self, kind: FindingKind, location: &Path, offset: u64, detail: String, repaired: bool) {
+    pub(crate) fn report(
+        &self,
+        kind: FindingKind,
+        location: &Path,
+        offset: u64,
+        detail: String,
+        repaired: bool,
+    ) {
         let loc = location.display().to_string();
         if !lock_mutex(&self.warned).insert((loc.clone(), offset)) {
             return;
@@ -99,7 +106,11 @@ impl Inner {
         tracing::warn!(file = %loc, offset, ?kind, repaired, "{detail}");
         lock_mutex(&self.found).push(Finding {
             kind,
-            location: if offset > 0 { format!("{loc} at byte {offset}") } else { loc },
+            location: if matches!(kind, FindingKind::CorruptLine | FindingKind::TornTail) {
+                format!("{loc} at byte {offset}")
+            } else {
+                loc
+            },
             detail,
             repaired,
         });
@@ -162,7 +173,9 @@ impl FileStore {
     /// data (cuts torn tails, rebuilds the index, removes orphans and
     /// leftovers) and says so in each finding.
     pub async fn check(&self, repair: bool) -> Result<CheckReport> {
-        self.inner.blocking(move |inner| check::run(inner, repair)).await
+        self.inner
+            .blocking(move |inner| check::run(inner, repair))
+            .await
     }
 
     /// The root folder.
@@ -209,7 +222,10 @@ fn init_root(inner: &Inner) -> Result<()> {
             f.read_to_string(&mut text)
                 .map_err(|e| fsutil::io_err("reading", &path, e))?;
             let rec: FormatRecord = serde_json::from_str(&text).map_err(|e| {
-                Error::corrupt(path.display().to_string(), format!("not a format record: {e}"))
+                Error::corrupt(
+                    path.display().to_string(),
+                    format!("not a format record: {e}"),
+                )
             })?;
             if rec.format != FORMAT_NAME {
                 return Err(Error::backend(

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -54,7 +55,7 @@ type OrderKey = (Timestamp, RunId);
 /// The run table in memory, valid for the journal file `file` up to `offset`.
 #[derive(Default)]
 pub(crate) struct RunsState {
-    file: Option<(u64, u64)>,
+    file: Option<fsutil::FileId>,
     offset: u64,
     /// Journal bytes covered by the index file on disk.
     indexed: u64,
@@ -105,7 +106,7 @@ impl RunsState {
 /// A run's events in memory, valid for its file up to `offset`.
 #[derive(Default, Clone)]
 pub(crate) struct EventsState {
-    file: Option<(u64, u64)>,
+    file: Option<fsutil::FileId>,
     offset: u64,
     events: Vec<Event>,
     keys: HashMap<String, u64>,
@@ -160,6 +161,10 @@ fn tail_print(file: &File, path: &Path, len: u64) -> Result<String> {
     Ok(Sha256Digest::of(&buf).to_hex())
 }
 
+/// The runs of a usable index and the journal bytes it covers, or why it
+/// is unusable: `None` if missing, `Some(why)` if stale.
+type IndexLoad = std::result::Result<(u64, Vec<Run>), Option<String>>;
+
 /// Loads the index file if it matches the journal; `Err(reason)` if it is
 /// missing (`None`) or stale (`Some(why)`).
 fn load_index(
@@ -167,7 +172,7 @@ fn load_index(
     journal: &File,
     journal_path: &Path,
     journal_len: u64,
-) -> Result<std::result::Result<(u64, Vec<Run>), Option<String>>> {
+) -> Result<IndexLoad> {
     let path = index_path(inner)?;
     let Some(mut f) = fsutil::open_read(&path)? else {
         return Ok(Err(None));
@@ -216,7 +221,12 @@ fn load_index(
 }
 
 /// Writes the index file from the state (caller holds the exclusive lock).
-fn write_index(inner: &Inner, st: &mut RunsState, journal: &File, journal_path: &Path) -> Result<()> {
+fn write_index(
+    inner: &Inner,
+    st: &mut RunsState,
+    journal: &File,
+    journal_path: &Path,
+) -> Result<()> {
     let mut body = Vec::new();
     for (_, id) in st.order.iter().rev() {
         if let Some(run) = st.runs.get(id) {
@@ -253,7 +263,9 @@ pub(crate) fn refresh_runs<'a>(
         st.clear();
         return Ok(st);
     };
-    let meta = file.metadata().map_err(|e| fsutil::io_err("inspecting", &path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fsutil::io_err("inspecting", &path, e))?;
     let id = file_id(&meta);
     if st.file != Some(id) || meta.len() < st.offset {
         st.clear();
@@ -269,22 +281,29 @@ pub(crate) fn refresh_runs<'a>(
             Err(why) => {
                 if meta.len() > 0 {
                     let (kind, detail) = match why {
-                        None => (FindingKind::MissingIndex, "the run index is missing; rebuilt from logs/runs.ndjson".to_string()),
-                        Some(w) => (FindingKind::StaleIndex, format!("the run index is stale ({w}); rebuilt from logs/runs.ndjson")),
+                        None => (
+                            FindingKind::MissingIndex,
+                            "the run index is missing; rebuilt from logs/runs.ndjson".to_string(),
+                        ),
+                        Some(w) => (
+                            FindingKind::StaleIndex,
+                            format!("the run index is stale ({w}); rebuilt from logs/runs.ndjson"),
+                        ),
                     };
                     let ipath = index_path(inner)?;
                     inner.report(kind, &ipath, 0, detail, exclusive);
                 }
-                st.index_dirty = meta.len() > 0;
+                st.index_dirty = true;
             }
         }
     }
     if meta.len() > st.offset {
         let read = fsutil::read_lines(&mut file, &path, st.offset)?;
         for (off, line) in read.lines {
-            match line.map_err(|()| "not UTF-8".to_string()).and_then(|l| {
-                serde_json::from_str::<RunLine>(&l).map_err(|e| e.to_string())
-            }) {
+            match line
+                .map_err(|()| "not UTF-8".to_string())
+                .and_then(|l| serde_json::from_str::<RunLine>(&l).map_err(|e| e.to_string()))
+            {
                 Ok(rec) => st.apply(rec),
                 Err(e) => inner.report(
                     FindingKind::CorruptLine,
@@ -335,7 +354,9 @@ fn with_events<T>(
         cache.runs.remove(run);
         return f(&EventsState::default());
     };
-    let meta = file.metadata().map_err(|e| fsutil::io_err("inspecting", &path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fsutil::io_err("inspecting", &path, e))?;
     let id = file_id(&meta);
     if cache.runs.len() >= EVENTS_CACHE_MAX && !cache.runs.contains_key(run) {
         cache.runs.clear();
@@ -381,14 +402,20 @@ fn with_events<T>(
         }
         st.offset = read.end;
         if read.torn > 0 && exclusive {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| fsutil::io_err("opening", &path, e))?;
+            let cut = fsutil::cut_torn_tail(&f, &path)?;
+            inner.syncer.forget(id);
             inner.report(
                 FindingKind::TornTail,
                 &path,
                 read.end,
-                format!("cut a torn last line of {} bytes left by a crash", read.torn),
+                format!("cut a torn last line of {cut} bytes left by a crash"),
                 true,
             );
-            // The next append cuts it (fsutil::append); nothing else writes here.
         }
     }
     f(st)
@@ -400,7 +427,11 @@ fn forget_events(inner: &Inner, run: &RunId) {
 
 /// Numbers `events` after `st`, as one batch: returns what each append
 /// gives and the lines to write.
-fn number(run: &RunId, st: &EventsState, events: Vec<NewEvent>) -> Result<(Vec<Appended>, Vec<u8>)> {
+fn number(
+    run: &RunId,
+    st: &EventsState,
+    events: Vec<NewEvent>,
+) -> Result<(Vec<Appended>, Vec<u8>)> {
     let mut keys: HashMap<String, u64> = HashMap::new();
     let mut next = st.max_seq + 1;
     let mut out = Vec::with_capacity(events.len());
@@ -431,6 +462,22 @@ fn number(run: &RunId, st: &EventsState, events: Vec<NewEvent>) -> Result<(Vec<A
 /// Open-time recovery: cut a torn journal tail, rebuild the index.
 pub(crate) fn recover(inner: &Inner) -> Result<()> {
     let _g = fsutil::take_lock(&inner.root, LOCK, true)?;
+    // An empty journal from the start, so that its index exists from the
+    // start too, and a missing index always means a lost one.
+    let path = journal_path(inner)?;
+    if !fsutil::regular_file_exists(&path)? {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(fsutil::FILE_MODE)
+            .open(&path)
+            .map_err(|e| fsutil::io_err("creating", &path, e))?;
+        if inner.durability != crate::Durability::None
+            && let Some(dir) = path.parent()
+        {
+            fsutil::sync_dir(dir)?;
+        }
+    }
     // Force a fresh look at the files as this process finds them.
     lock_mutex(&inner.runs).clear();
     drop(refresh_runs(inner, true)?);
@@ -502,7 +549,11 @@ impl LogRepository for FileStore {
                 }
                 forget_events(inner, &run.id);
                 let mut tickets = Vec::new();
-                append_journal(inner, &to_line(&RunLine::Put { run: run.clone() })?, &mut tickets)?;
+                append_journal(
+                    inner,
+                    &to_line(&RunLine::Put { run: run.clone() })?,
+                    &mut tickets,
+                )?;
                 finish(inner, locked, Written::inserted(run), tickets)
             })
             .await
@@ -531,7 +582,11 @@ impl LogRepository for FileStore {
                 drop(st);
                 let mut tickets = Vec::new();
                 if changed {
-                    append_journal(inner, &to_line(&RunLine::Put { run: next.clone() })?, &mut tickets)?;
+                    append_journal(
+                        inner,
+                        &to_line(&RunLine::Put { run: next.clone() })?,
+                        &mut tickets,
+                    )?;
                 }
                 finish(inner, locked, next, tickets)
             })
@@ -555,7 +610,8 @@ impl LogRepository for FileStore {
                     return Err(run_not_found(&run_id));
                 }
                 drop(st);
-                let (out, bytes) = with_events(inner, &run_id, true, |st| number(&run_id, st, events))?;
+                let (out, bytes) =
+                    with_events(inner, &run_id, true, |st| number(&run_id, st, events))?;
                 let mut tickets = Vec::new();
                 if !bytes.is_empty() {
                     let path = events_path(inner, &run_id)?;
@@ -583,12 +639,11 @@ impl LogRepository for FileStore {
                     let from = after.map_or(0, |a| a.seq);
                     // Sequence numbers increase along the file.
                     let start = st.events.partition_point(|e| e.seq <= from);
-                    let items: Vec<Event> = st.events[start..]
-                        .iter()
-                        .take(limit + 1)
-                        .cloned()
-                        .collect();
-                    Ok(Page::from_overfetch(items, limit, |e| EventCursor { seq: e.seq }))
+                    let items: Vec<Event> =
+                        st.events[start..].iter().take(limit + 1).cloned().collect();
+                    Ok(Page::from_overfetch(items, limit, |e| EventCursor {
+                        seq: e.seq,
+                    }))
                 })
             })
             .await
@@ -612,7 +667,15 @@ impl LogRepository for FileStore {
                 let f = &query.filter;
                 // Walk newest first, from just below the cursor and the
                 // `started_before` bound, stopping at `started_from`.
-                let upper: Option<OrderKey> = before.map(|b| (b.started_at, b.id));
+                let mut upper: Option<OrderKey> = before.map(|b| (b.started_at, b.id));
+                if let Some(b) = f.started_before {
+                    // "-" is the least valid run id, so every run started at
+                    // `b` or later lies at or above this key.
+                    let bound = (b, RunId::new("-")?);
+                    if upper.as_ref().is_none_or(|u| bound < *u) {
+                        upper = Some(bound);
+                    }
+                }
                 let iter: Box<dyn Iterator<Item = &OrderKey>> = match upper {
                     Some(u) => Box::new(set.range(..u).rev()),
                     None => Box::new(set.iter().rev()),
@@ -674,7 +737,11 @@ impl LogRepository for FileStore {
                 // Record first, events second: a crash in between leaves an
                 // orphan events file, which `create_run`/`check` remove.
                 let mut tickets = Vec::new();
-                append_journal(inner, &to_line(&RunLine::Delete { id: id.clone() })?, &mut tickets)?;
+                append_journal(
+                    inner,
+                    &to_line(&RunLine::Delete { id: id.clone() })?,
+                    &mut tickets,
+                )?;
                 for t in tickets.drain(..) {
                     inner.syncer.sync(t)?;
                 }
@@ -700,8 +767,10 @@ impl LogRepository for FileStore {
             .blocking(move |inner| {
                 let locked = lock(inner, true)?;
                 let st = refresh_runs(inner, true)?;
-                let existing: Vec<Option<Run>> =
-                    runs.iter().map(|r| st.runs.get(&r.run.id).cloned()).collect();
+                let existing: Vec<Option<Run>> = runs
+                    .iter()
+                    .map(|r| st.runs.get(&r.run.id).cloned())
+                    .collect();
                 drop(st);
                 // Check everything first: all or nothing.
                 let mut outcome = BulkOutcome::default();
@@ -758,13 +827,21 @@ impl LogRepository for FileStore {
 
 /// Replaces an events file atomically without syncing the folder (the
 /// caller syncs it once for the whole batch).
-fn write_events_file(dir: &Path, name: &str, bytes: &[u8], durability: crate::Durability) -> Result<()> {
+fn write_events_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    durability: crate::Durability,
+) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| fsutil::io_err("creating a temp file in", dir, e))?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(fsutil::FILE_MODE))
-        .map_err(|e| fsutil::io_err("setting permissions of", tmp.path(), e))?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::fs::Permissions::from_mode(fsutil::FILE_MODE),
+    )
+    .map_err(|e| fsutil::io_err("setting permissions of", tmp.path(), e))?;
     tmp.write_all(bytes)
         .map_err(|e| fsutil::io_err("writing", tmp.path(), e))?;
     if durability != crate::Durability::None {
@@ -789,4 +866,3 @@ pub(crate) fn run_ids(inner: &Inner, exclusive: bool) -> Result<HashSet<RunId>> 
 pub(crate) fn reload_runs(inner: &Inner) {
     lock_mutex(&inner.runs).clear();
 }
-

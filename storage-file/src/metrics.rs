@@ -32,13 +32,13 @@ pub(crate) trait Journal: Default {
     type Line: DeserializeOwned;
     const NAME: &'static str;
     fn apply(&mut self, line: Self::Line);
-    fn position(&mut self) -> (&mut Option<(u64, u64)>, &mut u64);
+    fn position(&mut self) -> (&mut Option<fsutil::FileId>, &mut u64);
 }
 
 /// Metrics by run, and run ids by workflow (so a summary reads one workflow).
 #[derive(Default)]
 pub(crate) struct MetricsState {
-    file: Option<(u64, u64)>,
+    file: Option<fsutil::FileId>,
     offset: u64,
     metrics: BTreeMap<RunId, ExecutionMetric>,
     by_workflow: HashMap<WorkflowId, BTreeSet<RunId>>,
@@ -73,7 +73,7 @@ impl Journal for MetricsState {
             MetricLine::Delete { run_id } => self.remove(&run_id),
         }
     }
-    fn position(&mut self) -> (&mut Option<(u64, u64)>, &mut u64) {
+    fn position(&mut self) -> (&mut Option<fsutil::FileId>, &mut u64) {
         (&mut self.file, &mut self.offset)
     }
 }
@@ -81,7 +81,7 @@ impl Journal for MetricsState {
 /// Patterns by id.
 #[derive(Default)]
 pub(crate) struct PatternsState {
-    file: Option<(u64, u64)>,
+    file: Option<fsutil::FileId>,
     offset: u64,
     patterns: BTreeMap<PatternId, Pattern>,
 }
@@ -92,7 +92,7 @@ impl Journal for PatternsState {
     fn apply(&mut self, p: Pattern) {
         self.patterns.insert(p.id.clone(), p);
     }
-    fn position(&mut self) -> (&mut Option<(u64, u64)>, &mut u64) {
+    fn position(&mut self) -> (&mut Option<fsutil::FileId>, &mut u64) {
         (&mut self.file, &mut self.offset)
     }
 }
@@ -115,7 +115,9 @@ pub(crate) fn refresh<'a, J: Journal>(
         *st = J::default();
         return Ok(st);
     };
-    let meta = file.metadata().map_err(|e| fsutil::io_err("inspecting", &path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fsutil::io_err("inspecting", &path, e))?;
     let id = file_id(&meta);
     {
         let (fid, off) = st.position();
@@ -213,7 +215,13 @@ impl MetricsRepository for FileStore {
                     None => {}
                 }
                 drop(st);
-                let t = append_to(inner, MetricsState::NAME, &to_line(&MetricLine::Put { metric: metric.clone() })?)?;
+                let t = append_to(
+                    inner,
+                    MetricsState::NAME,
+                    &to_line(&MetricLine::Put {
+                        metric: metric.clone(),
+                    })?,
+                )?;
                 sync_after(inner, g, t)?;
                 Ok(Written::inserted(metric))
             })
@@ -230,7 +238,11 @@ impl MetricsRepository for FileStore {
                 let mut fresh: BTreeMap<RunId, &ExecutionMetric> = BTreeMap::new();
                 let mut bytes = Vec::new();
                 for m in &metrics {
-                    match st.metrics.get(&m.run_id).or_else(|| fresh.get(&m.run_id).copied()) {
+                    match st
+                        .metrics
+                        .get(&m.run_id)
+                        .or_else(|| fresh.get(&m.run_id).copied())
+                    {
                         Some(s) if s.same_content(m) => outcome.unchanged += 1,
                         Some(_) => return Err(metric_conflict(&m.run_id)),
                         None => {
@@ -277,7 +289,10 @@ impl MetricsRepository for FileStore {
                 let range: Box<dyn Iterator<Item = &ExecutionMetric>> = match lower {
                     std::ops::Bound::Excluded(Some(ref id)) => Box::new(
                         st.metrics
-                            .range((std::ops::Bound::Excluded(id.clone()), std::ops::Bound::Unbounded))
+                            .range((
+                                std::ops::Bound::Excluded(id.clone()),
+                                std::ops::Bound::Unbounded,
+                            ))
                             .map(|(_, m)| m),
                     ),
                     _ => Box::new(st.metrics.values()),
@@ -304,13 +319,21 @@ impl MetricsRepository for FileStore {
                     return Err(Error::not_found(format!("metric of run {run_id}")));
                 }
                 drop(st);
-                let t = append_to(inner, MetricsState::NAME, &to_line(&MetricLine::Delete { run_id })?)?;
+                let t = append_to(
+                    inner,
+                    MetricsState::NAME,
+                    &to_line(&MetricLine::Delete { run_id })?,
+                )?;
                 sync_after(inner, g, t)
             })
             .await
     }
 
-    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary> {
+    async fn summary(
+        &self,
+        workflow_id: &WorkflowId,
+        query: SummaryQuery,
+    ) -> Result<MetricsSummary> {
         let workflow_id = workflow_id.clone();
         let version: Option<Version> = query.workflow_version;
         self.inner
@@ -324,7 +347,11 @@ impl MetricsRepository for FileStore {
                     .iter()
                     .filter_map(|id| st.metrics.get(id))
                     .filter(|m| version.is_none_or(|v| v == m.workflow_version));
-                Ok(MetricsSummary::compute(workflow_id.clone(), version, selected))
+                Ok(MetricsSummary::compute(
+                    workflow_id.clone(),
+                    version,
+                    selected,
+                ))
             })
             .await
     }
@@ -363,7 +390,8 @@ impl MetricsRepository for FileStore {
 
     async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
         let limit = validate_limit(query.limit)?;
-        let before: Option<PatternCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let before: Option<PatternCursor> =
+            query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         self.inner
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
@@ -371,7 +399,12 @@ impl MetricsRepository for FileStore {
                 let mut matching: Vec<&Pattern> = st
                     .patterns
                     .values()
-                    .filter(|p| query.workflow_id.as_ref().is_none_or(|w| *w == p.workflow_id))
+                    .filter(|p| {
+                        query
+                            .workflow_id
+                            .as_ref()
+                            .is_none_or(|w| *w == p.workflow_id)
+                    })
                     .filter(|p| before.as_ref().is_none_or(|b| PatternCursor::of(p) < *b))
                     .collect();
                 matching.sort_by_key(|p| std::cmp::Reverse(PatternCursor::of(p)));

@@ -31,6 +31,9 @@ struct WorkflowFile {
     /// give it back exactly; then it is authoritative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     body_json: Option<String>,
+    /// The description as a JSON string, under the same rule as `body_json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description_json: Option<String>,
 }
 
 impl WorkflowFile {
@@ -39,11 +42,15 @@ impl WorkflowFile {
             Some(j) => serde_json::from_str(&j).map_err(|e| format!("body_json: {e}"))?,
             None => self.body,
         };
+        let description = match self.description_json {
+            Some(j) => serde_json::from_str(&j).map_err(|e| format!("description_json: {e}"))?,
+            None => self.description,
+        };
         Ok(WorkflowDefinition {
             id: self.id,
             version: self.version,
             parent: self.parent,
-            description: self.description,
+            description,
             body,
             created_at: self.created_at,
         })
@@ -63,13 +70,16 @@ fn version_of(name: &str) -> Option<Version> {
 }
 
 fn version_path(inner: &Inner, id: &WorkflowId, version: Version) -> Result<PathBuf> {
-    inner.root.path(&["workflows", id.as_str(), &file_name(version)])
+    inner
+        .root
+        .path(&["workflows", id.as_str(), &file_name(version)])
 }
 
 /// Encodes a definition as YAML, adding `body_json` if YAML does not
 /// round-trip the body exactly.
 pub(crate) fn encode(def: &WorkflowDefinition) -> Result<String> {
-    let yaml_err = |e: serde_yaml::Error| Error::backend("writing a workflow as YAML", Some(e.into()));
+    let yaml_err =
+        |e: serde_yaml::Error| Error::backend("writing a workflow as YAML", Some(e.into()));
     let mut file = WorkflowFile {
         id: def.id.clone(),
         version: def.version,
@@ -78,12 +88,14 @@ pub(crate) fn encode(def: &WorkflowDefinition) -> Result<String> {
         created_at: def.created_at,
         body: def.body.clone(),
         body_json: None,
+        description_json: None,
     };
     let text = serde_yaml::to_string(&file).map_err(yaml_err)?;
     if decode(&text).is_ok_and(|back| back.same_content(def) && back.created_at == def.created_at) {
         return Ok(text);
     }
     file.body_json = Some(runstore_core::canonical_json(&def.body));
+    file.description_json = Some(serde_json::Value::String(def.description.clone()).to_string());
     let text = serde_yaml::to_string(&file).map_err(yaml_err)?;
     match decode(&text) {
         Ok(back) if back.same_content(def) && back.created_at == def.created_at => Ok(text),
@@ -104,7 +116,11 @@ pub(crate) fn decode(text: &str) -> std::result::Result<WorkflowDefinition, Stri
 
 /// Reads one version file; `None` if absent, `Corrupt` if unreadable or if
 /// it names another id or version than its path.
-pub(crate) fn read_version(path: &Path, id: &WorkflowId, version: Version) -> Result<Option<WorkflowDefinition>> {
+pub(crate) fn read_version(
+    path: &Path,
+    id: &WorkflowId,
+    version: Version,
+) -> Result<Option<WorkflowDefinition>> {
     let Some(mut f) = fsutil::open_read(path)? else {
         return Ok(None);
     };
@@ -149,7 +165,13 @@ fn read_listed(inner: &Inner, id: &WorkflowId, v: Version) -> Result<Option<Work
     match read_version(&path, id, v) {
         Ok(d) => Ok(d),
         Err(e) if e.kind() == runstore_core::ErrorKind::Corrupt => {
-            inner.report(FindingKind::CorruptFile, &path, 0, format!("skipped: {e}"), false);
+            inner.report(
+                FindingKind::CorruptFile,
+                &path,
+                0,
+                format!("skipped: {e}"),
+                false,
+            );
             Ok(None)
         }
         Err(e) => Err(e),
@@ -234,7 +256,8 @@ impl WorkflowRepository for FileStore {
 
     async fn list(&self, query: WorkflowQuery) -> Result<Page<WorkflowDefinition>> {
         let limit = validate_limit(query.limit)?;
-        let after: Option<WorkflowCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let after: Option<WorkflowCursor> =
+            query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         self.inner
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
@@ -248,7 +271,10 @@ impl WorkflowRepository for FileStore {
                         continue;
                     }
                     for v in versions(inner, &id)? {
-                        let key = WorkflowCursor { id: id.clone(), version: v };
+                        let key = WorkflowCursor {
+                            id: id.clone(),
+                            version: v,
+                        };
                         if after.as_ref().is_some_and(|a| key <= *a) {
                             continue;
                         }
@@ -263,5 +289,49 @@ impl WorkflowRepository for FileStore {
                 Ok(Page::from_overfetch(items, limit, WorkflowCursor::of))
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_copies_are_authoritative_when_present() {
+        let text = "id: w\nversion: 2\nparent: 1\ndescription: approx\ncreated_at: 2026-01-02T03:04:05.000001Z\nbody: 1.0\nbody_json: '{\"n\":100000000000000000000000}'\ndescription_json: '\"exact\"'\n";
+        let def = decode(text).unwrap();
+        assert_eq!(def.description, "exact");
+        assert_eq!(runstore_core::canonical_json(&def.body), r#"{"n":1e+23}"#);
+        assert_eq!(def.parent, Some(Version::FIRST));
+        // Without them the YAML fields are read.
+        let plain = decode(
+            "id: w\nversion: 1\ncreated_at: 2026-01-02T03:04:05.000001Z\nbody: {a: [1, x]}\n",
+        )
+        .unwrap();
+        assert_eq!(plain.body, json!({"a": [1, "x"]}));
+        assert!(
+            decode("id: ../w\nversion: 1\ncreated_at: 2026-01-02T03:04:05Z\nbody: 1\n").is_err()
+        );
+    }
+
+    #[test]
+    fn encode_reads_back_identically() {
+        for body in [
+            json!(1e300),
+            json!(5e-324),
+            json!(-0.0),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!({"1": ".nan", "true": null}),
+        ] {
+            let def = WorkflowDefinition::new(
+                WorkflowId::new("w").unwrap(),
+                Version::FIRST,
+                body.clone(),
+            );
+            let back = decode(&encode(&def).unwrap()).unwrap();
+            assert!(back.same_content(&def), "{body}");
+        }
     }
 }

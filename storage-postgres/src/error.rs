@@ -175,3 +175,49 @@ impl Fail {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_kinds_by_code() {
+        for (code, class) in [
+            (SqlState::T_R_SERIALIZATION_FAILURE, Class::Retry),
+            (SqlState::T_R_DEADLOCK_DETECTED, Class::Retry),
+            (SqlState::UNIQUE_VIOLATION, Class::Retry),
+            (SqlState::CONNECTION_FAILURE, Class::Unavailable),
+            (SqlState::CONNECTION_EXCEPTION, Class::Unavailable),
+            (SqlState::TOO_MANY_CONNECTIONS, Class::Unavailable),
+            (SqlState::ADMIN_SHUTDOWN, Class::Unavailable),
+            (SqlState::CRASH_SHUTDOWN, Class::Unavailable),
+            (SqlState::CANNOT_CONNECT_NOW, Class::Unavailable),
+            (SqlState::QUERY_CANCELED, Class::Unavailable),
+            (SqlState::LOCK_NOT_AVAILABLE, Class::Unavailable),
+            (SqlState::READ_ONLY_SQL_TRANSACTION, Class::Unavailable),
+            (SqlState::FOREIGN_KEY_VIOLATION, Class::Backend),
+            (SqlState::UNDEFINED_TABLE, Class::Backend),
+            (SqlState::INVALID_PASSWORD, Class::Backend),
+        ] {
+            assert_eq!(classify_code(&code), class, "{}", code.code());
+        }
+    }
+
+    #[test]
+    fn pool_timeouts_and_retry_exhaustion_are_unavailable() {
+        let e = pool_error(
+            "x",
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait),
+        );
+        assert_eq!(e.kind(), runstore_core::ErrorKind::Unavailable);
+        let e = pool_error("x", PoolError::Closed);
+        assert_eq!(e.kind(), runstore_core::ErrorKind::Unavailable);
+        let f = Fail::Retry("busy".into());
+        assert!(f.is_retry());
+        assert_eq!(
+            f.into_error("x").kind(),
+            runstore_core::ErrorKind::Unavailable
+        );
+        assert!(!Fail::Core(Error::conflict("c")).is_retry());
+    }
+}

@@ -32,7 +32,8 @@ pub use migrate::LATEST_SCHEMA_VERSION;
 use crate::error::Fail;
 
 /// How often an operation is attempted again after a serialization
-/// failure, deadlock or racing insert before it gives up with `Unavailable`.
+/// failure, deadlock or racing insert before it gives up (`Unavailable`,
+/// or `Conflict` for a unique violation that keeps coming back).
 const MAX_ATTEMPTS: u32 = 20;
 
 /// All four runstore traits on one PostgreSQL schema, through a connection

@@ -202,3 +202,158 @@ async fn child_process_entry() {
         t.await.unwrap();
     }
 }
+
+/// Many tasks racing on the same records: one version body wins and the
+/// rest conflict or see it; one create, one metric, one import is counted;
+/// status only moves forward and a finished run keeps its first outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_keep_every_invariant() {
+    use runstore_core::{
+        ErrorKind, ExecutionMetric, MetricsRepository, RunStatus, RunUpdate, RunWithEvents,
+        Timestamp, WorkflowDefinition, WorkflowRepository,
+    };
+
+    let Some(config) = common::config("concurrency::racing_writers_keep_every_invariant").await
+    else {
+        return;
+    };
+    let _guard = TestSchema::new(config.clone());
+    let store = PostgresStore::connect(config).await.unwrap();
+    let wf = WorkflowId::new("race").unwrap();
+    const N: usize = 16;
+
+    // Workflow version 1: half offer body A, half body B.
+    let defs: Vec<WorkflowDefinition> = (0..N)
+        .map(|i| WorkflowDefinition::new(wf.clone(), Version::FIRST, json!({"body": i % 2})))
+        .collect();
+    let results = futures_join(defs.into_iter().map(|d| {
+        let s = store.clone();
+        async move { s.store(d).await }
+    }))
+    .await;
+    let stored = WorkflowRepository::get(&store, &wf, Version::FIRST)
+        .await
+        .unwrap();
+    let inserted = results
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|w| w.inserted))
+        .count();
+    assert_eq!(inserted, 1, "exactly one store inserts version 1");
+    for r in &results {
+        match r {
+            Ok(w) => assert_eq!(w.record.body, stored.body),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Conflict, "{e}"),
+        }
+    }
+
+    // The same run created, imported and measured by everybody at once.
+    let mut run = Run::new(wf.clone(), Version::FIRST);
+    run.id = RunId::new("race-run").unwrap();
+    let created = futures_join((0..N).map(|_| {
+        let (s, r) = (store.clone(), run.clone());
+        async move { s.create_run(r).await.unwrap().inserted }
+    }))
+    .await;
+    assert_eq!(created.iter().filter(|i| **i).count(), 1);
+
+    let mut imported = Run::new(wf.clone(), Version::FIRST);
+    imported.id = RunId::new("race-import").unwrap();
+    let batch = vec![RunWithEvents {
+        events: vec![NewEvent::new("e", json!(1)).into_event(imported.id.clone(), 1)],
+        run: imported.clone(),
+    }];
+    let outcomes = futures_join((0..N).map(|_| {
+        let (s, b) = (store.clone(), batch.clone());
+        async move { s.import_runs(b).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(outcomes.iter().map(|o| o.inserted).sum::<u64>(), 1);
+    assert_eq!(
+        outcomes.iter().map(|o| o.unchanged).sum::<u64>(),
+        N as u64 - 1
+    );
+
+    let metric = ExecutionMetric {
+        run_id: run.id.clone(),
+        workflow_id: wf.clone(),
+        workflow_version: Version::FIRST,
+        status: RunStatus::Succeeded,
+        duration_micros: 42,
+        recorded_at: Timestamp::now(),
+        counters: Default::default(),
+        values: [("cost".to_string(), 1.5)].into(),
+    };
+    let recorded = futures_join((0..N).map(|i| {
+        let (s, m) = (store.clone(), metric.clone());
+        async move {
+            if i % 2 == 0 {
+                s.record(m).await.map(|w| u64::from(w.inserted))
+            } else {
+                s.record_many(vec![m]).await.map(|o| o.inserted)
+            }
+        }
+    }))
+    .await;
+    assert_eq!(recorded.into_iter().map(|r| r.unwrap()).sum::<u64>(), 1);
+    let summary = store
+        .summary(&wf, runstore_core::SummaryQuery::default())
+        .await
+        .unwrap();
+    assert_eq!((summary.executions, summary.values["cost"].count), (1, 1));
+
+    // Status: everybody tries to finish the run, with two outcomes.
+    store
+        .update_status(&run.id, RunUpdate::running())
+        .await
+        .unwrap();
+    let finished = futures_join((0..N).map(|i| {
+        let (s, id) = (store.clone(), run.id.clone());
+        let status = if i % 2 == 0 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        async move {
+            (
+                status,
+                s.update_status(&id, RunUpdate::finished(status, Timestamp::now()))
+                    .await,
+            )
+        }
+    }))
+    .await;
+    let stored = store.get_run(&run.id).await.unwrap();
+    assert!(stored.status.is_terminal());
+    for (status, r) in finished {
+        match r {
+            Ok(got) => {
+                assert_eq!(got.status, stored.status);
+                assert_eq!(status, stored.status);
+                assert_eq!(got.ended_at, stored.ended_at, "the end time is set once");
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+                assert_ne!(status, stored.status);
+            }
+        }
+    }
+    let e = store
+        .update_status(&run.id, RunUpdate::running())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+}
+
+/// Runs futures concurrently as tasks and collects their outputs in order.
+async fn futures_join<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}

@@ -1,1 +1,318 @@
-//! Work in progress.
+#![doc = include_str!("../README.md")]
+
+mod artifacts;
+mod backup;
+mod error;
+mod logs;
+mod metrics;
+mod rows;
+mod schema;
+mod workflows;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use runstore_core::{Error, Result, Timestamp};
+use tokio::sync::{Mutex as AsyncMutex, Semaphore};
+
+pub use backup::BackupReport;
+
+use crate::error::Ctx;
+
+/// How hard SQLite syncs to disk at commit (`PRAGMA synchronous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// WAL is synced at checkpoints only: a commit survives a process crash,
+    /// and may be lost (never corrupted) on power loss. The default.
+    #[default]
+    Normal,
+    /// Every commit is synced: survives power loss too, slower.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Settings of [`SqliteStore::open`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// Durability of commits; [`Synchronous::Normal`] by default.
+    pub synchronous: Synchronous,
+    /// How long a connection waits for a lock held by another connection or
+    /// process before giving up with a retryable `Unavailable`; 5000 ms.
+    pub busy_timeout: Duration,
+    /// How many reader connections may run at once, beside the one writer; 4.
+    pub readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_millis(5000),
+            readers: 4,
+        }
+    }
+}
+
+/// A runstore backend on one SQLite file: implements all four traits of
+/// `runstore-core`. Cheap to clone (an `Arc` inside); every clone shares one
+/// writer connection and one pool of readers.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: SqliteOptions,
+    /// The one writer connection. A tokio mutex, so waiting for it never
+    /// blocks an executor thread; the work itself runs on the blocking pool.
+    writer: Arc<AsyncMutex<Connection>>,
+    /// Idle reader connections, opened lazily up to `options.readers`.
+    idle_readers: std::sync::Mutex<Vec<Connection>>,
+    reader_slots: Arc<Semaphore>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Staged artifact blobs older than this are from a writer that died; they
+/// are removed on open.
+const STALE_STAGING_MICROS: i64 = 3600 * 1_000_000;
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::backend("a blocking SQLite task failed", Some(Box::new(e)))
+}
+
+/// Sets the per-connection settings every connection shares.
+fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
+    conn.busy_timeout(options.busy_timeout)
+        .ctx("setting busy_timeout")?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .ctx("enabling foreign keys")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("creating the folder {}", parent.display()), e))?;
+    }
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ctx(&format!("opening {}", path.display()))?;
+    configure(&conn, options)?;
+    // Refuse a newer schema before anything writes to the file (switching
+    // the journal mode would already change its header).
+    schema::refuse_newer(&conn, &format!("{}", path.display()))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .ctx("switching to WAL")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::backend(
+            format!("{} could not be switched to WAL (journal mode is {mode})", path.display()),
+            None,
+        ));
+    }
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma())
+        .ctx("setting synchronous")?;
+    schema::migrate(&mut conn)?;
+    let cutoff = Timestamp::now().as_micros() - STALE_STAGING_MICROS;
+    conn.execute(
+        "DELETE FROM artifact_blobs WHERE complete = 0 AND staged_at < ?1",
+        [cutoff],
+    )
+    .ctx("removing stale staged artifact blobs")?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ctx(&format!("opening a reader on {}", path.display()))?;
+    configure(&conn, options)?;
+    // Readers never write; this makes a bug that tries fail loudly.
+    conn.pragma_update(None, "query_only", true)
+        .ctx("making a reader read-only")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) the database at `path`
+    /// and brings its schema to the latest version. A file whose schema is
+    /// newer than this code is refused and left unchanged.
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore> {
+        if options.readers == 0 {
+            return Err(Error::invalid("readers", "must be at least 1, got 0"));
+        }
+        let path = path.as_ref().to_path_buf();
+        let (conn, path, options) = tokio::task::spawn_blocking(move || {
+            open_writer(&path, &options).map(|c| (c, path, options))
+        })
+        .await
+        .map_err(join_error)??;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                reader_slots: Arc::new(Semaphore::new(options.readers)),
+                path,
+                options,
+                writer: Arc::new(AsyncMutex::new(conn)),
+                idle_readers: std::sync::Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The file this store works on.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version of the file (the highest applied migration).
+    pub async fn schema_version(&self) -> Result<u32> {
+        self.read(|conn| schema::current_version(conn)).await
+    }
+
+    /// Runs `PRAGMA integrity_check`; an empty list means the file is sound,
+    /// otherwise each entry is one problem SQLite found.
+    pub async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read(|conn| backup::integrity_check(conn)).await
+    }
+
+    /// Copies the database to `dest` with SQLite's online backup API, while
+    /// other connections keep working. Checks integrity before (refusing to
+    /// copy a damaged database) and after (on the copy). The copy is written
+    /// beside `dest` and renamed into place only when sound.
+    pub async fn backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        let dest = dest.as_ref().to_path_buf();
+        self.read(move |conn| backup::backup(conn, &dest)).await
+    }
+
+    /// Restores the backup file `backup` to `dest`. The backup must pass
+    /// `integrity_check` and have a schema this code knows. An existing
+    /// `dest` is replaced only if no connection has it open and its schema is
+    /// not newer than the backup's; otherwise [`Error::Conflict`] and nothing
+    /// changes.
+    pub async fn restore(backup: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<()> {
+        let backup = backup.as_ref().to_path_buf();
+        let dest = dest.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || backup::restore(&backup, &dest))
+            .await
+            .map_err(join_error)?
+    }
+
+    /// Runs `f` with the writer connection on the blocking pool.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let guard = self.inner.writer.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let mut guard = guard;
+            f(&mut guard)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction of the writer:
+    /// committed if it returns `Ok`, rolled back otherwise. IMMEDIATE takes
+    /// the write lock first, so a read-modify-write never races another
+    /// process (and never needs a lock upgrade that could fail).
+    pub(crate) async fn write_tx<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx(what)?;
+            let out = f(&tx)?;
+            tx.commit().ctx(what)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` with a reader connection on the blocking pool, concurrently
+    /// with the writer and other readers.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .reader_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::backend("the reader pool is closed", Some(Box::new(e))))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let idle = inner
+                .idle_readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let mut conn = match idle {
+                Some(c) => c,
+                None => open_reader(&inner.path, &inner.options)?,
+            };
+            let out = f(&mut conn);
+            // A connection left inside a transaction is not reused.
+            if conn.is_autocommit() {
+                inner
+                    .idle_readers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Runs `f` inside one read transaction of a reader, so several
+    /// statements see one snapshot.
+    pub(crate) async fn read_tx<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.read(move |conn| {
+            let tx = conn.transaction().ctx(what)?;
+            let out = f(&tx)?;
+            tx.finish().ctx(what)?;
+            Ok(out)
+        })
+        .await
+    }
+}

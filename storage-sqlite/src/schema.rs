@@ -6,7 +6,7 @@
 //! Applied steps are checked against their SHA-256, so an edited migration
 //! is caught rather than silently skipped.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use runstore_core::{Error, Result, Sha256Digest, Timestamp};
 
 use crate::error::Ctx;
@@ -149,16 +149,4 @@ fn verify_applied(conn: &Connection) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The stored checksum of one applied step (for tests and tools).
-#[allow(dead_code)]
-pub(crate) fn applied_checksum(conn: &Connection, version: u32) -> Result<Option<String>> {
-    conn.query_row(
-        "SELECT sha256 FROM schema_migrations WHERE version = ?1",
-        [version],
-        |r| r.get(0),
-    )
-    .optional()
-    .ctx("reading a migration checksum")
 }

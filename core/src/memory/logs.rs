@@ -118,6 +118,12 @@ impl LogRepository for MemoryLogs {
     }
 
     async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
+        // Input before existence (core/README.md): a bad limit or cursor is
+        // InvalidInput even for a run that does not exist.
+        validate_limit(query.limit)?;
+        if let Some(c) = &query.cursor {
+            c.decode::<EventCursor>()?;
+        }
         let runs = lock(&self.runs);
         let state = runs.get(run_id).ok_or_else(|| run_not_found(run_id))?;
         page_after(

@@ -1,0 +1,205 @@
+//! Artifact write and read, each measured in a child process of its own so
+//! that its peak resident memory (`VmHWM`) belongs to that measurement
+//! alone.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use runstore_core::{ArtifactKey, PutOptions};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::BenchResult;
+use crate::stores::Backend;
+
+/// `len` bytes of a fixed, non-repeating-looking pattern (xorshift).
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// An `AsyncRead` of `size` bytes cycled from a 1 MiB pattern: the body of
+/// a big artifact without holding it in memory.
+pub struct PatternReader {
+    chunk: Vec<u8>,
+    pos: u64,
+    size: u64,
+}
+
+impl PatternReader {
+    /// A reader of `size` bytes.
+    pub fn new(size: u64) -> Self {
+        PatternReader {
+            chunk: pattern(1 << 20),
+            pos: 0,
+            size,
+        }
+    }
+}
+
+impl AsyncRead for PatternReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let left = this.size - this.pos;
+        let at = (this.pos % this.chunk.len() as u64) as usize;
+        let n = (buf.remaining() as u64)
+            .min(left)
+            .min((this.chunk.len() - at) as u64) as usize;
+        buf.put_slice(&this.chunk[at..at + n]);
+        this.pos += n as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The key every artifact measurement writes.
+pub fn key() -> ArtifactKey {
+    ArtifactKey::parse("bench-run", "output", "blob.bin").expect("a valid key")
+}
+
+/// What one child measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChildResult {
+    /// MiB per second.
+    pub mib_per_sec: f64,
+    /// The child's peak resident memory in bytes.
+    pub peak_bytes: u64,
+}
+
+/// The child's side: `op` is `write` or `read`. Prints one line
+/// `RESULT <MiB/s> <peak bytes>`.
+pub async fn child_main(
+    backend: Backend,
+    op: &str,
+    size: u64,
+    dir: &Path,
+    pg: Option<(&str, &str)>,
+) -> BenchResult<()> {
+    let stores = backend.reopen(dir, pg).await?;
+    let start = Instant::now();
+    match op {
+        "write" => {
+            let body = Box::new(PatternReader::new(size));
+            let written = stores.artifacts.put(&key(), body, PutOptions::default()).await?;
+            if written.record.size != size {
+                return Err(format!("stored {} bytes, wrote {size}", written.record.size).into());
+            }
+        }
+        "read" => {
+            let mut reader = stores.artifacts.get(&key()).await?;
+            let n = tokio::io::copy(&mut reader.body, &mut tokio::io::sink()).await?;
+            if n != size {
+                return Err(format!("read {n} bytes, stored {size}").into());
+            }
+        }
+        other => return Err(format!("unknown artifact op {other:?}").into()),
+    }
+    let rate = crate::raw::mib(size) / start.elapsed().as_secs_f64();
+    let peak = crate::machine::peak_rss_bytes().ok_or("no VmHWM in /proc/self/status")?;
+    println!("RESULT {rate} {peak}");
+    Ok(())
+}
+
+/// The backend names a child understands.
+pub fn backend_arg(b: Backend) -> &'static str {
+    match b {
+        Backend::Memory => "memory",
+        Backend::File(runstore_file::Durability::GroupCommit) => "file-group",
+        Backend::File(_) => "file",
+        Backend::Sqlite { .. } => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+/// Parses [`backend_arg`].
+pub fn parse_backend(s: &str) -> Option<Backend> {
+    Some(match s {
+        "memory" => Backend::Memory,
+        "file" => Backend::File(runstore_file::Durability::Fsync),
+        "file-group" => Backend::File(runstore_file::Durability::GroupCommit),
+        "sqlite" => Backend::Sqlite { full: false },
+        "postgres" => Backend::Postgres,
+        _ => return None,
+    })
+}
+
+/// The parent's side: runs `exe --artifact-child ...` and reads its result.
+pub fn run_child(
+    exe: &Path,
+    backend: Backend,
+    op: &str,
+    size: u64,
+    dir: &Path,
+    pg: Option<&(String, String)>,
+) -> BenchResult<ChildResult> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--artifact-child")
+        .arg(backend_arg(backend))
+        .arg(op)
+        .arg(size.to_string())
+        .arg(dir);
+    if let Some((url, schema)) = pg {
+        cmd.arg(url).arg(schema);
+    }
+    let out = cmd.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
+    match (out.status.success(), line) {
+        (true, Some(line)) => {
+            let mut parts = line.split_whitespace();
+            let mib_per_sec = parts.next().and_then(|v| v.parse().ok());
+            let peak_bytes = parts.next().and_then(|v| v.parse().ok());
+            match (mib_per_sec, peak_bytes) {
+                (Some(mib_per_sec), Some(peak_bytes)) => Ok(ChildResult {
+                    mib_per_sec,
+                    peak_bytes,
+                }),
+                _ => Err(format!("bad child output {line:?}").into()),
+            }
+        }
+        _ => Err(format!(
+            "artifact child {op} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn pattern_reader_gives_exactly_size_bytes() {
+        let mut r = PatternReader::new((1 << 20) + 5);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out.len(), (1 << 20) + 5);
+        assert_eq!(&out[1 << 20..], &pattern(5)[..]);
+    }
+
+    #[test]
+    fn backend_names_round_trip() {
+        for b in [
+            Backend::Memory,
+            Backend::File(runstore_file::Durability::Fsync),
+            Backend::File(runstore_file::Durability::GroupCommit),
+            Backend::Sqlite { full: false },
+            Backend::Postgres,
+        ] {
+            assert_eq!(parse_backend(backend_arg(b)), Some(b));
+        }
+    }
+}

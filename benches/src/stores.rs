@@ -1,0 +1,137 @@
+//! Opening each backend fresh for a workload: a new folder, database file
+//! or PostgreSQL schema, so no workload sees another's data.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use runstore_core::StoreSet;
+use runstore_file::{Durability, FileOptions, FileStore};
+use runstore_postgres::PostgresStore;
+use runstore_postgres::testing::TestSchema;
+
+use crate::BenchResult;
+
+/// A backend and its settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The reference in-memory backend (no durability; a ceiling).
+    Memory,
+    /// Plain files.
+    File(Durability),
+    /// SQLite, `synchronous=FULL` when `full`, else `NORMAL` (the default).
+    Sqlite {
+        /// `synchronous=FULL`.
+        full: bool,
+    },
+    /// PostgreSQL (the server of `runstore_postgres::testing`).
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Memory => f.write_str("memory"),
+            Backend::File(Durability::Fsync) => f.write_str("file (fsync)"),
+            Backend::File(Durability::GroupCommit) => f.write_str("file (group commit)"),
+            Backend::File(_) => f.write_str("file (no fsync)"),
+            Backend::Sqlite { full: true } => f.write_str("sqlite (FULL)"),
+            Backend::Sqlite { full: false } => f.write_str("sqlite (NORMAL)"),
+            Backend::Postgres => f.write_str("postgres"),
+        }
+    }
+}
+
+/// An open backend; dropping it drops its PostgreSQL schema.
+pub struct Opened {
+    /// The four handles.
+    pub stores: StoreSet,
+    /// Where its PostgreSQL data lives: (url, schema), for child processes.
+    pub pg: Option<(String, String)>,
+    _schema: Option<TestSchema>,
+}
+
+fn set<T>(store: T) -> StoreSet
+where
+    T: runstore_core::WorkflowRepository
+        + runstore_core::LogRepository
+        + runstore_core::MetricsRepository
+        + runstore_core::ArtifactStore,
+{
+    let s = Arc::new(store);
+    StoreSet {
+        workflows: s.clone(),
+        logs: s.clone(),
+        metrics: s.clone(),
+        artifacts: s,
+    }
+}
+
+impl Backend {
+    /// Opens a fresh, empty instance; file and SQLite data go under
+    /// `scratch` (which must be new and empty for each call).
+    pub async fn open(self, scratch: &Path) -> BenchResult<Opened> {
+        let plain = |stores| Opened {
+            stores,
+            pg: None,
+            _schema: None,
+        };
+        match self {
+            Backend::Memory => Ok(plain(runstore_core::memory::store_set())),
+            Backend::File(d) => {
+                let store =
+                    FileStore::open(scratch.join("root"), FileOptions::default().with_durability(d))
+                        .await?;
+                Ok(plain(set(store)))
+            }
+            Backend::Sqlite { full } => open_sqlite(scratch, full).await.map(plain),
+            Backend::Postgres => {
+                let config = runstore_postgres::testing::test_config()
+                    .await
+                    .ok_or("no PostgreSQL server (set RUNSTORE_PG_URL)")?;
+                let guard = TestSchema::new(config.clone());
+                let pg = Some((config.url.clone(), config.schema.clone()));
+                let store = PostgresStore::connect(config).await?;
+                Ok(Opened {
+                    stores: set(store),
+                    pg,
+                    _schema: Some(guard),
+                })
+            }
+        }
+    }
+
+    /// Opens an existing instance again (child processes of the artifact
+    /// measurements): the same folder, or the PostgreSQL `(url, schema)`.
+    pub async fn reopen(self, scratch: &Path, pg: Option<(&str, &str)>) -> BenchResult<StoreSet> {
+        match (self, pg) {
+            (Backend::Postgres, Some((url, schema))) => {
+                let config = runstore_postgres::PostgresConfig::new(url).with_schema(schema);
+                Ok(set(PostgresStore::connect(config).await?))
+            }
+            (Backend::Postgres, None) => Err("postgres needs a url and a schema".into()),
+            (other, _) => Ok(Box::pin(other.open(scratch)).await?.stores),
+        }
+    }
+}
+
+#[cfg(feature = "sqlite-store")]
+async fn open_sqlite(scratch: &Path, full: bool) -> BenchResult<StoreSet> {
+    use runstore_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+    let mut options = SqliteOptions::default();
+    options.synchronous = if full {
+        Synchronous::Full
+    } else {
+        Synchronous::Normal
+    };
+    let store = SqliteStore::open(scratch.join("runstore.db"), options).await?;
+    Ok(set(store))
+}
+
+#[cfg(not(feature = "sqlite-store"))]
+async fn open_sqlite(_scratch: &Path, _full: bool) -> BenchResult<StoreSet> {
+    Err("runstore-sqlite does not implement the traits yet (build with --features sqlite-store once it does)".into())
+}
+
+/// Whether the SQLite backend is built in.
+pub const SQLITE_STORE: bool = cfg!(feature = "sqlite-store");

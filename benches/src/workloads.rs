@@ -1,0 +1,862 @@
+//! The workloads through the runstore traits, and the run that puts each
+//! beside its raw baseline.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use runstore_core::{
+    LogRepository, LogRepositoryExt, MetricsRepository, NewEvent, Run, RunFilter, RunId, RunQuery,
+    RunStatus, RunUpdate, RunWithEvents, Timestamp, Version, WorkflowId,
+};
+use runstore_file::Durability;
+use std::sync::Arc;
+
+use crate::BenchResult;
+use crate::data;
+use crate::raw;
+use crate::report::{Row, Stats, Target, Unit};
+use crate::scale::Sizes;
+use crate::stores::{Backend, Opened};
+
+/// A running run to append to.
+async fn open_run(logs: &dyn LogRepository, id: &str) -> BenchResult<RunId> {
+    let mut run = Run::new(WorkflowId::new("wf-append")?, Version::FIRST);
+    run.id = RunId::new(id)?;
+    let id = run.id.clone();
+    logs.create_run(run).await?;
+    logs.update_status(&id, RunUpdate::running()).await?;
+    Ok(id)
+}
+
+/// `n` single appends to one run. Ops/s.
+pub async fn single_append(logs: &dyn LogRepository, run: &str, n: usize) -> BenchResult<f64> {
+    let id = open_run(logs, run).await?;
+    let start = Instant::now();
+    for seq in 1..=n as u64 {
+        logs.append_event(&id, NewEvent::new("step", data::payload(seq)))
+            .await?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// 8 tasks, each appending `n / 8` events to its own run. Ops/s in all.
+pub async fn concurrent_append(
+    logs: Arc<dyn LogRepository>,
+    tag: &str,
+    n: usize,
+) -> BenchResult<f64> {
+    let per = n / 8;
+    let mut ids = Vec::new();
+    for w in 0..8 {
+        ids.push(open_run(&*logs, &format!("{tag}-{w}")).await?);
+    }
+    let start = Instant::now();
+    let tasks = ids.into_iter().map(|id| {
+        let logs = logs.clone();
+        tokio::spawn(async move {
+            for seq in 1..=per as u64 {
+                logs.append_event(&id, NewEvent::new("step", data::payload(seq)))
+                    .await?;
+            }
+            Ok::<_, runstore_core::Error>(())
+        })
+    });
+    for t in futures_util::future::join_all(tasks).await {
+        t??;
+    }
+    Ok((per * 8) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `batches` calls of `append_events` with `batch` events. Events/s.
+pub async fn batched_append(
+    logs: &dyn LogRepository,
+    run: &str,
+    batches: usize,
+    batch: usize,
+) -> BenchResult<f64> {
+    let id = open_run(logs, run).await?;
+    let start = Instant::now();
+    for b in 0..batches {
+        let events = (0..batch)
+            .map(|k| NewEvent::new("step", data::payload((b * batch + k) as u64)))
+            .collect();
+        logs.append_events(&id, events).await?;
+    }
+    Ok((batches * batch) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `import_runs` in batches of 1,000 runs. Records (runs + events)/s.
+pub async fn bulk_import(logs: &dyn LogRepository, runs: &[RunWithEvents]) -> BenchResult<f64> {
+    let start = Instant::now();
+    let mut records = 0;
+    for chunk in runs.chunks(1000) {
+        let out = logs.import_runs(chunk.to_vec()).await?;
+        if out.inserted != chunk.len() as u64 {
+            return Err(format!("imported {} of {} runs", out.inserted, chunk.len()).into());
+        }
+        records += chunk.iter().map(|r| 1 + r.events.len()).sum::<usize>();
+    }
+    Ok(records as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Loads runs `0..rows` of `tag` through `import_runs` in batches of 5,000.
+pub async fn load_runs(logs: &dyn LogRepository, tag: &str, rows: usize) -> BenchResult<()> {
+    let mut i = 0;
+    while i < rows {
+        let end = (i + 5_000).min(rows);
+        let batch = (i..end).map(|k| data::run_with_events(tag, k, 0)).collect();
+        logs.import_runs(batch).await?;
+        i = end;
+    }
+    Ok(())
+}
+
+/// `get_recent(50)` of the query workflow, `reps` times. Milliseconds each.
+pub async fn recent(logs: &dyn LogRepository, reps: usize) -> BenchResult<Vec<f64>> {
+    let wf = WorkflowId::new(data::QUERY_WORKFLOW)?;
+    let mut out = Vec::new();
+    for _ in 0..reps {
+        let start = Instant::now();
+        let runs = logs.get_recent(&wf, None, 50).await?;
+        out.push(start.elapsed().as_secs_f64() * 1e3);
+        if runs.len() != 50 {
+            return Err(format!("get_recent returned {} runs", runs.len()).into());
+        }
+    }
+    Ok(out)
+}
+
+/// The filtered query over `rows` runs, `reps` times. Milliseconds each.
+pub async fn filtered(logs: &dyn LogRepository, rows: usize, reps: usize) -> BenchResult<Vec<f64>> {
+    let spec = data::filter_spec(rows);
+    let filter = RunFilter::default()
+        .workflow(WorkflowId::new(spec.workflow)?)
+        .statuses([spec.status])
+        .trigger(spec.trigger)
+        .started_between(
+            Some(Timestamp::from_micros(spec.from)?),
+            Some(Timestamp::from_micros(spec.before)?),
+        );
+    let mut out = Vec::new();
+    for _ in 0..reps {
+        let start = Instant::now();
+        let page = logs
+            .query_runs(RunQuery::new(filter.clone()).with_limit(50))
+            .await?;
+        out.push(start.elapsed().as_secs_f64() * 1e3);
+        if page.items.is_empty() || page.items.iter().any(|r| r.status != RunStatus::Failed) {
+            return Err("the filtered query returned a wrong page".into());
+        }
+    }
+    Ok(out)
+}
+
+/// Loads metrics `0..rows` through `record_many` in batches of 10,000.
+pub async fn load_metrics(metrics: &dyn MetricsRepository, rows: usize) -> BenchResult<()> {
+    let mut i = 0;
+    while i < rows {
+        let end = (i + 10_000).min(rows);
+        metrics
+            .record_many((i..end).map(data::metric).collect())
+            .await?;
+        i = end;
+    }
+    Ok(())
+}
+
+/// The summary of the summary workflow, `reps` times. Milliseconds each.
+pub async fn summary(
+    metrics: &dyn MetricsRepository,
+    rows: usize,
+    reps: usize,
+) -> BenchResult<Vec<f64>> {
+    let wf = WorkflowId::new(data::SUMMARY_WORKFLOW)?;
+    let mut out = Vec::new();
+    for _ in 0..reps {
+        let start = Instant::now();
+        let s = metrics.summary(&wf, Default::default()).await?;
+        out.push(start.elapsed().as_secs_f64() * 1e3);
+        if s.executions != rows as u64 {
+            return Err(format!("summary counted {} of {rows} metrics", s.executions).into());
+        }
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------ the run
+
+/// Everything a run needs.
+pub struct Plan {
+    /// Sizes of the chosen scale.
+    pub sizes: Sizes,
+    /// Backends to measure.
+    pub backends: Vec<Backend>,
+    /// This program (the artifact children run it).
+    pub exe: PathBuf,
+    /// A folder for every database and file of the run.
+    pub scratch: PathBuf,
+    /// Print progress to stderr.
+    pub verbose: bool,
+}
+
+struct Ctx<'a> {
+    plan: &'a Plan,
+    n: usize,
+    rows: Vec<Row>,
+}
+
+impl Ctx<'_> {
+    fn dir(&mut self) -> BenchResult<PathBuf> {
+        self.n += 1;
+        let d = self.plan.scratch.join(format!("w{:03}", self.n));
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    }
+    fn log(&self, msg: &str) {
+        if self.plan.verbose {
+            eprintln!("[{:>8.1}s] {msg}", START.with(|s| s.elapsed().as_secs_f64()));
+        }
+    }
+    fn has(&self, b: Backend) -> bool {
+        self.plan.backends.contains(&b)
+    }
+}
+
+thread_local! {
+    static START: Instant = Instant::now();
+}
+
+fn stats_of(values: &[f64]) -> Option<Stats> {
+    Stats::of(values)
+}
+
+/// Repeats an async measurement; the first error ends it.
+async fn repeat<F, Fut>(reps: usize, mut f: F) -> BenchResult<Stats>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = BenchResult<f64>>,
+{
+    let mut v = Vec::new();
+    for i in 0..reps {
+        v.push(f(i).await?);
+    }
+    stats_of(&v).ok_or_else(|| "no figures".into())
+}
+
+fn fill(row: &mut Row, r: BenchResult<Stats>) {
+    match r {
+        Ok(s) => row.stats = Some(s),
+        Err(e) => row.note = format!("failed: {e}"),
+    }
+}
+
+fn raw_named(name: &str, r: BenchResult<Stats>, notes: &mut Vec<String>) -> Option<(String, Stats)> {
+    match r {
+        Ok(s) => Some((name.to_string(), s)),
+        Err(e) => {
+            notes.push(format!("raw {name} failed: {e}"));
+            None
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> BenchResult<T> + Send + 'static,
+) -> BenchResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// Runs every workload on every backend of the plan, beside the raw
+/// baselines, and returns the rows of the table.
+pub async fn run_all(plan: &Plan) -> Vec<Row> {
+    let mut ctx = Ctx {
+        plan,
+        n: 0,
+        rows: Vec::new(),
+    };
+    START.with(|_| ());
+    let mut raw_notes = Vec::new();
+    let pg_raw = if ctx.has(Backend::Postgres) {
+        match pg_raw_schema().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                raw_notes.push(format!("raw postgres unavailable: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    appends(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
+    imports(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
+    queries(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
+    summaries(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
+    artifacts(&mut ctx, &mut raw_notes).await;
+    let mut migration = Row::new("migration per hop", "files -> sqlite -> postgres", Unit::RecordsPerSec);
+    migration.note = "not measured: runstore::migrate does not exist in this tree yet".into();
+    ctx.rows.push(migration);
+    if let Some((url, schema)) = &pg_raw
+        && let Ok(c) = raw::pg_connect(url, schema).await
+    {
+        let _ = raw::pg_drop(&c, schema).await;
+    }
+    for n in raw_notes {
+        let mut r = Row::new("raw baseline", "-", Unit::OpsPerSec);
+        r.note = n;
+        ctx.rows.push(r);
+    }
+    ctx.rows
+}
+
+/// (url, schema) of a fresh schema for the raw PostgreSQL tables.
+async fn pg_raw_schema() -> BenchResult<(String, String)> {
+    let server = runstore_postgres::testing::test_server()
+        .await
+        .ok_or("no PostgreSQL server")?;
+    let schema = format!("bench_raw_{}", std::process::id());
+    let c = raw::pg_connect(server.url(), &schema).await?;
+    raw::pg_drop(&c, &schema).await?;
+    let c = raw::pg_connect(server.url(), &schema).await?;
+    raw::pg_create_tables(&c).await?;
+    Ok((server.url().to_string(), schema))
+}
+
+async fn appends(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
+    let s = ctx.plan.sizes.clone();
+    ctx.log("raw baselines: fdatasync, rusqlite, tokio-postgres");
+    let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+    let d = dir.clone();
+    let n = s.single_appends;
+    let fsync_single = blocking(move || {
+        let v: Vec<f64> = (0..s.reps).map(|_| raw::fdatasync_single(&d, n)).collect::<BenchResult<_>>()?;
+        stats_of(&v).ok_or_else(|| "no figures".into())
+    })
+    .await;
+    let fsync_single = raw_named("write+fdatasync", fsync_single, notes);
+    let d = dir.clone();
+    let (batches, batch, reps) = (s.batches, s.batch, s.reps);
+    let fsync_batch = blocking(move || {
+        let v: Vec<f64> = (0..reps).map(|_| raw::fdatasync_batched(&d, batches, batch)).collect::<BenchResult<_>>()?;
+        stats_of(&v).ok_or_else(|| "no figures".into())
+    })
+    .await;
+    let fsync_batch = raw_named(&format!("{batch} lines+fdatasync"), fsync_batch, notes);
+    // rusqlite, FULL for the durable single append (what the backend row
+    // uses), NORMAL for batches, like the backend's default.
+    let sqlite_raw = |sync: &'static str, what: u8| {
+        let d = dir.join(format!("raw-{sync}-{what}.db"));
+        let s = s.clone();
+        blocking(move || {
+            let mut v = Vec::new();
+            for i in 0..s.reps {
+                let mut conn = raw::sqlite_open(&d, sync)?;
+                let run = format!("raw-{i}");
+                v.push(match what {
+                    0 => raw::sqlite_autocommit(&conn, &run, s.single_appends)?,
+                    1 => raw::sqlite_transactions(&mut conn, &run, s.batches, s.batch)?,
+                    _ => {
+                        drop(conn);
+                        raw::sqlite_concurrent(&d, sync, s.concurrent_appends)?
+                    }
+                });
+            }
+            stats_of(&v).ok_or_else(|| "no figures".into())
+        })
+    };
+    let sq_single = raw_named("rusqlite autocommit", sqlite_raw("FULL", 0).await, notes);
+    let sq_batch = raw_named("rusqlite tx", sqlite_raw("NORMAL", 1).await, notes);
+    let sq_conc = raw_named("rusqlite 8 conns", sqlite_raw("NORMAL", 2).await, notes);
+    let (mut pg_single, mut pg_batch, mut pg_conc) = (None, None, None);
+    if let Some((url, schema)) = pg {
+        let r = async {
+            let mut c = raw::pg_connect(url, schema).await?;
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            let mut k = Vec::new();
+            for i in 0..s.reps {
+                a.push(raw::pg_autocommit(&c, &format!("raw-single-{i}"), s.single_appends).await?);
+                b.push(raw::pg_transactions(&mut c, &format!("raw-batch-{i}"), s.batches, s.batch).await?);
+                c.batch_execute("TRUNCATE events").await?;
+                k.push(raw::pg_concurrent(url, schema, s.concurrent_appends).await?);
+                c.batch_execute("TRUNCATE events").await?;
+            }
+            BenchResult::Ok((stats_of(&a), stats_of(&b), stats_of(&k)))
+        }
+        .await;
+        match r {
+            Ok((a, b, k)) => {
+                pg_single = a.map(|a| ("tokio-postgres insert".to_string(), a));
+                pg_batch = b.map(|b| ("tokio-postgres tx".to_string(), b));
+                pg_conc = k.map(|k| ("tokio-postgres 8 clients".to_string(), k));
+            }
+            Err(e) => notes.push(format!("raw tokio-postgres appends failed: {e}")),
+        }
+    }
+
+    for b in ctx.plan.backends.clone() {
+        // Durable single append.
+        let single_backend = match b {
+            Backend::Sqlite { .. } => Some(Backend::Sqlite { full: true }),
+            Backend::File(_) => Some(Backend::File(Durability::Fsync)),
+            Backend::Memory | Backend::Postgres => Some(b),
+        };
+        if let Some(sb) = single_backend {
+            ctx.log(&format!("durable single append: {sb}"));
+            let mut row = Row::new("durable single append", sb.to_string(), Unit::OpsPerSec);
+            let r = repeat(s.reps, |i| {
+                let dir = ctx.plan.scratch.join(format!("single-{}-{i}", crate::artifacts::backend_arg(sb)));
+                async move {
+                    std::fs::create_dir_all(&dir)?;
+                    let o = sb.open(&dir).await?;
+                    single_append(&*o.stores.logs, &format!("single-{i}"), s.single_appends).await
+                }
+            })
+            .await;
+            fill(&mut row, r);
+            match sb {
+                Backend::File(_) => {
+                    row.raw = fsync_single.clone();
+                    row.target = Some(Target::RatioAtLeast(0.9));
+                }
+                Backend::Sqlite { .. } => {
+                    row.raw = sq_single.clone();
+                    row.target = Some(Target::RatioAtLeast(0.7));
+                }
+                Backend::Postgres => row.raw = pg_single.clone(),
+                Backend::Memory => {}
+            }
+            ctx.rows.push(row);
+        }
+        // 8 concurrent appenders.
+        let cb = match b {
+            Backend::File(_) => Backend::File(Durability::GroupCommit),
+            other => other,
+        };
+        ctx.log(&format!("8 concurrent appenders: {cb}"));
+        let mut row = Row::new("8 concurrent appenders", cb.to_string(), Unit::OpsPerSec);
+        let r = repeat(s.reps, |i| {
+            let dir = ctx.plan.scratch.join(format!("conc-{}-{i}", crate::artifacts::backend_arg(cb)));
+            async move {
+                std::fs::create_dir_all(&dir)?;
+                let o: Opened = cb.open(&dir).await?;
+                concurrent_append(o.stores.logs.clone(), &format!("conc-{i}"), s.concurrent_appends).await
+            }
+        })
+        .await;
+        fill(&mut row, r);
+        match cb {
+            Backend::File(_) => {
+                row.raw = fsync_single
+                    .clone()
+                    .map(|(_, st)| ("1 writer write+fdatasync".to_string(), st));
+                row.target = Some(Target::RatioAtLeast(6.0));
+            }
+            Backend::Sqlite { .. } => row.raw = sq_conc.clone(),
+            Backend::Postgres => row.raw = pg_conc.clone(),
+            Backend::Memory => {}
+        }
+        ctx.rows.push(row);
+        // Batched append.
+        ctx.log(&format!("batched append: {b}"));
+        let mut row = Row::new(format!("batched append ({})", s.batch), b.to_string(), Unit::OpsPerSec);
+        let r = repeat(s.reps, |i| {
+            let dir = ctx.plan.scratch.join(format!("batch-{}-{i}", crate::artifacts::backend_arg(b)));
+            async move {
+                std::fs::create_dir_all(&dir)?;
+                let o = b.open(&dir).await?;
+                batched_append(&*o.stores.logs, &format!("batch-{i}"), s.batches, s.batch).await
+            }
+        })
+        .await;
+        fill(&mut row, r);
+        match b {
+            Backend::File(_) => row.raw = fsync_batch.clone(),
+            Backend::Sqlite { .. } => {
+                row.raw = sq_batch.clone();
+                row.target = Some(Target::RatioAtLeast(0.8));
+            }
+            Backend::Postgres => row.raw = pg_batch.clone(),
+            Backend::Memory => {}
+        }
+        ctx.rows.push(row);
+    }
+}
+
+async fn imports(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
+    let s = ctx.plan.sizes.clone();
+    let runs: Arc<Vec<RunWithEvents>> =
+        Arc::new((0..s.import_runs).map(|i| data::run_with_events("imp", i, 10)).collect());
+    ctx.log("bulk import: raw baselines");
+    let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+    let file_raw = {
+        let (d, runs, reps) = (dir.clone(), runs.clone(), s.reps);
+        blocking(move || {
+            let mut v = Vec::new();
+            for i in 0..reps {
+                let d = d.join(format!("f{i}"));
+                std::fs::create_dir_all(&d)?;
+                v.push(raw::file_bulk(&d, &runs)?);
+            }
+            stats_of(&v).ok_or_else(|| "no figures".into())
+        })
+        .await
+    };
+    let file_raw = raw_named("NDJSON+fdatasync", file_raw, notes);
+    let sq_raw = {
+        let (d, runs, reps) = (dir.clone(), runs.clone(), s.reps);
+        blocking(move || {
+            let mut v = Vec::new();
+            for i in 0..reps {
+                let mut conn = raw::sqlite_open(&d.join(format!("imp{i}.db")), "NORMAL")?;
+                v.push(raw::sqlite_bulk(&mut conn, &runs)?);
+            }
+            stats_of(&v).ok_or_else(|| "no figures".into())
+        })
+        .await
+    };
+    let sq_raw = raw_named("rusqlite tx", sq_raw, notes);
+    let mut pg_raw = None;
+    if let Some((url, schema)) = pg {
+        let r = async {
+            let mut c = raw::pg_connect(url, schema).await?;
+            let mut v = Vec::new();
+            for _ in 0..s.reps {
+                c.batch_execute("TRUNCATE runs, events").await?;
+                v.push(raw::pg_copy_bulk(&mut c, &runs).await?);
+            }
+            c.batch_execute("TRUNCATE runs, events").await?;
+            stats_of(&v).ok_or_else(|| crate::BenchError::from("no figures"))
+        }
+        .await;
+        pg_raw = raw_named("binary COPY", r, notes);
+    }
+    for b in ctx.plan.backends.clone() {
+        ctx.log(&format!("bulk import: {b}"));
+        let mut row = Row::new(
+            format!("bulk import ({} runs x 10 events)", s.import_runs),
+            b.to_string(),
+            Unit::RecordsPerSec,
+        );
+        let runs = runs.clone();
+        let r = repeat(s.reps, |i| {
+            let dir = ctx.plan.scratch.join(format!("imp-{}-{i}", crate::artifacts::backend_arg(b)));
+            let runs = runs.clone();
+            async move {
+                std::fs::create_dir_all(&dir)?;
+                let o = b.open(&dir).await?;
+                bulk_import(&*o.stores.logs, &runs).await
+            }
+        })
+        .await;
+        fill(&mut row, r);
+        match b {
+            Backend::File(_) => row.raw = file_raw.clone(),
+            Backend::Sqlite { .. } => row.raw = sq_raw.clone(),
+            Backend::Postgres => {
+                row.raw = pg_raw.clone();
+                row.target = Some(Target::RatioAtLeast(0.8));
+            }
+            Backend::Memory => {}
+        }
+        ctx.rows.push(row);
+    }
+}
+
+async fn queries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
+    let s = ctx.plan.sizes.clone();
+    for &rows in &s.query_rows {
+        let label = if rows >= 1_000_000 {
+            format!("{}M", rows / 1_000_000)
+        } else {
+            format!("{}k", rows / 1000)
+        };
+        ctx.log(&format!("queries at {rows} runs: raw rusqlite"));
+        let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+        let sq = {
+            let (d, reps) = (dir.clone(), s.query_reps);
+            blocking(move || {
+                let mut conn = raw::sqlite_open(&d.join("q.db"), "NORMAL")?;
+                raw::sqlite_load_runs(&mut conn, "q", rows)?;
+                conn.execute_batch("ANALYZE")?;
+                let a = raw::sqlite_recent(&conn, reps)?;
+                let b = raw::sqlite_filtered(&conn, &data::filter_spec(rows), reps)?;
+                Ok((stats_of(&a), stats_of(&b)))
+            })
+            .await
+        };
+        let (sq_recent, sq_filtered) = match sq {
+            Ok((a, b)) => (
+                a.map(|a| ("rusqlite".to_string(), a)),
+                b.map(|b| ("rusqlite".to_string(), b)),
+            ),
+            Err(e) => {
+                notes.push(format!("raw rusqlite queries at {rows} failed: {e}"));
+                (None, None)
+            }
+        };
+        let (mut pg_recent, mut pg_filtered) = (None, None);
+        if let Some((url, schema)) = pg {
+            ctx.log(&format!("queries at {rows} runs: raw tokio-postgres"));
+            let r = async {
+                let c = raw::pg_connect(url, schema).await?;
+                c.batch_execute("TRUNCATE runs, events").await?;
+                raw::pg_load_runs(&c, "q", rows).await?;
+                let a = raw::pg_recent(&c, s.query_reps).await?;
+                let b = raw::pg_filtered(&c, &data::filter_spec(rows), s.query_reps).await?;
+                c.batch_execute("TRUNCATE runs, events").await?;
+                BenchResult::Ok((stats_of(&a), stats_of(&b)))
+            }
+            .await;
+            match r {
+                Ok((a, b)) => {
+                    pg_recent = a.map(|a| ("tokio-postgres".to_string(), a));
+                    pg_filtered = b.map(|b| ("tokio-postgres".to_string(), b));
+                }
+                Err(e) => notes.push(format!("raw tokio-postgres queries at {rows} failed: {e}")),
+            }
+        }
+        for b in ctx.plan.backends.clone() {
+            let mut recent_row = Row::new(format!("get_recent(50) @ {label} runs"), b.to_string(), Unit::Millis);
+            let mut filt_row = Row::new(format!("filtered query @ {label} runs"), b.to_string(), Unit::Millis);
+            if matches!(b, Backend::File(_)) && rows > s.file_query_cap {
+                let note = format!(
+                    "not measured: loading {rows} runs into the file backend is beyond this run's time budget; see the {}k row",
+                    s.file_query_cap / 1000
+                );
+                recent_row.note = note.clone();
+                filt_row.note = note;
+                ctx.rows.push(recent_row);
+                ctx.rows.push(filt_row);
+                continue;
+            }
+            ctx.log(&format!("queries at {rows} runs: loading {b}"));
+            let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+            let r = async {
+                let o = b.open(&dir).await?;
+                let t = Instant::now();
+                load_runs(&*o.stores.logs, "q", rows).await?;
+                let load = t.elapsed().as_secs_f64();
+                let a = recent(&*o.stores.logs, s.query_reps).await?;
+                let f = filtered(&*o.stores.logs, rows, s.query_reps).await?;
+                BenchResult::Ok((load, a, f))
+            }
+            .await;
+            match r {
+                Ok((load, a, f)) => {
+                    recent_row.stats = stats_of(&a);
+                    filt_row.stats = stats_of(&f);
+                    recent_row.note = format!("loaded with import_runs at {} runs/s", crate::report::fmt_num(rows as f64 / load));
+                }
+                Err(e) => {
+                    recent_row.note = format!("failed: {e}");
+                    filt_row.note = format!("failed: {e}");
+                }
+            }
+            match b {
+                Backend::Sqlite { .. } => {
+                    recent_row.raw = sq_recent.clone();
+                    filt_row.raw = sq_filtered.clone();
+                }
+                Backend::Postgres => {
+                    recent_row.raw = pg_recent.clone();
+                    filt_row.raw = pg_filtered.clone();
+                }
+                _ => {}
+            }
+            if rows >= 1_000_000 && matches!(b, Backend::Sqlite { .. } | Backend::Postgres) {
+                recent_row.target = Some(Target::RatioAtMost(2.0));
+            }
+            ctx.rows.push(recent_row);
+            ctx.rows.push(filt_row);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+async fn summaries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
+    let s = ctx.plan.sizes.clone();
+    let reps = s.reps.max(5);
+    for &rows in &s.summary_rows {
+        let label = if rows >= 1_000_000 {
+            format!("{}M", rows / 1_000_000)
+        } else {
+            format!("{}k", rows / 1000)
+        };
+        ctx.log(&format!("summary over {rows} metrics: raw"));
+        let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+        let sq = {
+            let d = dir.clone();
+            blocking(move || {
+                let mut conn = raw::sqlite_open(&d.join("m.db"), "NORMAL")?;
+                raw::sqlite_load_metrics(&mut conn, rows)?;
+                conn.execute_batch("ANALYZE")?;
+                stats_of(&raw::sqlite_summary(&conn, reps)?).ok_or_else(|| "no figures".into())
+            })
+            .await
+        };
+        let sq = raw_named("rusqlite aggregate", sq, notes);
+        let mut pgr = None;
+        if let Some((url, schema)) = pg {
+            let r = async {
+                let c = raw::pg_connect(url, schema).await?;
+                c.batch_execute("TRUNCATE metrics").await?;
+                raw::pg_load_metrics(&c, rows).await?;
+                let v = raw::pg_summary(&c, reps).await?;
+                c.batch_execute("TRUNCATE metrics").await?;
+                stats_of(&v).ok_or_else(|| crate::BenchError::from("no figures"))
+            }
+            .await;
+            pgr = raw_named("tokio-postgres aggregate", r, notes);
+        }
+        for b in ctx.plan.backends.clone() {
+            let mut row = Row::new(format!("summary over {label} metrics"), b.to_string(), Unit::Millis);
+            if rows >= 1_000_000 {
+                row.target = Some(Target::UnderMillis(10.0));
+            }
+            if matches!(b, Backend::File(_)) && rows > s.file_query_cap {
+                row.note = format!(
+                    "not measured: loading {rows} metrics into the file backend is beyond this run's time budget; see the {}k row",
+                    s.file_query_cap / 1000
+                );
+                ctx.rows.push(row);
+                continue;
+            }
+            ctx.log(&format!("summary over {rows} metrics: {b}"));
+            let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+            let r = async {
+                let o = b.open(&dir).await?;
+                load_metrics(&*o.stores.metrics, rows).await?;
+                summary(&*o.stores.metrics, rows, reps).await
+            }
+            .await;
+            match r {
+                Ok(v) => row.stats = stats_of(&v),
+                Err(e) => row.note = format!("failed: {e}"),
+            }
+            match b {
+                Backend::Sqlite { .. } => row.raw = sq.clone(),
+                Backend::Postgres => row.raw = pgr.clone(),
+                _ => {}
+            }
+            ctx.rows.push(row);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+async fn artifacts(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
+    let s = ctx.plan.sizes.clone();
+    for &size in &s.artifact_sizes {
+        let label = if size >= 1 << 30 {
+            format!("{} GiB", size >> 30)
+        } else {
+            format!("{} MiB", size >> 20)
+        };
+        let reps = if size >= 256 << 20 { 1 } else { s.reps };
+        ctx.log(&format!("artifact {label}: raw"));
+        let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+        let raw_r = {
+            let d = dir.clone();
+            blocking(move || {
+                let mut w = Vec::new();
+                let mut r = Vec::new();
+                for _ in 0..reps {
+                    let (a, b) = raw::file_artifact(&d, size)?;
+                    w.push(a);
+                    r.push(b);
+                }
+                Ok((stats_of(&w), stats_of(&r)))
+            })
+            .await
+        };
+        let (raw_w, raw_r) = match raw_r {
+            Ok((w, r)) => (
+                w.map(|w| ("std::fs write+fsync".to_string(), w)),
+                r.map(|r| ("std::fs read".to_string(), r)),
+            ),
+            Err(e) => {
+                notes.push(format!("raw artifact {label} failed: {e}"));
+                (None, None)
+            }
+        };
+        for b in ctx.plan.backends.clone() {
+            if b == Backend::Memory {
+                // Holding the bytes in memory is what the memory backend
+                // does: a peak-memory figure would say nothing.
+                continue;
+            }
+            ctx.log(&format!("artifact {label}: {b}"));
+            let mut wrow = Row::new(format!("artifact write {label}"), b.to_string(), Unit::MibPerSec);
+            let mut rrow = Row::new(format!("artifact read {label}"), b.to_string(), Unit::MibPerSec);
+            let mut w = Vec::new();
+            let mut r = Vec::new();
+            let mut peak_w = 0u64;
+            let mut peak_r = 0u64;
+            let mut err = None;
+            for _ in 0..reps {
+                let dir = match ctx.dir() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        err = Some(e.to_string());
+                        break;
+                    }
+                };
+                let one = async {
+                    // The parent keeps the store open only to own the
+                    // PostgreSQL schema; the children do the work.
+                    let o = b.open(&dir).await?;
+                    let exe = ctx.plan.exe.clone();
+                    let (d2, pg) = (dir.clone(), o.pg.clone());
+                    let cw = blocking(move || crate::artifacts::run_child(&exe, b, "write", size, &d2, pg.as_ref())).await?;
+                    let exe = ctx.plan.exe.clone();
+                    let (d2, pg) = (dir.clone(), o.pg.clone());
+                    let cr = blocking(move || crate::artifacts::run_child(&exe, b, "read", size, &d2, pg.as_ref())).await?;
+                    drop(o);
+                    BenchResult::Ok((cw, cr))
+                }
+                .await;
+                let _ = std::fs::remove_dir_all(&dir);
+                match one {
+                    Ok((cw, cr)) => {
+                        w.push(cw.mib_per_sec);
+                        r.push(cr.mib_per_sec);
+                        peak_w = peak_w.max(cw.peak_bytes);
+                        peak_r = peak_r.max(cr.peak_bytes);
+                    }
+                    Err(e) => {
+                        err = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = err {
+                wrow.note = format!("failed: {e}");
+                rrow.note = wrow.note.clone();
+            } else {
+                wrow.stats = stats_of(&w);
+                rrow.stats = stats_of(&r);
+                wrow.peak_bytes = Some(peak_w);
+                rrow.peak_bytes = Some(peak_r);
+            }
+            if size >= 1 << 30 {
+                wrow.target = Some(Target::PeakUnderMib(64.0));
+                rrow.target = Some(Target::PeakUnderMib(64.0));
+            }
+            wrow.raw = raw_w.clone();
+            rrow.raw = raw_r.clone();
+            ctx.rows.push(wrow);
+            ctx.rows.push(rrow);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Where the harness keeps a run's data: under `base`, removed afterwards.
+pub fn scratch_in(base: Option<&Path>) -> BenchResult<tempfile::TempDir> {
+    Ok(match base {
+        Some(b) => tempfile::Builder::new().prefix("runstore-bench-").tempdir_in(b)?,
+        None => tempfile::Builder::new().prefix("runstore-bench-").tempdir()?,
+    })
+}

@@ -1,0 +1,598 @@
+//! [`migrate`]: the copy, concern by concern.
+
+use runstore_core::{
+    ArtifactInfo, Error, ErrorKind, Event, ExecutionMetric, NewEvent, PutOptions, Result, Run,
+    RunFilter, RunId, RunWithEvents, StoreSet,
+};
+
+use super::pager::{self, Pager};
+use super::verify::verify;
+use super::{Concern, ConflictRecord, MigrateOptions, MigrationReport, OnConflict};
+
+/// Copies everything from `from` to `to` (see the [module docs](super)),
+/// then verifies the two sides unless [`MigrateOptions::verify`] is off.
+///
+/// Order: workflow versions (ascending `(id, version)`, so a parent is always
+/// stored before its children), runs with their events, metrics, patterns,
+/// artifacts. Each record is first looked up in the destination: absent, it
+/// is copied; present with the same content, skipped; present with other
+/// content, reported and left untouched ([`OnConflict::Report`]) or the
+/// migration stops ([`OnConflict::Fail`]).
+///
+/// # Errors
+/// [`runstore_core::ErrorKind::InvalidInput`] for bad options; any error of
+/// either side's backend (the migration can be started again after it); a
+/// [`runstore_core::ErrorKind::Conflict`] with [`OnConflict::Fail`].
+pub async fn migrate(
+    from: &StoreSet,
+    to: &StoreSet,
+    options: MigrateOptions,
+) -> Result<MigrationReport> {
+    options.validate()?;
+    let mut m = Migrator {
+        from,
+        to,
+        report: MigrationReport {
+            dry_run: options.dry_run,
+            ..Default::default()
+        },
+        opts: &options,
+    };
+    m.workflows().await?;
+    m.runs().await?;
+    m.metrics().await?;
+    m.patterns().await?;
+    m.artifacts().await?;
+    let mut report = m.report;
+    if options.verify && !options.dry_run {
+        let mut vo = options.verify_options.clone();
+        if vo.progress.is_none() {
+            vo.progress = options.progress.clone();
+        }
+        report.verify = Some(verify(from, to, vo).await?);
+    }
+    Ok(report)
+}
+
+struct Migrator<'a> {
+    from: &'a StoreSet,
+    to: &'a StoreSet,
+    opts: &'a MigrateOptions,
+    report: MigrationReport,
+}
+
+/// How a destination run's events compare with the source's.
+enum EventsState {
+    /// Same events.
+    Equal,
+    /// The destination holds the first `n` events only.
+    Prefix,
+    /// Other events.
+    Differ(String),
+}
+
+fn is_not_found(e: &Error) -> bool {
+    e.kind() == ErrorKind::NotFound
+}
+
+fn is_conflict(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Immutable)
+}
+
+fn new_event(e: Event) -> NewEvent {
+    NewEvent {
+        kind: e.kind,
+        at: e.at,
+        payload: e.payload,
+        idempotency_key: e.idempotency_key,
+    }
+}
+
+impl Migrator<'_> {
+    fn progress(&self, concern: Concern, total: Option<u64>) {
+        if let Some(p) = &self.opts.progress {
+            let done = match concern {
+                Concern::Workflows => self.report.workflows.read,
+                Concern::Runs => self.report.runs.read,
+                Concern::Events => self.report.events.read,
+                Concern::Metrics => self.report.metrics.read,
+                Concern::Patterns => self.report.patterns.read,
+                Concern::Artifacts => self.report.artifacts.read,
+            };
+            p.on_progress(concern.as_str(), done, total);
+        }
+    }
+
+    fn finish(&self, concern: Concern) {
+        if let Some(p) = &self.opts.progress {
+            let done = match concern {
+                Concern::Workflows => self.report.workflows.read,
+                Concern::Runs => self.report.runs.read,
+                Concern::Events => self.report.events.read,
+                Concern::Metrics => self.report.metrics.read,
+                Concern::Patterns => self.report.patterns.read,
+                Concern::Artifacts => self.report.artifacts.read,
+            };
+            p.on_finish(concern.as_str(), done);
+        }
+    }
+
+    /// Counts and lists a conflict, or stops the migration with it.
+    fn conflict(&mut self, concern: Concern, key: String, detail: String) -> Result<()> {
+        if self.opts.on_conflict == OnConflict::Fail {
+            return Err(Error::conflict(format!(
+                "{concern} {key} is stored in the destination with other content: {detail}"
+            )));
+        }
+        self.report.counts_mut(concern).conflicts += 1;
+        if self.report.conflicts.len() < self.opts.max_reported {
+            self.report.conflicts.push(ConflictRecord {
+                concern,
+                key,
+                detail,
+            });
+        } else {
+            self.report.conflicts_truncated = true;
+        }
+        Ok(())
+    }
+
+    async fn workflows(&mut self) -> Result<()> {
+        let mut src = pager::workflows(self.from, self.opts.batch_size);
+        while let Some(def) = src.next().await? {
+            self.report.workflows.read += 1;
+            let key = format!("{}@{}", def.id, def.version);
+            match self.to.workflows.get(&def.id, def.version).await {
+                Ok(stored) if stored.same_content(&def) => self.report.workflows.unchanged += 1,
+                Ok(stored) => self.conflict(
+                    Concern::Workflows,
+                    key,
+                    format!(
+                        "content hash {} in the source, {} in the destination",
+                        def.content_hash(),
+                        stored.content_hash()
+                    ),
+                )?,
+                Err(e) if is_not_found(&e) => {
+                    if self.opts.dry_run {
+                        self.report.workflows.copied += 1;
+                    } else {
+                        match self.to.workflows.store(def).await {
+                            Ok(_) => self.report.workflows.copied += 1,
+                            // Written meanwhile by someone else.
+                            Err(e) if is_conflict(&e) => {
+                                self.conflict(Concern::Workflows, key, e.to_string())?
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            self.progress(Concern::Workflows, None);
+        }
+        self.finish(Concern::Workflows);
+        Ok(())
+    }
+
+    async fn runs(&mut self) -> Result<()> {
+        // The total only feeds the progress bar; a failing count is no reason to stop.
+        let total = self
+            .from
+            .logs
+            .count_runs(RunFilter::default())
+            .await
+            .ok();
+        let max_events = self.opts.max_events_per_batch;
+        let mut src = pager::runs(self.from, self.opts.batch_size);
+        let mut batch: Vec<RunWithEvents> = Vec::new();
+        let mut batch_events = 0usize;
+        while let Some(run) = src.next().await? {
+            self.report.runs.read += 1;
+            match self.to.logs.get_run(&run.id).await {
+                Err(e) if is_not_found(&e) => {
+                    let mut events = pager::events(&self.from.logs, &run.id, max_events);
+                    let mut first = Vec::new();
+                    while first.len() < max_events {
+                        match events.next().await? {
+                            Some(e) => first.push(e),
+                            None => break,
+                        }
+                    }
+                    self.report.events.read += first.len() as u64;
+                    if events.peek().await?.is_none() {
+                        if batch.len() >= self.opts.batch_size
+                            || batch_events + first.len() > max_events
+                        {
+                            self.flush_runs(std::mem::take(&mut batch)).await?;
+                            batch_events = 0;
+                        }
+                        batch_events += first.len();
+                        batch.push(RunWithEvents { run, events: first });
+                    } else {
+                        // Too many events for one batch: alone, in chunks.
+                        self.flush_runs(std::mem::take(&mut batch)).await?;
+                        batch_events = 0;
+                        self.import_large(run, first, events).await?;
+                    }
+                }
+                Ok(stored) if !stored.same_content(&run) => {
+                    let detail = describe_run_difference(&run, &stored);
+                    self.conflict(Concern::Runs, run.id.to_string(), detail)?;
+                }
+                Ok(_) => self.existing_run(&run.id).await?,
+                Err(e) => return Err(e),
+            }
+            self.progress(Concern::Runs, total);
+        }
+        self.flush_runs(batch).await?;
+        self.finish(Concern::Runs);
+        Ok(())
+    }
+
+    /// Imports a batch of runs; if someone wrote one of them meanwhile (the
+    /// batch is refused as a whole), imports them one by one to report it.
+    async fn flush_runs(&mut self, batch: Vec<RunWithEvents>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let events: u64 = batch.iter().map(|r| r.events.len() as u64).sum();
+        if self.opts.dry_run {
+            self.report.runs.copied += batch.len() as u64;
+            self.report.events.copied += events;
+            return Ok(());
+        }
+        match self.to.logs.import_runs(batch.clone()).await {
+            Ok(outcome) => {
+                self.report.runs.copied += outcome.inserted;
+                self.report.runs.unchanged += outcome.unchanged;
+                self.report.events.copied += events;
+                Ok(())
+            }
+            Err(e) if is_conflict(&e) => {
+                for r in batch {
+                    let id = r.run.id.to_string();
+                    let n = r.events.len() as u64;
+                    match self.to.logs.import_runs(vec![r]).await {
+                        Ok(o) => {
+                            self.report.runs.copied += o.inserted;
+                            self.report.runs.unchanged += o.unchanged;
+                            self.report.events.copied += n;
+                        }
+                        Err(e) if is_conflict(&e) => {
+                            self.conflict(Concern::Runs, id, e.to_string())?
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A run with more events than a batch holds: imported with its first
+    /// chunk of events, the rest appended chunk by chunk. Interrupted, it
+    /// leaves a prefix of the events, which [`Self::existing_run`] completes.
+    async fn import_large(&mut self, run: Run, first: Vec<Event>, rest: Pager<Event>) -> Result<()> {
+        let id = run.id.clone();
+        let n_first = first.len() as u64;
+        if self.opts.dry_run {
+            self.report.runs.copied += 1;
+            self.report.events.copied += n_first;
+            return self.append_rest(&id, rest, n_first + 1).await;
+        }
+        match self
+            .to
+            .logs
+            .import_runs(vec![RunWithEvents { run, events: first }])
+            .await
+        {
+            Ok(_) => {
+                self.report.runs.copied += 1;
+                self.report.events.copied += n_first;
+            }
+            Err(e) if is_conflict(&e) => {
+                return self.conflict(Concern::Runs, id.to_string(), e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+        self.append_rest(&id, rest, n_first + 1).await
+    }
+
+    /// Appends the events left in `rest`, which start at `next_seq`, in
+    /// chunks; each chunk checks the numbers the destination gave.
+    async fn append_rest(&mut self, id: &RunId, mut rest: Pager<Event>, next_seq: u64) -> Result<()> {
+        let mut expected = next_seq;
+        loop {
+            let mut chunk = Vec::new();
+            while chunk.len() < self.opts.max_events_per_batch {
+                match rest.next().await? {
+                    Some(e) => chunk.push(e),
+                    None => break,
+                }
+            }
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let n = chunk.len() as u64;
+            self.report.events.read += n;
+            if !self.opts.dry_run {
+                let news: Vec<NewEvent> = chunk.into_iter().map(new_event).collect();
+                let appended = self.to.logs.append_events(id, news).await?;
+                for (i, a) in appended.iter().enumerate() {
+                    let want = expected + i as u64;
+                    if a.duplicate || a.seq != want {
+                        // Someone else appends to this run in the destination.
+                        return self.conflict(
+                            Concern::Runs,
+                            id.to_string(),
+                            format!(
+                                "event {want} was numbered {} (duplicate: {}) by the destination",
+                                a.seq, a.duplicate
+                            ),
+                        );
+                    }
+                }
+            }
+            self.report.events.copied += n;
+            expected += n;
+        }
+    }
+
+    /// A run already in the destination with the same record: compares the
+    /// events, completing a prefix left by an interrupted chunked import.
+    async fn existing_run(&mut self, id: &RunId) -> Result<()> {
+        let limit = self.opts.max_events_per_batch;
+        let mut src = pager::events(&self.from.logs, id, limit);
+        let mut dst = pager::events(&self.to.logs, id, limit);
+        let mut n = 0u64;
+        let state = loop {
+            let step = match (src.peek().await?, dst.peek().await?) {
+                (None, None) => Some(EventsState::Equal),
+                (Some(_), None) => Some(EventsState::Prefix),
+                (None, Some(d)) => Some(EventsState::Differ(format!(
+                    "the destination has more events (event {} and on); the source has {n}",
+                    d.seq
+                ))),
+                (Some(s), Some(d)) if s.same_content(d) => None,
+                (Some(s), Some(d)) => Some(EventsState::Differ(format!(
+                    "event {} differs: sha256 {} in the source, {} in the destination",
+                    s.seq,
+                    runstore_core::content_hash(s)?,
+                    runstore_core::content_hash(d)?
+                ))),
+            };
+            match step {
+                Some(state) => break state,
+                None => {
+                    src.next().await?;
+                    dst.next().await?;
+                    n += 1;
+                }
+            }
+        };
+        self.report.events.read += n;
+        match state {
+            EventsState::Equal => {
+                self.report.runs.unchanged += 1;
+                self.report.events.unchanged += n;
+                Ok(())
+            }
+            EventsState::Prefix => {
+                self.report.runs_resumed += 1;
+                self.report.events.unchanged += n;
+                self.append_rest(id, src, n + 1).await
+            }
+            EventsState::Differ(detail) => self.conflict(Concern::Runs, id.to_string(), detail),
+        }
+    }
+
+    async fn metrics(&mut self) -> Result<()> {
+        let mut src = pager::metrics(self.from, self.opts.batch_size);
+        let mut batch: Vec<ExecutionMetric> = Vec::new();
+        while let Some(m) = src.next().await? {
+            self.report.metrics.read += 1;
+            match self.to.metrics.get(&m.run_id).await {
+                Ok(stored) if stored.same_content(&m) => self.report.metrics.unchanged += 1,
+                Ok(stored) => self.conflict(
+                    Concern::Metrics,
+                    m.run_id.to_string(),
+                    format!(
+                        "sha256 {} in the source, {} in the destination",
+                        super::verify::metric_hash(&m)?,
+                        super::verify::metric_hash(&stored)?
+                    ),
+                )?,
+                Err(e) if is_not_found(&e) => {
+                    batch.push(m);
+                    if batch.len() >= self.opts.batch_size {
+                        self.flush_metrics(std::mem::take(&mut batch)).await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            self.progress(Concern::Metrics, None);
+        }
+        self.flush_metrics(batch).await?;
+        self.finish(Concern::Metrics);
+        Ok(())
+    }
+
+    async fn flush_metrics(&mut self, batch: Vec<ExecutionMetric>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.opts.dry_run {
+            self.report.metrics.copied += batch.len() as u64;
+            return Ok(());
+        }
+        match self.to.metrics.record_many(batch.clone()).await {
+            Ok(o) => {
+                self.report.metrics.copied += o.inserted;
+                self.report.metrics.unchanged += o.unchanged;
+                Ok(())
+            }
+            Err(e) if is_conflict(&e) => {
+                for m in batch {
+                    let id = m.run_id.to_string();
+                    match self.to.metrics.record(m).await {
+                        Ok(w) if w.inserted => self.report.metrics.copied += 1,
+                        Ok(_) => self.report.metrics.unchanged += 1,
+                        Err(e) if is_conflict(&e) => {
+                            self.conflict(Concern::Metrics, id, e.to_string())?
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn patterns(&mut self) -> Result<()> {
+        let mut src = pager::patterns(self.from, self.opts.batch_size);
+        while let Some(p) = src.next().await? {
+            self.report.patterns.read += 1;
+            match self.to.metrics.get_pattern(&p.id).await {
+                Ok(stored) if stored.same_content(&p) => self.report.patterns.unchanged += 1,
+                Ok(stored) => self.conflict(
+                    Concern::Patterns,
+                    p.id.to_string(),
+                    format!(
+                        "sha256 {} in the source, {} in the destination",
+                        super::verify::pattern_hash(&p)?,
+                        super::verify::pattern_hash(&stored)?
+                    ),
+                )?,
+                Err(e) if is_not_found(&e) => {
+                    if !self.opts.dry_run {
+                        self.to.metrics.upsert_pattern(p).await?;
+                    }
+                    self.report.patterns.copied += 1;
+                }
+                Err(e) => return Err(e),
+            }
+            self.progress(Concern::Patterns, None);
+        }
+        self.finish(Concern::Patterns);
+        Ok(())
+    }
+
+    async fn artifacts(&mut self) -> Result<()> {
+        let mut src = pager::artifacts(self.from, self.opts.batch_size);
+        while let Some(info) = src.next().await? {
+            self.report.artifacts.read += 1;
+            let key = info.key.to_string();
+            match self.to.artifacts.head(&info.key).await {
+                Ok(stored) => match artifact_difference(&info, &stored) {
+                    None => self.report.artifacts.unchanged += 1,
+                    Some(detail) => self.conflict(Concern::Artifacts, key, detail)?,
+                },
+                Err(e) if is_not_found(&e) => {
+                    if self.opts.dry_run {
+                        self.report.artifacts.copied += 1;
+                        self.report.artifact_bytes_copied += info.size;
+                    } else {
+                        self.copy_artifact(&info).await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            self.progress(Concern::Artifacts, None);
+        }
+        self.finish(Concern::Artifacts);
+        Ok(())
+    }
+
+    /// Streams one artifact from source to destination, keeping its info.
+    async fn copy_artifact(&mut self, info: &ArtifactInfo) -> Result<()> {
+        let reader = self.from.artifacts.get(&info.key).await?;
+        let options = PutOptions::default()
+            .content_type(info.content_type.clone())
+            .created_by(info.created_by.clone())
+            .created_at(info.created_at);
+        match self.to.artifacts.put(&info.key, reader.body, options).await {
+            Ok(w) => {
+                if w.record.sha256 != info.sha256 || w.record.size != info.size {
+                    return Err(Error::corrupt(
+                        format!("artifact {} in the destination", info.key),
+                        format!(
+                            "stored sha256 {} and size {}, expected sha256 {} and size {}",
+                            w.record.sha256, w.record.size, info.sha256, info.size
+                        ),
+                    ));
+                }
+                if w.inserted {
+                    self.report.artifacts.copied += 1;
+                    self.report.artifact_bytes_copied += info.size;
+                } else {
+                    self.report.artifacts.unchanged += 1;
+                }
+                Ok(())
+            }
+            Err(e) if is_conflict(&e) => {
+                self.conflict(Concern::Artifacts, info.key.to_string(), e.to_string())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Which fields of two infos of the same key differ, if any.
+pub(crate) fn artifact_difference(a: &ArtifactInfo, b: &ArtifactInfo) -> Option<String> {
+    let mut diffs = Vec::new();
+    if a.sha256 != b.sha256 {
+        diffs.push(format!("sha256 {} / {}", a.sha256, b.sha256));
+    }
+    if a.size != b.size {
+        diffs.push(format!("size {} / {}", a.size, b.size));
+    }
+    if a.content_type != b.content_type {
+        diffs.push(format!("content_type {:?} / {:?}", a.content_type, b.content_type));
+    }
+    if a.created_by != b.created_by {
+        diffs.push(format!("created_by {:?} / {:?}", a.created_by, b.created_by));
+    }
+    if a.created_at != b.created_at {
+        diffs.push(format!("created_at {} / {}", a.created_at, b.created_at));
+    }
+    (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
+/// Which fields of two records of the same run differ.
+pub(crate) fn describe_run_difference(a: &Run, b: &Run) -> String {
+    let mut diffs = Vec::new();
+    if a.workflow_id != b.workflow_id || a.workflow_version != b.workflow_version {
+        diffs.push(format!(
+            "workflow {}@{} / {}@{}",
+            a.workflow_id, a.workflow_version, b.workflow_id, b.workflow_version
+        ));
+    }
+    if a.status != b.status {
+        diffs.push(format!("status {} / {}", a.status, b.status));
+    }
+    if a.trigger != b.trigger {
+        diffs.push(format!("trigger {:?} / {:?}", a.trigger, b.trigger));
+    }
+    if a.started_at != b.started_at {
+        diffs.push(format!("started_at {} / {}", a.started_at, b.started_at));
+    }
+    if a.ended_at != b.ended_at {
+        diffs.push(format!("ended_at {:?} / {:?}", a.ended_at, b.ended_at));
+    }
+    let json = |m: &runstore_core::JsonMap| {
+        runstore_core::canonical_json(&serde_json::Value::Object(m.clone()))
+    };
+    if json(&a.attributes) != json(&b.attributes) {
+        diffs.push("attributes".into());
+    }
+    if json(&a.summaries) != json(&b.summaries) {
+        diffs.push("summaries".into());
+    }
+    if diffs.is_empty() {
+        diffs.push("record".into());
+    }
+    format!("differs in {}", diffs.join(", "))
+}

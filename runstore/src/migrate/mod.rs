@@ -1,0 +1,450 @@
+//! Migration and verification between any two backends, through the four
+//! traits only (DESIGN.md section 7).
+//!
+//! [`migrate`] copies every workflow version, run (with its events), metric,
+//! pattern and artifact from one [`StoreSet`] to another, streamed in pages
+//! and written in batches, so memory stays bounded whatever the size of the
+//! data. It is idempotent and resumable: records already in the destination
+//! with the same content are skipped, so a run that was interrupted at any
+//! point can simply be started again. Records stored in the destination with
+//! *other* content are reported one by one and left untouched. [`verify`]
+//! compares two store sets record by record by content hash, walking both in
+//! the same key order (a merge-join), and runs at the end of every migration.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use runstore::migrate::{migrate, verify, MigrateOptions, VerifyOptions};
+//! use runstore::{memory, WorkflowDefinition, WorkflowId, Version};
+//!
+//! let from = memory::store_set();
+//! let to = memory::store_set();
+//! let def = WorkflowDefinition::new(WorkflowId::new("etl").unwrap(), Version::FIRST, serde_json::json!({}));
+//! from.workflows.store(def).await.unwrap();
+//!
+//! let report = migrate(&from, &to, MigrateOptions::default()).await.unwrap();
+//! assert_eq!(report.workflows.copied, 1);
+//! assert!(report.is_complete());
+//! assert!(verify(&from, &to, VerifyOptions::default()).await.unwrap().is_equal());
+//! # });
+//! ```
+
+mod copy;
+mod pager;
+mod verify;
+
+use std::fmt;
+use std::sync::Arc;
+
+use runstore_core::{Error, MAX_PAGE_LIMIT, Result};
+use serde::Serialize;
+
+pub use copy::migrate;
+pub use verify::verify;
+
+/// The concerns, in the order a migration copies them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concern {
+    /// Workflow definitions.
+    Workflows,
+    /// Runs (with their events when migrating).
+    Runs,
+    /// Events of runs (verification counts and compares them on their own).
+    Events,
+    /// Execution metrics.
+    Metrics,
+    /// Patterns.
+    Patterns,
+    /// Artifacts.
+    Artifacts,
+}
+
+impl Concern {
+    /// The lowercase name, as given to [`MigrationProgress::on_progress`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concern::Workflows => "workflows",
+            Concern::Runs => "runs",
+            Concern::Events => "events",
+            Concern::Metrics => "metrics",
+            Concern::Patterns => "patterns",
+            Concern::Artifacts => "artifacts",
+        }
+    }
+}
+
+impl fmt::Display for Concern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Receives progress of a migration or verification, e.g. to drive one
+/// progress bar per concern. Called from the migrating task: keep it cheap.
+pub trait MigrationProgress: Send + Sync {
+    /// `done` records of `concern` handled so far, of `total` if known
+    /// (runs: from `count_runs`; others: unknown). `concern` is one of
+    /// [`Concern::as_str`].
+    fn on_progress(&self, concern: &str, done: u64, total: Option<u64>);
+
+    /// `concern` is finished after `done` records.
+    fn on_finish(&self, concern: &str, done: u64) {
+        let _ = (concern, done);
+    }
+}
+
+/// What to do with a record the destination holds with other content.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// Report it in [`MigrationReport::conflicts`], leave it untouched and go on.
+    #[default]
+    Report,
+    /// Stop at the first one with [`runstore_core::ErrorKind::Conflict`],
+    /// before writing the batch that holds it.
+    Fail,
+}
+
+/// Options of [`migrate`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct MigrateOptions {
+    /// Records read per page and written per batch (runs per `import_runs`,
+    /// metrics per `record_many`); 1 to [`MAX_PAGE_LIMIT`]. Default 500.
+    pub batch_size: usize,
+    /// Most events held in memory and written in one batch; a run with more
+    /// events is imported alone, its events in chunks of this size.
+    /// 1 to [`MAX_PAGE_LIMIT`]. Default 10,000.
+    pub max_events_per_batch: usize,
+    /// Conflicting records: report (default) or fail.
+    pub on_conflict: OnConflict,
+    /// Say what would be copied and what conflicts exist; write nothing.
+    pub dry_run: bool,
+    /// Verify the two sides at the end (not in a dry run). Default `true`.
+    pub verify: bool,
+    /// Options of that verification.
+    pub verify_options: VerifyOptions,
+    /// Most conflicts listed one by one in the report (all are counted).
+    /// Default 10,000.
+    pub max_reported: usize,
+    /// Progress callback.
+    pub progress: Option<Arc<dyn MigrationProgress>>,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            batch_size: 500,
+            max_events_per_batch: MAX_PAGE_LIMIT,
+            on_conflict: OnConflict::Report,
+            dry_run: false,
+            verify: true,
+            verify_options: VerifyOptions::default(),
+            max_reported: 10_000,
+            progress: None,
+        }
+    }
+}
+
+impl fmt::Debug for MigrateOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MigrateOptions")
+            .field("batch_size", &self.batch_size)
+            .field("max_events_per_batch", &self.max_events_per_batch)
+            .field("on_conflict", &self.on_conflict)
+            .field("dry_run", &self.dry_run)
+            .field("verify", &self.verify)
+            .field("verify_options", &self.verify_options)
+            .field("max_reported", &self.max_reported)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl MigrateOptions {
+    /// Sets the batch size.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+    /// Sets the most events per batch.
+    pub fn max_events_per_batch(mut self, n: usize) -> Self {
+        self.max_events_per_batch = n;
+        self
+    }
+    /// Sets the conflict policy.
+    pub fn on_conflict(mut self, policy: OnConflict) -> Self {
+        self.on_conflict = policy;
+        self
+    }
+    /// Makes it a dry run.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+    /// Turns the final verification on or off.
+    pub fn verify(mut self, verify: bool) -> Self {
+        self.verify = verify;
+        self
+    }
+    /// Sets the options of the final verification.
+    pub fn verify_options(mut self, options: VerifyOptions) -> Self {
+        self.verify_options = options;
+        self
+    }
+    /// Sets the progress callback (also used by the final verification).
+    pub fn progress(mut self, progress: Arc<dyn MigrationProgress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_limit("batch_size", self.batch_size)?;
+        check_limit("max_events_per_batch", self.max_events_per_batch)?;
+        self.verify_options.validate()
+    }
+}
+
+/// Options of [`verify`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct VerifyOptions {
+    /// Records read per page; 1 to [`MAX_PAGE_LIMIT`]. Default 500.
+    pub page_size: usize,
+    /// Also read every artifact's bytes on both sides and hash them, rather
+    /// than trusting the stored hash and size. Default `false`.
+    pub deep: bool,
+    /// Most differences listed one by one (all are counted). Default 10,000.
+    pub max_reported: usize,
+    /// Progress callback.
+    pub progress: Option<Arc<dyn MigrationProgress>>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            page_size: 500,
+            deep: false,
+            max_reported: 10_000,
+            progress: None,
+        }
+    }
+}
+
+impl fmt::Debug for VerifyOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyOptions")
+            .field("page_size", &self.page_size)
+            .field("deep", &self.deep)
+            .field("max_reported", &self.max_reported)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl VerifyOptions {
+    /// Sets the page size.
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = n;
+        self
+    }
+    /// Re-reads artifact bytes on both sides.
+    pub fn deep(mut self, deep: bool) -> Self {
+        self.deep = deep;
+        self
+    }
+    /// Sets the progress callback.
+    pub fn progress(mut self, progress: Arc<dyn MigrationProgress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_limit("page_size", self.page_size)
+    }
+}
+
+fn check_limit(field: &str, n: usize) -> Result<()> {
+    if n == 0 || n > MAX_PAGE_LIMIT {
+        return Err(Error::invalid(
+            field,
+            format!("must be between 1 and {MAX_PAGE_LIMIT}, got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Counts of one concern in a migration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConcernCounts {
+    /// Records read from the source.
+    pub read: u64,
+    /// Records written to the destination (in a dry run: that would be).
+    pub copied: u64,
+    /// Records already in the destination with the same content, skipped.
+    pub unchanged: u64,
+    /// Records in the destination with other content, left untouched.
+    pub conflicts: u64,
+}
+
+/// A record the destination holds with other content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConflictRecord {
+    /// Its concern.
+    pub concern: Concern,
+    /// Its key, e.g. `etl@3`, a run id, `run/phase/path`.
+    pub key: String,
+    /// What differs.
+    pub detail: String,
+}
+
+/// What [`migrate`] did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MigrationReport {
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// Workflow versions.
+    pub workflows: ConcernCounts,
+    /// Runs.
+    pub runs: ConcernCounts,
+    /// Events (of copied runs: `copied`; of skipped runs: `unchanged`).
+    pub events: ConcernCounts,
+    /// Runs found in the destination with a strict prefix of their events (an
+    /// interrupted chunked import) and completed by appending the rest.
+    pub runs_resumed: u64,
+    /// Metrics.
+    pub metrics: ConcernCounts,
+    /// Patterns.
+    pub patterns: ConcernCounts,
+    /// Artifacts.
+    pub artifacts: ConcernCounts,
+    /// Bytes of artifacts copied (in a dry run: that would be).
+    pub artifact_bytes_copied: u64,
+    /// Conflicts, one by one, up to [`MigrateOptions::max_reported`].
+    pub conflicts: Vec<ConflictRecord>,
+    /// Whether some conflicts were counted but not listed.
+    pub conflicts_truncated: bool,
+    /// The final verification (source as `a`, destination as `b`), unless
+    /// turned off or a dry run.
+    pub verify: Option<VerifyReport>,
+}
+
+impl MigrationReport {
+    /// All conflicts, counted over every concern.
+    pub fn conflict_count(&self) -> u64 {
+        self.workflows.conflicts
+            + self.runs.conflicts
+            + self.metrics.conflicts
+            + self.patterns.conflicts
+            + self.artifacts.conflicts
+    }
+
+    /// No conflicts, and the final verification (if run) found the two
+    /// sides equal. Always `false` for a dry run that found work to do.
+    pub fn is_complete(&self) -> bool {
+        let nothing_left = !self.dry_run
+            || [
+                self.workflows,
+                self.runs,
+                self.metrics,
+                self.patterns,
+                self.artifacts,
+            ]
+            .iter()
+            .all(|c| c.copied == 0)
+                && self.runs_resumed == 0;
+        self.conflict_count() == 0
+            && nothing_left
+            && self.verify.as_ref().is_none_or(VerifyReport::is_equal)
+    }
+
+    pub(crate) fn counts_mut(&mut self, concern: Concern) -> &mut ConcernCounts {
+        match concern {
+            Concern::Workflows => &mut self.workflows,
+            Concern::Runs => &mut self.runs,
+            Concern::Events => &mut self.events,
+            Concern::Metrics => &mut self.metrics,
+            Concern::Patterns => &mut self.patterns,
+            Concern::Artifacts => &mut self.artifacts,
+        }
+    }
+}
+
+/// Counts of one concern on both sides of a verification.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SideCounts {
+    /// Records on side `a`.
+    pub a: u64,
+    /// Records on side `b`.
+    pub b: u64,
+    /// Records present on both sides with equal content.
+    pub equal: u64,
+    /// SHA-256 over the content hashes of every record of side `a`, in key
+    /// order: equal digests mean equal concerns.
+    pub digest_a: String,
+    /// The same for side `b`.
+    pub digest_b: String,
+}
+
+/// How a record differs between the two sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DifferenceKind {
+    /// Present on side `a` only.
+    OnlyInA,
+    /// Present on side `b` only.
+    OnlyInB,
+    /// Present on both with other content (or unreadable on one side).
+    Different,
+}
+
+/// One difference found by [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// Its concern.
+    pub concern: Concern,
+    /// Its key: `workflow@version`, a run id, `run#seq` for an event, a run
+    /// id for a metric, a pattern id, `run/phase/path` for an artifact.
+    pub key: String,
+    /// How it differs.
+    pub kind: DifferenceKind,
+    /// Hashes or the field that differs.
+    pub detail: String,
+}
+
+/// What [`verify`] found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// Whether artifact bytes were re-read on both sides.
+    pub deep: bool,
+    /// Workflow versions.
+    pub workflows: SideCounts,
+    /// Runs (record only; events below).
+    pub runs: SideCounts,
+    /// Events of all runs.
+    pub events: SideCounts,
+    /// Metrics.
+    pub metrics: SideCounts,
+    /// Patterns.
+    pub patterns: SideCounts,
+    /// Artifacts.
+    pub artifacts: SideCounts,
+    /// All differences found.
+    pub difference_count: u64,
+    /// Differences, one by one, up to [`VerifyOptions::max_reported`].
+    pub differences: Vec<Difference>,
+    /// Whether some differences were counted but not listed.
+    pub differences_truncated: bool,
+}
+
+impl VerifyReport {
+    /// Whether the two sides hold the same records with the same content.
+    pub fn is_equal(&self) -> bool {
+        self.difference_count == 0
+    }
+
+    /// The differences of one concern that were listed.
+    pub fn differences_of(&self, concern: Concern) -> impl Iterator<Item = &Difference> {
+        self.differences.iter().filter(move |d| d.concern == concern)
+    }
+}

@@ -1,0 +1,327 @@
+//! Migration and verification between in-memory store sets: round trip,
+//! idempotency, dry run, resumption after a crash, conflicts, and what
+//! verify detects.
+
+mod migrate_support;
+
+use std::sync::{Arc, Mutex};
+
+use migrate_support::*;
+use runstore::memory::{self, MemoryArtifacts, MemoryLogs, MemoryMetrics, MemoryWorkflows};
+use runstore::migrate::{
+    Concern, DifferenceKind, MigrateOptions, MigrationProgress, OnConflict, VerifyOptions,
+    migrate, verify,
+};
+use runstore::{
+    ArtifactKey, ArtifactStoreExt, ErrorKind, ExecutionMetric, LogRepositoryExt, PatternId,
+    PutOptions, RunStatus, RunWithEvents, StoreSet, WorkflowDefinition,
+};
+use serde_json::json;
+
+fn opts() -> MigrateOptions {
+    MigrateOptions::default()
+        .batch_size(4)
+        .max_events_per_batch(LONG_RUN_BATCH)
+        .verify_options(VerifyOptions::default().page_size(3).deep(true))
+}
+
+async fn source() -> StoreSet {
+    let s = memory::store_set();
+    populate(&s).await;
+    s
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, u64, Option<u64>)>>);
+
+impl MigrationProgress for Recorder {
+    fn on_progress(&self, concern: &str, done: u64, total: Option<u64>) {
+        self.0.lock().unwrap().push((concern.to_string(), done, total));
+    }
+}
+
+#[tokio::test]
+async fn round_trip_is_equal_and_a_second_run_changes_nothing() {
+    let from = source().await;
+    let to = memory::store_set();
+    let progress = Arc::new(Recorder::default());
+    let report = migrate(&from, &to, opts().progress(progress.clone())).await.unwrap();
+    let events = event_count(&from).await;
+    assert_eq!(events, 135 + 4 + LONG_RUN_EVENTS);
+    assert_eq!(report.workflows.copied, WORKFLOWS);
+    assert_eq!(report.runs.copied, RUNS);
+    assert_eq!(report.events.copied, events);
+    assert_eq!(report.metrics.copied, METRICS);
+    assert_eq!(report.patterns.copied, PATTERNS);
+    assert_eq!(report.artifacts.copied, ARTIFACTS);
+    assert!(report.artifact_bytes_copied > LARGE_ARTIFACT as u64);
+    assert_eq!(report.conflict_count(), 0);
+    let v = report.verify.as_ref().unwrap();
+    assert!(v.is_equal(), "{:#?}", v.differences);
+    assert!(v.deep);
+    assert_eq!((v.runs.a, v.runs.b, v.runs.equal), (RUNS, RUNS, RUNS));
+    assert_eq!((v.events.a, v.events.b, v.events.equal), (events, events, events));
+    assert_eq!(v.artifacts.equal, ARTIFACTS);
+    assert_eq!(v.workflows.digest_a, v.workflows.digest_b);
+    assert!(report.is_complete());
+    assert_same(&from, &to).await;
+
+    // Progress: runs carry their total, and every concern reports.
+    let seen = progress.0.lock().unwrap().clone();
+    assert!(seen.contains(&("runs".to_string(), RUNS, Some(RUNS))));
+    for c in ["workflows", "metrics", "patterns", "artifacts", "verify runs"] {
+        assert!(seen.iter().any(|(n, _, _)| n == c), "no progress for {c}");
+    }
+
+    // The report is serializable for --json.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["runs"]["copied"], json!(RUNS));
+    assert_eq!(json["verify"]["difference_count"], json!(0));
+
+    // Idempotent: nothing copied the second time, everything unchanged.
+    let again = migrate(&from, &to, opts()).await.unwrap();
+    assert_eq!(again.workflows.copied + again.runs.copied + again.metrics.copied, 0);
+    assert_eq!(again.patterns.copied + again.artifacts.copied + again.events.copied, 0);
+    assert_eq!(again.runs.unchanged, RUNS);
+    assert_eq!(again.events.unchanged, events);
+    assert_eq!(again.artifacts.unchanged, ARTIFACTS);
+    assert!(again.is_complete());
+    assert_same(&from, &to).await;
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing_and_says_what_it_would_copy() {
+    let from = source().await;
+    let to = memory::store_set();
+    let report = migrate(&from, &to, opts().dry_run(true)).await.unwrap();
+    assert!(report.dry_run);
+    assert!(report.verify.is_none());
+    assert_eq!(report.workflows.copied, WORKFLOWS);
+    assert_eq!(report.runs.copied, RUNS);
+    assert_eq!(report.events.copied, event_count(&from).await);
+    assert_eq!(report.artifacts.copied, ARTIFACTS);
+    assert!(!report.is_complete());
+    let empty = verify(&memory::store_set(), &to, VerifyOptions::default()).await.unwrap();
+    assert!(empty.is_equal(), "the dry run wrote: {:#?}", empty.differences);
+    assert_eq!(empty.runs.b + empty.workflows.b + empty.artifacts.b, 0);
+}
+
+#[tokio::test]
+async fn bad_options_are_invalid_input() {
+    let s = memory::store_set();
+    for o in [opts().batch_size(0), opts().max_events_per_batch(10_001)] {
+        let err = migrate(&s, &s, o).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+    let err = verify(&s, &s, VerifyOptions::default().page_size(0)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+/// Interrupts the migration after every possible number of writes, then
+/// starts it again without the fault: the destination ends equal.
+#[tokio::test]
+async fn interrupted_after_any_write_then_resumed_is_equal() {
+    // A smaller large artifact: this migrates the data set dozens of times.
+    let from = memory::store_set();
+    populate_with(&from, 256 * 1024).await;
+    // Count the writes of a whole migration.
+    let (counting, budget) = migrate_support::failing::wrap(&memory::store_set(), i64::MAX);
+    migrate(&from, &counting, opts().verify(false)).await.unwrap();
+    let total = budget.spent();
+    assert!(total > 10, "expected many writes, got {total}");
+    let mut resumed_large = false;
+    for n in 0..total {
+        let to = memory::store_set();
+        let (faulty, b) = migrate_support::failing::wrap(&to, n);
+        let err = migrate(&from, &faulty, opts().verify(false)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "after {n} writes");
+        assert!(b.exhausted());
+        let report = migrate(&from, &to, opts().verify_options(VerifyOptions::default()))
+            .await
+            .unwrap();
+        assert!(report.is_complete(), "after {n} writes: {report:#?}");
+        resumed_large |= report.runs_resumed > 0;
+        assert_same(&from, &to).await;
+    }
+    // Some interruption fell inside the chunked import of the long run.
+    assert!(resumed_large);
+}
+
+#[tokio::test]
+async fn conflicting_destination_is_reported_and_left_untouched() {
+    let from = source().await;
+    let to = memory::store_set();
+    // The destination holds other content under keys of the source.
+    let other_wf = WorkflowDefinition::new(wid("etl"), v(1), json!({"steps": ["other"]}));
+    to.workflows.store(other_wf.clone()).await.unwrap();
+    let mut other_run = from.logs.get_run(&rid("run-2-0")).await.unwrap();
+    other_run.trigger = "manual".into();
+    to.logs
+        .import_runs(vec![RunWithEvents { run: other_run.clone(), events: vec![] }])
+        .await
+        .unwrap();
+    // Same record, other events.
+    let same_run = from.logs.get_run(&rid("run-3-1")).await.unwrap();
+    let mut other_events = from.logs.all_events(&same_run.id).await.unwrap();
+    other_events[1].payload = json!({"changed": true});
+    to.logs
+        .import_runs(vec![RunWithEvents { run: same_run.clone(), events: other_events.clone() }])
+        .await
+        .unwrap();
+    let mut other_metric: ExecutionMetric = from.metrics.get(&rid("run-4-0")).await.unwrap();
+    other_metric.duration_micros += 1;
+    to.metrics.record(other_metric.clone()).await.unwrap();
+    let mut other_pattern = from.metrics.get_pattern(&PatternId::new("pat-1").unwrap()).await.unwrap();
+    other_pattern.confidence = 0.99;
+    to.metrics.upsert_pattern(other_pattern.clone()).await.unwrap();
+    let art = ArtifactKey::parse("run-2-0", "train", "logs/stdout.txt").unwrap();
+    to.artifacts
+        .put_bytes(&art, b"other bytes".to_vec(), PutOptions::default())
+        .await
+        .unwrap();
+
+    // Fail: stops at the first conflict.
+    let err = migrate(&from, &to, opts().on_conflict(OnConflict::Fail)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("etl@1"), "{err}");
+
+    // Report (default): each conflict listed, everything else copied.
+    for dry_run in [true, false] {
+        let report = migrate(&from, &to, opts().dry_run(dry_run)).await.unwrap();
+        let keys: Vec<(Concern, &str)> =
+            report.conflicts.iter().map(|c| (c.concern, c.key.as_str())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (Concern::Workflows, "etl@1"),
+                (Concern::Runs, "run-3-1"),
+                (Concern::Runs, "run-2-0"),
+                (Concern::Metrics, "run-4-0"),
+                (Concern::Patterns, "pat-1"),
+                (Concern::Artifacts, "run-2-0/train/logs/stdout.txt"),
+            ],
+            "dry run {dry_run}: {:#?}",
+            report.conflicts
+        );
+        assert_eq!(report.conflict_count(), 6);
+        assert!(!report.is_complete());
+        assert!(report.conflicts[1].detail.contains("event 2"), "{}", report.conflicts[1].detail);
+        assert!(report.conflicts[2].detail.contains("trigger"), "{}", report.conflicts[2].detail);
+        if !dry_run {
+            let v = report.verify.as_ref().unwrap();
+            assert_eq!(v.difference_count, 6, "{:#?}", v.differences);
+        }
+    }
+
+    // Untouched.
+    assert!(to.workflows.get(&wid("etl"), v(1)).await.unwrap().same_content(&other_wf));
+    assert!(to.logs.get_run(&other_run.id).await.unwrap().same_content(&other_run));
+    assert!(to.logs.all_events(&other_run.id).await.unwrap().is_empty());
+    let evs = to.logs.all_events(&same_run.id).await.unwrap();
+    assert!(evs.iter().zip(&other_events).all(|(a, b)| a.same_content(b)));
+    assert_eq!(to.metrics.get(&rid("run-4-0")).await.unwrap(), other_metric);
+    assert!(to.metrics.get_pattern(&other_pattern.id).await.unwrap().same_content(&other_pattern));
+    assert_eq!(to.artifacts.get_bytes(&art).await.unwrap().1, b"other bytes");
+    // And the rest was copied.
+    assert!(to.workflows.get(&wid("etl"), v(3)).await.is_ok());
+    assert_eq!(to.logs.all_events(&rid("long-run")).await.unwrap().len() as u64, LONG_RUN_EVENTS);
+}
+
+struct Handles {
+    set: StoreSet,
+    logs: Arc<MemoryLogs>,
+    artifacts: Arc<MemoryArtifacts>,
+}
+
+fn handles() -> Handles {
+    let logs = Arc::new(MemoryLogs::default());
+    let artifacts = Arc::new(MemoryArtifacts::default());
+    Handles {
+        set: StoreSet {
+            workflows: Arc::new(MemoryWorkflows::default()),
+            logs: logs.clone(),
+            metrics: Arc::new(MemoryMetrics::default()),
+            artifacts: artifacts.clone(),
+        },
+        logs,
+        artifacts,
+    }
+}
+
+#[tokio::test]
+async fn verify_detects_changed_event_missing_artifact_and_changed_byte() {
+    let a = source().await;
+    let b = handles();
+    let report = migrate(&a, &b.set, opts()).await.unwrap();
+    assert!(report.is_complete());
+    let deep = VerifyOptions::default().deep(true).page_size(5);
+
+    // A changed event payload.
+    let id = rid("run-4-1");
+    let mut events = b.logs.all_events(&id).await.unwrap();
+    let run = b.logs.get_run(&id).await.unwrap();
+    events[2].payload = json!({"step": 3, "msg": "tampered"});
+    b.set.logs.delete_run(&id).await.unwrap();
+    b.set.logs.import_runs(vec![RunWithEvents { run, events }]).await.unwrap();
+    let r = verify(&a, &b.set, deep.clone()).await.unwrap();
+    assert!(!r.is_equal());
+    assert_eq!(r.difference_count, 1, "{:#?}", r.differences);
+    let d = &r.differences[0];
+    assert_eq!((d.concern, d.kind, d.key.as_str()), (Concern::Events, DifferenceKind::Different, "run-4-1#3"));
+    assert!(d.detail.contains("payload"), "{}", d.detail);
+    assert_ne!(r.events.digest_a, r.events.digest_b);
+    assert_eq!(r.runs.digest_a, r.runs.digest_b);
+
+    // A missing artifact (the event difference stays).
+    let gone = ArtifactKey::parse("run-2-0", "eval", "résumé/日本.json").unwrap();
+    b.set.artifacts.delete(&gone).await.unwrap();
+    let r = verify(&a, &b.set, deep.clone()).await.unwrap();
+    assert_eq!(r.difference_count, 2);
+    let d: Vec<_> = r.differences_of(Concern::Artifacts).collect();
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].kind, d[0].key.as_str()), (DifferenceKind::OnlyInA, "run-2-0/eval/résumé/日本.json"));
+    assert_eq!((r.artifacts.a, r.artifacts.b), (ARTIFACTS, ARTIFACTS - 1));
+
+    // One changed byte of the large artifact, behind the store's back: only
+    // re-reading the bytes sees it.
+    let big = ArtifactKey::parse("run-2-0", "train", "model/weights.bin").unwrap();
+    assert!(b.artifacts.tamper(&big, |bytes| bytes[LARGE_ARTIFACT / 2] ^= 1));
+    let shallow = verify(&a, &b.set, VerifyOptions::default()).await.unwrap();
+    assert_eq!(shallow.difference_count, 2);
+    let r = verify(&a, &b.set, deep).await.unwrap();
+    assert_eq!(r.difference_count, 3, "{:#?}", r.differences);
+    let d: Vec<_> = r
+        .differences_of(Concern::Artifacts)
+        .filter(|d| d.key == big.to_string())
+        .collect();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].kind, DifferenceKind::Different);
+    assert!(d[0].detail.contains("side b"), "{}", d[0].detail);
+    assert!(!d[0].detail.contains("side a"), "{}", d[0].detail);
+}
+
+#[tokio::test]
+async fn verify_reports_runs_and_workflows_missing_on_either_side() {
+    let a = source().await;
+    let b = memory::store_set();
+    migrate(&a, &b, opts().verify(false)).await.unwrap();
+    b.logs.delete_run(&rid("same-start-a")).await.unwrap();
+    a.logs.delete_run(&rid("run-1-1")).await.unwrap();
+    let extra = WorkflowDefinition::new(wid("only-b"), v(1), json!({}));
+    b.workflows.store(extra).await.unwrap();
+    let r = verify(&a, &b, VerifyOptions::default()).await.unwrap();
+    let got: Vec<_> = r.differences.iter().map(|d| (d.concern, d.kind, d.key.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Concern::Workflows, DifferenceKind::OnlyInB, "only-b@1"),
+            (Concern::Runs, DifferenceKind::OnlyInA, "same-start-a"),
+            (Concern::Runs, DifferenceKind::OnlyInB, "run-1-1"),
+        ]
+    );
+    assert_eq!((r.runs.a, r.runs.b, r.runs.equal), (RUNS - 1, RUNS - 1, RUNS - 2));
+    // The events of one-sided runs are counted on their side.
+    assert_eq!(r.events.a, event_count(&a).await);
+    assert_eq!(r.events.b, event_count(&b).await);
+    let _ = RunStatus::ALL;
+}

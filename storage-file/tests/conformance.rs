@@ -1,0 +1,80 @@
+//! The whole conformance suite on the file backend, default durability.
+
+use std::sync::Arc;
+
+use runstore_conformance::{Capabilities, Capability, StoreFactory, TestStores};
+use runstore_core::{ArtifactKey, Error, Result};
+use runstore_file::{FileOptions, FileStore};
+
+/// A fresh temp root per rule; reopen is a second `FileStore::open` on it.
+struct FileFactory;
+
+/// Keeps the temp folder alive as long as the stores.
+struct Guard {
+    dir: Arc<tempfile::TempDir>,
+}
+
+#[runstore_core::async_trait]
+impl StoreFactory for FileFactory {
+    fn name(&self) -> String {
+        "file".into()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+            .with(Capability::SharedStorage)
+            .with(Capability::TamperArtifacts)
+    }
+
+    async fn create(&self) -> Result<TestStores> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("creating a temp root", e))?;
+        let store = FileStore::open(dir.path(), FileOptions::default()).await?;
+        Ok(TestStores::with_guard(
+            store.store_set(),
+            Arc::new(Guard { dir: Arc::new(dir) }),
+        ))
+    }
+
+    async fn reopen(&self, stores: &TestStores) -> Result<TestStores> {
+        let guard = stores
+            .guard
+            .downcast_ref::<Guard>()
+            .ok_or_else(|| Error::backend("not a file store set", None))?;
+        let store = FileStore::open(guard.dir.path(), FileOptions::default()).await?;
+        Ok(TestStores::with_guard(
+            store.store_set(),
+            Arc::new(Guard {
+                dir: guard.dir.clone(),
+            }),
+        ))
+    }
+
+    async fn tamper_artifact(&self, stores: &TestStores, key: &ArtifactKey) -> Result<()> {
+        let guard = stores
+            .guard
+            .downcast_ref::<Guard>()
+            .ok_or_else(|| Error::backend("not a file store set", None))?;
+        // The layout of FORMAT.md: artifacts/<run>/phases/<phase>/(d/<dir>/)*f/<name>.
+        let mut path = guard.dir.path().join("artifacts");
+        path.push(key.run_id.as_str());
+        path.push("phases");
+        path.push(key.phase.as_str());
+        let segments: Vec<&str> = key.path.segments().collect();
+        if let Some((last, dirs)) = segments.split_last() {
+            for d in dirs {
+                path.push("d");
+                path.push(d);
+            }
+            path.push("f");
+            path.push(last);
+        }
+        let mut bytes = std::fs::read(&path).map_err(|e| Error::io("reading to tamper", e))?;
+        match bytes.first_mut() {
+            Some(b) => *b ^= 0xff,
+            None => bytes.push(0),
+        }
+        std::fs::write(&path, bytes).map_err(|e| Error::io("tampering", e))
+    }
+}
+
+runstore_conformance::conformance_tests!(FileFactory);

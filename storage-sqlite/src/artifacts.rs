@@ -1,0 +1,384 @@
+//! [`ArtifactStore`] on SQLite: bytes in chunk rows of one blob, streamed in
+//! and out in bounded memory, verified by SHA-256 on read.
+//!
+//! `put` hashes the body while it writes full chunks into a staging blob
+//! (short write transactions, so a slow uploader never holds the write lock
+//! for long), then decides with [`decide_put`] and links or discards the
+//! blob in one final transaction. A body that fits one chunk takes a single
+//! transaction.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use runstore_core::{
+    ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader, ArtifactStore,
+    ByteStream, Error, Page, Phase, PutDecision, PutOptions, Result, RunId, Sha256Digest,
+    Sha256Hasher, Timestamp, VerifyingReader, Written, decide_put, validate_limit,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use crate::SqliteStore;
+use crate::error::Ctx;
+use crate::rows;
+
+/// Bytes per chunk row: large enough that per-row overhead is small, small
+/// enough that a few in flight stay well under a few MiB.
+pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
+
+const COLUMNS: &str = "run_id, phase, path, sha256, size, content_type, created_by, created_at, blob_id";
+
+type RawInfo = (String, String, String, String, i64, String, String, i64, i64);
+
+fn raw_info(r: &Row<'_>) -> rusqlite::Result<RawInfo> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+}
+
+/// The info and the blob id of a row.
+fn convert((run, phase, path, sha, size, ctype, by, at, blob): RawInfo) -> Result<(ArtifactInfo, i64)> {
+    let loc = format!("artifacts row {run}/{phase}/{path}");
+    let key = ArtifactKey::new(
+        rows::parsed(&loc, run, RunId::new)?,
+        rows::parsed(&loc, phase, Phase::new)?,
+        rows::parsed(&loc, path, ArtifactPath::new)?,
+    );
+    Ok((
+        ArtifactInfo {
+            key,
+            sha256: Sha256Digest::from_hex(&sha).map_err(|e| Error::corrupt(&loc, e.to_string()))?,
+            size: rows::unsigned(&loc, size)?,
+            content_type: ctype,
+            created_by: by,
+            created_at: rows::ts(&loc, at)?,
+        },
+        blob,
+    ))
+}
+
+fn load(conn: &Connection, key: &ArtifactKey) -> Result<Option<(ArtifactInfo, i64)>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM artifacts WHERE run_id = ?1 AND phase = ?2 AND path = ?3"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![key.run_id.as_str(), key.phase.as_str(), key.path.as_str()], raw_info)
+            .optional()
+    })
+    .ctx("reading an artifact")?
+    .map(convert)
+    .transpose()
+}
+
+fn not_found(key: &ArtifactKey) -> Error {
+    Error::not_found(format!("artifact {key}"))
+}
+
+fn new_blob(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("INSERT INTO artifact_blobs (staged_at, complete) VALUES (?1, 0)")
+        .and_then(|mut s| s.insert([Timestamp::now().as_micros()]))
+        .ctx("staging an artifact blob")
+}
+
+fn write_chunk(conn: &Connection, blob: i64, idx: i64, data: &[u8]) -> Result<()> {
+    conn.prepare_cached("INSERT INTO artifact_chunks (blob_id, idx, data) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![blob, idx, data]))
+        .ctx("writing an artifact chunk")?;
+    Ok(())
+}
+
+fn delete_blob(conn: &Connection, blob: i64) -> Result<()> {
+    // Chunks go with it (ON DELETE CASCADE).
+    conn.prepare_cached("DELETE FROM artifact_blobs WHERE id = ?1")
+        .and_then(|mut s| s.execute([blob]))
+        .ctx("deleting an artifact blob")?;
+    Ok(())
+}
+
+/// Reads up to `CHUNK_SIZE` bytes; fewer only at the end of the body.
+async fn read_chunk(body: &mut ByteStream, key: &ArtifactKey) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(CHUNK_SIZE);
+    let mut limited = body.take(CHUNK_SIZE as u64);
+    limited
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| Error::io(format!("reading the body of artifact {key}"), e))?;
+    Ok(buf)
+}
+
+impl SqliteStore {
+    /// Removes a staged blob after a failed put (best effort: a blob left
+    /// behind is removed on a later open).
+    async fn discard_staged(&self, blob: Option<i64>) {
+        if let Some(blob) = blob
+            && let Err(e) = self.write(move |conn| delete_blob(conn, blob)).await
+        {
+            tracing::warn!(blob, error = %e, "could not remove a staged artifact blob");
+        }
+    }
+
+    async fn stage_chunks(
+        &self,
+        key: &ArtifactKey,
+        body: &mut ByteStream,
+        staged: &mut Option<i64>,
+        hasher: &mut Sha256Hasher,
+        size: &mut u64,
+    ) -> Result<(i64, Vec<u8>)> {
+        let mut idx = 0i64;
+        loop {
+            let chunk = read_chunk(body, key).await?;
+            hasher.update(&chunk);
+            *size += chunk.len() as u64;
+            if chunk.len() < CHUNK_SIZE {
+                return Ok((idx, chunk));
+            }
+            // A full chunk: more may follow, so stage it now.
+            let blob = *staged;
+            let new = self
+                .write_tx("staging an artifact chunk", move |tx| {
+                    let blob = match blob {
+                        Some(b) => b,
+                        None => new_blob(tx)?,
+                    };
+                    write_chunk(tx, blob, idx, &chunk)?;
+                    Ok(blob)
+                })
+                .await?;
+            *staged = Some(new);
+            idx += 1;
+        }
+    }
+}
+
+/// Streams a blob's chunks, one short read per chunk, so a slow consumer
+/// holds no connection and no snapshot.
+struct ChunkStream {
+    store: SqliteStore,
+    blob: i64,
+    key: String,
+    next: i64,
+    count: i64,
+    buf: Vec<u8>,
+    pos: usize,
+    pending: Option<Pin<Box<dyn Future<Output = Result<Vec<u8>>> + Send>>>,
+}
+
+impl AsyncRead for ChunkStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.pos < this.buf.len() {
+                let n = (this.buf.len() - this.pos).min(out.remaining());
+                out.put_slice(&this.buf[this.pos..this.pos + n]);
+                this.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(fut) = this.pending.as_mut() {
+                match fut.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        this.pending = None;
+                        return Poll::Ready(Err(e.into_io()));
+                    }
+                    Poll::Ready(Ok(data)) => {
+                        this.pending = None;
+                        this.buf = data;
+                        this.pos = 0;
+                        continue;
+                    }
+                }
+            }
+            if this.next >= this.count {
+                return Poll::Ready(Ok(()));
+            }
+            let (store, blob, idx, key) = (this.store.clone(), this.blob, this.next, this.key.clone());
+            this.next += 1;
+            this.pending = Some(Box::pin(async move {
+                store
+                    .read(move |conn| {
+                        conn.prepare_cached("SELECT data FROM artifact_chunks WHERE blob_id = ?1 AND idx = ?2")
+                            .and_then(|mut s| s.query_row(params![blob, idx], |r| r.get::<_, Vec<u8>>(0)).optional())
+                            .ctx("reading an artifact chunk")?
+                            .ok_or_else(|| {
+                                // Replaced or deleted by another writer since `get`.
+                                Error::unavailable(
+                                    format!("artifact {key} changed while it was being read; read it again"),
+                                    None,
+                                )
+                            })
+                    })
+                    .await
+            }));
+        }
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for SqliteStore {
+    async fn put(&self, key: &ArtifactKey, mut body: ByteStream, options: PutOptions) -> Result<Written<ArtifactInfo>> {
+        options.validate()?;
+        let mut staged = None;
+        let mut hasher = Sha256Hasher::new();
+        let mut size = 0u64;
+        let (last_idx, last) = match self
+            .stage_chunks(key, &mut body, &mut staged, &mut hasher, &mut size)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                self.discard_staged(staged).await;
+                return Err(e);
+            }
+        };
+        let hash = hasher.finish();
+        let info = options.info_for(key.clone(), hash, size);
+        let size_i64 = rows::signed("size", size)?;
+        let k = key.clone();
+        let result = self
+            .write_tx("storing an artifact", move |tx| {
+                let stored = load(tx, &k)?;
+                let decision = decide_put(&k, stored.as_ref().map(|(i, _)| &i.sha256), &hash, options.overwrite_token.as_ref())?;
+                if decision == PutDecision::Unchanged
+                    && let Some((i, _)) = stored
+                {
+                    if let Some(b) = staged {
+                        delete_blob(tx, b)?;
+                    }
+                    return Ok(Written::unchanged(i));
+                }
+                let blob = match staged {
+                    Some(b) => b,
+                    None => new_blob(tx)?,
+                };
+                if !last.is_empty() {
+                    write_chunk(tx, blob, last_idx, &last)?;
+                }
+                tx.prepare_cached("UPDATE artifact_blobs SET complete = 1 WHERE id = ?1")
+                    .and_then(|mut s| s.execute([blob]))
+                    .ctx("completing an artifact blob")?;
+                let args = params![
+                    k.run_id.as_str(),
+                    k.phase.as_str(),
+                    k.path.as_str(),
+                    info.sha256.to_hex(),
+                    size_i64,
+                    info.content_type,
+                    info.created_by,
+                    info.created_at.as_micros(),
+                    blob
+                ];
+                match stored {
+                    Some((_, old)) => {
+                        tx.prepare_cached(
+                            "UPDATE artifacts SET sha256 = ?4, size = ?5, content_type = ?6, created_by = ?7,
+                               created_at = ?8, blob_id = ?9
+                             WHERE run_id = ?1 AND phase = ?2 AND path = ?3",
+                        )
+                        .and_then(|mut s| s.execute(args))
+                        .ctx("replacing an artifact")?;
+                        delete_blob(tx, old)?;
+                    }
+                    None => {
+                        tx.prepare_cached(&format!(
+                            "INSERT INTO artifacts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                        ))
+                        .and_then(|mut s| s.execute(args))
+                        .ctx("inserting an artifact")?;
+                    }
+                }
+                Ok(Written::inserted(info))
+            })
+            .await;
+        if result.is_err() {
+            // The transaction rolled back; the staged chunks are not needed.
+            self.discard_staged(staged).await;
+        }
+        result
+    }
+
+    async fn get(&self, key: &ArtifactKey) -> Result<ArtifactReader> {
+        let k = key.clone();
+        let (info, blob, count) = self
+            .read_tx("opening an artifact", move |tx| {
+                let (info, blob) = load(tx, &k)?.ok_or_else(|| not_found(&k))?;
+                let count: i64 = tx
+                    .prepare_cached("SELECT count(*) FROM artifact_chunks WHERE blob_id = ?1")
+                    .and_then(|mut s| s.query_row([blob], |r| r.get(0)))
+                    .ctx("counting artifact chunks")?;
+                Ok((info, blob, count))
+            })
+            .await?;
+        let stream = ChunkStream {
+            store: self.clone(),
+            blob,
+            key: key.to_string(),
+            next: 0,
+            count,
+            buf: Vec::new(),
+            pos: 0,
+            pending: None,
+        };
+        let body = VerifyingReader::new(stream, &info);
+        Ok(ArtifactReader {
+            info,
+            body: Box::new(body),
+        })
+    }
+
+    async fn head(&self, key: &ArtifactKey) -> Result<ArtifactInfo> {
+        let k = key.clone();
+        self.read(move |conn| load(conn, &k)?.map(|(i, _)| i).ok_or_else(|| not_found(&k)))
+            .await
+    }
+
+    async fn list(&self, query: ArtifactQuery) -> Result<Page<ArtifactInfo>> {
+        let limit = validate_limit(query.limit)?;
+        let after: Option<ArtifactKey> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let mut args = Vec::new();
+        let mut sql = format!("SELECT {COLUMNS} FROM artifacts WHERE 1");
+        if let Some(r) = &query.run_id {
+            args.push(Value::Text(r.as_str().into()));
+            sql.push_str(&format!(" AND run_id = ?{}", args.len()));
+        }
+        if let Some(p) = &query.phase {
+            args.push(Value::Text(p.as_str().into()));
+            sql.push_str(&format!(" AND phase = ?{}", args.len()));
+        }
+        if let Some(c) = &after {
+            args.push(Value::Text(c.run_id.as_str().into()));
+            args.push(Value::Text(c.phase.as_str().into()));
+            args.push(Value::Text(c.path.as_str().into()));
+            let n = args.len();
+            sql.push_str(&format!(" AND (run_id, phase, path) > (?{}, ?{}, ?{n})", n - 2, n - 1));
+        }
+        args.push(Value::Integer(limit as i64 + 1));
+        sql.push_str(&format!(" ORDER BY run_id, phase, path LIMIT ?{}", args.len()));
+        let items = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql).ctx("listing artifacts")?;
+                let raws = stmt
+                    .query_map(params_from_iter(args), raw_info)
+                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+                    .ctx("listing artifacts")?;
+                raws.into_iter()
+                    .map(|r| convert(r).map(|(i, _)| i))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(Page::from_overfetch(items, limit, |i| i.key.clone()))
+    }
+
+    async fn delete(&self, key: &ArtifactKey) -> Result<()> {
+        let k = key.clone();
+        self.write_tx("deleting an artifact", move |tx| {
+            let (_, blob) = load(tx, &k)?.ok_or_else(|| not_found(&k))?;
+            tx.prepare_cached("DELETE FROM artifacts WHERE run_id = ?1 AND phase = ?2 AND path = ?3")
+                .and_then(|mut s| s.execute(params![k.run_id.as_str(), k.phase.as_str(), k.path.as_str()]))
+                .ctx("deleting an artifact")?;
+            delete_blob(tx, blob)
+        })
+        .await
+    }
+}

@@ -1,0 +1,400 @@
+//! [`MetricsRepository`] on SQLite: metrics, summaries computed in SQL, and
+//! patterns.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use runstore_core::{
+    BulkOutcome, DurationStats, Error, ExecutionMetric, MetricCursor, MetricQuery,
+    MetricsRepository, MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery,
+    Result, RunId, SummaryQuery, ValueStats, WorkflowId, Written, nearest_rank, validate_limit,
+};
+
+use crate::SqliteStore;
+use crate::error::Ctx;
+use crate::rows;
+
+const METRIC_COLUMNS: &str =
+    "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
+const PATTERN_COLUMNS: &str =
+    "id, workflow_id, kind, description, data, confidence, evidence, detected_at";
+
+type RawMetric = (String, String, i64, String, i64, i64, String, String);
+type RawPattern = (String, String, String, String, String, f64, String, i64);
+
+fn raw_metric(r: &Row<'_>) -> rusqlite::Result<RawMetric> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+}
+
+fn convert_metric(raw: RawMetric) -> Result<ExecutionMetric> {
+    let (run_id, wf, ver, status, dur, rec, counters, values) = raw;
+    let loc = format!("metrics row {run_id}");
+    Ok(ExecutionMetric {
+        run_id: rows::parsed(&loc, run_id, RunId::new)?,
+        workflow_id: rows::parsed(&loc, wf, WorkflowId::new)?,
+        workflow_version: rows::version(&loc, ver)?,
+        status: rows::parsed(&loc, status, |s| s.parse())?,
+        duration_micros: rows::unsigned(&loc, dur)?,
+        recorded_at: rows::ts(&loc, rec)?,
+        counters: rows::from_json(&loc, &counters)?,
+        values: rows::from_json(&loc, &values)?,
+    })
+}
+
+fn raw_pattern(r: &Row<'_>) -> rusqlite::Result<RawPattern> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+}
+
+fn convert_pattern(raw: RawPattern) -> Result<Pattern> {
+    let (id, wf, kind, description, data, confidence, evidence, detected) = raw;
+    let loc = format!("patterns row {id}");
+    Ok(Pattern {
+        id: rows::parsed(&loc, id, PatternId::new)?,
+        workflow_id: rows::parsed(&loc, wf, WorkflowId::new)?,
+        kind,
+        description,
+        data: rows::from_json(&loc, &data)?,
+        confidence,
+        evidence: rows::from_json(&loc, &evidence)?,
+        detected_at: rows::ts(&loc, detected)?,
+    })
+}
+
+fn metric_conflict(run_id: &RunId) -> Error {
+    Error::conflict(format!(
+        "a different metric is already recorded for run {run_id}; a run is counted once"
+    ))
+}
+
+fn load_metric(conn: &Connection, run_id: &RunId) -> Result<Option<ExecutionMetric>> {
+    conn.prepare_cached(&format!("SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ?1"))
+        .and_then(|mut s| s.query_row([run_id.as_str()], raw_metric).optional())
+        .ctx("reading a metric")?
+        .map(convert_metric)
+        .transpose()
+}
+
+/// Records one metric inside the caller's write transaction; `true` if it
+/// was inserted, `false` if an identical one was there.
+fn record_in_tx(conn: &Connection, m: &ExecutionMetric) -> Result<bool> {
+    if let Some(stored) = load_metric(conn, &m.run_id)? {
+        if stored.same_content(m) {
+            return Ok(false);
+        }
+        return Err(metric_conflict(&m.run_id));
+    }
+    let counters = rows::to_json("counters", &m.counters)?;
+    let values = rows::to_json("values", &m.values)?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO metrics ({METRIC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            m.run_id.as_str(),
+            m.workflow_id.as_str(),
+            m.workflow_version.get(),
+            m.status.as_str(),
+            rows::signed("duration_micros", m.duration_micros).unwrap_or(i64::MAX),
+            m.recorded_at.as_micros(),
+            counters,
+            values
+        ])
+    })
+    .ctx("inserting a metric")?;
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO metric_values (run_id, name, workflow_id, workflow_version, value)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .ctx("inserting metric values")?;
+    for (name, v) in &m.values {
+        stmt.execute(params![
+            m.run_id.as_str(),
+            name,
+            m.workflow_id.as_str(),
+            m.workflow_version.get(),
+            v
+        ])
+        .ctx("inserting a metric value")?;
+    }
+    Ok(true)
+}
+
+/// The summary, computed by SQL over the covering indexes: one aggregate
+/// pass, one indexed `LIMIT 1 OFFSET rank-1` per percentile, one grouped
+/// pass over the named values. No metric is loaded into memory.
+fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result<MetricsSummary> {
+    let mut s = MetricsSummary::empty(wf.clone(), q.workflow_version);
+    let (cond, args): (&str, Vec<Value>) = match q.workflow_version {
+        Some(v) => (
+            "workflow_id = ?1 AND workflow_version = ?2",
+            vec![Value::Text(wf.as_str().into()), Value::Integer(i64::from(v.get()))],
+        ),
+        None => ("workflow_id = ?1", vec![Value::Text(wf.as_str().into())]),
+    };
+    let index = if q.workflow_version.is_some() {
+        "metrics_by_version"
+    } else {
+        "metrics_by_workflow"
+    };
+    type Agg = (i64, i64, i64, i64, Option<i64>, Option<i64>, f64, Option<i64>, Option<i64>);
+    let agg: Agg = conn
+        .prepare_cached(&format!(
+            "SELECT count(*),
+                    coalesce(sum(status = 'succeeded'), 0),
+                    coalesce(sum(status = 'failed'), 0),
+                    coalesce(sum(status = 'cancelled'), 0),
+                    min(duration_micros), max(duration_micros), total(duration_micros),
+                    min(recorded_at), max(recorded_at)
+             FROM metrics INDEXED BY {index} WHERE {cond}"
+        ))
+        .and_then(|mut st| {
+            st.query_row(params_from_iter(args.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+            })
+        })
+        .ctx("summarizing metrics")?;
+    let loc = format!("metrics of workflow {wf}");
+    let (n, ok, failed, cancelled, dmin, dmax, dsum, first, last) = agg;
+    if n == 0 {
+        return Ok(s);
+    }
+    let n = rows::unsigned(&loc, n)?;
+    s.executions = n;
+    s.succeeded = rows::unsigned(&loc, ok)?;
+    s.failed = rows::unsigned(&loc, failed)?;
+    s.cancelled = rows::unsigned(&loc, cancelled)?;
+    s.success_rate = Some(s.succeeded as f64 / n as f64);
+    s.first_recorded_at = first.map(|t| rows::ts(&loc, t)).transpose()?;
+    s.last_recorded_at = last.map(|t| rows::ts(&loc, t)).transpose()?;
+    let mut pct = conn
+        .prepare_cached(&format!(
+            "SELECT duration_micros FROM metrics INDEXED BY {index} WHERE {cond}
+             ORDER BY duration_micros LIMIT 1 OFFSET ?{}",
+            args.len() + 1
+        ))
+        .ctx("computing percentiles")?;
+    let mut at = |p: u32| -> Result<u64> {
+        let offset = rows::signed("rank", nearest_rank(p, n) - 1)?;
+        let mut a = args.clone();
+        a.push(Value::Integer(offset));
+        let d: i64 = pct
+            .query_row(params_from_iter(a), |r| r.get(0))
+            .ctx("computing percentiles")?;
+        rows::unsigned(&loc, d)
+    };
+    let (p50, p95, p99) = (at(50)?, at(95)?, at(99)?);
+    s.duration = Some(DurationStats {
+        min: rows::unsigned(&loc, dmin.unwrap_or(0))?,
+        max: rows::unsigned(&loc, dmax.unwrap_or(0))?,
+        mean: dsum / n as f64,
+        p50,
+        p95,
+        p99,
+    });
+    let mut vals = conn
+        .prepare_cached(&format!(
+            "SELECT name, count(*), total(value), min(value), max(value)
+             FROM metric_values WHERE {cond} GROUP BY name ORDER BY name"
+        ))
+        .ctx("summarizing metric values")?;
+    let raws = vals
+        .query_map(params_from_iter(args.iter()), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?, r.get::<_, f64>(4)?))
+        })
+        .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+        .ctx("summarizing metric values")?;
+    let mut values = BTreeMap::new();
+    for (name, count, sum, min, max) in raws {
+        let count = rows::unsigned(&loc, count)?;
+        values.insert(
+            name,
+            ValueStats {
+                count,
+                sum,
+                min,
+                max,
+                mean: sum / count as f64,
+            },
+        );
+    }
+    s.values = values;
+    Ok(s)
+}
+
+#[async_trait]
+impl MetricsRepository for SqliteStore {
+    async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
+        metric.validate()?;
+        self.write_tx("recording a metric", move |tx| {
+            if record_in_tx(tx, &metric)? {
+                Ok(Written::inserted(metric))
+            } else {
+                Ok(Written::unchanged(metric))
+            }
+        })
+        .await
+    }
+
+    async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
+        metrics.iter().try_for_each(ExecutionMetric::validate)?;
+        self.write_tx("recording metrics", move |tx| {
+            let mut outcome = BulkOutcome::default();
+            for m in &metrics {
+                if record_in_tx(tx, m)? {
+                    outcome.inserted += 1;
+                } else {
+                    outcome.unchanged += 1;
+                }
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
+        let run_id = run_id.clone();
+        self.read(move |conn| {
+            load_metric(conn, &run_id)?
+                .ok_or_else(|| Error::not_found(format!("metric of run {run_id}")))
+        })
+        .await
+    }
+
+    async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
+        let limit = validate_limit(query.limit)?;
+        let after: Option<MetricCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let mut args = Vec::new();
+        let mut sql = format!("SELECT {METRIC_COLUMNS} FROM metrics WHERE 1");
+        if let Some(w) = &query.workflow_id {
+            args.push(Value::Text(w.as_str().into()));
+            sql.push_str(&format!(" AND workflow_id = ?{}", args.len()));
+        }
+        if let Some(v) = query.workflow_version {
+            args.push(Value::Integer(i64::from(v.get())));
+            sql.push_str(&format!(" AND workflow_version = ?{}", args.len()));
+        }
+        if let Some(c) = &after {
+            args.push(Value::Text(c.run_id.as_str().into()));
+            sql.push_str(&format!(" AND run_id > ?{}", args.len()));
+        }
+        args.push(Value::Integer(limit as i64 + 1));
+        sql.push_str(&format!(" ORDER BY run_id LIMIT ?{}", args.len()));
+        let items = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql).ctx("listing metrics")?;
+                let raws = stmt
+                    .query_map(params_from_iter(args), raw_metric)
+                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+                    .ctx("listing metrics")?;
+                raws.into_iter().map(convert_metric).collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(Page::from_overfetch(items, limit, |m| MetricCursor {
+            run_id: m.run_id.clone(),
+        }))
+    }
+
+    async fn delete(&self, run_id: &RunId) -> Result<()> {
+        let run_id = run_id.clone();
+        self.write_tx("deleting a metric", move |tx| {
+            // Its named values go with it (ON DELETE CASCADE).
+            let n = tx
+                .prepare_cached("DELETE FROM metrics WHERE run_id = ?1")
+                .and_then(|mut s| s.execute([run_id.as_str()]))
+                .ctx("deleting a metric")?;
+            if n == 0 {
+                return Err(Error::not_found(format!("metric of run {run_id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary> {
+        let wf = workflow_id.clone();
+        self.read_tx("summarizing metrics", move |tx| summary_in_tx(tx, &wf, &query))
+            .await
+    }
+
+    async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
+        pattern.validate()?;
+        let data = rows::to_json("data", &pattern.data)?;
+        let evidence = rows::to_json("evidence", &pattern.evidence)?;
+        self.write_tx("upserting a pattern", move |tx| {
+            let existed = tx
+                .prepare_cached("SELECT 1 FROM patterns WHERE id = ?1")
+                .and_then(|mut s| s.exists([pattern.id.as_str()]))
+                .ctx("checking a pattern")?;
+            tx.prepare_cached(&format!(
+                "INSERT INTO patterns ({PATTERN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET workflow_id = excluded.workflow_id, kind = excluded.kind,
+                   description = excluded.description, data = excluded.data,
+                   confidence = excluded.confidence, evidence = excluded.evidence,
+                   detected_at = excluded.detected_at"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    pattern.id.as_str(),
+                    pattern.workflow_id.as_str(),
+                    pattern.kind,
+                    pattern.description,
+                    data,
+                    pattern.confidence,
+                    evidence,
+                    pattern.detected_at.as_micros()
+                ])
+            })
+            .ctx("upserting a pattern")?;
+            Ok(Written {
+                record: pattern,
+                inserted: !existed,
+            })
+        })
+        .await
+    }
+
+    async fn get_pattern(&self, id: &PatternId) -> Result<Pattern> {
+        let id = id.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {PATTERN_COLUMNS} FROM patterns WHERE id = ?1"))
+                .and_then(|mut s| s.query_row([id.as_str()], raw_pattern).optional())
+                .ctx("reading a pattern")?
+                .map(convert_pattern)
+                .transpose()?
+                .ok_or_else(|| Error::not_found(format!("pattern {id}")))
+        })
+        .await
+    }
+
+    async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
+        let limit = validate_limit(query.limit)?;
+        let before: Option<PatternCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let mut args = Vec::new();
+        let mut sql = format!("SELECT {PATTERN_COLUMNS} FROM patterns WHERE 1");
+        if let Some(w) = &query.workflow_id {
+            args.push(Value::Text(w.as_str().into()));
+            sql.push_str(&format!(" AND workflow_id = ?{}", args.len()));
+        }
+        if let Some(c) = &before {
+            args.push(Value::Integer(c.detected_at.as_micros()));
+            args.push(Value::Text(c.id.as_str().into()));
+            sql.push_str(&format!(" AND (detected_at, id) < (?{}, ?{})", args.len() - 1, args.len()));
+        }
+        args.push(Value::Integer(limit as i64 + 1));
+        sql.push_str(&format!(" ORDER BY detected_at DESC, id DESC LIMIT ?{}", args.len()));
+        let items = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql).ctx("listing patterns")?;
+                let raws = stmt
+                    .query_map(params_from_iter(args), raw_pattern)
+                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+                    .ctx("listing patterns")?;
+                raws.into_iter().map(convert_pattern).collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(Page::from_overfetch(items, limit, PatternCursor::of))
+    }
+}

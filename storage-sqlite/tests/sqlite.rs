@@ -1,0 +1,459 @@
+//! Tests of what the SQLite backend promises beyond section 4: migrations,
+//! refusal of newer schemas, backup and restore, damaged files, error
+//! mapping, SQL summaries and chunked artifacts.
+
+mod common;
+#[path = "common/v1_data.rs"]
+mod v1_data;
+
+use std::path::Path;
+use std::time::Duration;
+
+use runstore_core::{
+    ArtifactKey, ArtifactStore, ArtifactStoreExt, ErrorKind, ExecutionMetric, LogRepository,
+    LogRepositoryExt, MetricQuery, MetricsRepository, MetricsSummary, NewEvent, PatternId,
+    PutOptions, RunId, RunQuery, RunStatus, SummaryQuery, Version, WorkflowId, WorkflowRepository,
+};
+use runstore_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use serde_json::json;
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c
+}
+
+/// Checks that `store` holds exactly the v1 fixture content.
+async fn assert_fixture_content(store: &SqliteStore) {
+    for d in v1_data::workflows() {
+        let got = WorkflowRepository::get(store, &d.id, d.version).await.unwrap();
+        assert_eq!(got, d);
+    }
+    for (i, r) in v1_data::runs().into_iter().enumerate() {
+        let got = store.get_run(&r.id).await.unwrap();
+        let expected = if i < 2 { r.apply_update(&v1_data::finish()).unwrap().0 } else { r.clone() };
+        assert_eq!(got, expected);
+        let events = store.all_events(&r.id).await.unwrap();
+        let want: Vec<_> = v1_data::events(i as u32)
+            .into_iter()
+            .enumerate()
+            .map(|(n, e)| e.into_event(r.id.clone(), n as u64 + 1))
+            .collect();
+        assert_eq!(events, want);
+    }
+    for m in v1_data::metrics() {
+        assert_eq!(MetricsRepository::get(store, &m.run_id).await.unwrap(), m);
+    }
+    assert_eq!(
+        store.get_pattern(&PatternId::new("slow-a").unwrap()).await.unwrap(),
+        v1_data::pattern()
+    );
+    let (info, bytes) = store.get_bytes(&v1_data::artifact_key()).await.unwrap();
+    assert_eq!(bytes, v1_data::artifact_bytes());
+    assert_eq!(info.created_by, "fixture");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_creates_folder_and_file_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/runstore.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap();
+    assert!(path.is_file());
+    assert_eq!(store.path(), path);
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert!(store.integrity_check().await.unwrap().is_empty());
+    let mode: String = raw(&path).query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let (n, sha): (i64, String) = raw(&path)
+        .query_row("SELECT count(*), max(sha256) FROM schema_migrations", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(sha.len(), 64);
+    let o = SqliteOptions::default();
+    assert_eq!((o.synchronous, o.busy_timeout, o.readers), (Synchronous::Normal, Duration::from_millis(5000), 4));
+    let mut bad = SqliteOptions::default();
+    bad.readers = 0;
+    let err = SqliteStore::open(dir.path().join("x.db"), bad).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrates_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    let mut options = SqliteOptions::default();
+    options.synchronous = Synchronous::Full;
+    let store = SqliteStore::open(&path, options).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    v1_data::write_all(&store).await;
+    assert_fixture_content(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_the_v1_fixture_and_reads_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1.db"), &path).unwrap();
+    let store = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert!(store.integrity_check().await.unwrap().is_empty());
+    assert_fixture_content(&store).await;
+    // And it keeps working: numbering continues after the stored events.
+    let id = RunId::new("run-0").unwrap();
+    let a = store.append_event(&id, NewEvent::new("late", json!({}))).await.unwrap();
+    assert_eq!(a.seq, 5);
+    let dup = store
+        .append_event(&id, NewEvent::new("step", json!({})).with_idempotency_key("first"))
+        .await
+        .unwrap();
+    assert_eq!((dup.seq, dup.duplicate), (1, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_schema_is_refused_and_left_untouched() {
+    let (dir, path, store) = common::fresh().await;
+    v1_data::write_all(&store).await;
+    drop(store);
+    raw(&path)
+        .execute(
+            "INSERT INTO schema_migrations (version, name, sha256, applied_at) VALUES (2, 'x', 'x', 0), (999, 'future', 'x', 0)",
+            [],
+        )
+        .unwrap();
+    let before = std::fs::read(&path).unwrap();
+    assert!(!Path::new(&format!("{}-wal", path.display())).exists());
+    let err = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.to_string().contains("999"), "{err}");
+    assert!(err.to_string().contains("newer"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the refused file changed");
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_migration_checksum_is_corrupt() {
+    let (_dir, path, store) = common::fresh().await;
+    drop(store);
+    raw(&path)
+        .execute("UPDATE schema_migrations SET sha256 = 'deadbeef' WHERE version = 1", [])
+        .unwrap();
+    let err = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("deadbeef"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_opening_a_new_file_at_once_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let (a, b) = tokio::join!(
+        SqliteStore::open(&path, SqliteOptions::default()),
+        SqliteStore::open(&path, SqliteOptions::default())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.schema_version().await.unwrap(), 1);
+    assert_eq!(b.schema_version().await.unwrap(), 1);
+    let n: i64 = raw(&path).query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_a_database_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.db");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let err = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_then_restore_gives_equal_content() {
+    let (dir, _path, store) = common::fresh().await;
+    v1_data::write_all(&store).await;
+    let backup = dir.path().join("backups/b1.db");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    let report = store.backup_to(&backup).await.unwrap();
+    assert_eq!(report.path, backup);
+    assert_eq!(report.schema_version, 1);
+    assert!(report.pages > 0);
+    assert_eq!(report.bytes, std::fs::metadata(&backup).unwrap().len());
+    // Writes after the backup are not in it.
+    store
+        .append_event(&RunId::new("run-2").unwrap(), NewEvent::new("after", json!({})))
+        .await
+        .unwrap();
+
+    let restored = dir.path().join("restored/runstore.db");
+    SqliteStore::restore(&backup, &restored).await.unwrap();
+    let r = SqliteStore::open(&restored, SqliteOptions::default()).await.unwrap();
+    assert!(r.integrity_check().await.unwrap().is_empty());
+    assert_fixture_content(&r).await;
+
+    // Restoring over a file that is open is refused, and changes nothing.
+    let err = SqliteStore::restore(&backup, &restored).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_fixture_content(&r).await;
+    drop(r);
+
+    // Over a closed file it works, also over one with later changes.
+    let live = store.path().to_path_buf();
+    drop(store);
+    SqliteStore::restore(&backup, &live).await.unwrap();
+    let s = SqliteStore::open(&live, SqliteOptions::default()).await.unwrap();
+    assert_eq!(s.all_events(&RunId::new("run-2").unwrap()).await.unwrap().len(), 4);
+    drop(s);
+
+    // A target with a newer schema is not rolled back.
+    raw(&restored)
+        .execute("INSERT INTO schema_migrations VALUES (2, 'next', 'x', 0)", [])
+        .unwrap();
+    let err = SqliteStore::restore(&backup, &restored).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+
+    // A damaged backup is refused before anything is written.
+    let bad = dir.path().join("bad.db");
+    std::fs::write(&bad, vec![7u8; 4096]).unwrap();
+    let target = dir.path().join("untouched.db");
+    let err = SqliteStore::restore(&bad, &target).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(!target.exists());
+    let err = SqliteStore::restore(dir.path().join("missing.db"), &target).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_pages_give_corrupt_never_a_panic() {
+    let (_dir, path, store) = common::fresh().await;
+    let wf = WorkflowId::new("etl").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..400 {
+        let mut run = runstore_core::Run::new(wf.clone(), Version::FIRST);
+        run.id = RunId::new(format!("run-{i:05}")).unwrap();
+        run.attributes.insert("pad".into(), json!("x".repeat(200)));
+        ids.push(run.id.clone());
+        store.create_run(run).await.unwrap();
+    }
+    drop(store);
+    // Overwrite whole pages in the middle of the file with garbage.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    let pages = bytes.len() / page;
+    assert!(pages > 10, "file too small: {pages} pages");
+    for p in (pages / 3)..(pages / 3 + 4) {
+        for b in &mut bytes[p * page..(p + 1) * page] {
+            *b = 0xa5;
+        }
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let mut errors = Vec::new();
+    match SqliteStore::open(&path, SqliteOptions::default()).await {
+        Err(e) => errors.push(e),
+        Ok(store) => {
+            match store.integrity_check().await {
+                Ok(problems) => assert!(!problems.is_empty(), "integrity_check missed the damage"),
+                Err(e) => errors.push(e),
+            }
+            let mut cursor = None;
+            loop {
+                match store.query_runs(RunQuery::default().with_limit(50).with_cursor(cursor)).await {
+                    Ok(page) => match page.next {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    },
+                    Err(e) => {
+                        errors.push(e);
+                        break;
+                    }
+                }
+            }
+            for id in &ids {
+                if let Err(e) = store.get_run(id).await {
+                    errors.push(e);
+                }
+            }
+            let err = store.backup_to(path.with_extension("bak")).await.unwrap_err();
+            errors.push(err);
+        }
+    }
+    assert!(!errors.is_empty(), "no error from a damaged file");
+    for e in &errors {
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_database_is_unavailable_and_retryable() {
+    let (_dir, path, store) = common::fresh().await;
+    let run = runstore_core::Run::new(WorkflowId::new("etl").unwrap(), Version::FIRST);
+    let id = run.id.clone();
+    store.create_run(run).await.unwrap();
+    let mut options = SqliteOptions::default();
+    options.busy_timeout = Duration::from_millis(100);
+    let impatient = SqliteStore::open(&path, options).await.unwrap();
+    let locker = raw(&path);
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = impatient
+        .append_event(&id, NewEvent::new("x", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_retryable());
+    // Readers still work while another connection writes (WAL).
+    assert_eq!(impatient.get_run(&id).await.unwrap().id, id);
+    locker.execute_batch("COMMIT").unwrap();
+    let ok = impatient.append_event(&id, NewEvent::new("x", json!({}))).await.unwrap();
+    assert_eq!(ok.seq, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_in_sql_agree_with_the_reference() {
+    let (_dir, _path, store) = common::fresh().await;
+    let wf = WorkflowId::new("etl").unwrap();
+    let statuses = [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled];
+    let mut all = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..3000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut values = std::collections::BTreeMap::new();
+        values.insert("cost".to_string(), (x % 10_000) as f64 / 3.0 - 1000.0);
+        if i % 3 == 0 {
+            values.insert("tokens".to_string(), (x % 977) as f64);
+        }
+        all.push(ExecutionMetric {
+            run_id: RunId::new(format!("r{i:06}")).unwrap(),
+            workflow_id: wf.clone(),
+            workflow_version: Version::new(1 + (x % 3) as u32).unwrap(),
+            status: statuses[(x % 3) as usize],
+            duration_micros: x % 5_000_000,
+            recorded_at: v1_data::t((x % 86_400) as i64),
+            counters: Default::default(),
+            values,
+        });
+    }
+    for batch in all.chunks(1000) {
+        let out = store.record_many(batch.to_vec()).await.unwrap();
+        assert_eq!(out.inserted, batch.len() as u64);
+    }
+    for version in [None, Some(Version::FIRST), Some(Version::new(3).unwrap())] {
+        let q = version.map_or_else(SummaryQuery::default, SummaryQuery::version);
+        let got = store.summary(&wf, q).await.unwrap();
+        let want = MetricsSummary::compute(
+            wf.clone(),
+            version,
+            all.iter().filter(|m| version.is_none_or(|v| v == m.workflow_version)),
+        );
+        assert!(got.agrees_with(&want), "version {version:?}:\n got {got:?}\nwant {want:?}");
+        assert!(got.executions > 0);
+    }
+    let empty = store.summary(&WorkflowId::new("none").unwrap(), SummaryQuery::default()).await.unwrap();
+    assert_eq!(empty.executions, 0);
+    // Deleting a metric removes its values from the summary too.
+    MetricsRepository::delete(&store, &all[0].run_id).await.unwrap();
+    let got = store.summary(&wf, SummaryQuery::default()).await.unwrap();
+    let want = MetricsSummary::compute(wf.clone(), None, all[1..].iter());
+    assert!(got.agrees_with(&want));
+    let page = MetricsRepository::list(&store, MetricQuery::default().with_limit(10)).await.unwrap();
+    assert_eq!(page.items[0], all[1]);
+}
+
+fn chunk_rows(path: &Path, key: &ArtifactKey) -> i64 {
+    raw(path)
+        .query_row(
+            "SELECT count(*) FROM artifact_chunks c JOIN artifacts a ON a.blob_id = c.blob_id
+             WHERE a.run_id = ?1 AND a.phase = ?2 AND a.path = ?3",
+            [key.run_id.as_str(), key.phase.as_str(), key.path.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_are_chunked_and_refused_puts_leave_nothing_staged() {
+    let (_dir, path, store) = common::fresh().await;
+    let key = ArtifactKey::parse("run-1", "build", "big.bin").unwrap();
+    let size = 3 * 256 * 1024 + 17;
+    let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 256) as u8).collect();
+    let w = store.put_bytes(&key, bytes.clone(), PutOptions::default()).await.unwrap();
+    assert!(w.inserted);
+    assert_eq!(w.record.size, size as u64);
+    assert_eq!(chunk_rows(&path, &key), 4);
+    // Exactly one chunk: the boundary case.
+    let exact = ArtifactKey::parse("run-1", "build", "exact.bin").unwrap();
+    store.put_bytes(&exact, vec![1u8; 256 * 1024], PutOptions::default()).await.unwrap();
+    assert_eq!(chunk_rows(&path, &exact), 1);
+    assert_eq!(store.get_bytes(&exact).await.unwrap().1, vec![1u8; 256 * 1024]);
+
+    let mut other = bytes.clone();
+    other[size - 1] ^= 1;
+    let err = store.put_bytes(&key, other.clone(), PutOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Immutable);
+    let staged: i64 = raw(&path)
+        .query_row("SELECT count(*) FROM artifact_blobs WHERE complete = 0", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(staged, 0, "a refused put left a staged blob");
+    let blobs: i64 = raw(&path).query_row("SELECT count(*) FROM artifact_blobs", [], |r| r.get(0)).unwrap();
+    assert_eq!(blobs, 2);
+    // Compare-and-swap replaces and frees the old blob.
+    let w2 = store
+        .put_bytes(&key, other.clone(), PutOptions::default().overwrite_token(w.record.sha256))
+        .await
+        .unwrap();
+    assert!(w2.inserted);
+    assert_eq!(store.get_bytes(&key).await.unwrap().1, other);
+    let blobs: i64 = raw(&path).query_row("SELECT count(*) FROM artifact_blobs", [], |r| r.get(0)).unwrap();
+    assert_eq!(blobs, 2);
+    // Tampering with a middle chunk is detected at the end of the stream.
+    raw(&path)
+        .execute(
+            "UPDATE artifact_chunks SET data = zeroblob(length(data)) WHERE idx = 1 AND blob_id = (SELECT blob_id FROM artifacts WHERE path = 'big.bin')",
+            [],
+        )
+        .unwrap();
+    let err = store.get_bytes(&key).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    ArtifactStore::delete(&store, &key).await.unwrap();
+    let chunks: i64 = raw(&path).query_row("SELECT count(*) FROM artifact_chunks", [], |r| r.get(0)).unwrap();
+    assert_eq!(chunks, 1, "only exact.bin's chunk is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_query_of_section_4_uses_an_index() {
+    let (_dir, path, _store) = common::fresh().await;
+    let conn = raw(&path);
+    let plans = [
+        "SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT 50",
+        "SELECT * FROM runs WHERE workflow_id = 'a' ORDER BY started_at DESC, id DESC LIMIT 50",
+        "SELECT * FROM runs WHERE workflow_id = 'a' AND workflow_version = 1 ORDER BY started_at DESC, id DESC LIMIT 50",
+        "SELECT * FROM runs WHERE status IN ('failed') ORDER BY started_at DESC, id DESC LIMIT 50",
+        "SELECT * FROM events WHERE run_id = 'a' AND seq > 3 ORDER BY seq LIMIT 50",
+        "SELECT * FROM patterns ORDER BY detected_at DESC, id DESC LIMIT 50",
+        "SELECT * FROM artifacts WHERE run_id = 'a' AND phase = 'b' ORDER BY run_id, phase, path LIMIT 50",
+        "SELECT duration_micros FROM metrics INDEXED BY metrics_by_version WHERE workflow_id = 'a' AND workflow_version = 1 ORDER BY duration_micros LIMIT 1 OFFSET 5",
+    ];
+    for sql in plans {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let detail: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let text = detail.join(" | ");
+        assert!(!text.contains("USE TEMP B-TREE FOR ORDER BY"), "{sql}: {text}");
+        assert!(!text.starts_with("SCAN runs") || text.contains("INDEX"), "{sql}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_recent_and_workflow_listing_work_through_ext() {
+    let (_dir, _path, store) = common::fresh().await;
+    v1_data::write_all(&store).await;
+    let wf = WorkflowId::new("etl").unwrap();
+    let recent = store.get_recent(&wf, None, 2).await.unwrap();
+    assert_eq!(recent.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["run-2", "run-1"]);
+    assert_eq!(store.get_latest(&wf).await.unwrap().version, Version::new(2).unwrap());
+    assert_eq!(store.list_versions(&wf).await.unwrap().len(), 2);
+}
