@@ -125,7 +125,7 @@ fn the_sqlite(storage: &Storage, what: &str) -> Result<runstore::sqlite::SqliteS
 pub async fn backup(storage: &Storage, file: &Path, out: &Out) -> Result<ExitCode> {
     let store = the_sqlite(storage, "backup")?;
     let report = store.backup_to(file).await?;
-    let value = json!({"backup": file.display().to_string(), "source": store.path().display().to_string(), "report": format!("{report:?}")});
+    let value = json!({"backup": file.display().to_string(), "source": store.path().display().to_string(), "pages": report.pages, "bytes": report.bytes, "schema_version": report.schema_version});
     out.result(&value, || {
         format!("backed up {} to {}", store.path().display(), file.display())
     })?;
@@ -140,8 +140,8 @@ pub async fn restore(config: &Config, backup: &Path, out: &Out) -> Result<ExitCo
         let store = the_sqlite(&storage, "restore")?;
         store.path().to_path_buf()
     };
-    let report = runstore::sqlite::SqliteStore::restore(backup, &dest).await?;
-    let value = json!({"restored": dest.display().to_string(), "from": backup.display().to_string(), "report": format!("{report:?}")});
+    runstore::sqlite::SqliteStore::restore(backup, &dest).await?;
+    let value = json!({"restored": dest.display().to_string(), "from": backup.display().to_string()});
     out.result(&value, || {
         format!("restored {} from {}", dest.display(), backup.display())
     })?;

@@ -11,6 +11,9 @@ use crate::outcome::{RuleError, RuleResult};
 /// How long one rule may take before it counts as failed (a hung backend).
 pub const RULE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The future a rule returns.
+pub type RuleFuture<'a> = Pin<Box<dyn Future<Output = RuleResult> + Send + 'a>>;
+
 /// One rule of the suite.
 #[derive(Clone, Copy)]
 pub struct Rule {

@@ -502,6 +502,9 @@ pub async fn workflow_list_all_ordered_and_paged(f: &dyn StoreFactory) -> RuleRe
 /// reordered text again is a no-op, not a conflict); any change of content
 /// changes the hash; and the hash is the SHA-256 of the canonical JSON of
 /// `{body, description, id, parent, version}` (a known-answer vector).
+///
+/// `-0.0` is deliberately left out: DESIGN.md does not say whether it is
+/// distinct from `0`, and PostgreSQL `jsonb` cannot keep it.
 pub async fn workflow_content_hash_matches_content(f: &dyn StoreFactory) -> RuleResult {
     let s = f.create().await?;
     let repo = &s.stores.workflows;

@@ -174,6 +174,10 @@ mod sqlite {
         path: String,
         #[serde(default)]
         synchronous: Option<String>,
+        #[serde(default)]
+        busy_timeout: Option<serde_yaml::Value>,
+        #[serde(default)]
+        readers: Option<usize>,
     }
 
     impl Options {
@@ -185,6 +189,15 @@ mod sqlite {
             let mut so = SqliteOptions::default();
             if let Some(s) = &o.synchronous {
                 so.synchronous = crate::builtin::sqlite_synchronous(s)?;
+            }
+            if let Some(t) = &o.busy_timeout {
+                so.busy_timeout = crate::builtin::duration("busy_timeout", t)?;
+            }
+            if let Some(n) = o.readers {
+                if n == 0 || n > 64 {
+                    return Err("option `readers` must be 1 to 64".into());
+                }
+                so.readers = n;
             }
             Ok((o, so))
         }
@@ -222,14 +235,44 @@ mod sqlite {
 fn sqlite_synchronous(name: &str) -> std::result::Result<runstore_sqlite::Synchronous, String> {
     use runstore_sqlite::Synchronous;
     match name.to_ascii_lowercase().as_str() {
-        "off" => Ok(Synchronous::Off),
         "normal" => Ok(Synchronous::Normal),
         "full" => Ok(Synchronous::Full),
-        "extra" => Ok(Synchronous::Extra),
         other => Err(format!(
-            "option `synchronous`: unknown value {other:?}; use off, normal (default), full or extra"
+            "option `synchronous`: unknown value {other:?}; use normal (default) or full"
         )),
     }
+}
+
+/// A duration option: a number of seconds, or a string with a unit
+/// (`500ms`, `5s`, `2m`), more than 0 and at most a day.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+fn duration(key: &str, v: &serde_yaml::Value) -> std::result::Result<std::time::Duration, String> {
+    let bad = || {
+        format!(
+            "option `{key}` must be seconds (e.g. 5 or 0.5) or a string like \"500ms\", \"5s\", \"2m\""
+        )
+    };
+    let secs = match v {
+        serde_yaml::Value::Number(n) => n.as_f64().ok_or_else(bad)?,
+        serde_yaml::Value::String(s) => {
+            let s = s.trim();
+            let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
+                (n, 0.001)
+            } else if let Some(n) = s.strip_suffix('s') {
+                (n, 1.0)
+            } else if let Some(n) = s.strip_suffix('m') {
+                (n, 60.0)
+            } else {
+                (s, 1.0)
+            };
+            num.trim().parse::<f64>().map_err(|_| bad())? * mul
+        }
+        _ => return Err(bad()),
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!("option `{key}` must be more than 0 and at most 1 day"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[cfg(feature = "postgres")]
@@ -237,8 +280,6 @@ pub(crate) use postgres::PostgresFactory;
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use std::time::Duration;
-
     use super::*;
     use runstore_postgres::{PostgresConfig, PostgresStore};
 
@@ -273,43 +314,12 @@ mod postgres {
             pc.schema = s;
         }
         if let Some(t) = &o.connect_timeout {
-            pc.connect_timeout = duration("connect_timeout", t)?;
+            pc.connect_timeout = crate::builtin::duration("connect_timeout", t)?;
         }
         if let Some(t) = &o.operation_timeout {
-            pc.operation_timeout = duration("operation_timeout", t)?;
+            pc.operation_timeout = crate::builtin::duration("operation_timeout", t)?;
         }
         Ok(pc)
-    }
-
-    /// A duration: a number of seconds, or a string with a unit (`500ms`,
-    /// `5s`, `2m`).
-    fn duration(key: &str, v: &serde_yaml::Value) -> std::result::Result<Duration, String> {
-        let bad = || {
-            format!(
-                "option `{key}` must be seconds (e.g. 5 or 0.5) or a string like \"500ms\", \"5s\", \"2m\""
-            )
-        };
-        let secs = match v {
-            serde_yaml::Value::Number(n) => n.as_f64().ok_or_else(bad)?,
-            serde_yaml::Value::String(s) => {
-                let s = s.trim();
-                let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
-                    (n, 0.001)
-                } else if let Some(n) = s.strip_suffix('s') {
-                    (n, 1.0)
-                } else if let Some(n) = s.strip_suffix('m') {
-                    (n, 60.0)
-                } else {
-                    (s, 1.0)
-                };
-                num.trim().parse::<f64>().map_err(|_| bad())? * mul
-            }
-            _ => return Err(bad()),
-        };
-        if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
-            return Err(format!("option `{key}` must be between 0 and 1 day"));
-        }
-        Ok(Duration::from_secs_f64(secs))
     }
 
     #[async_trait]

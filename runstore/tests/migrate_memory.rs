@@ -209,7 +209,10 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
         assert!(report.conflicts[2].detail.contains("trigger"), "{}", report.conflicts[2].detail);
         if !dry_run {
             let v = report.verify.as_ref().unwrap();
-            assert_eq!(v.difference_count, 6, "{:#?}", v.differences);
+            // The six records, plus run-2-0's six events missing in the destination.
+            assert_eq!(v.difference_count, 12, "{:#?}", v.differences);
+            assert_eq!(v.differences_of(Concern::Events).count(), 7);
+            assert_eq!(v.differences_of(Concern::Runs).count(), 1);
         }
     }
 
@@ -259,7 +262,7 @@ async fn verify_detects_changed_event_missing_artifact_and_changed_byte() {
     // A changed event payload.
     let id = rid("run-4-1");
     let mut events = b.logs.all_events(&id).await.unwrap();
-    let run = b.logs.get_run(&id).await.unwrap();
+    let run = b.set.logs.get_run(&id).await.unwrap();
     events[2].payload = json!({"step": 3, "msg": "tampered"});
     b.set.logs.delete_run(&id).await.unwrap();
     b.set.logs.import_runs(vec![RunWithEvents { run, events }]).await.unwrap();

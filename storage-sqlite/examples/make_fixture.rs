@@ -14,7 +14,10 @@ async fn main() {
         .await
         .expect("opening the fixture");
     v1_data::write_all(&store).await;
-    println!("schema version {}", store.schema_version().await.expect("version"));
+    println!(
+        "schema version {}",
+        store.schema_version().await.expect("version")
+    );
     // Closing the last connection checkpoints the WAL into the file.
     drop(store);
 }

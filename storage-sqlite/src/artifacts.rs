@@ -12,13 +12,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use runstore_core::{
     ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader, ArtifactStore,
     ByteStream, Error, Page, Phase, PutDecision, PutOptions, Result, RunId, Sha256Digest,
     Sha256Hasher, Timestamp, VerifyingReader, Written, decide_put, validate_limit,
 };
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::SqliteStore;
@@ -29,16 +29,39 @@ use crate::rows;
 /// enough that a few in flight stay well under a few MiB.
 pub(crate) const CHUNK_SIZE: usize = 256 * 1024;
 
-const COLUMNS: &str = "run_id, phase, path, sha256, size, content_type, created_by, created_at, blob_id";
+const COLUMNS: &str =
+    "run_id, phase, path, sha256, size, content_type, created_by, created_at, blob_id";
 
-type RawInfo = (String, String, String, String, i64, String, String, i64, i64);
+type RawInfo = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+);
 
 fn raw_info(r: &Row<'_>) -> rusqlite::Result<RawInfo> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
 }
 
 /// The info and the blob id of a row.
-fn convert((run, phase, path, sha, size, ctype, by, at, blob): RawInfo) -> Result<(ArtifactInfo, i64)> {
+fn convert(
+    (run, phase, path, sha, size, ctype, by, at, blob): RawInfo,
+) -> Result<(ArtifactInfo, i64)> {
     let loc = format!("artifacts row {run}/{phase}/{path}");
     let key = ArtifactKey::new(
         rows::parsed(&loc, run, RunId::new)?,
@@ -48,7 +71,8 @@ fn convert((run, phase, path, sha, size, ctype, by, at, blob): RawInfo) -> Resul
     Ok((
         ArtifactInfo {
             key,
-            sha256: Sha256Digest::from_hex(&sha).map_err(|e| Error::corrupt(&loc, e.to_string()))?,
+            sha256: Sha256Digest::from_hex(&sha)
+                .map_err(|e| Error::corrupt(&loc, e.to_string()))?,
             size: rows::unsigned(&loc, size)?,
             content_type: ctype,
             created_by: by,
@@ -63,8 +87,11 @@ fn load(conn: &Connection, key: &ArtifactKey) -> Result<Option<(ArtifactInfo, i6
         "SELECT {COLUMNS} FROM artifacts WHERE run_id = ?1 AND phase = ?2 AND path = ?3"
     ))
     .and_then(|mut s| {
-        s.query_row(params![key.run_id.as_str(), key.phase.as_str(), key.path.as_str()], raw_info)
-            .optional()
+        s.query_row(
+            params![key.run_id.as_str(), key.phase.as_str(), key.path.as_str()],
+            raw_info,
+        )
+        .optional()
     })
     .ctx("reading an artifact")?
     .map(convert)
@@ -152,6 +179,9 @@ impl SqliteStore {
     }
 }
 
+/// One chunk being fetched.
+type ChunkFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>>> + Send>>;
+
 /// Streams a blob's chunks, one short read per chunk, so a slow consumer
 /// holds no connection and no snapshot.
 struct ChunkStream {
@@ -162,11 +192,15 @@ struct ChunkStream {
     count: i64,
     buf: Vec<u8>,
     pos: usize,
-    pending: Option<Pin<Box<dyn Future<Output = Result<Vec<u8>>> + Send>>>,
+    pending: Option<ChunkFuture>,
 }
 
 impl AsyncRead for ChunkStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         loop {
             if this.pos < this.buf.len() {
@@ -193,21 +227,29 @@ impl AsyncRead for ChunkStream {
             if this.next >= this.count {
                 return Poll::Ready(Ok(()));
             }
-            let (store, blob, idx, key) = (this.store.clone(), this.blob, this.next, this.key.clone());
+            let (store, blob, idx, key) =
+                (this.store.clone(), this.blob, this.next, this.key.clone());
             this.next += 1;
             this.pending = Some(Box::pin(async move {
                 store
                     .read(move |conn| {
-                        conn.prepare_cached("SELECT data FROM artifact_chunks WHERE blob_id = ?1 AND idx = ?2")
-                            .and_then(|mut s| s.query_row(params![blob, idx], |r| r.get::<_, Vec<u8>>(0)).optional())
-                            .ctx("reading an artifact chunk")?
-                            .ok_or_else(|| {
-                                // Replaced or deleted by another writer since `get`.
-                                Error::unavailable(
-                                    format!("artifact {key} changed while it was being read; read it again"),
-                                    None,
-                                )
-                            })
+                        conn.prepare_cached(
+                            "SELECT data FROM artifact_chunks WHERE blob_id = ?1 AND idx = ?2",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![blob, idx], |r| r.get::<_, Vec<u8>>(0))
+                                .optional()
+                        })
+                        .ctx("reading an artifact chunk")?
+                        .ok_or_else(|| {
+                            // Replaced or deleted by another writer since `get`.
+                            Error::unavailable(
+                                format!(
+                                    "artifact {key} changed while it was being read; read it again"
+                                ),
+                                None,
+                            )
+                        })
                     })
                     .await
             }));
@@ -217,7 +259,12 @@ impl AsyncRead for ChunkStream {
 
 #[async_trait]
 impl ArtifactStore for SqliteStore {
-    async fn put(&self, key: &ArtifactKey, mut body: ByteStream, options: PutOptions) -> Result<Written<ArtifactInfo>> {
+    async fn put(
+        &self,
+        key: &ArtifactKey,
+        mut body: ByteStream,
+        options: PutOptions,
+    ) -> Result<Written<ArtifactInfo>> {
         options.validate()?;
         let mut staged = None;
         let mut hasher = Sha256Hasher::new();
@@ -351,10 +398,17 @@ impl ArtifactStore for SqliteStore {
             args.push(Value::Text(c.phase.as_str().into()));
             args.push(Value::Text(c.path.as_str().into()));
             let n = args.len();
-            sql.push_str(&format!(" AND (run_id, phase, path) > (?{}, ?{}, ?{n})", n - 2, n - 1));
+            sql.push_str(&format!(
+                " AND (run_id, phase, path) > (?{}, ?{}, ?{n})",
+                n - 2,
+                n - 1
+            ));
         }
         args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(" ORDER BY run_id, phase, path LIMIT ?{}", args.len()));
+        sql.push_str(&format!(
+            " ORDER BY run_id, phase, path LIMIT ?{}",
+            args.len()
+        ));
         let items = self
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(&sql).ctx("listing artifacts")?;
@@ -374,9 +428,17 @@ impl ArtifactStore for SqliteStore {
         let k = key.clone();
         self.write_tx("deleting an artifact", move |tx| {
             let (_, blob) = load(tx, &k)?.ok_or_else(|| not_found(&k))?;
-            tx.prepare_cached("DELETE FROM artifacts WHERE run_id = ?1 AND phase = ?2 AND path = ?3")
-                .and_then(|mut s| s.execute(params![k.run_id.as_str(), k.phase.as_str(), k.path.as_str()]))
-                .ctx("deleting an artifact")?;
+            tx.prepare_cached(
+                "DELETE FROM artifacts WHERE run_id = ?1 AND phase = ?2 AND path = ?3",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    k.run_id.as_str(),
+                    k.phase.as_str(),
+                    k.path.as_str()
+                ])
+            })
+            .ctx("deleting an artifact")?;
             delete_blob(tx, blob)
         })
         .await

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use runstore_core::{Error, Result};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
-use runstore_core::{Error, Result};
 
 use crate::error::Ctx;
 use crate::schema;
@@ -47,7 +47,11 @@ fn require_sound(conn: &Connection, what: &str) -> Result<()> {
     }
     Err(Error::corrupt(
         what.to_string(),
-        format!("integrity_check found {} problem(s): {}", problems.len(), problems.join("; ")),
+        format!(
+            "integrity_check found {} problem(s): {}",
+            problems.len(),
+            problems.join("; ")
+        ),
     ))
 }
 
@@ -100,7 +104,8 @@ fn copy_checked(src: &Connection, tmp: &Path, dest: &Path) -> Result<u64> {
             backup.progress().pagecount
         };
         require_sound(&dst, &format!("backup copy {}", tmp.display()))?;
-        dst.close().map_err(|(_, e)| crate::error::map("closing the backup file", e))?;
+        dst.close()
+            .map_err(|(_, e)| crate::error::map("closing the backup file", e))?;
         pages
     };
     std::fs::File::open(tmp)
@@ -147,7 +152,8 @@ fn probe_dest(dest: &Path) -> Result<Option<u32>> {
         Ok(c) => c,
         Err(_) => return Ok(None),
     };
-    conn.busy_timeout(Duration::ZERO).ctx("probing the restore target")?;
+    conn.busy_timeout(Duration::ZERO)
+        .ctx("probing the restore target")?;
     let version = match schema::current_version(&conn) {
         Ok(v) => Some(v),
         Err(e) if e.kind() == runstore_core::ErrorKind::Corrupt => None,
@@ -177,7 +183,10 @@ fn probe_dest(dest: &Path) -> Result<Option<u32>> {
 /// Restores `backup` to `dest`.
 pub(crate) fn restore(backup: &Path, dest: &Path) -> Result<()> {
     if !backup.is_file() {
-        return Err(Error::not_found(format!("backup file {}", backup.display())));
+        return Err(Error::not_found(format!(
+            "backup file {}",
+            backup.display()
+        )));
     }
     let src = Connection::open_with_flags(backup, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .ctx(&format!("opening the backup {}", backup.display()))?;

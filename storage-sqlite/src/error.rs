@@ -1,7 +1,7 @@
 //! Mapping of rusqlite errors to runstore errors, by SQLite result code.
 
-use rusqlite::ErrorCode;
 use runstore_core::Error;
+use rusqlite::ErrorCode;
 
 /// Maps a rusqlite error met while doing `what` to a runstore error. Decided
 /// by the primary result code only, never by the message text.
@@ -29,9 +29,10 @@ pub(crate) fn map(what: &str, err: rusqlite::Error) -> Error {
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::Utf8Error(..) => {
-            Error::corrupt("sqlite database", format!("{what}: stored value cannot be read back: {err}"))
-        }
+        | rusqlite::Error::Utf8Error(..) => Error::corrupt(
+            "sqlite database",
+            format!("{what}: stored value cannot be read back: {err}"),
+        ),
         _ => Error::backend(what.to_string(), Some(Box::new(err))),
     }
 }

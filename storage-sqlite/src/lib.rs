@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use runstore_core::{Error, Result, Timestamp};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 pub use backup::BackupReport;
@@ -120,7 +120,9 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     }
     let mut conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .ctx(&format!("opening {}", path.display()))?;
     configure(&conn, options)?;
@@ -132,7 +134,10 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
         .ctx("switching to WAL")?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::backend(
-            format!("{} could not be switched to WAL (journal mode is {mode})", path.display()),
+            format!(
+                "{} could not be switched to WAL (journal mode is {mode})",
+                path.display()
+            ),
             None,
         ));
     }

@@ -3,23 +3,32 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use runstore_core::{
     Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent,
     Page, Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, Written,
     validate_limit,
 };
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
 
-const RUN_COLUMNS: &str =
-    "id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries";
+const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
 
-type RawRun = (String, String, i64, String, String, i64, Option<i64>, String, String);
+type RawRun = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+);
 type RawEvent = (String, i64, String, i64, String, Option<String>);
 
 fn raw_run(r: &Row<'_>) -> rusqlite::Result<RawRun> {
@@ -53,7 +62,14 @@ fn convert_run(raw: RawRun) -> Result<Run> {
 }
 
 fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn convert_event((run_id, seq, kind, at, payload, key): RawEvent) -> Result<Event> {
@@ -140,7 +156,10 @@ fn append_in_tx(conn: &Connection, run_id: &RunId, event: NewEvent) -> Result<Ap
     if let Some(key) = &event.idempotency_key {
         let seq: Option<i64> = conn
             .prepare_cached("SELECT seq FROM events WHERE run_id = ?1 AND idempotency_key = ?2")
-            .and_then(|mut s| s.query_row(params![run_id.as_str(), key], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row(params![run_id.as_str(), key], |r| r.get(0))
+                    .optional()
+            })
             .ctx("looking up an idempotency key")?;
         if let Some(seq) = seq {
             return Ok(Appended {
@@ -161,7 +180,12 @@ fn append_in_tx(conn: &Connection, run_id: &RunId, event: NewEvent) -> Result<Ap
     })
 }
 
-fn load_events(conn: &Connection, run_id: &RunId, after: u64, limit: Option<usize>) -> Result<Vec<Event>> {
+fn load_events(
+    conn: &Connection,
+    run_id: &RunId,
+    after: u64,
+    limit: Option<usize>,
+) -> Result<Vec<Event>> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
@@ -169,7 +193,10 @@ fn load_events(conn: &Connection, run_id: &RunId, after: u64, limit: Option<usiz
         .ctx("listing events")?;
     let limit = limit.map_or(-1, |l| l as i64);
     let raws = stmt
-        .query_map(params![run_id.as_str(), rows::signed("cursor", after)?, limit], raw_event)
+        .query_map(
+            params![run_id.as_str(), rows::signed("cursor", after)?, limit],
+            raw_event,
+        )
         .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
         .ctx("listing events")?;
     raws.into_iter().map(convert_event).collect()
@@ -244,16 +271,18 @@ impl LogRepository for SqliteStore {
             let (next, changed) = stored.apply_update(&update)?;
             if changed {
                 let sums = rows::to_json("summaries", &next.summaries)?;
-                tx.prepare_cached("UPDATE runs SET status = ?2, ended_at = ?3, summaries = ?4 WHERE id = ?1")
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            id.as_str(),
-                            next.status.as_str(),
-                            next.ended_at.map(|t| t.as_micros()),
-                            sums
-                        ])
-                    })
-                    .ctx("updating a run's status")?;
+                tx.prepare_cached(
+                    "UPDATE runs SET status = ?2, ended_at = ?3, summaries = ?4 WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        id.as_str(),
+                        next.status.as_str(),
+                        next.ended_at.map(|t| t.as_micros()),
+                        sums
+                    ])
+                })
+                .ctx("updating a run's status")?;
             }
             Ok(next)
         })
@@ -301,7 +330,9 @@ impl LogRepository for SqliteStore {
                 load_events(tx, &run_id, after, Some(limit + 1))
             })
             .await?;
-        Ok(Page::from_overfetch(items, limit, |e| EventCursor { seq: e.seq }))
+        Ok(Page::from_overfetch(items, limit, |e| EventCursor {
+            seq: e.seq,
+        }))
     }
 
     async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
@@ -309,14 +340,24 @@ impl LogRepository for SqliteStore {
         let limit = validate_limit(query.limit)?;
         let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let mut args = Vec::new();
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs{}", where_clause(&query.filter, &mut args));
+        let mut sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs{}",
+            where_clause(&query.filter, &mut args)
+        );
         if let Some(c) = &before {
             args.push(Value::Integer(c.started_at.as_micros()));
             args.push(Value::Text(c.id.as_str().into()));
-            sql.push_str(&format!(" AND (started_at, id) < (?{}, ?{})", args.len() - 1, args.len()));
+            sql.push_str(&format!(
+                " AND (started_at, id) < (?{}, ?{})",
+                args.len() - 1,
+                args.len()
+            ));
         }
         args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT ?{}", args.len()));
+        sql.push_str(&format!(
+            " ORDER BY started_at DESC, id DESC LIMIT ?{}",
+            args.len()
+        ));
         let items = self
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(&sql).ctx("querying runs")?;
@@ -324,7 +365,9 @@ impl LogRepository for SqliteStore {
                     .query_map(params_from_iter(args), raw_run)
                     .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
                     .ctx("querying runs")?;
-                raws.into_iter().map(convert_run).collect::<Result<Vec<_>>>()
+                raws.into_iter()
+                    .map(convert_run)
+                    .collect::<Result<Vec<_>>>()
             })
             .await?;
         Ok(Page::from_overfetch(items, limit, RunCursor::of))
@@ -333,7 +376,10 @@ impl LogRepository for SqliteStore {
     async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
         filter.validate()?;
         let mut args = Vec::new();
-        let sql = format!("SELECT count(*) FROM runs{}", where_clause(&filter, &mut args));
+        let sql = format!(
+            "SELECT count(*) FROM runs{}",
+            where_clause(&filter, &mut args)
+        );
         let n: i64 = self
             .read(move |conn| {
                 conn.prepare_cached(&sql)
@@ -377,7 +423,10 @@ impl LogRepository for SqliteStore {
             for r in &runs {
                 if let Some(stored) = load_run(tx, &r.run.id)? {
                     let events = load_events(tx, &r.run.id, 0, None)?;
-                    let stored = RunWithEvents { run: stored, events };
+                    let stored = RunWithEvents {
+                        run: stored,
+                        events,
+                    };
                     if !stored.same_content(r) {
                         return Err(run_conflict(&r.run.id));
                     }

@@ -4,20 +4,19 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use runstore_core::{
     BulkOutcome, DurationStats, Error, ExecutionMetric, MetricCursor, MetricQuery,
     MetricsRepository, MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery,
     Result, RunId, SummaryQuery, ValueStats, WorkflowId, Written, nearest_rank, validate_limit,
 };
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
 
-const METRIC_COLUMNS: &str =
-    "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
+const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
 const PATTERN_COLUMNS: &str =
     "id, workflow_id, kind, description, data, confidence, evidence, detected_at";
 
@@ -25,7 +24,16 @@ type RawMetric = (String, String, i64, String, i64, i64, String, String);
 type RawPattern = (String, String, String, String, String, f64, String, i64);
 
 fn raw_metric(r: &Row<'_>) -> rusqlite::Result<RawMetric> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
 }
 
 fn convert_metric(raw: RawMetric) -> Result<ExecutionMetric> {
@@ -44,7 +52,16 @@ fn convert_metric(raw: RawMetric) -> Result<ExecutionMetric> {
 }
 
 fn raw_pattern(r: &Row<'_>) -> rusqlite::Result<RawPattern> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
 }
 
 fn convert_pattern(raw: RawPattern) -> Result<Pattern> {
@@ -69,11 +86,13 @@ fn metric_conflict(run_id: &RunId) -> Error {
 }
 
 fn load_metric(conn: &Connection, run_id: &RunId) -> Result<Option<ExecutionMetric>> {
-    conn.prepare_cached(&format!("SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ?1"))
-        .and_then(|mut s| s.query_row([run_id.as_str()], raw_metric).optional())
-        .ctx("reading a metric")?
-        .map(convert_metric)
-        .transpose()
+    conn.prepare_cached(&format!(
+        "SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ?1"
+    ))
+    .and_then(|mut s| s.query_row([run_id.as_str()], raw_metric).optional())
+    .ctx("reading a metric")?
+    .map(convert_metric)
+    .transpose()
 }
 
 /// Records one metric inside the caller's write transaction; `true` if it
@@ -85,6 +104,7 @@ fn record_in_tx(conn: &Connection, m: &ExecutionMetric) -> Result<bool> {
         }
         return Err(metric_conflict(&m.run_id));
     }
+    let duration = rows::signed("duration_micros", m.duration_micros)?;
     let counters = rows::to_json("counters", &m.counters)?;
     let values = rows::to_json("values", &m.values)?;
     conn.prepare_cached(&format!(
@@ -96,7 +116,7 @@ fn record_in_tx(conn: &Connection, m: &ExecutionMetric) -> Result<bool> {
             m.workflow_id.as_str(),
             m.workflow_version.get(),
             m.status.as_str(),
-            rows::signed("duration_micros", m.duration_micros).unwrap_or(i64::MAX),
+            duration,
             m.recorded_at.as_micros(),
             counters,
             values
@@ -130,7 +150,10 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
     let (cond, args): (&str, Vec<Value>) = match q.workflow_version {
         Some(v) => (
             "workflow_id = ?1 AND workflow_version = ?2",
-            vec![Value::Text(wf.as_str().into()), Value::Integer(i64::from(v.get()))],
+            vec![
+                Value::Text(wf.as_str().into()),
+                Value::Integer(i64::from(v.get())),
+            ],
         ),
         None => ("workflow_id = ?1", vec![Value::Text(wf.as_str().into())]),
     };
@@ -139,7 +162,17 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
     } else {
         "metrics_by_workflow"
     };
-    type Agg = (i64, i64, i64, i64, Option<i64>, Option<i64>, f64, Option<i64>, Option<i64>);
+    type Agg = (
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        f64,
+        Option<i64>,
+        Option<i64>,
+    );
     let agg: Agg = conn
         .prepare_cached(&format!(
             "SELECT count(*),
@@ -152,7 +185,17 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
         ))
         .and_then(|mut st| {
             st.query_row(params_from_iter(args.iter()), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
             })
         })
         .ctx("summarizing metrics")?;
@@ -202,7 +245,13 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
         .ctx("summarizing metric values")?;
     let raws = vals
         .query_map(params_from_iter(args.iter()), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?, r.get::<_, f64>(4)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, f64>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, f64>(4)?,
+            ))
         })
         .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
         .ctx("summarizing metric values")?;
@@ -289,7 +338,9 @@ impl MetricsRepository for SqliteStore {
                     .query_map(params_from_iter(args), raw_metric)
                     .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
                     .ctx("listing metrics")?;
-                raws.into_iter().map(convert_metric).collect::<Result<Vec<_>>>()
+                raws.into_iter()
+                    .map(convert_metric)
+                    .collect::<Result<Vec<_>>>()
             })
             .await?;
         Ok(Page::from_overfetch(items, limit, |m| MetricCursor {
@@ -313,10 +364,16 @@ impl MetricsRepository for SqliteStore {
         .await
     }
 
-    async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary> {
+    async fn summary(
+        &self,
+        workflow_id: &WorkflowId,
+        query: SummaryQuery,
+    ) -> Result<MetricsSummary> {
         let wf = workflow_id.clone();
-        self.read_tx("summarizing metrics", move |tx| summary_in_tx(tx, &wf, &query))
-            .await
+        self.read_tx("summarizing metrics", move |tx| {
+            summary_in_tx(tx, &wf, &query)
+        })
+        .await
     }
 
     async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
@@ -359,19 +416,22 @@ impl MetricsRepository for SqliteStore {
     async fn get_pattern(&self, id: &PatternId) -> Result<Pattern> {
         let id = id.clone();
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {PATTERN_COLUMNS} FROM patterns WHERE id = ?1"))
-                .and_then(|mut s| s.query_row([id.as_str()], raw_pattern).optional())
-                .ctx("reading a pattern")?
-                .map(convert_pattern)
-                .transpose()?
-                .ok_or_else(|| Error::not_found(format!("pattern {id}")))
+            conn.prepare_cached(&format!(
+                "SELECT {PATTERN_COLUMNS} FROM patterns WHERE id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([id.as_str()], raw_pattern).optional())
+            .ctx("reading a pattern")?
+            .map(convert_pattern)
+            .transpose()?
+            .ok_or_else(|| Error::not_found(format!("pattern {id}")))
         })
         .await
     }
 
     async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
         let limit = validate_limit(query.limit)?;
-        let before: Option<PatternCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let before: Option<PatternCursor> =
+            query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let mut args = Vec::new();
         let mut sql = format!("SELECT {PATTERN_COLUMNS} FROM patterns WHERE 1");
         if let Some(w) = &query.workflow_id {
@@ -381,10 +441,17 @@ impl MetricsRepository for SqliteStore {
         if let Some(c) = &before {
             args.push(Value::Integer(c.detected_at.as_micros()));
             args.push(Value::Text(c.id.as_str().into()));
-            sql.push_str(&format!(" AND (detected_at, id) < (?{}, ?{})", args.len() - 1, args.len()));
+            sql.push_str(&format!(
+                " AND (detected_at, id) < (?{}, ?{})",
+                args.len() - 1,
+                args.len()
+            ));
         }
         args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(" ORDER BY detected_at DESC, id DESC LIMIT ?{}", args.len()));
+        sql.push_str(&format!(
+            " ORDER BY detected_at DESC, id DESC LIMIT ?{}",
+            args.len()
+        ));
         let items = self
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(&sql).ctx("listing patterns")?;
@@ -392,7 +459,9 @@ impl MetricsRepository for SqliteStore {
                     .query_map(params_from_iter(args), raw_pattern)
                     .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
                     .ctx("listing patterns")?;
-                raws.into_iter().map(convert_pattern).collect::<Result<Vec<_>>>()
+                raws.into_iter()
+                    .map(convert_pattern)
+                    .collect::<Result<Vec<_>>>()
             })
             .await?;
         Ok(Page::from_overfetch(items, limit, PatternCursor::of))

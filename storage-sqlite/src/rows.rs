@@ -27,7 +27,11 @@ pub(crate) fn version(location: &str, v: i64) -> Result<Version> {
 }
 
 /// A stored identifier or other validated string.
-pub(crate) fn parsed<T>(location: &str, text: String, parse: impl FnOnce(String) -> Result<T>) -> Result<T> {
+pub(crate) fn parsed<T>(
+    location: &str,
+    text: String,
+    parse: impl FnOnce(String) -> Result<T>,
+) -> Result<T> {
     parse(text).map_err(|e| Error::corrupt(location, e.to_string()))
 }
 
@@ -38,5 +42,6 @@ pub(crate) fn unsigned(location: &str, v: i64) -> Result<u64> {
 
 /// A u64 going into an INTEGER column.
 pub(crate) fn signed(field: &str, v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::invalid(field, format!("must be at most {}, got {v}", i64::MAX)))
+    i64::try_from(v)
+        .map_err(|_| Error::invalid(field, format!("must be at most {}, got {v}", i64::MAX)))
 }

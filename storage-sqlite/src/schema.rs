@@ -6,8 +6,8 @@
 //! Applied steps are checked against their SHA-256, so an edited migration
 //! is caught rather than silently skipped.
 
-use rusqlite::{Connection, TransactionBehavior, params};
 use runstore_core::{Error, Result, Sha256Digest, Timestamp};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::error::Ctx;
 
@@ -52,7 +52,9 @@ pub(crate) fn current_version(conn: &Connection) -> Result<u32> {
         return Ok(0);
     }
     let v: Option<i64> = conn
-        .query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0))
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
         .ctx("reading the schema version")?;
     let v = v.unwrap_or(0);
     u32::try_from(v).map_err(|_| {
@@ -103,8 +105,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
             tx.commit().ctx("finishing the schema check")?;
             return Ok(current);
         };
-        tx.execute_batch(step.sql)
-            .ctx(&format!("applying schema migration {} ({})", step.version, step.name))?;
+        tx.execute_batch(step.sql).ctx(&format!(
+            "applying schema migration {} ({})",
+            step.version, step.name
+        ))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, sha256, applied_at) VALUES (?1, ?2, ?3, ?4)",
             params![step.version, step.name, checksum(step), Timestamp::now().as_micros()],
@@ -112,7 +116,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
         .ctx("recording a schema migration")?;
         tx.commit()
             .ctx(&format!("committing schema migration {}", step.version))?;
-        tracing::info!(version = step.version, name = step.name, "applied sqlite schema migration");
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "applied sqlite schema migration"
+        );
     }
 }
 
@@ -122,7 +130,13 @@ fn verify_applied(conn: &Connection) -> Result<()> {
         .prepare("SELECT version, name, sha256 FROM schema_migrations ORDER BY version")
         .ctx("reading applied migrations")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
         .ctx("reading applied migrations")?;
     for (i, row) in rows.enumerate() {
         let (version, name, sha) = row.ctx("reading applied migrations")?;
@@ -130,7 +144,9 @@ fn verify_applied(conn: &Connection) -> Result<()> {
         if version != expected_version {
             return Err(Error::corrupt(
                 "schema_migrations",
-                format!("applied versions have a gap: expected {expected_version}, found {version}"),
+                format!(
+                    "applied versions have a gap: expected {expected_version}, found {version}"
+                ),
             ));
         }
         let Some(step) = MIGRATIONS.iter().find(|m| i64::from(m.version) == version) else {

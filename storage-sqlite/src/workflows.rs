@@ -1,12 +1,12 @@
 //! [`WorkflowRepository`] on SQLite.
 
 use async_trait::async_trait;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use runstore_core::{
     Error, Page, Result, Version, WorkflowCursor, WorkflowDefinition, WorkflowId, WorkflowQuery,
     WorkflowRepository, Written, validate_limit,
 };
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::SqliteStore;
 use crate::error::Ctx;
@@ -18,10 +18,19 @@ const COLUMNS: &str = "id, version, parent, description, body, created_at";
 type RawDef = (String, i64, Option<i64>, String, String, i64);
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawDef> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
-fn convert((id, version, parent, description, body, created_at): RawDef) -> Result<WorkflowDefinition> {
+fn convert(
+    (id, version, parent, description, body, created_at): RawDef,
+) -> Result<WorkflowDefinition> {
     let loc = format!("workflows row {id} version {version}");
     Ok(WorkflowDefinition {
         id: rows::parsed(&loc, id, WorkflowId::new)?,
@@ -33,12 +42,21 @@ fn convert((id, version, parent, description, body, created_at): RawDef) -> Resu
     })
 }
 
-fn get_one(conn: &Connection, id: &WorkflowId, version: Version) -> Result<Option<WorkflowDefinition>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM workflows WHERE id = ?1 AND version = ?2"))
-        .and_then(|mut s| s.query_row(params![id.as_str(), version.get()], raw).optional())
-        .ctx("reading a workflow")?
-        .map(convert)
-        .transpose()
+fn get_one(
+    conn: &Connection,
+    id: &WorkflowId,
+    version: Version,
+) -> Result<Option<WorkflowDefinition>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM workflows WHERE id = ?1 AND version = ?2"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![id.as_str(), version.get()], raw)
+            .optional()
+    })
+    .ctx("reading a workflow")?
+    .map(convert)
+    .transpose()
 }
 
 fn collect(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<Vec<WorkflowDefinition>> {
@@ -115,7 +133,9 @@ impl WorkflowRepository for SqliteStore {
         self.read(move |conn| {
             collect(
                 conn,
-                &format!("SELECT {COLUMNS} FROM workflows WHERE id = ?1 ORDER BY version DESC LIMIT 1"),
+                &format!(
+                    "SELECT {COLUMNS} FROM workflows WHERE id = ?1 ORDER BY version DESC LIMIT 1"
+                ),
                 vec![Value::Text(id.as_str().into())],
             )?
             .pop()
@@ -138,7 +158,8 @@ impl WorkflowRepository for SqliteStore {
 
     async fn list(&self, query: WorkflowQuery) -> Result<Page<WorkflowDefinition>> {
         let limit = validate_limit(query.limit)?;
-        let after: Option<WorkflowCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let after: Option<WorkflowCursor> =
+            query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let mut sql = format!("SELECT {COLUMNS} FROM workflows WHERE 1");
         let mut args = Vec::new();
         if let Some(id) = &query.id {
@@ -148,7 +169,11 @@ impl WorkflowRepository for SqliteStore {
         if let Some(c) = &after {
             args.push(Value::Text(c.id.as_str().into()));
             args.push(Value::Integer(i64::from(c.version.get())));
-            sql.push_str(&format!(" AND (id, version) > (?{}, ?{})", args.len() - 1, args.len()));
+            sql.push_str(&format!(
+                " AND (id, version) > (?{}, ?{})",
+                args.len() - 1,
+                args.len()
+            ));
         }
         args.push(Value::Integer(limit as i64 + 1));
         sql.push_str(&format!(" ORDER BY id, version LIMIT ?{}", args.len()));

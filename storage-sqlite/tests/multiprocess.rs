@@ -27,11 +27,14 @@ fn new_run(id: &str) -> Run {
 /// Appends `count` events tagged `tag` to `run`, one transaction each, and
 /// prints `ACK <tag> <i> <seq>` after each is acknowledged.
 async fn append_stream(db: &Path, run: &RunId, tag: &str, count: u64) -> Vec<u64> {
-    let store = SqliteStore::open(db, SqliteOptions::default()).await.unwrap();
+    let store = SqliteStore::open(db, SqliteOptions::default())
+        .await
+        .unwrap();
     store.create_run(new_run(run.as_str())).await.unwrap();
     let mut seqs = Vec::new();
     for i in 0..count {
-        let e = NewEvent::new("tick", json!({"tag": tag, "i": i})).with_idempotency_key(format!("{tag}-{i}"));
+        let e = NewEvent::new("tick", json!({"tag": tag, "i": i}))
+            .with_idempotency_key(format!("{tag}-{i}"));
         let a = store.append_event(run, e).await.unwrap();
         println!("ACK {tag} {i} {}", a.seq);
         seqs.push(a.seq);
@@ -51,7 +54,13 @@ async fn child_writer() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let seqs = append_stream(&dir.path().join("solo.db"), &RunId::new("solo").unwrap(), "solo", 20).await;
+    let seqs = append_stream(
+        &dir.path().join("solo.db"),
+        &RunId::new("solo").unwrap(),
+        "solo",
+        20,
+    )
+    .await;
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
 }
 
@@ -75,7 +84,11 @@ fn acks(lines: impl Iterator<Item = String>) -> Vec<(String, u64, u64)> {
             // libtest may print "test child_writer ... " on the same line.
             let at = l.find("ACK ")?;
             let mut p = l[at + 4..].split(' ');
-            Some((p.next()?.to_string(), p.next()?.parse().ok()?, p.next()?.parse().ok()?))
+            Some((
+                p.next()?.to_string(),
+                p.next()?.parse().ok()?,
+                p.next()?.parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -85,23 +98,39 @@ async fn two_processes_append_to_one_run_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.db");
     let n = 150;
-    let children = [spawn_child(&db, "shared-run", "a", n), spawn_child(&db, "shared-run", "b", n)];
+    let children = [
+        spawn_child(&db, "shared-run", "a", n),
+        spawn_child(&db, "shared-run", "b", n),
+    ];
     let mut all = Vec::new();
     for child in children {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "child failed: {:?}", out.status);
-        all.extend(acks(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string)));
+        all.extend(acks(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string),
+        ));
     }
     assert_eq!(all.len() as u64, 2 * n);
-    let store = SqliteStore::open(&db, SqliteOptions::default()).await.unwrap();
-    let events = store.all_events(&RunId::new("shared-run").unwrap()).await.unwrap();
+    let store = SqliteStore::open(&db, SqliteOptions::default())
+        .await
+        .unwrap();
+    let events = store
+        .all_events(&RunId::new("shared-run").unwrap())
+        .await
+        .unwrap();
     assert_eq!(events.len() as u64, 2 * n);
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "gap or disorder in numbering");
     }
     for (tag, i, seq) in &all {
         let e = &events[(*seq - 1) as usize];
-        assert_eq!(e.payload, json!({"tag": tag, "i": i}), "ack {tag} {i} {seq}");
+        assert_eq!(
+            e.payload,
+            json!({"tag": tag, "i": i}),
+            "ack {tag} {i} {seq}"
+        );
     }
     // Each writer's own events are in its append order.
     for tag in ["a", "b"] {
@@ -123,7 +152,11 @@ async fn killed_child_loses_no_acknowledged_write() {
     let mut lines = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        let done = lines.iter().filter(|l: &&String| l.contains("ACK ")).count() >= 300;
+        let done = lines
+            .iter()
+            .filter(|l: &&String| l.contains("ACK "))
+            .count()
+            >= 300;
         lines.push(line);
         if done {
             break;
@@ -136,10 +169,20 @@ async fn killed_child_loses_no_acknowledged_write() {
     let acked = acks(lines.into_iter());
     assert!(acked.len() > 300);
 
-    let store = SqliteStore::open(&db, SqliteOptions::default()).await.unwrap();
+    let store = SqliteStore::open(&db, SqliteOptions::default())
+        .await
+        .unwrap();
     assert!(store.integrity_check().await.unwrap().is_empty());
-    let events = store.all_events(&RunId::new("victim").unwrap()).await.unwrap();
-    assert!(events.len() >= acked.len(), "{} stored < {} acknowledged", events.len(), acked.len());
+    let events = store
+        .all_events(&RunId::new("victim").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        events.len() >= acked.len(),
+        "{} stored < {} acknowledged",
+        events.len(),
+        acked.len()
+    );
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1);
         assert_eq!(e.payload["i"], json!(i));

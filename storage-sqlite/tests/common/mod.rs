@@ -37,7 +37,8 @@ fn guard_of(stores: &TestStores) -> Result<&Guard> {
 
 /// Flips the first stored byte of an artifact through a raw connection.
 pub fn tamper(path: &Path, key: &ArtifactKey) -> Result<()> {
-    let conn = rusqlite::Connection::open(path).map_err(|e| Error::backend("open", Some(Box::new(e))))?;
+    let conn =
+        rusqlite::Connection::open(path).map_err(|e| Error::backend("open", Some(Box::new(e))))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| Error::backend("busy", Some(Box::new(e))))?;
     let blob: i64 = conn
@@ -71,7 +72,8 @@ pub fn tamper(path: &Path, key: &ArtifactKey) -> Result<()> {
             [blob],
         ),
     };
-    res.map(|_| ()).map_err(|e| Error::backend("tamper", Some(Box::new(e))))
+    res.map(|_| ())
+        .map_err(|e| Error::backend("tamper", Some(Box::new(e))))
 }
 
 #[runstore_core::async_trait]
@@ -127,6 +129,8 @@ impl StoreFactory for SqliteFactory {
 pub async fn fresh() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runstore.db");
-    let store = SqliteStore::open(&path, SqliteOptions::default()).await.unwrap();
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
     (dir, path, store)
 }

@@ -17,9 +17,13 @@ pub fn workflows() -> Vec<WorkflowDefinition> {
         WorkflowDefinition::new(id.clone(), Version::FIRST, json!({"steps": ["a"]}))
             .with_description("first")
             .with_created_at(t(1)),
-        WorkflowDefinition::new(id, Version::new(2).unwrap(), json!({"steps": ["a", "b"], "x": 1.5}))
-            .with_parent(Version::FIRST)
-            .with_created_at(t(2)),
+        WorkflowDefinition::new(
+            id,
+            Version::new(2).unwrap(),
+            json!({"steps": ["a", "b"], "x": 1.5}),
+        )
+        .with_parent(Version::FIRST)
+        .with_created_at(t(2)),
     ]
 }
 
@@ -51,7 +55,11 @@ pub fn events(run: u32) -> Vec<NewEvent> {
     (0..4)
         .map(|i| {
             let e = NewEvent::new("step", json!({"run": run, "i": i})).with_at(t(20 + i));
-            if i == 0 { e.with_idempotency_key("first") } else { e }
+            if i == 0 {
+                e.with_idempotency_key("first")
+            } else {
+                e
+            }
         })
         .collect()
 }
@@ -68,7 +76,9 @@ pub fn metrics() -> Vec<ExecutionMetric> {
             duration_micros: 1000 * (i as u64 + 1),
             recorded_at: t(200 + i as i64),
             counters: [("steps".to_string(), 3)].into_iter().collect(),
-            values: [("cost".to_string(), 0.1 * (i as f64 + 1.0))].into_iter().collect(),
+            values: [("cost".to_string(), 0.1 * (i as f64 + 1.0))]
+                .into_iter()
+                .collect(),
         })
         .collect()
 }
@@ -117,7 +127,10 @@ pub async fn write_all(store: &runstore_sqlite::SqliteStore) {
         .put_bytes(
             &artifact_key(),
             artifact_bytes(),
-            PutOptions::default().content_type("text/plain").created_by("fixture").created_at(t(400)),
+            PutOptions::default()
+                .content_type("text/plain")
+                .created_by("fixture")
+                .created_at(t(400)),
         )
         .await
         .unwrap();
