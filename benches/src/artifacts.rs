@@ -91,7 +91,10 @@ pub async fn child_main(
     match op {
         "write" => {
             let body = Box::new(PatternReader::new(size));
-            let written = stores.artifacts.put(&key(), body, PutOptions::default()).await?;
+            let written = stores
+                .artifacts
+                .put(&key(), body, PutOptions::default())
+                .await?;
             if written.record.size != size {
                 return Err(format!("stored {} bytes, wrote {size}", written.record.size).into());
             }

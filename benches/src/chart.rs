@@ -31,7 +31,9 @@ pub fn draw(rows: &[Row], title: &str, path: &Path) -> crate::BenchResult<()> {
         })
         .collect();
     let n = bars.len().max(1);
-    let xmax = bars.iter().map(|b| b.1).fold(1.5_f64, f64::max) * 1.05;
+    // A log axis: ratios here span 0.01x to 20x.
+    let xmax = bars.iter().map(|b| b.1).fold(2.0_f64, f64::max) * 1.5;
+    let xmin = bars.iter().map(|b| b.1).fold(0.5_f64, f64::min) / 1.5;
     let height = 90 + 26 * n as u32;
     let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -40,12 +42,12 @@ pub fn draw(rows: &[Row], title: &str, path: &Path) -> crate::BenchResult<()> {
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(8)
-        .build_cartesian_2d(0f64..xmax, 0f64..n as f64)?;
+        .build_cartesian_2d((xmin..xmax).log_scale(), 0f64..n as f64)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .disable_y_axis()
-        .x_desc("speed relative to the raw library in the same run (1.0 = raw; latencies inverted)")
+        .x_desc("speed relative to the raw library in the same run, log scale (1.0 = raw; latencies inverted)")
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, ratio, verdict))| {
         let y = (n - 1 - i) as f64;
@@ -54,16 +56,20 @@ pub fn draw(rows: &[Row], title: &str, path: &Path) -> crate::BenchResult<()> {
             Verdict::Missed => RGBColor(210, 70, 60),
             _ => RGBColor(120, 140, 170),
         };
-        Rectangle::new([(0.0, y + 0.15), (*ratio, y + 0.85)], color.filled())
+        Rectangle::new([(xmin, y + 0.15), (*ratio, y + 0.85)], color.filled())
     }))?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (label, _, _))| {
         let y = (n - 1 - i) as f64 + 0.5;
-        Text::new(label.clone(), (0.02 * xmax, y), ("sans-serif", 13).into_font())
+        Text::new(
+            label.clone(),
+            (xmin * 1.05, y),
+            ("sans-serif", 13).into_font(),
+        )
     }))?;
-    chart.draw_series(LineSeries::new(
-        [(1.0, 0.0), (1.0, n as f64)],
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(1.0, 0.0), (1.0, n as f64)],
         BLACK.stroke_width(1),
-    ))?;
+    )))?;
     root.present()?;
     Ok(())
 }

@@ -50,8 +50,19 @@ pub fn field(text: &str, key: &str) -> Option<String> {
 /// This process's peak resident memory (`VmHWM`) in bytes, if known.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = field(&status, "VmHWM")?.split_whitespace().next()?.parse().ok()?;
+    let kib: u64 = field(&status, "VmHWM")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(kib * 1024)
+}
+
+/// Resets this process's `VmHWM` to its current RSS (Linux: `5` written to
+/// `/proc/self/clear_refs`), so that a later [`peak_rss_bytes`] is the peak
+/// of what ran in between. False if the kernel refused.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 #[cfg(test)]
@@ -61,7 +72,10 @@ mod tests {
     #[test]
     fn field_reads_proc_lines() {
         let text = "processor\t: 0\nmodel name\t: Some CPU @ 2GHz\n";
-        assert_eq!(field(text, "model name").as_deref(), Some("Some CPU @ 2GHz"));
+        assert_eq!(
+            field(text, "model name").as_deref(),
+            Some("Some CPU @ 2GHz")
+        );
         assert_eq!(field(text, "absent"), None);
     }
 

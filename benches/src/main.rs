@@ -9,11 +9,12 @@ use runstore_benches::chart;
 use runstore_benches::machine::Machine;
 use runstore_benches::report;
 use runstore_benches::scale::Scale;
-use runstore_benches::stores::{self, Backend};
+use runstore_benches::stores::Backend;
 use runstore_benches::workloads::{self, Plan};
 use runstore_file::Durability;
 
-const USAGE: &str = "usage: runstore-benches [--scale tiny|quick|full] [--backends memory,file,sqlite,postgres]
+const USAGE: &str =
+    "usage: runstore-benches [--scale tiny|quick|full] [--backends memory,file,sqlite,postgres]
                         [--out DIR | --no-save] [--scratch DIR] [--quiet]";
 
 struct Args {
@@ -31,13 +32,17 @@ fn parse_backends(list: &str) -> Result<Vec<Backend>, String> {
             "file" => Ok(Backend::File(Durability::Fsync)),
             "sqlite" => Ok(Backend::Sqlite { full: false }),
             "postgres" => Ok(Backend::Postgres),
-            other => Err(format!("unknown backend {other:?} (memory, file, sqlite, postgres)")),
+            other => Err(format!(
+                "unknown backend {other:?} (memory, file, sqlite, postgres)"
+            )),
         })
         .collect()
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("docs");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("docs");
     let mut args = Args {
         scale: Scale::Quick,
         backends: parse_backends("memory,file,sqlite,postgres")?,
@@ -58,9 +63,6 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
-    }
-    if !stores::SQLITE_STORE {
-        args.backends.retain(|b| !matches!(b, Backend::Sqlite { .. }));
     }
     Ok(args)
 }
@@ -116,21 +118,20 @@ async fn run(args: Args) -> runstore_benches::BenchResult<()> {
         scratch: scratch.path().to_path_buf(),
         verbose: args.verbose,
     };
-    eprintln!("runstore-benches: scale {:?} on {}", args.scale, machine.describe());
-    let rows = workloads::run_all(&plan).await;
+    eprintln!(
+        "runstore-benches: scale {:?} on {}",
+        args.scale,
+        machine.describe()
+    );
+    let (rows, notes) = workloads::run_all(&plan).await;
     let elapsed = started.elapsed().as_secs_f64();
     let header = format!(
-        "runstore benchmarks, scale {:?}, {date}, {:.0} s\nmachine: {}{}",
+        "runstore benchmarks, scale {:?}, {date}, {:.0} s\nmachine: {}",
         args.scale,
         elapsed,
         machine.describe(),
-        if stores::SQLITE_STORE {
-            String::new()
-        } else {
-            "\nthe SQLite backend was not built in (runstore-sqlite did not implement the traits yet)".into()
-        }
     );
-    println!("{header}\n\n{}", report::text_table(&rows));
+    println!("{header}\n\n{}", report::text_table(&rows, &notes));
     if let Some(out) = args.out {
         std::fs::create_dir_all(&out)?;
         let md = format!(
@@ -142,7 +143,7 @@ async fn run(args: Args) -> runstore_benches::BenchResult<()> {
             args.scale,
             machine.describe(),
             format!("{:?}", args.scale).to_lowercase(),
-            report::markdown_table(&rows)
+            report::markdown_table(&rows, &notes)
         );
         std::fs::write(out.join("benchmarks.md"), md)?;
         chart::draw(
@@ -150,7 +151,10 @@ async fn run(args: Args) -> runstore_benches::BenchResult<()> {
             &format!("runstore vs raw, scale {:?}, {date}", args.scale),
             &out.join("benchmarks.svg"),
         )?;
-        eprintln!("saved {} and benchmarks.svg", out.join("benchmarks.md").display());
+        eprintln!(
+            "saved {} and benchmarks.svg",
+            out.join("benchmarks.md").display()
+        );
     }
     Ok(())
 }
@@ -160,5 +164,6 @@ fn jiff_now() -> String {
     let t = runstore_core::Timestamp::now();
     let s = t.to_string();
     // RFC 3339 text; keep date, hours and minutes.
-    s.get(..16).map_or(s.clone(), |p| format!("{} UTC", p.replace('T', " ")))
+    s.get(..16)
+        .map_or(s.clone(), |p| format!("{} UTC", p.replace('T', " ")))
 }

@@ -249,8 +249,9 @@ fn cells(row: &Row) -> [String; 9] {
     ]
 }
 
-/// The rows as an aligned text table (what the command prints).
-pub fn text_table(rows: &[Row]) -> String {
+/// The rows as an aligned text table (what the command prints), then the
+/// notes of the rows and `extra` notes.
+pub fn text_table(rows: &[Row], extra: &[String]) -> String {
     let all: Vec<[String; 9]> = rows.iter().map(cells).collect();
     let mut widths = HEADERS.map(str::len);
     for r in &all {
@@ -268,15 +269,11 @@ pub fn text_table(rows: &[Row]) -> String {
         let _ = writeln!(out, "{}", parts.join(" | ").trim_end());
     };
     line(&mut out, &HEADERS.map(String::from));
-    let _ = writeln!(
-        out,
-        "{}",
-        widths.map(|w| "-".repeat(w)).join("-+-")
-    );
+    let _ = writeln!(out, "{}", widths.map(|w| "-".repeat(w)).join("-+-"));
     for r in &all {
         line(&mut out, r);
     }
-    let notes = notes(rows);
+    let notes = notes(rows, extra);
     if !notes.is_empty() {
         let _ = writeln!(out, "\nNotes:");
         for n in notes {
@@ -286,15 +283,16 @@ pub fn text_table(rows: &[Row]) -> String {
     out
 }
 
-fn notes(rows: &[Row]) -> Vec<String> {
+fn notes(rows: &[Row], extra: &[String]) -> Vec<String> {
     rows.iter()
         .filter(|r| !r.note.is_empty())
         .map(|r| format!("{} / {}: {}", r.operation, r.backend, r.note))
+        .chain(extra.iter().cloned())
         .collect()
 }
 
 /// The rows as a Markdown table, followed by the notes.
-pub fn markdown_table(rows: &[Row]) -> String {
+pub fn markdown_table(rows: &[Row], extra: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "| {} |", HEADERS.join(" | "));
     let _ = writeln!(out, "|{}|", HEADERS.map(|_| "---").join("|"));
@@ -302,7 +300,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
         let c = cells(r).map(|c| c.replace('|', "\\|"));
         let _ = writeln!(out, "| {} |", c.join(" | "));
     }
-    let notes = notes(rows);
+    let notes = notes(rows, extra);
     if !notes.is_empty() {
         let _ = writeln!(out, "\nNotes on rows:\n");
         for n in notes {
@@ -359,12 +357,17 @@ mod tests {
         a.target = Some(Target::RatioAtLeast(0.9));
         let mut b = Row::new("migration", "files -> sqlite", Unit::RecordsPerSec);
         b.note = "not measured: no migrate".into();
-        let text = text_table(&[a.clone(), b.clone()]);
+        let text = text_table(&[a.clone(), b.clone()], &["raw x failed".into()]);
+        assert!(text.contains("raw x failed"), "{text}");
         assert!(text.contains("1.00x"), "{text}");
         assert!(text.contains("met"), "{text}");
         assert!(text.contains("not measured: no migrate"), "{text}");
-        let md = markdown_table(&[a, b]);
-        assert_eq!(md.lines().filter(|l| l.starts_with("| ")).count(), 3, "{md}");
+        let md = markdown_table(&[a, b], &[]);
+        assert_eq!(
+            md.lines().filter(|l| l.starts_with("| ")).count(),
+            3,
+            "{md}"
+        );
     }
 
     #[test]

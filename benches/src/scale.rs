@@ -21,7 +21,9 @@ impl FromStr for Scale {
             "tiny" => Ok(Scale::Tiny),
             "quick" => Ok(Scale::Quick),
             "full" => Ok(Scale::Full),
-            other => Err(format!("--scale must be tiny, quick or full, got {other:?}")),
+            other => Err(format!(
+                "--scale must be tiny, quick or full, got {other:?}"
+            )),
         }
     }
 }
@@ -52,6 +54,8 @@ pub struct Sizes {
     pub query_reps: usize,
     /// Artifact sizes in bytes.
     pub artifact_sizes: Vec<u64>,
+    /// Runs (10 events and a metric each) migrated per hop.
+    pub migrate_runs: usize,
 }
 
 impl Scale {
@@ -65,11 +69,12 @@ impl Scale {
                 batches: 2,
                 batch: 10,
                 import_runs: 20,
-                query_rows: vec![200],
-                file_query_cap: 200,
+                query_rows: vec![1000],
+                file_query_cap: 1000,
                 summary_rows: vec![200],
                 query_reps: 3,
                 artifact_sizes: vec![64 << 10],
+                migrate_runs: 50,
             },
             Scale::Quick => Sizes {
                 reps: 3,
@@ -83,6 +88,7 @@ impl Scale {
                 summary_rows: vec![100_000],
                 query_reps: 20,
                 artifact_sizes: vec![1 << 20, 64 << 20],
+                migrate_runs: 2_000,
             },
             Scale::Full => Sizes {
                 reps: 5,
@@ -92,10 +98,11 @@ impl Scale {
                 batch: 100,
                 import_runs: 10_000,
                 query_rows: vec![100_000, 1_000_000],
-                file_query_cap: 100_000,
+                file_query_cap: 1_000_000,
                 summary_rows: vec![100_000, 1_000_000],
                 query_reps: 30,
                 artifact_sizes: vec![1 << 20, 1 << 30],
+                migrate_runs: 20_000,
             },
         }
     }

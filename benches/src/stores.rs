@@ -79,9 +79,11 @@ impl Backend {
         match self {
             Backend::Memory => Ok(plain(runstore_core::memory::store_set())),
             Backend::File(d) => {
-                let store =
-                    FileStore::open(scratch.join("root"), FileOptions::default().with_durability(d))
-                        .await?;
+                let store = FileStore::open(
+                    scratch.join("root"),
+                    FileOptions::default().with_durability(d),
+                )
+                .await?;
                 Ok(plain(set(store)))
             }
             Backend::Sqlite { full } => open_sqlite(scratch, full).await.map(plain),
@@ -115,7 +117,6 @@ impl Backend {
     }
 }
 
-#[cfg(feature = "sqlite-store")]
 async fn open_sqlite(scratch: &Path, full: bool) -> BenchResult<StoreSet> {
     use runstore_sqlite::{SqliteOptions, SqliteStore, Synchronous};
     let mut options = SqliteOptions::default();
@@ -127,11 +128,3 @@ async fn open_sqlite(scratch: &Path, full: bool) -> BenchResult<StoreSet> {
     let store = SqliteStore::open(scratch.join("runstore.db"), options).await?;
     Ok(set(store))
 }
-
-#[cfg(not(feature = "sqlite-store"))]
-async fn open_sqlite(_scratch: &Path, _full: bool) -> BenchResult<StoreSet> {
-    Err("runstore-sqlite does not implement the traits yet (build with --features sqlite-store once it does)".into())
-}
-
-/// Whether the SQLite backend is built in.
-pub const SQLITE_STORE: bool = cfg!(feature = "sqlite-store");

@@ -16,7 +16,7 @@ use crate::data;
 use crate::raw;
 use crate::report::{Row, Stats, Target, Unit};
 use crate::scale::Sizes;
-use crate::stores::{Backend, Opened};
+use crate::stores::Backend;
 
 /// A running run to append to.
 async fn open_run(logs: &dyn LogRepository, id: &str) -> BenchResult<RunId> {
@@ -39,16 +39,24 @@ pub async fn single_append(logs: &dyn LogRepository, run: &str, n: usize) -> Ben
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-/// 8 tasks, each appending `n / 8` events to its own run. Ops/s in all.
+/// 8 tasks appending `n / 8` events each: to one shared run when
+/// `one_run` (webhook bursts; what group commit can batch when a run's
+/// events share a file), else each to its own run. Ops/s in all.
 pub async fn concurrent_append(
     logs: Arc<dyn LogRepository>,
     tag: &str,
     n: usize,
+    one_run: bool,
 ) -> BenchResult<f64> {
     let per = n / 8;
     let mut ids = Vec::new();
-    for w in 0..8 {
-        ids.push(open_run(&*logs, &format!("{tag}-{w}")).await?);
+    if one_run {
+        let id = open_run(&*logs, tag).await?;
+        ids = vec![id; 8];
+    } else {
+        for w in 0..8 {
+            ids.push(open_run(&*logs, &format!("{tag}-{w}")).await?);
+        }
     }
     let start = Instant::now();
     let tasks = ids.into_iter().map(|id| {
@@ -203,6 +211,8 @@ struct Ctx<'a> {
     plan: &'a Plan,
     n: usize,
     rows: Vec<Row>,
+    /// Raw bulk-insert figures (rusqlite tx, binary COPY), for migration.
+    raw_bulk: Vec<(Backend, (String, Stats))>,
 }
 
 impl Ctx<'_> {
@@ -214,7 +224,10 @@ impl Ctx<'_> {
     }
     fn log(&self, msg: &str) {
         if self.plan.verbose {
-            eprintln!("[{:>8.1}s] {msg}", START.with(|s| s.elapsed().as_secs_f64()));
+            eprintln!(
+                "[{:>8.1}s] {msg}",
+                START.with(|s| s.elapsed().as_secs_f64())
+            );
         }
     }
     fn has(&self, b: Backend) -> bool {
@@ -250,7 +263,11 @@ fn fill(row: &mut Row, r: BenchResult<Stats>) {
     }
 }
 
-fn raw_named(name: &str, r: BenchResult<Stats>, notes: &mut Vec<String>) -> Option<(String, Stats)> {
+fn raw_named(
+    name: &str,
+    r: BenchResult<Stats>,
+    notes: &mut Vec<String>,
+) -> Option<(String, Stats)> {
     match r {
         Ok(s) => Some((name.to_string(), s)),
         Err(e) => {
@@ -269,12 +286,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Runs every workload on every backend of the plan, beside the raw
-/// baselines, and returns the rows of the table.
-pub async fn run_all(plan: &Plan) -> Vec<Row> {
+/// baselines, and returns the rows of the table and notes on raw
+/// baselines that failed.
+pub async fn run_all(plan: &Plan) -> (Vec<Row>, Vec<String>) {
     let mut ctx = Ctx {
         plan,
         n: 0,
         rows: Vec::new(),
+        raw_bulk: Vec::new(),
     };
     START.with(|_| ());
     let mut raw_notes = Vec::new();
@@ -294,20 +313,35 @@ pub async fn run_all(plan: &Plan) -> Vec<Row> {
     queries(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
     summaries(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
     artifacts(&mut ctx, &mut raw_notes).await;
-    let mut migration = Row::new("migration per hop", "files -> sqlite -> postgres", Unit::RecordsPerSec);
-    migration.note = "not measured: runstore::migrate does not exist in this tree yet".into();
-    ctx.rows.push(migration);
+    migration(&mut ctx).await;
     if let Some((url, schema)) = &pg_raw
         && let Ok(c) = raw::pg_connect(url, schema).await
     {
         let _ = raw::pg_drop(&c, schema).await;
     }
-    for n in raw_notes {
-        let mut r = Row::new("raw baseline", "-", Unit::OpsPerSec);
-        r.note = n;
-        ctx.rows.push(r);
+    (ctx.rows, raw_notes)
+}
+
+/// `1M`, `100k` or `200`: a row count for labels.
+pub fn count_label(rows: usize) -> String {
+    if rows >= 1_000_000 && rows.is_multiple_of(1_000_000) {
+        format!("{}M", rows / 1_000_000)
+    } else if rows >= 1000 && rows.is_multiple_of(1000) {
+        format!("{}k", rows / 1000)
+    } else {
+        rows.to_string()
     }
-    ctx.rows
+}
+
+/// `1 GiB`, `64 MiB` or `64 KiB`: a size for labels.
+pub fn size_label(size: u64) -> String {
+    if size >= 1 << 30 {
+        format!("{} GiB", size >> 30)
+    } else if size >= 1 << 20 {
+        format!("{} MiB", size >> 20)
+    } else {
+        format!("{} KiB", size >> 10)
+    }
 }
 
 /// (url, schema) of a fresh schema for the raw PostgreSQL tables.
@@ -323,171 +357,257 @@ async fn pg_raw_schema() -> BenchResult<(String, String)> {
     Ok((server.url().to_string(), schema))
 }
 
-async fn appends(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
-    let s = ctx.plan.sizes.clone();
-    ctx.log("raw baselines: fdatasync, rusqlite, tokio-postgres");
-    let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
-    let d = dir.clone();
-    let n = s.single_appends;
-    let fsync_single = blocking(move || {
-        let v: Vec<f64> = (0..s.reps).map(|_| raw::fdatasync_single(&d, n)).collect::<BenchResult<_>>()?;
-        stats_of(&v).ok_or_else(|| "no figures".into())
-    })
-    .await;
-    let fsync_single = raw_named("write+fdatasync", fsync_single, notes);
-    let d = dir.clone();
-    let (batches, batch, reps) = (s.batches, s.batch, s.reps);
-    let fsync_batch = blocking(move || {
-        let v: Vec<f64> = (0..reps).map(|_| raw::fdatasync_batched(&d, batches, batch)).collect::<BenchResult<_>>()?;
-        stats_of(&v).ok_or_else(|| "no figures".into())
-    })
-    .await;
-    let fsync_batch = raw_named(&format!("{batch} lines+fdatasync"), fsync_batch, notes);
-    // rusqlite, FULL for the durable single append (what the backend row
-    // uses), NORMAL for batches, like the backend's default.
-    let sqlite_raw = |sync: &'static str, what: u8| {
-        let d = dir.join(format!("raw-{sync}-{what}.db"));
-        let s = s.clone();
-        blocking(move || {
-            let mut v = Vec::new();
-            for i in 0..s.reps {
-                let mut conn = raw::sqlite_open(&d, sync)?;
-                let run = format!("raw-{i}");
-                v.push(match what {
-                    0 => raw::sqlite_autocommit(&conn, &run, s.single_appends)?,
-                    1 => raw::sqlite_transactions(&mut conn, &run, s.batches, s.batch)?,
-                    _ => {
-                        drop(conn);
-                        raw::sqlite_concurrent(&d, sync, s.concurrent_appends)?
-                    }
-                });
-            }
-            stats_of(&v).ok_or_else(|| "no figures".into())
-        })
-    };
-    let sq_single = raw_named("rusqlite autocommit", sqlite_raw("FULL", 0).await, notes);
-    let sq_batch = raw_named("rusqlite tx", sqlite_raw("NORMAL", 1).await, notes);
-    let sq_conc = raw_named("rusqlite 8 conns", sqlite_raw("NORMAL", 2).await, notes);
-    let (mut pg_single, mut pg_batch, mut pg_conc) = (None, None, None);
-    if let Some((url, schema)) = pg {
-        let r = async {
-            let mut c = raw::pg_connect(url, schema).await?;
-            let mut a = Vec::new();
-            let mut b = Vec::new();
-            let mut k = Vec::new();
-            for i in 0..s.reps {
-                a.push(raw::pg_autocommit(&c, &format!("raw-single-{i}"), s.single_appends).await?);
-                b.push(raw::pg_transactions(&mut c, &format!("raw-batch-{i}"), s.batches, s.batch).await?);
-                c.batch_execute("TRUNCATE events").await?;
-                k.push(raw::pg_concurrent(url, schema, s.concurrent_appends).await?);
-                c.batch_execute("TRUNCATE events").await?;
-            }
-            BenchResult::Ok((stats_of(&a), stats_of(&b), stats_of(&k)))
-        }
-        .await;
-        match r {
-            Ok((a, b, k)) => {
-                pg_single = a.map(|a| ("tokio-postgres insert".to_string(), a));
-                pg_batch = b.map(|b| ("tokio-postgres tx".to_string(), b));
-                pg_conc = k.map(|k| ("tokio-postgres 8 clients".to_string(), k));
-            }
-            Err(e) => notes.push(format!("raw tokio-postgres appends failed: {e}")),
+/// The raw counterpart of an append workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RawAppend {
+    FsyncSingle,
+    FsyncBatched,
+    SqliteAutocommit,
+    SqliteConcurrent,
+    SqliteTx,
+    PgInsert,
+    PgConcurrent,
+    PgTx,
+}
+
+impl RawAppend {
+    fn name(self, batch: usize) -> String {
+        match self {
+            RawAppend::FsyncSingle => "write+fdatasync".into(),
+            RawAppend::FsyncBatched => format!("{batch} lines+fdatasync"),
+            RawAppend::SqliteAutocommit => "rusqlite autocommit".into(),
+            RawAppend::SqliteConcurrent => "rusqlite 8 conns".into(),
+            RawAppend::SqliteTx => "rusqlite tx".into(),
+            RawAppend::PgInsert => "tokio-postgres insert".into(),
+            RawAppend::PgConcurrent => "tokio-postgres 8 clients".into(),
+            RawAppend::PgTx => "tokio-postgres tx".into(),
         }
     }
+}
 
-    for b in ctx.plan.backends.clone() {
-        // Durable single append.
-        let single_backend = match b {
-            Backend::Sqlite { .. } => Some(Backend::Sqlite { full: true }),
-            Backend::File(_) => Some(Backend::File(Durability::Fsync)),
-            Backend::Memory | Backend::Postgres => Some(b),
-        };
-        if let Some(sb) = single_backend {
-            ctx.log(&format!("durable single append: {sb}"));
-            let mut row = Row::new("durable single append", sb.to_string(), Unit::OpsPerSec);
-            let r = repeat(s.reps, |i| {
-                let dir = ctx.plan.scratch.join(format!("single-{}-{i}", crate::artifacts::backend_arg(sb)));
-                async move {
-                    std::fs::create_dir_all(&dir)?;
-                    let o = sb.open(&dir).await?;
-                    single_append(&*o.stores.logs, &format!("single-{i}"), s.single_appends).await
-                }
+/// One repetition of a raw append baseline, in folder `dir`.
+async fn raw_append(
+    kind: RawAppend,
+    s: &Sizes,
+    dir: PathBuf,
+    pg: Option<&(String, String)>,
+) -> BenchResult<f64> {
+    std::fs::create_dir_all(&dir)?;
+    let (n, conc, batches, batch) = (s.single_appends, s.concurrent_appends, s.batches, s.batch);
+    let pg = || pg.ok_or_else(|| crate::BenchError::from("no PostgreSQL server"));
+    match kind {
+        RawAppend::FsyncSingle => blocking(move || raw::fdatasync_single(&dir, n)).await,
+        RawAppend::FsyncBatched => {
+            blocking(move || raw::fdatasync_batched(&dir, batches, batch)).await
+        }
+        // FULL: what the durable single append row of SQLite uses.
+        RawAppend::SqliteAutocommit => {
+            blocking(move || {
+                raw::sqlite_autocommit(&raw::sqlite_open(&dir.join("raw.db"), "FULL")?, "raw", n)
             })
-            .await;
-            fill(&mut row, r);
-            match sb {
-                Backend::File(_) => {
-                    row.raw = fsync_single.clone();
-                    row.target = Some(Target::RatioAtLeast(0.9));
+            .await
+        }
+        // NORMAL: the backend's default, used by the other SQLite rows.
+        RawAppend::SqliteConcurrent => {
+            blocking(move || raw::sqlite_concurrent(&dir.join("raw.db"), "NORMAL", "raw", conc))
+                .await
+        }
+        RawAppend::SqliteTx => {
+            blocking(move || {
+                let mut conn = raw::sqlite_open(&dir.join("raw.db"), "NORMAL")?;
+                raw::sqlite_transactions(&mut conn, "raw", batches, batch)
+            })
+            .await
+        }
+        RawAppend::PgInsert | RawAppend::PgConcurrent | RawAppend::PgTx => {
+            let (url, schema) = pg()?;
+            let mut c = raw::pg_connect(url, schema).await?;
+            c.batch_execute("TRUNCATE events").await?;
+            match kind {
+                RawAppend::PgInsert => raw::pg_autocommit(&c, "raw", n).await,
+                RawAppend::PgConcurrent => raw::pg_concurrent(url, schema, conc).await,
+                _ => raw::pg_transactions(&mut c, "raw", batches, batch).await,
+            }
+        }
+    }
+}
+
+/// Which append workload a row measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Append {
+    Single,
+    Concurrent,
+    ConcurrentOneRun,
+    Batched,
+}
+
+async fn backend_append(
+    kind: Append,
+    b: Backend,
+    s: &Sizes,
+    dir: PathBuf,
+    i: usize,
+) -> BenchResult<f64> {
+    std::fs::create_dir_all(&dir)?;
+    let o = b.open(&dir).await?;
+    match kind {
+        Append::Single => {
+            single_append(&*o.stores.logs, &format!("single-{i}"), s.single_appends).await
+        }
+        Append::Concurrent | Append::ConcurrentOneRun => {
+            concurrent_append(
+                o.stores.logs.clone(),
+                &format!("conc-{i}"),
+                s.concurrent_appends,
+                kind == Append::ConcurrentOneRun,
+            )
+            .await
+        }
+        Append::Batched => {
+            batched_append(&*o.stores.logs, &format!("batch-{i}"), s.batches, s.batch).await
+        }
+    }
+}
+
+async fn appends(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
+    let s = ctx.plan.sizes.clone();
+    for b in ctx.plan.backends.clone() {
+        for kind in [
+            Append::Single,
+            Append::Concurrent,
+            Append::ConcurrentOneRun,
+            Append::Batched,
+        ] {
+            // The durable single append uses the durable setting; 8
+            // concurrent file appenders use group commit (issue 8).
+            let mb = match (kind, b) {
+                (Append::Single, Backend::Sqlite { .. }) => Backend::Sqlite { full: true },
+                (Append::Concurrent | Append::ConcurrentOneRun, Backend::File(_)) => {
+                    Backend::File(Durability::GroupCommit)
                 }
-                Backend::Sqlite { .. } => {
-                    row.raw = sq_single.clone();
-                    row.target = Some(Target::RatioAtLeast(0.7));
+                _ => b,
+            };
+            let (op, raw_kind, target) = match (kind, b) {
+                (Append::Single, Backend::File(_)) => (
+                    "durable single append".to_string(),
+                    Some(RawAppend::FsyncSingle),
+                    Some(Target::RatioAtLeast(0.9)),
+                ),
+                (Append::Single, Backend::Sqlite { .. }) => (
+                    "durable single append".into(),
+                    Some(RawAppend::SqliteAutocommit),
+                    Some(Target::RatioAtLeast(0.7)),
+                ),
+                (Append::Single, Backend::Postgres) => (
+                    "durable single append".into(),
+                    Some(RawAppend::PgInsert),
+                    None,
+                ),
+                (Append::Single, Backend::Memory) => ("durable single append".into(), None, None),
+                (Append::Concurrent | Append::ConcurrentOneRun, Backend::File(_)) => (
+                    "8 concurrent appenders".into(),
+                    Some(RawAppend::FsyncSingle),
+                    Some(Target::RatioAtLeast(6.0)),
+                ),
+                (Append::Concurrent | Append::ConcurrentOneRun, Backend::Sqlite { .. }) => (
+                    "8 concurrent appenders".into(),
+                    Some(RawAppend::SqliteConcurrent),
+                    None,
+                ),
+                (Append::Concurrent | Append::ConcurrentOneRun, Backend::Postgres) => (
+                    "8 concurrent appenders".into(),
+                    Some(RawAppend::PgConcurrent),
+                    None,
+                ),
+                (Append::Concurrent | Append::ConcurrentOneRun, Backend::Memory) => {
+                    ("8 concurrent appenders".into(), None, None)
                 }
-                Backend::Postgres => row.raw = pg_single.clone(),
-                Backend::Memory => {}
+                (Append::Batched, Backend::File(_)) => (
+                    format!("batched append ({})", s.batch),
+                    Some(RawAppend::FsyncBatched),
+                    None,
+                ),
+                (Append::Batched, Backend::Sqlite { .. }) => (
+                    format!("batched append ({})", s.batch),
+                    Some(RawAppend::SqliteTx),
+                    Some(Target::RatioAtLeast(0.8)),
+                ),
+                (Append::Batched, Backend::Postgres) => (
+                    format!("batched append ({})", s.batch),
+                    Some(RawAppend::PgTx),
+                    None,
+                ),
+                (Append::Batched, Backend::Memory) => {
+                    (format!("batched append ({})", s.batch), None, None)
+                }
+            };
+            let op = match kind {
+                Append::Concurrent => format!("{op} (8 runs)"),
+                Append::ConcurrentOneRun => format!("{op} (1 run)"),
+                _ => op,
+            };
+            ctx.log(&format!("{op}: {mb}"));
+            let mut row = Row::new(op, mb.to_string(), Unit::OpsPerSec);
+            row.target = target;
+            // Raw and backend alternate within each repetition, so that a
+            // disk shared with other work slows both alike.
+            let (mut raw_v, mut back_v) = (Vec::new(), Vec::new());
+            let mut raw_err = None;
+            let mut back_err = None;
+            for i in 0..s.reps {
+                if let Some(rk) = raw_kind
+                    && raw_err.is_none()
+                {
+                    let dir = ctx.plan.scratch.join(format!(
+                        "raw-{}-{rk:?}-{i}",
+                        crate::artifacts::backend_arg(mb)
+                    ));
+                    match raw_append(rk, &s, dir.clone(), pg).await {
+                        Ok(v) => raw_v.push(v),
+                        Err(e) => raw_err = Some(e.to_string()),
+                    }
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                if back_err.is_none() {
+                    let dir = ctx.plan.scratch.join(format!(
+                        "{}-{kind:?}-{i}",
+                        crate::artifacts::backend_arg(mb)
+                    ));
+                    match backend_append(kind, mb, &s, dir.clone(), i).await {
+                        Ok(v) => back_v.push(v),
+                        Err(e) => back_err = Some(e.to_string()),
+                    }
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            match back_err {
+                Some(e) => row.note = format!("failed: {e}"),
+                None => row.stats = stats_of(&back_v),
+            }
+            if let Some(rk) = raw_kind {
+                let mut name = rk.name(s.batch);
+                if matches!(kind, Append::Concurrent | Append::ConcurrentOneRun)
+                    && matches!(b, Backend::File(_))
+                {
+                    name = format!("1 writer {name}");
+                }
+                match raw_err {
+                    Some(e) => notes.push(format!("raw {name} failed: {e}")),
+                    None => row.raw = stats_of(&raw_v).map(|st| (name, st)),
+                }
             }
             ctx.rows.push(row);
         }
-        // 8 concurrent appenders.
-        let cb = match b {
-            Backend::File(_) => Backend::File(Durability::GroupCommit),
-            other => other,
-        };
-        ctx.log(&format!("8 concurrent appenders: {cb}"));
-        let mut row = Row::new("8 concurrent appenders", cb.to_string(), Unit::OpsPerSec);
-        let r = repeat(s.reps, |i| {
-            let dir = ctx.plan.scratch.join(format!("conc-{}-{i}", crate::artifacts::backend_arg(cb)));
-            async move {
-                std::fs::create_dir_all(&dir)?;
-                let o: Opened = cb.open(&dir).await?;
-                concurrent_append(o.stores.logs.clone(), &format!("conc-{i}"), s.concurrent_appends).await
-            }
-        })
-        .await;
-        fill(&mut row, r);
-        match cb {
-            Backend::File(_) => {
-                row.raw = fsync_single
-                    .clone()
-                    .map(|(_, st)| ("1 writer write+fdatasync".to_string(), st));
-                row.target = Some(Target::RatioAtLeast(6.0));
-            }
-            Backend::Sqlite { .. } => row.raw = sq_conc.clone(),
-            Backend::Postgres => row.raw = pg_conc.clone(),
-            Backend::Memory => {}
-        }
-        ctx.rows.push(row);
-        // Batched append.
-        ctx.log(&format!("batched append: {b}"));
-        let mut row = Row::new(format!("batched append ({})", s.batch), b.to_string(), Unit::OpsPerSec);
-        let r = repeat(s.reps, |i| {
-            let dir = ctx.plan.scratch.join(format!("batch-{}-{i}", crate::artifacts::backend_arg(b)));
-            async move {
-                std::fs::create_dir_all(&dir)?;
-                let o = b.open(&dir).await?;
-                batched_append(&*o.stores.logs, &format!("batch-{i}"), s.batches, s.batch).await
-            }
-        })
-        .await;
-        fill(&mut row, r);
-        match b {
-            Backend::File(_) => row.raw = fsync_batch.clone(),
-            Backend::Sqlite { .. } => {
-                row.raw = sq_batch.clone();
-                row.target = Some(Target::RatioAtLeast(0.8));
-            }
-            Backend::Postgres => row.raw = pg_batch.clone(),
-            Backend::Memory => {}
-        }
-        ctx.rows.push(row);
     }
 }
 
 async fn imports(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
     let s = ctx.plan.sizes.clone();
-    let runs: Arc<Vec<RunWithEvents>> =
-        Arc::new((0..s.import_runs).map(|i| data::run_with_events("imp", i, 10)).collect());
+    let runs: Arc<Vec<RunWithEvents>> = Arc::new(
+        (0..s.import_runs)
+            .map(|i| data::run_with_events("imp", i, 10))
+            .collect(),
+    );
     ctx.log("bulk import: raw baselines");
     let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
     let file_raw = {
@@ -517,20 +637,27 @@ async fn imports(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
         .await
     };
     let sq_raw = raw_named("rusqlite tx", sq_raw, notes);
+    if let Some(r) = &sq_raw {
+        ctx.raw_bulk
+            .push((Backend::Sqlite { full: false }, r.clone()));
+    }
     let mut pg_raw = None;
     if let Some((url, schema)) = pg {
         let r = async {
-            let mut c = raw::pg_connect(url, schema).await?;
+            let c = raw::pg_connect(url, schema).await?;
             let mut v = Vec::new();
             for _ in 0..s.reps {
                 c.batch_execute("TRUNCATE runs, events").await?;
-                v.push(raw::pg_copy_bulk(&mut c, &runs).await?);
+                v.push(raw::pg_copy_bulk(&c, &runs).await?);
             }
             c.batch_execute("TRUNCATE runs, events").await?;
             stats_of(&v).ok_or_else(|| crate::BenchError::from("no figures"))
         }
         .await;
         pg_raw = raw_named("binary COPY", r, notes);
+        if let Some(r) = &pg_raw {
+            ctx.raw_bulk.push((Backend::Postgres, r.clone()));
+        }
     }
     for b in ctx.plan.backends.clone() {
         ctx.log(&format!("bulk import: {b}"));
@@ -541,7 +668,10 @@ async fn imports(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
         );
         let runs = runs.clone();
         let r = repeat(s.reps, |i| {
-            let dir = ctx.plan.scratch.join(format!("imp-{}-{i}", crate::artifacts::backend_arg(b)));
+            let dir = ctx
+                .plan
+                .scratch
+                .join(format!("imp-{}-{i}", crate::artifacts::backend_arg(b)));
             let runs = runs.clone();
             async move {
                 std::fs::create_dir_all(&dir)?;
@@ -567,11 +697,7 @@ async fn imports(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
 async fn queries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
     let s = ctx.plan.sizes.clone();
     for &rows in &s.query_rows {
-        let label = if rows >= 1_000_000 {
-            format!("{}M", rows / 1_000_000)
-        } else {
-            format!("{}k", rows / 1000)
-        };
+        let label = count_label(rows);
         ctx.log(&format!("queries at {rows} runs: raw rusqlite"));
         let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
         let sq = {
@@ -618,12 +744,20 @@ async fn queries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
             }
         }
         for b in ctx.plan.backends.clone() {
-            let mut recent_row = Row::new(format!("get_recent(50) @ {label} runs"), b.to_string(), Unit::Millis);
-            let mut filt_row = Row::new(format!("filtered query @ {label} runs"), b.to_string(), Unit::Millis);
+            let mut recent_row = Row::new(
+                format!("get_recent(50) @ {label} runs"),
+                b.to_string(),
+                Unit::Millis,
+            );
+            let mut filt_row = Row::new(
+                format!("filtered query @ {label} runs"),
+                b.to_string(),
+                Unit::Millis,
+            );
             if matches!(b, Backend::File(_)) && rows > s.file_query_cap {
                 let note = format!(
-                    "not measured: loading {rows} runs into the file backend is beyond this run's time budget; see the {}k row",
-                    s.file_query_cap / 1000
+                    "not measured: loading {rows} runs into the file backend is beyond this run's time budget; see the {} row",
+                    count_label(s.file_query_cap)
                 );
                 recent_row.note = note.clone();
                 filt_row.note = note;
@@ -647,7 +781,10 @@ async fn queries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
                 Ok((load, a, f)) => {
                     recent_row.stats = stats_of(&a);
                     filt_row.stats = stats_of(&f);
-                    recent_row.note = format!("loaded with import_runs at {} runs/s", crate::report::fmt_num(rows as f64 / load));
+                    recent_row.note = format!(
+                        "loaded with import_runs at {} runs/s",
+                        crate::report::fmt_num(rows as f64 / load)
+                    );
                 }
                 Err(e) => {
                     recent_row.note = format!("failed: {e}");
@@ -679,11 +816,7 @@ async fn summaries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
     let s = ctx.plan.sizes.clone();
     let reps = s.reps.max(5);
     for &rows in &s.summary_rows {
-        let label = if rows >= 1_000_000 {
-            format!("{}M", rows / 1_000_000)
-        } else {
-            format!("{}k", rows / 1000)
-        };
+        let label = count_label(rows);
         ctx.log(&format!("summary over {rows} metrics: raw"));
         let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
         let sq = {
@@ -711,14 +844,18 @@ async fn summaries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
             pgr = raw_named("tokio-postgres aggregate", r, notes);
         }
         for b in ctx.plan.backends.clone() {
-            let mut row = Row::new(format!("summary over {label} metrics"), b.to_string(), Unit::Millis);
+            let mut row = Row::new(
+                format!("summary over {label} metrics"),
+                b.to_string(),
+                Unit::Millis,
+            );
             if rows >= 1_000_000 {
                 row.target = Some(Target::UnderMillis(10.0));
             }
             if matches!(b, Backend::File(_)) && rows > s.file_query_cap {
                 row.note = format!(
-                    "not measured: loading {rows} metrics into the file backend is beyond this run's time budget; see the {}k row",
-                    s.file_query_cap / 1000
+                    "not measured: loading {rows} metrics into the file backend is beyond this run's time budget; see the {} row",
+                    count_label(s.file_query_cap)
                 );
                 ctx.rows.push(row);
                 continue;
@@ -749,11 +886,7 @@ async fn summaries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
 async fn artifacts(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
     let s = ctx.plan.sizes.clone();
     for &size in &s.artifact_sizes {
-        let label = if size >= 1 << 30 {
-            format!("{} GiB", size >> 30)
-        } else {
-            format!("{} MiB", size >> 20)
-        };
+        let label = size_label(size);
         let reps = if size >= 256 << 20 { 1 } else { s.reps };
         ctx.log(&format!("artifact {label}: raw"));
         let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
@@ -788,8 +921,16 @@ async fn artifacts(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
                 continue;
             }
             ctx.log(&format!("artifact {label}: {b}"));
-            let mut wrow = Row::new(format!("artifact write {label}"), b.to_string(), Unit::MibPerSec);
-            let mut rrow = Row::new(format!("artifact read {label}"), b.to_string(), Unit::MibPerSec);
+            let mut wrow = Row::new(
+                format!("artifact write {label}"),
+                b.to_string(),
+                Unit::MibPerSec,
+            );
+            let mut rrow = Row::new(
+                format!("artifact read {label}"),
+                b.to_string(),
+                Unit::MibPerSec,
+            );
             let mut w = Vec::new();
             let mut r = Vec::new();
             let mut peak_w = 0u64;
@@ -809,10 +950,16 @@ async fn artifacts(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
                     let o = b.open(&dir).await?;
                     let exe = ctx.plan.exe.clone();
                     let (d2, pg) = (dir.clone(), o.pg.clone());
-                    let cw = blocking(move || crate::artifacts::run_child(&exe, b, "write", size, &d2, pg.as_ref())).await?;
+                    let cw = blocking(move || {
+                        crate::artifacts::run_child(&exe, b, "write", size, &d2, pg.as_ref())
+                    })
+                    .await?;
                     let exe = ctx.plan.exe.clone();
                     let (d2, pg) = (dir.clone(), o.pg.clone());
-                    let cr = blocking(move || crate::artifacts::run_child(&exe, b, "read", size, &d2, pg.as_ref())).await?;
+                    let cr = blocking(move || {
+                        crate::artifacts::run_child(&exe, b, "read", size, &d2, pg.as_ref())
+                    })
+                    .await?;
                     drop(o);
                     BenchResult::Ok((cw, cr))
                 }
@@ -853,10 +1000,181 @@ async fn artifacts(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
     }
 }
 
+/// Migration per hop, files -> SQLite -> PostgreSQL, with
+/// `runstore::migrate` (verification off: it is a second full read).
+/// Records are runs + events + metrics copied; the peak is the process's
+/// `VmHWM` growth during the hop (reset before it).
+async fn migration(ctx: &mut Ctx<'_>) {
+    let s = ctx.plan.sizes.clone();
+    let hops = [
+        (
+            Backend::File(Durability::Fsync),
+            Backend::Sqlite { full: false },
+        ),
+        (Backend::Sqlite { full: false }, Backend::Postgres),
+    ];
+    let mut rows: Vec<Row> = hops
+        .iter()
+        .map(|(a, b)| {
+            let mut r = Row::new(
+                format!("migration ({} runs x 10 events + metrics)", s.migrate_runs),
+                // The source's durability plays no part in reading it.
+                format!(
+                    "{} -> {b}",
+                    if matches!(a, Backend::File(_)) {
+                        "file".to_string()
+                    } else {
+                        a.to_string()
+                    }
+                ),
+                Unit::RecordsPerSec,
+            );
+            if let Some((_, raw)) = ctx.raw_bulk.iter().find(|(k, _)| k == b) {
+                r.raw = Some(raw.clone());
+            }
+            r
+        })
+        .collect();
+    if !hops
+        .iter()
+        .all(|(a, b)| ctx.has(norm(*a)) && ctx.has(norm(*b)))
+    {
+        for r in &mut rows {
+            r.note = "not measured: needs the file, sqlite and postgres backends".into();
+        }
+        ctx.rows.extend(rows);
+        return;
+    }
+    let reps = s.reps.min(3);
+    let mut figures = [Vec::new(), Vec::new()];
+    let mut peaks = [0u64, 0u64];
+    let mut failed: Option<String> = None;
+    for rep in 0..reps {
+        ctx.log(&format!(
+            "migration: seeding {} runs into files",
+            s.migrate_runs
+        ));
+        let r = async {
+            let dirs = [ctx.dir()?, ctx.dir()?, ctx.dir()?];
+            let src = Backend::File(Durability::None).open(&dirs[0]).await?;
+            let runs: Vec<RunWithEvents> = (0..s.migrate_runs)
+                .map(|i| data::run_with_events(&format!("mig{rep}"), i, 10))
+                .collect();
+            for chunk in runs.chunks(1000) {
+                src.stores.logs.import_runs(chunk.to_vec()).await?;
+            }
+            load_metrics(&*src.stores.metrics, s.migrate_runs).await?;
+            let mut stages = vec![src];
+            for (h, (_, to)) in hops.iter().enumerate() {
+                ctx.log(&format!("migration hop {}", h + 1));
+                let dst = to.open(&dirs[h + 1]).await?;
+                let options = runstore::migrate::MigrateOptions::default()
+                    .batch_size(1000)
+                    .verify(false);
+                crate::machine::reset_peak_rss();
+                let before = crate::machine::peak_rss_bytes().unwrap_or(0);
+                let start = Instant::now();
+                let from = &stages[stages.len() - 1].stores;
+                let report = runstore::migrate::migrate(from, &dst.stores, options).await?;
+                let secs = start.elapsed().as_secs_f64();
+                let after = crate::machine::peak_rss_bytes().unwrap_or(0);
+                let records = report.runs.copied + report.events.copied + report.metrics.copied;
+                let expected = (s.migrate_runs * 12) as u64;
+                if records != expected {
+                    return Err(format!(
+                        "hop {} copied {records} records, expected {expected}",
+                        h + 1
+                    )
+                    .into());
+                }
+                figures[h].push(records as f64 / secs);
+                peaks[h] = peaks[h].max(after.saturating_sub(before));
+                stages.push(dst);
+            }
+            for d in dirs {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            BenchResult::Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            failed = Some(e.to_string());
+            break;
+        }
+    }
+    for (h, r) in rows.iter_mut().enumerate() {
+        match &failed {
+            Some(e) => r.note = format!("failed: {e}"),
+            None => {
+                r.stats = stats_of(&figures[h]);
+                r.peak_bytes = Some(peaks[h]);
+                r.note = "peak RSS = growth of the bench process during the hop; raw = the bulk-import baseline of the destination".into();
+            }
+        }
+    }
+    ctx.rows.extend(rows);
+}
+
+/// The backend as listed in a plan (settings folded).
+fn norm(b: Backend) -> Backend {
+    match b {
+        Backend::File(_) => Backend::File(Durability::Fsync),
+        Backend::Sqlite { .. } => Backend::Sqlite { full: false },
+        other => other,
+    }
+}
+
 /// Where the harness keeps a run's data: under `base`, removed afterwards.
 pub fn scratch_in(base: Option<&Path>) -> BenchResult<tempfile::TempDir> {
     Ok(match base {
-        Some(b) => tempfile::Builder::new().prefix("runstore-bench-").tempdir_in(b)?,
-        None => tempfile::Builder::new().prefix("runstore-bench-").tempdir()?,
+        Some(b) => tempfile::Builder::new()
+            .prefix("runstore-bench-")
+            .tempdir_in(b)?,
+        None => tempfile::Builder::new()
+            .prefix("runstore-bench-")
+            .tempdir()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scale::Scale;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tiny_run_on_memory_fills_every_row() {
+        let scratch = tempfile::tempdir().unwrap();
+        let plan = Plan {
+            sizes: Scale::Tiny.sizes(),
+            backends: vec![Backend::Memory],
+            exe: PathBuf::from("unused: no artifact rows for memory"),
+            scratch: scratch.path().to_path_buf(),
+            verbose: false,
+        };
+        let (rows, notes) = run_all(&plan).await;
+        assert!(notes.is_empty(), "{notes:?}");
+        let memory: Vec<&Row> = rows.iter().filter(|r| r.backend == "memory").collect();
+        // 4 append rows, 1 import, 2 queries, 1 summary at tiny scale.
+        assert_eq!(memory.len(), 8, "{rows:#?}");
+        for r in memory {
+            let s = r
+                .stats
+                .unwrap_or_else(|| panic!("{} not measured: {}", r.operation, r.note));
+            assert!(s.median > 0.0 && s.min <= s.median && s.median <= s.max);
+        }
+        assert!(
+            rows.iter()
+                .any(|r| r.operation.starts_with("migration") && r.note.contains("not measured"))
+        );
+    }
+
+    #[test]
+    fn labels_read_well() {
+        assert_eq!(count_label(1_000_000), "1M");
+        assert_eq!(count_label(100_000), "100k");
+        assert_eq!(count_label(250), "250");
+        assert_eq!(size_label(1 << 30), "1 GiB");
+        assert_eq!(size_label(64 << 20), "64 MiB");
+        assert_eq!(size_label(64 << 10), "64 KiB");
+    }
 }

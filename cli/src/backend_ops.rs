@@ -141,7 +141,8 @@ pub async fn restore(config: &Config, backup: &Path, out: &Out) -> Result<ExitCo
         store.path().to_path_buf()
     };
     runstore::sqlite::SqliteStore::restore(backup, &dest).await?;
-    let value = json!({"restored": dest.display().to_string(), "from": backup.display().to_string()});
+    let value =
+        json!({"restored": dest.display().to_string(), "from": backup.display().to_string()});
     out.result(&value, || {
         format!("restored {} from {}", dest.display(), backup.display())
     })?;

@@ -260,8 +260,8 @@ pub async fn demo(storage: &Storage, runs: u32, out: &Out) -> Result<ExitCode> {
             .with_options(PutOptions::default().created_by("demo"));
             let info = storage.artifacts.bundle(request).await?.record;
             out.note(&format!(
-                "bundled {}/{} ({} bytes, sha256 {})",
-                info.key.run_id, info.key.path, info.size, info.sha256
+                "bundled {} ({} bytes, sha256 {})",
+                info.key, info.size, info.sha256
             ));
             Some(info)
         }

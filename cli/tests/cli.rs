@@ -654,6 +654,9 @@ fn check_passes_then_finds_a_tampered_artifact() {
     assert_eq!(sqlite["integrity_check"], json!(["ok"]));
     assert!(v["artifacts"]["checked"].as_u64().unwrap() >= 5);
 
+    let v = rs(d, &["check", "--repair", "--json"]).ok();
+    assert_eq!(v["ok"], json!(true), "{v}");
+
     // Flip a byte of the stored artifact behind the store's back.
     let stored = find_file_with(&d.join("runstore-data"), content)
         .expect("the file backend keeps artifact bytes as plain files");
@@ -830,6 +833,20 @@ fn export_import_round_trip_is_equal_record_for_record_and_idempotent() {
         rs(a.path(), &["stats", "--json"]).ok(),
         rs(b.path(), &["stats", "--json"]).ok()
     );
+
+    // A dump written by another program may leave out the manifest and
+    // any concern it has nothing of.
+    let e = tempfile::tempdir().unwrap();
+    let dump_e = e.path().join("dump");
+    copy_tree(&dump_a, &dump_e);
+    std::fs::remove_file(dump_e.join("manifest.json")).unwrap();
+    std::fs::remove_file(dump_e.join("patterns.ndjson")).unwrap();
+    let v = rs(e.path(), &["import", dump_e.to_str().unwrap(), "--json"]).ok();
+    assert_eq!(v["imported"]["runs"]["inserted"], json!(6));
+    assert_eq!(v["imported"]["patterns"]["inserted"], json!(0));
+    std::fs::write(dump_e.join("manifest.json"), r#"{"format":"other/9"}"#).unwrap();
+    let m = rs(e.path(), &["import", dump_e.to_str().unwrap(), "--json"]).error("invalid_input");
+    assert!(m.contains("runstore-dump/1"), "{m}");
 
     // A corrupt dump is refused before anything of that artifact is stored.
     let c = tempfile::tempdir().unwrap();

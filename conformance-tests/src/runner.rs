@@ -22,8 +22,7 @@ pub struct Rule {
     /// The module, e.g. `runs`.
     pub concern: &'static str,
     /// Runs it.
-    pub run:
-        for<'a> fn(&'a dyn StoreFactory) -> Pin<Box<dyn Future<Output = RuleResult> + Send + 'a>>,
+    pub run: for<'a> fn(&'a dyn StoreFactory) -> RuleFuture<'a>,
 }
 
 impl fmt::Debug for Rule {

@@ -270,7 +270,9 @@ fn duration(key: &str, v: &serde_yaml::Value) -> std::result::Result<std::time::
         _ => return Err(bad()),
     };
     if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
-        return Err(format!("option `{key}` must be more than 0 and at most 1 day"));
+        return Err(format!(
+            "option `{key}` must be more than 0 and at most 1 day"
+        ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }

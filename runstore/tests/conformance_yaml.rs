@@ -28,6 +28,7 @@ pub struct YamlFactory {
     yaml: YamlFn,
     shared: bool,
     postgres: bool,
+    file_artifacts: bool,
 }
 
 impl YamlFactory {
@@ -40,7 +41,15 @@ impl YamlFactory {
             yaml,
             shared,
             postgres: false,
+            file_artifacts: false,
         }
+    }
+
+    /// Artifacts sit on the file backend, so the factory can tamper with them.
+    #[allow(dead_code)]
+    pub fn with_file_artifacts(mut self) -> Self {
+        self.file_artifacts = true;
+        self
     }
 
     /// A factory whose YAML gets a fresh schema of the shared Postgres
@@ -63,11 +72,58 @@ impl StoreFactory for YamlFactory {
     }
 
     fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::none();
         if self.shared {
-            Capabilities::none().with(Capability::SharedStorage)
-        } else {
-            Capabilities::none()
+            c = c.with(Capability::SharedStorage);
         }
+        if self.file_artifacts {
+            c = c.with(Capability::TamperArtifacts);
+        }
+        c
+    }
+
+    /// Flips the first byte of an artifact kept by the file backend, found
+    /// through the opened storage and the layout of storage-file's FORMAT.md:
+    /// `artifacts/<run>/phases/<phase>/(d/<dir>/)*f/<name>`.
+    async fn tamper_artifact(
+        &self,
+        stores: &TestStores,
+        key: &runstore::ArtifactKey,
+    ) -> runstore::Result<()> {
+        let guard = stores
+            .guard
+            .downcast_ref::<Guard>()
+            .ok_or_else(|| err("not a YAML store set"))?;
+        let root: PathBuf = guard
+            ._storage
+            .backends()
+            .iter()
+            .filter(|b| b.concerns.contains(&runstore::Concern::Artifacts))
+            .find_map(|b| match &b.backend.handle {
+                #[cfg(feature = "file")]
+                runstore::BackendHandle::File(store) => Some(store.root().to_path_buf()),
+                _ => None,
+            })
+            .ok_or_else(|| err("artifacts are not on the file backend"))?;
+        let mut path = root.join("artifacts");
+        path.push(key.run_id.as_str());
+        path.push("phases");
+        path.push(key.phase.as_str());
+        let segments: Vec<&str> = key.path.segments().collect();
+        if let Some((last, dirs)) = segments.split_last() {
+            for d in dirs {
+                path.push("d");
+                path.push(d);
+            }
+            path.push("f");
+            path.push(last);
+        }
+        let mut bytes = std::fs::read(&path).map_err(err)?;
+        match bytes.first_mut() {
+            Some(b) => *b ^= 0xff,
+            None => bytes.push(0),
+        }
+        std::fs::write(&path, bytes).map_err(err)
     }
 
     async fn create(&self) -> runstore::Result<TestStores> {
@@ -172,7 +228,9 @@ mod file {
         "storage:\n  workflows: { type: file, path: data }\n  logs: { type: file, path: data }\n  metrics: { type: file, path: ./data }\n  artifacts: { type: file, path: data/../data }\n".into()
     }
 
-    runstore_conformance::conformance_tests!(YamlFactory::new("file", yaml, true));
+    runstore_conformance::conformance_tests!(
+        YamlFactory::new("file", yaml, true).with_file_artifacts()
+    );
 }
 
 #[cfg(feature = "sqlite")]
@@ -214,7 +272,9 @@ mod mixed {
     }
 
     runstore_conformance::conformance_tests!(with_pg_server!(
-        YamlFactory::new("mixed", yaml, true).with_postgres()
+        YamlFactory::new("mixed", yaml, true)
+            .with_postgres()
+            .with_file_artifacts()
     ));
 }
 
@@ -228,5 +288,7 @@ mod mixed_without_postgres {
         "storage:\n  workflows: { type: file, path: data }\n  logs: { type: sqlite, path: data/logs.db }\n  metrics: { type: sqlite, path: data/metrics.db }\n  artifacts: { type: file, path: data }\n".into()
     }
 
-    runstore_conformance::conformance_tests!(YamlFactory::new("mixed (no postgres)", yaml, true));
+    runstore_conformance::conformance_tests!(
+        YamlFactory::new("mixed (no postgres)", yaml, true).with_file_artifacts()
+    );
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use migrate_support::*;
 use runstore::memory::{self, MemoryArtifacts, MemoryLogs, MemoryMetrics, MemoryWorkflows};
 use runstore::migrate::{
-    Concern, DifferenceKind, MigrateOptions, MigrationProgress, OnConflict, VerifyOptions,
-    migrate, verify,
+    Concern, DifferenceKind, MigrateOptions, MigrationProgress, OnConflict, VerifyOptions, migrate,
+    verify,
 };
 use runstore::{
     ArtifactKey, ArtifactStoreExt, ErrorKind, ExecutionMetric, LogRepositoryExt, PatternId,
@@ -36,7 +36,10 @@ struct Recorder(Mutex<Vec<(String, u64, Option<u64>)>>);
 
 impl MigrationProgress for Recorder {
     fn on_progress(&self, concern: &str, done: u64, total: Option<u64>) {
-        self.0.lock().unwrap().push((concern.to_string(), done, total));
+        self.0
+            .lock()
+            .unwrap()
+            .push((concern.to_string(), done, total));
     }
 }
 
@@ -45,7 +48,9 @@ async fn round_trip_is_equal_and_a_second_run_changes_nothing() {
     let from = source().await;
     let to = memory::store_set();
     let progress = Arc::new(Recorder::default());
-    let report = migrate(&from, &to, opts().progress(progress.clone())).await.unwrap();
+    let report = migrate(&from, &to, opts().progress(progress.clone()))
+        .await
+        .unwrap();
     let events = event_count(&from).await;
     assert_eq!(events, 135 + 4 + LONG_RUN_EVENTS);
     assert_eq!(report.workflows.copied, WORKFLOWS);
@@ -60,7 +65,10 @@ async fn round_trip_is_equal_and_a_second_run_changes_nothing() {
     assert!(v.is_equal(), "{:#?}", v.differences);
     assert!(v.deep);
     assert_eq!((v.runs.a, v.runs.b, v.runs.equal), (RUNS, RUNS, RUNS));
-    assert_eq!((v.events.a, v.events.b, v.events.equal), (events, events, events));
+    assert_eq!(
+        (v.events.a, v.events.b, v.events.equal),
+        (events, events, events)
+    );
     assert_eq!(v.artifacts.equal, ARTIFACTS);
     assert_eq!(v.workflows.digest_a, v.workflows.digest_b);
     assert!(report.is_complete());
@@ -69,7 +77,13 @@ async fn round_trip_is_equal_and_a_second_run_changes_nothing() {
     // Progress: runs carry their total, and every concern reports.
     let seen = progress.0.lock().unwrap().clone();
     assert!(seen.contains(&("runs".to_string(), RUNS, Some(RUNS))));
-    for c in ["workflows", "metrics", "patterns", "artifacts", "verify runs"] {
+    for c in [
+        "workflows",
+        "metrics",
+        "patterns",
+        "artifacts",
+        "verify runs",
+    ] {
         assert!(seen.iter().any(|(n, _, _)| n == c), "no progress for {c}");
     }
 
@@ -80,8 +94,14 @@ async fn round_trip_is_equal_and_a_second_run_changes_nothing() {
 
     // Idempotent: nothing copied the second time, everything unchanged.
     let again = migrate(&from, &to, opts()).await.unwrap();
-    assert_eq!(again.workflows.copied + again.runs.copied + again.metrics.copied, 0);
-    assert_eq!(again.patterns.copied + again.artifacts.copied + again.events.copied, 0);
+    assert_eq!(
+        again.workflows.copied + again.runs.copied + again.metrics.copied,
+        0
+    );
+    assert_eq!(
+        again.patterns.copied + again.artifacts.copied + again.events.copied,
+        0
+    );
     assert_eq!(again.runs.unchanged, RUNS);
     assert_eq!(again.events.unchanged, events);
     assert_eq!(again.artifacts.unchanged, ARTIFACTS);
@@ -101,8 +121,14 @@ async fn dry_run_writes_nothing_and_says_what_it_would_copy() {
     assert_eq!(report.events.copied, event_count(&from).await);
     assert_eq!(report.artifacts.copied, ARTIFACTS);
     assert!(!report.is_complete());
-    let empty = verify(&memory::store_set(), &to, VerifyOptions::default()).await.unwrap();
-    assert!(empty.is_equal(), "the dry run wrote: {:#?}", empty.differences);
+    let empty = verify(&memory::store_set(), &to, VerifyOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        empty.is_equal(),
+        "the dry run wrote: {:#?}",
+        empty.differences
+    );
     assert_eq!(empty.runs.b + empty.workflows.b + empty.artifacts.b, 0);
 }
 
@@ -113,7 +139,9 @@ async fn bad_options_are_invalid_input() {
         let err = migrate(&s, &s, o).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     }
-    let err = verify(&s, &s, VerifyOptions::default().page_size(0)).await.unwrap_err();
+    let err = verify(&s, &s, VerifyOptions::default().page_size(0))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -126,14 +154,20 @@ async fn interrupted_after_any_write_then_resumed_is_equal() {
     populate_with(&from, 256 * 1024).await;
     // Count the writes of a whole migration.
     let (counting, budget) = migrate_support::failing::wrap(&memory::store_set(), i64::MAX);
-    migrate(&from, &counting, opts().verify(false)).await.unwrap();
+    migrate(&from, &counting, opts().verify(false))
+        .await
+        .unwrap();
     let total = budget.spent();
+    // Bounded batches: the long run went in chunks, never whole.
+    assert_eq!(budget.max_events_per_write(), LONG_RUN_BATCH as i64);
     assert!(total > 10, "expected many writes, got {total}");
     let mut resumed_large = false;
     for n in 0..total {
         let to = memory::store_set();
         let (faulty, b) = migrate_support::failing::wrap(&to, n);
-        let err = migrate(&from, &faulty, opts().verify(false)).await.unwrap_err();
+        let err = migrate(&from, &faulty, opts().verify(false))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "after {n} writes");
         assert!(b.exhausted());
         let report = migrate(&from, &to, opts().verify_options(VerifyOptions::default()))
@@ -157,7 +191,10 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
     let mut other_run = from.logs.get_run(&rid("run-2-0")).await.unwrap();
     other_run.trigger = "manual".into();
     to.logs
-        .import_runs(vec![RunWithEvents { run: other_run.clone(), events: vec![] }])
+        .import_runs(vec![RunWithEvents {
+            run: other_run.clone(),
+            events: vec![],
+        }])
         .await
         .unwrap();
     // Same record, other events.
@@ -165,15 +202,25 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
     let mut other_events = from.logs.all_events(&same_run.id).await.unwrap();
     other_events[1].payload = json!({"changed": true});
     to.logs
-        .import_runs(vec![RunWithEvents { run: same_run.clone(), events: other_events.clone() }])
+        .import_runs(vec![RunWithEvents {
+            run: same_run.clone(),
+            events: other_events.clone(),
+        }])
         .await
         .unwrap();
     let mut other_metric: ExecutionMetric = from.metrics.get(&rid("run-4-0")).await.unwrap();
     other_metric.duration_micros += 1;
     to.metrics.record(other_metric.clone()).await.unwrap();
-    let mut other_pattern = from.metrics.get_pattern(&PatternId::new("pat-1").unwrap()).await.unwrap();
+    let mut other_pattern = from
+        .metrics
+        .get_pattern(&PatternId::new("pat-1").unwrap())
+        .await
+        .unwrap();
     other_pattern.confidence = 0.99;
-    to.metrics.upsert_pattern(other_pattern.clone()).await.unwrap();
+    to.metrics
+        .upsert_pattern(other_pattern.clone())
+        .await
+        .unwrap();
     let art = ArtifactKey::parse("run-2-0", "train", "logs/stdout.txt").unwrap();
     to.artifacts
         .put_bytes(&art, b"other bytes".to_vec(), PutOptions::default())
@@ -181,15 +228,20 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
         .unwrap();
 
     // Fail: stops at the first conflict.
-    let err = migrate(&from, &to, opts().on_conflict(OnConflict::Fail)).await.unwrap_err();
+    let err = migrate(&from, &to, opts().on_conflict(OnConflict::Fail))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.to_string().contains("etl@1"), "{err}");
 
     // Report (default): each conflict listed, everything else copied.
     for dry_run in [true, false] {
         let report = migrate(&from, &to, opts().dry_run(dry_run)).await.unwrap();
-        let keys: Vec<(Concern, &str)> =
-            report.conflicts.iter().map(|c| (c.concern, c.key.as_str())).collect();
+        let keys: Vec<(Concern, &str)> = report
+            .conflicts
+            .iter()
+            .map(|c| (c.concern, c.key.as_str()))
+            .collect();
         assert_eq!(
             keys,
             vec![
@@ -205,8 +257,16 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
         );
         assert_eq!(report.conflict_count(), 6);
         assert!(!report.is_complete());
-        assert!(report.conflicts[1].detail.contains("event 2"), "{}", report.conflicts[1].detail);
-        assert!(report.conflicts[2].detail.contains("trigger"), "{}", report.conflicts[2].detail);
+        assert!(
+            report.conflicts[1].detail.contains("event 2"),
+            "{}",
+            report.conflicts[1].detail
+        );
+        assert!(
+            report.conflicts[2].detail.contains("trigger"),
+            "{}",
+            report.conflicts[2].detail
+        );
         if !dry_run {
             let v = report.verify.as_ref().unwrap();
             // The six records, plus run-2-0's six events missing in the destination.
@@ -217,17 +277,45 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
     }
 
     // Untouched.
-    assert!(to.workflows.get(&wid("etl"), v(1)).await.unwrap().same_content(&other_wf));
-    assert!(to.logs.get_run(&other_run.id).await.unwrap().same_content(&other_run));
+    assert!(
+        to.workflows
+            .get(&wid("etl"), v(1))
+            .await
+            .unwrap()
+            .same_content(&other_wf)
+    );
+    assert!(
+        to.logs
+            .get_run(&other_run.id)
+            .await
+            .unwrap()
+            .same_content(&other_run)
+    );
     assert!(to.logs.all_events(&other_run.id).await.unwrap().is_empty());
     let evs = to.logs.all_events(&same_run.id).await.unwrap();
-    assert!(evs.iter().zip(&other_events).all(|(a, b)| a.same_content(b)));
+    assert!(
+        evs.iter()
+            .zip(&other_events)
+            .all(|(a, b)| a.same_content(b))
+    );
     assert_eq!(to.metrics.get(&rid("run-4-0")).await.unwrap(), other_metric);
-    assert!(to.metrics.get_pattern(&other_pattern.id).await.unwrap().same_content(&other_pattern));
-    assert_eq!(to.artifacts.get_bytes(&art).await.unwrap().1, b"other bytes");
+    assert!(
+        to.metrics
+            .get_pattern(&other_pattern.id)
+            .await
+            .unwrap()
+            .same_content(&other_pattern)
+    );
+    assert_eq!(
+        to.artifacts.get_bytes(&art).await.unwrap().1,
+        b"other bytes"
+    );
     // And the rest was copied.
     assert!(to.workflows.get(&wid("etl"), v(3)).await.is_ok());
-    assert_eq!(to.logs.all_events(&rid("long-run")).await.unwrap().len() as u64, LONG_RUN_EVENTS);
+    assert_eq!(
+        to.logs.all_events(&rid("long-run")).await.unwrap().len() as u64,
+        LONG_RUN_EVENTS
+    );
 }
 
 struct Handles {
@@ -265,12 +353,19 @@ async fn verify_detects_changed_event_missing_artifact_and_changed_byte() {
     let run = b.set.logs.get_run(&id).await.unwrap();
     events[2].payload = json!({"step": 3, "msg": "tampered"});
     b.set.logs.delete_run(&id).await.unwrap();
-    b.set.logs.import_runs(vec![RunWithEvents { run, events }]).await.unwrap();
+    b.set
+        .logs
+        .import_runs(vec![RunWithEvents { run, events }])
+        .await
+        .unwrap();
     let r = verify(&a, &b.set, deep.clone()).await.unwrap();
     assert!(!r.is_equal());
     assert_eq!(r.difference_count, 1, "{:#?}", r.differences);
     let d = &r.differences[0];
-    assert_eq!((d.concern, d.kind, d.key.as_str()), (Concern::Events, DifferenceKind::Different, "run-4-1#3"));
+    assert_eq!(
+        (d.concern, d.kind, d.key.as_str()),
+        (Concern::Events, DifferenceKind::Different, "run-4-1#3")
+    );
     assert!(d.detail.contains("payload"), "{}", d.detail);
     assert_ne!(r.events.digest_a, r.events.digest_b);
     assert_eq!(r.runs.digest_a, r.runs.digest_b);
@@ -282,13 +377,19 @@ async fn verify_detects_changed_event_missing_artifact_and_changed_byte() {
     assert_eq!(r.difference_count, 2);
     let d: Vec<_> = r.differences_of(Concern::Artifacts).collect();
     assert_eq!(d.len(), 1);
-    assert_eq!((d[0].kind, d[0].key.as_str()), (DifferenceKind::OnlyInA, "run-2-0/eval/résumé/日本.json"));
+    assert_eq!(
+        (d[0].kind, d[0].key.as_str()),
+        (DifferenceKind::OnlyInA, "run-2-0/eval/résumé/日本.json")
+    );
     assert_eq!((r.artifacts.a, r.artifacts.b), (ARTIFACTS, ARTIFACTS - 1));
 
     // One changed byte of the large artifact, behind the store's back: only
     // re-reading the bytes sees it.
     let big = ArtifactKey::parse("run-2-0", "train", "model/weights.bin").unwrap();
-    assert!(b.artifacts.tamper(&big, |bytes| bytes[LARGE_ARTIFACT / 2] ^= 1));
+    assert!(
+        b.artifacts
+            .tamper(&big, |bytes| bytes[LARGE_ARTIFACT / 2] ^= 1)
+    );
     let shallow = verify(&a, &b.set, VerifyOptions::default()).await.unwrap();
     assert_eq!(shallow.difference_count, 2);
     let r = verify(&a, &b.set, deep).await.unwrap();
@@ -313,7 +414,11 @@ async fn verify_reports_runs_and_workflows_missing_on_either_side() {
     let extra = WorkflowDefinition::new(wid("only-b"), v(1), json!({}));
     b.workflows.store(extra).await.unwrap();
     let r = verify(&a, &b, VerifyOptions::default()).await.unwrap();
-    let got: Vec<_> = r.differences.iter().map(|d| (d.concern, d.kind, d.key.as_str())).collect();
+    let got: Vec<_> = r
+        .differences
+        .iter()
+        .map(|d| (d.concern, d.kind, d.key.as_str()))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -322,9 +427,98 @@ async fn verify_reports_runs_and_workflows_missing_on_either_side() {
             (Concern::Runs, DifferenceKind::OnlyInB, "run-1-1"),
         ]
     );
-    assert_eq!((r.runs.a, r.runs.b, r.runs.equal), (RUNS - 1, RUNS - 1, RUNS - 2));
+    assert_eq!(
+        (r.runs.a, r.runs.b, r.runs.equal),
+        (RUNS - 1, RUNS - 1, RUNS - 2)
+    );
     // The events of one-sided runs are counted on their side.
     assert_eq!(r.events.a, event_count(&a).await);
     assert_eq!(r.events.b, event_count(&b).await);
     let _ = RunStatus::ALL;
+}
+
+/// A source whose run `run-1-0` is deleted between listing the runs and
+/// reading its events (retention running meanwhile).
+#[derive(Debug)]
+struct Vanishing(StoreSet);
+
+#[runstore::async_trait]
+impl runstore::LogRepository for Vanishing {
+    async fn create_run(
+        &self,
+        run: runstore::Run,
+    ) -> runstore::Result<runstore::Written<runstore::Run>> {
+        self.0.logs.create_run(run).await
+    }
+    async fn get_run(&self, id: &runstore::RunId) -> runstore::Result<runstore::Run> {
+        self.0.logs.get_run(id).await
+    }
+    async fn update_status(
+        &self,
+        id: &runstore::RunId,
+        update: runstore::RunUpdate,
+    ) -> runstore::Result<runstore::Run> {
+        self.0.logs.update_status(id, update).await
+    }
+    async fn append_event(
+        &self,
+        run_id: &runstore::RunId,
+        event: runstore::NewEvent,
+    ) -> runstore::Result<runstore::Appended> {
+        self.0.logs.append_event(run_id, event).await
+    }
+    async fn append_events(
+        &self,
+        run_id: &runstore::RunId,
+        events: Vec<runstore::NewEvent>,
+    ) -> runstore::Result<Vec<runstore::Appended>> {
+        self.0.logs.append_events(run_id, events).await
+    }
+    async fn list_events(
+        &self,
+        run_id: &runstore::RunId,
+        query: runstore::EventQuery,
+    ) -> runstore::Result<runstore::Page<runstore::Event>> {
+        if run_id.as_str() == "run-1-0" {
+            self.0.logs.delete_run(run_id).await?;
+        }
+        self.0.logs.list_events(run_id, query).await
+    }
+    async fn query_runs(
+        &self,
+        query: runstore::RunQuery,
+    ) -> runstore::Result<runstore::Page<runstore::Run>> {
+        self.0.logs.query_runs(query).await
+    }
+    async fn count_runs(&self, filter: runstore::RunFilter) -> runstore::Result<u64> {
+        self.0.logs.count_runs(filter).await
+    }
+    async fn delete_run(&self, id: &runstore::RunId) -> runstore::Result<()> {
+        self.0.logs.delete_run(id).await
+    }
+    async fn import_runs(
+        &self,
+        runs: Vec<RunWithEvents>,
+    ) -> runstore::Result<runstore::BulkOutcome> {
+        self.0.logs.import_runs(runs).await
+    }
+}
+
+#[tokio::test]
+async fn a_run_deleted_from_the_source_meanwhile_is_skipped() {
+    let inner = memory::store_set();
+    populate_with(&inner, 1024).await;
+    let from = StoreSet {
+        logs: Arc::new(Vanishing(inner.clone())),
+        ..inner.clone()
+    };
+    let to = memory::store_set();
+    let report = migrate(&from, &to, opts()).await.unwrap();
+    assert_eq!(report.runs.copied, RUNS - 1);
+    assert_eq!(report.runs.read, RUNS - 1);
+    assert!(report.is_complete(), "{report:#?}");
+    assert_eq!(
+        to.logs.get_run(&rid("run-1-0")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }

@@ -177,12 +177,7 @@ impl Migrator<'_> {
 
     async fn runs(&mut self) -> Result<()> {
         // The total only feeds the progress bar; a failing count is no reason to stop.
-        let total = self
-            .from
-            .logs
-            .count_runs(RunFilter::default())
-            .await
-            .ok();
+        let total = self.from.logs.count_runs(RunFilter::default()).await.ok();
         let max_events = self.opts.max_events_per_batch;
         let mut src = pager::runs(self.from, self.opts.batch_size);
         let mut batch: Vec<RunWithEvents> = Vec::new();
@@ -193,11 +188,23 @@ impl Migrator<'_> {
                 Err(e) if is_not_found(&e) => {
                     let mut events = pager::events(&self.from.logs, &run.id, max_events);
                     let mut first = Vec::new();
+                    let mut vanished = false;
                     while first.len() < max_events {
-                        match events.next().await? {
-                            Some(e) => first.push(e),
-                            None => break,
+                        match events.next().await {
+                            Ok(Some(e)) => first.push(e),
+                            Ok(None) => break,
+                            // Deleted from the source since it was listed
+                            // (retention): there is nothing left to copy.
+                            Err(e) if is_not_found(&e) => {
+                                vanished = true;
+                                break;
+                            }
+                            Err(e) => return Err(e),
                         }
+                    }
+                    if vanished {
+                        self.report.runs.read -= 1;
+                        continue;
                     }
                     self.report.events.read += first.len() as u64;
                     if events.peek().await?.is_none() {
@@ -274,7 +281,12 @@ impl Migrator<'_> {
     /// A run with more events than a batch holds: imported with its first
     /// chunk of events, the rest appended chunk by chunk. Interrupted, it
     /// leaves a prefix of the events, which [`Self::existing_run`] completes.
-    async fn import_large(&mut self, run: Run, first: Vec<Event>, rest: Pager<Event>) -> Result<()> {
+    async fn import_large(
+        &mut self,
+        run: Run,
+        first: Vec<Event>,
+        rest: Pager<Event>,
+    ) -> Result<()> {
         let id = run.id.clone();
         let n_first = first.len() as u64;
         if self.opts.dry_run {
@@ -302,7 +314,12 @@ impl Migrator<'_> {
 
     /// Appends the events left in `rest`, which start at `next_seq`, in
     /// chunks; each chunk checks the numbers the destination gave.
-    async fn append_rest(&mut self, id: &RunId, mut rest: Pager<Event>, next_seq: u64) -> Result<()> {
+    async fn append_rest(
+        &mut self,
+        id: &RunId,
+        mut rest: Pager<Event>,
+        next_seq: u64,
+    ) -> Result<()> {
         let mut expected = next_seq;
         loop {
             let mut chunk = Vec::new();
@@ -337,6 +354,8 @@ impl Migrator<'_> {
             }
             self.report.events.copied += n;
             expected += n;
+            // A long run can take a while: show its events moving.
+            self.progress(Concern::Events, None);
         }
     }
 
@@ -550,10 +569,16 @@ pub(crate) fn artifact_difference(a: &ArtifactInfo, b: &ArtifactInfo) -> Option<
         diffs.push(format!("size {} / {}", a.size, b.size));
     }
     if a.content_type != b.content_type {
-        diffs.push(format!("content_type {:?} / {:?}", a.content_type, b.content_type));
+        diffs.push(format!(
+            "content_type {:?} / {:?}",
+            a.content_type, b.content_type
+        ));
     }
     if a.created_by != b.created_by {
-        diffs.push(format!("created_by {:?} / {:?}", a.created_by, b.created_by));
+        diffs.push(format!(
+            "created_by {:?} / {:?}",
+            a.created_by, b.created_by
+        ));
     }
     if a.created_at != b.created_at {
         diffs.push(format!("created_at {} / {}", a.created_at, b.created_at));

@@ -1,32 +1,4 @@
-//! Migration and verification between any two backends, through the four
-//! traits only (DESIGN.md section 7).
-//!
-//! [`migrate`] copies every workflow version, run (with its events), metric,
-//! pattern and artifact from one [`StoreSet`] to another, streamed in pages
-//! and written in batches, so memory stays bounded whatever the size of the
-//! data. It is idempotent and resumable: records already in the destination
-//! with the same content are skipped, so a run that was interrupted at any
-//! point can simply be started again. Records stored in the destination with
-//! *other* content are reported one by one and left untouched. [`verify`]
-//! compares two store sets record by record by content hash, walking both in
-//! the same key order (a merge-join), and runs at the end of every migration.
-//!
-//! ```
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! use runstore::migrate::{migrate, verify, MigrateOptions, VerifyOptions};
-//! use runstore::{memory, WorkflowDefinition, WorkflowId, Version};
-//!
-//! let from = memory::store_set();
-//! let to = memory::store_set();
-//! let def = WorkflowDefinition::new(WorkflowId::new("etl").unwrap(), Version::FIRST, serde_json::json!({}));
-//! from.workflows.store(def).await.unwrap();
-//!
-//! let report = migrate(&from, &to, MigrateOptions::default()).await.unwrap();
-//! assert_eq!(report.workflows.copied, 1);
-//! assert!(report.is_complete());
-//! assert!(verify(&from, &to, VerifyOptions::default()).await.unwrap().is_equal());
-//! # });
-//! ```
+#![doc = include_str!("README.md")]
 
 mod copy;
 mod pager;
@@ -445,6 +417,8 @@ impl VerifyReport {
 
     /// The differences of one concern that were listed.
     pub fn differences_of(&self, concern: Concern) -> impl Iterator<Item = &Difference> {
-        self.differences.iter().filter(move |d| d.concern == concern)
+        self.differences
+            .iter()
+            .filter(move |d| d.concern == concern)
     }
 }

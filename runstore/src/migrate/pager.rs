@@ -72,8 +72,12 @@ pub(crate) fn workflows(stores: &StoreSet, limit: usize) -> Pager<WorkflowDefini
         Box::new(move |cursor| {
             let repo = repo.clone();
             Box::pin(async move {
-                repo.list(WorkflowQuery::default().with_limit(limit).with_cursor(cursor))
-                    .await
+                repo.list(
+                    WorkflowQuery::default()
+                        .with_limit(limit)
+                        .with_cursor(cursor),
+                )
+                .await
             })
         }),
     )
@@ -102,8 +106,11 @@ pub(crate) fn events(repo: &Arc<dyn LogRepository>, run_id: &RunId, limit: usize
             let repo = repo.clone();
             let id = id.clone();
             Box::pin(async move {
-                repo.list_events(&id, EventQuery::default().with_limit(limit).with_cursor(cursor))
-                    .await
+                repo.list_events(
+                    &id,
+                    EventQuery::default().with_limit(limit).with_cursor(cursor),
+                )
+                .await
             })
         }),
     )
@@ -130,8 +137,12 @@ pub(crate) fn patterns(stores: &StoreSet, limit: usize) -> Pager<Pattern> {
         Box::new(move |cursor| {
             let repo = repo.clone();
             Box::pin(async move {
-                repo.list_patterns(PatternQuery::default().with_limit(limit).with_cursor(cursor))
-                    .await
+                repo.list_patterns(
+                    PatternQuery::default()
+                        .with_limit(limit)
+                        .with_cursor(cursor),
+                )
+                .await
             })
         }),
     )
@@ -144,8 +155,12 @@ pub(crate) fn artifacts(stores: &StoreSet, limit: usize) -> Pager<ArtifactInfo> 
         Box::new(move |cursor| {
             let repo = repo.clone();
             Box::pin(async move {
-                repo.list(ArtifactQuery::default().with_limit(limit).with_cursor(cursor))
-                    .await
+                repo.list(
+                    ArtifactQuery::default()
+                        .with_limit(limit)
+                        .with_cursor(cursor),
+                )
+                .await
             })
         }),
     )
@@ -212,10 +227,14 @@ impl<T: Send + 'static, K: Ord + Clone + std::fmt::Debug> MergeJoin<T, K> {
         };
         let mut take = |side_a: bool| -> Result<()> {
             if side_a {
-                let k = ka.as_ref().ok_or_else(|| Error::backend("merge-join: side a ended", None))?;
+                let k = ka
+                    .as_ref()
+                    .ok_or_else(|| Error::backend("merge-join: side a ended", None))?;
                 Self::check_order(&mut self.last_a, k, self.a.what(), "a")
             } else {
-                let k = kb.as_ref().ok_or_else(|| Error::backend("merge-join: side b ended", None))?;
+                let k = kb
+                    .as_ref()
+                    .ok_or_else(|| Error::backend("merge-join: side b ended", None))?;
                 Self::check_order(&mut self.last_b, k, self.b.what(), "b")
             }
         };

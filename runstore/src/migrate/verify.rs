@@ -214,7 +214,7 @@ impl Verifier<'_> {
                 &mut digests,
                 &pair,
                 |r: &Run| r.id.to_string(),
-                |r| content_hash(r),
+                content_hash,
                 describe_run_difference,
             )?;
             self.run_events(&pair, &mut event_digests).await?;
@@ -257,7 +257,7 @@ impl Verifier<'_> {
                         digests,
                         &ev,
                         |e: &Event| format!("{}#{}", e.run_id, e.seq),
-                        |e| content_hash(e),
+                        content_hash,
                         describe_event_difference,
                     )?;
                 }
@@ -268,9 +268,11 @@ impl Verifier<'_> {
 
     async fn metrics(&mut self) -> Result<()> {
         let ps = self.opts.page_size;
-        let mut join = MergeJoin::new(pager::metrics(self.a, ps), pager::metrics(self.b, ps), |m| {
-            m.run_id.clone()
-        });
+        let mut join = MergeJoin::new(
+            pager::metrics(self.a, ps),
+            pager::metrics(self.b, ps),
+            |m| m.run_id.clone(),
+        );
         let mut digests = Digests::default();
         while let Some(pair) = join.next().await? {
             self.step(
@@ -327,7 +329,7 @@ impl Verifier<'_> {
                 &mut digests,
                 &pair,
                 |i: &ArtifactInfo| i.key.to_string(),
-                |i| content_hash(i),
+                content_hash,
                 |x, y| artifact_difference(x, y).unwrap_or_default(),
             )?;
             if self.opts.deep
@@ -350,7 +352,10 @@ impl Verifier<'_> {
                         Concern::Artifacts,
                         x.key.to_string(),
                         DifferenceKind::Different,
-                        format!("bytes do not match the stored hash: {}", problems.join("; ")),
+                        format!(
+                            "bytes do not match the stored hash: {}",
+                            problems.join("; ")
+                        ),
                     );
                 }
             }

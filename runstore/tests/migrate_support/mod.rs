@@ -65,7 +65,11 @@ fn run(id: &str, wf: &str, ver: u32, status: RunStatus, start: i64) -> Run {
         workflow_id: wid(wf),
         workflow_version: v(ver),
         status,
-        trigger: if start % 2 == 0 { "schedule".into() } else { "webhook".into() },
+        trigger: if start % 2 == 0 {
+            "schedule".into()
+        } else {
+            "webhook".into()
+        },
         started_at: ts(T0 + start),
         ended_at: status.is_terminal().then(|| ts(T0 + start + 1_234_567)),
         attributes,
@@ -104,16 +108,29 @@ pub async fn populate_with(s: &StoreSet, large: usize) {
         WorkflowDefinition::new(wid("etl"), v(1), json!({"steps": ["extract"]}))
             .with_description("Ladet Daten — 日本語")
             .with_created_at(ts(T0 - 10_000_000)),
-        WorkflowDefinition::new(wid("etl"), v(2), json!({"steps": ["extract", "load"], "z": {"y": 1, "x": 2}}))
-            .with_parent(v(1))
-            .with_created_at(ts(T0 - 9_000_000)),
-        WorkflowDefinition::new(wid("etl"), v(3), json!({"steps": ["extract", "transform", "load"]}))
-            .with_parent(v(2))
-            .with_created_at(ts(T0 - 8_000_000)),
-        WorkflowDefinition::new(wid("deploy"), v(1), json!({"target": "prod"})).with_created_at(ts(T0 - 7_000_000)),
-        WorkflowDefinition::new(wid("deploy"), v(2), json!({"target": "prod", "canary": 0.05}))
-            .with_parent(v(1))
-            .with_created_at(ts(T0 - 6_000_000)),
+        WorkflowDefinition::new(
+            wid("etl"),
+            v(2),
+            json!({"steps": ["extract", "load"], "z": {"y": 1, "x": 2}}),
+        )
+        .with_parent(v(1))
+        .with_created_at(ts(T0 - 9_000_000)),
+        WorkflowDefinition::new(
+            wid("etl"),
+            v(3),
+            json!({"steps": ["extract", "transform", "load"]}),
+        )
+        .with_parent(v(2))
+        .with_created_at(ts(T0 - 8_000_000)),
+        WorkflowDefinition::new(wid("deploy"), v(1), json!({"target": "prod"}))
+            .with_created_at(ts(T0 - 7_000_000)),
+        WorkflowDefinition::new(
+            wid("deploy"),
+            v(2),
+            json!({"target": "prod", "canary": 0.05}),
+        )
+        .with_parent(v(1))
+        .with_created_at(ts(T0 - 6_000_000)),
         WorkflowDefinition::new(wid("deploy"), v(5), json!({"target": "eu-west"}))
             .with_parent(v(2))
             .with_description("emoji 🎉 and \"quotes\"")
@@ -132,7 +149,13 @@ pub async fn populate_with(s: &StoreSet, large: usize) {
         for k in 0..3 {
             let id = format!("run-{i}-{k}");
             let start = (i * 10 + k) as i64 * 1_000_000;
-            let r = run(&id, if k == 2 { "deploy" } else { "etl" }, if k == 2 { 5 } else { 2 }, *st, start);
+            let r = run(
+                &id,
+                if k == 2 { "deploy" } else { "etl" },
+                if k == 2 { 5 } else { 2 },
+                *st,
+                start,
+            );
             let ev = events(&r.id, (i + k) as u64 * 3, start);
             imported.push(RunWithEvents { run: r, events: ev });
         }
@@ -159,17 +182,26 @@ pub async fn populate_with(s: &StoreSet, large: usize) {
         })
         .collect();
     for chunk in news.chunks(700) {
-        s.logs.append_events(&long_id, chunk.to_vec()).await.unwrap();
+        s.logs
+            .append_events(&long_id, chunk.to_vec())
+            .await
+            .unwrap();
     }
     // A redelivered webhook: stores nothing.
     let dup = s
         .logs
-        .append_event(&long_id, NewEvent::new("step.started", json!({})).with_idempotency_key("delivery-1"))
+        .append_event(
+            &long_id,
+            NewEvent::new("step.started", json!({})).with_idempotency_key("delivery-1"),
+        )
         .await
         .unwrap();
     assert!(dup.duplicate);
     s.logs
-        .update_status(&long_id, RunUpdate::finished(RunStatus::Failed, ts(T0 + 99_000_000)))
+        .update_status(
+            &long_id,
+            RunUpdate::finished(RunStatus::Failed, ts(T0 + 99_000_000)),
+        )
         .await
         .unwrap();
 
@@ -215,8 +247,18 @@ pub async fn populate_with(s: &StoreSet, large: usize) {
 
     let arts: Vec<(&str, &str, &str, Vec<u8>)> = vec![
         ("run-2-0", "train", "model/weights.bin", bytes(large, 7)),
-        ("run-2-0", "train", "logs/stdout.txt", "hello\nwörld ✓\n".as_bytes().to_vec()),
-        ("run-2-0", "eval", "résumé/日本.json", br#"{"score": 0.97}"#.to_vec()),
+        (
+            "run-2-0",
+            "train",
+            "logs/stdout.txt",
+            "hello\nwörld ✓\n".as_bytes().to_vec(),
+        ),
+        (
+            "run-2-0",
+            "eval",
+            "résumé/日本.json",
+            br#"{"score": 0.97}"#.to_vec(),
+        ),
         ("run-3-1", "build", "empty.txt", Vec::new()),
         ("run-4-2", "build", "a/b/c/d.dat", bytes(70_000, 3)),
     ];
@@ -227,7 +269,11 @@ pub async fn populate_with(s: &StoreSet, large: usize) {
                 &key,
                 body,
                 PutOptions::default()
-                    .content_type(if i == 1 { "text/plain; charset=utf-8" } else { "application/octet-stream" })
+                    .content_type(if i == 1 {
+                        "text/plain; charset=utf-8"
+                    } else {
+                        "application/octet-stream"
+                    })
                     .created_by(format!("step-{i}"))
                     .created_at(ts(T0 + 300_000_000 + i as i64)),
             )
@@ -246,16 +292,36 @@ pub const ARTIFACTS: u64 = 5;
 /// Compares two store sets record by record and byte by byte, independently
 /// of `verify`, with each side read in full (test data is small).
 pub async fn assert_same(a: &StoreSet, b: &StoreSet) {
-    let wa = a.workflows.list(WorkflowQuery::default().with_limit(10_000)).await.unwrap();
-    let wb = b.workflows.list(WorkflowQuery::default().with_limit(10_000)).await.unwrap();
+    let wa = a
+        .workflows
+        .list(WorkflowQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
+    let wb = b
+        .workflows
+        .list(WorkflowQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
     assert_eq!(wa.items.len(), wb.items.len(), "workflow count");
     for (x, y) in wa.items.iter().zip(&wb.items) {
         assert!(x.same_content(y), "workflow {}@{}", x.id, x.version);
-        assert_eq!(x.created_at, y.created_at, "workflow {}@{} created_at", x.id, x.version);
+        assert_eq!(
+            x.created_at, y.created_at,
+            "workflow {}@{} created_at",
+            x.id, x.version
+        );
     }
 
-    let ra = a.logs.query_runs(RunQuery::default().with_limit(10_000)).await.unwrap();
-    let rb = b.logs.query_runs(RunQuery::default().with_limit(10_000)).await.unwrap();
+    let ra = a
+        .logs
+        .query_runs(RunQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
+    let rb = b
+        .logs
+        .query_runs(RunQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
     assert_eq!(ra.items.len(), rb.items.len(), "run count");
     for (x, y) in ra.items.iter().zip(&rb.items) {
         assert!(x.same_content(y), "run {}: {x:?} / {y:?}", x.id);
@@ -267,22 +333,46 @@ pub async fn assert_same(a: &StoreSet, b: &StoreSet) {
         }
     }
 
-    let ma = a.metrics.list(MetricQuery::default().with_limit(10_000)).await.unwrap();
-    let mb = b.metrics.list(MetricQuery::default().with_limit(10_000)).await.unwrap();
+    let ma = a
+        .metrics
+        .list(MetricQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
+    let mb = b
+        .metrics
+        .list(MetricQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
     assert_eq!(ma.items.len(), mb.items.len(), "metric count");
     for (x, y) in ma.items.iter().zip(&mb.items) {
         assert!(x.same_content(y), "metric {}", x.run_id);
     }
 
-    let pa = a.metrics.list_patterns(PatternQuery::default().with_limit(10_000)).await.unwrap();
-    let pb = b.metrics.list_patterns(PatternQuery::default().with_limit(10_000)).await.unwrap();
+    let pa = a
+        .metrics
+        .list_patterns(PatternQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
+    let pb = b
+        .metrics
+        .list_patterns(PatternQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
     assert_eq!(pa.items.len(), pb.items.len(), "pattern count");
     for (x, y) in pa.items.iter().zip(&pb.items) {
         assert!(x.same_content(y), "pattern {}", x.id);
     }
 
-    let aa = a.artifacts.list(ArtifactQuery::default().with_limit(10_000)).await.unwrap();
-    let ab = b.artifacts.list(ArtifactQuery::default().with_limit(10_000)).await.unwrap();
+    let aa = a
+        .artifacts
+        .list(ArtifactQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
+    let ab = b
+        .artifacts
+        .list(ArtifactQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
     assert_eq!(aa.items, ab.items, "artifact infos");
     for info in &aa.items {
         let (_, x) = a.artifacts.get_bytes(&info.key).await.unwrap();
@@ -293,7 +383,11 @@ pub async fn assert_same(a: &StoreSet, b: &StoreSet) {
 
 /// Total events of the data set.
 pub async fn event_count(s: &StoreSet) -> u64 {
-    let runs = s.logs.query_runs(RunQuery::default().with_limit(10_000)).await.unwrap();
+    let runs = s
+        .logs
+        .query_runs(RunQuery::default().with_limit(10_000))
+        .await
+        .unwrap();
     let mut n = 0;
     for r in runs.items {
         n += s.logs.all_events(&r.id).await.unwrap().len() as u64;
@@ -321,14 +415,25 @@ pub mod failing {
 
     /// Shared budget of writes left; below zero every write fails.
     #[derive(Debug, Clone)]
-    pub struct Budget(Arc<AtomicI64>, i64);
+    pub struct Budget(Arc<AtomicI64>, i64, Arc<AtomicI64>);
 
     impl Budget {
         fn spend(&self) -> Result<()> {
             if self.0.fetch_sub(1, Ordering::SeqCst) <= 0 {
-                return Err(Error::unavailable("simulated crash of the destination", None));
+                return Err(Error::unavailable(
+                    "simulated crash of the destination",
+                    None,
+                ));
             }
             Ok(())
+        }
+        /// The most events any one `import_runs` or `append_events` call
+        /// carried: what a batch held in memory.
+        pub fn max_events_per_write(&self) -> i64 {
+            self.2.load(Ordering::SeqCst)
+        }
+        fn saw_events(&self, n: usize) {
+            self.2.fetch_max(n as i64, Ordering::SeqCst);
         }
         /// Writes attempted so far.
         pub fn spent(&self) -> i64 {
@@ -342,7 +447,11 @@ pub mod failing {
 
     /// `inner`, failing every write after `writes` of them.
     pub fn wrap(inner: &StoreSet, writes: i64) -> (StoreSet, Budget) {
-        let b = Budget(Arc::new(AtomicI64::new(writes)), writes);
+        let b = Budget(
+            Arc::new(AtomicI64::new(writes)),
+            writes,
+            Arc::new(AtomicI64::new(0)),
+        );
         let set = StoreSet {
             workflows: Arc::new(W(inner.clone(), b.clone())),
             logs: Arc::new(L(inner.clone(), b.clone())),
@@ -398,8 +507,13 @@ pub mod failing {
             self.1.spend()?;
             self.0.logs.append_event(run_id, event).await
         }
-        async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        async fn append_events(
+            &self,
+            run_id: &RunId,
+            events: Vec<NewEvent>,
+        ) -> Result<Vec<Appended>> {
             self.1.spend()?;
+            self.1.saw_events(events.len());
             self.0.logs.append_events(run_id, events).await
         }
         async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
@@ -417,6 +531,7 @@ pub mod failing {
         }
         async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
             self.1.spend()?;
+            self.1.saw_events(runs.iter().map(|r| r.events.len()).sum());
             self.0.logs.import_runs(runs).await
         }
     }
@@ -441,7 +556,11 @@ pub mod failing {
             self.1.spend()?;
             self.0.metrics.delete(run_id).await
         }
-        async fn summary(&self, workflow_id: &WorkflowId, query: SummaryQuery) -> Result<MetricsSummary> {
+        async fn summary(
+            &self,
+            workflow_id: &WorkflowId,
+            query: SummaryQuery,
+        ) -> Result<MetricsSummary> {
             self.0.metrics.summary(workflow_id, query).await
         }
         async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
@@ -458,7 +577,12 @@ pub mod failing {
 
     #[async_trait]
     impl ArtifactStore for A {
-        async fn put(&self, key: &ArtifactKey, body: ByteStream, options: PutOptions) -> Result<Written<ArtifactInfo>> {
+        async fn put(
+            &self,
+            key: &ArtifactKey,
+            body: ByteStream,
+            options: PutOptions,
+        ) -> Result<Written<ArtifactInfo>> {
             self.1.spend()?;
             self.0.artifacts.put(key, body, options).await
         }

@@ -1,0 +1,150 @@
+//! Migration between the real backends: files -> SQLite -> Postgres ->
+//! files, equal record for record and byte for byte at every hop, and a
+//! migration into SQLite interrupted at several points, then resumed.
+//! Postgres comes from `runstore_postgres::testing` (skipped loudly without
+//! a server, failing under `RUNSTORE_REQUIRE_PG=1`).
+#![cfg(all(feature = "file", feature = "sqlite"))]
+
+mod migrate_support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use migrate_support::*;
+use runstore::file::{FileOptions, FileStore};
+use runstore::migrate::{MigrateOptions, MigrationReport, VerifyOptions, migrate, verify};
+use runstore::sqlite::{SqliteOptions, SqliteStore};
+use runstore::{ErrorKind, StoreSet};
+use runstore_postgres::PostgresStore;
+use runstore_postgres::testing::{TestSchema, no_server, test_config, why_no_server};
+
+fn opts() -> MigrateOptions {
+    MigrateOptions::default()
+        .batch_size(4)
+        .max_events_per_batch(LONG_RUN_BATCH)
+        .verify_options(VerifyOptions::default().page_size(3).deep(true))
+}
+
+async fn files(dir: &Path) -> StoreSet {
+    FileStore::open(dir, FileOptions::default())
+        .await
+        .unwrap()
+        .store_set()
+}
+
+async fn sqlite(path: &Path) -> StoreSet {
+    let s = SqliteStore::open(path, SqliteOptions::default())
+        .await
+        .unwrap();
+    StoreSet {
+        workflows: Arc::new(s.clone()),
+        logs: Arc::new(s.clone()),
+        metrics: Arc::new(s.clone()),
+        artifacts: Arc::new(s),
+    }
+}
+
+async fn hop(from: &StoreSet, to: &StoreSet, what: &str) -> MigrationReport {
+    let report = migrate(from, to, opts()).await.unwrap();
+    assert_eq!(
+        report.conflict_count(),
+        0,
+        "{what}: {:#?}",
+        report.conflicts
+    );
+    let v = report.verify.as_ref().unwrap();
+    assert!(v.is_equal(), "{what}: {:#?}", v.differences);
+    assert!(report.is_complete());
+    assert_eq!(report.runs.copied, RUNS, "{what}");
+    assert_eq!(report.artifacts.copied, ARTIFACTS, "{what}");
+    assert_same(from, to).await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_to_sqlite_to_postgres_to_files_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = files(&dir.path().join("src")).await;
+    populate(&src).await;
+    let db = sqlite(&dir.path().join("x.db")).await;
+    hop(&src, &db, "files -> sqlite").await;
+
+    // Postgres, if a server can be had.
+    let pg_guard = match test_config().await {
+        Some(config) => Some(TestSchema::new(config)),
+        None => {
+            no_server(
+                "files_to_sqlite_to_postgres_to_files_round_trip",
+                &why_no_server().unwrap_or_else(|| "no server".into()),
+            );
+            None
+        }
+    };
+    let last = match &pg_guard {
+        Some(guard) => {
+            let pg = PostgresStore::connect(guard.config().clone())
+                .await
+                .unwrap()
+                .store_set();
+            hop(&db, &pg, "sqlite -> postgres").await;
+            // Idempotent on Postgres too.
+            let again = migrate(&db, &pg, opts()).await.unwrap();
+            assert_eq!(
+                again.runs.copied + again.events.copied + again.artifacts.copied,
+                0
+            );
+            assert_eq!(again.runs.unchanged, RUNS);
+            assert!(again.is_complete());
+            pg
+        }
+        None => db.clone(),
+    };
+    let back = files(&dir.path().join("back")).await;
+    hop(&last, &back, "postgres (or sqlite) -> files").await;
+    // The far end equals the start.
+    let v = verify(&src, &back, VerifyOptions::default().deep(true))
+        .await
+        .unwrap();
+    assert!(v.is_equal(), "{:#?}", v.differences);
+    assert_same(&src, &back).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_migration_into_sqlite_resumes_to_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = files(&dir.path().join("src")).await;
+    populate_with(&src, 300 * 1024).await;
+    // Count the writes of a whole migration.
+    let probe = sqlite(&dir.path().join("probe.db")).await;
+    let (counting, budget) = migrate_support::failing::wrap(&probe, i64::MAX);
+    migrate(&src, &counting, opts().verify(false))
+        .await
+        .unwrap();
+    let total = budget.spent();
+    // Interrupt at the start, in the workflows, runs (inside the chunked
+    // import of the long run too), metrics and artifacts, and at the end.
+    let mut points: Vec<i64> = (0..total).step_by(3).collect();
+    points.push(total - 1);
+    let mut resumed = 0;
+    for n in points {
+        let path = dir.path().join(format!("cut-{n}.db"));
+        let to = sqlite(&path).await;
+        let (faulty, b) = migrate_support::failing::wrap(&to, n);
+        let err = migrate(&src, &faulty, opts().verify(false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "after {n} writes");
+        assert!(b.exhausted());
+        // A new process: reopen the file.
+        drop((faulty, to));
+        let to = sqlite(&path).await;
+        let report = migrate(&src, &to, opts()).await.unwrap();
+        assert!(report.is_complete(), "after {n} writes: {report:#?}");
+        resumed += report.runs_resumed;
+        assert_same(&src, &to).await;
+    }
+    assert!(
+        resumed > 0,
+        "no cut fell inside the chunked import of the long run"
+    );
+}
