@@ -4,6 +4,7 @@ mod backend_ops;
 mod commands;
 mod demo;
 mod dump;
+mod migration;
 mod output;
 mod progress;
 
@@ -79,6 +80,46 @@ enum Command {
     Import {
         /// The dump folder.
         dir: PathBuf,
+    },
+    /// Copies everything from the stores of one configuration to those of
+    /// another (idempotent, resumable), then verifies both sides. Exits 1
+    /// when not complete (conflicts, differences, or work left in a dry run).
+    /// The global --config is not used.
+    Migrate {
+        /// The source configuration file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The destination configuration file.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Say what would be copied and which conflicts exist; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// A record the destination holds with other content: list it and go
+        /// on (report), or stop with an error (fail).
+        #[arg(long, value_enum, value_name = "POLICY", default_value = "report")]
+        on_conflict: migration::ConflictPolicy,
+        /// Records read per page and written per batch (1 to 10000).
+        #[arg(long, value_name = "N", default_value = "500", value_parser = migration::parse_batch_size)]
+        batch_size: usize,
+        /// In the final verification, re-read and hash every artifact's bytes
+        /// on both sides.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Compares the stores of two configurations record by record (counts
+    /// and content hashes per concern). Exits 1 when they differ. The global
+    /// --config is not used.
+    Verify {
+        /// One side (reported as `a`, the source).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The other side (reported as `b`, the destination).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// Re-read and hash every artifact's bytes on both sides.
+        #[arg(long)]
+        deep: bool,
     },
     /// Does what an application does: stores a workflow and a second version,
     /// runs it several times with events, metrics and artifacts, bundles one
@@ -209,6 +250,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e, json_flag),
     };
+    if let Some(e) = same_sides(&cli) {
+        return usage_error(e, json_flag);
+    }
     let out = Out::new(cli.json);
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -249,6 +293,29 @@ fn init_tracing() {
         .try_init();
 }
 
+/// `migrate` or `verify` with --from and --to naming the same file: a usage
+/// error (a store migrated onto itself proves nothing).
+fn same_sides(cli: &Cli) -> Option<clap::Error> {
+    let (Command::Migrate { from, to, .. } | Command::Verify { from, to, .. }) = &cli.command
+    else {
+        return None;
+    };
+    let same = match (std::fs::canonicalize(from), std::fs::canonicalize(to)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => from == to,
+    };
+    same.then(|| {
+        use clap::CommandFactory;
+        Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--from and --to name the same configuration file `{}`",
+                from.display()
+            ),
+        )
+    })
+}
+
 /// Help and version go to stdout with code 0; usage errors exit 2, as a
 /// JSON object in --json mode.
 fn usage_error(e: clap::Error, json: bool) -> ExitCode {
@@ -279,10 +346,34 @@ fn load_config(cli_config: Option<&PathBuf>) -> Result<Config> {
 }
 
 async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
-    let config = load_config(cli.config.as_ref())?;
     match cli.command {
-        Command::Restore { backup } => backend_ops::restore(&config, &backup, out).await,
+        // Both sides come from their own files: --config is not read, so a
+        // broken $RUNSTORE_CONFIG does not stop a migration.
+        Command::Migrate {
+            from,
+            to,
+            dry_run,
+            on_conflict,
+            batch_size,
+            deep,
+        } => {
+            let args = migration::MigrateArgs {
+                from,
+                to,
+                dry_run,
+                on_conflict,
+                batch_size,
+                deep,
+            };
+            migration::migrate(&args, out).await
+        }
+        Command::Verify { from, to, deep } => migration::verify(&from, &to, deep, out).await,
+        Command::Restore { backup } => {
+            let config = load_config(cli.config.as_ref())?;
+            backend_ops::restore(&config, &backup, out).await
+        }
         command => {
+            let config = load_config(cli.config.as_ref())?;
             let storage = Storage::open(&config).await?;
             dispatch(command, &storage, out).await
         }
@@ -356,6 +447,11 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Export { out: dir } => dump::export(storage, &dir, out).await,
         Command::Import { dir } => dump::import(storage, &dir, out).await,
         Command::Demo { runs } => demo::demo(storage, runs, out).await,
-        Command::Restore { .. } => Err(Error::backend("restore is handled before opening", None)),
+        Command::Restore { .. } | Command::Migrate { .. } | Command::Verify { .. } => {
+            Err(Error::backend(
+                "restore, migrate and verify are handled before opening",
+                None,
+            ))
+        }
     }
 }

@@ -44,7 +44,8 @@ impl Out {
                     "retryable": e.is_retryable(),
                 }
             });
-            println!("{obj}");
+            // Not println!: a closed stdout (`| head`) must not panic here.
+            let _ = writeln!(std::io::stdout().lock(), "{obj}");
         } else {
             let mut line = format!("error: {e}");
             let mut source = std::error::Error::source(e);

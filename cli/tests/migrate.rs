@@ -1,0 +1,618 @@
+//! `runstore migrate` and `runstore verify` as real processes: files ->
+//! SQLite, idempotency, conflicts, a tampered artifact, a dry run, usage
+//! errors, and a migration killed with SIGKILL then resumed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Asserts exit code `code` and returns the JSON.
+    fn code(&self, code: i32) -> Value {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self.json()
+    }
+}
+
+fn rs(dir: &Path, args: &[&str]) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_runstore"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUNSTORE_CONFIG")
+        .output()
+        .expect("running runstore");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `a.yaml`: every concern on the file backend under `a/`; `b.yaml`: every
+/// concern in the SQLite database `b/runstore.db`.
+fn configs(d: &Path) {
+    std::fs::write(
+        d.join("a.yaml"),
+        "storage:\n  workflows: { type: file, path: a, durability: none }\n  logs: { type: file, path: a, durability: none }\n  metrics: { type: file, path: a, durability: none }\n  artifacts: { type: file, path: a, durability: none }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("b.yaml"),
+        "storage:\n  workflows: { type: sqlite, path: b/runstore.db }\n  logs: { type: sqlite, path: b/runstore.db }\n  metrics: { type: sqlite, path: b/runstore.db }\n  artifacts: { type: sqlite, path: b/runstore.db }\n",
+    )
+    .unwrap();
+}
+
+const MIGRATE: &[&str] = &["migrate", "--from", "a.yaml", "--to", "b.yaml", "--json"];
+const VERIFY: &[&str] = &["verify", "--from", "a.yaml", "--to", "b.yaml", "--json"];
+
+fn with(base: &[&str], extra: &[&str]) -> Vec<String> {
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+fn rs_owned(dir: &Path, args: &[String]) -> Outcome {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    rs(dir, &args)
+}
+
+/// The source: demo runs (every concern) and one distinctive artifact.
+const ARTIFACT: &[u8] = b"a distinctive artifact body for the migration test 9876\n";
+
+fn seed_source(d: &Path) {
+    let v = rs(d, &["--config", "a.yaml", "demo", "--runs", "3", "--json"]);
+    v.code(0);
+    std::fs::write(d.join("x.bin"), ARTIFACT).unwrap();
+    rs(
+        d,
+        &[
+            "--config", "a.yaml", "artifact", "put", "run-x", "p", "x.bin", "x.bin", "--json",
+        ],
+    )
+    .code(0);
+}
+
+fn stats(d: &Path, config: &str) -> Value {
+    rs(d, &["--config", config, "stats", "--json"]).code(0)
+}
+
+/// Asserts `read == copied + unchanged + conflicts` for every concern.
+fn assert_counts_add_up(report: &Value) {
+    for c in ["workflows", "runs", "metrics", "patterns", "artifacts"] {
+        let n = |k: &str| report[c][k].as_u64().unwrap();
+        assert_eq!(
+            n("read"),
+            n("copied") + n("unchanged") + n("conflicts"),
+            "{c}: {report}"
+        );
+    }
+}
+
+#[test]
+fn files_to_sqlite_then_verify_equal_then_nothing_copied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    seed_source(d);
+    let source = stats(d, "a.yaml");
+
+    let r = rs(d, MIGRATE).code(0);
+    assert_eq!(r["complete"], json!(true), "{r}");
+    assert_eq!(r["dry_run"], json!(false));
+    assert_eq!(r["workflows"]["copied"], json!(2), "{r}");
+    assert_eq!(r["runs"]["copied"], source["runs"], "{r}");
+    assert_eq!(r["metrics"]["copied"], source["metrics"], "{r}");
+    assert_eq!(r["patterns"]["copied"], source["patterns"], "{r}");
+    assert_eq!(r["artifacts"]["copied"], source["artifacts"], "{r}");
+    assert_eq!(r["artifact_bytes_copied"], source["artifact_bytes"], "{r}");
+    assert!(r["events"]["copied"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["conflicts"], json!([]));
+    assert_eq!(r["verify"]["difference_count"], json!(0), "{r}");
+    assert_counts_add_up(&r);
+    // The destination now counts the same.
+    assert_eq!(stats(d, "b.yaml"), source);
+
+    let v = rs(
+        d,
+        &with(VERIFY, &["--deep"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .code(0);
+    assert_eq!(v["equal"], json!(true), "{v}");
+    assert_eq!(v["deep"], json!(true));
+    assert_eq!(v["runs"]["a"], source["runs"]);
+    assert_eq!(v["runs"]["b"], source["runs"]);
+    assert_eq!(v["artifacts"]["equal"], source["artifacts"]);
+    assert_eq!(v["runs"]["digest_a"], v["runs"]["digest_b"]);
+    assert_eq!(v["differences"], json!([]));
+
+    // Again: nothing copied, everything unchanged, still complete.
+    let r = rs_owned(d, &with(MIGRATE, &["--deep"])).code(0);
+    assert_eq!(r["complete"], json!(true), "{r}");
+    assert_eq!(r["verify"]["deep"], json!(true), "{r}");
+    for c in [
+        "workflows",
+        "runs",
+        "events",
+        "metrics",
+        "patterns",
+        "artifacts",
+    ] {
+        assert_eq!(r[c]["copied"], json!(0), "{c}: {r}");
+        assert_eq!(r[c]["read"], r[c]["unchanged"], "{c}: {r}");
+    }
+    assert_eq!(r["artifact_bytes_copied"], json!(0));
+    assert_eq!(stats(d, "b.yaml"), source);
+
+    // Human output names the verdict; progress goes to stderr as plain
+    // lines (not a terminal), never to stdout.
+    let o = rs(d, &["migrate", "--from", "a.yaml", "--to", "b.yaml"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("migration complete"), "{}", o.stdout);
+    assert!(o.stderr.contains("migrate runs: 3 records"), "{}", o.stderr);
+    assert!(o.stderr.contains("verify runs: "), "{}", o.stderr);
+    let o = rs(d, &["verify", "--from", "a.yaml", "--to", "b.yaml"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("equal"), "{}", o.stdout);
+    // --json: stderr stays empty for scripts.
+    let o = rs(d, MIGRATE);
+    assert_eq!(o.stderr, "", "{}", o.stderr);
+}
+
+#[test]
+fn dry_run_writes_nothing_and_says_what_would_be_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    seed_source(d);
+    let source = stats(d, "a.yaml");
+    // Work to do: not complete, exit 1.
+    let r = rs_owned(d, &with(MIGRATE, &["--dry-run"])).code(1);
+    assert_eq!(r["dry_run"], json!(true));
+    assert_eq!(r["complete"], json!(false));
+    assert_eq!(r["runs"]["copied"], source["runs"], "{r}");
+    assert_eq!(r["artifacts"]["copied"], source["artifacts"], "{r}");
+    assert_eq!(r["verify"], json!(null));
+    let dest = stats(d, "b.yaml");
+    assert_eq!(dest["runs"], json!(0), "{dest}");
+    assert_eq!(dest["workflow_versions"], json!(0), "{dest}");
+    assert_eq!(dest["artifacts"], json!(0), "{dest}");
+    // After the migration, a dry run finds nothing to do: exit 0.
+    rs(d, MIGRATE).code(0);
+    let r = rs_owned(d, &with(MIGRATE, &["--dry-run"])).code(0);
+    assert_eq!(r["complete"], json!(true), "{r}");
+    assert_eq!(r["runs"]["copied"], json!(0));
+}
+
+#[test]
+fn a_conflicting_destination_is_reported_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    seed_source(d);
+    // The destination holds demo-pipeline v1 with another body, and the
+    // artifact run-x/p/x.bin with other bytes.
+    std::fs::write(
+        d.join("other.yaml"),
+        "id: demo-pipeline\nversion: 1\nbody: {steps: [something, else]}\n",
+    )
+    .unwrap();
+    rs(
+        d,
+        &[
+            "--config",
+            "b.yaml",
+            "workflow",
+            "put",
+            "other.yaml",
+            "--json",
+        ],
+    )
+    .code(0);
+    std::fs::write(d.join("y.bin"), b"other bytes").unwrap();
+    rs(
+        d,
+        &[
+            "--config", "b.yaml", "artifact", "put", "run-x", "p", "x.bin", "y.bin", "--json",
+        ],
+    )
+    .code(0);
+    let before_wf = rs(
+        d,
+        &[
+            "--config",
+            "b.yaml",
+            "workflow",
+            "get",
+            "demo-pipeline",
+            "--version",
+            "1",
+            "--json",
+        ],
+    )
+    .code(0);
+
+    // --on-conflict fail: an error of kind conflict, nothing written (the
+    // workflows come first and their batch holds the conflict).
+    let o = rs_owned(d, &with(MIGRATE, &["--on-conflict", "fail"]));
+    let v = o.code(1);
+    assert_eq!(v["error"]["kind"], json!("conflict"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo-pipeline"),
+        "{v}"
+    );
+    assert_eq!(stats(d, "b.yaml")["runs"], json!(0));
+
+    // Default (report): every conflict listed, the rest copied, exit 1.
+    let r = rs(d, MIGRATE).code(1);
+    assert_eq!(r["complete"], json!(false), "{r}");
+    assert_eq!(r["workflows"]["conflicts"], json!(1), "{r}");
+    assert_eq!(r["artifacts"]["conflicts"], json!(1), "{r}");
+    let conflicts = r["conflicts"].as_array().unwrap();
+    let keys: Vec<(&str, &str)> = conflicts
+        .iter()
+        .map(|c| (c["concern"].as_str().unwrap(), c["key"].as_str().unwrap()))
+        .collect();
+    assert!(keys.contains(&("workflows", "demo-pipeline@1")), "{r}");
+    assert!(keys.contains(&("artifacts", "run-x/p/x.bin")), "{r}");
+    // The verification at the end says they differ.
+    assert!(
+        r["verify"]["difference_count"].as_u64().unwrap() >= 2,
+        "{r}"
+    );
+    assert_counts_add_up(&r);
+
+    // Untouched: the destination's own version and bytes are still there.
+    let after_wf = rs(
+        d,
+        &[
+            "--config",
+            "b.yaml",
+            "workflow",
+            "get",
+            "demo-pipeline",
+            "--version",
+            "1",
+            "--json",
+        ],
+    )
+    .code(0);
+    assert_eq!(after_wf, before_wf);
+    assert_eq!(after_wf["body"]["steps"][0], json!("something"));
+    let out = d.join("got.bin");
+    rs(
+        d,
+        &[
+            "--config",
+            "b.yaml",
+            "artifact",
+            "get",
+            "run-x",
+            "p",
+            "x.bin",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .code(0);
+    assert_eq!(std::fs::read(&out).unwrap(), b"other bytes");
+
+    // verify lists the same records and exits 1.
+    let v = rs(d, VERIFY).code(1);
+    assert_eq!(v["equal"], json!(false));
+    let diffs = v["differences"].as_array().unwrap();
+    assert!(
+        diffs
+            .iter()
+            .any(|x| x["concern"] == json!("artifacts") && x["key"] == json!("run-x/p/x.bin")),
+        "{v}"
+    );
+    // The human report names them too.
+    let o = rs(d, &["migrate", "--from", "a.yaml", "--to", "b.yaml"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("demo-pipeline@1"), "{}", o.stdout);
+    assert!(o.stdout.contains("NOT complete"), "{}", o.stdout);
+}
+
+/// Finds the file under `root` whose bytes are `content`.
+fn find_file_with(root: &Path, content: &[u8]) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(root).ok()? {
+        let p = entry.ok()?.path();
+        if p.is_dir() {
+            if let Some(found) = find_file_with(&p, content) {
+                return Some(found);
+            }
+        } else if std::fs::read(&p).ok().as_deref() == Some(content) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn verify_deep_detects_a_changed_artifact_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    seed_source(d);
+    rs(d, MIGRATE).code(0);
+    rs_owned(d, &with(VERIFY, &["--deep"])).code(0);
+
+    let stored = find_file_with(&d.join("a"), ARTIFACT)
+        .expect("the file backend keeps artifact bytes as plain files");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[3] ^= 0x01;
+    std::fs::write(&stored, bytes).unwrap();
+
+    let v = rs_owned(d, &with(VERIFY, &["--deep"])).code(1);
+    assert_eq!(v["equal"], json!(false), "{v}");
+    assert_eq!(v["deep"], json!(true));
+    assert_eq!(v["difference_count"], json!(1), "{v}");
+    let diff = &v["differences"][0];
+    assert_eq!(diff["concern"], json!("artifacts"), "{v}");
+    assert_eq!(diff["key"], json!("run-x/p/x.bin"), "{v}");
+    assert_eq!(diff["kind"], json!("different"), "{v}");
+    // Everything else still matches.
+    assert_eq!(v["runs"]["digest_a"], v["runs"]["digest_b"]);
+    let o = rs(
+        d,
+        &["verify", "--from", "a.yaml", "--to", "b.yaml", "--deep"],
+    );
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("run-x/p/x.bin"), "{}", o.stdout);
+    assert!(o.stdout.contains("differ"), "{}", o.stdout);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    for args in [
+        vec!["migrate", "--from", "a.yaml", "--json"],
+        vec![
+            "migrate",
+            "--from",
+            "a.yaml",
+            "--to",
+            "b.yaml",
+            "--batch-size",
+            "0",
+            "--json",
+        ],
+        vec![
+            "migrate",
+            "--from",
+            "a.yaml",
+            "--to",
+            "b.yaml",
+            "--batch-size",
+            "x",
+            "--json",
+        ],
+        vec![
+            "migrate",
+            "--from",
+            "a.yaml",
+            "--to",
+            "b.yaml",
+            "--on-conflict",
+            "overwrite",
+            "--json",
+        ],
+        vec!["migrate", "--from", "a.yaml", "--to", "./a.yaml", "--json"],
+        vec!["verify", "--to", "b.yaml", "--json"],
+        vec!["verify", "--from", "b.yaml", "--to", "b.yaml", "--json"],
+    ] {
+        let v = rs(d, &args).code(2);
+        assert_eq!(v["error"]["kind"], json!("usage"), "{args:?}: {v}");
+    }
+    // Nothing was opened, so nothing was created.
+    assert!(!d.join("a").exists());
+    assert!(!d.join("b").exists());
+    // A missing configuration file is an ordinary error (exit 1).
+    let v = rs(
+        d,
+        &["verify", "--from", "nope.yaml", "--to", "b.yaml", "--json"],
+    )
+    .code(1);
+    assert!(v["error"]["kind"].is_string(), "{v}");
+}
+
+/// A dump (`runstore export` format) of `runs` runs with three events each.
+fn bulk_dump(dir: &Path, runs: usize) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("workflows.ndjson"),
+        "{\"id\":\"bulk\",\"version\":1,\"body\":{\"steps\":[\"a\",\"b\",\"c\"]},\"created_at\":\"2026-01-01T00:00:00.000000Z\"}\n",
+    )
+    .unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("runs.ndjson")).unwrap());
+    for i in 0..runs {
+        let id = format!("bulk-{i:06}");
+        let events: Vec<Value> = (1..=3)
+            .map(|seq| {
+                json!({"run_id": id, "seq": seq, "kind": "step.finished",
+                       "at": format!("2026-01-01T00:00:0{seq}.000000Z"),
+                       "payload": {"i": i, "step": seq}, "idempotency_key": null})
+            })
+            .collect();
+        let line = json!({
+            "run": {"id": id, "workflow_id": "bulk", "workflow_version": 1,
+                    "status": "succeeded", "trigger": "manual",
+                    "started_at": "2026-01-01T00:00:00.000000Z",
+                    "ended_at": "2026-01-01T00:01:00.000000Z",
+                    "attributes": {"n": i}, "summaries": {}},
+            "events": events,
+        });
+        writeln!(f, "{line}").unwrap();
+    }
+    f.flush().unwrap();
+}
+
+#[test]
+fn killed_with_sigkill_part_way_then_resumed_is_equal() {
+    const RUNS: u64 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    seed_source(d);
+    bulk_dump(&d.join("dump"), RUNS as usize);
+    rs(d, &["--config", "a.yaml", "import", "dump", "--json"]).code(0);
+    let source = stats(d, "a.yaml");
+    let total = source["runs"].as_u64().unwrap();
+    assert_eq!(total, RUNS + 3);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runstore"))
+        .current_dir(d)
+        .args([
+            "migrate",
+            "--from",
+            "a.yaml",
+            "--to",
+            "b.yaml",
+            "--batch-size",
+            "50",
+        ])
+        .env_remove("RUNSTORE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first plain progress line of the runs, then SIGKILL.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if line.starts_with("migrate runs: ") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        seen.contains(&format!("migrate runs: 1000/{total} records")),
+        "{seen}"
+    );
+    // Killed, not finished.
+    assert_eq!(status.code(), None, "{status:?}\n{seen}");
+    let part = stats(d, "b.yaml")["runs"].as_u64().unwrap();
+    assert!(
+        part > 0 && part < total,
+        "{part} of {total} copied before the kill"
+    );
+    // Part way is not equal.
+    rs(d, VERIFY).code(1);
+
+    // Resume: the runs already there are skipped, the rest copied.
+    let r = rs_owned(d, &with(MIGRATE, &["--batch-size", "50"])).code(0);
+    assert_eq!(r["complete"], json!(true), "{r}");
+    let copied = r["runs"]["copied"].as_u64().unwrap();
+    let unchanged = r["runs"]["unchanged"].as_u64().unwrap();
+    assert_eq!(unchanged, part, "{r}");
+    assert_eq!(copied + unchanged, total, "{r}");
+    assert_eq!(r["runs_resumed"], json!(0), "{r}");
+    let v = rs(d, VERIFY).code(0);
+    assert_eq!(v["equal"], json!(true), "{v}");
+    assert_eq!(v["runs"]["equal"], json!(total));
+    assert_eq!(v["events"]["a"], v["events"]["b"]);
+    assert_eq!(stats(d, "b.yaml"), source);
+}
+
+#[test]
+fn verify_detects_a_changed_event_payload_and_a_missing_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    seed_source(d);
+    // c.yaml: a copy of the source made through a dump, with one event
+    // payload changed and one artifact left out.
+    std::fs::write(
+        d.join("c.yaml"),
+        "storage:\n  workflows: { type: sqlite, path: c/runstore.db }\n  logs: { type: sqlite, path: c/runstore.db }\n  metrics: { type: sqlite, path: c/runstore.db }\n  artifacts: { type: sqlite, path: c/runstore.db }\n",
+    )
+    .unwrap();
+    rs(
+        d,
+        &["--config", "a.yaml", "export", "--out", "dump", "--json"],
+    )
+    .code(0);
+    let runs_file = d.join("dump/runs.ndjson");
+    let runs = std::fs::read_to_string(&runs_file).unwrap();
+    let mut lines: Vec<Value> = runs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let changed_run = lines[0]["run"]["id"].as_str().unwrap().to_string();
+    lines[0]["events"][0]["payload"] = json!({"tampered": true});
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&runs_file, text).unwrap();
+    let arts_file = d.join("dump/artifacts.ndjson");
+    let arts = std::fs::read_to_string(&arts_file).unwrap();
+    let kept: String = arts
+        .lines()
+        .filter(|l| !l.contains("\"run-x\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(kept.lines().count() + 1, arts.lines().count());
+    std::fs::write(&arts_file, kept).unwrap();
+    rs(d, &["--config", "c.yaml", "import", "dump", "--json"]).code(0);
+
+    let v = rs(
+        d,
+        &["verify", "--from", "a.yaml", "--to", "c.yaml", "--json"],
+    )
+    .code(1);
+    assert_eq!(v["equal"], json!(false), "{v}");
+    assert_eq!(v["difference_count"], json!(2), "{v}");
+    let diffs = v["differences"].as_array().unwrap();
+    assert!(
+        diffs.iter().any(|x| x["concern"] == json!("events")
+            && x["key"] == json!(format!("{changed_run}#1"))
+            && x["kind"] == json!("different")),
+        "{v}"
+    );
+    assert!(
+        diffs.iter().any(|x| x["concern"] == json!("artifacts")
+            && x["key"] == json!("run-x/p/x.bin")
+            && x["kind"] == json!("only_in_a")),
+        "{v}"
+    );
+    assert_eq!(
+        v["artifacts"]["a"].as_u64().unwrap(),
+        v["artifacts"]["b"].as_u64().unwrap() + 1
+    );
+    assert_ne!(v["events"]["digest_a"], v["events"]["digest_b"]);
+    assert_eq!(v["runs"]["digest_a"], v["runs"]["digest_b"], "{v}");
+}
