@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod chart;
 pub mod data;
 pub mod machine;
+pub mod migration;
 pub mod raw;
 pub mod report;
 pub mod scale;

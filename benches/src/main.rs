@@ -10,15 +10,20 @@ use runstore_benches::machine::Machine;
 use runstore_benches::report;
 use runstore_benches::scale::Scale;
 use runstore_benches::stores::Backend;
-use runstore_benches::workloads::{self, Plan};
+use runstore_benches::workloads::{self, Plan, WORKLOADS};
 use runstore_file::Durability;
 
 const USAGE: &str =
     "usage: runstore-benches [--scale tiny|quick|full] [--backends memory,file,sqlite,postgres]
-                        [--out DIR | --no-save] [--scratch DIR] [--quiet]";
+                        [--only appends,imports,queries,summaries,artifacts,migration]
+                        [--migrate-runs N] [--out DIR | --no-save] [--scratch DIR] [--quiet]";
 
 struct Args {
     scale: Scale,
+    /// Workloads to run; `None`: all of them.
+    only: Option<Vec<String>>,
+    /// Overrides the scale's runs per migration hop.
+    migrate_runs: Option<usize>,
     backends: Vec<Backend>,
     out: Option<PathBuf>,
     scratch: Option<PathBuf>,
@@ -39,23 +44,55 @@ fn parse_backends(list: &str) -> Result<Vec<Backend>, String> {
         .collect()
 }
 
+fn parse_workloads(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(|w| {
+            let w = w.trim();
+            if WORKLOADS.contains(&w) {
+                Ok(w.to_string())
+            } else {
+                Err(format!(
+                    "unknown workload {w:?} (one of {})",
+                    WORKLOADS.join(", ")
+                ))
+            }
+        })
+        .collect()
+}
+
 fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("docs");
     let mut args = Args {
         scale: Scale::Quick,
+        only: None,
+        migrate_runs: None,
         backends: parse_backends("memory,file,sqlite,postgres")?,
         out: Some(docs),
         scratch: None,
         verbose: true,
     };
+    let mut out_given = false;
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
             "--scale" => args.scale = value()?.parse()?,
             "--backends" => args.backends = parse_backends(&value()?)?,
-            "--out" => args.out = Some(PathBuf::from(value()?)),
+            "--only" => args.only = Some(parse_workloads(&value()?)?),
+            "--migrate-runs" => {
+                let v = value()?;
+                let n = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("--migrate-runs needs a positive number, got {v:?}"))?;
+                args.migrate_runs = Some(n);
+            }
+            "--out" => {
+                args.out = Some(PathBuf::from(value()?));
+                out_given = true;
+            }
             "--no-save" => args.out = None,
             "--scratch" => args.scratch = Some(PathBuf::from(value()?)),
             "--quiet" => args.verbose = false,
@@ -63,6 +100,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
+    }
+    // A partial run must not replace the published full table.
+    if args.only.is_some() && !out_given {
+        args.out = None;
     }
     Ok(args)
 }
@@ -86,8 +127,17 @@ async fn child(rest: Vec<String>) -> Result<(), String> {
 #[tokio::main]
 async fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("--artifact-child") {
-        if let Err(e) = child(argv[1..].to_vec()).await {
+    let child_result = match argv.first().map(String::as_str) {
+        Some("--artifact-child") => Some(child(argv[1..].to_vec()).await),
+        Some("--migrate-child") => Some(
+            runstore_benches::migration::child_main(&argv[1..])
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
+    if let Some(result) = child_result {
+        if let Err(e) = result {
             eprintln!("{e}");
             std::process::exit(1);
         }
@@ -111,8 +161,16 @@ async fn run(args: Args) -> runstore_benches::BenchResult<()> {
     let started = std::time::Instant::now();
     let date = jiff_now();
     let scratch = workloads::scratch_in(args.scratch.as_deref())?;
+    let mut sizes = args.scale.sizes();
+    if let Some(n) = args.migrate_runs {
+        sizes.migrate_runs = n;
+    }
     let plan = Plan {
-        sizes: args.scale.sizes(),
+        workloads: args
+            .only
+            .clone()
+            .unwrap_or_else(|| WORKLOADS.iter().map(ToString::to_string).collect()),
+        sizes,
         backends: args.backends.clone(),
         exe: std::env::current_exe()?,
         scratch: scratch.path().to_path_buf(),

@@ -102,7 +102,7 @@ impl Scale {
                 summary_rows: vec![100_000, 1_000_000],
                 query_reps: 30,
                 artifact_sizes: vec![1 << 20, 1 << 30],
-                migrate_runs: 20_000,
+                migrate_runs: 1_000_000,
             },
         }
     }

@@ -1,9 +1,13 @@
 //! [`migrate`]: the copy, concern by concern.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use futures_util::{StreamExt, stream};
 use runstore_core::{
     ArtifactInfo, Error, ErrorKind, Event, ExecutionMetric, NewEvent, PutOptions, Result, Run,
-    RunFilter, RunId, RunWithEvents, StoreSet,
+    RunFilter, RunId, RunWithEvents, StoreSet, Timestamp, WorkflowDefinition,
 };
+use tokio::sync::mpsc;
 
 use super::pager::{self, Pager};
 use super::verify::verify;
@@ -14,10 +18,12 @@ use super::{Concern, ConflictRecord, MigrateOptions, MigrationReport, OnConflict
 ///
 /// Order: workflow versions (ascending `(id, version)`, so a parent is always
 /// stored before its children), runs with their events, metrics, patterns,
-/// artifacts. Each record is first looked up in the destination: absent, it
-/// is copied; present with the same content, skipped; present with other
-/// content, reported and left untouched ([`OnConflict::Report`]) or the
-/// migration stops ([`OnConflict::Fail`]).
+/// artifacts. A record absent from the destination is copied; present with
+/// the same content, skipped; present with other content, reported and left
+/// untouched ([`OnConflict::Report`]) or the migration stops
+/// ([`OnConflict::Fail`]).
+/// Writes go in batches and are idempotent, so a batch is written first and
+/// its records are looked up one by one only when the destination refuses it.
 ///
 /// # Errors
 /// [`runstore_core::ErrorKind::InvalidInput`] for bad options; any error of
@@ -88,6 +94,173 @@ fn new_event(e: Event) -> NewEvent {
     }
 }
 
+fn event_count(runs: &[RunWithEvents]) -> u64 {
+    runs.iter().map(|r| r.events.len() as u64).sum()
+}
+
+fn workflow_difference(a: &WorkflowDefinition, b: &WorkflowDefinition) -> String {
+    format!(
+        "content hash {} in the source, {} in the destination",
+        a.content_hash(),
+        b.content_hash()
+    )
+}
+
+/// What the reading half of [`Migrator::runs`] hands to the writing half.
+enum RunItem {
+    /// Runs whose events all fit in one batch.
+    Batch(Vec<RunWithEvents>),
+    /// A run with more events than a batch holds: the first chunk, and a
+    /// pager positioned after it.
+    Large {
+        run: Box<Run>,
+        first: Vec<Event>,
+        rest: Pager<Event>,
+    },
+}
+
+/// How many runs' events the reader fetches at once: overlaps the round
+/// trips of a networked source.
+const READ_AHEAD: usize = 4;
+
+/// A run read from the source with its first chunk of events, and a pager
+/// positioned after them.
+struct ReadRun {
+    run: Run,
+    first: Vec<Event>,
+    rest: Pager<Event>,
+}
+
+/// Reads a run's first `max_events` events; `None` if the run was deleted
+/// from the source since it was listed (retention): nothing is left to copy.
+async fn read_run(from: &StoreSet, run: Run, max_events: usize) -> Result<Option<ReadRun>> {
+    let mut rest = pager::events(&from.logs, &run.id, max_events);
+    let mut first = Vec::new();
+    while first.len() < max_events {
+        match rest.next().await {
+            Ok(Some(e)) => first.push(e),
+            Ok(None) => break,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    // Looks ahead only when a full chunk was read, so a run that fits costs
+    // one page.
+    if first.len() == max_events {
+        rest.peek().await?;
+    }
+    Ok(Some(ReadRun { run, first, rest }))
+}
+
+/// Reads runs from the source with their events and sends them in batches
+/// of at most `batch_size` runs and `max_events_per_batch` events. Ends
+/// quietly when the writer has stopped.
+async fn read_runs(
+    from: &StoreSet,
+    opts: &MigrateOptions,
+    tx: mpsc::Sender<RunItem>,
+) -> Result<()> {
+    let max_events = opts.max_events_per_batch;
+    let mut src = pager::runs(from, opts.batch_size);
+    let mut batch: Vec<RunWithEvents> = Vec::new();
+    let mut batch_events = 0usize;
+    loop {
+        let mut page = Vec::new();
+        while page.len() < opts.batch_size {
+            match src.next().await? {
+                Some(run) => page.push(run),
+                None => break,
+            }
+        }
+        if page.is_empty() {
+            break;
+        }
+        let mut reads = stream::iter(page)
+            .map(|run| read_run(from, run, max_events))
+            .buffered(READ_AHEAD);
+        while let Some(read) = reads.next().await {
+            let Some(ReadRun {
+                run,
+                first,
+                mut rest,
+            }) = read?
+            else {
+                continue;
+            };
+            let full = batch.len() >= opts.batch_size || batch_events + first.len() > max_events;
+            let large = rest.peek().await?.is_some();
+            if (full || large) && !batch.is_empty() {
+                batch_events = 0;
+                if tx
+                    .send(RunItem::Batch(std::mem::take(&mut batch)))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+            if large {
+                let item = RunItem::Large {
+                    run: Box::new(run),
+                    first,
+                    rest,
+                };
+                if tx.send(item).await.is_err() {
+                    return Ok(());
+                }
+            } else {
+                batch_events += first.len();
+                batch.push(RunWithEvents { run, events: first });
+            }
+        }
+    }
+    if !batch.is_empty() {
+        // A closed channel means the writer failed; it reports why.
+        let _ = tx.send(RunItem::Batch(batch)).await;
+    }
+    Ok(())
+}
+
+/// A run's source events: the ones already read, then the rest of a pager.
+struct SourceEvents {
+    head: VecDeque<Event>,
+    rest: Option<Pager<Event>>,
+    /// Events taken from `rest` (the head was counted when read).
+    read_from_rest: u64,
+}
+
+impl SourceEvents {
+    fn new(head: Vec<Event>, rest: Option<Pager<Event>>) -> Self {
+        SourceEvents {
+            head: head.into(),
+            rest,
+            read_from_rest: 0,
+        }
+    }
+
+    async fn peek(&mut self) -> Result<Option<&Event>> {
+        if !self.head.is_empty() {
+            return Ok(self.head.front());
+        }
+        match &mut self.rest {
+            Some(rest) => rest.peek().await,
+            None => Ok(None),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Event>> {
+        if let Some(e) = self.head.pop_front() {
+            return Ok(Some(e));
+        }
+        let Some(rest) = &mut self.rest else {
+            return Ok(None);
+        };
+        let e = rest.next().await?;
+        self.read_from_rest += u64::from(e.is_some());
+        Ok(e)
+    }
+}
+
 impl Migrator<'_> {
     fn progress(&self, concern: Concern, total: Option<u64>) {
         if let Some(p) = &self.opts.progress {
@@ -141,33 +314,39 @@ impl Migrator<'_> {
         let mut src = pager::workflows(self.from, self.opts.batch_size);
         while let Some(def) = src.next().await? {
             self.report.workflows.read += 1;
-            let key = format!("{}@{}", def.id, def.version);
-            match self.to.workflows.get(&def.id, def.version).await {
-                Ok(stored) if stored.same_content(&def) => self.report.workflows.unchanged += 1,
-                Ok(stored) => self.conflict(
-                    Concern::Workflows,
-                    key,
-                    format!(
-                        "content hash {} in the source, {} in the destination",
-                        def.content_hash(),
-                        stored.content_hash()
-                    ),
-                )?,
-                Err(e) if is_not_found(&e) => {
-                    if self.opts.dry_run {
-                        self.report.workflows.copied += 1;
-                    } else {
-                        match self.to.workflows.store(def).await {
-                            Ok(_) => self.report.workflows.copied += 1,
-                            // Written meanwhile by someone else.
-                            Err(e) if is_conflict(&e) => {
-                                self.conflict(Concern::Workflows, key, e.to_string())?
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
+            // Storing is idempotent: try it first, look only when refused.
+            // A dry run (and the `Fail` policy, which must not write before
+            // it knows) looks first.
+            if !self.opts.dry_run && self.opts.on_conflict == OnConflict::Report {
+                match self.to.workflows.store(def.clone()).await {
+                    Ok(w) if w.inserted => self.report.workflows.copied += 1,
+                    Ok(_) => self.report.workflows.unchanged += 1,
+                    Err(e) if is_conflict(&e) => self.workflow_conflict(&def, e).await?,
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
+            } else {
+                match self.to.workflows.get(&def.id, def.version).await {
+                    Ok(stored) if stored.same_content(&def) => self.report.workflows.unchanged += 1,
+                    Ok(stored) => self.conflict(
+                        Concern::Workflows,
+                        format!("{}@{}", def.id, def.version),
+                        workflow_difference(&def, &stored),
+                    )?,
+                    Err(e) if is_not_found(&e) => {
+                        if !self.opts.dry_run {
+                            match self.to.workflows.store(def.clone()).await {
+                                Ok(_) => {}
+                                Err(e) if is_conflict(&e) => {
+                                    self.workflow_conflict(&def, e).await?;
+                                    continue;
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        self.report.workflows.copied += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             self.progress(Concern::Workflows, None);
         }
@@ -175,81 +354,161 @@ impl Migrator<'_> {
         Ok(())
     }
 
+    /// Reports a workflow version the destination refused, with the two
+    /// content hashes when the stored version can be read.
+    async fn workflow_conflict(&mut self, def: &WorkflowDefinition, refused: Error) -> Result<()> {
+        let detail = match self.to.workflows.get(&def.id, def.version).await {
+            Ok(stored) => workflow_difference(def, &stored),
+            Err(_) => refused.to_string(),
+        };
+        self.conflict(
+            Concern::Workflows,
+            format!("{}@{}", def.id, def.version),
+            detail,
+        )
+    }
+
     async fn runs(&mut self) -> Result<()> {
         // The total only feeds the progress bar; a failing count is no reason to stop.
         let total = self.from.logs.count_runs(RunFilter::default()).await.ok();
-        let max_events = self.opts.max_events_per_batch;
-        let mut src = pager::runs(self.from, self.opts.batch_size);
-        let mut batch: Vec<RunWithEvents> = Vec::new();
-        let mut batch_events = 0usize;
-        while let Some(run) = src.next().await? {
-            self.report.runs.read += 1;
-            match self.to.logs.get_run(&run.id).await {
-                Err(e) if is_not_found(&e) => {
-                    let mut events = pager::events(&self.from.logs, &run.id, max_events);
-                    let mut first = Vec::new();
-                    let mut vanished = false;
-                    while first.len() < max_events {
-                        match events.next().await {
-                            Ok(Some(e)) => first.push(e),
-                            Ok(None) => break,
-                            // Deleted from the source since it was listed
-                            // (retention): there is nothing left to copy.
-                            Err(e) if is_not_found(&e) => {
-                                vanished = true;
-                                break;
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    if vanished {
-                        self.report.runs.read -= 1;
-                        continue;
-                    }
-                    self.report.events.read += first.len() as u64;
-                    if events.peek().await?.is_none() {
-                        if batch.len() >= self.opts.batch_size
-                            || batch_events + first.len() > max_events
-                        {
-                            self.flush_runs(std::mem::take(&mut batch)).await?;
-                            batch_events = 0;
-                        }
-                        batch_events += first.len();
-                        batch.push(RunWithEvents { run, events: first });
-                    } else {
-                        // Too many events for one batch: alone, in chunks.
-                        self.flush_runs(std::mem::take(&mut batch)).await?;
-                        batch_events = 0;
-                        self.import_large(run, first, events).await?;
-                    }
-                }
-                Ok(stored) if !stored.same_content(&run) => {
-                    let detail = describe_run_difference(&run, &stored);
-                    self.conflict(Concern::Runs, run.id.to_string(), detail)?;
-                }
-                Ok(_) => self.existing_run(&run.id).await?,
-                Err(e) => return Err(e),
-            }
-            self.progress(Concern::Runs, total);
-        }
-        self.flush_runs(batch).await?;
+        // Reading the source and writing the destination overlap: the reader
+        // fills the next batch while the writer stores the last one. At most
+        // two batches wait in the channel, which bounds the memory.
+        let (tx, rx) = mpsc::channel(2);
+        let (read, written) = tokio::join!(
+            read_runs(self.from, self.opts, tx),
+            self.write_runs(rx, total)
+        );
+        // A writer that stops drops the channel, which ends the reader
+        // quietly: the writer's error is the one to report.
+        written?;
+        read?;
         self.finish(Concern::Runs);
         Ok(())
     }
 
-    /// Imports a batch of runs; if someone wrote one of them meanwhile (the
-    /// batch is refused as a whole), imports them one by one to report it.
+    async fn write_runs(
+        &mut self,
+        mut rx: mpsc::Receiver<RunItem>,
+        total: Option<u64>,
+    ) -> Result<()> {
+        while let Some(item) = rx.recv().await {
+            match item {
+                RunItem::Batch(batch) => {
+                    self.report.runs.read += batch.len() as u64;
+                    self.report.events.read += event_count(&batch);
+                    self.flush_runs(batch).await?;
+                }
+                RunItem::Large { run, first, rest } => {
+                    self.report.runs.read += 1;
+                    self.report.events.read += first.len() as u64;
+                    let mut events = SourceEvents::new(first, Some(rest));
+                    let done = self.large_run(*run, &mut events).await;
+                    self.report.events.read += events.read_from_rest;
+                    done?;
+                }
+            }
+            self.progress(Concern::Runs, total);
+        }
+        Ok(())
+    }
+
+    /// Stores a batch of runs. The destination's copies of them are fetched
+    /// with one query (the batch's `started_at` window); when none differs,
+    /// the whole batch goes in one `import_runs`, which leaves identical runs
+    /// as they are. Otherwise, or when the destination refuses the batch
+    /// (events that differ, a prefix left by an interrupted import, a write
+    /// by someone else), the runs are handled one by one, in source order.
     async fn flush_runs(&mut self, batch: Vec<RunWithEvents>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let events: u64 = batch.iter().map(|r| r.events.len() as u64).sum();
-        if self.opts.dry_run {
-            self.report.runs.copied += batch.len() as u64;
-            self.report.events.copied += events;
+        let stored = self.stored_runs(&batch).await?;
+        let differs = |r: &RunWithEvents| {
+            stored
+                .get(&r.run.id)
+                .is_some_and(|s| !s.same_content(&r.run))
+        };
+        if self.opts.on_conflict == OnConflict::Fail
+            && let Some(r) = batch.iter().find(|r| differs(r))
+        {
+            let detail = describe_run_difference(&r.run, &stored[&r.run.id]);
+            return self.conflict(Concern::Runs, r.run.id.to_string(), detail);
+        }
+        if !self.opts.dry_run && !batch.iter().any(differs) {
+            let (mut new_events, mut old_events) = (0, 0);
+            for r in &batch {
+                if stored.contains_key(&r.run.id) {
+                    old_events += r.events.len() as u64;
+                } else {
+                    new_events += r.events.len() as u64;
+                }
+            }
+            match self.to.logs.import_runs(batch.clone()).await {
+                Ok(outcome) => {
+                    self.report.runs.copied += outcome.inserted;
+                    self.report.runs.unchanged += outcome.unchanged;
+                    self.report.events.copied += new_events;
+                    self.report.events.unchanged += old_events;
+                    return Ok(());
+                }
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut absent = Vec::new();
+        for r in batch {
+            match stored.get(&r.run.id) {
+                None => absent.push(r),
+                Some(s) if !s.same_content(&r.run) => {
+                    let detail = describe_run_difference(&r.run, s);
+                    self.conflict(Concern::Runs, r.run.id.to_string(), detail)?;
+                }
+                Some(_) => {
+                    let mut events = SourceEvents::new(r.events, None);
+                    self.existing_run(&r.run.id, &mut events).await?;
+                }
+            }
+        }
+        self.import_absent(absent).await
+    }
+
+    /// The destination's records of the runs of `batch` (those it holds),
+    /// read with one paged query over the batch's `started_at` window.
+    async fn stored_runs(&self, batch: &[RunWithEvents]) -> Result<HashMap<RunId, Run>> {
+        let mut found = HashMap::new();
+        let (Some(from), Some(to)) = (
+            batch.iter().map(|r| r.run.started_at).min(),
+            batch.iter().map(|r| r.run.started_at).max(),
+        ) else {
+            return Ok(found);
+        };
+        let wanted: HashSet<&RunId> = batch.iter().map(|r| &r.run.id).collect();
+        // `started_before` is exclusive; no time is after `Timestamp::MAX`.
+        let before = (to < Timestamp::MAX).then(|| to.saturating_add_micros(1));
+        let filter = RunFilter::default().started_between(Some(from), before);
+        let mut dst = pager::runs_where(self.to, filter, self.opts.batch_size);
+        while let Some(run) = dst.next().await? {
+            if wanted.contains(&run.id) {
+                found.insert(run.id.clone(), run);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Imports runs absent from the destination, as one batch; if it is
+    /// refused (written meanwhile by someone else), one by one to report it.
+    async fn import_absent(&mut self, absent: Vec<RunWithEvents>) -> Result<()> {
+        if absent.is_empty() {
             return Ok(());
         }
-        match self.to.logs.import_runs(batch.clone()).await {
+        if self.opts.dry_run {
+            self.report.runs.copied += absent.len() as u64;
+            self.report.events.copied += event_count(&absent);
+            return Ok(());
+        }
+        let events = event_count(&absent);
+        match self.to.logs.import_runs(absent.clone()).await {
             Ok(outcome) => {
                 self.report.runs.copied += outcome.inserted;
                 self.report.runs.unchanged += outcome.unchanged;
@@ -257,7 +516,7 @@ impl Migrator<'_> {
                 Ok(())
             }
             Err(e) if is_conflict(&e) => {
-                for r in batch {
+                for r in absent {
                     let id = r.run.id.to_string();
                     let n = r.events.len() as u64;
                     match self.to.logs.import_runs(vec![r]).await {
@@ -278,38 +537,43 @@ impl Migrator<'_> {
         }
     }
 
-    /// A run with more events than a batch holds: imported with its first
-    /// chunk of events, the rest appended chunk by chunk. Interrupted, it
-    /// leaves a prefix of the events, which [`Self::existing_run`] completes.
-    async fn import_large(
-        &mut self,
-        run: Run,
-        first: Vec<Event>,
-        rest: Pager<Event>,
-    ) -> Result<()> {
+    /// A run with more events than a batch holds, looked up on its own.
+    async fn large_run(&mut self, run: Run, events: &mut SourceEvents) -> Result<()> {
+        match self.to.logs.get_run(&run.id).await {
+            Err(e) if is_not_found(&e) => self.import_large(run, events).await,
+            Ok(stored) if !stored.same_content(&run) => {
+                let detail = describe_run_difference(&run, &stored);
+                self.conflict(Concern::Runs, run.id.to_string(), detail)
+            }
+            Ok(_) => self.existing_run(&run.id, events).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Imports a large run with the events read so far, then appends the
+    /// rest in chunks. Interrupted, it leaves a prefix of the events, which
+    /// [`Self::existing_run`] completes.
+    async fn import_large(&mut self, run: Run, events: &mut SourceEvents) -> Result<()> {
         let id = run.id.clone();
+        let first: Vec<Event> = events.head.drain(..).collect();
         let n_first = first.len() as u64;
-        if self.opts.dry_run {
-            self.report.runs.copied += 1;
-            self.report.events.copied += n_first;
-            return self.append_rest(&id, rest, n_first + 1).await;
-        }
-        match self
-            .to
-            .logs
-            .import_runs(vec![RunWithEvents { run, events: first }])
-            .await
-        {
-            Ok(_) => {
-                self.report.runs.copied += 1;
-                self.report.events.copied += n_first;
+        if !self.opts.dry_run {
+            match self
+                .to
+                .logs
+                .import_runs(vec![RunWithEvents { run, events: first }])
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => {
+                    return self.conflict(Concern::Runs, id.to_string(), e.to_string());
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) if is_conflict(&e) => {
-                return self.conflict(Concern::Runs, id.to_string(), e.to_string());
-            }
-            Err(e) => return Err(e),
         }
-        self.append_rest(&id, rest, n_first + 1).await
+        self.report.runs.copied += 1;
+        self.report.events.copied += n_first;
+        self.append_rest(&id, events, n_first + 1).await
     }
 
     /// Appends the events left in `rest`, which start at `next_seq`, in
@@ -317,7 +581,7 @@ impl Migrator<'_> {
     async fn append_rest(
         &mut self,
         id: &RunId,
-        mut rest: Pager<Event>,
+        rest: &mut SourceEvents,
         next_seq: u64,
     ) -> Result<()> {
         let mut expected = next_seq;
@@ -333,7 +597,6 @@ impl Migrator<'_> {
                 return Ok(());
             }
             let n = chunk.len() as u64;
-            self.report.events.read += n;
             if !self.opts.dry_run {
                 let news: Vec<NewEvent> = chunk.into_iter().map(new_event).collect();
                 let appended = self.to.logs.append_events(id, news).await?;
@@ -361,10 +624,8 @@ impl Migrator<'_> {
 
     /// A run already in the destination with the same record: compares the
     /// events, completing a prefix left by an interrupted chunked import.
-    async fn existing_run(&mut self, id: &RunId) -> Result<()> {
-        let limit = self.opts.max_events_per_batch;
-        let mut src = pager::events(&self.from.logs, id, limit);
-        let mut dst = pager::events(&self.to.logs, id, limit);
+    async fn existing_run(&mut self, id: &RunId, src: &mut SourceEvents) -> Result<()> {
+        let mut dst = pager::events(&self.to.logs, id, self.opts.max_events_per_batch);
         let mut n = 0u64;
         let state = loop {
             let step = match (src.peek().await?, dst.peek().await?) {
@@ -391,7 +652,6 @@ impl Migrator<'_> {
                 }
             }
         };
-        self.report.events.read += n;
         match state {
             EventsState::Equal => {
                 self.report.runs.unchanged += 1;
@@ -412,6 +672,37 @@ impl Migrator<'_> {
         let mut batch: Vec<ExecutionMetric> = Vec::new();
         while let Some(m) = src.next().await? {
             self.report.metrics.read += 1;
+            batch.push(m);
+            if batch.len() >= self.opts.batch_size {
+                self.flush_metrics(std::mem::take(&mut batch)).await?;
+                self.progress(Concern::Metrics, None);
+            }
+        }
+        self.flush_metrics(batch).await?;
+        self.finish(Concern::Metrics);
+        Ok(())
+    }
+
+    /// Records a batch of metrics in one `record_many` (idempotent: identical
+    /// metrics are left as they are); when the destination refuses it, or in
+    /// a dry run or under `Fail`, looks them up one by one.
+    async fn flush_metrics(&mut self, batch: Vec<ExecutionMetric>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if !self.opts.dry_run && self.opts.on_conflict == OnConflict::Report {
+            match self.to.metrics.record_many(batch.clone()).await {
+                Ok(o) => {
+                    self.report.metrics.copied += o.inserted;
+                    self.report.metrics.unchanged += o.unchanged;
+                    return Ok(());
+                }
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut absent = Vec::new();
+        for m in batch {
             match self.to.metrics.get(&m.run_id).await {
                 Ok(stored) if stored.same_content(&m) => self.report.metrics.unchanged += 1,
                 Ok(stored) => self.conflict(
@@ -423,51 +714,37 @@ impl Migrator<'_> {
                         super::verify::metric_hash(&stored)?
                     ),
                 )?,
-                Err(e) if is_not_found(&e) => {
-                    batch.push(m);
-                    if batch.len() >= self.opts.batch_size {
-                        self.flush_metrics(std::mem::take(&mut batch)).await?;
-                    }
-                }
+                Err(e) if is_not_found(&e) => absent.push(m),
                 Err(e) => return Err(e),
             }
-            self.progress(Concern::Metrics, None);
         }
-        self.flush_metrics(batch).await?;
-        self.finish(Concern::Metrics);
-        Ok(())
-    }
-
-    async fn flush_metrics(&mut self, batch: Vec<ExecutionMetric>) -> Result<()> {
-        if batch.is_empty() {
+        if absent.is_empty() {
             return Ok(());
         }
         if self.opts.dry_run {
-            self.report.metrics.copied += batch.len() as u64;
+            self.report.metrics.copied += absent.len() as u64;
             return Ok(());
         }
-        match self.to.metrics.record_many(batch.clone()).await {
+        match self.to.metrics.record_many(absent.clone()).await {
             Ok(o) => {
                 self.report.metrics.copied += o.inserted;
                 self.report.metrics.unchanged += o.unchanged;
-                Ok(())
+                return Ok(());
             }
-            Err(e) if is_conflict(&e) => {
-                for m in batch {
-                    let id = m.run_id.to_string();
-                    match self.to.metrics.record(m).await {
-                        Ok(w) if w.inserted => self.report.metrics.copied += 1,
-                        Ok(_) => self.report.metrics.unchanged += 1,
-                        Err(e) if is_conflict(&e) => {
-                            self.conflict(Concern::Metrics, id, e.to_string())?
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(e),
         }
+        // Written meanwhile by someone else: one by one, to report it.
+        for m in absent {
+            let id = m.run_id.to_string();
+            match self.to.metrics.record(m).await {
+                Ok(w) if w.inserted => self.report.metrics.copied += 1,
+                Ok(_) => self.report.metrics.unchanged += 1,
+                Err(e) if is_conflict(&e) => self.conflict(Concern::Metrics, id, e.to_string())?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     async fn patterns(&mut self) -> Result<()> {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use runstore_core::{
     ArtifactInfo, ArtifactQuery, Cursor, Error, Event, EventQuery, ExecutionMetric, LogRepository,
-    MetricQuery, Pattern, PatternQuery, Result, Run, RunId, RunQuery, StoreSet, WorkflowDefinition,
-    WorkflowQuery,
+    MetricQuery, Pattern, PatternQuery, Result, Run, RunFilter, RunId, RunQuery, StoreSet,
+    WorkflowDefinition, WorkflowQuery,
 };
 
 type PageFuture<T> = Pin<Box<dyn Future<Output = Result<runstore_core::Page<T>>> + Send>>;
@@ -84,15 +84,19 @@ pub(crate) fn workflows(stores: &StoreSet, limit: usize) -> Pager<WorkflowDefini
 }
 
 pub(crate) fn runs(stores: &StoreSet, limit: usize) -> Pager<Run> {
+    runs_where(stores, RunFilter::default(), limit)
+}
+
+/// The runs that pass `filter`, newest start first.
+pub(crate) fn runs_where(stores: &StoreSet, filter: RunFilter, limit: usize) -> Pager<Run> {
     let repo = stores.logs.clone();
     Pager::new(
         "runs",
         Box::new(move |cursor| {
             let repo = repo.clone();
-            Box::pin(async move {
-                repo.query_runs(RunQuery::default().with_limit(limit).with_cursor(cursor))
-                    .await
-            })
+            let mut query = RunQuery::default().with_limit(limit).with_cursor(cursor);
+            query.filter = filter.clone();
+            Box::pin(async move { repo.query_runs(query).await })
         }),
     )
 }

@@ -1,0 +1,106 @@
+//! One migration hop measured in a child process of its own, so that its
+//! peak resident memory (`VmHWM`) is the migrating process's whole peak:
+//! both stores opened, every page and batch in flight.
+
+use std::path::Path;
+use std::time::Instant;
+
+use runstore::migrate::{MigrateOptions, migrate};
+use runstore_core::LogRepository;
+
+use crate::BenchResult;
+use crate::artifacts::{backend_arg, parse_backend};
+use crate::data;
+use crate::stores::Backend;
+
+/// Runs per `import_runs` batch when seeding, and per migration batch.
+pub const BATCH: usize = 1000;
+
+/// What one hop measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HopResult {
+    /// Runs, events and metrics copied.
+    pub records: u64,
+    /// Wall-clock seconds of the migration (opening the stores excluded).
+    pub secs: f64,
+    /// The child's peak resident memory in bytes.
+    pub peak_bytes: u64,
+}
+
+/// Fills `logs` with `runs` runs of 10 events each, generated batch by
+/// batch so that the seeding holds one batch in memory.
+pub async fn seed_runs(logs: &dyn LogRepository, tag: &str, runs: usize) -> BenchResult<()> {
+    let mut i = 0;
+    while i < runs {
+        let end = (i + BATCH).min(runs);
+        let batch = (i..end)
+            .map(|n| data::run_with_events(tag, n, 10))
+            .collect();
+        logs.import_runs(batch).await?;
+        i = end;
+    }
+    Ok(())
+}
+
+/// The child's side of `--migrate-child FROM FROM_DIR TO TO_DIR [URL SCHEMA]`:
+/// migrates (verification off: it is a second full read) and prints
+/// `RESULT <records> <seconds> <peak bytes>`. The PostgreSQL url and schema
+/// are for whichever side is PostgreSQL.
+pub async fn child_main(args: &[String]) -> BenchResult<()> {
+    let [from, from_dir, to, to_dir, pg @ ..] = args else {
+        return Err("--migrate-child FROM FROM_DIR TO TO_DIR [URL SCHEMA]".into());
+    };
+    let backend = |name: &str| parse_backend(name).ok_or(format!("unknown backend {name:?}"));
+    let pg = match pg {
+        [url, schema] => Some((url.as_str(), schema.as_str())),
+        _ => None,
+    };
+    let from = backend(from)?.reopen(Path::new(from_dir), pg).await?;
+    let to = backend(to)?.reopen(Path::new(to_dir), pg).await?;
+    let start = Instant::now();
+    let options = MigrateOptions::default().batch_size(BATCH).verify(false);
+    let report = migrate(&from, &to, options).await?;
+    let secs = start.elapsed().as_secs_f64();
+    let records = report.runs.copied + report.events.copied + report.metrics.copied;
+    let peak = crate::machine::peak_rss_bytes().ok_or("no VmHWM in /proc/self/status")?;
+    println!("RESULT {records} {secs} {peak}");
+    Ok(())
+}
+
+/// The parent's side: runs `exe --migrate-child ...` and reads its result.
+pub fn run_child(
+    exe: &Path,
+    (from, from_dir): (Backend, &Path),
+    (to, to_dir): (Backend, &Path),
+    pg: Option<&(String, String)>,
+) -> BenchResult<HopResult> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--migrate-child")
+        .arg(backend_arg(from))
+        .arg(from_dir)
+        .arg(backend_arg(to))
+        .arg(to_dir);
+    if let Some((url, schema)) = pg {
+        cmd.arg(url).arg(schema);
+    }
+    let out = cmd.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
+    let parsed = line.and_then(|line| {
+        let mut parts = line.split_whitespace();
+        Some(HopResult {
+            records: parts.next()?.parse().ok()?,
+            secs: parts.next()?.parse().ok()?,
+            peak_bytes: parts.next()?.parse().ok()?,
+        })
+    });
+    match (out.status.success(), parsed) {
+        (true, Some(r)) => Ok(r),
+        (true, None) => Err(format!("bad migration child output {stdout:?}").into()),
+        (false, _) => Err(format!(
+            "migration child failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,127 @@
+//! How `migrate` writes batches: a batch the destination already holds in
+//! part is still counted record by record, runs at the ends of the time
+//! range are found in the destination, and `OnConflict::Fail` writes nothing
+//! of the batch that holds the conflict.
+
+mod migrate_support;
+
+use migrate_support::*;
+use runstore::memory;
+use runstore::migrate::{MigrateOptions, OnConflict, migrate};
+use runstore::{
+    ErrorKind, Event, LogRepositoryExt, Run, RunFilter, RunStatus, RunWithEvents, StoreSet,
+    Timestamp, WorkflowDefinition,
+};
+use serde_json::json;
+
+/// A run of workflow `etl@1` started at `started`, with `events` events.
+fn run(id: &str, started: Timestamp, events: u64) -> RunWithEvents {
+    let mut run = Run::new(wid("etl"), v(1));
+    run.id = rid(id);
+    run.started_at = started;
+    run.status = RunStatus::Succeeded;
+    run.ended_at = Some(started);
+    let events = (1..=events)
+        .map(|seq| Event {
+            run_id: run.id.clone(),
+            seq,
+            kind: "step".into(),
+            at: started,
+            payload: json!({"seq": seq, "text": "日本"}),
+            idempotency_key: None,
+        })
+        .collect();
+    RunWithEvents { run, events }
+}
+
+/// A store set holding workflow `etl@1`, created at a fixed time so that
+/// two such sets hold it identically.
+async fn with_workflow() -> StoreSet {
+    let s = memory::store_set();
+    let mut def = WorkflowDefinition::new(wid("etl"), v(1), json!({"steps": ["a"]}));
+    def.created_at = ts(1);
+    s.workflows.store(def).await.unwrap();
+    s
+}
+
+fn opts() -> MigrateOptions {
+    MigrateOptions::default().batch_size(5)
+}
+
+#[tokio::test]
+async fn a_batch_held_in_part_is_counted_run_by_run() {
+    let from = with_workflow().await;
+    let runs: Vec<RunWithEvents> = (0..12)
+        .map(|i| run(&format!("r{i:02}"), ts(1_000 + i), (i % 4) as u64))
+        .collect();
+    from.logs.import_runs(runs.clone()).await.unwrap();
+    let to = with_workflow().await;
+    // Every third run is already there, identically: batches are mixed.
+    let held: Vec<RunWithEvents> = runs.iter().step_by(3).cloned().collect();
+    let held_events: u64 = held.iter().map(|r| r.events.len() as u64).sum();
+    to.logs.import_runs(held.clone()).await.unwrap();
+
+    let report = migrate(&from, &to, opts()).await.unwrap();
+    let all_events: u64 = runs.iter().map(|r| r.events.len() as u64).sum();
+    assert_eq!(report.runs.copied, 12 - held.len() as u64);
+    assert_eq!(report.runs.unchanged, held.len() as u64);
+    assert_eq!(report.events.copied, all_events - held_events);
+    assert_eq!(report.events.unchanged, held_events);
+    assert_eq!(report.events.read, all_events);
+    assert!(report.is_complete(), "{report:#?}");
+    assert_same(&from, &to).await;
+}
+
+#[tokio::test]
+async fn runs_at_both_ends_of_time_are_found_in_the_destination() {
+    let from = with_workflow().await;
+    let runs = vec![
+        run("first", Timestamp::MIN, 2),
+        run("mid", ts(5), 1),
+        run("last", Timestamp::MAX, 3),
+        run("last-too", Timestamp::MAX, 0),
+    ];
+    from.logs.import_runs(runs).await.unwrap();
+    let to = with_workflow().await;
+    let first = migrate(&from, &to, opts().batch_size(2)).await.unwrap();
+    assert_eq!(first.runs.copied, 4);
+    assert!(first.is_complete(), "{first:#?}");
+    // Found by the window query, so nothing is copied again or refused.
+    let again = migrate(&from, &to, opts().batch_size(2)).await.unwrap();
+    assert_eq!((again.runs.copied, again.runs.unchanged), (0, 4));
+    assert_eq!((again.events.copied, again.events.unchanged), (0, 6));
+    assert!(again.is_complete(), "{again:#?}");
+}
+
+#[tokio::test]
+async fn fail_writes_nothing_of_the_batch_holding_the_conflict() {
+    let from = with_workflow().await;
+    let runs: Vec<RunWithEvents> = (0..5)
+        .map(|i| run(&format!("r{i}"), ts(100 + i), 2))
+        .collect();
+    from.logs.import_runs(runs.clone()).await.unwrap();
+    let to = with_workflow().await;
+    let mut other = runs[2].clone();
+    other.run.trigger = "webhook".into();
+    to.logs.import_runs(vec![other]).await.unwrap();
+
+    let err = migrate(&from, &to, opts().on_conflict(OnConflict::Fail))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("r2"), "{err}");
+    assert_eq!(to.logs.count_runs(RunFilter::default()).await.unwrap(), 1);
+
+    // Reported instead: the four others are copied, r2 is left as it was.
+    let report = migrate(&from, &to, opts()).await.unwrap();
+    assert_eq!((report.runs.copied, report.runs.conflicts), (4, 1));
+    assert!(
+        report.conflicts[0].detail.contains("trigger"),
+        "{report:#?}"
+    );
+    assert_eq!(
+        to.logs.get_run(&rid("r2")).await.unwrap().trigger,
+        "webhook"
+    );
+    assert_eq!(to.logs.all_events(&rid("r2")).await.unwrap().len(), 2);
+}
