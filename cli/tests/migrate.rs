@@ -3,51 +3,14 @@
 //! errors, and a migration killed with SIGKILL then resumed.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod support;
 
-impl Outcome {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Asserts exit code `code` and returns the JSON.
-    fn code(&self, code: i32) -> Value {
-        assert_eq!(
-            self.code, code,
-            "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self.json()
-    }
-}
-
-fn rs(dir: &Path, args: &[&str]) -> Outcome {
-    let out = Command::new(env!("CARGO_BIN_EXE_runstore"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUNSTORE_CONFIG")
-        .output()
-        .expect("running runstore");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use support::*;
 
 /// `a.yaml`: every concern on the file backend under `a/`; `b.yaml`: every
 /// concern in the SQLite database `b/runstore.db`.
@@ -67,33 +30,23 @@ fn configs(d: &Path) {
 const MIGRATE: &[&str] = &["migrate", "--from", "a.yaml", "--to", "b.yaml", "--json"];
 const VERIFY: &[&str] = &["verify", "--from", "a.yaml", "--to", "b.yaml", "--json"];
 
-fn with(base: &[&str], extra: &[&str]) -> Vec<String> {
-    base.iter().chain(extra).map(|s| s.to_string()).collect()
-}
-
-fn rs_owned(dir: &Path, args: &[String]) -> Outcome {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    rs(dir, &args)
-}
-
 /// The source: demo runs (every concern) and one distinctive artifact.
 const ARTIFACT: &[u8] = b"a distinctive artifact body for the migration test 9876\n";
 
 fn seed_source(d: &Path) {
-    let v = rs(d, &["--config", "a.yaml", "demo", "--runs", "3", "--json"]);
+    let v = rs_config(d, "a.yaml", &["demo", "--runs", "3", "--json"]);
     v.code(0);
     std::fs::write(d.join("x.bin"), ARTIFACT).unwrap();
-    rs(
+    rs_config(
         d,
-        &[
-            "--config", "a.yaml", "artifact", "put", "run-x", "p", "x.bin", "x.bin", "--json",
-        ],
+        "a.yaml",
+        &["artifact", "put", "run-x", "p", "x.bin", "x.bin", "--json"],
     )
     .code(0);
 }
 
 fn stats(d: &Path, config: &str) -> Value {
-    rs(d, &["--config", config, "stats", "--json"]).code(0)
+    rs_config(d, config, &["stats", "--json"]).code(0)
 }
 
 /// Asserts `read == copied + unchanged + conflicts` for every concern.
@@ -206,6 +159,23 @@ fn dry_run_writes_nothing_and_says_what_would_be_copied() {
     assert_eq!(r["runs"]["copied"], json!(0));
 }
 
+/// `workflow get demo-pipeline --version 1` in the destination.
+fn demo_pipeline_v1(d: &Path) -> Value {
+    rs_config(
+        d,
+        "b.yaml",
+        &[
+            "workflow",
+            "get",
+            "demo-pipeline",
+            "--version",
+            "1",
+            "--json",
+        ],
+    )
+    .code(0)
+}
+
 #[test]
 fn a_conflicting_destination_is_reported_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,40 +189,15 @@ fn a_conflicting_destination_is_reported_and_left_untouched() {
         "id: demo-pipeline\nversion: 1\nbody: {steps: [something, else]}\n",
     )
     .unwrap();
-    rs(
-        d,
-        &[
-            "--config",
-            "b.yaml",
-            "workflow",
-            "put",
-            "other.yaml",
-            "--json",
-        ],
-    )
-    .code(0);
+    rs_config(d, "b.yaml", &["workflow", "put", "other.yaml", "--json"]).code(0);
     std::fs::write(d.join("y.bin"), b"other bytes").unwrap();
-    rs(
+    rs_config(
         d,
-        &[
-            "--config", "b.yaml", "artifact", "put", "run-x", "p", "x.bin", "y.bin", "--json",
-        ],
+        "b.yaml",
+        &["artifact", "put", "run-x", "p", "x.bin", "y.bin", "--json"],
     )
     .code(0);
-    let before_wf = rs(
-        d,
-        &[
-            "--config",
-            "b.yaml",
-            "workflow",
-            "get",
-            "demo-pipeline",
-            "--version",
-            "1",
-            "--json",
-        ],
-    )
-    .code(0);
+    let before_wf = demo_pipeline_v1(d);
 
     // --on-conflict fail: an error of kind conflict, nothing written (the
     // workflows come first and their batch holds the conflict).
@@ -288,28 +233,14 @@ fn a_conflicting_destination_is_reported_and_left_untouched() {
     assert_counts_add_up(&r);
 
     // Untouched: the destination's own version and bytes are still there.
-    let after_wf = rs(
-        d,
-        &[
-            "--config",
-            "b.yaml",
-            "workflow",
-            "get",
-            "demo-pipeline",
-            "--version",
-            "1",
-            "--json",
-        ],
-    )
-    .code(0);
+    let after_wf = demo_pipeline_v1(d);
     assert_eq!(after_wf, before_wf);
     assert_eq!(after_wf["body"]["steps"][0], json!("something"));
     let out = d.join("got.bin");
-    rs(
+    rs_config(
         d,
+        "b.yaml",
         &[
-            "--config",
-            "b.yaml",
             "artifact",
             "get",
             "run-x",
@@ -340,21 +271,6 @@ fn a_conflicting_destination_is_reported_and_left_untouched() {
     assert!(o.stdout.contains("NOT complete"), "{}", o.stdout);
 }
 
-/// Finds the file under `root` whose bytes are `content`.
-fn find_file_with(root: &Path, content: &[u8]) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(root).ok()? {
-        let p = entry.ok()?.path();
-        if p.is_dir() {
-            if let Some(found) = find_file_with(&p, content) {
-                return Some(found);
-            }
-        } else if std::fs::read(&p).ok().as_deref() == Some(content) {
-            return Some(p);
-        }
-    }
-    None
-}
-
 #[test]
 fn verify_deep_detects_a_changed_artifact_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -366,9 +282,7 @@ fn verify_deep_detects_a_changed_artifact_byte() {
 
     let stored = find_file_with(&d.join("a"), ARTIFACT)
         .expect("the file backend keeps artifact bytes as plain files");
-    let mut bytes = std::fs::read(&stored).unwrap();
-    bytes[3] ^= 0x01;
-    std::fs::write(&stored, bytes).unwrap();
+    flip_byte(&stored, 3, 0x01);
 
     let v = rs_owned(d, &with(VERIFY, &["--deep"])).code(1);
     assert_eq!(v["equal"], json!(false), "{v}");
@@ -485,7 +399,7 @@ fn killed_with_sigkill_part_way_then_resumed_is_equal() {
     configs(d);
     seed_source(d);
     bulk_dump(&d.join("dump"), RUNS as usize);
-    rs(d, &["--config", "a.yaml", "import", "dump", "--json"]).code(0);
+    rs_config(d, "a.yaml", &["import", "dump", "--json"]).code(0);
     let source = stats(d, "a.yaml");
     let total = source["runs"].as_u64().unwrap();
     assert_eq!(total, RUNS + 3);
@@ -587,7 +501,7 @@ fn verify_detects_a_changed_event_payload_and_a_missing_artifact() {
         .collect();
     assert_eq!(kept.lines().count() + 1, arts.lines().count());
     std::fs::write(&arts_file, kept).unwrap();
-    rs(d, &["--config", "c.yaml", "import", "dump", "--json"]).code(0);
+    rs_config(d, "c.yaml", &["import", "dump", "--json"]).code(0);
 
     let v = rs(
         d,
@@ -615,4 +529,58 @@ fn verify_detects_a_changed_event_payload_and_a_missing_artifact() {
     );
     assert_ne!(v["events"]["digest_a"], v["events"]["digest_b"]);
     assert_eq!(v["runs"]["digest_a"], v["runs"]["digest_b"], "{v}");
+}
+
+/// files -> Postgres (a fresh schema of the test server), verify equal, then
+/// a run changed behind the store's back: verify exits 1 and names it.
+#[test]
+fn files_to_postgres_then_verify_finds_a_changed_run() {
+    let Some((schema, pg)) =
+        pg_schema("runstore-cli files_to_postgres_then_verify_finds_a_changed_run")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    seed_source(d);
+    write(d, "pg.yaml", &all_on(&pg));
+    let source = stats(d, "a.yaml");
+    const TO_PG: &[&str] = &["--from", "a.yaml", "--to", "pg.yaml", "--json"];
+
+    let r = rs_owned(d, &with(&["migrate"], TO_PG)).code(0);
+    assert_eq!(r["complete"], json!(true), "{r}");
+    assert_eq!(r["runs"]["copied"], source["runs"], "{r}");
+    assert_eq!(r["artifacts"]["copied"], source["artifacts"], "{r}");
+    assert_eq!(r["verify"]["difference_count"], json!(0), "{r}");
+    assert_eq!(stats(d, "pg.yaml"), source);
+    let v = rs_owned(d, &with(&["verify", "--deep"], TO_PG)).code(0);
+    assert_eq!(v["equal"], json!(true), "{v}");
+    assert_eq!(v["differences"], json!([]), "{v}");
+
+    // Change one run's trigger in the destination, behind the store's back.
+    let config = schema.config();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let changed: String = rt.block_on(async {
+        let client = runstore_postgres::testing::raw_client(&config.url)
+            .await
+            .unwrap();
+        let sql = format!(
+            "UPDATE \"{}\".runs SET trigger = $1 WHERE id = (SELECT min(id) FROM \"{}\".runs) RETURNING id",
+            config.schema, config.schema
+        );
+        client.query_one(&sql, &[&"changed"]).await.unwrap().get(0)
+    });
+
+    let v = rs_owned(d, &with(&["verify"], TO_PG)).code(1);
+    assert_eq!(v["equal"], json!(false), "{v}");
+    assert_eq!(v["difference_count"], json!(1), "{v}");
+    let diff = &v["differences"][0];
+    assert_eq!(diff["concern"], json!("runs"), "{v}");
+    assert_eq!(diff["key"], json!(changed), "{v}");
+    assert_eq!(diff["kind"], json!("different"), "{v}");
+    assert_ne!(v["runs"]["digest_a"], v["runs"]["digest_b"], "{v}");
+    let o = rs(d, &["verify", "--from", "a.yaml", "--to", "pg.yaml"]);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains(&changed), "{}", o.stdout);
 }
