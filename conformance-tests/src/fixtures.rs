@@ -134,6 +134,29 @@ where
     )))
 }
 
+/// Reads every page that `fetch` gives for a cursor (`None`: the first), at
+/// most 10000 (a cursor that never ends would hang the rule); returns the
+/// items and the number of pages read.
+pub(crate) async fn all_pages<T, F, Fut>(mut fetch: F) -> runstore_core::Result<(Vec<T>, usize)>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = runstore_core::Result<Page<T>>>,
+{
+    let mut out = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    while pages < 10_000 {
+        let page = fetch(cursor).await?;
+        pages += 1;
+        out.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok((out, pages))
+}
+
 /// A finished run's metric.
 pub fn metric(
     run: &str,

@@ -434,6 +434,17 @@ macro_rules! all_pages {
     }};
 }
 
+/// Lists with a default `$query` whose `$field` is `$value`, every page of
+/// `$limit` items, observed as `$obs(items, pages)`.
+macro_rules! list_where {
+    ($call:expr, $query:ty, $field:ident = $value:expr, $limit:expr, $obs:path) => {{
+        let mut q = <$query>::default();
+        q.$field = $value;
+        let (items, pages) = all_pages!($call, q, $limit);
+        $obs(items, pages)
+    }};
+}
+
 fn json_n(n: u8) -> JsonMap {
     let mut m = JsonMap::new();
     m.insert("n".into(), json!(n));
@@ -516,12 +527,13 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
         }
         Op::GetLatest { id } => Obs::Defs(vec![s.workflows.get_latest(&wf(id)).await?], 1),
         Op::ListVersions { id } => Obs::Defs(s.workflows.list_versions(&wf(id)).await?, 1),
-        Op::ListWorkflows { id, limit } => {
-            let mut q = WorkflowQuery::default();
-            q.id = id.map(wf);
-            let (items, pages) = all_pages!(|q| s.workflows.list(q), q, *limit);
-            Obs::Defs(items, pages)
-        }
+        Op::ListWorkflows { id, limit } => list_where!(
+            |q| s.workflows.list(q),
+            WorkflowQuery,
+            id = id.map(wf),
+            *limit,
+            Obs::Defs
+        ),
         Op::CreateRun {
             run,
             wf: w,
@@ -619,12 +631,13 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             s.metrics.delete(&rid(run)).await?;
             Obs::Unit
         }
-        Op::ListMetrics { wf: w, limit } => {
-            let mut q = MetricQuery::default();
-            q.workflow_id = w.map(wf);
-            let (items, pages) = all_pages!(|q| s.metrics.list(q), q, *limit);
-            Obs::Metrics(items, pages)
-        }
+        Op::ListMetrics { wf: w, limit } => list_where!(
+            |q| s.metrics.list(q),
+            MetricQuery,
+            workflow_id = w.map(wf),
+            *limit,
+            Obs::Metrics
+        ),
         Op::Summary { wf: w, version } => {
             let mut q = SummaryQuery::default();
             q.workflow_version = version.map(v);
@@ -650,12 +663,13 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             };
             Obs::Pattern(s.metrics.upsert_pattern(p).await?)
         }
-        Op::ListPatterns { wf: w, limit } => {
-            let mut q = PatternQuery::default();
-            q.workflow_id = w.map(wf);
-            let (items, pages) = all_pages!(|q| s.metrics.list_patterns(q), q, *limit);
-            Obs::Patterns(items, pages)
-        }
+        Op::ListPatterns { wf: w, limit } => list_where!(
+            |q| s.metrics.list_patterns(q),
+            PatternQuery,
+            workflow_id = w.map(wf),
+            *limit,
+            Obs::Patterns
+        ),
         Op::Put {
             run,
             phase: p,
