@@ -113,7 +113,7 @@ impl StoreFactory for YamlFactory {
             }
             #[cfg(feature = "postgres")]
             runstore::BackendHandle::Postgres(store) => tamper_postgres(store.config(), key).await,
-            other => Err(err(format!("cannot tamper with artifacts on {other:?}"))),
+            other => Err(err(format!("cannot tamper with {key} on {other:?}"))),
         }
     }
 
