@@ -15,16 +15,16 @@ use support::*;
 /// `a.yaml`: every concern on the file backend under `a/`; `b.yaml`: every
 /// concern in the SQLite database `b/runstore.db`.
 fn configs(d: &Path) {
-    std::fs::write(
-        d.join("a.yaml"),
-        "storage:\n  workflows: { type: file, path: a, durability: none }\n  logs: { type: file, path: a, durability: none }\n  metrics: { type: file, path: a, durability: none }\n  artifacts: { type: file, path: a, durability: none }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("b.yaml"),
-        "storage:\n  workflows: { type: sqlite, path: b/runstore.db }\n  logs: { type: sqlite, path: b/runstore.db }\n  metrics: { type: sqlite, path: b/runstore.db }\n  artifacts: { type: sqlite, path: b/runstore.db }\n",
-    )
-    .unwrap();
+    write(
+        d,
+        "a.yaml",
+        &all_on("{ type: file, path: a, durability: none }"),
+    );
+    write(
+        d,
+        "b.yaml",
+        &all_on("{ type: sqlite, path: b/runstore.db }"),
+    );
 }
 
 const MIGRATE: &[&str] = &["migrate", "--from", "a.yaml", "--to", "b.yaml", "--json"];
@@ -45,6 +45,14 @@ fn seed_source(d: &Path) {
     .code(0);
 }
 
+/// A temp folder with [`configs`] and the source seeded.
+fn seeded() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    configs(dir.path());
+    seed_source(dir.path());
+    dir
+}
+
 fn stats(d: &Path, config: &str) -> Value {
     rs_config(d, config, &["stats", "--json"]).code(0)
 }
@@ -63,10 +71,8 @@ fn assert_counts_add_up(report: &Value) {
 
 #[test]
 fn files_to_sqlite_then_verify_equal_then_nothing_copied_again() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     let source = stats(d, "a.yaml");
 
     let r = rs(d, MIGRATE).code(0);
@@ -136,10 +142,8 @@ fn files_to_sqlite_then_verify_equal_then_nothing_copied_again() {
 
 #[test]
 fn dry_run_writes_nothing_and_says_what_would_be_copied() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     let source = stats(d, "a.yaml");
     // Work to do: not complete, exit 1.
     let r = rs_owned(d, &with(MIGRATE, &["--dry-run"])).code(1);
@@ -178,17 +182,15 @@ fn demo_pipeline_v1(d: &Path) -> Value {
 
 #[test]
 fn a_conflicting_destination_is_reported_and_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     // The destination holds demo-pipeline v1 with another body, and the
     // artifact run-x/p/x.bin with other bytes.
-    std::fs::write(
-        d.join("other.yaml"),
+    write(
+        d,
+        "other.yaml",
         "id: demo-pipeline\nversion: 1\nbody: {steps: [something, else]}\n",
-    )
-    .unwrap();
+    );
     rs_config(d, "b.yaml", &["workflow", "put", "other.yaml", "--json"]).code(0);
     std::fs::write(d.join("y.bin"), b"other bytes").unwrap();
     rs_config(
@@ -273,10 +275,8 @@ fn a_conflicting_destination_is_reported_and_left_untouched() {
 
 #[test]
 fn verify_deep_detects_a_changed_artifact_byte() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     rs(d, MIGRATE).code(0);
     rs_owned(d, &with(VERIFY, &["--deep"])).code(0);
 
@@ -394,10 +394,8 @@ fn bulk_dump(dir: &Path, runs: usize) {
 #[test]
 fn killed_with_sigkill_part_way_then_resumed_is_equal() {
     const RUNS: u64 = 3000;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     bulk_dump(&d.join("dump"), RUNS as usize);
     rs_config(d, "a.yaml", &["import", "dump", "--json"]).code(0);
     let source = stats(d, "a.yaml");
@@ -466,17 +464,15 @@ fn killed_with_sigkill_part_way_then_resumed_is_equal() {
 
 #[test]
 fn verify_detects_a_changed_event_payload_and_a_missing_artifact() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     // c.yaml: a copy of the source made through a dump, with one event
     // payload changed and one artifact left out.
-    std::fs::write(
-        d.join("c.yaml"),
-        "storage:\n  workflows: { type: sqlite, path: c/runstore.db }\n  logs: { type: sqlite, path: c/runstore.db }\n  metrics: { type: sqlite, path: c/runstore.db }\n  artifacts: { type: sqlite, path: c/runstore.db }\n",
-    )
-    .unwrap();
+    write(
+        d,
+        "c.yaml",
+        &all_on("{ type: sqlite, path: c/runstore.db }"),
+    );
     rs(
         d,
         &["--config", "a.yaml", "export", "--out", "dump", "--json"],
@@ -540,10 +536,8 @@ fn files_to_postgres_then_verify_finds_a_changed_run() {
     else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     write(d, "pg.yaml", &all_on(&pg));
     let source = stats(d, "a.yaml");
     const TO_PG: &[&str] = &["--from", "a.yaml", "--to", "pg.yaml", "--json"];
