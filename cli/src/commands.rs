@@ -538,17 +538,24 @@ pub async fn artifact_put(
         .await
         .map_err(|e| Error::invalid("file", format!("cannot open {}: {e}", file.display())))?;
     let written = storage.artifacts.put(&key, Box::new(f), options).await?;
+    report_written(out, &written, "")
+}
+
+/// Prints a written artifact (JSON: `inserted` and the record; for humans:
+/// stored or unchanged, then `noun` and the record) and succeeds.
+fn report_written(
+    out: &Out,
+    written: &runstore::Written<runstore::ArtifactInfo>,
+    noun: &str,
+) -> Result<ExitCode> {
     let value = json!({"inserted": written.inserted, "artifact": written.record});
     out.result(&value, || {
-        format!(
-            "{} {}",
-            if written.inserted {
-                "stored"
-            } else {
-                "unchanged:"
-            },
-            info_line(&written.record)
-        )
+        let verb = if written.inserted {
+            "stored"
+        } else {
+            "unchanged:"
+        };
+        format!("{verb} {noun}{}", info_line(&written.record))
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -657,19 +664,7 @@ pub async fn artifact_bundle(
     let request = BundleRequest::new(run_id, phase, path, members)
         .with_options(PutOptions::default().created_by(CLI_CREATOR));
     let written = storage.artifacts.bundle(request).await?;
-    let value = json!({"inserted": written.inserted, "artifact": written.record});
-    out.result(&value, || {
-        format!(
-            "{} bundle {}",
-            if written.inserted {
-                "stored"
-            } else {
-                "unchanged:"
-            },
-            info_line(&written.record)
-        )
-    })?;
-    Ok(ExitCode::SUCCESS)
+    report_written(out, &written, "bundle ")
 }
 
 /// A number for humans: at most six decimals, no trailing zeros.
