@@ -43,11 +43,9 @@ fn usage_errors_exit_2_and_help_exits_0() {
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
     let o = rs(dir.path(), &["bogus"]);
-    assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("bogus"), "{}", o.stderr);
+    o.prints(2, &[]).logs(&["bogus"]);
     let o = rs(dir.path(), &["--help"]);
-    assert_eq!(o.code, 0);
-    assert!(o.stdout.contains("export"), "{}", o.stdout);
+    o.prints(0, &["export"]);
     // Nothing was created by failed parsing.
     assert!(!dir.path().join("runstore-data").exists());
 }
@@ -68,8 +66,7 @@ fn init_creates_the_embedded_default_in_the_current_folder() {
     assert!(dir.path().join("runstore-data/runstore.db").is_file());
     // Human output too.
     let o = rs(dir.path(), &["init"]);
-    assert_eq!(o.code, 0);
-    assert!(o.stdout.contains("runstore is ready"), "{}", o.stdout);
+    o.prints(0, &["runstore is ready"]);
 }
 
 #[test]
@@ -179,9 +176,7 @@ fn demo_runs_twice_and_queries_work() {
 
     // The human demo prints a summary.
     let o = rs(d, &["demo"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stdout.contains("recent runs"), "{}", o.stdout);
-    assert!(o.stdout.contains("executions"), "{}", o.stdout);
+    o.prints(0, &["recent runs", "executions"]);
 
     // run show
     let id = &a[0];
@@ -878,9 +873,7 @@ fn progress_lines_go_to_stderr_when_not_a_terminal() {
     let a = tempfile::tempdir().unwrap();
     demo(a.path(), &["--runs", "2"]);
     let o = rs(a.path(), &["export", "--out", "dump"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stderr.contains("export runs: 2 records"), "{}", o.stderr);
-    assert!(o.stdout.contains("exported"), "{}", o.stdout);
+    o.prints(0, &["exported"]).logs(&["export runs: 2 records"]);
 }
 
 #[test]

@@ -128,13 +128,10 @@ fn files_to_sqlite_then_verify_equal_then_nothing_copied_again() {
     // Human output names the verdict; progress goes to stderr as plain
     // lines (not a terminal), never to stdout.
     let o = rs(d, &["migrate", "--from", "a.yaml", "--to", "b.yaml"]);
-    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
-    assert!(o.stdout.contains("migration complete"), "{}", o.stdout);
-    assert!(o.stderr.contains("migrate runs: 3 records"), "{}", o.stderr);
-    assert!(o.stderr.contains("verify runs: "), "{}", o.stderr);
+    o.prints(0, &["migration complete"])
+        .logs(&["migrate runs: 3 records", "verify runs: "]);
     let o = rs(d, &["verify", "--from", "a.yaml", "--to", "b.yaml"]);
-    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
-    assert!(o.stdout.contains("equal"), "{}", o.stdout);
+    o.prints(0, &["equal"]);
     // --json: stderr stays empty for scripts.
     let o = rs(d, MIGRATE);
     assert_eq!(o.stderr, "", "{}", o.stderr);
@@ -268,9 +265,7 @@ fn a_conflicting_destination_is_reported_and_left_untouched() {
     );
     // The human report names them too.
     let o = rs(d, &["migrate", "--from", "a.yaml", "--to", "b.yaml"]);
-    assert_eq!(o.code, 1);
-    assert!(o.stdout.contains("demo-pipeline@1"), "{}", o.stdout);
-    assert!(o.stdout.contains("NOT complete"), "{}", o.stdout);
+    o.prints(1, &["demo-pipeline@1", "NOT complete"]);
 }
 
 #[test]
@@ -298,9 +293,7 @@ fn verify_deep_detects_a_changed_artifact_byte() {
         d,
         &["verify", "--from", "a.yaml", "--to", "b.yaml", "--deep"],
     );
-    assert_eq!(o.code, 1);
-    assert!(o.stdout.contains("run-x/p/x.bin"), "{}", o.stdout);
-    assert!(o.stdout.contains("differ"), "{}", o.stdout);
+    o.prints(1, &["run-x/p/x.bin", "differ"]);
 }
 
 #[test]
@@ -575,6 +568,5 @@ fn files_to_postgres_then_verify_finds_a_changed_run() {
     assert_eq!(diff["kind"], json!("different"), "{v}");
     assert_ne!(v["runs"]["digest_a"], v["runs"]["digest_b"], "{v}");
     let o = rs(d, &["verify", "--from", "a.yaml", "--to", "pg.yaml"]);
-    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
-    assert!(o.stdout.contains(&changed), "{}", o.stdout);
+    o.prints(1, &[&changed]);
 }

@@ -41,6 +41,36 @@ impl Outcome {
         self.code(0)
     }
 
+    /// Asserts exit code `code` and that stdout (human output) holds each
+    /// of `texts`.
+    pub fn prints(&self, code: i32, texts: &[&str]) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        for t in texts {
+            assert!(
+                self.stdout.contains(t),
+                "{t:?} not in stdout:\n{}",
+                self.stdout
+            );
+        }
+        self
+    }
+
+    /// Asserts that stderr (progress, messages) holds each of `texts`.
+    pub fn logs(&self, texts: &[&str]) -> &Self {
+        for t in texts {
+            assert!(
+                self.stderr.contains(t),
+                "{t:?} not in stderr:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+
     /// Asserts exit code 1 with a JSON error of `kind`; returns its message.
     pub fn error(&self, kind: &str) -> String {
         let v = self.code(1);
