@@ -302,135 +302,38 @@ fn artifact_put_get_list_bundle() {
     let run = "run-1";
     write(d, "a.txt", "hello artifact\n");
     write(d, "b.txt", "other bytes\n");
-    let v = rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "a.txt",
-            "--type",
-            "text/plain",
-            "--json",
-        ],
-    )
-    .ok();
+    // `artifact put run-1 PHASE PATH FILE [EXTRA...] --json`
+    let put = |phase: &str, path: &str, file: &str, extra: &[&str]| {
+        let mut args = vec!["artifact", "put", run, phase, path, file];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        rs(d, &args)
+    };
+    let v = put("build", "out/a.txt", "a.txt", &["--type", "text/plain"]).ok();
     assert_eq!(v["inserted"], json!(true));
     assert_eq!(v["artifact"]["size"], json!(15));
     assert_eq!(v["artifact"]["content_type"], json!("text/plain"));
     assert_eq!(v["artifact"]["created_by"], json!("runstore-cli"));
     let sha = v["artifact"]["sha256"].as_str().unwrap().to_string();
     // Same bytes: no-op. Other bytes: immutable. Wrong token: conflict.
-    let v = rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "a.txt",
-            "--json",
-        ],
-    )
-    .ok();
+    let v = put("build", "out/a.txt", "a.txt", &[]).ok();
     assert_eq!(v["inserted"], json!(false));
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "b.txt",
-            "--json",
-        ],
-    )
-    .error("immutable");
+    put("build", "out/a.txt", "b.txt", &[]).error("immutable");
     let wrong = "0".repeat(64);
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "b.txt",
-            "--overwrite-token",
-            &wrong,
-            "--json",
-        ],
+    put(
+        "build",
+        "out/a.txt",
+        "b.txt",
+        &["--overwrite-token", &wrong],
     )
     .error("conflict");
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "b.txt",
-            "--overwrite-token",
-            "xyz",
-            "--json",
-        ],
-    )
-    .error("invalid_input");
-    rs(
-        d,
-        &[
-            "artifact", "put", run, "build", "../a.txt", "a.txt", "--json",
-        ],
-    )
-    .error("invalid_input");
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "x.txt",
-            "missing.txt",
-            "--json",
-        ],
-    )
-    .error("invalid_input");
+    put("build", "out/a.txt", "b.txt", &["--overwrite-token", "xyz"]).error("invalid_input");
+    put("build", "../a.txt", "a.txt", &[]).error("invalid_input");
+    put("build", "x.txt", "missing.txt", &[]).error("invalid_input");
     // The right token replaces it.
-    let v = rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "b.txt",
-            "--overwrite-token",
-            &sha,
-            "--json",
-        ],
-    )
-    .ok();
+    let v = put("build", "out/a.txt", "b.txt", &["--overwrite-token", &sha]).ok();
     assert_eq!(v["artifact"]["size"], json!(12));
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "test",
-            "report.txt",
-            "a.txt",
-            "--json",
-        ],
-    )
-    .ok();
+    put("test", "report.txt", "a.txt", &[]).ok();
 
     let got = d.join("got.txt");
     let v = rs(
