@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::output::Out;
+use crate::paging::{Cursors, tally};
 
 /// Who the CLI says wrote an artifact.
 pub const CLI_CREATOR: &str = "runstore-cli";
@@ -99,31 +100,28 @@ pub struct Stats {
     pub artifact_bytes: u64,
 }
 
+/// Items a page when counting for `stats`.
+const STATS_PAGE: usize = 1000;
+
 pub async fn collect_stats(storage: &Storage) -> Result<Stats> {
     let mut s = Stats::default();
-    let mut cursor = None;
+    // Listed by (id, version): a workflow starts where the id changes.
     let mut last_id: Option<WorkflowId> = None;
-    loop {
-        let page = storage
-            .workflows
-            .list(
+    (s.workflow_versions, s.workflows) = tally(
+        |c| {
+            storage.workflows.list(
                 WorkflowQuery::default()
-                    .with_limit(1000)
-                    .with_cursor(cursor),
+                    .with_limit(STATS_PAGE)
+                    .with_cursor(c),
             )
-            .await?;
-        for d in &page.items {
-            s.workflow_versions += 1;
-            if last_id.as_ref() != Some(&d.id) {
-                s.workflows += 1;
-                last_id = Some(d.id.clone());
-            }
-        }
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+        },
+        |d| {
+            let first = last_id.as_ref() != Some(&d.id);
+            last_id = Some(d.id.clone());
+            u64::from(first)
+        },
+    )
+    .await?;
     s.runs = storage.logs.count_runs(RunFilter::default()).await?;
     for st in RunStatus::ALL {
         let n = storage
@@ -132,47 +130,37 @@ pub async fn collect_stats(storage: &Storage) -> Result<Stats> {
             .await?;
         s.runs_by_status.insert(st.as_str().to_string(), n);
     }
-    let mut cursor = None;
-    loop {
-        let page = storage
-            .metrics
-            .list(MetricQuery::default().with_limit(1000).with_cursor(cursor))
-            .await?;
-        s.metrics += page.items.len() as u64;
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    let mut cursor = None;
-    loop {
-        let page = storage
-            .metrics
-            .list_patterns(PatternQuery::default().with_limit(1000).with_cursor(cursor))
-            .await?;
-        s.patterns += page.items.len() as u64;
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    let mut cursor = None;
-    loop {
-        let page = storage
-            .artifacts
-            .list(
-                ArtifactQuery::default()
-                    .with_limit(1000)
-                    .with_cursor(cursor),
+    (s.metrics, _) = tally(
+        |c| {
+            storage
+                .metrics
+                .list(MetricQuery::default().with_limit(STATS_PAGE).with_cursor(c))
+        },
+        |_| 0,
+    )
+    .await?;
+    (s.patterns, _) = tally(
+        |c| {
+            storage.metrics.list_patterns(
+                PatternQuery::default()
+                    .with_limit(STATS_PAGE)
+                    .with_cursor(c),
             )
-            .await?;
-        s.artifacts += page.items.len() as u64;
-        s.artifact_bytes += page.items.iter().map(|i| i.size).sum::<u64>();
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+        },
+        |_| 0,
+    )
+    .await?;
+    (s.artifacts, s.artifact_bytes) = tally(
+        |c| {
+            storage.artifacts.list(
+                ArtifactQuery::default()
+                    .with_limit(STATS_PAGE)
+                    .with_cursor(c),
+            )
+        },
+        |i| i.size,
+    )
+    .await?;
     Ok(s)
 }
 
@@ -225,8 +213,8 @@ pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCod
     // Artifact hashes: read every artifact through the verifying reader.
     let mut checked = 0u64;
     let mut corrupt = Vec::new();
-    let mut cursor = None;
-    loop {
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
         let page = storage
             .artifacts
             .list(ArtifactQuery::default().with_limit(500).with_cursor(cursor))
@@ -237,10 +225,7 @@ pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCod
                 corrupt.push(json!({"key": info.key.to_string(), "kind": crate::output::kind_name(e.kind()), "message": e.to_string()}));
             }
         }
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     ok &= corrupt.is_empty();
     let value = json!({
@@ -412,8 +397,8 @@ pub async fn workflow_list(storage: &Storage, id: Option<&str>, out: &Out) -> Re
     if let Some(id) = id {
         query = query.with_id(WorkflowId::new(id)?);
     }
-    let mut cursor = None;
-    loop {
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
         let page = storage
             .workflows
             .list(query.clone().with_cursor(cursor))
@@ -421,10 +406,7 @@ pub async fn workflow_list(storage: &Storage, id: Option<&str>, out: &Out) -> Re
         for def in &page.items {
             list.item(&workflow_json(def), || workflow_line(def))?;
         }
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     list.finish("no workflows")?;
     Ok(ExitCode::SUCCESS)
@@ -506,8 +488,10 @@ pub async fn run_list(storage: &Storage, args: RunListArgs, out: &Out) -> Result
     }
     let mut list = out.list()?;
     let mut left = args.limit;
-    let mut cursor = None;
-    while left > 0 {
+    let mut pages = Cursors::default();
+    while left > 0
+        && let Some(cursor) = pages.next()
+    {
         let page = storage
             .logs
             .query_runs(
@@ -520,10 +504,7 @@ pub async fn run_list(storage: &Storage, args: RunListArgs, out: &Out) -> Result
         for run in &page.items {
             list.item(run, || run_line(run))?;
         }
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     list.finish("no runs")?;
     Ok(ExitCode::SUCCESS)
@@ -557,17 +538,24 @@ pub async fn artifact_put(
         .await
         .map_err(|e| Error::invalid("file", format!("cannot open {}: {e}", file.display())))?;
     let written = storage.artifacts.put(&key, Box::new(f), options).await?;
+    report_written(out, &written, "")
+}
+
+/// Prints a written artifact (JSON: `inserted` and the record; for humans:
+/// stored or unchanged, then `noun` and the record) and succeeds.
+fn report_written(
+    out: &Out,
+    written: &runstore::Written<runstore::ArtifactInfo>,
+    noun: &str,
+) -> Result<ExitCode> {
     let value = json!({"inserted": written.inserted, "artifact": written.record});
     out.result(&value, || {
-        format!(
-            "{} {}",
-            if written.inserted {
-                "stored"
-            } else {
-                "unchanged:"
-            },
-            info_line(&written.record)
-        )
+        let verb = if written.inserted {
+            "stored"
+        } else {
+            "unchanged:"
+        };
+        format!("{verb} {noun}{}", info_line(&written.record))
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -644,8 +632,8 @@ pub async fn artifact_list(
         query = query.with_phase(Phase::new(p)?);
     }
     let mut list = out.list()?;
-    let mut cursor = None;
-    loop {
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
         let page = storage
             .artifacts
             .list(query.clone().with_cursor(cursor))
@@ -653,10 +641,7 @@ pub async fn artifact_list(
         for info in &page.items {
             list.item(info, || info_line(info))?;
         }
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     list.finish("no artifacts")?;
     Ok(ExitCode::SUCCESS)
@@ -679,19 +664,7 @@ pub async fn artifact_bundle(
     let request = BundleRequest::new(run_id, phase, path, members)
         .with_options(PutOptions::default().created_by(CLI_CREATOR));
     let written = storage.artifacts.bundle(request).await?;
-    let value = json!({"inserted": written.inserted, "artifact": written.record});
-    out.result(&value, || {
-        format!(
-            "{} bundle {}",
-            if written.inserted {
-                "stored"
-            } else {
-                "unchanged:"
-            },
-            info_line(&written.record)
-        )
-    })?;
-    Ok(ExitCode::SUCCESS)
+    report_written(out, &written, "bundle ")
 }
 
 /// A number for humans: at most six decimals, no trailing zeros.

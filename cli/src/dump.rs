@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 
 use crate::output::Out;
+use crate::paging::Cursors;
 use crate::progress::Progress;
 
 /// The format tag written to `manifest.json`.
@@ -110,8 +111,8 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     // Workflows, by (id, version): parents come before their children.
     let mut file = Ndjson::create(dir, "workflows.ndjson").await?;
     let mut p = Progress::start("export workflows", quiet);
-    let mut cursor = None;
-    loop {
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
         let page = storage
             .workflows
             .list(
@@ -124,10 +125,7 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             file.line(d).await?;
         }
         p.inc(page.items.len() as u64);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     file.close().await?;
     let workflows = p.finish();
@@ -136,8 +134,8 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let mut file = Ndjson::create(dir, "runs.ndjson").await?;
     let mut p = Progress::start("export runs", quiet);
     let mut events = 0u64;
-    let mut cursor = None;
-    loop {
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
         let page = storage
             .logs
             .query_runs(RunQuery::default().with_limit(PAGE).with_cursor(cursor))
@@ -152,18 +150,15 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             .await?;
         }
         p.inc(page.items.len() as u64);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     file.close().await?;
     let runs = p.finish();
 
     let mut file = Ndjson::create(dir, "metrics.ndjson").await?;
     let mut p = Progress::start("export metrics", quiet);
-    let mut cursor = None;
-    loop {
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
         let page = storage
             .metrics
             .list(MetricQuery::default().with_limit(PAGE).with_cursor(cursor))
@@ -172,18 +167,15 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             file.line(m).await?;
         }
         p.inc(page.items.len() as u64);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     file.close().await?;
     let metrics = p.finish();
 
     let mut file = Ndjson::create(dir, "patterns.ndjson").await?;
     let mut p = Progress::start("export patterns", quiet);
-    let mut cursor = None;
-    loop {
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
         let page = storage
             .metrics
             .list_patterns(PatternQuery::default().with_limit(PAGE).with_cursor(cursor))
@@ -192,10 +184,7 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             file.line(pat).await?;
         }
         p.inc(page.items.len() as u64);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     file.close().await?;
     let patterns = p.finish();
@@ -203,8 +192,8 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let mut file = Ndjson::create(dir, "artifacts.ndjson").await?;
     let mut p = Progress::start("export artifacts", quiet);
     let mut bytes = 0u64;
-    let mut cursor = None;
-    loop {
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
         let page = storage
             .artifacts
             .list(
@@ -233,10 +222,7 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             file.line(info).await?;
         }
         p.inc(page.items.len() as u64);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        pages.after(page.next);
     }
     file.close().await?;
     let artifacts = p.finish();

@@ -6,6 +6,7 @@ mod demo;
 mod dump;
 mod migration;
 mod output;
+mod paging;
 mod progress;
 
 use std::path::PathBuf;

@@ -2,75 +2,13 @@
 //! (so the embedded default puts `./runstore-data` there), asserting on the
 //! `--json` output and the exit code.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::{Value, json};
 
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod support;
 
-impl Outcome {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Asserts success and returns the JSON.
-    fn ok(&self) -> Value {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self.json()
-    }
-
-    /// Asserts exit code 1 with a JSON error of `kind`; returns its message.
-    fn error(&self, kind: &str) -> String {
-        assert_eq!(
-            self.code, 1,
-            "expected failure\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        let v = self.json();
-        assert_eq!(v["error"]["kind"], json!(kind), "{v}");
-        v["error"]["message"].as_str().unwrap().to_string()
-    }
-}
-
-fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runstore"));
-    cmd.current_dir(dir)
-        .args(args)
-        .env_remove("RUNSTORE_CONFIG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("running runstore");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn rs(dir: &Path, args: &[&str]) -> Outcome {
-    run_in(dir, args, &[])
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
+use support::*;
 
 /// Runs the demo and returns its JSON.
 fn demo(dir: &Path, extra: &[&str]) -> Value {
@@ -105,11 +43,9 @@ fn usage_errors_exit_2_and_help_exits_0() {
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
     let o = rs(dir.path(), &["bogus"]);
-    assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("bogus"), "{}", o.stderr);
+    o.prints(2, &[]).logs(&["bogus"]);
     let o = rs(dir.path(), &["--help"]);
-    assert_eq!(o.code, 0);
-    assert!(o.stdout.contains("export"), "{}", o.stdout);
+    o.prints(0, &["export"]);
     // Nothing was created by failed parsing.
     assert!(!dir.path().join("runstore-data").exists());
 }
@@ -130,8 +66,7 @@ fn init_creates_the_embedded_default_in_the_current_folder() {
     assert!(dir.path().join("runstore-data/runstore.db").is_file());
     // Human output too.
     let o = rs(dir.path(), &["init"]);
-    assert_eq!(o.code, 0);
-    assert!(o.stdout.contains("runstore is ready"), "{}", o.stdout);
+    o.prints(0, &["runstore is ready"]);
 }
 
 #[test]
@@ -241,9 +176,7 @@ fn demo_runs_twice_and_queries_work() {
 
     // The human demo prints a summary.
     let o = rs(d, &["demo"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stdout.contains("recent runs"), "{}", o.stdout);
-    assert!(o.stdout.contains("executions"), "{}", o.stdout);
+    o.prints(0, &["recent runs", "executions"]);
 
     // run show
     let id = &a[0];
@@ -369,135 +302,38 @@ fn artifact_put_get_list_bundle() {
     let run = "run-1";
     write(d, "a.txt", "hello artifact\n");
     write(d, "b.txt", "other bytes\n");
-    let v = rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "a.txt",
-            "--type",
-            "text/plain",
-            "--json",
-        ],
-    )
-    .ok();
+    // `artifact put run-1 PHASE PATH FILE [EXTRA...] --json`
+    let put = |phase: &str, path: &str, file: &str, extra: &[&str]| {
+        let mut args = vec!["artifact", "put", run, phase, path, file];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        rs(d, &args)
+    };
+    let v = put("build", "out/a.txt", "a.txt", &["--type", "text/plain"]).ok();
     assert_eq!(v["inserted"], json!(true));
     assert_eq!(v["artifact"]["size"], json!(15));
     assert_eq!(v["artifact"]["content_type"], json!("text/plain"));
     assert_eq!(v["artifact"]["created_by"], json!("runstore-cli"));
     let sha = v["artifact"]["sha256"].as_str().unwrap().to_string();
     // Same bytes: no-op. Other bytes: immutable. Wrong token: conflict.
-    let v = rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "a.txt",
-            "--json",
-        ],
-    )
-    .ok();
+    let v = put("build", "out/a.txt", "a.txt", &[]).ok();
     assert_eq!(v["inserted"], json!(false));
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "b.txt",
-            "--json",
-        ],
-    )
-    .error("immutable");
+    put("build", "out/a.txt", "b.txt", &[]).error("immutable");
     let wrong = "0".repeat(64);
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "b.txt",
-            "--overwrite-token",
-            &wrong,
-            "--json",
-        ],
+    put(
+        "build",
+        "out/a.txt",
+        "b.txt",
+        &["--overwrite-token", &wrong],
     )
     .error("conflict");
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "b.txt",
-            "--overwrite-token",
-            "xyz",
-            "--json",
-        ],
-    )
-    .error("invalid_input");
-    rs(
-        d,
-        &[
-            "artifact", "put", run, "build", "../a.txt", "a.txt", "--json",
-        ],
-    )
-    .error("invalid_input");
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "x.txt",
-            "missing.txt",
-            "--json",
-        ],
-    )
-    .error("invalid_input");
+    put("build", "out/a.txt", "b.txt", &["--overwrite-token", "xyz"]).error("invalid_input");
+    put("build", "../a.txt", "a.txt", &[]).error("invalid_input");
+    put("build", "x.txt", "missing.txt", &[]).error("invalid_input");
     // The right token replaces it.
-    let v = rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "build",
-            "out/a.txt",
-            "b.txt",
-            "--overwrite-token",
-            &sha,
-            "--json",
-        ],
-    )
-    .ok();
+    let v = put("build", "out/a.txt", "b.txt", &["--overwrite-token", &sha]).ok();
     assert_eq!(v["artifact"]["size"], json!(12));
-    rs(
-        d,
-        &[
-            "artifact",
-            "put",
-            run,
-            "test",
-            "report.txt",
-            "a.txt",
-            "--json",
-        ],
-    )
-    .ok();
+    put("test", "report.txt", "a.txt", &[]).ok();
 
     let got = d.join("got.txt");
     let v = rs(
@@ -614,21 +450,6 @@ fn artifact_put_get_list_bundle() {
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
 
-/// Finds the file under `root` whose bytes are `content`.
-fn find_file_with(root: &Path, content: &[u8]) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(root).ok()? {
-        let p = entry.ok()?.path();
-        if p.is_dir() {
-            if let Some(found) = find_file_with(&p, content) {
-                return Some(found);
-            }
-        } else if std::fs::read(&p).ok().as_deref() == Some(content) {
-            return Some(p);
-        }
-    }
-    None
-}
-
 #[test]
 fn check_passes_then_finds_a_tampered_artifact() {
     let dir = tempfile::tempdir().unwrap();
@@ -660,9 +481,7 @@ fn check_passes_then_finds_a_tampered_artifact() {
     // Flip a byte of the stored artifact behind the store's back.
     let stored = find_file_with(&d.join("runstore-data"), content)
         .expect("the file backend keeps artifact bytes as plain files");
-    let mut bytes = std::fs::read(&stored).unwrap();
-    bytes[0] ^= 0x20;
-    std::fs::write(&stored, bytes).unwrap();
+    flip_byte(&stored, 0, 0x20);
     let o = rs(d, &["check", "--json"]);
     assert_eq!(o.code, 1, "{}", o.stdout);
     let v = o.json();
@@ -688,6 +507,85 @@ fn check_passes_then_finds_a_tampered_artifact() {
     )
     .error("corrupt");
     assert!(!out.exists());
+}
+
+/// The `type` of each backend in a check report, and the findings of the
+/// file backend's.
+fn file_findings(check: &Value) -> Vec<Value> {
+    let backends = check["backends"].as_array().unwrap();
+    let file = backends
+        .iter()
+        .find(|b| b["type"] == json!("file"))
+        .unwrap_or_else(|| panic!("no file backend in {check}"));
+    file["findings"].as_array().unwrap().clone()
+}
+
+/// storage-file/FORMAT.md "Recovery": a torn last line and a garbage line
+/// in an NDJSON journal are reported by `check`, repaired by `check
+/// --repair` (the garbage kept in `<file>.corrupt`), and a second check is
+/// clean.
+#[test]
+fn check_repair_fixes_a_torn_line_and_a_garbage_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "files.yaml", &all_on("{ type: file, path: data }"));
+    rs_config(d, "files.yaml", &["demo", "--runs", "2", "--json"]).ok();
+    let v = rs_config(d, "files.yaml", &["check", "--json"]).ok();
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(file_findings(&v), Vec::<Value>::new(), "{v}");
+
+    let journal = std::fs::read_dir(d.join("data/logs/events"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
+        .min()
+        .expect("an events journal");
+    let good = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    assert!(lines.len() >= 2, "{good}");
+    // Garbage between the first two records; a record torn mid-append.
+    let damaged = format!(
+        "{}\nthis is not a record\n{}\n{{\"run_id\":\"tor",
+        lines[0],
+        lines[1..].join("\n")
+    );
+    std::fs::write(&journal, damaged).unwrap();
+    let name = journal.file_name().unwrap().to_str().unwrap().to_string();
+    let kinds = |findings: &[Value], repaired: bool| -> Vec<String> {
+        findings
+            .iter()
+            .map(|f| {
+                assert!(f["location"].as_str().unwrap().contains(&name), "{f}");
+                assert_eq!(f["repaired"], json!(repaired), "{f}");
+                f["kind"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+
+    let v = rs_config(d, "files.yaml", &["check", "--json"]).code(1);
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert_eq!(
+        kinds(&file_findings(&v), false),
+        ["CorruptLine", "TornTail"],
+        "{v}"
+    );
+    // Reporting changed nothing.
+    assert!(std::fs::read_to_string(&journal).unwrap().contains("tor"));
+
+    let v = rs_config(d, "files.yaml", &["check", "--repair", "--json"]).ok();
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(
+        kinds(&file_findings(&v), true),
+        ["CorruptLine", "TornTail"],
+        "{v}"
+    );
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), good);
+    let kept = std::fs::read_to_string(format!("{}.corrupt", journal.display())).unwrap();
+    assert_eq!(kept, "this is not a record\n");
+
+    let v = rs_config(d, "files.yaml", &["check", "--json"]).ok();
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(file_findings(&v), Vec::<Value>::new(), "{v}");
 }
 
 #[test]
@@ -878,9 +776,7 @@ fn progress_lines_go_to_stderr_when_not_a_terminal() {
     let a = tempfile::tempdir().unwrap();
     demo(a.path(), &["--runs", "2"]);
     let o = rs(a.path(), &["export", "--out", "dump"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stderr.contains("export runs: 2 records"), "{}", o.stderr);
-    assert!(o.stdout.contains("exported"), "{}", o.stdout);
+    o.prints(0, &["exported"]).logs(&["export runs: 2 records"]);
 }
 
 #[test]
@@ -955,27 +851,12 @@ fn config_errors_name_line_column_key_and_missing_variables() {
 
 #[test]
 fn postgres_through_a_config_file() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let Some(config) = rt.block_on(runstore_postgres::testing::test_config()) else {
-        runstore_postgres::testing::no_server(
-            "runstore-cli postgres_through_a_config_file",
-            &runstore_postgres::testing::why_no_server().unwrap_or_default(),
-        );
+    let Some((_schema, pg)) = pg_schema("runstore-cli postgres_through_a_config_file") else {
         return;
     };
-    let _schema = runstore_postgres::testing::TestSchema::new(config.clone());
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let url = serde_json::to_string(&config.url).unwrap();
-    let pg = format!(
-        "{{ type: postgres, url: {url}, schema: {}, pool_size: 2 }}",
-        config.schema
-    );
-    write(
-        d,
-        "pg.yaml",
-        &format!("storage:\n  workflows: {pg}\n  logs: {pg}\n  metrics: {pg}\n  artifacts: {pg}\n"),
-    );
+    write(d, "pg.yaml", &all_on(&pg));
     let cfg = ["--config", "pg.yaml"];
     let with = |args: &[&str]| {
         let mut all = cfg.to_vec();

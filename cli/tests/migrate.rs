@@ -3,97 +3,58 @@
 //! errors, and a migration killed with SIGKILL then resumed.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod support;
 
-impl Outcome {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Asserts exit code `code` and returns the JSON.
-    fn code(&self, code: i32) -> Value {
-        assert_eq!(
-            self.code, code,
-            "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self.json()
-    }
-}
-
-fn rs(dir: &Path, args: &[&str]) -> Outcome {
-    let out = Command::new(env!("CARGO_BIN_EXE_runstore"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUNSTORE_CONFIG")
-        .output()
-        .expect("running runstore");
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use support::*;
 
 /// `a.yaml`: every concern on the file backend under `a/`; `b.yaml`: every
 /// concern in the SQLite database `b/runstore.db`.
 fn configs(d: &Path) {
-    std::fs::write(
-        d.join("a.yaml"),
-        "storage:\n  workflows: { type: file, path: a, durability: none }\n  logs: { type: file, path: a, durability: none }\n  metrics: { type: file, path: a, durability: none }\n  artifacts: { type: file, path: a, durability: none }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("b.yaml"),
-        "storage:\n  workflows: { type: sqlite, path: b/runstore.db }\n  logs: { type: sqlite, path: b/runstore.db }\n  metrics: { type: sqlite, path: b/runstore.db }\n  artifacts: { type: sqlite, path: b/runstore.db }\n",
-    )
-    .unwrap();
+    write(
+        d,
+        "a.yaml",
+        &all_on("{ type: file, path: a, durability: none }"),
+    );
+    write(
+        d,
+        "b.yaml",
+        &all_on("{ type: sqlite, path: b/runstore.db }"),
+    );
 }
 
 const MIGRATE: &[&str] = &["migrate", "--from", "a.yaml", "--to", "b.yaml", "--json"];
 const VERIFY: &[&str] = &["verify", "--from", "a.yaml", "--to", "b.yaml", "--json"];
 
-fn with(base: &[&str], extra: &[&str]) -> Vec<String> {
-    base.iter().chain(extra).map(|s| s.to_string()).collect()
-}
-
-fn rs_owned(dir: &Path, args: &[String]) -> Outcome {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    rs(dir, &args)
-}
-
 /// The source: demo runs (every concern) and one distinctive artifact.
 const ARTIFACT: &[u8] = b"a distinctive artifact body for the migration test 9876\n";
 
 fn seed_source(d: &Path) {
-    let v = rs(d, &["--config", "a.yaml", "demo", "--runs", "3", "--json"]);
+    let v = rs_config(d, "a.yaml", &["demo", "--runs", "3", "--json"]);
     v.code(0);
     std::fs::write(d.join("x.bin"), ARTIFACT).unwrap();
-    rs(
+    rs_config(
         d,
-        &[
-            "--config", "a.yaml", "artifact", "put", "run-x", "p", "x.bin", "x.bin", "--json",
-        ],
+        "a.yaml",
+        &["artifact", "put", "run-x", "p", "x.bin", "x.bin", "--json"],
     )
     .code(0);
 }
 
+/// A temp folder with [`configs`] and the source seeded.
+fn seeded() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    configs(dir.path());
+    seed_source(dir.path());
+    dir
+}
+
 fn stats(d: &Path, config: &str) -> Value {
-    rs(d, &["--config", config, "stats", "--json"]).code(0)
+    rs_config(d, config, &["stats", "--json"]).code(0)
 }
 
 /// Asserts `read == copied + unchanged + conflicts` for every concern.
@@ -110,10 +71,8 @@ fn assert_counts_add_up(report: &Value) {
 
 #[test]
 fn files_to_sqlite_then_verify_equal_then_nothing_copied_again() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     let source = stats(d, "a.yaml");
 
     let r = rs(d, MIGRATE).code(0);
@@ -169,13 +128,10 @@ fn files_to_sqlite_then_verify_equal_then_nothing_copied_again() {
     // Human output names the verdict; progress goes to stderr as plain
     // lines (not a terminal), never to stdout.
     let o = rs(d, &["migrate", "--from", "a.yaml", "--to", "b.yaml"]);
-    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
-    assert!(o.stdout.contains("migration complete"), "{}", o.stdout);
-    assert!(o.stderr.contains("migrate runs: 3 records"), "{}", o.stderr);
-    assert!(o.stderr.contains("verify runs: "), "{}", o.stderr);
+    o.prints(0, &["migration complete"])
+        .logs(&["migrate runs: 3 records", "verify runs: "]);
     let o = rs(d, &["verify", "--from", "a.yaml", "--to", "b.yaml"]);
-    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
-    assert!(o.stdout.contains("equal"), "{}", o.stdout);
+    o.prints(0, &["equal"]);
     // --json: stderr stays empty for scripts.
     let o = rs(d, MIGRATE);
     assert_eq!(o.stderr, "", "{}", o.stderr);
@@ -183,10 +139,8 @@ fn files_to_sqlite_then_verify_equal_then_nothing_copied_again() {
 
 #[test]
 fn dry_run_writes_nothing_and_says_what_would_be_copied() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     let source = stats(d, "a.yaml");
     // Work to do: not complete, exit 1.
     let r = rs_owned(d, &with(MIGRATE, &["--dry-run"])).code(1);
@@ -206,44 +160,12 @@ fn dry_run_writes_nothing_and_says_what_would_be_copied() {
     assert_eq!(r["runs"]["copied"], json!(0));
 }
 
-#[test]
-fn a_conflicting_destination_is_reported_and_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    configs(d);
-    seed_source(d);
-    // The destination holds demo-pipeline v1 with another body, and the
-    // artifact run-x/p/x.bin with other bytes.
-    std::fs::write(
-        d.join("other.yaml"),
-        "id: demo-pipeline\nversion: 1\nbody: {steps: [something, else]}\n",
-    )
-    .unwrap();
-    rs(
+/// `workflow get demo-pipeline --version 1` in the destination.
+fn demo_pipeline_v1(d: &Path) -> Value {
+    rs_config(
         d,
+        "b.yaml",
         &[
-            "--config",
-            "b.yaml",
-            "workflow",
-            "put",
-            "other.yaml",
-            "--json",
-        ],
-    )
-    .code(0);
-    std::fs::write(d.join("y.bin"), b"other bytes").unwrap();
-    rs(
-        d,
-        &[
-            "--config", "b.yaml", "artifact", "put", "run-x", "p", "x.bin", "y.bin", "--json",
-        ],
-    )
-    .code(0);
-    let before_wf = rs(
-        d,
-        &[
-            "--config",
-            "b.yaml",
             "workflow",
             "get",
             "demo-pipeline",
@@ -252,7 +174,29 @@ fn a_conflicting_destination_is_reported_and_left_untouched() {
             "--json",
         ],
     )
+    .code(0)
+}
+
+#[test]
+fn a_conflicting_destination_is_reported_and_left_untouched() {
+    let dir = seeded();
+    let d = dir.path();
+    // The destination holds demo-pipeline v1 with another body, and the
+    // artifact run-x/p/x.bin with other bytes.
+    write(
+        d,
+        "other.yaml",
+        "id: demo-pipeline\nversion: 1\nbody: {steps: [something, else]}\n",
+    );
+    rs_config(d, "b.yaml", &["workflow", "put", "other.yaml", "--json"]).code(0);
+    std::fs::write(d.join("y.bin"), b"other bytes").unwrap();
+    rs_config(
+        d,
+        "b.yaml",
+        &["artifact", "put", "run-x", "p", "x.bin", "y.bin", "--json"],
+    )
     .code(0);
+    let before_wf = demo_pipeline_v1(d);
 
     // --on-conflict fail: an error of kind conflict, nothing written (the
     // workflows come first and their batch holds the conflict).
@@ -288,28 +232,14 @@ fn a_conflicting_destination_is_reported_and_left_untouched() {
     assert_counts_add_up(&r);
 
     // Untouched: the destination's own version and bytes are still there.
-    let after_wf = rs(
-        d,
-        &[
-            "--config",
-            "b.yaml",
-            "workflow",
-            "get",
-            "demo-pipeline",
-            "--version",
-            "1",
-            "--json",
-        ],
-    )
-    .code(0);
+    let after_wf = demo_pipeline_v1(d);
     assert_eq!(after_wf, before_wf);
     assert_eq!(after_wf["body"]["steps"][0], json!("something"));
     let out = d.join("got.bin");
-    rs(
+    rs_config(
         d,
+        "b.yaml",
         &[
-            "--config",
-            "b.yaml",
             "artifact",
             "get",
             "run-x",
@@ -335,40 +265,19 @@ fn a_conflicting_destination_is_reported_and_left_untouched() {
     );
     // The human report names them too.
     let o = rs(d, &["migrate", "--from", "a.yaml", "--to", "b.yaml"]);
-    assert_eq!(o.code, 1);
-    assert!(o.stdout.contains("demo-pipeline@1"), "{}", o.stdout);
-    assert!(o.stdout.contains("NOT complete"), "{}", o.stdout);
-}
-
-/// Finds the file under `root` whose bytes are `content`.
-fn find_file_with(root: &Path, content: &[u8]) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(root).ok()? {
-        let p = entry.ok()?.path();
-        if p.is_dir() {
-            if let Some(found) = find_file_with(&p, content) {
-                return Some(found);
-            }
-        } else if std::fs::read(&p).ok().as_deref() == Some(content) {
-            return Some(p);
-        }
-    }
-    None
+    o.prints(1, &["demo-pipeline@1", "NOT complete"]);
 }
 
 #[test]
 fn verify_deep_detects_a_changed_artifact_byte() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     rs(d, MIGRATE).code(0);
     rs_owned(d, &with(VERIFY, &["--deep"])).code(0);
 
     let stored = find_file_with(&d.join("a"), ARTIFACT)
         .expect("the file backend keeps artifact bytes as plain files");
-    let mut bytes = std::fs::read(&stored).unwrap();
-    bytes[3] ^= 0x01;
-    std::fs::write(&stored, bytes).unwrap();
+    flip_byte(&stored, 3, 0x01);
 
     let v = rs_owned(d, &with(VERIFY, &["--deep"])).code(1);
     assert_eq!(v["equal"], json!(false), "{v}");
@@ -384,9 +293,7 @@ fn verify_deep_detects_a_changed_artifact_byte() {
         d,
         &["verify", "--from", "a.yaml", "--to", "b.yaml", "--deep"],
     );
-    assert_eq!(o.code, 1);
-    assert!(o.stdout.contains("run-x/p/x.bin"), "{}", o.stdout);
-    assert!(o.stdout.contains("differ"), "{}", o.stdout);
+    o.prints(1, &["run-x/p/x.bin", "differ"]);
 }
 
 #[test]
@@ -480,12 +387,10 @@ fn bulk_dump(dir: &Path, runs: usize) {
 #[test]
 fn killed_with_sigkill_part_way_then_resumed_is_equal() {
     const RUNS: u64 = 3000;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     bulk_dump(&d.join("dump"), RUNS as usize);
-    rs(d, &["--config", "a.yaml", "import", "dump", "--json"]).code(0);
+    rs_config(d, "a.yaml", &["import", "dump", "--json"]).code(0);
     let source = stats(d, "a.yaml");
     let total = source["runs"].as_u64().unwrap();
     assert_eq!(total, RUNS + 3);
@@ -552,17 +457,15 @@ fn killed_with_sigkill_part_way_then_resumed_is_equal() {
 
 #[test]
 fn verify_detects_a_changed_event_payload_and_a_missing_artifact() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = seeded();
     let d = dir.path();
-    configs(d);
-    seed_source(d);
     // c.yaml: a copy of the source made through a dump, with one event
     // payload changed and one artifact left out.
-    std::fs::write(
-        d.join("c.yaml"),
-        "storage:\n  workflows: { type: sqlite, path: c/runstore.db }\n  logs: { type: sqlite, path: c/runstore.db }\n  metrics: { type: sqlite, path: c/runstore.db }\n  artifacts: { type: sqlite, path: c/runstore.db }\n",
-    )
-    .unwrap();
+    write(
+        d,
+        "c.yaml",
+        &all_on("{ type: sqlite, path: c/runstore.db }"),
+    );
     rs(
         d,
         &["--config", "a.yaml", "export", "--out", "dump", "--json"],
@@ -587,7 +490,7 @@ fn verify_detects_a_changed_event_payload_and_a_missing_artifact() {
         .collect();
     assert_eq!(kept.lines().count() + 1, arts.lines().count());
     std::fs::write(&arts_file, kept).unwrap();
-    rs(d, &["--config", "c.yaml", "import", "dump", "--json"]).code(0);
+    rs_config(d, "c.yaml", &["import", "dump", "--json"]).code(0);
 
     let v = rs(
         d,
@@ -615,4 +518,55 @@ fn verify_detects_a_changed_event_payload_and_a_missing_artifact() {
     );
     assert_ne!(v["events"]["digest_a"], v["events"]["digest_b"]);
     assert_eq!(v["runs"]["digest_a"], v["runs"]["digest_b"], "{v}");
+}
+
+/// files -> Postgres (a fresh schema of the test server), verify equal, then
+/// a run changed behind the store's back: verify exits 1 and names it.
+#[test]
+fn files_to_postgres_then_verify_finds_a_changed_run() {
+    let Some((schema, pg)) =
+        pg_schema("runstore-cli files_to_postgres_then_verify_finds_a_changed_run")
+    else {
+        return;
+    };
+    let dir = seeded();
+    let d = dir.path();
+    write(d, "pg.yaml", &all_on(&pg));
+    let source = stats(d, "a.yaml");
+    const TO_PG: &[&str] = &["--from", "a.yaml", "--to", "pg.yaml", "--json"];
+
+    let r = rs_owned(d, &with(&["migrate"], TO_PG)).code(0);
+    assert_eq!(r["complete"], json!(true), "{r}");
+    assert_eq!(r["runs"]["copied"], source["runs"], "{r}");
+    assert_eq!(r["artifacts"]["copied"], source["artifacts"], "{r}");
+    assert_eq!(r["verify"]["difference_count"], json!(0), "{r}");
+    assert_eq!(stats(d, "pg.yaml"), source);
+    let v = rs_owned(d, &with(&["verify", "--deep"], TO_PG)).code(0);
+    assert_eq!(v["equal"], json!(true), "{v}");
+    assert_eq!(v["differences"], json!([]), "{v}");
+
+    // Change one run's trigger in the destination, behind the store's back.
+    let config = schema.config();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let changed: String = rt.block_on(async {
+        let client = runstore_postgres::testing::raw_client(&config.url)
+            .await
+            .unwrap();
+        let sql = format!(
+            "UPDATE \"{}\".runs SET trigger = $1 WHERE id = (SELECT min(id) FROM \"{}\".runs) RETURNING id",
+            config.schema, config.schema
+        );
+        client.query_one(&sql, &[&"changed"]).await.unwrap().get(0)
+    });
+
+    let v = rs_owned(d, &with(&["verify"], TO_PG)).code(1);
+    assert_eq!(v["equal"], json!(false), "{v}");
+    assert_eq!(v["difference_count"], json!(1), "{v}");
+    let diff = &v["differences"][0];
+    assert_eq!(diff["concern"], json!("runs"), "{v}");
+    assert_eq!(diff["key"], json!(changed), "{v}");
+    assert_eq!(diff["kind"], json!("different"), "{v}");
+    assert_ne!(v["runs"]["digest_a"], v["runs"]["digest_b"], "{v}");
+    let o = rs(d, &["verify", "--from", "a.yaml", "--to", "pg.yaml"]);
+    o.prints(1, &[&changed]);
 }

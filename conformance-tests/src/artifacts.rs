@@ -13,7 +13,7 @@ use runstore_core::{
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::factory::{Capability, StoreFactory};
-use crate::fixtures::{SplitMix, akey, phase, rid, t};
+use crate::fixtures::{SplitMix, akey, all_pages, phase, rid, t};
 use crate::outcome::{RuleError, RuleResult};
 use crate::{ensure, ensure_eq, ensure_err, require};
 
@@ -23,21 +23,7 @@ async fn all_artifacts(
     query: ArtifactQuery,
     page: usize,
 ) -> Result<(Vec<ArtifactInfo>, usize)> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    let mut pages = 0;
-    while pages < 10_000 {
-        let p = a
-            .list(query.clone().with_limit(page).with_cursor(cursor))
-            .await?;
-        pages += 1;
-        out.extend(p.items);
-        match p.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    Ok((out, pages))
+    all_pages(|c| a.list(query.clone().with_limit(page).with_cursor(c))).await
 }
 
 fn keys(infos: &[ArtifactInfo]) -> Vec<String> {

@@ -1,10 +1,15 @@
 //! Small builders of valid records, shared by the rules.
 
+use std::future::Future;
+
 use runstore_core::{
-    ArtifactKey, ExecutionMetric, JsonMap, NewEvent, Pattern, PatternId, Phase, Run, RunId,
-    RunStatus, Timestamp, Version, WorkflowDefinition, WorkflowId,
+    Appended, ArtifactKey, Cursor, ExecutionMetric, JsonMap, NewEvent, Page, Pattern, PatternId,
+    Phase, Run, RunId, RunStatus, Timestamp, Version, WorkflowDefinition, WorkflowId,
 };
 use serde_json::json;
+
+use crate::ensure;
+use crate::outcome::RuleError;
 
 /// A workflow id from a literal; panics on an invalid literal (a bug in a rule).
 pub fn wf(id: &str) -> WorkflowId {
@@ -70,6 +75,86 @@ pub fn run(id: &str, workflow: &str, version: u32, start_secs: i64) -> Run {
 /// An event of `kind` at `t(secs, 0)`.
 pub fn event(kind: &str, secs: i64) -> NewEvent {
     NewEvent::new(kind, json!({"n": secs})).with_at(t(secs, 0))
+}
+
+/// What `append_event` returns for a new event stored as number `seq`.
+pub fn appended(seq: u64) -> Appended {
+    Appended {
+        seq,
+        duplicate: false,
+    }
+}
+
+/// What `append_event` returns for a repeated idempotency key first stored
+/// as number `seq` (nothing stored).
+pub fn duplicate_of(seq: u64) -> Appended {
+    Appended {
+        seq,
+        duplicate: true,
+    }
+}
+
+/// Reads every page that `fetch` gives for a cursor (`None`: the first),
+/// checking that pages are at most `limit` long and that `next` is set
+/// exactly when more items follow (then the page is full). `call` names the
+/// listing and `items` what it lists, in failure messages.
+pub(crate) async fn all_pages_checked<T, F, Fut>(
+    call: &str,
+    items: &str,
+    limit: usize,
+    mut fetch: F,
+) -> Result<Vec<T>, RuleError>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = runstore_core::Result<Page<T>>>,
+{
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for page_no in 1..=10_000usize {
+        let page = fetch(cursor).await?;
+        let len = page.items.len();
+        ensure!(
+            len <= limit,
+            "{call} page {page_no} holds {len} {items}, more than the limit"
+        );
+        out.extend(page.items);
+        match page.next {
+            Some(next) => {
+                ensure!(
+                    len == limit,
+                    "{call} page {page_no} has `next` set but only {len} {items}"
+                );
+                cursor = Some(next);
+            }
+            None => return Ok(out),
+        }
+    }
+    Err(RuleError::Failed(format!(
+        "{call} returned 10000 pages; the cursor does not advance"
+    )))
+}
+
+/// Reads every page that `fetch` gives for a cursor (`None`: the first), at
+/// most 10000 (a cursor that never ends would hang the rule); returns the
+/// items and the number of pages read.
+pub(crate) async fn all_pages<T, F, Fut>(mut fetch: F) -> runstore_core::Result<(Vec<T>, usize)>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = runstore_core::Result<Page<T>>>,
+{
+    let mut out = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    while pages < 10_000 {
+        let page = fetch(cursor).await?;
+        pages += 1;
+        out.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok((out, pages))
 }
 
 /// A finished run's metric.

@@ -9,7 +9,7 @@ use runstore_core::{
 use serde_json::json;
 
 use crate::factory::StoreFactory;
-use crate::fixtures::{SplitMix, metric, pattern, rid, t, v, wf};
+use crate::fixtures::{SplitMix, all_pages, metric, pattern, rid, t, v, wf};
 use crate::outcome::RuleResult;
 use crate::{ensure, ensure_eq, ensure_err};
 
@@ -19,24 +19,7 @@ async fn all_metrics(
     query: MetricQuery,
     page: usize,
 ) -> Result<(Vec<ExecutionMetric>, usize)> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    let mut pages = 0;
-    loop {
-        let p = m
-            .list(query.clone().with_limit(page).with_cursor(cursor))
-            .await?;
-        pages += 1;
-        out.extend(p.items);
-        match p.next {
-            Some(c) => cursor = Some(c),
-            None => return Ok((out, pages)),
-        }
-        if pages > 10_000 {
-            // A cursor that never ends would hang the rule.
-            return Ok((out, pages));
-        }
-    }
+    all_pages(|c| m.list(query.clone().with_limit(page).with_cursor(c))).await
 }
 
 /// Every pattern a query selects, read page by page.
@@ -45,19 +28,9 @@ async fn all_patterns(
     query: PatternQuery,
     page: usize,
 ) -> Result<Vec<Pattern>> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for _ in 0..10_000 {
-        let p = m
-            .list_patterns(query.clone().with_limit(page).with_cursor(cursor))
-            .await?;
-        out.extend(p.items);
-        match p.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    Ok(out)
+    let (items, _) =
+        all_pages(|c| m.list_patterns(query.clone().with_limit(page).with_cursor(c))).await?;
+    Ok(items)
 }
 
 /// Whether two floats are equal within 1e-9 (false for NaN).

@@ -7,20 +7,21 @@
 //! fresh [`runstore_core::memory`] store set, and answers pass or fail.
 
 use std::fmt;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use runstore_core::{
-    Appended, ArtifactInfo, ArtifactQuery, ArtifactStoreExt, BulkOutcome, BundleRequest, Event,
-    EventQuery, ExecutionMetric, JsonMap, MetricQuery, MetricsSummary, NewEvent, Pattern,
-    PatternId, PatternQuery, PutOptions, Result, Run, RunFilter, RunQuery, RunStatus, RunUpdate,
-    RunWithEvents, Sha256Digest, StoreSet, SummaryQuery, WorkflowDefinition, WorkflowQuery,
-    Written,
+    Appended, ArtifactInfo, ArtifactKey, ArtifactQuery, ArtifactStoreExt, BulkOutcome,
+    BundleRequest, Event, EventQuery, ExecutionMetric, JsonMap, MetricQuery, MetricsSummary,
+    NewEvent, Pattern, PatternId, PatternQuery, PutOptions, Result, Run, RunFilter, RunQuery,
+    RunStatus, RunUpdate, RunWithEvents, Sha256Digest, StoreSet, SummaryQuery, WorkflowDefinition,
+    WorkflowQuery, Written,
 };
 use serde_json::json;
 
-use crate::factory::StoreFactory;
+use crate::factory::{Capability, StoreFactory, TestStores};
 use crate::fixtures::{akey, phase, rid, t, v, wf};
 use crate::outcome::{RuleError, RuleResult};
 
@@ -193,6 +194,14 @@ pub enum Op {
         path: &'static str,
         members: Vec<(&'static str, &'static str)>,
     },
+    /// Changes an artifact's stored bytes behind the store's back (through
+    /// [`StoreFactory::tamper_artifact`], and in the reference), then reads
+    /// it; nothing without [`Capability::TamperArtifacts`].
+    Tamper {
+        run: &'static str,
+        phase: &'static str,
+        path: &'static str,
+    },
 }
 
 /// A whole run to import.
@@ -317,6 +326,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (pick(&RUNS[..1]), pick(&PHASES), pick(&PATHS)).prop_map(|(run, phase, path)| Op::GetArtifact { run, phase, path }),
         1 => (opt(&RUNS), opt(&PHASES), 1..=3usize).prop_map(|(run, phase, limit)| Op::ListArtifacts { run, phase, limit }),
         1 => (pick(&RUNS[..1]), pick(&PHASES), pick(&PATHS)).prop_map(|(run, phase, path)| Op::DeleteArtifact { run, phase, path }),
+        2 => (pick(&RUNS[..1]), pick(&PHASES), pick(&PATHS)).prop_map(|(run, phase, path)| Op::Tamper { run, phase, path }),
         2 => pick(&RUNS[..1]).prop_map(|run| Op::BundleAll { run }),
         1 => (pick(&RUNS[..1]), pick(&["b.zip", "x"]), pick(&[1u8, 2, 4, 8, 3, 6, 12, 15, 0]), any::<bool>())
             .prop_map(|(run, path, mask, reversed)| {
@@ -424,6 +434,17 @@ macro_rules! all_pages {
     }};
 }
 
+/// Lists with a default `$query` whose `$field` is `$value`, every page of
+/// `$limit` items, observed as `$obs(items, pages)`.
+macro_rules! list_where {
+    ($call:expr, $query:ty, $field:ident = $value:expr, $limit:expr, $obs:path) => {{
+        let mut q = <$query>::default();
+        q.$field = $value;
+        let (items, pages) = all_pages!($call, q, $limit);
+        $obs(items, pages)
+    }};
+}
+
 fn json_n(n: u8) -> JsonMap {
     let mut m = JsonMap::new();
     m.insert("n".into(), json!(n));
@@ -488,7 +509,7 @@ fn new_event(kind: &str, at: i64, key: Option<&str>) -> NewEvent {
 async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
     Ok(match op {
         // Resolved by run_case before it gets here.
-        Op::Again { .. } => Obs::Unit,
+        Op::Again { .. } | Op::Tamper { .. } => Obs::Unit,
         Op::StoreWorkflow {
             id,
             version,
@@ -506,12 +527,13 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
         }
         Op::GetLatest { id } => Obs::Defs(vec![s.workflows.get_latest(&wf(id)).await?], 1),
         Op::ListVersions { id } => Obs::Defs(s.workflows.list_versions(&wf(id)).await?, 1),
-        Op::ListWorkflows { id, limit } => {
-            let mut q = WorkflowQuery::default();
-            q.id = id.map(wf);
-            let (items, pages) = all_pages!(|q| s.workflows.list(q), q, *limit);
-            Obs::Defs(items, pages)
-        }
+        Op::ListWorkflows { id, limit } => list_where!(
+            |q| s.workflows.list(q),
+            WorkflowQuery,
+            id = id.map(wf),
+            *limit,
+            Obs::Defs
+        ),
         Op::CreateRun {
             run,
             wf: w,
@@ -609,12 +631,13 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             s.metrics.delete(&rid(run)).await?;
             Obs::Unit
         }
-        Op::ListMetrics { wf: w, limit } => {
-            let mut q = MetricQuery::default();
-            q.workflow_id = w.map(wf);
-            let (items, pages) = all_pages!(|q| s.metrics.list(q), q, *limit);
-            Obs::Metrics(items, pages)
-        }
+        Op::ListMetrics { wf: w, limit } => list_where!(
+            |q| s.metrics.list(q),
+            MetricQuery,
+            workflow_id = w.map(wf),
+            *limit,
+            Obs::Metrics
+        ),
         Op::Summary { wf: w, version } => {
             let mut q = SummaryQuery::default();
             q.workflow_version = version.map(v);
@@ -640,12 +663,13 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
             };
             Obs::Pattern(s.metrics.upsert_pattern(p).await?)
         }
-        Op::ListPatterns { wf: w, limit } => {
-            let mut q = PatternQuery::default();
-            q.workflow_id = w.map(wf);
-            let (items, pages) = all_pages!(|q| s.metrics.list_patterns(q), q, *limit);
-            Obs::Patterns(items, pages)
-        }
+        Op::ListPatterns { wf: w, limit } => list_where!(
+            |q| s.metrics.list_patterns(q),
+            PatternQuery,
+            workflow_id = w.map(wf),
+            *limit,
+            Obs::Patterns
+        ),
         Op::Put {
             run,
             phase: p,
@@ -804,6 +828,40 @@ fn show(r: &Result<Obs>) -> String {
     }
 }
 
+/// Tampers with the artifact `key` on both sides (the reference's first
+/// byte flipped), then reads it from each with `read`. Section 4: reads
+/// "fail with `Corrupt` if the stored bytes no longer match their hash", so
+/// the model expects `Corrupt`. Nothing happens without the capability, for
+/// an absent or empty artifact (not every backend can tamper with one), or
+/// for one already tampered with (a factory's second change may or may not
+/// undo its first).
+async fn tamper_both(
+    f: &dyn StoreFactory,
+    backend: &TestStores,
+    reference: &StoreSet,
+    raw: &runstore_core::memory::MemoryArtifacts,
+    key: ArtifactKey,
+    read: &Op,
+) -> (Result<Obs>, Result<Obs>) {
+    let size = reference.artifacts.head(&key).await.map(|i| i.size);
+    if !f.capabilities().has(Capability::TamperArtifacts)
+        || !matches!(size, Ok(n) if n > 0)
+        || apply(reference, read).await.is_err()
+    {
+        return (Ok(Obs::Unit), Ok(Obs::Unit));
+    }
+    raw.tamper(&key, |bytes| bytes[0] ^= 0xff);
+    let want = Err(runstore_core::Error::corrupt(
+        key.to_string(),
+        "tampered with: reads must fail",
+    ));
+    let got = match f.tamper_artifact(backend, &key).await {
+        Ok(()) => apply(&backend.stores, read).await,
+        Err(e) => Err(e),
+    };
+    (got, want)
+}
+
 /// Runs one sequence on a fresh backend and a fresh reference; `Ok(None)`
 /// when every result agrees, `Ok(Some(why))` at the first disagreement.
 async fn run_case(
@@ -811,15 +869,25 @@ async fn run_case(
     ops: &[Op],
 ) -> std::result::Result<Option<String>, RuleError> {
     let backend = f.create().await?;
-    let reference = runstore_core::memory::store_set();
+    let raw = Arc::new(runstore_core::memory::MemoryArtifacts::default());
+    let mut reference = runstore_core::memory::store_set();
+    reference.artifacts = raw.clone();
     let finals = final_reads();
     for (i, op) in ops.iter().chain(&finals).enumerate() {
         let op = match op {
             Op::Again { back } if *back <= i => resolve(ops, i - back),
             other => other,
         };
-        let got = apply(&backend.stores, op).await;
-        let want = apply(&reference, op).await;
+        let (got, want) = match op {
+            Op::Tamper { run, phase, path } => {
+                let read = Op::GetArtifact { run, phase, path };
+                tamper_both(f, &backend, &reference, &raw, akey(run, phase, path), &read).await
+            }
+            _ => (
+                apply(&backend.stores, op).await,
+                apply(&reference, op).await,
+            ),
+        };
         let same = match (&got, &want) {
             (Ok(a), Ok(b)) => agree(a, b),
             (Err(a), Err(b)) => a.kind() == b.kind(),

@@ -11,7 +11,9 @@ use runstore_core::{
 use serde_json::json;
 
 use crate::factory::{Capability, StoreFactory};
-use crate::fixtures::{akey, def, event, metric, rid, run, t, v, wf};
+use crate::fixtures::{
+    akey, all_pages_checked, appended, def, duplicate_of, event, metric, rid, run, t, v, wf,
+};
 use crate::outcome::{RuleError, RuleResult};
 use crate::{ensure, ensure_eq, ensure_err, require};
 
@@ -23,37 +25,15 @@ pub(crate) async fn query_all(
     filter: RunFilter,
     limit: usize,
 ) -> Result<Vec<Run>, RuleError> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for page_no in 1..=10_000usize {
-        let page = logs
-            .query_runs(
-                RunQuery::new(filter.clone())
-                    .with_limit(limit)
-                    .with_cursor(cursor),
-            )
-            .await?;
-        ensure!(
-            page.items.len() <= limit,
-            "query_runs({filter:?}, limit {limit}) page {page_no} holds {} runs, more than the limit",
-            page.items.len()
-        );
-        out.extend(page.items.iter().cloned());
-        match page.next {
-            Some(next) => {
-                ensure!(
-                    page.items.len() == limit,
-                    "query_runs({filter:?}, limit {limit}) page {page_no} has `next` set but only {} runs",
-                    page.items.len()
-                );
-                cursor = Some(next);
-            }
-            None => return Ok(out),
-        }
-    }
-    Err(RuleError::Failed(format!(
-        "query_runs({filter:?}, limit {limit}) returned 10000 pages; the cursor does not advance"
-    )))
+    let call = format!("query_runs({filter:?}, limit {limit})");
+    all_pages_checked(&call, "runs", limit, |cursor| {
+        logs.query_runs(
+            RunQuery::new(filter.clone())
+                .with_limit(limit)
+                .with_cursor(cursor),
+        )
+    })
+    .await
 }
 
 /// Reads every page of `list_events(run)` with `limit`, with the same checks
@@ -63,36 +43,14 @@ pub(crate) async fn events_all(
     run_id: &RunId,
     limit: usize,
 ) -> Result<Vec<Event>, RuleError> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for page_no in 1..=10_000usize {
-        let page = logs
-            .list_events(
-                run_id,
-                EventQuery::default().with_limit(limit).with_cursor(cursor),
-            )
-            .await?;
-        ensure!(
-            page.items.len() <= limit,
-            "list_events({run_id}, limit {limit}) page {page_no} holds {} events, more than the limit",
-            page.items.len()
-        );
-        out.extend(page.items.iter().cloned());
-        match page.next {
-            Some(next) => {
-                ensure!(
-                    page.items.len() == limit,
-                    "list_events({run_id}, limit {limit}) page {page_no} has `next` set but only {} events",
-                    page.items.len()
-                );
-                cursor = Some(next);
-            }
-            None => return Ok(out),
-        }
-    }
-    Err(RuleError::Failed(format!(
-        "list_events({run_id}, limit {limit}) returned 10000 pages; the cursor does not advance"
-    )))
+    let call = format!("list_events({run_id}, limit {limit})");
+    all_pages_checked(&call, "events", limit, |cursor| {
+        logs.list_events(
+            run_id,
+            EventQuery::default().with_limit(limit).with_cursor(cursor),
+        )
+    })
+    .await
 }
 
 fn ids(runs: &[Run]) -> Vec<String> {
@@ -720,14 +678,7 @@ pub async fn event_numbering_starts_at_one_without_gaps(f: &dyn StoreFactory) ->
         )
         .with_at(t(20 + i as i64, i as i64));
         let got = logs.append_event(&rid("a"), e.clone()).await?;
-        ensure_eq!(
-            got,
-            Appended {
-                seq: i,
-                duplicate: false
-            },
-            "append_event(a, event {i})"
-        );
+        ensure_eq!(got, appended(i), "append_event(a, event {i})");
         want_a.push(e.into_event(rid("a"), i));
         if i % 2 == 0 {
             let got = logs
@@ -757,14 +708,7 @@ pub async fn event_numbering_starts_at_one_without_gaps(f: &dyn StoreFactory) ->
     )
     .await?;
     let late = logs.append_event(&rid("a"), event("late.line", 41)).await?;
-    ensure_eq!(
-        late,
-        Appended {
-            seq: 7,
-            duplicate: false
-        },
-        "append_event(a) after a finished"
-    );
+    ensure_eq!(late, appended(7), "append_event(a) after a finished");
     ensure_eq!(
         seqs(&events_all(logs.as_ref(), &rid("a"), 100).await?),
         one_to(7),
@@ -799,18 +743,12 @@ pub async fn event_idempotency_key_returns_original_seq(f: &dyn StoreFactory) ->
         .with_idempotency_key("delivery-42");
     ensure_eq!(
         logs.append_event(&rid("a"), first.clone()).await?,
-        Appended {
-            seq: 1,
-            duplicate: false
-        },
+        appended(1),
         "append_event(a, key delivery-42)"
     );
     ensure_eq!(
         logs.append_event(&rid("a"), event("plain", 21)).await?,
-        Appended {
-            seq: 2,
-            duplicate: false
-        },
+        appended(2),
         "append_event(a, no key)"
     );
     let redelivery = NewEvent::new("webhook.received.again", json!({"delivery": 2}))
@@ -819,19 +757,13 @@ pub async fn event_idempotency_key_returns_original_seq(f: &dyn StoreFactory) ->
     for attempt in 1..=3 {
         ensure_eq!(
             logs.append_event(&rid("a"), redelivery.clone()).await?,
-            Appended {
-                seq: 1,
-                duplicate: true
-            },
+            duplicate_of(1),
             "append_event(a, key delivery-42) again, attempt {attempt}: must return the original seq 1 and store nothing"
         );
     }
     ensure_eq!(
         logs.append_event(&rid("a"), event("next", 23)).await?,
-        Appended {
-            seq: 3,
-            duplicate: false
-        },
+        appended(3),
         "append_event(a) after duplicates: numbering continues without a gap"
     );
     let listed = events_all(logs.as_ref(), &rid("a"), 10).await?;
@@ -848,26 +780,17 @@ pub async fn event_idempotency_key_returns_original_seq(f: &dyn StoreFactory) ->
     // Keys are per run.
     ensure_eq!(
         logs.append_event(&rid("b"), event("other", 24)).await?,
-        Appended {
-            seq: 1,
-            duplicate: false
-        },
+        appended(1),
         "append_event(b, no key)"
     );
     ensure_eq!(
         logs.append_event(&rid("b"), redelivery.clone()).await?,
-        Appended {
-            seq: 2,
-            duplicate: false
-        },
+        appended(2),
         "append_event(b, key delivery-42) used before on run a only: a new event of b"
     );
     ensure_eq!(
         logs.append_event(&rid("b"), first).await?,
-        Appended {
-            seq: 2,
-            duplicate: true
-        },
+        duplicate_of(2),
         "append_event(b, key delivery-42) again on b"
     );
     ensure_eq!(
@@ -879,10 +802,7 @@ pub async fn event_idempotency_key_returns_original_seq(f: &dyn StoreFactory) ->
     let near = event("near", 25).with_idempotency_key("Delivery-42");
     ensure_eq!(
         logs.append_event(&rid("a"), near).await?,
-        Appended {
-            seq: 4,
-            duplicate: false
-        },
+        appended(4),
         "append_event(a, key Delivery-42): keys are case-sensitive"
     );
     Ok(())
@@ -966,10 +886,7 @@ pub async fn event_batch_append_is_ordered_and_atomic(f: &dyn StoreFactory) -> R
     ensure_eq!(
         logs.append_event(&rid("a"), event("f", 26).with_idempotency_key("k-new"))
             .await?,
-        Appended {
-            seq: 9,
-            duplicate: false
-        },
+        appended(9),
         "append_event(a, key k-new) whose only previous use was in a refused batch"
     );
     ensure_eq!(
@@ -1487,19 +1404,13 @@ pub async fn run_import_continues_numbering_and_keys(f: &dyn StoreFactory) -> Ru
                 event("redelivered", 30).with_idempotency_key(key)
             )
             .await?,
-            Appended {
-                seq,
-                duplicate: true
-            },
+            duplicate_of(seq),
             "append_event(imp, key {key}) where {key} came with imported event {seq}"
         );
     }
     ensure_eq!(
         logs.append_event(&rid("imp"), event("new", 31)).await?,
-        Appended {
-            seq: 6,
-            duplicate: false
-        },
+        appended(6),
         "append_event(imp) after importing 5 events"
     );
     ensure_eq!(
@@ -1511,16 +1422,7 @@ pub async fn run_import_continues_numbering_and_keys(f: &dyn StoreFactory) -> Ru
             ]
         )
         .await?,
-        vec![
-            Appended {
-                seq: 7,
-                duplicate: false
-            },
-            Appended {
-                seq: 3,
-                duplicate: true
-            }
-        ],
+        vec![appended(7), duplicate_of(3)],
         "append_events(imp, [key k2 (imported event 2 had no key), key k3 (imported)])"
     );
     let listed = events_all(logs.as_ref(), &rid("imp"), 4).await?;
@@ -2032,10 +1934,7 @@ pub async fn run_delete_removes_record_and_events(f: &dyn StoreFactory) -> RuleR
             event("again", 31).with_idempotency_key("key-1")
         )
         .await?,
-        Appended {
-            seq: 1,
-            duplicate: false
-        },
+        appended(1),
         "append_event(doomed, key-1) on the re-created run: numbering restarts at 1 and old keys are gone"
     );
     Ok(())
@@ -2217,10 +2116,7 @@ pub async fn run_shared_storage_survives_reopen(f: &dyn StoreFactory) -> RuleRes
     );
     ensure_eq!(
         s2.stores.logs.append_event(&rid("persisted"), e1).await?,
-        Appended {
-            seq: 1,
-            duplicate: true
-        },
+        duplicate_of(1),
         "idempotency key `k` through a reopened handle"
     );
     ensure_eq!(
@@ -2228,10 +2124,7 @@ pub async fn run_shared_storage_survives_reopen(f: &dyn StoreFactory) -> RuleRes
             .logs
             .append_event(&rid("persisted"), event("three", 103))
             .await?,
-        Appended {
-            seq: 3,
-            duplicate: false
-        },
+        appended(3),
         "numbering continues through a reopened handle"
     );
     ensure_err!(

@@ -563,7 +563,7 @@ variant!(
 variant!(
     read_skipping_verification_is_caught,
     Break::ReadSkipsVerification,
-    ["artifact_read_detects_tampering"]
+    ["artifact_read_detects_tampering", MODEL]
 );
 variant!(
     varying_bundle_is_caught,

@@ -87,6 +87,48 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// The options of a backend kept at the path of its `path` option (file,
+/// SQLite).
+#[cfg(any(feature = "file", feature = "sqlite"))]
+trait PathOptions: serde::de::DeserializeOwned {
+    /// The store's own options.
+    type Store;
+    /// The `path` option as written.
+    fn path(&self) -> &str;
+    /// The store's options from the other options, or what is wrong.
+    fn store_options(&self) -> std::result::Result<Self::Store, String>;
+}
+
+/// Parses and checks the options `O` of `config`: the path resolved against
+/// the configuration's folder, and the store's options.
+#[cfg(any(feature = "file", feature = "sqlite"))]
+fn read_at_path<O: PathOptions>(
+    config: &BackendConfig,
+) -> std::result::Result<(PathBuf, O::Store), String> {
+    let o: O = config.parse_options()?;
+    if o.path().is_empty() {
+        return Err("option `path` must not be empty".into());
+    }
+    Ok((config.resolve_path(o.path()), o.store_options()?))
+}
+
+/// `validate` and `share_key` of a [`BackendFactory`] whose options are the
+/// [`PathOptions`] `$options`: concerns naming one canonical path share one
+/// handle.
+#[cfg(any(feature = "file", feature = "sqlite"))]
+macro_rules! path_backend_methods {
+    ($options:ty) => {
+        fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
+            read_at_path::<$options>(config).map(|_| ())
+        }
+
+        fn share_key(&self, config: &BackendConfig) -> Result<Option<String>> {
+            let (path, _) = read_at_path::<$options>(config).map_err(|e| config.error(e))?;
+            Ok(Some(canonical_key(&path)))
+        }
+    };
+}
+
 #[cfg(feature = "file")]
 pub(crate) use file::FileFactory;
 
@@ -110,34 +152,29 @@ mod file {
         crate::builtin::file_durability(name)
     }
 
-    impl Options {
-        fn read(config: &BackendConfig) -> std::result::Result<(Options, FileOptions), String> {
-            let o: Options = config.parse_options()?;
-            if o.path.is_empty() {
-                return Err("option `path` must not be empty".into());
-            }
+    impl PathOptions for Options {
+        type Store = FileOptions;
+
+        fn path(&self) -> &str {
+            &self.path
+        }
+
+        fn store_options(&self) -> std::result::Result<FileOptions, String> {
             let mut fo = FileOptions::default();
-            if let Some(d) = &o.durability {
+            if let Some(d) = &self.durability {
                 fo.durability = durability(d)?;
             }
-            Ok((o, fo))
+            Ok(fo)
         }
     }
 
     #[async_trait]
     impl BackendFactory for FileFactory {
-        fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
-            Options::read(config).map(|_| ())
-        }
-
-        fn share_key(&self, config: &BackendConfig) -> Result<Option<String>> {
-            let (o, _) = Options::read(config).map_err(|e| config.error(e))?;
-            Ok(Some(canonical_key(&config.resolve_path(&o.path))))
-        }
+        path_backend_methods!(Options);
 
         async fn open(&self, config: &BackendConfig) -> Result<Backend> {
-            let (o, fo) = Options::read(config).map_err(|e| config.error(e))?;
-            let store = FileStore::open(config.resolve_path(&o.path), fo).await?;
+            let (path, fo) = read_at_path::<Options>(config).map_err(|e| config.error(e))?;
+            let store = FileStore::open(path, fo).await?;
             Ok(Backend::all(store.clone(), BackendHandle::File(store)))
         }
     }
@@ -180,43 +217,37 @@ mod sqlite {
         readers: Option<usize>,
     }
 
-    impl Options {
-        fn read(config: &BackendConfig) -> std::result::Result<(Options, SqliteOptions), String> {
-            let o: Options = config.parse_options()?;
-            if o.path.is_empty() {
-                return Err("option `path` must not be empty".into());
-            }
+    impl PathOptions for Options {
+        type Store = SqliteOptions;
+
+        fn path(&self) -> &str {
+            &self.path
+        }
+
+        fn store_options(&self) -> std::result::Result<SqliteOptions, String> {
             let mut so = SqliteOptions::default();
-            if let Some(s) = &o.synchronous {
+            if let Some(s) = &self.synchronous {
                 so.synchronous = crate::builtin::sqlite_synchronous(s)?;
             }
-            if let Some(t) = &o.busy_timeout {
+            if let Some(t) = &self.busy_timeout {
                 so.busy_timeout = crate::builtin::duration("busy_timeout", t)?;
             }
-            if let Some(n) = o.readers {
+            if let Some(n) = self.readers {
                 if n == 0 || n > 64 {
                     return Err("option `readers` must be 1 to 64".into());
                 }
                 so.readers = n;
             }
-            Ok((o, so))
+            Ok(so)
         }
     }
 
     #[async_trait]
     impl BackendFactory for SqliteFactory {
-        fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
-            Options::read(config).map(|_| ())
-        }
-
-        fn share_key(&self, config: &BackendConfig) -> Result<Option<String>> {
-            let (o, _) = Options::read(config).map_err(|e| config.error(e))?;
-            Ok(Some(canonical_key(&config.resolve_path(&o.path))))
-        }
+        path_backend_methods!(Options);
 
         async fn open(&self, config: &BackendConfig) -> Result<Backend> {
-            let (o, so) = Options::read(config).map_err(|e| config.error(e))?;
-            let path = config.resolve_path(&o.path);
+            let (path, so) = read_at_path::<Options>(config).map_err(|e| config.error(e))?;
             // A fresh machine has no ./runstore-data yet.
             if let Some(parent) = path.parent()
                 && !parent.as_os_str().is_empty()

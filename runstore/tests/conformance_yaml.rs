@@ -28,7 +28,7 @@ pub struct YamlFactory {
     yaml: YamlFn,
     shared: bool,
     postgres: bool,
-    file_artifacts: bool,
+    tamper: bool,
 }
 
 impl YamlFactory {
@@ -41,14 +41,15 @@ impl YamlFactory {
             yaml,
             shared,
             postgres: false,
-            file_artifacts: false,
+            tamper: false,
         }
     }
 
-    /// Artifacts sit on the file backend, so the factory can tamper with them.
+    /// Artifacts sit on a backend whose stored bytes the factory can change
+    /// (file, SQLite or Postgres), so it declares `TamperArtifacts`.
     #[allow(dead_code)]
-    pub fn with_file_artifacts(mut self) -> Self {
-        self.file_artifacts = true;
+    pub fn with_tamper(mut self) -> Self {
+        self.tamper = true;
         self
     }
 
@@ -76,15 +77,14 @@ impl StoreFactory for YamlFactory {
         if self.shared {
             c = c.with(Capability::SharedStorage);
         }
-        if self.file_artifacts {
+        if self.tamper {
             c = c.with(Capability::TamperArtifacts);
         }
         c
     }
 
-    /// Flips the first byte of an artifact kept by the file backend, found
-    /// through the opened storage and the layout of storage-file's FORMAT.md:
-    /// `artifacts/<run>/phases/<phase>/(d/<dir>/)*f/<name>`.
+    /// Changes the stored bytes of an artifact behind the store's back, on
+    /// whichever backend the YAML put artifacts: the opened storage names it.
     async fn tamper_artifact(
         &self,
         stores: &TestStores,
@@ -94,36 +94,27 @@ impl StoreFactory for YamlFactory {
             .guard
             .downcast_ref::<Guard>()
             .ok_or_else(|| err("not a YAML store set"))?;
-        let root: PathBuf = guard
+        let handle = guard
             ._storage
             .backends()
             .iter()
-            .filter(|b| b.concerns.contains(&runstore::Concern::Artifacts))
-            .find_map(|b| match &b.backend.handle {
-                #[cfg(feature = "file")]
-                runstore::BackendHandle::File(store) => Some(store.root().to_path_buf()),
-                _ => None,
-            })
-            .ok_or_else(|| err("artifacts are not on the file backend"))?;
-        let mut path = root.join("artifacts");
-        path.push(key.run_id.as_str());
-        path.push("phases");
-        path.push(key.phase.as_str());
-        let segments: Vec<&str> = key.path.segments().collect();
-        if let Some((last, dirs)) = segments.split_last() {
-            for d in dirs {
-                path.push("d");
-                path.push(d);
+            .find(|b| b.concerns.contains(&runstore::Concern::Artifacts))
+            .map(|b| &b.backend.handle)
+            .ok_or_else(|| err("no backend holds the artifacts"))?;
+        match handle {
+            #[cfg(feature = "file")]
+            runstore::BackendHandle::File(store) => tamper_file(store.root(), key),
+            #[cfg(feature = "sqlite")]
+            runstore::BackendHandle::Sqlite(store) => {
+                let (path, key) = (store.path().to_path_buf(), key.clone());
+                tokio::task::spawn_blocking(move || sqlite_common::tamper(&path, &key))
+                    .await
+                    .map_err(err)?
             }
-            path.push("f");
-            path.push(last);
+            #[cfg(feature = "postgres")]
+            runstore::BackendHandle::Postgres(store) => tamper_postgres(store.config(), key).await,
+            other => Err(err(format!("cannot tamper with {key} on {other:?}"))),
         }
-        let mut bytes = std::fs::read(&path).map_err(err)?;
-        match bytes.first_mut() {
-            Some(b) => *b ^= 0xff,
-            None => bytes.push(0),
-        }
-        std::fs::write(&path, bytes).map_err(err)
     }
 
     async fn create(&self) -> runstore::Result<TestStores> {
@@ -165,6 +156,73 @@ impl StoreFactory for YamlFactory {
             }),
         ))
     }
+}
+
+/// Flips the first byte of an artifact kept by the file backend under
+/// `root`, found by the layout of storage-file's FORMAT.md:
+/// `artifacts/<run>/phases/<phase>/(d/<dir>/)*f/<name>`.
+#[cfg(feature = "file")]
+fn tamper_file(root: &Path, key: &runstore::ArtifactKey) -> runstore::Result<()> {
+    let mut path = root.join("artifacts");
+    path.push(key.run_id.as_str());
+    path.push("phases");
+    path.push(key.phase.as_str());
+    let segments: Vec<&str> = key.path.segments().collect();
+    if let Some((last, dirs)) = segments.split_last() {
+        for d in dirs {
+            path.push("d");
+            path.push(d);
+        }
+        path.push("f");
+        path.push(last);
+    }
+    let mut bytes = std::fs::read(&path).map_err(err)?;
+    match bytes.first_mut() {
+        Some(b) => *b ^= 0xff,
+        None => bytes.push(0),
+    }
+    std::fs::write(&path, bytes).map_err(err)
+}
+
+/// The SQLite suite's raw-connection tamper (flips the first stored byte).
+#[cfg(feature = "sqlite")]
+#[path = "../../storage-sqlite/tests/common/mod.rs"]
+mod sqlite_common;
+
+/// Flips the first byte of an artifact's first chunk in its Postgres
+/// schema, or gives an empty artifact a chunk of one byte, in one statement.
+#[cfg(feature = "postgres")]
+async fn tamper_postgres(
+    config: &runstore_postgres::PostgresConfig,
+    key: &runstore::ArtifactKey,
+) -> runstore::Result<()> {
+    let client = runstore_postgres::testing::raw_client(&config.url)
+        .await
+        .map_err(err)?;
+    let s = format!("\"{}\"", config.schema);
+    let sql = format!(
+        "INSERT INTO {s}.blob_chunks AS c (blob_id, idx, data)
+         SELECT blob_id, 0, '\\x00'::bytea FROM {s}.artifacts
+          WHERE run_id = $1 AND phase = $2 AND path = $3
+         ON CONFLICT (blob_id, idx) DO UPDATE SET data = CASE
+           WHEN length(c.data) = 0 THEN '\\x00'::bytea
+           ELSE set_byte(c.data, 0, get_byte(c.data, 0) # 255) END"
+    );
+    let changed = client
+        .execute(
+            &sql,
+            &[
+                &key.run_id.as_str(),
+                &key.phase.as_str(),
+                &key.path.as_str(),
+            ],
+        )
+        .await
+        .map_err(err)?;
+    if changed == 0 {
+        return Err(runstore::Error::not_found(format!("artifact {key}")));
+    }
+    Ok(())
 }
 
 fn nothing() -> Arc<dyn Any + Send + Sync> {
@@ -228,9 +286,7 @@ mod file {
         "storage:\n  workflows: { type: file, path: data }\n  logs: { type: file, path: data }\n  metrics: { type: file, path: ./data }\n  artifacts: { type: file, path: data/../data }\n".into()
     }
 
-    runstore_conformance::conformance_tests!(
-        YamlFactory::new("file", yaml, true).with_file_artifacts()
-    );
+    runstore_conformance::conformance_tests!(YamlFactory::new("file", yaml, true).with_tamper());
 }
 
 #[cfg(feature = "sqlite")]
@@ -241,7 +297,7 @@ mod sqlite {
         "storage:\n  workflows: { type: sqlite, path: runstore.db }\n  logs: { type: sqlite, path: ./runstore.db }\n  metrics: { type: sqlite, path: runstore.db }\n  artifacts: { type: sqlite, path: runstore.db }\n".into()
     }
 
-    runstore_conformance::conformance_tests!(YamlFactory::new("sqlite", yaml, true));
+    runstore_conformance::conformance_tests!(YamlFactory::new("sqlite", yaml, true).with_tamper());
 }
 
 #[cfg(feature = "postgres")]
@@ -254,7 +310,9 @@ mod postgres {
     }
 
     runstore_conformance::conformance_tests!(with_pg_server!(
-        YamlFactory::new("postgres", yaml, true).with_postgres()
+        YamlFactory::new("postgres", yaml, true)
+            .with_postgres()
+            .with_tamper()
     ));
 }
 
@@ -274,7 +332,7 @@ mod mixed {
     runstore_conformance::conformance_tests!(with_pg_server!(
         YamlFactory::new("mixed", yaml, true)
             .with_postgres()
-            .with_file_artifacts()
+            .with_tamper()
     ));
 }
 
@@ -289,6 +347,6 @@ mod mixed_without_postgres {
     }
 
     runstore_conformance::conformance_tests!(
-        YamlFactory::new("mixed (no postgres)", yaml, true).with_file_artifacts()
+        YamlFactory::new("mixed (no postgres)", yaml, true).with_tamper()
     );
 }

@@ -1,0 +1,51 @@
+//! Walking a paged listing to its end, one cursor at a time.
+
+use std::future::Future;
+
+use runstore::{Cursor, Page, Result};
+
+/// The cursors of a listing read page by page:
+/// `while let Some(cursor) = pages.next() { ...; pages.after(page.next) }`.
+#[derive(Debug)]
+pub struct Cursors {
+    next: Option<Option<Cursor>>,
+}
+
+impl Default for Cursors {
+    /// Before the first page.
+    fn default() -> Self {
+        Cursors { next: Some(None) }
+    }
+}
+
+impl Cursors {
+    /// The cursor to read the next page with (`Some(None)`: the first page),
+    /// or `None` once the last page was read.
+    pub fn next(&mut self) -> Option<Option<Cursor>> {
+        self.next.take()
+    }
+
+    /// Records the `next` of the page just read: the listing goes on after
+    /// it, or ends.
+    pub fn after(&mut self, next: Option<Cursor>) {
+        self.next = next.map(Some);
+    }
+}
+
+/// Reads every page `fetch` gives (it gets each page's cursor) and returns
+/// the number of items and the sum of `weigh` over them.
+pub async fn tally<T, F, Fut>(mut fetch: F, mut weigh: impl FnMut(&T) -> u64) -> Result<(u64, u64)>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: Future<Output = Result<Page<T>>>,
+{
+    let (mut count, mut sum) = (0u64, 0u64);
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
+        let page = fetch(cursor).await?;
+        count += page.items.len() as u64;
+        sum += page.items.iter().map(&mut weigh).sum::<u64>();
+        pages.after(page.next);
+    }
+    Ok((count, sum))
+}
