@@ -7,6 +7,7 @@ mod logs;
 mod metrics;
 mod rows;
 mod schema;
+mod select;
 mod workflows;
 
 use std::fmt;

@@ -5,15 +5,16 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use runstore_core::{
     Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent,
-    Page, Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, Written,
-    validate_limit,
+    Page, Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, Timestamp,
+    Written, validate_limit,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
+use crate::select::{Order, Select, query_rows};
 
 const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
@@ -31,20 +32,6 @@ type RawRun = (
 );
 type RawEvent = (String, i64, String, i64, String, Option<String>);
 
-fn raw_run(r: &Row<'_>) -> rusqlite::Result<RawRun> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
-
 fn convert_run(raw: RawRun) -> Result<Run> {
     let (id, wf, ver, status, trigger, started, ended, attrs, sums) = raw;
     let loc = format!("runs row {id}");
@@ -59,17 +46,6 @@ fn convert_run(raw: RawRun) -> Result<Run> {
         attributes: rows::from_json::<JsonMap>(&loc, &attrs)?,
         summaries: rows::from_json::<JsonMap>(&loc, &sums)?,
     })
-}
-
-fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
 }
 
 fn convert_event((run_id, seq, kind, at, payload, key): RawEvent) -> Result<Event> {
@@ -93,11 +69,15 @@ fn run_conflict(id: &RunId) -> Error {
 }
 
 fn load_run(conn: &Connection, id: &RunId) -> Result<Option<Run>> {
-    conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
-        .and_then(|mut s| s.query_row([id.as_str()], raw_run).optional())
-        .ctx("reading a run")?
-        .map(convert_run)
-        .transpose()
+    // A key lookup: one row at most.
+    Ok(query_rows(
+        conn,
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+        [id.as_str()],
+        convert_run,
+        "reading a run",
+    )?
+    .pop())
 }
 
 fn run_exists(conn: &Connection, id: &RunId) -> Result<bool> {
@@ -186,58 +166,42 @@ fn load_events(
     after: u64,
     limit: Option<usize>,
 ) -> Result<Vec<Event>> {
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-        ))
-        .ctx("listing events")?;
-    let limit = limit.map_or(-1, |l| l as i64);
-    let raws = stmt
-        .query_map(
-            params![run_id.as_str(), rows::signed("cursor", after)?, limit],
-            raw_event,
-        )
-        .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-        .ctx("listing events")?;
-    raws.into_iter().map(convert_event).collect()
+    let mut select = Select::from(EVENT_COLUMNS, "events");
+    select.and("run_id", "=", Value::Text(run_id.as_str().into()));
+    let after = Value::Integer(rows::signed("cursor", after)?);
+    select
+        .page(Order::Asc, &["seq"], Some(vec![after]), limit)
+        .rows(conn, convert_event, "listing events")
 }
 
-/// The WHERE clause and its arguments for a filter.
-fn where_clause(filter: &RunFilter, args: &mut Vec<Value>) -> String {
-    let mut sql = String::from(" WHERE 1");
-    let push = |args: &mut Vec<Value>, v: Value| {
-        args.push(v);
-        args.len()
-    };
-    if let Some(w) = &filter.workflow_id {
-        let n = push(args, Value::Text(w.as_str().into()));
-        sql.push_str(&format!(" AND workflow_id = ?{n}"));
-    }
-    if let Some(v) = filter.workflow_version {
-        let n = push(args, Value::Integer(i64::from(v.get())));
-        sql.push_str(&format!(" AND workflow_version = ?{n}"));
-    }
-    if !filter.statuses.is_empty() {
-        let marks: Vec<String> = filter
-            .statuses
-            .iter()
-            .map(|s| format!("?{}", push(args, Value::Text(s.as_str().into()))))
-            .collect();
-        sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
-    }
+/// The runs matching a filter, selecting `columns`.
+fn select_runs(columns: &str, filter: &RunFilter) -> Select {
+    let text = |t: &str| Value::Text(t.into());
+    let micros = |t: Timestamp| Value::Integer(t.as_micros());
+    let mut select = Select::from(columns, "runs");
+    select
+        .and_eq_opt(
+            "workflow_id",
+            filter.workflow_id.as_ref().map(|w| text(w.as_str())),
+        )
+        .and_eq_opt(
+            "workflow_version",
+            filter
+                .workflow_version
+                .map(|v| Value::Integer(i64::from(v.get()))),
+        )
+        .and_in(
+            "status",
+            filter.statuses.iter().map(|s| text(s.as_str())).collect(),
+        );
     if let Some(t) = filter.started_from {
-        let n = push(args, Value::Integer(t.as_micros()));
-        sql.push_str(&format!(" AND started_at >= ?{n}"));
+        select.and("started_at", ">=", micros(t));
     }
     if let Some(t) = filter.started_before {
-        let n = push(args, Value::Integer(t.as_micros()));
-        sql.push_str(&format!(" AND started_at < ?{n}"));
+        select.and("started_at", "<", micros(t));
     }
-    if let Some(t) = &filter.trigger {
-        let n = push(args, Value::Text(t.clone()));
-        sql.push_str(&format!(" AND \"trigger\" = ?{n}"));
-    }
-    sql
+    select.and_eq_opt("\"trigger\"", filter.trigger.as_deref().map(text));
+    select
 }
 
 #[async_trait]
@@ -339,53 +303,29 @@ impl LogRepository for SqliteStore {
         query.filter.validate()?;
         let limit = validate_limit(query.limit)?;
         let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut args = Vec::new();
-        let mut sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs{}",
-            where_clause(&query.filter, &mut args)
+        let cursor = before.map(|c| {
+            vec![
+                Value::Integer(c.started_at.as_micros()),
+                Value::Text(c.id.into_string()),
+            ]
+        });
+        let select = select_runs(RUN_COLUMNS, &query.filter).page(
+            Order::Desc,
+            &["started_at", "id"],
+            cursor,
+            Some(limit + 1),
         );
-        if let Some(c) = &before {
-            args.push(Value::Integer(c.started_at.as_micros()));
-            args.push(Value::Text(c.id.as_str().into()));
-            sql.push_str(&format!(
-                " AND (started_at, id) < (?{}, ?{})",
-                args.len() - 1,
-                args.len()
-            ));
-        }
-        args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(
-            " ORDER BY started_at DESC, id DESC LIMIT ?{}",
-            args.len()
-        ));
         let items = self
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(&sql).ctx("querying runs")?;
-                let raws = stmt
-                    .query_map(params_from_iter(args), raw_run)
-                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-                    .ctx("querying runs")?;
-                raws.into_iter()
-                    .map(convert_run)
-                    .collect::<Result<Vec<_>>>()
-            })
+            .read(move |conn| select.rows(conn, convert_run, "querying runs"))
             .await?;
         Ok(Page::from_overfetch(items, limit, RunCursor::of))
     }
 
     async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
         filter.validate()?;
-        let mut args = Vec::new();
-        let sql = format!(
-            "SELECT count(*) FROM runs{}",
-            where_clause(&filter, &mut args)
-        );
+        let select = select_runs("count(*)", &filter);
         let n: i64 = self
-            .read(move |conn| {
-                conn.prepare_cached(&sql)
-                    .and_then(|mut s| s.query_row(params_from_iter(args), |r| r.get(0)))
-                    .ctx("counting runs")
-            })
+            .read(move |conn| select.value(conn, "counting runs"))
             .await?;
         rows::unsigned("runs", n)
     }
