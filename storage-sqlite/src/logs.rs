@@ -1,6 +1,6 @@
 //! [`LogRepository`] on SQLite: runs and their numbered events.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use runstore_core::{
@@ -9,7 +9,7 @@ use runstore_core::{
     Written, validate_limit,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, Statement, params};
 
 use crate::SqliteStore;
 use crate::error::Ctx;
@@ -86,78 +86,154 @@ fn run_exists(conn: &Connection, id: &RunId) -> Result<bool> {
         .ctx("checking a run")
 }
 
-fn insert_run(conn: &Connection, run: &Run) -> Result<()> {
-    let attrs = rows::to_json("attributes", &run.attributes)?;
-    let sums = rows::to_json("summaries", &run.summaries)?;
-    conn.prepare_cached(
-        "INSERT INTO runs (id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            run.id.as_str(),
-            run.workflow_id.as_str(),
-            run.workflow_version.get(),
-            run.status.as_str(),
-            run.trigger,
-            run.started_at.as_micros(),
-            run.ended_at.map(|t| t.as_micros()),
-            attrs,
-            sums
-        ])
-    })
-    .ctx("inserting a run")?;
-    Ok(())
+/// A run's JSON columns, written before the write lock is taken so the
+/// lock is held for SQLite work only.
+struct RunJson {
+    attributes: String,
+    summaries: String,
 }
 
-fn insert_event(conn: &Connection, e: &Event) -> Result<()> {
-    let payload = rows::to_json("payload", &e.payload)?;
-    let seq = rows::signed("seq", e.seq)?;
-    conn.prepare_cached(
-        "INSERT INTO events (run_id, seq, kind, at, payload, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            e.run_id.as_str(),
-            seq,
-            e.kind,
-            e.at.as_micros(),
-            payload,
-            e.idempotency_key
-        ])
-    })
+impl RunJson {
+    fn of(run: &Run) -> Result<RunJson> {
+        Ok(RunJson {
+            attributes: rows::to_json("attributes", &run.attributes)?,
+            summaries: rows::to_json("summaries", &run.summaries)?,
+        })
+    }
+}
+
+/// Inserts a run unless one with its id is stored (then nothing changes);
+/// `true` if it was inserted. Only the id conflict is ignored: any other
+/// constraint still fails.
+fn insert_run_if_new(conn: &Connection, run: &Run, json: &RunJson) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO runs (id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                run.id.as_str(),
+                run.workflow_id.as_str(),
+                run.workflow_version.get(),
+                run.status.as_str(),
+                run.trigger,
+                run.started_at.as_micros(),
+                run.ended_at.map(|t| t.as_micros()),
+                json.attributes,
+                json.summaries
+            ])
+        })
+        .ctx("inserting a run")?;
+    Ok(n == 1)
+}
+
+/// The stored form of a run, or a conflict if it differs from `run`.
+fn unchanged_run(stored: Run, run: &Run) -> Result<Written<Run>> {
+    if stored.same_content(run) {
+        return Ok(Written::unchanged(stored));
+    }
+    Err(run_conflict(&run.id))
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (run_id, seq, kind, at, payload, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Inserts one event row with its payload already JSON text.
+fn insert_event(
+    stmt: &mut Statement<'_>,
+    run_id: &RunId,
+    seq: u64,
+    kind: &str,
+    at: Timestamp,
+    payload: &str,
+    key: Option<&str>,
+) -> Result<()> {
+    stmt.execute(params![
+        run_id.as_str(),
+        rows::signed("seq", seq)?,
+        kind,
+        at.as_micros(),
+        payload,
+        key
+    ])
     .ctx("inserting an event")?;
     Ok(())
 }
 
-/// Appends one event inside the caller's write transaction: the original
-/// number for a known key, else the next number after the highest stored.
-fn append_in_tx(conn: &Connection, run_id: &RunId, event: NewEvent) -> Result<Appended> {
-    if let Some(key) = &event.idempotency_key {
-        let seq: Option<i64> = conn
-            .prepare_cached("SELECT seq FROM events WHERE run_id = ?1 AND idempotency_key = ?2")
-            .and_then(|mut s| {
-                s.query_row(params![run_id.as_str(), key], |r| r.get(0))
-                    .optional()
-            })
-            .ctx("looking up an idempotency key")?;
-        if let Some(seq) = seq {
-            return Ok(Appended {
-                seq: rows::unsigned("events", seq)?,
-                duplicate: true,
-            });
-        }
+/// Events to append with their payloads as JSON text (written before the
+/// write lock is taken).
+fn encode_events(events: Vec<NewEvent>) -> Result<Vec<(NewEvent, String)>> {
+    events
+        .into_iter()
+        .map(|e| {
+            e.validate()?;
+            let payload = rows::to_json("payload", &e.payload)?;
+            Ok((e, payload))
+        })
+        .collect()
+}
+
+/// The stored numbers of those of `keys` the run already has.
+fn stored_keys(conn: &Connection, run_id: &RunId, keys: &[&str]) -> Result<HashMap<String, u64>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
     }
+    // One query for the whole batch: the keys travel as one JSON array
+    // parameter, so any number of them fits.
+    let keys = rows::to_json("idempotency_key", keys)?;
+    let found: Vec<(String, u64)> = query_rows(
+        conn,
+        "SELECT idempotency_key, seq FROM events
+         WHERE run_id = ?1 AND idempotency_key IN (SELECT value FROM json_each(?2))",
+        params![run_id.as_str(), keys],
+        |(key, seq): (String, i64)| Ok((key, rows::unsigned("events", seq)?)),
+        "looking up idempotency keys",
+    )?;
+    Ok(found.into_iter().collect())
+}
+
+/// Appends events inside the caller's write transaction, in order: a known
+/// key (stored, or earlier in the batch) gets its original number back and
+/// stores nothing; the others are numbered on from the highest stored.
+fn append_in_tx(
+    conn: &Connection,
+    run_id: &RunId,
+    events: Vec<(NewEvent, String)>,
+) -> Result<Vec<Appended>> {
+    let keys: Vec<&str> = events
+        .iter()
+        .filter_map(|(e, _)| e.idempotency_key.as_deref())
+        .collect();
+    let mut known = stored_keys(conn, run_id, &keys)?;
     let last: i64 = conn
         .prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE run_id = ?1")
         .and_then(|mut s| s.query_row([run_id.as_str()], |r| r.get(0)))
         .ctx("numbering an event")?;
-    let seq = rows::unsigned("events", last)? + 1;
-    insert_event(conn, &event.into_event(run_id.clone(), seq))?;
-    Ok(Appended {
-        seq,
-        duplicate: false,
-    })
+    let mut seq = rows::unsigned("events", last)?;
+    let mut insert = conn
+        .prepare_cached(INSERT_EVENT)
+        .ctx("inserting an event")?;
+    let mut out = Vec::with_capacity(events.len());
+    for (e, payload) in events {
+        if let Some(&first) = e.idempotency_key.as_ref().and_then(|k| known.get(k)) {
+            out.push(Appended {
+                seq: first,
+                duplicate: true,
+            });
+            continue;
+        }
+        seq += 1;
+        let key = e.idempotency_key.as_deref();
+        insert_event(&mut insert, run_id, seq, &e.kind, e.at, &payload, key)?;
+        if let Some(key) = e.idempotency_key {
+            known.insert(key, seq);
+        }
+        out.push(Appended {
+            seq,
+            duplicate: false,
+        });
+    }
+    Ok(out)
 }
 
 fn load_events(
@@ -208,14 +284,12 @@ fn select_runs(columns: &str, filter: &RunFilter) -> Select {
 impl LogRepository for SqliteStore {
     async fn create_run(&self, run: Run) -> Result<Written<Run>> {
         run.validate()?;
+        let json = RunJson::of(&run)?;
         self.write_tx("creating a run", move |tx| {
             if let Some(stored) = load_run(tx, &run.id)? {
-                if stored.same_content(&run) {
-                    return Ok(Written::unchanged(stored));
-                }
-                return Err(run_conflict(&run.id));
+                return unchanged_run(stored, &run);
             }
-            insert_run(tx, &run)?;
+            insert_run_if_new(tx, &run, &json)?;
             Ok(Written::inserted(run))
         })
         .await
@@ -254,28 +328,20 @@ impl LogRepository for SqliteStore {
     }
 
     async fn append_event(&self, run_id: &RunId, event: NewEvent) -> Result<Appended> {
-        event.validate()?;
-        let run_id = run_id.clone();
-        self.write_tx("appending an event", move |tx| {
-            if !run_exists(tx, &run_id)? {
-                return Err(run_not_found(&run_id));
-            }
-            append_in_tx(tx, &run_id, event)
-        })
-        .await
+        let mut appended = self.append_events(run_id, vec![event]).await?;
+        appended
+            .pop()
+            .ok_or_else(|| Error::backend("appending an event stored nothing", None))
     }
 
     async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
-        events.iter().try_for_each(NewEvent::validate)?;
+        let events = encode_events(events)?;
         let run_id = run_id.clone();
         self.write_tx("appending events", move |tx| {
             if !run_exists(tx, &run_id)? {
                 return Err(run_not_found(&run_id));
             }
-            events
-                .into_iter()
-                .map(|e| append_in_tx(tx, &run_id, e))
-                .collect()
+            append_in_tx(tx, &run_id, events)
         })
         .await
     }
@@ -357,15 +423,27 @@ impl LogRepository for SqliteStore {
                 ));
             }
         }
+        let json = runs
+            .iter()
+            .map(|r| {
+                let payloads = r
+                    .events
+                    .iter()
+                    .map(|e| rows::to_json("payload", &e.payload))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((RunJson::of(&r.run)?, payloads))
+            })
+            .collect::<Result<Vec<_>>>()?;
         // One transaction: an error anywhere rolls the whole batch back.
         self.write_tx("importing runs", move |tx| {
             let mut outcome = BulkOutcome::default();
-            for r in &runs {
-                if let Some(stored) = load_run(tx, &r.run.id)? {
-                    let events = load_events(tx, &r.run.id, 0, None)?;
+            let mut insert = tx.prepare_cached(INSERT_EVENT).ctx("inserting an event")?;
+            for (r, (run_json, payloads)) in runs.iter().zip(&json) {
+                // Insert first: a new run (the usual case) costs no lookup.
+                if !insert_run_if_new(tx, &r.run, run_json)? {
                     let stored = RunWithEvents {
-                        run: stored,
-                        events,
+                        run: load_run(tx, &r.run.id)?.ok_or_else(|| run_not_found(&r.run.id))?,
+                        events: load_events(tx, &r.run.id, 0, None)?,
                     };
                     if !stored.same_content(r) {
                         return Err(run_conflict(&r.run.id));
@@ -373,9 +451,9 @@ impl LogRepository for SqliteStore {
                     outcome.unchanged += 1;
                     continue;
                 }
-                insert_run(tx, &r.run)?;
-                for e in &r.events {
-                    insert_event(tx, e)?;
+                for (e, payload) in r.events.iter().zip(payloads) {
+                    let key = e.idempotency_key.as_deref();
+                    insert_event(&mut insert, &e.run_id, e.seq, &e.kind, e.at, payload, key)?;
                 }
                 outcome.inserted += 1;
             }
