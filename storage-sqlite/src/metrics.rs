@@ -72,34 +72,53 @@ fn load_metric(conn: &Connection, run_id: &RunId) -> Result<Option<ExecutionMetr
     .pop())
 }
 
+/// A metric's JSON columns, written before the write lock is taken so the
+/// lock is held for SQLite work only.
+struct MetricJson {
+    counters: String,
+    values: String,
+}
+
+impl MetricJson {
+    fn of(m: &ExecutionMetric) -> Result<MetricJson> {
+        Ok(MetricJson {
+            counters: rows::to_json("counters", &m.counters)?,
+            values: rows::to_json("values", &m.values)?,
+        })
+    }
+}
+
 /// Records one metric inside the caller's write transaction; `true` if it
 /// was inserted, `false` if an identical one was there.
-fn record_in_tx(conn: &Connection, m: &ExecutionMetric) -> Result<bool> {
-    if let Some(stored) = load_metric(conn, &m.run_id)? {
+fn record_in_tx(conn: &Connection, m: &ExecutionMetric, json: &MetricJson) -> Result<bool> {
+    let duration = rows::signed("duration_micros", m.duration_micros)?;
+    // Insert first: a new metric (the usual case) costs no lookup; only the
+    // run id conflict is ignored, any other constraint still fails.
+    let n = conn
+        .prepare_cached(&format!(
+            "INSERT INTO metrics ({METRIC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (run_id) DO NOTHING"
+        ))
+        .and_then(|mut s| {
+            s.execute(params![
+                m.run_id.as_str(),
+                m.workflow_id.as_str(),
+                m.workflow_version.get(),
+                m.status.as_str(),
+                duration,
+                m.recorded_at.as_micros(),
+                json.counters,
+                json.values
+            ])
+        })
+        .ctx("inserting a metric")?;
+    if n == 0 {
+        let stored = load_metric(conn, &m.run_id)?.ok_or_else(|| metric_conflict(&m.run_id))?;
         if stored.same_content(m) {
             return Ok(false);
         }
         return Err(metric_conflict(&m.run_id));
     }
-    let duration = rows::signed("duration_micros", m.duration_micros)?;
-    let counters = rows::to_json("counters", &m.counters)?;
-    let values = rows::to_json("values", &m.values)?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO metrics ({METRIC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            m.run_id.as_str(),
-            m.workflow_id.as_str(),
-            m.workflow_version.get(),
-            m.status.as_str(),
-            duration,
-            m.recorded_at.as_micros(),
-            counters,
-            values
-        ])
-    })
-    .ctx("inserting a metric")?;
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO metric_values (run_id, name, workflow_id, workflow_version, value)
@@ -232,8 +251,9 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
 impl MetricsRepository for SqliteStore {
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
         metric.validate()?;
+        let json = MetricJson::of(&metric)?;
         self.write_tx("recording a metric", move |tx| {
-            if record_in_tx(tx, &metric)? {
+            if record_in_tx(tx, &metric, &json)? {
                 Ok(Written::inserted(metric))
             } else {
                 Ok(Written::unchanged(metric))
@@ -244,10 +264,14 @@ impl MetricsRepository for SqliteStore {
 
     async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
         metrics.iter().try_for_each(ExecutionMetric::validate)?;
+        let json = metrics
+            .iter()
+            .map(MetricJson::of)
+            .collect::<Result<Vec<_>>>()?;
         self.write_tx("recording metrics", move |tx| {
             let mut outcome = BulkOutcome::default();
-            for m in &metrics {
-                if record_in_tx(tx, m)? {
+            for (m, json) in metrics.iter().zip(&json) {
+                if record_in_tx(tx, m, json)? {
                     outcome.inserted += 1;
                 } else {
                     outcome.unchanged += 1;
