@@ -112,6 +112,23 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     Ok(())
 }
 
+/// Runs an `INSERT … ON CONFLICT (key) DO NOTHING`: `true` if the row was
+/// inserted, `false` if one with its key was stored (then the caller reads
+/// it back to tell "unchanged" from "conflict"). Inserting first saves a
+/// lookup for every new record, the usual case of bulk writes.
+pub(crate) fn insert_if_new(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    what: &str,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .ctx(what)?;
+    Ok(n == 1)
+}
+
 fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()

@@ -11,10 +11,10 @@ use runstore_core::{
 use rusqlite::types::Value;
 use rusqlite::{Connection, Statement, params};
 
-use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
 use crate::select::{Order, Select, query_rows};
+use crate::{SqliteStore, insert_if_new};
 
 const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
@@ -86,46 +86,35 @@ fn run_exists(conn: &Connection, id: &RunId) -> Result<bool> {
         .ctx("checking a run")
 }
 
-/// A run's JSON columns, written before the write lock is taken so the
-/// lock is held for SQLite work only.
-struct RunJson {
-    attributes: String,
-    summaries: String,
-}
-
-impl RunJson {
-    fn of(run: &Run) -> Result<RunJson> {
-        Ok(RunJson {
-            attributes: rows::to_json("attributes", &run.attributes)?,
-            summaries: rows::to_json("summaries", &run.summaries)?,
-        })
-    }
+/// A run's attributes and summaries as JSON text, written before the write
+/// lock is taken so the lock is held for SQLite work only.
+fn run_json(run: &Run) -> Result<[String; 2]> {
+    let attributes = rows::to_json("attributes", &run.attributes)?;
+    Ok([attributes, rows::to_json("summaries", &run.summaries)?])
 }
 
 /// Inserts a run unless one with its id is stored (then nothing changes);
 /// `true` if it was inserted. Only the id conflict is ignored: any other
 /// constraint still fails.
-fn insert_run_if_new(conn: &Connection, run: &Run, json: &RunJson) -> Result<bool> {
-    let n = conn
-        .prepare_cached(
-            "INSERT INTO runs (id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                run.id.as_str(),
-                run.workflow_id.as_str(),
-                run.workflow_version.get(),
-                run.status.as_str(),
-                run.trigger,
-                run.started_at.as_micros(),
-                run.ended_at.map(|t| t.as_micros()),
-                json.attributes,
-                json.summaries
-            ])
-        })
-        .ctx("inserting a run")?;
-    Ok(n == 1)
+fn insert_run_if_new(conn: &Connection, run: &Run, json: &[String; 2]) -> Result<bool> {
+    let [attributes, summaries] = json;
+    insert_if_new(
+        conn,
+        "INSERT INTO runs (id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+        params![
+            run.id.as_str(),
+            run.workflow_id.as_str(),
+            run.workflow_version.get(),
+            run.status.as_str(),
+            run.trigger,
+            run.started_at.as_micros(),
+            run.ended_at.map(|t| t.as_micros()),
+            attributes,
+            summaries
+        ],
+        "inserting a run",
+    )
 }
 
 /// The stored form of a run, or a conflict if it differs from `run`.
@@ -284,7 +273,7 @@ fn select_runs(columns: &str, filter: &RunFilter) -> Select {
 impl LogRepository for SqliteStore {
     async fn create_run(&self, run: Run) -> Result<Written<Run>> {
         run.validate()?;
-        let json = RunJson::of(&run)?;
+        let json = run_json(&run)?;
         self.write_tx("creating a run", move |tx| {
             if let Some(stored) = load_run(tx, &run.id)? {
                 return unchanged_run(stored, &run);
@@ -431,7 +420,7 @@ impl LogRepository for SqliteStore {
                     .iter()
                     .map(|e| rows::to_json("payload", &e.payload))
                     .collect::<Result<Vec<_>>>()?;
-                Ok((RunJson::of(&r.run)?, payloads))
+                Ok((run_json(&r.run)?, payloads))
             })
             .collect::<Result<Vec<_>>>()?;
         // One transaction: an error anywhere rolls the whole batch back.

@@ -12,10 +12,10 @@ use runstore_core::{
 use rusqlite::types::Value;
 use rusqlite::{Connection, params, params_from_iter};
 
-use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
 use crate::select::{Order, Select, query_rows};
+use crate::{SqliteStore, insert_if_new};
 
 const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
 const PATTERN_COLUMNS: &str =
@@ -72,47 +72,39 @@ fn load_metric(conn: &Connection, run_id: &RunId) -> Result<Option<ExecutionMetr
     .pop())
 }
 
-/// A metric's JSON columns, written before the write lock is taken so the
-/// lock is held for SQLite work only.
-struct MetricJson {
-    counters: String,
-    values: String,
-}
-
-impl MetricJson {
-    fn of(m: &ExecutionMetric) -> Result<MetricJson> {
-        Ok(MetricJson {
-            counters: rows::to_json("counters", &m.counters)?,
-            values: rows::to_json("values", &m.values)?,
-        })
-    }
+/// A metric's counters and values as JSON text, written before the write
+/// lock is taken so the lock is held for SQLite work only.
+fn metric_json(m: &ExecutionMetric) -> Result<[String; 2]> {
+    let counters = rows::to_json("counters", &m.counters)?;
+    Ok([counters, rows::to_json("values", &m.values)?])
 }
 
 /// Records one metric inside the caller's write transaction; `true` if it
 /// was inserted, `false` if an identical one was there.
-fn record_in_tx(conn: &Connection, m: &ExecutionMetric, json: &MetricJson) -> Result<bool> {
+fn record_in_tx(conn: &Connection, m: &ExecutionMetric, json: &[String; 2]) -> Result<bool> {
+    let [counters, values] = json;
     let duration = rows::signed("duration_micros", m.duration_micros)?;
     // Insert first: a new metric (the usual case) costs no lookup; only the
     // run id conflict is ignored, any other constraint still fails.
-    let n = conn
-        .prepare_cached(&format!(
+    let inserted = insert_if_new(
+        conn,
+        &format!(
             "INSERT INTO metrics ({METRIC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (run_id) DO NOTHING"
-        ))
-        .and_then(|mut s| {
-            s.execute(params![
-                m.run_id.as_str(),
-                m.workflow_id.as_str(),
-                m.workflow_version.get(),
-                m.status.as_str(),
-                duration,
-                m.recorded_at.as_micros(),
-                json.counters,
-                json.values
-            ])
-        })
-        .ctx("inserting a metric")?;
-    if n == 0 {
+        ),
+        params![
+            m.run_id.as_str(),
+            m.workflow_id.as_str(),
+            m.workflow_version.get(),
+            m.status.as_str(),
+            duration,
+            m.recorded_at.as_micros(),
+            counters,
+            values
+        ],
+        "inserting a metric",
+    )?;
+    if !inserted {
         let stored = load_metric(conn, &m.run_id)?.ok_or_else(|| metric_conflict(&m.run_id))?;
         if stored.same_content(m) {
             return Ok(false);
@@ -251,7 +243,7 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
 impl MetricsRepository for SqliteStore {
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
         metric.validate()?;
-        let json = MetricJson::of(&metric)?;
+        let json = metric_json(&metric)?;
         self.write_tx("recording a metric", move |tx| {
             if record_in_tx(tx, &metric, &json)? {
                 Ok(Written::inserted(metric))
@@ -266,7 +258,7 @@ impl MetricsRepository for SqliteStore {
         metrics.iter().try_for_each(ExecutionMetric::validate)?;
         let json = metrics
             .iter()
-            .map(MetricJson::of)
+            .map(metric_json)
             .collect::<Result<Vec<_>>>()?;
         self.write_tx("recording metrics", move |tx| {
             let mut outcome = BulkOutcome::default();
