@@ -112,11 +112,12 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     Ok(())
 }
 
-/// Runs an `INSERT … ON CONFLICT (key) DO NOTHING`: `true` if the row was
-/// inserted, `false` if one with its key was stored (then the caller reads
-/// it back to tell "unchanged" from "conflict"). Inserting first saves a
-/// lookup for every new record, the usual case of bulk writes.
-pub(crate) fn insert_if_new(
+/// Runs a statement that changes at most one row (an insert with `ON
+/// CONFLICT (key) DO NOTHING`, a delete by key): `true` if it changed one.
+/// An insert that changed nothing found its key stored; the caller reads it
+/// back to tell "unchanged" from "conflict". Inserting first saves a lookup
+/// for every new record, the usual case of bulk writes.
+pub(crate) fn changed_one(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,

@@ -14,7 +14,7 @@ use rusqlite::{Connection, Statement, params};
 use crate::error::Ctx;
 use crate::rows;
 use crate::select::{Order, Select, query_rows};
-use crate::{SqliteStore, insert_if_new};
+use crate::{SqliteStore, changed_one};
 
 const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
@@ -98,7 +98,7 @@ fn run_json(run: &Run) -> Result<[String; 2]> {
 /// constraint still fails.
 fn insert_run_if_new(conn: &Connection, run: &Run, json: &[String; 2]) -> Result<bool> {
     let [attributes, summaries] = json;
-    insert_if_new(
+    changed_one(
         conn,
         "INSERT INTO runs (id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
@@ -389,11 +389,12 @@ impl LogRepository for SqliteStore {
         let id = id.clone();
         self.write_tx("deleting a run", move |tx| {
             // Events go with it (ON DELETE CASCADE).
-            let n = tx
-                .prepare_cached("DELETE FROM runs WHERE id = ?1")
-                .and_then(|mut s| s.execute([id.as_str()]))
-                .ctx("deleting a run")?;
-            if n == 0 {
+            if !changed_one(
+                tx,
+                "DELETE FROM runs WHERE id = ?1",
+                [id.as_str()],
+                "deleting a run",
+            )? {
                 return Err(run_not_found(&id));
             }
             Ok(())

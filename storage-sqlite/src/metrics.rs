@@ -15,7 +15,7 @@ use rusqlite::{Connection, params, params_from_iter};
 use crate::error::Ctx;
 use crate::rows;
 use crate::select::{Order, Select, query_rows};
-use crate::{SqliteStore, insert_if_new};
+use crate::{SqliteStore, changed_one};
 
 const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
 const PATTERN_COLUMNS: &str =
@@ -86,7 +86,7 @@ fn record_in_tx(conn: &Connection, m: &ExecutionMetric, json: &[String; 2]) -> R
     let duration = rows::signed("duration_micros", m.duration_micros)?;
     // Insert first: a new metric (the usual case) costs no lookup; only the
     // run id conflict is ignored, any other constraint still fails.
-    let inserted = insert_if_new(
+    let inserted = changed_one(
         conn,
         &format!(
             "INSERT INTO metrics ({METRIC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -312,11 +312,8 @@ impl MetricsRepository for SqliteStore {
         let run_id = run_id.clone();
         self.write_tx("deleting a metric", move |tx| {
             // Its named values go with it (ON DELETE CASCADE).
-            let n = tx
-                .prepare_cached("DELETE FROM metrics WHERE run_id = ?1")
-                .and_then(|mut s| s.execute([run_id.as_str()]))
-                .ctx("deleting a metric")?;
-            if n == 0 {
+            let sql = "DELETE FROM metrics WHERE run_id = ?1";
+            if !changed_one(tx, sql, [run_id.as_str()], "deleting a metric")? {
                 return Err(Error::not_found(format!("metric of run {run_id}")));
             }
             Ok(())
