@@ -18,12 +18,13 @@ use runstore_core::{
     Sha256Hasher, Timestamp, VerifyingReader, Written, decide_put, validate_limit,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
+use crate::select::{Order, Select, query_rows};
 
 /// Bytes per chunk row: large enough that per-row overhead is small, small
 /// enough that a few in flight stay well under a few MiB.
@@ -43,20 +44,6 @@ type RawInfo = (
     i64,
     i64,
 );
-
-fn raw_info(r: &Row<'_>) -> rusqlite::Result<RawInfo> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
 
 /// The info and the blob id of a row.
 fn convert(
@@ -83,19 +70,15 @@ fn convert(
 }
 
 fn load(conn: &Connection, key: &ArtifactKey) -> Result<Option<(ArtifactInfo, i64)>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM artifacts WHERE run_id = ?1 AND phase = ?2 AND path = ?3"
-    ))
-    .and_then(|mut s| {
-        s.query_row(
-            params![key.run_id.as_str(), key.phase.as_str(), key.path.as_str()],
-            raw_info,
-        )
-        .optional()
-    })
-    .ctx("reading an artifact")?
-    .map(convert)
-    .transpose()
+    // A key lookup: one row at most.
+    Ok(query_rows(
+        conn,
+        &format!("SELECT {COLUMNS} FROM artifacts WHERE run_id = ?1 AND phase = ?2 AND path = ?3"),
+        params![key.run_id.as_str(), key.phase.as_str(), key.path.as_str()],
+        convert,
+        "reading an artifact",
+    )?
+    .pop())
 }
 
 fn not_found(key: &ArtifactKey) -> Error {
@@ -383,42 +366,27 @@ impl ArtifactStore for SqliteStore {
     async fn list(&self, query: ArtifactQuery) -> Result<Page<ArtifactInfo>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<ArtifactKey> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut args = Vec::new();
-        let mut sql = format!("SELECT {COLUMNS} FROM artifacts WHERE 1");
-        if let Some(r) = &query.run_id {
-            args.push(Value::Text(r.as_str().into()));
-            sql.push_str(&format!(" AND run_id = ?{}", args.len()));
-        }
-        if let Some(p) = &query.phase {
-            args.push(Value::Text(p.as_str().into()));
-            sql.push_str(&format!(" AND phase = ?{}", args.len()));
-        }
-        if let Some(c) = &after {
-            args.push(Value::Text(c.run_id.as_str().into()));
-            args.push(Value::Text(c.phase.as_str().into()));
-            args.push(Value::Text(c.path.as_str().into()));
-            let n = args.len();
-            sql.push_str(&format!(
-                " AND (run_id, phase, path) > (?{}, ?{}, ?{n})",
-                n - 2,
-                n - 1
-            ));
-        }
-        args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(
-            " ORDER BY run_id, phase, path LIMIT ?{}",
-            args.len()
-        ));
+        let text = |t: &str| Value::Text(t.into());
+        let mut select = Select::from(COLUMNS, "artifacts");
+        select
+            .and_eq_opt("run_id", query.run_id.as_ref().map(|r| text(r.as_str())))
+            .and_eq_opt("phase", query.phase.as_ref().map(|p| text(p.as_str())));
+        let cursor = after.map(|c| {
+            vec![
+                text(c.run_id.as_str()),
+                text(c.phase.as_str()),
+                text(c.path.as_str()),
+            ]
+        });
+        let select = select.page(
+            Order::Asc,
+            &["run_id", "phase", "path"],
+            cursor,
+            Some(limit + 1),
+        );
         let items = self
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached(&sql).ctx("listing artifacts")?;
-                let raws = stmt
-                    .query_map(params_from_iter(args), raw_info)
-                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-                    .ctx("listing artifacts")?;
-                raws.into_iter()
-                    .map(|r| convert(r).map(|(i, _)| i))
-                    .collect::<Result<Vec<_>>>()
+                select.rows(conn, |r| convert(r).map(|(i, _)| i), "listing artifacts")
             })
             .await?;
         Ok(Page::from_overfetch(items, limit, |i| i.key.clone()))

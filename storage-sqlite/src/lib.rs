@@ -7,6 +7,7 @@ mod logs;
 mod metrics;
 mod rows;
 mod schema;
+mod select;
 mod workflows;
 
 use std::fmt;
@@ -109,6 +110,24 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
         .ctx("enabling foreign keys")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Runs a statement that changes at most one row (an insert with `ON
+/// CONFLICT (key) DO NOTHING`, a delete by key): `true` if it changed one.
+/// An insert that changed nothing found its key stored; the caller reads it
+/// back to tell "unchanged" from "conflict". Inserting first saves a lookup
+/// for every new record, the usual case of bulk writes.
+pub(crate) fn changed_one(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    what: &str,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .ctx(what)?;
+    Ok(n == 1)
 }
 
 fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {

@@ -1,19 +1,20 @@
 //! [`LogRepository`] on SQLite: runs and their numbered events.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use runstore_core::{
     Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent,
-    Page, Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, Written,
-    validate_limit,
+    Page, Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, Timestamp,
+    Written, validate_limit,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, Statement, params};
 
-use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
+use crate::select::{Order, Select, query_rows};
+use crate::{SqliteStore, changed_one};
 
 const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
@@ -31,20 +32,6 @@ type RawRun = (
 );
 type RawEvent = (String, i64, String, i64, String, Option<String>);
 
-fn raw_run(r: &Row<'_>) -> rusqlite::Result<RawRun> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
-
 fn convert_run(raw: RawRun) -> Result<Run> {
     let (id, wf, ver, status, trigger, started, ended, attrs, sums) = raw;
     let loc = format!("runs row {id}");
@@ -59,17 +46,6 @@ fn convert_run(raw: RawRun) -> Result<Run> {
         attributes: rows::from_json::<JsonMap>(&loc, &attrs)?,
         summaries: rows::from_json::<JsonMap>(&loc, &sums)?,
     })
-}
-
-fn raw_event(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
 }
 
 fn convert_event((run_id, seq, kind, at, payload, key): RawEvent) -> Result<Event> {
@@ -93,11 +69,15 @@ fn run_conflict(id: &RunId) -> Error {
 }
 
 fn load_run(conn: &Connection, id: &RunId) -> Result<Option<Run>> {
-    conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
-        .and_then(|mut s| s.query_row([id.as_str()], raw_run).optional())
-        .ctx("reading a run")?
-        .map(convert_run)
-        .transpose()
+    // A key lookup: one row at most.
+    Ok(query_rows(
+        conn,
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+        [id.as_str()],
+        convert_run,
+        "reading a run",
+    )?
+    .pop())
 }
 
 fn run_exists(conn: &Connection, id: &RunId) -> Result<bool> {
@@ -106,15 +86,23 @@ fn run_exists(conn: &Connection, id: &RunId) -> Result<bool> {
         .ctx("checking a run")
 }
 
-fn insert_run(conn: &Connection, run: &Run) -> Result<()> {
-    let attrs = rows::to_json("attributes", &run.attributes)?;
-    let sums = rows::to_json("summaries", &run.summaries)?;
-    conn.prepare_cached(
+/// A run's attributes and summaries as JSON text, written before the write
+/// lock is taken so the lock is held for SQLite work only.
+fn run_json(run: &Run) -> Result<[String; 2]> {
+    let attributes = rows::to_json("attributes", &run.attributes)?;
+    Ok([attributes, rows::to_json("summaries", &run.summaries)?])
+}
+
+/// Inserts a run unless one with its id is stored (then nothing changes);
+/// `true` if it was inserted. Only the id conflict is ignored: any other
+/// constraint still fails.
+fn insert_run_if_new(conn: &Connection, run: &Run, json: &[String; 2]) -> Result<bool> {
+    let [attributes, summaries] = json;
+    changed_one(
+        conn,
         "INSERT INTO runs (id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+        params![
             run.id.as_str(),
             run.workflow_id.as_str(),
             run.workflow_version.get(),
@@ -122,62 +110,119 @@ fn insert_run(conn: &Connection, run: &Run) -> Result<()> {
             run.trigger,
             run.started_at.as_micros(),
             run.ended_at.map(|t| t.as_micros()),
-            attrs,
-            sums
-        ])
-    })
-    .ctx("inserting a run")?;
-    Ok(())
+            attributes,
+            summaries
+        ],
+        "inserting a run",
+    )
 }
 
-fn insert_event(conn: &Connection, e: &Event) -> Result<()> {
-    let payload = rows::to_json("payload", &e.payload)?;
-    let seq = rows::signed("seq", e.seq)?;
-    conn.prepare_cached(
-        "INSERT INTO events (run_id, seq, kind, at, payload, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            e.run_id.as_str(),
-            seq,
-            e.kind,
-            e.at.as_micros(),
-            payload,
-            e.idempotency_key
-        ])
-    })
+/// The stored form of a run, or a conflict if it differs from `run`.
+fn unchanged_run(stored: Run, run: &Run) -> Result<Written<Run>> {
+    if stored.same_content(run) {
+        return Ok(Written::unchanged(stored));
+    }
+    Err(run_conflict(&run.id))
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (run_id, seq, kind, at, payload, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Inserts one event row with its payload already JSON text.
+fn insert_event(
+    stmt: &mut Statement<'_>,
+    run_id: &RunId,
+    seq: u64,
+    kind: &str,
+    at: Timestamp,
+    payload: &str,
+    key: Option<&str>,
+) -> Result<()> {
+    stmt.execute(params![
+        run_id.as_str(),
+        rows::signed("seq", seq)?,
+        kind,
+        at.as_micros(),
+        payload,
+        key
+    ])
     .ctx("inserting an event")?;
     Ok(())
 }
 
-/// Appends one event inside the caller's write transaction: the original
-/// number for a known key, else the next number after the highest stored.
-fn append_in_tx(conn: &Connection, run_id: &RunId, event: NewEvent) -> Result<Appended> {
-    if let Some(key) = &event.idempotency_key {
-        let seq: Option<i64> = conn
-            .prepare_cached("SELECT seq FROM events WHERE run_id = ?1 AND idempotency_key = ?2")
-            .and_then(|mut s| {
-                s.query_row(params![run_id.as_str(), key], |r| r.get(0))
-                    .optional()
-            })
-            .ctx("looking up an idempotency key")?;
-        if let Some(seq) = seq {
-            return Ok(Appended {
-                seq: rows::unsigned("events", seq)?,
-                duplicate: true,
-            });
-        }
+/// Events to append with their payloads as JSON text (written before the
+/// write lock is taken).
+fn encode_events(events: Vec<NewEvent>) -> Result<Vec<(NewEvent, String)>> {
+    events
+        .into_iter()
+        .map(|e| {
+            e.validate()?;
+            let payload = rows::to_json("payload", &e.payload)?;
+            Ok((e, payload))
+        })
+        .collect()
+}
+
+/// The stored numbers of those of `keys` the run already has.
+fn stored_keys(conn: &Connection, run_id: &RunId, keys: &[&str]) -> Result<HashMap<String, u64>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
     }
+    // One query for the whole batch: the keys travel as one JSON array
+    // parameter, so any number of them fits.
+    let keys = rows::to_json("idempotency_key", keys)?;
+    let found: Vec<(String, u64)> = query_rows(
+        conn,
+        "SELECT idempotency_key, seq FROM events
+         WHERE run_id = ?1 AND idempotency_key IN (SELECT value FROM json_each(?2))",
+        params![run_id.as_str(), keys],
+        |(key, seq): (String, i64)| Ok((key, rows::unsigned("events", seq)?)),
+        "looking up idempotency keys",
+    )?;
+    Ok(found.into_iter().collect())
+}
+
+/// Appends events inside the caller's write transaction, in order: a known
+/// key (stored, or earlier in the batch) gets its original number back and
+/// stores nothing; the others are numbered on from the highest stored.
+fn append_in_tx(
+    conn: &Connection,
+    run_id: &RunId,
+    events: Vec<(NewEvent, String)>,
+) -> Result<Vec<Appended>> {
+    let keys: Vec<&str> = events
+        .iter()
+        .filter_map(|(e, _)| e.idempotency_key.as_deref())
+        .collect();
+    let mut known = stored_keys(conn, run_id, &keys)?;
     let last: i64 = conn
         .prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE run_id = ?1")
         .and_then(|mut s| s.query_row([run_id.as_str()], |r| r.get(0)))
         .ctx("numbering an event")?;
-    let seq = rows::unsigned("events", last)? + 1;
-    insert_event(conn, &event.into_event(run_id.clone(), seq))?;
-    Ok(Appended {
-        seq,
-        duplicate: false,
-    })
+    let mut seq = rows::unsigned("events", last)?;
+    let mut insert = conn
+        .prepare_cached(INSERT_EVENT)
+        .ctx("inserting an event")?;
+    let mut out = Vec::with_capacity(events.len());
+    for (e, payload) in events {
+        if let Some(&first) = e.idempotency_key.as_ref().and_then(|k| known.get(k)) {
+            out.push(Appended {
+                seq: first,
+                duplicate: true,
+            });
+            continue;
+        }
+        seq += 1;
+        let key = e.idempotency_key.as_deref();
+        insert_event(&mut insert, run_id, seq, &e.kind, e.at, &payload, key)?;
+        if let Some(key) = e.idempotency_key {
+            known.insert(key, seq);
+        }
+        out.push(Appended {
+            seq,
+            duplicate: false,
+        });
+    }
+    Ok(out)
 }
 
 fn load_events(
@@ -186,72 +231,54 @@ fn load_events(
     after: u64,
     limit: Option<usize>,
 ) -> Result<Vec<Event>> {
-    let mut stmt = conn
-        .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-        ))
-        .ctx("listing events")?;
-    let limit = limit.map_or(-1, |l| l as i64);
-    let raws = stmt
-        .query_map(
-            params![run_id.as_str(), rows::signed("cursor", after)?, limit],
-            raw_event,
-        )
-        .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-        .ctx("listing events")?;
-    raws.into_iter().map(convert_event).collect()
+    let mut select = Select::from(EVENT_COLUMNS, "events");
+    select.and("run_id", "=", Value::Text(run_id.as_str().into()));
+    let after = Value::Integer(rows::signed("cursor", after)?);
+    select
+        .page(Order::Asc, &["seq"], Some(vec![after]), limit)
+        .rows(conn, convert_event, "listing events")
 }
 
-/// The WHERE clause and its arguments for a filter.
-fn where_clause(filter: &RunFilter, args: &mut Vec<Value>) -> String {
-    let mut sql = String::from(" WHERE 1");
-    let push = |args: &mut Vec<Value>, v: Value| {
-        args.push(v);
-        args.len()
-    };
-    if let Some(w) = &filter.workflow_id {
-        let n = push(args, Value::Text(w.as_str().into()));
-        sql.push_str(&format!(" AND workflow_id = ?{n}"));
-    }
-    if let Some(v) = filter.workflow_version {
-        let n = push(args, Value::Integer(i64::from(v.get())));
-        sql.push_str(&format!(" AND workflow_version = ?{n}"));
-    }
-    if !filter.statuses.is_empty() {
-        let marks: Vec<String> = filter
-            .statuses
-            .iter()
-            .map(|s| format!("?{}", push(args, Value::Text(s.as_str().into()))))
-            .collect();
-        sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
-    }
+/// The runs matching a filter, selecting `columns`.
+fn select_runs(columns: &str, filter: &RunFilter) -> Select {
+    let text = |t: &str| Value::Text(t.into());
+    let micros = |t: Timestamp| Value::Integer(t.as_micros());
+    let mut select = Select::from(columns, "runs");
+    select
+        .and_eq_opt(
+            "workflow_id",
+            filter.workflow_id.as_ref().map(|w| text(w.as_str())),
+        )
+        .and_eq_opt(
+            "workflow_version",
+            filter
+                .workflow_version
+                .map(|v| Value::Integer(i64::from(v.get()))),
+        )
+        .and_in(
+            "status",
+            filter.statuses.iter().map(|s| text(s.as_str())).collect(),
+        );
     if let Some(t) = filter.started_from {
-        let n = push(args, Value::Integer(t.as_micros()));
-        sql.push_str(&format!(" AND started_at >= ?{n}"));
+        select.and("started_at", ">=", micros(t));
     }
     if let Some(t) = filter.started_before {
-        let n = push(args, Value::Integer(t.as_micros()));
-        sql.push_str(&format!(" AND started_at < ?{n}"));
+        select.and("started_at", "<", micros(t));
     }
-    if let Some(t) = &filter.trigger {
-        let n = push(args, Value::Text(t.clone()));
-        sql.push_str(&format!(" AND \"trigger\" = ?{n}"));
-    }
-    sql
+    select.and_eq_opt("\"trigger\"", filter.trigger.as_deref().map(text));
+    select
 }
 
 #[async_trait]
 impl LogRepository for SqliteStore {
     async fn create_run(&self, run: Run) -> Result<Written<Run>> {
         run.validate()?;
+        let json = run_json(&run)?;
         self.write_tx("creating a run", move |tx| {
             if let Some(stored) = load_run(tx, &run.id)? {
-                if stored.same_content(&run) {
-                    return Ok(Written::unchanged(stored));
-                }
-                return Err(run_conflict(&run.id));
+                return unchanged_run(stored, &run);
             }
-            insert_run(tx, &run)?;
+            insert_run_if_new(tx, &run, &json)?;
             Ok(Written::inserted(run))
         })
         .await
@@ -290,28 +317,20 @@ impl LogRepository for SqliteStore {
     }
 
     async fn append_event(&self, run_id: &RunId, event: NewEvent) -> Result<Appended> {
-        event.validate()?;
-        let run_id = run_id.clone();
-        self.write_tx("appending an event", move |tx| {
-            if !run_exists(tx, &run_id)? {
-                return Err(run_not_found(&run_id));
-            }
-            append_in_tx(tx, &run_id, event)
-        })
-        .await
+        let mut appended = self.append_events(run_id, vec![event]).await?;
+        appended
+            .pop()
+            .ok_or_else(|| Error::backend("appending an event stored nothing", None))
     }
 
     async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
-        events.iter().try_for_each(NewEvent::validate)?;
+        let events = encode_events(events)?;
         let run_id = run_id.clone();
         self.write_tx("appending events", move |tx| {
             if !run_exists(tx, &run_id)? {
                 return Err(run_not_found(&run_id));
             }
-            events
-                .into_iter()
-                .map(|e| append_in_tx(tx, &run_id, e))
-                .collect()
+            append_in_tx(tx, &run_id, events)
         })
         .await
     }
@@ -339,53 +358,29 @@ impl LogRepository for SqliteStore {
         query.filter.validate()?;
         let limit = validate_limit(query.limit)?;
         let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut args = Vec::new();
-        let mut sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs{}",
-            where_clause(&query.filter, &mut args)
+        let cursor = before.map(|c| {
+            vec![
+                Value::Integer(c.started_at.as_micros()),
+                Value::Text(c.id.into_string()),
+            ]
+        });
+        let select = select_runs(RUN_COLUMNS, &query.filter).page(
+            Order::Desc,
+            &["started_at", "id"],
+            cursor,
+            Some(limit + 1),
         );
-        if let Some(c) = &before {
-            args.push(Value::Integer(c.started_at.as_micros()));
-            args.push(Value::Text(c.id.as_str().into()));
-            sql.push_str(&format!(
-                " AND (started_at, id) < (?{}, ?{})",
-                args.len() - 1,
-                args.len()
-            ));
-        }
-        args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(
-            " ORDER BY started_at DESC, id DESC LIMIT ?{}",
-            args.len()
-        ));
         let items = self
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(&sql).ctx("querying runs")?;
-                let raws = stmt
-                    .query_map(params_from_iter(args), raw_run)
-                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-                    .ctx("querying runs")?;
-                raws.into_iter()
-                    .map(convert_run)
-                    .collect::<Result<Vec<_>>>()
-            })
+            .read(move |conn| select.rows(conn, convert_run, "querying runs"))
             .await?;
         Ok(Page::from_overfetch(items, limit, RunCursor::of))
     }
 
     async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
         filter.validate()?;
-        let mut args = Vec::new();
-        let sql = format!(
-            "SELECT count(*) FROM runs{}",
-            where_clause(&filter, &mut args)
-        );
+        let select = select_runs("count(*)", &filter);
         let n: i64 = self
-            .read(move |conn| {
-                conn.prepare_cached(&sql)
-                    .and_then(|mut s| s.query_row(params_from_iter(args), |r| r.get(0)))
-                    .ctx("counting runs")
-            })
+            .read(move |conn| select.value(conn, "counting runs"))
             .await?;
         rows::unsigned("runs", n)
     }
@@ -394,11 +389,12 @@ impl LogRepository for SqliteStore {
         let id = id.clone();
         self.write_tx("deleting a run", move |tx| {
             // Events go with it (ON DELETE CASCADE).
-            let n = tx
-                .prepare_cached("DELETE FROM runs WHERE id = ?1")
-                .and_then(|mut s| s.execute([id.as_str()]))
-                .ctx("deleting a run")?;
-            if n == 0 {
+            if !changed_one(
+                tx,
+                "DELETE FROM runs WHERE id = ?1",
+                [id.as_str()],
+                "deleting a run",
+            )? {
                 return Err(run_not_found(&id));
             }
             Ok(())
@@ -417,15 +413,27 @@ impl LogRepository for SqliteStore {
                 ));
             }
         }
+        let json = runs
+            .iter()
+            .map(|r| {
+                let payloads = r
+                    .events
+                    .iter()
+                    .map(|e| rows::to_json("payload", &e.payload))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((run_json(&r.run)?, payloads))
+            })
+            .collect::<Result<Vec<_>>>()?;
         // One transaction: an error anywhere rolls the whole batch back.
         self.write_tx("importing runs", move |tx| {
             let mut outcome = BulkOutcome::default();
-            for r in &runs {
-                if let Some(stored) = load_run(tx, &r.run.id)? {
-                    let events = load_events(tx, &r.run.id, 0, None)?;
+            let mut insert = tx.prepare_cached(INSERT_EVENT).ctx("inserting an event")?;
+            for (r, (run_json, payloads)) in runs.iter().zip(&json) {
+                // Insert first: a new run (the usual case) costs no lookup.
+                if !insert_run_if_new(tx, &r.run, run_json)? {
                     let stored = RunWithEvents {
-                        run: stored,
-                        events,
+                        run: load_run(tx, &r.run.id)?.ok_or_else(|| run_not_found(&r.run.id))?,
+                        events: load_events(tx, &r.run.id, 0, None)?,
                     };
                     if !stored.same_content(r) {
                         return Err(run_conflict(&r.run.id));
@@ -433,9 +441,9 @@ impl LogRepository for SqliteStore {
                     outcome.unchanged += 1;
                     continue;
                 }
-                insert_run(tx, &r.run)?;
-                for e in &r.events {
-                    insert_event(tx, e)?;
+                for (e, payload) in r.events.iter().zip(payloads) {
+                    let key = e.idempotency_key.as_deref();
+                    insert_event(&mut insert, &e.run_id, e.seq, &e.kind, e.at, payload, key)?;
                 }
                 outcome.inserted += 1;
             }

@@ -10,11 +10,12 @@ use runstore_core::{
     Result, RunId, SummaryQuery, ValueStats, WorkflowId, Written, nearest_rank, validate_limit,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, params, params_from_iter};
 
-use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
+use crate::select::{Order, Select, query_rows};
+use crate::{SqliteStore, changed_one};
 
 const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
 const PATTERN_COLUMNS: &str =
@@ -22,19 +23,6 @@ const PATTERN_COLUMNS: &str =
 
 type RawMetric = (String, String, i64, String, i64, i64, String, String);
 type RawPattern = (String, String, String, String, String, f64, String, i64);
-
-fn raw_metric(r: &Row<'_>) -> rusqlite::Result<RawMetric> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
-}
 
 fn convert_metric(raw: RawMetric) -> Result<ExecutionMetric> {
     let (run_id, wf, ver, status, dur, rec, counters, values) = raw;
@@ -49,19 +37,6 @@ fn convert_metric(raw: RawMetric) -> Result<ExecutionMetric> {
         counters: rows::from_json(&loc, &counters)?,
         values: rows::from_json(&loc, &values)?,
     })
-}
-
-fn raw_pattern(r: &Row<'_>) -> rusqlite::Result<RawPattern> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
 }
 
 fn convert_pattern(raw: RawPattern) -> Result<Pattern> {
@@ -86,32 +61,38 @@ fn metric_conflict(run_id: &RunId) -> Error {
 }
 
 fn load_metric(conn: &Connection, run_id: &RunId) -> Result<Option<ExecutionMetric>> {
-    conn.prepare_cached(&format!(
-        "SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ?1"
-    ))
-    .and_then(|mut s| s.query_row([run_id.as_str()], raw_metric).optional())
-    .ctx("reading a metric")?
-    .map(convert_metric)
-    .transpose()
+    // A key lookup: one row at most.
+    Ok(query_rows(
+        conn,
+        &format!("SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ?1"),
+        [run_id.as_str()],
+        convert_metric,
+        "reading a metric",
+    )?
+    .pop())
+}
+
+/// A metric's counters and values as JSON text, written before the write
+/// lock is taken so the lock is held for SQLite work only.
+fn metric_json(m: &ExecutionMetric) -> Result<[String; 2]> {
+    let counters = rows::to_json("counters", &m.counters)?;
+    Ok([counters, rows::to_json("values", &m.values)?])
 }
 
 /// Records one metric inside the caller's write transaction; `true` if it
 /// was inserted, `false` if an identical one was there.
-fn record_in_tx(conn: &Connection, m: &ExecutionMetric) -> Result<bool> {
-    if let Some(stored) = load_metric(conn, &m.run_id)? {
-        if stored.same_content(m) {
-            return Ok(false);
-        }
-        return Err(metric_conflict(&m.run_id));
-    }
+fn record_in_tx(conn: &Connection, m: &ExecutionMetric, json: &[String; 2]) -> Result<bool> {
+    let [counters, values] = json;
     let duration = rows::signed("duration_micros", m.duration_micros)?;
-    let counters = rows::to_json("counters", &m.counters)?;
-    let values = rows::to_json("values", &m.values)?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO metrics ({METRIC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
+    // Insert first: a new metric (the usual case) costs no lookup; only the
+    // run id conflict is ignored, any other constraint still fails.
+    let inserted = changed_one(
+        conn,
+        &format!(
+            "INSERT INTO metrics ({METRIC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (run_id) DO NOTHING"
+        ),
+        params![
             m.run_id.as_str(),
             m.workflow_id.as_str(),
             m.workflow_version.get(),
@@ -120,9 +101,16 @@ fn record_in_tx(conn: &Connection, m: &ExecutionMetric) -> Result<bool> {
             m.recorded_at.as_micros(),
             counters,
             values
-        ])
-    })
-    .ctx("inserting a metric")?;
+        ],
+        "inserting a metric",
+    )?;
+    if !inserted {
+        let stored = load_metric(conn, &m.run_id)?.ok_or_else(|| metric_conflict(&m.run_id))?;
+        if stored.same_content(m) {
+            return Ok(false);
+        }
+        return Err(metric_conflict(&m.run_id));
+    }
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO metric_values (run_id, name, workflow_id, workflow_version, value)
@@ -183,21 +171,7 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
                     min(recorded_at), max(recorded_at)
              FROM metrics INDEXED BY {index} WHERE {cond}"
         ))
-        .and_then(|mut st| {
-            st.query_row(params_from_iter(args.iter()), |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            })
-        })
+        .and_then(|mut st| st.query_row(params_from_iter(args.iter()), |r| Agg::try_from(r)))
         .ctx("summarizing metrics")?;
     let loc = format!("metrics of workflow {wf}");
     let (n, ok, failed, cancelled, dmin, dmax, dsum, first, last) = agg;
@@ -237,24 +211,16 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
         p95,
         p99,
     });
-    let mut vals = conn
-        .prepare_cached(&format!(
+    let raws: Vec<(String, i64, f64, f64, f64)> = query_rows(
+        conn,
+        &format!(
             "SELECT name, count(*), total(value), min(value), max(value)
              FROM metric_values WHERE {cond} GROUP BY name ORDER BY name"
-        ))
-        .ctx("summarizing metric values")?;
-    let raws = vals
-        .query_map(params_from_iter(args.iter()), |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, f64>(2)?,
-                r.get::<_, f64>(3)?,
-                r.get::<_, f64>(4)?,
-            ))
-        })
-        .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-        .ctx("summarizing metric values")?;
+        ),
+        params_from_iter(args.iter()),
+        Ok,
+        "summarizing metric values",
+    )?;
     let mut values = BTreeMap::new();
     for (name, count, sum, min, max) in raws {
         let count = rows::unsigned(&loc, count)?;
@@ -277,8 +243,9 @@ fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result
 impl MetricsRepository for SqliteStore {
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
         metric.validate()?;
+        let json = metric_json(&metric)?;
         self.write_tx("recording a metric", move |tx| {
-            if record_in_tx(tx, &metric)? {
+            if record_in_tx(tx, &metric, &json)? {
                 Ok(Written::inserted(metric))
             } else {
                 Ok(Written::unchanged(metric))
@@ -289,10 +256,14 @@ impl MetricsRepository for SqliteStore {
 
     async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
         metrics.iter().try_for_each(ExecutionMetric::validate)?;
+        let json = metrics
+            .iter()
+            .map(metric_json)
+            .collect::<Result<Vec<_>>>()?;
         self.write_tx("recording metrics", move |tx| {
             let mut outcome = BulkOutcome::default();
-            for m in &metrics {
-                if record_in_tx(tx, m)? {
+            for (m, json) in metrics.iter().zip(&json) {
+                if record_in_tx(tx, m, json)? {
                     outcome.inserted += 1;
                 } else {
                     outcome.unchanged += 1;
@@ -315,33 +286,22 @@ impl MetricsRepository for SqliteStore {
     async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<MetricCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut args = Vec::new();
-        let mut sql = format!("SELECT {METRIC_COLUMNS} FROM metrics WHERE 1");
-        if let Some(w) = &query.workflow_id {
-            args.push(Value::Text(w.as_str().into()));
-            sql.push_str(&format!(" AND workflow_id = ?{}", args.len()));
-        }
-        if let Some(v) = query.workflow_version {
-            args.push(Value::Integer(i64::from(v.get())));
-            sql.push_str(&format!(" AND workflow_version = ?{}", args.len()));
-        }
-        if let Some(c) = &after {
-            args.push(Value::Text(c.run_id.as_str().into()));
-            sql.push_str(&format!(" AND run_id > ?{}", args.len()));
-        }
-        args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(" ORDER BY run_id LIMIT ?{}", args.len()));
+        let mut select = Select::from(METRIC_COLUMNS, "metrics");
+        select
+            .and_eq_opt(
+                "workflow_id",
+                query.workflow_id.map(|w| Value::Text(w.into_string())),
+            )
+            .and_eq_opt(
+                "workflow_version",
+                query
+                    .workflow_version
+                    .map(|v| Value::Integer(i64::from(v.get()))),
+            );
+        let cursor = after.map(|c| vec![Value::Text(c.run_id.into_string())]);
+        let select = select.page(Order::Asc, &["run_id"], cursor, Some(limit + 1));
         let items = self
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(&sql).ctx("listing metrics")?;
-                let raws = stmt
-                    .query_map(params_from_iter(args), raw_metric)
-                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-                    .ctx("listing metrics")?;
-                raws.into_iter()
-                    .map(convert_metric)
-                    .collect::<Result<Vec<_>>>()
-            })
+            .read(move |conn| select.rows(conn, convert_metric, "listing metrics"))
             .await?;
         Ok(Page::from_overfetch(items, limit, |m| MetricCursor {
             run_id: m.run_id.clone(),
@@ -352,11 +312,8 @@ impl MetricsRepository for SqliteStore {
         let run_id = run_id.clone();
         self.write_tx("deleting a metric", move |tx| {
             // Its named values go with it (ON DELETE CASCADE).
-            let n = tx
-                .prepare_cached("DELETE FROM metrics WHERE run_id = ?1")
-                .and_then(|mut s| s.execute([run_id.as_str()]))
-                .ctx("deleting a metric")?;
-            if n == 0 {
+            let sql = "DELETE FROM metrics WHERE run_id = ?1";
+            if !changed_one(tx, sql, [run_id.as_str()], "deleting a metric")? {
                 return Err(Error::not_found(format!("metric of run {run_id}")));
             }
             Ok(())
@@ -416,13 +373,14 @@ impl MetricsRepository for SqliteStore {
     async fn get_pattern(&self, id: &PatternId) -> Result<Pattern> {
         let id = id.clone();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {PATTERN_COLUMNS} FROM patterns WHERE id = ?1"
-            ))
-            .and_then(|mut s| s.query_row([id.as_str()], raw_pattern).optional())
-            .ctx("reading a pattern")?
-            .map(convert_pattern)
-            .transpose()?
+            query_rows(
+                conn,
+                &format!("SELECT {PATTERN_COLUMNS} FROM patterns WHERE id = ?1"),
+                [id.as_str()],
+                convert_pattern,
+                "reading a pattern",
+            )?
+            .pop()
             .ok_or_else(|| Error::not_found(format!("pattern {id}")))
         })
         .await
@@ -432,37 +390,20 @@ impl MetricsRepository for SqliteStore {
         let limit = validate_limit(query.limit)?;
         let before: Option<PatternCursor> =
             query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut args = Vec::new();
-        let mut sql = format!("SELECT {PATTERN_COLUMNS} FROM patterns WHERE 1");
-        if let Some(w) = &query.workflow_id {
-            args.push(Value::Text(w.as_str().into()));
-            sql.push_str(&format!(" AND workflow_id = ?{}", args.len()));
-        }
-        if let Some(c) = &before {
-            args.push(Value::Integer(c.detected_at.as_micros()));
-            args.push(Value::Text(c.id.as_str().into()));
-            sql.push_str(&format!(
-                " AND (detected_at, id) < (?{}, ?{})",
-                args.len() - 1,
-                args.len()
-            ));
-        }
-        args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(
-            " ORDER BY detected_at DESC, id DESC LIMIT ?{}",
-            args.len()
-        ));
+        let mut select = Select::from(PATTERN_COLUMNS, "patterns");
+        select.and_eq_opt(
+            "workflow_id",
+            query.workflow_id.map(|w| Value::Text(w.into_string())),
+        );
+        let cursor = before.map(|c| {
+            vec![
+                Value::Integer(c.detected_at.as_micros()),
+                Value::Text(c.id.into_string()),
+            ]
+        });
+        let select = select.page(Order::Desc, &["detected_at", "id"], cursor, Some(limit + 1));
         let items = self
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(&sql).ctx("listing patterns")?;
-                let raws = stmt
-                    .query_map(params_from_iter(args), raw_pattern)
-                    .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-                    .ctx("listing patterns")?;
-                raws.into_iter()
-                    .map(convert_pattern)
-                    .collect::<Result<Vec<_>>>()
-            })
+            .read(move |conn| select.rows(conn, convert_pattern, "listing patterns"))
             .await?;
         Ok(Page::from_overfetch(items, limit, PatternCursor::of))
     }

@@ -6,27 +6,17 @@ use runstore_core::{
     WorkflowRepository, Written, validate_limit,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::SqliteStore;
 use crate::error::Ctx;
 use crate::rows;
+use crate::select::{Order, Select, query_rows};
 
 const COLUMNS: &str = "id, version, parent, description, body, created_at";
 
 /// Raw columns of one workflow row, converted outside the row callback.
 type RawDef = (String, i64, Option<i64>, String, String, i64);
-
-fn raw(r: &Row<'_>) -> rusqlite::Result<RawDef> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
-}
 
 fn convert(
     (id, version, parent, description, body, created_at): RawDef,
@@ -47,25 +37,15 @@ fn get_one(
     id: &WorkflowId,
     version: Version,
 ) -> Result<Option<WorkflowDefinition>> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM workflows WHERE id = ?1 AND version = ?2"
-    ))
-    .and_then(|mut s| {
-        s.query_row(params![id.as_str(), version.get()], raw)
-            .optional()
-    })
-    .ctx("reading a workflow")?
-    .map(convert)
-    .transpose()
-}
-
-fn collect(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<Vec<WorkflowDefinition>> {
-    let mut stmt = conn.prepare_cached(sql).ctx("listing workflows")?;
-    let raws = stmt
-        .query_map(params_from_iter(args), raw)
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .ctx("listing workflows")?;
-    raws.into_iter().map(convert).collect()
+    // A key lookup: one row at most.
+    Ok(query_rows(
+        conn,
+        &format!("SELECT {COLUMNS} FROM workflows WHERE id = ?1 AND version = ?2"),
+        params![id.as_str(), version.get()],
+        convert,
+        "reading a workflow",
+    )?
+    .pop())
 }
 
 #[async_trait]
@@ -131,12 +111,14 @@ impl WorkflowRepository for SqliteStore {
     async fn get_latest(&self, id: &WorkflowId) -> Result<WorkflowDefinition> {
         let id = id.clone();
         self.read(move |conn| {
-            collect(
+            query_rows(
                 conn,
                 &format!(
                     "SELECT {COLUMNS} FROM workflows WHERE id = ?1 ORDER BY version DESC LIMIT 1"
                 ),
-                vec![Value::Text(id.as_str().into())],
+                [id.as_str()],
+                convert,
+                "reading a workflow",
             )?
             .pop()
             .ok_or_else(|| Error::not_found(format!("workflow {id}")))
@@ -147,10 +129,12 @@ impl WorkflowRepository for SqliteStore {
     async fn list_versions(&self, id: &WorkflowId) -> Result<Vec<WorkflowDefinition>> {
         let id = id.clone();
         self.read(move |conn| {
-            collect(
+            query_rows(
                 conn,
                 &format!("SELECT {COLUMNS} FROM workflows WHERE id = ?1 ORDER BY version"),
-                vec![Value::Text(id.into_string())],
+                [id.as_str()],
+                convert,
+                "listing workflows",
             )
         })
         .await
@@ -160,24 +144,18 @@ impl WorkflowRepository for SqliteStore {
         let limit = validate_limit(query.limit)?;
         let after: Option<WorkflowCursor> =
             query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut sql = format!("SELECT {COLUMNS} FROM workflows WHERE 1");
-        let mut args = Vec::new();
-        if let Some(id) = &query.id {
-            args.push(Value::Text(id.as_str().into()));
-            sql.push_str(&format!(" AND id = ?{}", args.len()));
-        }
-        if let Some(c) = &after {
-            args.push(Value::Text(c.id.as_str().into()));
-            args.push(Value::Integer(i64::from(c.version.get())));
-            sql.push_str(&format!(
-                " AND (id, version) > (?{}, ?{})",
-                args.len() - 1,
-                args.len()
-            ));
-        }
-        args.push(Value::Integer(limit as i64 + 1));
-        sql.push_str(&format!(" ORDER BY id, version LIMIT ?{}", args.len()));
-        let items = self.read(move |conn| collect(conn, &sql, args)).await?;
+        let mut select = Select::from(COLUMNS, "workflows");
+        select.and_eq_opt("id", query.id.map(|id| Value::Text(id.into_string())));
+        let cursor = after.map(|c| {
+            vec![
+                Value::Text(c.id.into_string()),
+                Value::Integer(i64::from(c.version.get())),
+            ]
+        });
+        let select = select.page(Order::Asc, &["id", "version"], cursor, Some(limit + 1));
+        let items = self
+            .read(move |conn| select.rows(conn, convert, "listing workflows"))
+            .await?;
         Ok(Page::from_overfetch(items, limit, WorkflowCursor::of))
     }
 }

@@ -568,6 +568,21 @@ async fn every_query_of_section_4_uses_an_index() {
             "{sql}: {text}"
         );
     }
+    // A batch's idempotency keys are looked up in one query, through the
+    // partial unique index (not by scanning the run's events).
+    let sql = "EXPLAIN QUERY PLAN SELECT idempotency_key, seq FROM events
+               WHERE run_id = 'a' AND idempotency_key IN (SELECT value FROM json_each('[\"k\"]'))";
+    let detail: Vec<String> = conn
+        .prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        detail.iter().any(|d| d.contains("events_by_key")),
+        "{detail:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
