@@ -409,6 +409,12 @@ impl PatternQuery {
         /// Only one workflow.
         with_workflow(id: WorkflowId) => workflow_id = Some(id);
     }
+    /// Whether a pattern passes the query's filter.
+    pub fn matches(&self, p: &Pattern) -> bool {
+        self.workflow_id
+            .as_ref()
+            .is_none_or(|w| *w == p.workflow_id)
+    }
 }
 
 /// The key in a [`PatternQuery`] cursor: the last `(detected_at, id)`; the

@@ -97,6 +97,42 @@ impl<T> Page<T> {
         Page { items, next }
     }
 
+    /// Builds a page of the items that come strictly after `before` in
+    /// descending key order (newest first): keeps the items whose key is
+    /// less than `before` (all without a cursor), sorts them by key
+    /// descending, and pages them with [`Page::from_overfetch`]. For
+    /// in-memory tables listed in reverse key order, like runs and patterns.
+    ///
+    /// ```
+    /// use runstore_core::Page;
+    /// let items = [3, 1, 4, 5, 2];
+    /// let first = Page::descending_before(&items, 2, None, |x| *x);
+    /// assert_eq!(first.items, vec![5, 4]);
+    /// let cursor: i32 = first.next.unwrap().decode().unwrap();
+    /// let second = Page::descending_before(&items, 2, Some(&cursor), |x| *x);
+    /// assert_eq!(second.items, vec![3, 2]);
+    /// let last = Page::descending_before(&items, 2, Some(&2), |x| *x);
+    /// assert_eq!((last.items, last.next), (vec![1], None));
+    /// ```
+    pub fn descending_before<'a, K>(
+        items: impl IntoIterator<Item = &'a T>,
+        limit: usize,
+        before: Option<&K>,
+        key_of: impl Fn(&T) -> K,
+    ) -> Page<T>
+    where
+        T: Clone + 'a,
+        K: Serialize + Ord,
+    {
+        let mut matching: Vec<&T> = items
+            .into_iter()
+            .filter(|item| before.is_none_or(|b| key_of(item) < *b))
+            .collect();
+        matching.sort_by_key(|item| std::cmp::Reverse(key_of(item)));
+        matching.truncate(limit.saturating_add(1));
+        Page::from_overfetch(matching.into_iter().cloned().collect(), limit, key_of)
+    }
+
     /// An empty last page.
     pub fn empty() -> Page<T> {
         Page {
