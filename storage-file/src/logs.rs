@@ -113,6 +113,25 @@ pub(crate) struct EventsState {
     max_seq: u64,
 }
 
+impl EventsState {
+    /// Adds the next event read from `run`'s file, or says why it does not
+    /// belong there.
+    fn accept(&mut self, run: &RunId, e: Event) -> std::result::Result<(), String> {
+        if e.run_id != *run {
+            return Err(format!("belongs to run {}", e.run_id));
+        }
+        if e.seq <= self.max_seq {
+            return Err(format!("repeats sequence number {}", e.seq));
+        }
+        if let Some(k) = &e.idempotency_key {
+            self.keys.entry(k.clone()).or_insert(e.seq);
+        }
+        self.max_seq = e.seq;
+        self.events.push(e);
+        Ok(())
+    }
+}
+
 /// Per-run event caches.
 #[derive(Default)]
 pub(crate) struct EventsCache {
@@ -298,39 +317,18 @@ pub(crate) fn refresh_runs<'a>(
         }
     }
     if meta.len() > st.offset {
-        let read = fsutil::read_lines(&mut file, &path, st.offset)?;
-        for (off, line) in read.lines {
-            match line
-                .map_err(|()| "not UTF-8".to_string())
-                .and_then(|l| serde_json::from_str::<RunLine>(&l).map_err(|e| e.to_string()))
-            {
-                Ok(rec) => st.apply(rec),
-                Err(e) => inner.report(
-                    FindingKind::CorruptLine,
-                    &path,
-                    off,
-                    format!("skipped an unreadable run record: {e}"),
-                    false,
-                ),
-            }
-        }
-        st.offset = read.end;
-        if read.torn > 0 && exclusive {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .read(true)
-                .open(&path)
-                .map_err(|e| fsutil::io_err("opening", &path, e))?;
-            let cut = fsutil::cut_torn_tail(&f, &path)?;
-            inner.syncer.forget(id);
-            inner.report(
-                FindingKind::TornTail,
-                &path,
-                read.end,
-                format!("cut a torn last line of {cut} bytes left by a crash"),
-                true,
-            );
-        }
+        let from = st.offset;
+        st.offset = inner.replay(
+            &mut file,
+            &path,
+            from,
+            exclusive.then_some(id),
+            "run record",
+            |rec: RunLine| {
+                st.apply(rec);
+                Ok(())
+            },
+        )?;
     }
     if exclusive {
         let outgrown = st.offset - st.indexed > (1 << 20).max(st.indexed / 2);
@@ -369,54 +367,8 @@ fn with_events<T>(
         };
     }
     if meta.len() > st.offset {
-        let read = fsutil::read_lines(&mut file, &path, st.offset)?;
-        for (off, line) in read.lines {
-            let parsed = line
-                .map_err(|()| "not UTF-8".to_string())
-                .and_then(|l| serde_json::from_str::<Event>(&l).map_err(|e| e.to_string()))
-                .and_then(|e| {
-                    if e.run_id != *run {
-                        Err(format!("belongs to run {}", e.run_id))
-                    } else if e.seq <= st.max_seq {
-                        Err(format!("repeats sequence number {}", e.seq))
-                    } else {
-                        Ok(e)
-                    }
-                });
-            match parsed {
-                Ok(e) => {
-                    if let Some(k) = &e.idempotency_key {
-                        st.keys.entry(k.clone()).or_insert(e.seq);
-                    }
-                    st.max_seq = e.seq;
-                    st.events.push(e);
-                }
-                Err(e) => inner.report(
-                    FindingKind::CorruptLine,
-                    &path,
-                    off,
-                    format!("skipped an unreadable event: {e}"),
-                    false,
-                ),
-            }
-        }
-        st.offset = read.end;
-        if read.torn > 0 && exclusive {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| fsutil::io_err("opening", &path, e))?;
-            let cut = fsutil::cut_torn_tail(&f, &path)?;
-            inner.syncer.forget(id);
-            inner.report(
-                FindingKind::TornTail,
-                &path,
-                read.end,
-                format!("cut a torn last line of {cut} bytes left by a crash"),
-                true,
-            );
-        }
+        let (from, cut) = (st.offset, exclusive.then_some(id));
+        st.offset = inner.replay(&mut file, &path, from, cut, "event", |e| st.accept(run, e))?;
     }
     f(st)
 }

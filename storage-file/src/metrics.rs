@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, SyncTicket, file_id, lock_mutex};
-use crate::{FileStore, FindingKind, Inner};
+use crate::{FileStore, Inner};
 
 pub(crate) const LOCK: &str = "metrics.lock";
 
@@ -128,39 +128,18 @@ pub(crate) fn refresh<'a, J: Journal>(
     }
     let offset = *st.position().1;
     if meta.len() > offset {
-        let read = fsutil::read_lines(&mut file, &path, offset)?;
-        for (off, line) in read.lines {
-            match line
-                .map_err(|()| "not UTF-8".to_string())
-                .and_then(|l| serde_json::from_str::<J::Line>(&l).map_err(|e| e.to_string()))
-            {
-                Ok(rec) => st.apply(rec),
-                Err(e) => inner.report(
-                    FindingKind::CorruptLine,
-                    &path,
-                    off,
-                    format!("skipped an unreadable record: {e}"),
-                    false,
-                ),
-            }
-        }
-        *st.position().1 = read.end;
-        if read.torn > 0 && exclusive {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| fsutil::io_err("opening", &path, e))?;
-            let cut = fsutil::cut_torn_tail(&f, &path)?;
-            inner.syncer.forget(id);
-            inner.report(
-                FindingKind::TornTail,
-                &path,
-                read.end,
-                format!("cut a torn last line of {cut} bytes left by a crash"),
-                true,
-            );
-        }
+        let end = inner.replay(
+            &mut file,
+            &path,
+            offset,
+            exclusive.then_some(id),
+            "record",
+            |rec: J::Line| {
+                st.apply(rec);
+                Ok(())
+            },
+        )?;
+        *st.position().1 = end;
     }
     Ok(st)
 }
