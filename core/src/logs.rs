@@ -546,6 +546,7 @@ impl RunQuery {
 /// The key in a [`RunQuery`] cursor: the last run's `(started_at, id)`.
 /// The next page holds runs strictly *less* than it in that order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunCursor {
     /// Last run's start, in microseconds since the epoch.
     pub started_at: Timestamp,
@@ -577,6 +578,7 @@ paged_query!(EventQuery {});
 
 /// The key in an [`EventQuery`] cursor: the last event's sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventCursor {
     /// Last sequence number returned.
     pub seq: u64,

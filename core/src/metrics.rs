@@ -368,6 +368,7 @@ impl MetricQuery {
 
 /// The key in a [`MetricQuery`] cursor: the last run id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MetricCursor {
     /// Last run id returned.
     pub run_id: RunId,
@@ -420,6 +421,7 @@ impl PatternQuery {
 /// The key in a [`PatternQuery`] cursor: the last `(detected_at, id)`; the
 /// next page holds patterns strictly less in that order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PatternCursor {
     /// Last pattern's detection time.
     pub detected_at: Timestamp,

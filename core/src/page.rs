@@ -44,6 +44,8 @@ impl Cursor {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] on `cursor` when it was not made for this query.
+    /// Every cursor key of this crate refuses unknown fields, so a cursor of
+    /// one query kind never decodes as another whose fields it overlaps.
     pub fn decode<K: DeserializeOwned>(&self) -> Result<K> {
         let bad = || {
             Error::invalid(
@@ -158,6 +160,83 @@ mod tests {
         }
         assert!(validate_limit(0).is_err());
         assert!(validate_limit(MAX_PAGE_LIMIT + 1).is_err());
+    }
+
+    /// Decodes `cursor` as a `K`, keeping only whether it worked.
+    fn decodes_as<K: DeserializeOwned>(cursor: &Cursor) -> Result<()> {
+        cursor.decode::<K>().map(drop)
+    }
+
+    #[test]
+    fn a_cursor_of_one_query_kind_never_decodes_as_another() {
+        use crate::{
+            ArtifactCursor, ArtifactKey, EventCursor, MetricCursor, PatternCursor, PatternId,
+            RunCursor, RunId, Timestamp, Version, WorkflowCursor, WorkflowId,
+        };
+        let run = RunId::new("r1").unwrap();
+        let at = Timestamp::from_micros(1_000_000).unwrap();
+        // Keys sharing field names and values where the types allow, so
+        // only the unknown-field rule can tell them apart.
+        let samples: Vec<(&str, Cursor)> = vec![
+            (
+                "run",
+                Cursor::encode(&RunCursor {
+                    started_at: at,
+                    id: run.clone(),
+                }),
+            ),
+            ("event", Cursor::encode(&EventCursor { seq: 1 })),
+            (
+                "metric",
+                Cursor::encode(&MetricCursor {
+                    run_id: run.clone(),
+                }),
+            ),
+            (
+                "pattern",
+                Cursor::encode(&PatternCursor {
+                    detected_at: at,
+                    id: PatternId::new("r1").unwrap(),
+                }),
+            ),
+            (
+                "workflow",
+                Cursor::encode(&WorkflowCursor {
+                    id: WorkflowId::new("r1").unwrap(),
+                    version: Version::FIRST,
+                }),
+            ),
+            (
+                "artifact",
+                Cursor::encode(&ArtifactKey::parse("r1", "train", "a.txt").unwrap()),
+            ),
+            (
+                "event with an extra field",
+                Cursor::encode(&serde_json::json!({"seq": 1, "run_id": "r1"})),
+            ),
+        ];
+        type Decoder = fn(&Cursor) -> Result<()>;
+        let kinds: [(&str, Decoder); 6] = [
+            ("run", decodes_as::<RunCursor>),
+            ("event", decodes_as::<EventCursor>),
+            ("metric", decodes_as::<MetricCursor>),
+            ("pattern", decodes_as::<PatternCursor>),
+            ("workflow", decodes_as::<WorkflowCursor>),
+            ("artifact", decodes_as::<ArtifactCursor>),
+        ];
+        for (made_by, cursor) in &samples {
+            for (kind, decode) in kinds {
+                let got = decode(cursor);
+                if made_by == &kind {
+                    assert!(got.is_ok(), "a {kind} cursor must decode as one: {got:?}");
+                    continue;
+                }
+                match got {
+                    Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "cursor"),
+                    other => panic!("a {made_by} cursor given to a {kind} query: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]

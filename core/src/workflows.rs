@@ -156,6 +156,7 @@ impl WorkflowQuery {
 
 /// The key encoded in a [`WorkflowQuery`] cursor: the last `(id, version)`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkflowCursor {
     /// Last id returned.
     pub id: WorkflowId,
