@@ -95,14 +95,21 @@ impl Root {
 
 /// Whether `path` exists as a regular file; a link there is an error.
 pub(crate) fn regular_file_exists(path: &Path) -> Result<bool> {
+    Ok(regular_file_meta(path)?.is_some())
+}
+
+/// The metadata of the regular file at `path` (identity and length in one
+/// `stat`, so a cache can be checked without opening the file), `None` if
+/// there is none; a link there is an error.
+pub(crate) fn regular_file_meta(path: &Path) -> Result<Option<fs::Metadata>> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(symlink_err(path)),
-        Ok(m) if m.is_file() => Ok(true),
+        Ok(m) if m.is_file() => Ok(Some(m)),
         Ok(_) => Err(Error::corrupt(
             path.display().to_string(),
             "is not a regular file",
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("inspecting", path, e)),
     }
 }
@@ -248,6 +255,13 @@ pub(crate) struct SyncTicket {
     end: u64,
 }
 
+impl SyncTicket {
+    /// A ticket for `file` (identity `id`) written up to `end`.
+    pub(crate) fn new(file: File, id: FileId, end: u64) -> SyncTicket {
+        SyncTicket { file, id, end }
+    }
+}
+
 /// Group commit: per file, how far it is known to be fsynced. Appenders
 /// that wrote before an fsync started share it.
 #[derive(Debug, Default)]
@@ -338,7 +352,7 @@ pub(crate) fn append(
             file.sync_data().map_err(|e| io_err("fsync of", path, e))?;
             None
         }
-        Durability::GroupCommit => Some(SyncTicket { file, id, end }),
+        Durability::GroupCommit => Some(SyncTicket::new(file, id, end)),
         Durability::None => None,
     };
     Ok((ticket, cut))
