@@ -158,11 +158,13 @@ fn journal_path(inner: &Inner) -> Result<PathBuf> {
     inner.root.path(&["logs", "runs.ndjson"])
 }
 
+fn events_name(run: &RunId) -> String {
+    format!("{}.ndjson", run.as_str())
+}
+
 fn events_path(inner: &Inner, run: &RunId) -> Result<PathBuf> {
     inner.root.dir(&["logs", "events"])?;
-    inner
-        .root
-        .path(&["logs", "events", &format!("{}.ndjson", run.as_str())])
+    inner.root.path(&["logs", "events", &events_name(run)])
 }
 
 fn index_path(inner: &Inner) -> Result<PathBuf> {
@@ -292,10 +294,10 @@ pub(crate) fn refresh_runs<'a>(
     exclusive: bool,
 ) -> Result<std::sync::MutexGuard<'a, RunsState>> {
     let mut st = lock_mutex(&inner.runs);
-    let path = journal_path(inner)?;
     // One `stat` checks the cache (identity and length, see FORMAT.md): a
     // table that matches needs no open, unless the index is due.
-    let Some(meta) = fsutil::regular_file_meta(&path)? else {
+    let (path, meta) = inner.root.file(&["logs", "runs.ndjson"])?;
+    let Some(meta) = meta else {
         st.clear();
         return Ok(st);
     };
@@ -381,10 +383,13 @@ fn with_events<T>(
     exclusive: bool,
     f: impl FnOnce(Events<'_>) -> Result<T>,
 ) -> Result<T> {
-    let path = events_path(inner, run)?;
+    let name = events_name(run);
+    let (path, meta) = inner.root.file(&["logs", "events", &name])?;
     let mut guard = lock_mutex(&inner.events);
     let cache = &mut *guard;
-    let Some(meta) = fsutil::regular_file_meta(&path)? else {
+    let Some(meta) = meta else {
+        // The first append creates the file, in a folder that must exist.
+        let path = events_path(inner, run)?;
         cache.runs.remove(run);
         cache.handles.remove(run);
         return f(Events {
