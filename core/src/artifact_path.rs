@@ -151,7 +151,12 @@ impl<'de> Deserialize<'de> for ArtifactPath {
 
 /// The address of an artifact: `(run_id, phase, path)`, written
 /// `run_id/phase/path`. Orders by run, then phase, then path (bytewise).
+///
+/// It is also the key of artifact cursors ([`crate::ArtifactCursor`]), so
+/// like every cursor key it refuses unknown fields: a cursor of another
+/// query never decodes as one.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ArtifactKey {
     /// The run that produced it.
     pub run_id: RunId,

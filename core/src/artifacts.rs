@@ -13,7 +13,7 @@ use crate::artifact_path::{ArtifactKey, ArtifactPath};
 use crate::digest::{Sha256Digest, Sha256Hasher};
 use crate::error::{Error, Result};
 use crate::id::{Phase, RunId};
-use crate::page::{Cursor, DEFAULT_PAGE_LIMIT, Page};
+use crate::page::{Cursor, Page};
 use crate::text::validate_label;
 use crate::timestamp::Timestamp;
 use crate::written::Written;
@@ -59,25 +59,15 @@ pub struct PutOptions {
 }
 
 impl PutOptions {
-    /// Sets the content type.
-    pub fn content_type(mut self, t: impl Into<String>) -> Self {
-        self.content_type = Some(t.into());
-        self
-    }
-    /// Sets the creator.
-    pub fn created_by(mut self, who: impl Into<String>) -> Self {
-        self.created_by = Some(who.into());
-        self
-    }
-    /// Sets the creation time.
-    pub fn created_at(mut self, at: Timestamp) -> Self {
-        self.created_at = Some(at);
-        self
-    }
-    /// Allows replacing the artifact whose hash is `token`.
-    pub fn overwrite_token(mut self, token: Sha256Digest) -> Self {
-        self.overwrite_token = Some(token);
-        self
+    setters! {
+        /// Sets the content type.
+        content_type(t: impl Into<String>) => content_type = Some(t.into());
+        /// Sets the creator.
+        created_by(who: impl Into<String>) => created_by = Some(who.into());
+        /// Sets the creation time.
+        created_at(at: Timestamp) => created_at = Some(at);
+        /// Allows replacing the artifact whose hash is `token`.
+        overwrite_token(token: Sha256Digest) => overwrite_token = Some(token);
     }
 
     /// Checks content type and creator labels.
@@ -286,16 +276,10 @@ pub struct ArtifactQuery {
     pub cursor: Option<Cursor>,
 }
 
-impl Default for ArtifactQuery {
-    fn default() -> Self {
-        ArtifactQuery {
-            run_id: None,
-            phase: None,
-            limit: DEFAULT_PAGE_LIMIT,
-            cursor: None,
-        }
-    }
-}
+paged_query!(ArtifactQuery {
+    run_id: None,
+    phase: None,
+});
 
 impl ArtifactQuery {
     /// A run's artifacts.
@@ -305,20 +289,9 @@ impl ArtifactQuery {
             ..Default::default()
         }
     }
-    /// Only one phase.
-    pub fn with_phase(mut self, phase: Phase) -> Self {
-        self.phase = Some(phase);
-        self
-    }
-    /// Sets the page size.
-    pub fn with_limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-    /// Continues after a cursor.
-    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
-        self.cursor = cursor;
-        self
+    setters! {
+        /// Only one phase.
+        with_phase(phase: Phase) => phase = Some(phase);
     }
     /// Whether a key passes the query's filter.
     pub fn matches(&self, key: &ArtifactKey) -> bool {

@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+#[macro_use]
+mod builder;
+
 pub mod artifact_path;
 pub mod artifacts;
 pub mod bundle;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::canonical_json;
 use crate::error::{Error, Result};
 use crate::id::{RunId, Version, WorkflowId};
-use crate::page::{Cursor, DEFAULT_PAGE_LIMIT, Page};
+use crate::page::{Cursor, Page};
 use crate::text::{validate_json, validate_label};
 use crate::timestamp::Timestamp;
 use crate::written::{BulkOutcome, Written};
@@ -274,10 +274,9 @@ impl RunUpdate {
         }
     }
 
-    /// Sets the summaries.
-    pub fn with_summaries(mut self, summaries: JsonMap) -> Self {
-        self.summaries = Some(summaries);
-        self
+    setters! {
+        /// Sets the summaries.
+        with_summaries(summaries: JsonMap) => summaries = Some(summaries);
     }
 
     /// An end time only with a terminal status; summaries free of NUL.
@@ -322,16 +321,11 @@ impl NewEvent {
         }
     }
 
-    /// Sets the idempotency key.
-    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
-        self.idempotency_key = Some(key.into());
-        self
-    }
-
-    /// Sets the time.
-    pub fn with_at(mut self, at: Timestamp) -> Self {
-        self.at = at;
-        self
+    setters! {
+        /// Sets the idempotency key.
+        with_idempotency_key(key: impl Into<String>) => idempotency_key = Some(key.into());
+        /// Sets the time.
+        with_at(at: Timestamp) => at = at;
     }
 
     /// Kind and key are labels; payload free of NUL.
@@ -481,30 +475,20 @@ pub struct RunFilter {
 }
 
 impl RunFilter {
-    /// Only this workflow.
-    pub fn workflow(mut self, id: WorkflowId) -> Self {
-        self.workflow_id = Some(id);
-        self
-    }
-    /// Only this version.
-    pub fn version(mut self, version: Version) -> Self {
-        self.workflow_version = Some(version);
-        self
-    }
-    /// Only these statuses.
-    pub fn statuses(mut self, statuses: impl IntoIterator<Item = RunStatus>) -> Self {
-        self.statuses = statuses.into_iter().collect();
-        self
+    setters! {
+        /// Only this workflow.
+        workflow(id: WorkflowId) => workflow_id = Some(id);
+        /// Only this version.
+        version(version: Version) => workflow_version = Some(version);
+        /// Only these statuses.
+        statuses(statuses: impl IntoIterator<Item = RunStatus>) => statuses = statuses.into_iter().collect();
+        /// Only runs with this trigger.
+        trigger(trigger: impl Into<String>) => trigger = Some(trigger.into());
     }
     /// Only runs started in `[from, before)`.
     pub fn started_between(mut self, from: Option<Timestamp>, before: Option<Timestamp>) -> Self {
         self.started_from = from;
         self.started_before = before;
-        self
-    }
-    /// Only runs with this trigger.
-    pub fn trigger(mut self, trigger: impl Into<String>) -> Self {
-        self.trigger = Some(trigger.into());
         self
     }
 
@@ -545,15 +529,9 @@ pub struct RunQuery {
     pub cursor: Option<Cursor>,
 }
 
-impl Default for RunQuery {
-    fn default() -> Self {
-        RunQuery {
-            filter: RunFilter::default(),
-            limit: DEFAULT_PAGE_LIMIT,
-            cursor: None,
-        }
-    }
-}
+paged_query!(RunQuery {
+    filter: RunFilter::default()
+});
 
 impl RunQuery {
     /// A query of `filter`.
@@ -563,21 +541,12 @@ impl RunQuery {
             ..Default::default()
         }
     }
-    /// Sets the page size.
-    pub fn with_limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-    /// Continues after a cursor.
-    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
 }
 
 /// The key in a [`RunQuery`] cursor: the last run's `(started_at, id)`.
 /// The next page holds runs strictly *less* than it in that order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunCursor {
     /// Last run's start, in microseconds since the epoch.
     pub started_at: Timestamp,
@@ -605,30 +574,11 @@ pub struct EventQuery {
     pub cursor: Option<Cursor>,
 }
 
-impl Default for EventQuery {
-    fn default() -> Self {
-        EventQuery {
-            limit: DEFAULT_PAGE_LIMIT,
-            cursor: None,
-        }
-    }
-}
-
-impl EventQuery {
-    /// Sets the page size.
-    pub fn with_limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-    /// Continues after a cursor.
-    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
-}
+paged_query!(EventQuery {});
 
 /// The key in an [`EventQuery`] cursor: the last event's sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventCursor {
     /// Last sequence number returned.
     pub seq: u64,

@@ -11,7 +11,7 @@ use crate::digest::canonical_json;
 use crate::error::{Error, Result};
 use crate::id::{PatternId, RunId, Version, WorkflowId};
 use crate::logs::RunStatus;
-use crate::page::{Cursor, DEFAULT_PAGE_LIMIT, Page};
+use crate::page::{Cursor, Page};
 use crate::text::{validate_json, validate_label, validate_text};
 use crate::timestamp::Timestamp;
 use crate::written::{BulkOutcome, Written};
@@ -343,28 +343,12 @@ pub struct MetricQuery {
     pub cursor: Option<Cursor>,
 }
 
-impl Default for MetricQuery {
-    fn default() -> Self {
-        MetricQuery {
-            workflow_id: None,
-            workflow_version: None,
-            limit: DEFAULT_PAGE_LIMIT,
-            cursor: None,
-        }
-    }
-}
+paged_query!(MetricQuery {
+    workflow_id: None,
+    workflow_version: None,
+});
 
 impl MetricQuery {
-    /// Sets the page size.
-    pub fn with_limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-    /// Continues after a cursor.
-    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
     /// Only one workflow (and optionally one version).
     pub fn with_workflow(mut self, id: WorkflowId, version: Option<Version>) -> Self {
         self.workflow_id = Some(id);
@@ -384,6 +368,7 @@ impl MetricQuery {
 
 /// The key in a [`MetricQuery`] cursor: the last run id.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MetricCursor {
     /// Last run id returned.
     pub run_id: RunId,
@@ -418,37 +403,25 @@ pub struct PatternQuery {
     pub cursor: Option<Cursor>,
 }
 
-impl Default for PatternQuery {
-    fn default() -> Self {
-        PatternQuery {
-            workflow_id: None,
-            limit: DEFAULT_PAGE_LIMIT,
-            cursor: None,
-        }
-    }
-}
+paged_query!(PatternQuery { workflow_id: None });
 
 impl PatternQuery {
-    /// Sets the page size.
-    pub fn with_limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
+    setters! {
+        /// Only one workflow.
+        with_workflow(id: WorkflowId) => workflow_id = Some(id);
     }
-    /// Continues after a cursor.
-    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
-    /// Only one workflow.
-    pub fn with_workflow(mut self, id: WorkflowId) -> Self {
-        self.workflow_id = Some(id);
-        self
+    /// Whether a pattern passes the query's filter.
+    pub fn matches(&self, p: &Pattern) -> bool {
+        self.workflow_id
+            .as_ref()
+            .is_none_or(|w| *w == p.workflow_id)
     }
 }
 
 /// The key in a [`PatternQuery`] cursor: the last `(detected_at, id)`; the
 /// next page holds patterns strictly less in that order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PatternCursor {
     /// Last pattern's detection time.
     pub detected_at: Timestamp,

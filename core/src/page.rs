@@ -44,6 +44,8 @@ impl Cursor {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] on `cursor` when it was not made for this query.
+    /// Every cursor key of this crate refuses unknown fields, so a cursor of
+    /// one query kind never decodes as another whose fields it overlaps.
     pub fn decode<K: DeserializeOwned>(&self) -> Result<K> {
         let bad = || {
             Error::invalid(
@@ -97,6 +99,42 @@ impl<T> Page<T> {
         Page { items, next }
     }
 
+    /// Builds a page of the items that come strictly after `before` in
+    /// descending key order (newest first): keeps the items whose key is
+    /// less than `before` (all without a cursor), sorts them by key
+    /// descending, and pages them with [`Page::from_overfetch`]. For
+    /// in-memory tables listed in reverse key order, like runs and patterns.
+    ///
+    /// ```
+    /// use runstore_core::Page;
+    /// let items = [3, 1, 4, 5, 2];
+    /// let first = Page::descending_before(&items, 2, None, |x| *x);
+    /// assert_eq!(first.items, vec![5, 4]);
+    /// let cursor: i32 = first.next.unwrap().decode().unwrap();
+    /// let second = Page::descending_before(&items, 2, Some(&cursor), |x| *x);
+    /// assert_eq!(second.items, vec![3, 2]);
+    /// let last = Page::descending_before(&items, 2, Some(&2), |x| *x);
+    /// assert_eq!((last.items, last.next), (vec![1], None));
+    /// ```
+    pub fn descending_before<'a, K>(
+        items: impl IntoIterator<Item = &'a T>,
+        limit: usize,
+        before: Option<&K>,
+        key_of: impl Fn(&T) -> K,
+    ) -> Page<T>
+    where
+        T: Clone + 'a,
+        K: Serialize + Ord,
+    {
+        let mut matching: Vec<&T> = items
+            .into_iter()
+            .filter(|item| before.is_none_or(|b| key_of(item) < *b))
+            .collect();
+        matching.sort_by_key(|item| std::cmp::Reverse(key_of(item)));
+        matching.truncate(limit.saturating_add(1));
+        Page::from_overfetch(matching.into_iter().cloned().collect(), limit, key_of)
+    }
+
     /// An empty last page.
     pub fn empty() -> Page<T> {
         Page {
@@ -122,6 +160,83 @@ mod tests {
         }
         assert!(validate_limit(0).is_err());
         assert!(validate_limit(MAX_PAGE_LIMIT + 1).is_err());
+    }
+
+    /// Decodes `cursor` as a `K`, keeping only whether it worked.
+    fn decodes_as<K: DeserializeOwned>(cursor: &Cursor) -> Result<()> {
+        cursor.decode::<K>().map(drop)
+    }
+
+    #[test]
+    fn a_cursor_of_one_query_kind_never_decodes_as_another() {
+        use crate::{
+            ArtifactCursor, ArtifactKey, EventCursor, MetricCursor, PatternCursor, PatternId,
+            RunCursor, RunId, Timestamp, Version, WorkflowCursor, WorkflowId,
+        };
+        let run = RunId::new("r1").unwrap();
+        let at = Timestamp::from_micros(1_000_000).unwrap();
+        // Keys sharing field names and values where the types allow, so
+        // only the unknown-field rule can tell them apart.
+        let samples: Vec<(&str, Cursor)> = vec![
+            (
+                "run",
+                Cursor::encode(&RunCursor {
+                    started_at: at,
+                    id: run.clone(),
+                }),
+            ),
+            ("event", Cursor::encode(&EventCursor { seq: 1 })),
+            (
+                "metric",
+                Cursor::encode(&MetricCursor {
+                    run_id: run.clone(),
+                }),
+            ),
+            (
+                "pattern",
+                Cursor::encode(&PatternCursor {
+                    detected_at: at,
+                    id: PatternId::new("r1").unwrap(),
+                }),
+            ),
+            (
+                "workflow",
+                Cursor::encode(&WorkflowCursor {
+                    id: WorkflowId::new("r1").unwrap(),
+                    version: Version::FIRST,
+                }),
+            ),
+            (
+                "artifact",
+                Cursor::encode(&ArtifactKey::parse("r1", "train", "a.txt").unwrap()),
+            ),
+            (
+                "event with an extra field",
+                Cursor::encode(&serde_json::json!({"seq": 1, "run_id": "r1"})),
+            ),
+        ];
+        type Decoder = fn(&Cursor) -> Result<()>;
+        let kinds: [(&str, Decoder); 6] = [
+            ("run", decodes_as::<RunCursor>),
+            ("event", decodes_as::<EventCursor>),
+            ("metric", decodes_as::<MetricCursor>),
+            ("pattern", decodes_as::<PatternCursor>),
+            ("workflow", decodes_as::<WorkflowCursor>),
+            ("artifact", decodes_as::<ArtifactCursor>),
+        ];
+        for (made_by, cursor) in &samples {
+            for (kind, decode) in kinds {
+                let got = decode(cursor);
+                if made_by == &kind {
+                    assert!(got.is_ok(), "a {kind} cursor must decode as one: {got:?}");
+                    continue;
+                }
+                match got {
+                    Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "cursor"),
+                    other => panic!("a {made_by} cursor given to a {kind} query: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{Sha256Digest, canonical_json};
 use crate::error::{Error, Result};
 use crate::id::{Version, WorkflowId};
-use crate::page::{Cursor, DEFAULT_PAGE_LIMIT, Page};
+use crate::page::{Cursor, Page};
 use crate::text::{validate_json, validate_text};
 use crate::timestamp::Timestamp;
 use crate::written::Written;
@@ -145,36 +145,18 @@ pub struct WorkflowQuery {
     pub cursor: Option<Cursor>,
 }
 
-impl Default for WorkflowQuery {
-    fn default() -> Self {
-        WorkflowQuery {
-            id: None,
-            limit: DEFAULT_PAGE_LIMIT,
-            cursor: None,
-        }
-    }
-}
+paged_query!(WorkflowQuery { id: None });
 
 impl WorkflowQuery {
-    /// Sets the page size.
-    pub fn with_limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-    /// Continues after a cursor.
-    pub fn with_cursor(mut self, cursor: Option<Cursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
-    /// Only one workflow.
-    pub fn with_id(mut self, id: WorkflowId) -> Self {
-        self.id = Some(id);
-        self
+    setters! {
+        /// Only one workflow.
+        with_id(id: WorkflowId) => id = Some(id);
     }
 }
 
 /// The key encoded in a [`WorkflowQuery`] cursor: the last `(id, version)`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkflowCursor {
     /// Last id returned.
     pub id: WorkflowId,

@@ -63,6 +63,40 @@ impl Root {
         Ok(p)
     }
 
+    /// Like [`Root::path`] for a regular file, also giving its metadata
+    /// (`None` if it does not exist) from the same walk, so the file's
+    /// identity and length cost no further `stat`. Something other than a
+    /// regular file there is [`Error::Corrupt`], as in
+    /// [`regular_file_meta`].
+    pub(crate) fn file(&self, parts: &[&str]) -> Result<(PathBuf, Option<fs::Metadata>)> {
+        let mut p = self.dir.clone();
+        for (i, part) in parts.iter().enumerate() {
+            debug_assert!(!part.is_empty() && *part != "." && *part != ".." && !part.contains('/'));
+            p.push(part);
+            let m = match fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    p.extend(&parts[i + 1..]);
+                    return Ok((p, None));
+                }
+                Err(e) => return Err(io_err("inspecting", &p, e)),
+            };
+            if m.file_type().is_symlink() {
+                return Err(symlink_err(&p));
+            }
+            if i + 1 == parts.len() {
+                if !m.is_file() {
+                    return Err(Error::corrupt(
+                        p.display().to_string(),
+                        "is not a regular file",
+                    ));
+                }
+                return Ok((p, Some(m)));
+            }
+        }
+        Ok((p, None))
+    }
+
     /// Like [`Root::path`] for a folder, creating missing levels (mode 0750).
     /// An existing non-folder in the way is a [`Error::Conflict`].
     pub(crate) fn dir(&self, parts: &[&str]) -> Result<PathBuf> {
@@ -95,14 +129,21 @@ impl Root {
 
 /// Whether `path` exists as a regular file; a link there is an error.
 pub(crate) fn regular_file_exists(path: &Path) -> Result<bool> {
+    Ok(regular_file_meta(path)?.is_some())
+}
+
+/// The metadata of the regular file at `path` (identity and length in one
+/// `stat`, so a cache can be checked without opening the file), `None` if
+/// there is none; a link there is an error.
+pub(crate) fn regular_file_meta(path: &Path) -> Result<Option<fs::Metadata>> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(symlink_err(path)),
-        Ok(m) if m.is_file() => Ok(true),
+        Ok(m) if m.is_file() => Ok(Some(m)),
         Ok(_) => Err(Error::corrupt(
             path.display().to_string(),
             "is not a regular file",
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("inspecting", path, e)),
     }
 }
@@ -129,17 +170,25 @@ pub(crate) struct LockGuard {
 }
 
 pub(crate) fn take_lock(root: &Root, name: &str, exclusive: bool) -> Result<LockGuard> {
-    let dir = root.dir(&["locks"])?;
     let path = root.path(&["locks", name])?;
-    debug_assert!(path.starts_with(&dir));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(&path)
-        .map_err(|e| io_err("opening lock file", &path, e))?;
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&path)
+    };
+    // The folder exists after open; make it only when it went missing.
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            root.dir(&["locks"])?;
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| io_err("opening lock file", &path, e))?;
     let res = if exclusive {
         file.lock()
     } else {
@@ -248,6 +297,13 @@ pub(crate) struct SyncTicket {
     end: u64,
 }
 
+impl SyncTicket {
+    /// A ticket for `file` (identity `id`) written up to `end`.
+    pub(crate) fn new(file: File, id: FileId, end: u64) -> SyncTicket {
+        SyncTicket { file, id, end }
+    }
+}
+
 /// Group commit: per file, how far it is known to be fsynced. Appenders
 /// that wrote before an fsync started share it.
 #[derive(Debug, Default)]
@@ -338,7 +394,7 @@ pub(crate) fn append(
             file.sync_data().map_err(|e| io_err("fsync of", path, e))?;
             None
         }
-        Durability::GroupCommit => Some(SyncTicket { file, id, end }),
+        Durability::GroupCommit => Some(SyncTicket::new(file, id, end)),
         Durability::None => None,
     };
     Ok((ticket, cut))
@@ -469,7 +525,20 @@ mod tests {
             runstore_core::ErrorKind::Corrupt
         );
         assert!(root.dir(&["logs", "events"]).is_err());
+        assert!(root.file(&["logs", "x"]).is_err());
         assert!(fs::read_dir(outside.path()).unwrap().next().is_none());
+        // `file` gives the metadata of a regular file, `None` if missing.
+        fs::create_dir(dir.path().join("real")).unwrap();
+        fs::write(dir.path().join("real/f"), b"abc\n").unwrap();
+        let (p, meta) = root.file(&["real", "f"]).unwrap();
+        assert_eq!(
+            (p, meta.map(|m| m.len())),
+            (dir.path().join("real/f"), Some(4))
+        );
+        let (p, meta) = root.file(&["none", "f"]).unwrap();
+        assert_eq!(p, dir.path().join("none/f"));
+        assert!(meta.is_none());
+        assert!(root.file(&["real"]).is_err(), "a folder is not a file");
         let made = root.dir(&["fresh", "deeper"]).unwrap();
         let mode = fs::metadata(&made).unwrap().permissions().mode();
         assert_eq!(mode & 0o007, 0, "no world access");

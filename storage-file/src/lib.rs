@@ -9,10 +9,12 @@ mod workflows;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use runstore_core::{Error, Result, StoreSet};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use check::{CheckReport, Finding, FindingKind};
@@ -114,6 +116,61 @@ impl Inner {
             detail,
             repaired,
         });
+    }
+
+    /// Replays the complete lines of a journal after `from` into a cache:
+    /// each line that parses as `L` goes to `apply`, which may still refuse
+    /// it with a reason; unreadable or refused lines are skipped and
+    /// reported. Returns the offset the cache now covers.
+    ///
+    /// `file` is the journal at `path`; `what` names a record in the report
+    /// ("event", "run record", …). `cut_torn` is the file's identity when
+    /// the caller holds the exclusive lock: then no writer can be active, so
+    /// a torn last line is a crash's leftover and is cut.
+    pub(crate) fn replay<L: DeserializeOwned>(
+        &self,
+        file: &mut File,
+        path: &Path,
+        from: u64,
+        cut_torn: Option<fsutil::FileId>,
+        what: &str,
+        mut apply: impl FnMut(L) -> std::result::Result<(), String>,
+    ) -> Result<u64> {
+        let read = fsutil::read_lines(file, path, from)?;
+        for (off, line) in read.lines {
+            let applied = line
+                .map_err(|()| "not UTF-8".to_string())
+                .and_then(|l| serde_json::from_str::<L>(&l).map_err(|e| e.to_string()))
+                .and_then(&mut apply);
+            if let Err(e) = applied {
+                self.report(
+                    FindingKind::CorruptLine,
+                    path,
+                    off,
+                    format!("skipped an unreadable {what}: {e}"),
+                    false,
+                );
+            }
+        }
+        if read.torn > 0
+            && let Some(id) = cut_torn
+        {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| fsutil::io_err("opening", path, e))?;
+            let cut = fsutil::cut_torn_tail(&f, path)?;
+            self.syncer.forget(id);
+            self.report(
+                FindingKind::TornTail,
+                path,
+                read.end,
+                format!("cut a torn last line of {cut} bytes left by a crash"),
+                true,
+            );
+        }
+        Ok(read.end)
     }
 
     /// Runs blocking file work off the async executor.

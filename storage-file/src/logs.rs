@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use runstore_core::{
@@ -24,6 +26,9 @@ const INDEX_FORMAT: u32 = 1;
 const TAIL_PRINT: u64 = 4096;
 /// Cached event files kept per process before the cache is dropped.
 const EVENTS_CACHE_MAX: usize = 1024;
+/// Append handles kept open per process before they are all closed (well
+/// below the usual limit of 1024 open files).
+const HANDLES_MAX: usize = 64;
 
 /// One line of `logs/runs.ndjson`.
 #[derive(Serialize, Deserialize)]
@@ -71,6 +76,13 @@ impl RunsState {
         *self = RunsState::default();
     }
 
+    /// The index must be (re)written: it is missing or stale, or the
+    /// journal outgrew it.
+    fn index_due(&self) -> bool {
+        let outgrown = self.offset - self.indexed > (1 << 20).max(self.indexed / 2);
+        self.index_dirty || outgrown
+    }
+
     fn put(&mut self, run: Run) {
         self.remove(&run.id.clone());
         let key = (run.started_at, run.id.clone());
@@ -104,7 +116,7 @@ impl RunsState {
 }
 
 /// A run's events in memory, valid for its file up to `offset`.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub(crate) struct EventsState {
     file: Option<fsutil::FileId>,
     offset: u64,
@@ -113,10 +125,32 @@ pub(crate) struct EventsState {
     max_seq: u64,
 }
 
-/// Per-run event caches.
+impl EventsState {
+    /// Adds the next event read from `run`'s file, or says why it does not
+    /// belong there.
+    fn accept(&mut self, run: &RunId, e: Event) -> std::result::Result<(), String> {
+        if e.run_id != *run {
+            return Err(format!("belongs to run {}", e.run_id));
+        }
+        if e.seq <= self.max_seq {
+            return Err(format!("repeats sequence number {}", e.seq));
+        }
+        if let Some(k) = &e.idempotency_key {
+            self.keys.entry(k.clone()).or_insert(e.seq);
+        }
+        self.max_seq = e.seq;
+        self.events.push(e);
+        Ok(())
+    }
+}
+
+/// Per-run event caches, and append handles of the runs written lately.
 #[derive(Default)]
 pub(crate) struct EventsCache {
     runs: HashMap<RunId, EventsState>,
+    /// Open append handles by run, with the identity of the file each
+    /// was opened on; used only while that is still the run's file.
+    handles: HashMap<RunId, (fsutil::FileId, Arc<File>)>,
 }
 
 fn journal_path(inner: &Inner) -> Result<PathBuf> {
@@ -124,11 +158,13 @@ fn journal_path(inner: &Inner) -> Result<PathBuf> {
     inner.root.path(&["logs", "runs.ndjson"])
 }
 
+fn events_name(run: &RunId) -> String {
+    format!("{}.ndjson", run.as_str())
+}
+
 fn events_path(inner: &Inner, run: &RunId) -> Result<PathBuf> {
     inner.root.dir(&["logs", "events"])?;
-    inner
-        .root
-        .path(&["logs", "events", &format!("{}.ndjson", run.as_str())])
+    inner.root.path(&["logs", "events", &events_name(run)])
 }
 
 fn index_path(inner: &Inner) -> Result<PathBuf> {
@@ -258,7 +294,17 @@ pub(crate) fn refresh_runs<'a>(
     exclusive: bool,
 ) -> Result<std::sync::MutexGuard<'a, RunsState>> {
     let mut st = lock_mutex(&inner.runs);
-    let path = journal_path(inner)?;
+    // One `stat` checks the cache (identity and length, see FORMAT.md): a
+    // table that matches needs no open, unless the index is due.
+    let (path, meta) = inner.root.file(&["logs", "runs.ndjson"])?;
+    let Some(meta) = meta else {
+        st.clear();
+        return Ok(st);
+    };
+    if st.file == Some(file_id(&meta)) && meta.len() == st.offset && !(exclusive && st.index_due())
+    {
+        return Ok(st);
+    }
     let Some(mut file) = fsutil::open_read(&path)? else {
         st.clear();
         return Ok(st);
@@ -298,65 +344,61 @@ pub(crate) fn refresh_runs<'a>(
         }
     }
     if meta.len() > st.offset {
-        let read = fsutil::read_lines(&mut file, &path, st.offset)?;
-        for (off, line) in read.lines {
-            match line
-                .map_err(|()| "not UTF-8".to_string())
-                .and_then(|l| serde_json::from_str::<RunLine>(&l).map_err(|e| e.to_string()))
-            {
-                Ok(rec) => st.apply(rec),
-                Err(e) => inner.report(
-                    FindingKind::CorruptLine,
-                    &path,
-                    off,
-                    format!("skipped an unreadable run record: {e}"),
-                    false,
-                ),
-            }
-        }
-        st.offset = read.end;
-        if read.torn > 0 && exclusive {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .read(true)
-                .open(&path)
-                .map_err(|e| fsutil::io_err("opening", &path, e))?;
-            let cut = fsutil::cut_torn_tail(&f, &path)?;
-            inner.syncer.forget(id);
-            inner.report(
-                FindingKind::TornTail,
-                &path,
-                read.end,
-                format!("cut a torn last line of {cut} bytes left by a crash"),
-                true,
-            );
-        }
+        let from = st.offset;
+        st.offset = inner.replay(
+            &mut file,
+            &path,
+            from,
+            exclusive.then_some(id),
+            "run record",
+            |rec: RunLine| {
+                st.apply(rec);
+                Ok(())
+            },
+        )?;
     }
-    if exclusive {
-        let outgrown = st.offset - st.indexed > (1 << 20).max(st.indexed / 2);
-        if st.index_dirty || outgrown {
-            write_index(inner, &mut st, &file, &path)?;
-        }
+    if exclusive && st.index_due() {
+        write_index(inner, &mut st, &file, &path)?;
     }
     Ok(st)
 }
 
+/// A run's events cache, up to date with its file, as [`with_events`]
+/// hands it out (under the logs lock and the cache mutex).
+struct Events<'a> {
+    st: &'a mut EventsState,
+    handles: &'a mut HashMap<RunId, (fsutil::FileId, Arc<File>)>,
+    path: &'a Path,
+    /// The file exists, is the one `st` was read from, and ends where `st`
+    /// ends (so its last line is whole): appends may skip every check.
+    current: bool,
+}
+
 /// Brings a run's events up to date with its file, and runs `f` on them.
+/// One `stat` of the file checks the cache (identity and length, see
+/// FORMAT.md); only new bytes are read.
 fn with_events<T>(
     inner: &Inner,
     run: &RunId,
     exclusive: bool,
-    f: impl FnOnce(&EventsState) -> Result<T>,
+    f: impl FnOnce(Events<'_>) -> Result<T>,
 ) -> Result<T> {
-    let path = events_path(inner, run)?;
-    let mut cache = lock_mutex(&inner.events);
-    let Some(mut file) = fsutil::open_read(&path)? else {
+    let name = events_name(run);
+    let (path, meta) = inner.root.file(&["logs", "events", &name])?;
+    let mut guard = lock_mutex(&inner.events);
+    let cache = &mut *guard;
+    let Some(meta) = meta else {
+        // The first append creates the file, in a folder that must exist.
+        let path = events_path(inner, run)?;
         cache.runs.remove(run);
-        return f(&EventsState::default());
+        cache.handles.remove(run);
+        return f(Events {
+            st: &mut EventsState::default(),
+            handles: &mut cache.handles,
+            path: &path,
+            current: false,
+        });
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| fsutil::io_err("inspecting", &path, e))?;
     let id = file_id(&meta);
     if cache.runs.len() >= EVENTS_CACHE_MAX && !cache.runs.contains_key(run) {
         cache.runs.clear();
@@ -369,73 +411,128 @@ fn with_events<T>(
         };
     }
     if meta.len() > st.offset {
-        let read = fsutil::read_lines(&mut file, &path, st.offset)?;
-        for (off, line) in read.lines {
-            let parsed = line
-                .map_err(|()| "not UTF-8".to_string())
-                .and_then(|l| serde_json::from_str::<Event>(&l).map_err(|e| e.to_string()))
-                .and_then(|e| {
-                    if e.run_id != *run {
-                        Err(format!("belongs to run {}", e.run_id))
-                    } else if e.seq <= st.max_seq {
-                        Err(format!("repeats sequence number {}", e.seq))
-                    } else {
-                        Ok(e)
-                    }
-                });
-            match parsed {
-                Ok(e) => {
-                    if let Some(k) = &e.idempotency_key {
-                        st.keys.entry(k.clone()).or_insert(e.seq);
-                    }
-                    st.max_seq = e.seq;
-                    st.events.push(e);
-                }
-                Err(e) => inner.report(
-                    FindingKind::CorruptLine,
-                    &path,
-                    off,
-                    format!("skipped an unreadable event: {e}"),
-                    false,
-                ),
-            }
-        }
-        st.offset = read.end;
-        if read.torn > 0 && exclusive {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| fsutil::io_err("opening", &path, e))?;
-            let cut = fsutil::cut_torn_tail(&f, &path)?;
-            inner.syncer.forget(id);
-            inner.report(
-                FindingKind::TornTail,
-                &path,
-                read.end,
-                format!("cut a torn last line of {cut} bytes left by a crash"),
-                true,
-            );
-        }
+        // No writer can replace the file while we hold the logs lock, so
+        // this opens the file just checked.
+        let Some(mut file) = fsutil::open_read(&path)? else {
+            return Err(Error::backend(
+                format!("{} vanished under the logs lock", path.display()),
+                None,
+            ));
+        };
+        let (from, cut) = (st.offset, exclusive.then_some(id));
+        st.offset = inner.replay(&mut file, &path, from, cut, "event", |e| st.accept(run, e))?;
     }
-    f(st)
+    let current = st.offset == meta.len();
+    f(Events {
+        st,
+        handles: &mut cache.handles,
+        path: &path,
+        current,
+    })
+}
+
+/// Appends numbered lines (`bytes`, holding `written`) to a run's events
+/// file; the caller holds the exclusive logs lock. When the cache is
+/// current, the run's kept handle writes them: one `write` and, with
+/// [`crate::Durability::Fsync`], one `fdatasync`, and the cache takes the
+/// events as written. Otherwise [`fsutil::append`] opens the file
+/// (creating it, cutting a torn tail) and the next read picks the lines up.
+fn append_numbered(
+    inner: &Inner,
+    run: &RunId,
+    ev: Events<'_>,
+    bytes: &[u8],
+    written: Vec<Event>,
+) -> Result<Option<SyncTicket>> {
+    let handle = match ev.st.file {
+        Some(id) if ev.current => appender(ev.handles, run, ev.path, id)?,
+        _ => None,
+    };
+    let (Some(handle), Some(id)) = (handle, ev.st.file) else {
+        return Ok(fsutil::append(ev.path, bytes, inner.durability, &inner.syncer)?.0);
+    };
+    if let Err(e) = (&*handle).write_all(bytes) {
+        // A failed write may leave part of a line: forget what we know, so
+        // the next access re-reads the file and cuts the torn tail.
+        *ev.st = EventsState::default();
+        ev.handles.remove(run);
+        return Err(fsutil::io_err("appending to", ev.path, e));
+    }
+    ev.st.offset += bytes.len() as u64;
+    if written
+        .into_iter()
+        .try_for_each(|e| ev.st.accept(run, e))
+        .is_err()
+    {
+        // Cannot happen (numbered after `max_seq`); re-read to be sure.
+        *ev.st = EventsState::default();
+    }
+    match inner.durability {
+        crate::Durability::Fsync => {
+            handle
+                .sync_data()
+                .map_err(|e| fsutil::io_err("fsync of", ev.path, e))?;
+            Ok(None)
+        }
+        crate::Durability::GroupCommit => {
+            let file = handle
+                .try_clone()
+                .map_err(|e| fsutil::io_err("duplicating the handle of", ev.path, e))?;
+            Ok(Some(SyncTicket::new(file, id, ev.st.offset)))
+        }
+        crate::Durability::None => Ok(None),
+    }
+}
+
+/// The kept append handle of a run's events file `id`, opening (and
+/// keeping) one if needed; `None` if the file at `path` is not `id`.
+fn appender(
+    handles: &mut HashMap<RunId, (fsutil::FileId, Arc<File>)>,
+    run: &RunId,
+    path: &Path,
+    id: fsutil::FileId,
+) -> Result<Option<Arc<File>>> {
+    if let Some((kept, h)) = handles.get(run)
+        && *kept == id
+    {
+        return Ok(Some(h.clone()));
+    }
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| fsutil::io_err("opening for append", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fsutil::io_err("inspecting", path, e))?;
+    if file_id(&meta) != id {
+        return Ok(None);
+    }
+    if handles.len() >= HANDLES_MAX {
+        handles.clear();
+    }
+    let h = Arc::new(file);
+    handles.insert(run.clone(), (id, h.clone()));
+    Ok(Some(h))
 }
 
 fn forget_events(inner: &Inner, run: &RunId) {
-    lock_mutex(&inner.events).runs.remove(run);
+    let mut cache = lock_mutex(&inner.events);
+    cache.runs.remove(run);
+    cache.handles.remove(run);
 }
 
 /// Numbers `events` after `st`, as one batch: returns what each append
-/// gives and the lines to write.
+/// gives, the lines to write and the events they hold.
 fn number(
     run: &RunId,
     st: &EventsState,
     events: Vec<NewEvent>,
-) -> Result<(Vec<Appended>, Vec<u8>)> {
+) -> Result<(Vec<Appended>, Vec<u8>, Vec<Event>)> {
     let mut keys: HashMap<String, u64> = HashMap::new();
     let mut next = st.max_seq + 1;
     let mut out = Vec::with_capacity(events.len());
     let mut bytes = Vec::new();
+    let mut written = Vec::new();
     for e in events {
         if let Some(k) = &e.idempotency_key
             && let Some(&seq) = st.keys.get(k).or_else(|| keys.get(k))
@@ -449,14 +546,16 @@ fn number(
         if let Some(k) = &e.idempotency_key {
             keys.insert(k.clone(), next);
         }
-        bytes.extend(to_line(&e.into_event(run.clone(), next))?);
+        let event = e.into_event(run.clone(), next);
+        bytes.extend(to_line(&event)?);
+        written.push(event);
         out.push(Appended {
             seq: next,
             duplicate: false,
         });
         next += 1;
     }
-    Ok((out, bytes))
+    Ok((out, bytes, written))
 }
 
 /// Open-time recovery: cut a torn journal tail, rebuild the index.
@@ -511,10 +610,10 @@ fn append_journal(inner: &Inner, bytes: &[u8], tickets: &mut Vec<SyncTicket>) ->
 }
 
 fn stored_with_events(inner: &Inner, run: &Run) -> Result<RunWithEvents> {
-    with_events(inner, &run.id, true, |st| {
+    with_events(inner, &run.id, true, |ev| {
         Ok(RunWithEvents {
             run: run.clone(),
-            events: st.events.clone(),
+            events: ev.st.events.clone(),
         })
     })
 }
@@ -610,15 +709,14 @@ impl LogRepository for FileStore {
                     return Err(run_not_found(&run_id));
                 }
                 drop(st);
-                let (out, bytes) =
-                    with_events(inner, &run_id, true, |st| number(&run_id, st, events))?;
-                let mut tickets = Vec::new();
-                if !bytes.is_empty() {
-                    let path = events_path(inner, &run_id)?;
-                    let (t, _) = fsutil::append(&path, &bytes, inner.durability, &inner.syncer)?;
-                    tickets.extend(t);
-                }
-                finish(inner, locked, out, tickets)
+                let (out, ticket) = with_events(inner, &run_id, true, |ev| {
+                    let (out, bytes, written) = number(&run_id, ev.st, events)?;
+                    if bytes.is_empty() {
+                        return Ok((out, None));
+                    }
+                    Ok((out, append_numbered(inner, &run_id, ev, &bytes, written)?))
+                })?;
+                finish(inner, locked, out, ticket.into_iter().collect())
             })
             .await
     }
@@ -635,7 +733,8 @@ impl LogRepository for FileStore {
                     return Err(run_not_found(&run_id));
                 }
                 drop(st);
-                with_events(inner, &run_id, false, |st| {
+                with_events(inner, &run_id, false, |ev| {
+                    let st = ev.st;
                     let from = after.map_or(0, |a| a.seq);
                     // Sequence numbers increase along the file.
                     let start = st.events.partition_point(|e| e.seq <= from);

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, SyncTicket, file_id, lock_mutex};
-use crate::{FileStore, FindingKind, Inner};
+use crate::{FileStore, Inner};
 
 pub(crate) const LOCK: &str = "metrics.lock";
 
@@ -128,39 +128,18 @@ pub(crate) fn refresh<'a, J: Journal>(
     }
     let offset = *st.position().1;
     if meta.len() > offset {
-        let read = fsutil::read_lines(&mut file, &path, offset)?;
-        for (off, line) in read.lines {
-            match line
-                .map_err(|()| "not UTF-8".to_string())
-                .and_then(|l| serde_json::from_str::<J::Line>(&l).map_err(|e| e.to_string()))
-            {
-                Ok(rec) => st.apply(rec),
-                Err(e) => inner.report(
-                    FindingKind::CorruptLine,
-                    &path,
-                    off,
-                    format!("skipped an unreadable record: {e}"),
-                    false,
-                ),
-            }
-        }
-        *st.position().1 = read.end;
-        if read.torn > 0 && exclusive {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| fsutil::io_err("opening", &path, e))?;
-            let cut = fsutil::cut_torn_tail(&f, &path)?;
-            inner.syncer.forget(id);
-            inner.report(
-                FindingKind::TornTail,
-                &path,
-                read.end,
-                format!("cut a torn last line of {cut} bytes left by a crash"),
-                true,
-            );
-        }
+        let end = inner.replay(
+            &mut file,
+            &path,
+            offset,
+            exclusive.then_some(id),
+            "record",
+            |rec: J::Line| {
+                st.apply(rec);
+                Ok(())
+            },
+        )?;
+        *st.position().1 = end;
     }
     Ok(st)
 }
@@ -396,22 +375,10 @@ impl MetricsRepository for FileStore {
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
                 let st = refresh(inner, &inner.patterns, false)?;
-                let mut matching: Vec<&Pattern> = st
-                    .patterns
-                    .values()
-                    .filter(|p| {
-                        query
-                            .workflow_id
-                            .as_ref()
-                            .is_none_or(|w| *w == p.workflow_id)
-                    })
-                    .filter(|p| before.as_ref().is_none_or(|b| PatternCursor::of(p) < *b))
-                    .collect();
-                matching.sort_by_key(|p| std::cmp::Reverse(PatternCursor::of(p)));
-                matching.truncate(limit + 1);
-                Ok(Page::from_overfetch(
-                    matching.into_iter().cloned().collect(),
+                Ok(Page::descending_before(
+                    st.patterns.values().filter(|p| query.matches(p)),
                     limit,
+                    before.as_ref(),
                     PatternCursor::of,
                 ))
             })

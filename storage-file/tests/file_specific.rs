@@ -794,6 +794,55 @@ async fn a_killed_appender_loses_no_acknowledged_append() {
     assert_eq!(next.seq, events.len() as u64 + 1);
 }
 
+/// A store keeps an append handle per run and trusts its cache while the
+/// file keeps its identity and length: appends, a delete and re-create, and
+/// a torn tail made by other handles on the same root (as by other
+/// processes, each with its own caches) must all be noticed.
+#[tokio::test]
+async fn kept_append_handles_notice_other_writers_replacements_and_torn_tails() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let a = open(root).await;
+    let b = open(root).await;
+    let r = RunId::new("r").unwrap();
+    let seqs = |events: Vec<runstore_core::Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let step = |i: u64| NewEvent::new("step", json!({"i": i}));
+    a.create_run(run_at("r", 1)).await.unwrap();
+    for i in 1..=3 {
+        assert_eq!(a.append_event(&r, step(i)).await.unwrap().seq, i);
+    }
+    // Another writer appends: the kept handle's cache is now short.
+    for i in 4..=5 {
+        assert_eq!(b.append_event(&r, step(i)).await.unwrap().seq, i);
+    }
+    assert_eq!(a.append_event(&r, step(6)).await.unwrap().seq, 6);
+    assert_eq!(
+        seqs(b.all_events(&r).await.unwrap()),
+        (1..=6).collect::<Vec<_>>()
+    );
+
+    // Another writer deletes and re-creates the run: its events file is a
+    // new file, and the old handle must not write into the unlinked one.
+    b.delete_run(&r).await.unwrap();
+    b.create_run(run_at("r", 2)).await.unwrap();
+    assert_eq!(b.append_event(&r, step(1)).await.unwrap().seq, 1);
+    assert_eq!(a.append_event(&r, step(2)).await.unwrap().seq, 2);
+    assert_eq!(seqs(b.all_events(&r).await.unwrap()), vec![1, 2]);
+    let text = std::fs::read_to_string(events_file(root, "r")).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+
+    // A crashed writer leaves half a line: the next append cuts it first.
+    append_raw(&events_file(root, "r"), br#"{"run_id":"r","seq":3,"ki"#);
+    assert_eq!(a.append_event(&r, step(3)).await.unwrap().seq, 3);
+    assert_eq!(a.append_event(&r, step(4)).await.unwrap().seq, 4);
+    let text = std::fs::read_to_string(events_file(root, "r")).unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap();
+    }
+    assert_eq!(seqs(b.all_events(&r).await.unwrap()), vec![1, 2, 3, 4]);
+}
+
 #[tokio::test]
 async fn an_orphan_events_file_is_reported_and_never_reused() {
     let dir = tempfile::tempdir().unwrap();

@@ -139,17 +139,12 @@ impl LogRepository for MemoryLogs {
         let limit = validate_limit(query.limit)?;
         let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let runs = lock(&self.runs);
-        let mut matching: Vec<&Run> = runs
-            .values()
-            .map(|s| &s.run)
-            .filter(|r| query.filter.matches(r))
-            .filter(|r| before.as_ref().is_none_or(|b| RunCursor::of(r) < *b))
-            .collect();
-        matching.sort_by_key(|r| std::cmp::Reverse(RunCursor::of(r)));
-        matching.truncate(limit + 1);
-        Ok(Page::from_overfetch(
-            matching.into_iter().cloned().collect(),
+        Ok(Page::descending_before(
+            runs.values()
+                .map(|s| &s.run)
+                .filter(|r| query.filter.matches(r)),
             limit,
+            before.as_ref(),
             RunCursor::of,
         ))
     }

@@ -135,22 +135,10 @@ impl MetricsRepository for MemoryMetrics {
         let before: Option<PatternCursor> =
             query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let st = lock(&self.state);
-        let mut matching: Vec<&Pattern> = st
-            .patterns
-            .values()
-            .filter(|p| {
-                query
-                    .workflow_id
-                    .as_ref()
-                    .is_none_or(|w| *w == p.workflow_id)
-            })
-            .filter(|p| before.as_ref().is_none_or(|b| PatternCursor::of(p) < *b))
-            .collect();
-        matching.sort_by_key(|p| std::cmp::Reverse(PatternCursor::of(p)));
-        matching.truncate(limit + 1);
-        Ok(Page::from_overfetch(
-            matching.into_iter().cloned().collect(),
+        Ok(Page::descending_before(
+            st.patterns.values().filter(|p| query.matches(p)),
             limit,
+            before.as_ref(),
             PatternCursor::of,
         ))
     }
