@@ -101,10 +101,13 @@ macro_rules! __for_each_rule {
 /// that gives an `impl StoreFactory`). A failure names its rule; a rule
 /// skipped for a missing capability prints why and passes.
 ///
-/// ```ignore
+/// ```rust
 /// mod conformance {
-///     runstore_conformance::conformance_tests!(my_backend::TestFactory::new());
+///     // A backend crate gives its own factory here.
+///     use runstore_conformance::MemoryFactory;
+///     runstore_conformance::conformance_tests!(MemoryFactory);
 /// }
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
