@@ -20,7 +20,7 @@ use tokio_postgres::types::ToSql;
 use crate::PostgresStore;
 use crate::client::with_tx;
 use crate::error::Fail;
-use crate::filter::Where;
+use crate::filter::{Where, overfetch_limit};
 use crate::rows::{stored, ts};
 
 /// Bytes per chunk row: large enough that a 1 GiB artifact is 2,048 rows,
@@ -343,9 +343,9 @@ impl ArtifactStore for PostgresStore {
                 ],
             );
         }
-        let limit_sql = w.param(Box::new((limit + 1) as i64));
+        let limit_sql = overfetch_limit(limit);
         let sql = format!(
-            "SELECT {INFO_COLUMNS} FROM {{s}}.artifacts {} ORDER BY run_id, phase, path LIMIT {limit_sql}",
+            "SELECT {INFO_COLUMNS} FROM {{s}}.artifacts {} ORDER BY run_id, phase, path {limit_sql}",
             w.sql()
         );
         let rows = self

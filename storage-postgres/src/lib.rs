@@ -17,6 +17,7 @@ pub mod testing;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use runstore_core::{Error, Result, StoreSet};
@@ -47,6 +48,9 @@ struct Inner {
     config: PostgresConfig,
     /// The schema, quoted for SQL.
     schema_sql: String,
+    /// Runs imported through this store since it last had the `runs`
+    /// table analyzed (see `import_runs`).
+    unanalyzed: AtomicU64,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -101,6 +105,7 @@ impl PostgresStore {
                 pool,
                 schema_sql: config::quote_ident(&config.schema),
                 config,
+                unanalyzed: AtomicU64::new(0),
             }),
         };
         let what = format!("connecting to {}", store.inner.config);

@@ -2,6 +2,7 @@
 //! row lock, keyset paging, and bulk import through binary `COPY`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -17,8 +18,16 @@ use tokio_postgres::types::{ToSql, Type};
 use crate::PostgresStore;
 use crate::client::{copy_writer, with_tx};
 use crate::error::Fail;
-use crate::filter::Where;
+use crate::filter::{Where, overfetch_limit};
 use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
+
+/// Runs imported since the last `ANALYZE` below which statistics are not
+/// looked at (small imports leave them to autovacuum).
+const ANALYZE_MIN_ROWS: u64 = 1_000;
+/// The share of the table's rows (as of its last `ANALYZE`) that imports
+/// must have added before this store analyzes it again; with it, a bulk
+/// load analyzes a number of times logarithmic in its size.
+const ANALYZE_SHARE: f64 = 0.25;
 
 pub(crate) const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, trigger, started_at, ended_at, attributes, summaries";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
@@ -234,28 +243,63 @@ impl PostgresStore {
         Ok(out)
     }
 
-    /// One attempt of an import: stage the batch with binary COPY, compare
-    /// the runs already stored, insert the rest; all in one transaction.
+    /// One attempt of an import, in `tx`: lock and compare the runs
+    /// already stored, then stream the rest with binary `COPY` straight
+    /// into the tables. A racing importer of the same run makes the `COPY`
+    /// a unique violation: the retry finds its run and compares.
     async fn import_attempt(
         &self,
         tx: &Transaction<'_>,
         batch: &[RunWithEvents],
     ) -> std::result::Result<BulkOutcome, Fail> {
-        tx.batch_execute(
-            "CREATE TEMP TABLE rs_stage_runs (
-                 id text COLLATE \"C\", workflow_id text, workflow_version integer, status text,
-                 trigger text, started_at bigint, ended_at bigint, attributes text, summaries text,
-                 event_count bigint) ON COMMIT DROP;
-             CREATE TEMP TABLE rs_stage_events (
-                 run_id text COLLATE \"C\", seq bigint, kind text, at bigint, payload text,
-                 idempotency_key text) ON COMMIT DROP;",
-        )
-        .await?;
-        {
+        let ids: Vec<&str> = batch.iter().map(|r| r.run.id.as_str()).collect();
+        let lock = tx
+            .prepare_cached(&self.sql(&format!(
+                "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            )))
+            .await?;
+        let mut existing: HashMap<RunId, RunWithEvents> = HashMap::new();
+        for row in &tx.query(&lock, &[&ids]).await? {
+            let run = run_of(row)?;
+            existing.insert(
+                run.id.clone(),
+                RunWithEvents {
+                    run,
+                    events: Vec::new(),
+                },
+            );
+        }
+        if !existing.is_empty() {
+            let existing_ids: Vec<&str> = existing.keys().map(RunId::as_str).collect();
+            let st = tx
+                .prepare_cached(&self.sql(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = ANY($1) ORDER BY run_id, seq"
+                )))
+                .await?;
+            for row in &tx.query(&st, &[&existing_ids]).await? {
+                let e = event_of(row)?;
+                if let Some(r) = existing.get_mut(&e.run_id) {
+                    r.events.push(e);
+                }
+            }
+            for r in batch {
+                if let Some(stored) = existing.get(&r.run.id)
+                    && !stored.same_content(r)
+                {
+                    return Err(run_conflict(&r.run.id));
+                }
+            }
+        }
+        let fresh: Vec<&RunWithEvents> = batch
+            .iter()
+            .filter(|r| !existing.contains_key(&r.run.id))
+            .collect();
+        if !fresh.is_empty() {
             let writer = copy_writer(
                 tx,
-                "COPY rs_stage_runs (id, workflow_id, workflow_version, status, trigger, started_at,
-                 ended_at, attributes, summaries, event_count) FROM STDIN (FORMAT binary)",
+                &self.sql(&format!(
+                    "COPY {{s}}.runs ({RUN_COLUMNS}, event_count) FROM STDIN (FORMAT binary)"
+                )),
                 &[
                     Type::TEXT,
                     Type::TEXT,
@@ -271,7 +315,7 @@ impl PostgresStore {
             )
             .await?;
             pin_mut!(writer);
-            for r in batch {
+            for r in &fresh {
                 let row = RunRow::of(&r.run)?;
                 let event_count = r.events.len() as i64;
                 let mut params = row.params();
@@ -280,11 +324,12 @@ impl PostgresStore {
             }
             writer.finish().await?;
         }
-        {
+        if fresh.iter().any(|r| !r.events.is_empty()) {
             let writer = copy_writer(
                 tx,
-                "COPY rs_stage_events (run_id, seq, kind, at, payload, idempotency_key)
-                 FROM STDIN (FORMAT binary)",
+                &self.sql(&format!(
+                    "COPY {{s}}.events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"
+                )),
                 &[
                     Type::TEXT,
                     Type::INT8,
@@ -296,7 +341,7 @@ impl PostgresStore {
             )
             .await?;
             pin_mut!(writer);
-            for r in batch {
+            for r in &fresh {
                 for e in &r.events {
                     writer
                         .as_mut()
@@ -313,77 +358,45 @@ impl PostgresStore {
             }
             writer.finish().await?;
         }
-        // Runs already stored: locked, then compared record and events.
-        let existing_rows = tx
-            .query(
-                &self.sql(&format!(
-                    "SELECT {} FROM {{s}}.runs r JOIN rs_stage_runs s ON s.id = r.id ORDER BY r.id FOR UPDATE OF r",
-                    RUN_COLUMNS
-                        .split(", ")
-                        .map(|c| format!("r.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                &[],
-            )
-            .await?;
-        let mut existing: HashMap<RunId, RunWithEvents> = HashMap::new();
-        for row in &existing_rows {
-            let run = run_of(row)?;
-            existing.insert(
-                run.id.clone(),
-                RunWithEvents {
-                    run,
-                    events: Vec::new(),
-                },
-            );
-        }
-        let existing_ids: Vec<String> = existing.keys().map(|id| id.as_str().to_string()).collect();
-        if !existing.is_empty() {
-            let rows = tx
-                .query(
-                    &self.sql(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = ANY($1) ORDER BY run_id, seq"
-                    )),
-                    &[&existing_ids],
-                )
-                .await?;
-            for row in &rows {
-                let e = event_of(row)?;
-                if let Some(r) = existing.get_mut(&e.run_id) {
-                    r.events.push(e);
-                }
-            }
-            for r in batch {
-                if let Some(stored) = existing.get(&r.run.id)
-                    && !stored.same_content(r)
-                {
-                    return Err(run_conflict(&r.run.id));
-                }
-            }
-        }
-        // A racing importer of the same run makes these a unique
-        // violation: the retry finds its run and compares.
-        tx.execute(
-            &self.sql(&format!(
-                "INSERT INTO {{s}}.runs ({RUN_COLUMNS}, event_count)
-                 SELECT {RUN_COLUMNS}, event_count FROM rs_stage_runs WHERE id <> ALL($1)"
-            )),
-            &[&existing_ids],
-        )
-        .await?;
-        tx.execute(
-            &self.sql(&format!(
-                "INSERT INTO {{s}}.events ({EVENT_COLUMNS})
-                 SELECT {EVENT_COLUMNS} FROM rs_stage_events WHERE run_id <> ALL($1)"
-            )),
-            &[&existing_ids],
-        )
-        .await?;
         Ok(BulkOutcome {
-            inserted: (batch.len() - existing.len()) as u64,
+            inserted: fresh.len() as u64,
             unchanged: existing.len() as u64,
         })
+    }
+
+    /// Has the planner's statistics of `runs` refreshed once this store
+    /// has imported a large share of its rows since they were taken: the
+    /// paged run queries pick their index from them, and right after a
+    /// bulk load (before autovacuum's next round) stale statistics make
+    /// the filtered query scan the wrong index (see the crate README).
+    /// Best effort: the import is committed whatever happens here.
+    async fn refresh_run_stats(&self, inserted: u64) {
+        let pending = self.inner.unanalyzed.fetch_add(inserted, Ordering::Relaxed) + inserted;
+        if pending < ANALYZE_MIN_ROWS {
+            return;
+        }
+        let what = "refreshing the statistics of runs";
+        let table = format!("{}.runs", self.inner.schema_sql);
+        let r = async {
+            let row = self
+                .query_opt(
+                    what,
+                    "SELECT reltuples FROM pg_class WHERE oid = $1::text::regclass",
+                    &[&table],
+                )
+                .await?;
+            // -1 (or no row) before the first ANALYZE.
+            let known = row.map_or(-1.0, |r| f64::from(r.get::<_, f32>(0)));
+            if known >= 0.0 && (pending as f64) < known * ANALYZE_SHARE {
+                return Ok(());
+            }
+            self.inner.unanalyzed.store(0, Ordering::Relaxed);
+            self.execute(what, "ANALYZE {s}.runs", &[]).await.map(drop)
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not refresh the statistics of runs");
+        }
     }
 }
 
@@ -566,9 +579,9 @@ impl LogRepository for PostgresStore {
                 ],
             );
         }
-        let limit_sql = w.param(Box::new((limit + 1) as i64));
+        let limit_sql = overfetch_limit(limit);
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM {{s}}.runs {} ORDER BY started_at DESC, id DESC LIMIT {limit_sql}",
+            "SELECT {RUN_COLUMNS} FROM {{s}}.runs {} ORDER BY started_at DESC, id DESC {limit_sql}",
             w.sql()
         );
         let rows = self.query_all("querying runs", &sql, &w.params()).await?;
@@ -614,6 +627,10 @@ impl LogRepository for PostgresStore {
             return Ok(BulkOutcome::default());
         }
         let what = format!("importing {} runs", runs.len());
-        with_tx!(self, &what, |tx| { self.import_attempt(&tx, &runs).await })
+        let out = with_tx!(self, &what, |tx| { self.import_attempt(&tx, &runs).await })?;
+        if out.inserted > 0 {
+            self.refresh_run_stats(out.inserted).await;
+        }
+        Ok(out)
     }
 }

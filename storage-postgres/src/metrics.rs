@@ -18,7 +18,7 @@ use tokio_postgres::types::{ToSql, Type};
 use crate::PostgresStore;
 use crate::client::{copy_writer, with_tx};
 use crate::error::Fail;
-use crate::filter::Where;
+use crate::filter::{Where, overfetch_limit};
 use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
 
 const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
@@ -331,9 +331,9 @@ impl MetricsRepository for PostgresStore {
         if let Some(a) = &after {
             w.and1("run_id > ?", Box::new(a.run_id.as_str().to_string()));
         }
-        let limit_sql = w.param(Box::new((limit + 1) as i64));
+        let limit_sql = overfetch_limit(limit);
         let sql = format!(
-            "SELECT {METRIC_COLUMNS} FROM {{s}}.metrics {} ORDER BY run_id LIMIT {limit_sql}",
+            "SELECT {METRIC_COLUMNS} FROM {{s}}.metrics {} ORDER BY run_id {limit_sql}",
             w.sql()
         );
         let rows = self.query_all("listing metrics", &sql, &w.params()).await?;
@@ -517,10 +517,10 @@ impl MetricsRepository for PostgresStore {
                 ],
             );
         }
-        let limit_sql = w.param(Box::new((limit + 1) as i64));
+        let limit_sql = overfetch_limit(limit);
         let sql = format!(
             "SELECT {PATTERN_COLUMNS} FROM {{s}}.patterns {}
-             ORDER BY detected_at DESC, id DESC LIMIT {limit_sql}",
+             ORDER BY detected_at DESC, id DESC {limit_sql}",
             w.sql()
         );
         let rows = self
