@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod error;
 mod filter;
+mod group;
 mod logs;
 mod metrics;
 mod migrate;
@@ -51,6 +52,8 @@ struct Inner {
     /// Runs imported through this store since it last had the `runs`
     /// table analyzed (see `import_runs`).
     unanalyzed: AtomicU64,
+    /// Single appends waiting per run, for group commit.
+    appends: group::AppendQueues,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -106,6 +109,7 @@ impl PostgresStore {
                 schema_sql: config::quote_ident(&config.schema),
                 config,
                 unanalyzed: AtomicU64::new(0),
+                appends: group::AppendQueues::default(),
             }),
         };
         let what = format!("connecting to {}", store.inner.config);

@@ -498,30 +498,9 @@ impl LogRepository for PostgresStore {
                 .pop()
                 .ok_or_else(|| Error::backend(format!("{what}: no result"), None));
         }
-        // Without a key: one statement, numbered under the run's row lock.
-        let payload = json_text(&event.payload, "payload")?;
-        let (this, event, payload) = (self, &event, &payload);
-        self.retrying(&what, move || async move {
-            let client = this.client().await?;
-            let st = client
-                .prepare_cached(&this.sql(
-                    "WITH r AS (UPDATE {s}.runs SET event_count = event_count + 1 WHERE id = $1 RETURNING event_count)
-                     INSERT INTO {s}.events (run_id, seq, kind, at, payload)
-                     SELECT $1, event_count, $2, $3, $4 FROM r RETURNING seq",
-                ))
-                .await?;
-            match client
-                .query_opt(&st, &[&run_id.as_str(), &event.kind, &event.at.as_micros(), payload])
-                .await?
-            {
-                Some(row) => Ok(Appended {
-                    seq: row.get::<_, i64>(0) as u64,
-                    duplicate: false,
-                }),
-                None => Err(run_not_found(run_id)),
-            }
-        })
-        .await
+        // Without a key: one statement, numbered under the run's row
+        // lock, shared with the appends to the same run waiting meanwhile.
+        self.append_grouped(&what, run_id, &event).await
     }
 
     async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
