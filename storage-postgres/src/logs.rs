@@ -577,18 +577,23 @@ impl LogRepository for PostgresStore {
     }
 
     async fn delete_run(&self, id: &RunId) -> Result<()> {
-        // Events go with it (ON DELETE CASCADE).
-        let n = self
-            .execute(
-                &format!("deleting run {id}"),
-                "DELETE FROM {s}.runs WHERE id = $1",
-                &[&id.as_str()],
-            )
-            .await?;
-        match n {
-            0 => Err(Error::not_found(format!("run {id}"))),
-            _ => Ok(()),
-        }
+        let what = format!("deleting run {id}");
+        with_tx!(self, &what, |tx| {
+            // The run row first: its lock waits for appends in flight and
+            // keeps new ones out (they find no run), so the events deleted
+            // next are all there will be (no foreign key since schema 2).
+            let run = tx
+                .prepare_cached(&self.sql("DELETE FROM {s}.runs WHERE id = $1"))
+                .await?;
+            if tx.execute(&run, &[&id.as_str()]).await? == 0 {
+                return Err(run_not_found(id));
+            }
+            let events = tx
+                .prepare_cached(&self.sql("DELETE FROM {s}.events WHERE run_id = $1"))
+                .await?;
+            tx.execute(&events, &[&id.as_str()]).await?;
+            Ok::<_, Fail>(())
+        })
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
