@@ -117,12 +117,11 @@ impl PostgresStore {
         template: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>> {
-        self.bounded(what, async {
-            let client = self.client().await?;
-            let st = client.prepare_cached(&self.sql(template)).await?;
-            Ok(client.query_opt(&st, params).await?)
-        })
-        .await
+        Ok(self
+            .query_all(what, template, params)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// The record one statement finds, read with `of`; `NotFound` naming
@@ -141,7 +140,8 @@ impl PostgresStore {
         }
     }
 
-    /// Every row of one statement, as [`PostgresStore::query_opt`].
+    /// Every row of one statement (`{s}` is the schema), prepared once per
+    /// connection, within the operation timeout.
     pub(crate) async fn query_all(
         &self,
         what: &str,

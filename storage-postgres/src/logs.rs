@@ -22,8 +22,9 @@ use crate::filter::{Where, overfetch_limit};
 use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
 
 /// Runs imported since the last `ANALYZE` below which statistics are not
-/// looked at (small imports leave them to autovacuum).
-const ANALYZE_MIN_ROWS: u64 = 1_000;
+/// looked at: small tables plan well enough without, and small imports
+/// leave them to autovacuum.
+const ANALYZE_MIN_ROWS: u64 = 10_000;
 /// The share of the table's rows (as of its last `ANALYZE`) that imports
 /// must have added before this store analyzes it again; with it, a bulk
 /// load analyzes a number of times logarithmic in its size.

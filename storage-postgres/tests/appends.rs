@@ -14,6 +14,8 @@ use serde_json::json;
 
 const TASKS: u64 = 16;
 const PER_TASK: u64 = 25;
+/// Enough runs for the import to have `runs` analyzed.
+const IMPORTED: i64 = 10_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_single_appends_to_one_run_number_without_gaps() {
@@ -76,10 +78,10 @@ async fn a_large_import_refreshes_the_statistics_of_runs() {
         return;
     };
     let wf = WorkflowId::new("wf").unwrap();
-    let runs: Vec<RunWithEvents> = (0..1500)
+    let runs: Vec<RunWithEvents> = (0..IMPORTED)
         .map(|i| {
             let mut run = Run::new(wf.clone(), Version::FIRST);
-            run.id = RunId::new(format!("r-{i:05}")).unwrap();
+            run.id = RunId::new(format!("r-{i:06}")).unwrap();
             run.started_at = Timestamp::from_micros(1_700_000_000_000_000 + i).unwrap();
             RunWithEvents {
                 run,
@@ -88,7 +90,7 @@ async fn a_large_import_refreshes_the_statistics_of_runs() {
         })
         .collect();
     let out = store.import_runs(runs).await.unwrap();
-    assert_eq!(out.inserted, 1500);
+    assert_eq!(out.inserted, IMPORTED as u64);
     let config = guard.config();
     let client = testing::raw_client(&config.url).await.unwrap();
     let table = format!("\"{}\".runs", config.schema);
@@ -100,5 +102,5 @@ async fn a_large_import_refreshes_the_statistics_of_runs() {
         .await
         .unwrap();
     // -1 until the table is first analyzed.
-    assert_eq!(row.get::<_, f32>(0), 1500.0);
+    assert_eq!(row.get::<_, f32>(0), IMPORTED as f32);
 }
