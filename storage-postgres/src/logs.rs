@@ -2,7 +2,7 @@
 //! row lock, keyset paging, and bulk import through binary `COPY`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -244,23 +244,50 @@ impl PostgresStore {
         Ok(out)
     }
 
-    /// One attempt of an import, in `tx`: lock and compare the runs
-    /// already stored, then stream the rest with binary `COPY` straight
-    /// into the tables. A racing importer of the same run makes the `COPY`
-    /// a unique violation: the retry finds its run and compares.
+    /// One attempt of an import, in `tx`: stream the runs not stored yet
+    /// and their events with binary `COPY` straight into the tables.
+    ///
+    /// Optimistic first: the batch is copied without looking for stored
+    /// runs, and a run already there makes the `COPY` a unique violation.
+    /// Then (`careful` set) every later attempt locks and compares the
+    /// runs already stored first and copies only the others; a racing
+    /// importer of the same run is again a unique violation, and the retry
+    /// compares against its run.
     async fn import_attempt(
         &self,
         tx: &Transaction<'_>,
         batch: &[RunWithEvents],
+        careful: &AtomicBool,
     ) -> std::result::Result<BulkOutcome, Fail> {
-        let ids: Vec<&str> = batch.iter().map(|r| r.run.id.as_str()).collect();
-        let lock = tx
-            .prepare_cached(&self.sql(&format!(
-                "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-            )))
-            .await?;
+        let check = careful.load(Ordering::Relaxed);
+        let r = self.import_in(tx, batch, check).await;
+        if r.is_err() {
+            careful.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// [`PostgresStore::import_attempt`], looking for stored runs first
+    /// when `check`.
+    async fn import_in(
+        &self,
+        tx: &Transaction<'_>,
+        batch: &[RunWithEvents],
+        check: bool,
+    ) -> std::result::Result<BulkOutcome, Fail> {
         let mut existing: HashMap<RunId, RunWithEvents> = HashMap::new();
-        for row in &tx.query(&lock, &[&ids]).await? {
+        let stored = if check {
+            let ids: Vec<&str> = batch.iter().map(|r| r.run.id.as_str()).collect();
+            let lock = tx
+                .prepare_cached(&self.sql(&format!(
+                    "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                )))
+                .await?;
+            tx.query(&lock, &[&ids]).await?
+        } else {
+            Vec::new()
+        };
+        for row in &stored {
             let run = run_of(row)?;
             existing.insert(
                 run.id.clone(),
@@ -612,7 +639,10 @@ impl LogRepository for PostgresStore {
             return Ok(BulkOutcome::default());
         }
         let what = format!("importing {} runs", runs.len());
-        let out = with_tx!(self, &what, |tx| { self.import_attempt(&tx, &runs).await })?;
+        let careful = AtomicBool::new(false);
+        let out = with_tx!(self, &what, |tx| {
+            self.import_attempt(&tx, &runs, &careful).await
+        })?;
         if out.inserted > 0 {
             self.refresh_run_stats(out.inserted).await;
         }
