@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use runstore_core::{
     ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader, ArtifactStore,
     ByteStream, Error, Page, Phase, PutDecision, PutOptions, Result, RunId, Sha256Digest,
@@ -14,10 +15,12 @@ use runstore_core::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::PostgresStore;
+use crate::client::with_tx;
 use crate::error::Fail;
-use crate::logs::{Param, refs};
+use crate::filter::{Where, overfetch_limit};
 use crate::rows::{stored, ts};
 
 /// Bytes per chunk row: large enough that a 1 GiB artifact is 2,048 rows,
@@ -54,44 +57,38 @@ fn info_of(row: &Row) -> Result<ArtifactInfo> {
     })
 }
 
-fn not_found(key: &ArtifactKey) -> Fail {
-    Fail::Core(Error::not_found(format!("artifact {key}")))
+fn not_found(key: &ArtifactKey) -> Error {
+    Error::not_found(format!("artifact {key}"))
+}
+
+/// The primary key of an artifact row as stored.
+fn key_strs(key: &ArtifactKey) -> [&str; 3] {
+    [key.run_id.as_str(), key.phase.as_str(), key.path.as_str()]
 }
 
 impl PostgresStore {
     /// Removes staged blobs that a crashed writer left behind.
     pub(crate) async fn remove_stale_blobs(&self) -> Result<()> {
         let cutoff = Timestamp::now().as_micros() - STALE_STAGED_MICROS;
-        self.bounded("removing stale staged artifact blobs", async {
-            let client = self.client().await?;
-            client
-                .execute(
-                    &self.sql(
-                        "DELETE FROM {s}.blobs b WHERE b.staged_at < $1
-                         AND NOT EXISTS (SELECT 1 FROM {s}.artifacts a WHERE a.blob_id = b.id)",
-                    ),
-                    &[&cutoff],
-                )
-                .await?;
-            Ok(())
-        })
-        .await
+        self.execute(
+            "removing stale staged artifact blobs",
+            "DELETE FROM {s}.blobs b WHERE b.staged_at < $1
+             AND NOT EXISTS (SELECT 1 FROM {s}.artifacts a WHERE a.blob_id = b.id)",
+            &[&cutoff],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Deletes a staged blob that will not be linked; best effort (a
     /// leftover is removed by a later connect).
     async fn discard_blob(&self, blob_id: i64) {
         let r = self
-            .bounded("discarding a staged artifact blob", async {
-                let client = self.client().await?;
-                client
-                    .execute(
-                        &self.sql("DELETE FROM {s}.blobs WHERE id = $1"),
-                        &[&blob_id],
-                    )
-                    .await?;
-                Ok(())
-            })
+            .execute(
+                "discarding a staged artifact blob",
+                "DELETE FROM {s}.blobs WHERE id = $1",
+                &[&blob_id],
+            )
             .await;
         if let Err(e) = r {
             tracing::warn!(blob_id, error = %e, "could not discard a staged artifact blob");
@@ -129,16 +126,11 @@ impl PostgresStore {
             hasher.update(chunk);
             size += filled as u64;
             let what = format!("writing chunk {idx} of artifact {key}");
-            self.bounded(&what, async {
-                let client = self.client().await?;
-                let st = client
-                    .prepare_cached(&self.sql(
-                        "INSERT INTO {s}.blob_chunks (blob_id, idx, data) VALUES ($1, $2, $3)",
-                    ))
-                    .await?;
-                client.execute(&st, &[&blob_id, &idx, &chunk]).await?;
-                Ok(())
-            })
+            self.execute(
+                &what,
+                "INSERT INTO {s}.blob_chunks (blob_id, idx, data) VALUES ($1, $2, $3)",
+                &[&blob_id, &idx, &chunk],
+            )
             .await?;
             idx = idx
                 .checked_add(1)
@@ -154,21 +146,20 @@ impl PostgresStore {
     /// transaction with the stored row locked.
     async fn link_attempt(
         &self,
+        tx: &Transaction<'_>,
         key: &ArtifactKey,
         info: &ArtifactInfo,
         chunks: i32,
         blob_id: i64,
         token: Option<&Sha256Digest>,
     ) -> std::result::Result<(Written<ArtifactInfo>, Option<i64>), Fail> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
         let select = tx
             .prepare_cached(&self.sql(&format!(
                 "SELECT {INFO_COLUMNS}, blob_id FROM {{s}}.artifacts
                  WHERE run_id = $1 AND phase = $2 AND path = $3 FOR UPDATE"
             )))
             .await?;
-        let k = [key.run_id.as_str(), key.phase.as_str(), key.path.as_str()];
+        let k = key_strs(key);
         let current = tx.query_opt(&select, &[&k[0], &k[1], &k[2]]).await?;
         let current = match &current {
             Some(row) => Some((info_of(row)?, row.get::<_, i64>(8))),
@@ -183,41 +174,38 @@ impl PostgresStore {
         let sha = info.sha256.to_hex();
         let size = i64::try_from(info.size).unwrap_or(i64::MAX);
         let created_at = info.created_at.as_micros();
+        // The row as stored, in the column order of INFO_COLUMNS, chunks,
+        // blob_id: the same parameters for a replace and an insert.
+        let row: [&(dyn ToSql + Sync); 10] = [
+            &k[0],
+            &k[1],
+            &k[2],
+            &sha,
+            &size,
+            &info.content_type,
+            &info.created_by,
+            &created_at,
+            &chunks,
+            &blob_id,
+        ];
         match (decision, current) {
             (PutDecision::Unchanged, Some((stored, _))) => {
-                tx.commit().await?;
                 // The staged copy is not needed.
                 Ok((Written::unchanged(stored), Some(blob_id)))
             }
             (PutDecision::Replace, Some((_, old_blob))) => {
                 let st = tx
                     .prepare_cached(&self.sql(
-                        "UPDATE {s}.artifacts SET sha256 = $4, size = $5, chunks = $6, content_type = $7,
-                             created_by = $8, created_at = $9, blob_id = $10
+                        "UPDATE {s}.artifacts SET sha256 = $4, size = $5, content_type = $6,
+                             created_by = $7, created_at = $8, chunks = $9, blob_id = $10
                          WHERE run_id = $1 AND phase = $2 AND path = $3",
                     ))
                     .await?;
-                tx.execute(
-                    &st,
-                    &[
-                        &k[0],
-                        &k[1],
-                        &k[2],
-                        &sha,
-                        &size,
-                        &chunks,
-                        &info.content_type,
-                        &info.created_by,
-                        &created_at,
-                        &blob_id,
-                    ],
-                )
-                .await?;
+                tx.execute(&st, &row).await?;
                 let del = tx
                     .prepare_cached(&self.sql("DELETE FROM {s}.blobs WHERE id = $1"))
                     .await?;
                 tx.execute(&del, &[&old_blob]).await?;
-                tx.commit().await?;
                 Ok((Written::inserted(info.clone()), None))
             }
             (PutDecision::Insert, None) => {
@@ -229,23 +217,7 @@ impl PostgresStore {
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                     )))
                     .await?;
-                tx.execute(
-                    &st,
-                    &[
-                        &k[0],
-                        &k[1],
-                        &k[2],
-                        &sha,
-                        &size,
-                        &info.content_type,
-                        &info.created_by,
-                        &created_at,
-                        &chunks,
-                        &blob_id,
-                    ],
-                )
-                .await?;
-                tx.commit().await?;
+                tx.execute(&st, &row).await?;
                 Ok((Written::inserted(info.clone()), None))
             }
             _ => Err(Fail::Core(Error::backend(
@@ -268,16 +240,14 @@ impl ArtifactStore for PostgresStore {
         let what = format!("storing artifact {key}");
         let now = Timestamp::now().as_micros();
         let blob_id: i64 = self
-            .bounded(&what, async {
-                let client = self.client().await?;
-                let st = client
-                    .prepare_cached(
-                        &self.sql("INSERT INTO {s}.blobs (staged_at) VALUES ($1) RETURNING id"),
-                    )
-                    .await?;
-                Ok(client.query_one(&st, &[&now]).await?.get(0))
-            })
-            .await?;
+            .query_opt(
+                &what,
+                "INSERT INTO {s}.blobs (staged_at) VALUES ($1) RETURNING id",
+                &[&now],
+            )
+            .await?
+            .ok_or_else(|| Error::backend(format!("{what}: no blob id returned"), None))?
+            .get(0);
         let staged = self.stage_body(key, &mut body, blob_id).await;
         let (sha, size, chunks) = match staged {
             Ok(s) => s,
@@ -287,12 +257,11 @@ impl ArtifactStore for PostgresStore {
             }
         };
         let info = options.info_for(key.clone(), sha, size);
-        let (this, info_ref, token) = (self, &info, options.overwrite_token.as_ref());
-        let linked = self
-            .retrying(&what, move || {
-                this.link_attempt(key, info_ref, chunks, blob_id, token)
-            })
-            .await;
+        let token = options.overwrite_token.as_ref();
+        let linked = with_tx!(self, &what, |tx| {
+            self.link_attempt(&tx, key, &info, chunks, blob_id, token)
+                .await
+        });
         match linked {
             Ok((written, discard)) => {
                 if let Some(b) = discard {
@@ -309,31 +278,19 @@ impl ArtifactStore for PostgresStore {
 
     async fn get(&self, key: &ArtifactKey) -> Result<ArtifactReader> {
         let what = format!("reading artifact {key}");
-        let (info, blob_id, chunks) = self
-            .bounded(&what, async {
-                let client = self.client().await?;
-                let st = client
-                    .prepare_cached(&self.sql(&format!(
-                        "SELECT {INFO_COLUMNS}, blob_id, chunks FROM {{s}}.artifacts
-                         WHERE run_id = $1 AND phase = $2 AND path = $3"
-                    )))
-                    .await?;
-                match client
-                    .query_opt(
-                        &st,
-                        &[
-                            &key.run_id.as_str(),
-                            &key.phase.as_str(),
-                            &key.path.as_str(),
-                        ],
-                    )
-                    .await?
-                {
-                    Some(row) => Ok((info_of(&row)?, row.get::<_, i64>(8), row.get::<_, i32>(9))),
-                    None => Err(not_found(key)),
-                }
-            })
-            .await?;
+        let k = key_strs(key);
+        let row = self
+            .query_opt(
+                &what,
+                &format!(
+                    "SELECT {INFO_COLUMNS}, blob_id, chunks FROM {{s}}.artifacts
+                     WHERE run_id = $1 AND phase = $2 AND path = $3"
+                ),
+                &[&k[0], &k[1], &k[2]],
+            )
+            .await?
+            .ok_or_else(|| not_found(key))?;
+        let (info, blob_id, chunks) = (info_of(&row)?, row.get::<_, i64>(8), row.get::<_, i32>(9));
         let chunks = ChunkReader {
             store: self.clone(),
             key: key.clone(),
@@ -353,94 +310,70 @@ impl ArtifactStore for PostgresStore {
     }
 
     async fn head(&self, key: &ArtifactKey) -> Result<ArtifactInfo> {
-        let what = format!("reading the info of artifact {key}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
-                    "SELECT {INFO_COLUMNS} FROM {{s}}.artifacts WHERE run_id = $1 AND phase = $2 AND path = $3"
-                )))
-                .await?;
-            match client
-                .query_opt(&st, &[&key.run_id.as_str(), &key.phase.as_str(), &key.path.as_str()])
-                .await?
-            {
-                Some(row) => Ok(info_of(&row)?),
-                None => Err(not_found(key)),
-            }
-        })
+        let k = key_strs(key);
+        self.find(
+            &format!("reading the info of artifact {key}"),
+            &format!(
+                "SELECT {INFO_COLUMNS} FROM {{s}}.artifacts WHERE run_id = $1 AND phase = $2 AND path = $3"
+            ),
+            &[&k[0], &k[1], &k[2]],
+            info_of,
+            || format!("artifact {key}"),
+        )
         .await
     }
 
     async fn list(&self, query: ArtifactQuery) -> Result<Page<ArtifactInfo>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<ArtifactKey> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut clauses: Vec<String> = Vec::new();
-        let mut params: Vec<Param> = Vec::new();
+        let mut w = Where::default();
         if let Some(r) = &query.run_id {
-            params.push(Box::new(r.as_str().to_string()));
-            clauses.push(format!("run_id = ${}", params.len()));
+            w.and1("run_id = ?", Box::new(r.as_str().to_string()));
         }
         if let Some(p) = &query.phase {
-            params.push(Box::new(p.as_str().to_string()));
-            clauses.push(format!("phase = ${}", params.len()));
+            w.and1("phase = ?", Box::new(p.as_str().to_string()));
         }
         if let Some(a) = &after {
-            params.push(Box::new(a.run_id.as_str().to_string()));
-            params.push(Box::new(a.phase.as_str().to_string()));
-            params.push(Box::new(a.path.as_str().to_string()));
-            let n = params.len();
-            clauses.push(format!(
-                "(run_id, phase, path) > (${}, ${}, ${n})",
-                n - 2,
-                n - 1
-            ));
+            w.and(
+                "(run_id, phase, path) > (?, ?, ?)",
+                vec![
+                    Box::new(a.run_id.as_str().to_string()),
+                    Box::new(a.phase.as_str().to_string()),
+                    Box::new(a.path.as_str().to_string()),
+                ],
+            );
         }
-        params.push(Box::new((limit + 1) as i64));
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let sql = self.sql(&format!(
-            "SELECT {INFO_COLUMNS} FROM {{s}}.artifacts {where_sql} ORDER BY run_id, phase, path LIMIT ${}",
-            params.len()
-        ));
-        self.bounded("listing artifacts", async {
-            let client = self.client().await?;
-            let st = client.prepare_cached(&sql).await?;
-            let rows = client.query(&st, &refs(&params)).await?;
-            let items = rows.iter().map(info_of).collect::<Result<Vec<_>>>()?;
-            Ok(Page::from_overfetch(items, limit, |i| i.key.clone()))
-        })
-        .await
+        let limit_sql = overfetch_limit(limit);
+        let sql = format!(
+            "SELECT {INFO_COLUMNS} FROM {{s}}.artifacts {} ORDER BY run_id, phase, path {limit_sql}",
+            w.sql()
+        );
+        let rows = self
+            .query_all("listing artifacts", &sql, &w.params())
+            .await?;
+        let items = rows.iter().map(info_of).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, |i| i.key.clone()))
     }
 
     async fn delete(&self, key: &ArtifactKey) -> Result<()> {
         let what = format!("deleting artifact {key}");
-        self.retrying(&what, || async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        let k = key_strs(key);
+        with_tx!(self, &what, |tx| {
             let st = tx
                 .prepare_cached(&self.sql(
                     "DELETE FROM {s}.artifacts WHERE run_id = $1 AND phase = $2 AND path = $3 RETURNING blob_id",
                 ))
                 .await?;
-            let Some(row) = tx
-                .query_opt(&st, &[&key.run_id.as_str(), &key.phase.as_str(), &key.path.as_str()])
-                .await?
-            else {
-                return Err(not_found(key));
+            let Some(row) = tx.query_opt(&st, &[&k[0], &k[1], &k[2]]).await? else {
+                return Err(Fail::Core(not_found(key)));
             };
             let blob: i64 = row.get(0);
             let del = tx
                 .prepare_cached(&self.sql("DELETE FROM {s}.blobs WHERE id = $1"))
                 .await?;
             tx.execute(&del, &[&blob]).await?;
-            tx.commit().await?;
-            Ok(())
+            Ok::<_, Fail>(())
         })
-        .await
     }
 }
 
@@ -471,35 +404,29 @@ async fn fetch_chunk(
     chunks: i32,
 ) -> Result<Option<Vec<u8>>> {
     let what = format!("reading chunk {idx} of artifact {key}");
-    store
-        .bounded(&what, async {
-            let client = store.client().await?;
-            let st = client
-                .prepare_cached(
-                    &store.sql("SELECT data FROM {s}.blob_chunks WHERE blob_id = $1 AND idx = $2"),
-                )
-                .await?;
-            if let Some(row) = client.query_opt(&st, &[&blob_id, &idx]).await? {
-                return Ok(Some(row.get::<_, Vec<u8>>(0)));
-            }
-            if idx < chunks {
-                let blob = client
-                    .query_opt(
-                        &store.sql("SELECT 1 FROM {s}.blobs WHERE id = $1"),
-                        &[&blob_id],
-                    )
-                    .await?;
-                if blob.is_none() {
-                    return Err(Fail::Core(Error::not_found(format!(
-                        "artifact {key}: it was deleted or replaced while being read"
-                    ))));
-                }
-            }
-            // End of the stored bytes; the verifying reader checks that
-            // they are all there.
-            Ok(None)
-        })
-        .await
+    let row = store
+        .query_opt(
+            &what,
+            "SELECT data FROM {s}.blob_chunks WHERE blob_id = $1 AND idx = $2",
+            &[&blob_id, &idx],
+        )
+        .await?;
+    if let Some(row) = row {
+        return Ok(Some(row.get::<_, Vec<u8>>(0)));
+    }
+    if idx < chunks
+        && store
+            .query_opt(&what, "SELECT 1 FROM {s}.blobs WHERE id = $1", &[&blob_id])
+            .await?
+            .is_none()
+    {
+        return Err(Error::not_found(format!(
+            "artifact {key}: it was deleted or replaced while being read"
+        )));
+    }
+    // End of the stored bytes; the verifying reader checks that they are
+    // all there.
+    Ok(None)
 }
 
 impl AsyncRead for ChunkReader {

@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 mod artifacts;
+mod client;
 mod config;
 mod error;
+mod filter;
+mod group;
 mod logs;
 mod metrics;
 mod migrate;
@@ -14,11 +17,8 @@ mod workflows;
 pub mod testing;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::sync::atomic::AtomicU64;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use runstore_core::{Error, Result, StoreSet};
@@ -28,13 +28,6 @@ pub use config::{
     PostgresConfig,
 };
 pub use migrate::LATEST_SCHEMA_VERSION;
-
-use crate::error::Fail;
-
-/// How often an operation is attempted again after a serialization
-/// failure, deadlock or racing insert before it gives up (`Unavailable`,
-/// or `Conflict` for a unique violation that keeps coming back).
-const MAX_ATTEMPTS: u32 = 20;
 
 /// All four runstore traits on one PostgreSQL schema, through a connection
 /// pool. Cheap to clone: clones share the pool.
@@ -56,6 +49,11 @@ struct Inner {
     config: PostgresConfig,
     /// The schema, quoted for SQL.
     schema_sql: String,
+    /// Runs imported through this store since it last had the `runs`
+    /// table analyzed (see `import_runs`).
+    unanalyzed: AtomicU64,
+    /// Single appends waiting per run, for group commit.
+    appends: group::AppendQueues,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -110,6 +108,8 @@ impl PostgresStore {
                 pool,
                 schema_sql: config::quote_ident(&config.schema),
                 config,
+                unanalyzed: AtomicU64::new(0),
+                appends: group::AppendQueues::default(),
             }),
         };
         let what = format!("connecting to {}", store.inner.config);
@@ -156,109 +156,4 @@ impl PostgresStore {
     fn sql(&self, template: &str) -> String {
         template.replace("{s}", &self.inner.schema_sql)
     }
-
-    /// A pooled connection, discarded instead of reused if the operation
-    /// holding it runs out of time (see [`Conn`]).
-    async fn client(&self) -> std::result::Result<Conn, Fail> {
-        let obj = self.inner.pool.get().await?;
-        Ok(Conn {
-            obj: Some(obj),
-            deadline: DEADLINE.try_with(|d| *d).ok(),
-        })
-    }
-
-    /// Runs one database step within the operation timeout.
-    async fn bounded<T>(
-        &self,
-        what: &str,
-        fut: impl Future<Output = std::result::Result<T, Fail>>,
-    ) -> Result<T> {
-        let limit = self.inner.config.operation_timeout;
-        let deadline = Instant::now() + limit;
-        match DEADLINE
-            .scope(deadline, tokio::time::timeout_at(deadline, fut))
-            .await
-        {
-            Ok(r) => r.map_err(|f| f.into_error(what)),
-            Err(_) => Err(timed_out(what, limit)),
-        }
-    }
-
-    /// Runs `attempt` within the operation timeout, again after a
-    /// serialization failure, deadlock or racing insert (each attempt
-    /// re-reads what the other writer stored).
-    async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, Fail>>,
-    {
-        let limit = self.inner.config.operation_timeout;
-        let deadline = Instant::now() + limit;
-        let run = async {
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                match attempt().await {
-                    Err(f) if f.is_retry() && tries < MAX_ATTEMPTS => {
-                        // Jitter-free short backoff: contention is per row
-                        // and clears as soon as the winner commits.
-                        tokio::time::sleep(Duration::from_millis(u64::from(tries.min(10)))).await;
-                    }
-                    other => return other.map_err(|f| f.into_error(what)),
-                }
-            }
-        };
-        match DEADLINE
-            .scope(deadline, tokio::time::timeout_at(deadline, run))
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(timed_out(what, limit)),
-        }
-    }
-}
-
-tokio::task_local! {
-    /// When the current operation runs out of time.
-    static DEADLINE: Instant;
-}
-
-/// A pooled connection. Dropped after its operation's deadline (the
-/// operation timed out, possibly mid-statement on a hung server or a
-/// half-open socket), it is taken out of the pool and closed rather than
-/// handed to the next caller.
-struct Conn {
-    obj: Option<deadpool_postgres::Object>,
-    deadline: Option<Instant>,
-}
-
-impl std::ops::Deref for Conn {
-    type Target = deadpool_postgres::Object;
-    fn deref(&self) -> &Self::Target {
-        // Present until drop.
-        self.obj.as_ref().expect("connection used after drop")
-    }
-}
-
-impl std::ops::DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.obj.as_mut().expect("connection used after drop")
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if let (Some(obj), Some(deadline)) = (self.obj.take(), self.deadline)
-            && Instant::now() >= deadline
-        {
-            drop(deadpool_postgres::Object::take(obj));
-        }
-    }
-}
-
-fn timed_out(what: &str, limit: Duration) -> Error {
-    Error::unavailable(
-        format!("{what}: PostgreSQL did not answer within the operation timeout of {limit:?}"),
-        None,
-    )
 }

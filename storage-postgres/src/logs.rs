@@ -2,8 +2,10 @@
 //! row lock, keyset paging, and bulk import through binary `COPY`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use runstore_core::{
     Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, LogRepository, NewEvent, Page,
@@ -11,26 +13,25 @@ use runstore_core::{
     WorkflowId, Written, validate_limit,
 };
 use tokio_postgres::Row;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::PostgresStore;
+use crate::client::{copy_writer, with_tx};
 use crate::error::Fail;
+use crate::filter::{Where, overfetch_limit};
 use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
+
+/// Runs imported since the last `ANALYZE` below which statistics are not
+/// looked at: small tables plan well enough without, and small imports
+/// leave them to autovacuum.
+const ANALYZE_MIN_ROWS: u64 = 10_000;
+/// The share of the table's rows (as of its last `ANALYZE`) that imports
+/// must have added before this store analyzes it again; with it, a bulk
+/// load analyzes a number of times logarithmic in its size.
+const ANALYZE_SHARE: f64 = 0.25;
 
 pub(crate) const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, trigger, started_at, ended_at, attributes, summaries";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
-
-/// A boxed SQL parameter, for queries built from optional filters.
-pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
-
-/// Borrows boxed parameters as the driver wants them.
-pub(crate) fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect()
-}
 
 pub(crate) fn run_of(row: &Row) -> Result<Run> {
     let id: String = row.get(0);
@@ -77,30 +78,59 @@ fn run_conflict(id: &RunId) -> Fail {
     )))
 }
 
-/// A run's record as stored: its JSON maps as text.
-struct RunText {
+/// A run's record as stored (the columns of [`RUN_COLUMNS`]), its JSON
+/// maps as text.
+struct RunRow<'a> {
+    id: &'a str,
+    workflow_id: &'a str,
+    version: i32,
+    status: &'static str,
+    trigger: &'a str,
+    started_at: i64,
+    ended_at: Option<i64>,
     attributes: String,
     summaries: String,
 }
 
-fn run_text(run: &Run) -> Result<RunText> {
-    Ok(RunText {
-        attributes: json_text(&run.attributes, "attributes")?,
-        summaries: json_text(&run.summaries, "summaries")?,
-    })
+impl<'a> RunRow<'a> {
+    fn of(run: &'a Run) -> Result<Self> {
+        Ok(RunRow {
+            id: run.id.as_str(),
+            workflow_id: run.workflow_id.as_str(),
+            version: v32(run.workflow_version),
+            status: run.status.as_str(),
+            trigger: &run.trigger,
+            started_at: run.started_at.as_micros(),
+            ended_at: run.ended_at.map(|t| t.as_micros()),
+            attributes: json_text(&run.attributes, "attributes")?,
+            summaries: json_text(&run.summaries, "summaries")?,
+        })
+    }
+
+    /// The values of [`RUN_COLUMNS`], in order.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.id,
+            &self.workflow_id,
+            &self.version,
+            &self.status,
+            &self.trigger,
+            &self.started_at,
+            &self.ended_at,
+            &self.attributes,
+            &self.summaries,
+        ]
+    }
 }
 
-/// Appends `(where clause, parameters)` for a run filter.
-fn filter_sql(filter: &RunFilter, clauses: &mut Vec<String>, params: &mut Vec<Param>) {
-    let mut add = |clause: &str, p: Param| {
-        params.push(p);
-        clauses.push(clause.replace('?', &format!("${}", params.len())));
-    };
-    if let Some(w) = &filter.workflow_id {
-        add("workflow_id = ?", Box::new(w.as_str().to_string()));
+/// The conditions of a run filter.
+fn filter_where(filter: &RunFilter) -> Where {
+    let mut w = Where::default();
+    if let Some(id) = &filter.workflow_id {
+        w.and1("workflow_id = ?", Box::new(id.as_str().to_string()));
     }
     if let Some(v) = filter.workflow_version {
-        add("workflow_version = ?", Box::new(v32(v)));
+        w.and1("workflow_version = ?", Box::new(v32(v)));
     }
     if !filter.statuses.is_empty() {
         let statuses: Vec<String> = filter
@@ -108,25 +138,18 @@ fn filter_sql(filter: &RunFilter, clauses: &mut Vec<String>, params: &mut Vec<Pa
             .iter()
             .map(|s| s.as_str().to_string())
             .collect();
-        add("status = ANY(?)", Box::new(statuses));
+        w.and1("status = ANY(?)", Box::new(statuses));
     }
     if let Some(t) = filter.started_from {
-        add("started_at >= ?", Box::new(t.as_micros()));
+        w.and1("started_at >= ?", Box::new(t.as_micros()));
     }
     if let Some(t) = filter.started_before {
-        add("started_at < ?", Box::new(t.as_micros()));
+        w.and1("started_at < ?", Box::new(t.as_micros()));
     }
     if let Some(t) = &filter.trigger {
-        add("trigger = ?", Box::new(t.clone()));
+        w.and1("trigger = ?", Box::new(t.clone()));
     }
-}
-
-fn where_of(clauses: &[String]) -> String {
-    if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    }
+    w
 }
 
 impl PostgresStore {
@@ -135,11 +158,22 @@ impl PostgresStore {
     /// see each other's idempotency keys.
     async fn append_locked(
         &self,
+        what: &str,
+        run_id: &RunId,
+        events: &[NewEvent],
+    ) -> Result<Vec<Appended>> {
+        with_tx!(self, what, |tx| {
+            self.append_in(&tx, run_id, events).await
+        })
+    }
+
+    /// One attempt of [`PostgresStore::append_locked`] in `tx`.
+    async fn append_in(
+        &self,
+        tx: &Transaction<'_>,
         run_id: &RunId,
         events: &[NewEvent],
     ) -> std::result::Result<Vec<Appended>, Fail> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
         let lock = tx
             .prepare_cached(&self.sql("SELECT event_count FROM {s}.runs WHERE id = $1 FOR UPDATE"))
             .await?;
@@ -207,37 +241,93 @@ impl PostgresStore {
                 .await?;
             tx.execute(&bump, &[&run_id.as_str(), &count]).await?;
         }
-        tx.commit().await?;
         Ok(out)
     }
 
-    /// One attempt of an import: stage the batch with binary COPY, compare
-    /// the runs already stored, insert the rest; all in one transaction.
+    /// One attempt of an import, in `tx`: stream the runs not stored yet
+    /// and their events with binary `COPY` straight into the tables.
+    ///
+    /// Optimistic first: the batch is copied without looking for stored
+    /// runs, and a run already there makes the `COPY` a unique violation.
+    /// Then (`careful` set) every later attempt locks and compares the
+    /// runs already stored first and copies only the others; a racing
+    /// importer of the same run is again a unique violation, and the retry
+    /// compares against its run.
     async fn import_attempt(
         &self,
+        tx: &Transaction<'_>,
         batch: &[RunWithEvents],
+        careful: &AtomicBool,
     ) -> std::result::Result<BulkOutcome, Fail> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.batch_execute(
-            "CREATE TEMP TABLE rs_stage_runs (
-                 id text COLLATE \"C\", workflow_id text, workflow_version integer, status text,
-                 trigger text, started_at bigint, ended_at bigint, attributes text, summaries text,
-                 event_count bigint) ON COMMIT DROP;
-             CREATE TEMP TABLE rs_stage_events (
-                 run_id text COLLATE \"C\", seq bigint, kind text, at bigint, payload text,
-                 idempotency_key text) ON COMMIT DROP;",
-        )
-        .await?;
-        {
-            let sink = tx
-                .copy_in(
-                    "COPY rs_stage_runs (id, workflow_id, workflow_version, status, trigger, started_at,
-                     ended_at, attributes, summaries, event_count) FROM STDIN (FORMAT binary)",
-                )
+        let check = careful.load(Ordering::Relaxed);
+        let r = self.import_in(tx, batch, check).await;
+        if r.is_err() {
+            careful.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// [`PostgresStore::import_attempt`], looking for stored runs first
+    /// when `check`.
+    async fn import_in(
+        &self,
+        tx: &Transaction<'_>,
+        batch: &[RunWithEvents],
+        check: bool,
+    ) -> std::result::Result<BulkOutcome, Fail> {
+        let mut existing: HashMap<RunId, RunWithEvents> = HashMap::new();
+        let stored = if check {
+            let ids: Vec<&str> = batch.iter().map(|r| r.run.id.as_str()).collect();
+            let lock = tx
+                .prepare_cached(&self.sql(&format!(
+                    "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                )))
                 .await?;
-            let writer = BinaryCopyInWriter::new(
-                sink,
+            tx.query(&lock, &[&ids]).await?
+        } else {
+            Vec::new()
+        };
+        for row in &stored {
+            let run = run_of(row)?;
+            existing.insert(
+                run.id.clone(),
+                RunWithEvents {
+                    run,
+                    events: Vec::new(),
+                },
+            );
+        }
+        if !existing.is_empty() {
+            let existing_ids: Vec<&str> = existing.keys().map(RunId::as_str).collect();
+            let st = tx
+                .prepare_cached(&self.sql(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = ANY($1) ORDER BY run_id, seq"
+                )))
+                .await?;
+            for row in &tx.query(&st, &[&existing_ids]).await? {
+                let e = event_of(row)?;
+                if let Some(r) = existing.get_mut(&e.run_id) {
+                    r.events.push(e);
+                }
+            }
+            for r in batch {
+                if let Some(stored) = existing.get(&r.run.id)
+                    && !stored.same_content(r)
+                {
+                    return Err(run_conflict(&r.run.id));
+                }
+            }
+        }
+        let fresh: Vec<&RunWithEvents> = batch
+            .iter()
+            .filter(|r| !existing.contains_key(&r.run.id))
+            .collect();
+        if !fresh.is_empty() {
+            let writer = copy_writer(
+                tx,
+                &self.sql(&format!(
+                    "COPY {{s}}.runs ({RUN_COLUMNS}, event_count) FROM STDIN (FORMAT binary)"
+                )),
                 &[
                     Type::TEXT,
                     Type::TEXT,
@@ -250,38 +340,24 @@ impl PostgresStore {
                     Type::TEXT,
                     Type::INT8,
                 ],
-            );
+            )
+            .await?;
             pin_mut!(writer);
-            for r in batch {
-                let run = &r.run;
-                let text = run_text(run)?;
-                writer
-                    .as_mut()
-                    .write(&[
-                        &run.id.as_str(),
-                        &run.workflow_id.as_str(),
-                        &v32(run.workflow_version),
-                        &run.status.as_str(),
-                        &run.trigger,
-                        &run.started_at.as_micros(),
-                        &run.ended_at.map(|t| t.as_micros()),
-                        &text.attributes,
-                        &text.summaries,
-                        &(r.events.len() as i64),
-                    ])
-                    .await?;
+            for r in &fresh {
+                let row = RunRow::of(&r.run)?;
+                let event_count = r.events.len() as i64;
+                let mut params = row.params();
+                params.push(&event_count);
+                writer.as_mut().write(&params).await?;
             }
             writer.finish().await?;
         }
-        {
-            let sink = tx
-                .copy_in(
-                    "COPY rs_stage_events (run_id, seq, kind, at, payload, idempotency_key)
-                     FROM STDIN (FORMAT binary)",
-                )
-                .await?;
-            let writer = BinaryCopyInWriter::new(
-                sink,
+        if fresh.iter().any(|r| !r.events.is_empty()) {
+            let writer = copy_writer(
+                tx,
+                &self.sql(&format!(
+                    "COPY {{s}}.events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"
+                )),
                 &[
                     Type::TEXT,
                     Type::INT8,
@@ -290,9 +366,10 @@ impl PostgresStore {
                     Type::TEXT,
                     Type::TEXT,
                 ],
-            );
+            )
+            .await?;
             pin_mut!(writer);
-            for r in batch {
+            for r in &fresh {
                 for e in &r.events {
                     writer
                         .as_mut()
@@ -309,78 +386,45 @@ impl PostgresStore {
             }
             writer.finish().await?;
         }
-        // Runs already stored: locked, then compared record and events.
-        let existing_rows = tx
-            .query(
-                &self.sql(&format!(
-                    "SELECT {} FROM {{s}}.runs r JOIN rs_stage_runs s ON s.id = r.id ORDER BY r.id FOR UPDATE OF r",
-                    RUN_COLUMNS
-                        .split(", ")
-                        .map(|c| format!("r.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                &[],
-            )
-            .await?;
-        let mut existing: HashMap<RunId, RunWithEvents> = HashMap::new();
-        for row in &existing_rows {
-            let run = run_of(row)?;
-            existing.insert(
-                run.id.clone(),
-                RunWithEvents {
-                    run,
-                    events: Vec::new(),
-                },
-            );
-        }
-        let existing_ids: Vec<String> = existing.keys().map(|id| id.as_str().to_string()).collect();
-        if !existing.is_empty() {
-            let rows = tx
-                .query(
-                    &self.sql(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = ANY($1) ORDER BY run_id, seq"
-                    )),
-                    &[&existing_ids],
-                )
-                .await?;
-            for row in &rows {
-                let e = event_of(row)?;
-                if let Some(r) = existing.get_mut(&e.run_id) {
-                    r.events.push(e);
-                }
-            }
-            for r in batch {
-                if let Some(stored) = existing.get(&r.run.id)
-                    && !stored.same_content(r)
-                {
-                    return Err(run_conflict(&r.run.id));
-                }
-            }
-        }
-        // A racing importer of the same run makes these a unique
-        // violation: the retry finds its run and compares.
-        tx.execute(
-            &self.sql(&format!(
-                "INSERT INTO {{s}}.runs ({RUN_COLUMNS}, event_count)
-                 SELECT {RUN_COLUMNS}, event_count FROM rs_stage_runs WHERE id <> ALL($1)"
-            )),
-            &[&existing_ids],
-        )
-        .await?;
-        tx.execute(
-            &self.sql(&format!(
-                "INSERT INTO {{s}}.events ({EVENT_COLUMNS})
-                 SELECT {EVENT_COLUMNS} FROM rs_stage_events WHERE run_id <> ALL($1)"
-            )),
-            &[&existing_ids],
-        )
-        .await?;
-        tx.commit().await?;
         Ok(BulkOutcome {
-            inserted: (batch.len() - existing.len()) as u64,
+            inserted: fresh.len() as u64,
             unchanged: existing.len() as u64,
         })
+    }
+
+    /// Has the planner's statistics of `runs` refreshed once this store
+    /// has imported a large share of its rows since they were taken: the
+    /// paged run queries pick their index from them, and right after a
+    /// bulk load (before autovacuum's next round) stale statistics make
+    /// the filtered query scan the wrong index (see the crate README).
+    /// Best effort: the import is committed whatever happens here.
+    async fn refresh_run_stats(&self, inserted: u64) {
+        let pending = self.inner.unanalyzed.fetch_add(inserted, Ordering::Relaxed) + inserted;
+        if pending < ANALYZE_MIN_ROWS {
+            return;
+        }
+        let what = "refreshing the statistics of runs";
+        let table = format!("{}.runs", self.inner.schema_sql);
+        let r = async {
+            let row = self
+                .query_opt(
+                    what,
+                    "SELECT reltuples FROM pg_class WHERE oid = $1::text::regclass",
+                    &[&table],
+                )
+                .await?;
+            // -1 (or no row) before the first ANALYZE.
+            let known = row.map_or(-1.0, |r| f64::from(r.get::<_, f32>(0)));
+            if known >= 0.0 && (pending as f64) < known * ANALYZE_SHARE {
+                return Ok(());
+            }
+            self.inner.unanalyzed.store(0, Ordering::Relaxed);
+            self.execute(what, "ANALYZE {s}.runs", &[]).await.map(drop)
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not refresh the statistics of runs");
+        }
     }
 }
 
@@ -388,9 +432,9 @@ impl PostgresStore {
 impl LogRepository for PostgresStore {
     async fn create_run(&self, run: Run) -> Result<Written<Run>> {
         run.validate()?;
-        let text = run_text(&run)?;
+        let row = RunRow::of(&run)?;
         let what = format!("creating run {}", run.id);
-        let (this, run, text) = (self, &run, &text);
+        let (this, run, row) = (self, &run, &row);
         self.retrying(&what, move || async move {
             let client = this.client().await?;
             let insert = client
@@ -400,20 +444,7 @@ impl LogRepository for PostgresStore {
                 )))
                 .await?;
             let n = client
-                .execute(
-                    &insert,
-                    &[
-                        &run.id.as_str(),
-                        &run.workflow_id.as_str(),
-                        &v32(run.workflow_version),
-                        &run.status.as_str(),
-                        &run.trigger,
-                        &run.started_at.as_micros(),
-                        &run.ended_at.map(|t| t.as_micros()),
-                        &text.attributes,
-                        &text.summaries,
-                    ],
-                )
+                .execute(&insert, &row.params())
                 .await?;
             if n == 1 {
                 return Ok(Written::inserted(run.clone()));
@@ -438,31 +469,23 @@ impl LogRepository for PostgresStore {
     }
 
     async fn get_run(&self, id: &RunId) -> Result<Run> {
-        let what = format!("reading run {id}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
-                    "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = $1"
-                )))
-                .await?;
-            match client.query_opt(&st, &[&id.as_str()]).await? {
-                Some(row) => Ok(run_of(&row)?),
-                None => Err(run_not_found(id)),
-            }
-        })
+        self.find(
+            &format!("reading run {id}"),
+            &format!("SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = $1"),
+            &[&id.as_str()],
+            run_of,
+            || format!("run {id}"),
+        )
         .await
     }
 
     async fn update_status(&self, id: &RunId, update: RunUpdate) -> Result<Run> {
         update.validate()?;
         let what = format!("updating the status of run {id}");
-        let (this, update) = (self, &update);
-        self.retrying(&what, move || async move {
-            let mut client = this.client().await?;
-            let tx = client.transaction().await?;
+        let update = &update;
+        with_tx!(self, &what, |tx| {
             let select = tx
-                .prepare_cached(&this.sql(&format!(
+                .prepare_cached(&self.sql(&format!(
                     "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = $1 FOR UPDATE"
                 )))
                 .await?;
@@ -473,7 +496,7 @@ impl LogRepository for PostgresStore {
             let (next, changed) = current.apply_update(update)?;
             if changed {
                 let st = tx
-                    .prepare_cached(&this.sql(
+                    .prepare_cached(&self.sql(
                         "UPDATE {s}.runs SET status = $2, ended_at = $3, summaries = $4 WHERE id = $1",
                     ))
                     .await?;
@@ -488,154 +511,117 @@ impl LogRepository for PostgresStore {
                 )
                 .await?;
             }
-            tx.commit().await?;
-            Ok(next)
+            Ok::<_, Fail>(next)
         })
-        .await
     }
 
     async fn append_event(&self, run_id: &RunId, event: NewEvent) -> Result<Appended> {
         event.validate()?;
         let what = format!("appending an event to run {run_id}");
         if event.idempotency_key.is_some() {
-            let events = std::slice::from_ref(&event);
-            let this = self;
             let mut out = self
-                .retrying(&what, move || this.append_locked(run_id, events))
+                .append_locked(&what, run_id, std::slice::from_ref(&event))
                 .await?;
             return out
                 .pop()
                 .ok_or_else(|| Error::backend(format!("{what}: no result"), None));
         }
-        // Without a key: one statement, numbered under the run's row lock.
-        let payload = json_text(&event.payload, "payload")?;
-        let (this, event, payload) = (self, &event, &payload);
-        self.retrying(&what, move || async move {
-            let client = this.client().await?;
-            let st = client
-                .prepare_cached(&this.sql(
-                    "WITH r AS (UPDATE {s}.runs SET event_count = event_count + 1 WHERE id = $1 RETURNING event_count)
-                     INSERT INTO {s}.events (run_id, seq, kind, at, payload)
-                     SELECT $1, event_count, $2, $3, $4 FROM r RETURNING seq",
-                ))
-                .await?;
-            match client
-                .query_opt(&st, &[&run_id.as_str(), &event.kind, &event.at.as_micros(), payload])
-                .await?
-            {
-                Some(row) => Ok(Appended {
-                    seq: row.get::<_, i64>(0) as u64,
-                    duplicate: false,
-                }),
-                None => Err(run_not_found(run_id)),
-            }
-        })
-        .await
+        // Without a key: one statement, numbered under the run's row
+        // lock, shared with the appends to the same run waiting meanwhile.
+        self.append_grouped(&what, run_id, &event).await
     }
 
     async fn append_events(&self, run_id: &RunId, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
         events.iter().try_for_each(NewEvent::validate)?;
         let what = format!("appending {} events to run {run_id}", events.len());
-        let (this, events) = (self, &events);
-        self.retrying(&what, move || this.append_locked(run_id, events))
-            .await
+        self.append_locked(&what, run_id, &events).await
     }
 
     async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<EventCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let what = format!("listing the events of run {run_id}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
+        let rows = self
+            .query_all(
+                &what,
+                &format!(
                     "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-                )))
-                .await?;
-            let rows = client
-                .query(
-                    &st,
-                    &[&run_id.as_str(), &after.map_or(0, |a| i64_of(a.seq)), &((limit + 1) as i64)],
+                ),
+                &[
+                    &run_id.as_str(),
+                    &after.map_or(0, |a| i64_of(a.seq)),
+                    &((limit + 1) as i64),
+                ],
+            )
+            .await?;
+        if rows.is_empty()
+            && self
+                .query_opt(
+                    &what,
+                    "SELECT 1 FROM {s}.runs WHERE id = $1",
+                    &[&run_id.as_str()],
                 )
-                .await?;
-            if rows.is_empty() {
-                let exists = client
-                    .prepare_cached(&self.sql("SELECT 1 FROM {s}.runs WHERE id = $1"))
-                    .await?;
-                if client.query_opt(&exists, &[&run_id.as_str()]).await?.is_none() {
-                    return Err(run_not_found(run_id));
-                }
-            }
-            let items = rows.iter().map(event_of).collect::<Result<Vec<_>>>()?;
-            Ok(Page::from_overfetch(items, limit, |e| EventCursor { seq: e.seq }))
-        })
-        .await
+                .await?
+                .is_none()
+        {
+            return Err(Error::not_found(format!("run {run_id}")));
+        }
+        let items = rows.iter().map(event_of).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, |e| EventCursor {
+            seq: e.seq,
+        }))
     }
 
     async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
         query.filter.validate()?;
         let limit = validate_limit(query.limit)?;
         let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut clauses = Vec::new();
-        let mut params: Vec<Param> = Vec::new();
-        filter_sql(&query.filter, &mut clauses, &mut params);
+        let mut w = filter_where(&query.filter);
         if let Some(b) = &before {
-            params.push(Box::new(b.started_at.as_micros()));
-            params.push(Box::new(b.id.as_str().to_string()));
-            clauses.push(format!(
-                "(started_at, id) < (${}, ${})",
-                params.len() - 1,
-                params.len()
-            ));
+            w.and(
+                "(started_at, id) < (?, ?)",
+                vec![
+                    Box::new(b.started_at.as_micros()),
+                    Box::new(b.id.as_str().to_string()),
+                ],
+            );
         }
-        params.push(Box::new((limit + 1) as i64));
-        let sql = self.sql(&format!(
-            "SELECT {RUN_COLUMNS} FROM {{s}}.runs {} ORDER BY started_at DESC, id DESC LIMIT ${}",
-            where_of(&clauses),
-            params.len()
-        ));
-        self.bounded("querying runs", async {
-            let client = self.client().await?;
-            let st = client.prepare_cached(&sql).await?;
-            let rows = client.query(&st, &refs(&params)).await?;
-            let items = rows.iter().map(run_of).collect::<Result<Vec<_>>>()?;
-            Ok(Page::from_overfetch(items, limit, RunCursor::of))
-        })
-        .await
+        let limit_sql = overfetch_limit(limit);
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM {{s}}.runs {} ORDER BY started_at DESC, id DESC {limit_sql}",
+            w.sql()
+        );
+        let rows = self.query_all("querying runs", &sql, &w.params()).await?;
+        let items = rows.iter().map(run_of).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, RunCursor::of))
     }
 
     async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
         filter.validate()?;
-        let mut clauses = Vec::new();
-        let mut params: Vec<Param> = Vec::new();
-        filter_sql(&filter, &mut clauses, &mut params);
-        let sql = self.sql(&format!(
-            "SELECT count(*) FROM {{s}}.runs {}",
-            where_of(&clauses)
-        ));
-        self.bounded("counting runs", async {
-            let client = self.client().await?;
-            let st = client.prepare_cached(&sql).await?;
-            let n: i64 = client.query_one(&st, &refs(&params)).await?.get(0);
-            Ok(n as u64)
-        })
-        .await
+        let w = filter_where(&filter);
+        let sql = format!("SELECT count(*) FROM {{s}}.runs {}", w.sql());
+        let row = self.query_opt("counting runs", &sql, &w.params()).await?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0)) as u64)
     }
 
     async fn delete_run(&self, id: &RunId) -> Result<()> {
         let what = format!("deleting run {id}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            // Events go with it (ON DELETE CASCADE).
-            let st = client
+        with_tx!(self, &what, |tx| {
+            // The run row first: its lock waits for appends in flight and
+            // keeps new ones out (they find no run), so the events deleted
+            // next are all there will be (no foreign key since schema 2).
+            let run = tx
                 .prepare_cached(&self.sql("DELETE FROM {s}.runs WHERE id = $1"))
                 .await?;
-            match client.execute(&st, &[&id.as_str()]).await? {
-                0 => Err(run_not_found(id)),
-                _ => Ok(()),
+            if tx.execute(&run, &[&id.as_str()]).await? == 0 {
+                return Err(run_not_found(id));
             }
+            let events = tx
+                .prepare_cached(&self.sql("DELETE FROM {s}.events WHERE run_id = $1"))
+                .await?;
+            tx.execute(&events, &[&id.as_str()]).await?;
+            Ok::<_, Fail>(())
         })
-        .await
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
@@ -653,8 +639,13 @@ impl LogRepository for PostgresStore {
             return Ok(BulkOutcome::default());
         }
         let what = format!("importing {} runs", runs.len());
-        let (this, batch) = (self, &runs);
-        self.retrying(&what, move || this.import_attempt(batch))
-            .await
+        let careful = AtomicBool::new(false);
+        let out = with_tx!(self, &what, |tx| {
+            self.import_attempt(&tx, &runs, &careful).await
+        })?;
+        if out.inserted > 0 {
+            self.refresh_run_stats(out.inserted).await;
+        }
+        Ok(out)
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use runstore_core::{
     BulkOutcome, DurationStats, Error, ExecutionMetric, MetricCursor, MetricQuery,
@@ -12,12 +13,12 @@ use runstore_core::{
     Result, RunId, RunStatus, SummaryQuery, ValueStats, WorkflowId, Written, validate_limit,
 };
 use tokio_postgres::Row;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::PostgresStore;
+use crate::client::{copy_writer, with_tx};
 use crate::error::Fail;
-use crate::logs::{Param, refs};
+use crate::filter::{Where, overfetch_limit};
 use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
 
 const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
@@ -83,10 +84,9 @@ impl PostgresStore {
     /// binary COPY, compare those already stored, insert the rest.
     async fn record_many_attempt(
         &self,
+        tx: &Transaction<'_>,
         metrics: &[(ExecutionMetric, MetricText)],
     ) -> std::result::Result<u64, Fail> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
         tx.batch_execute(
             "CREATE TEMP TABLE rs_stage_metrics (
                  run_id text COLLATE \"C\", workflow_id text, workflow_version integer, status text,
@@ -97,13 +97,9 @@ impl PostgresStore {
         )
         .await?;
         {
-            let sink = tx
-                .copy_in(&format!(
-                    "COPY rs_stage_metrics ({METRIC_COLUMNS}) FROM STDIN (FORMAT binary)"
-                ))
-                .await?;
-            let writer = BinaryCopyInWriter::new(
-                sink,
+            let writer = copy_writer(
+                tx,
+                &format!("COPY rs_stage_metrics ({METRIC_COLUMNS}) FROM STDIN (FORMAT binary)"),
                 &[
                     Type::TEXT,
                     Type::TEXT,
@@ -114,7 +110,8 @@ impl PostgresStore {
                     Type::TEXT,
                     Type::TEXT,
                 ],
-            );
+            )
+            .await?;
             pin_mut!(writer);
             for (m, text) in metrics {
                 writer
@@ -134,16 +131,13 @@ impl PostgresStore {
             writer.finish().await?;
         }
         {
-            let sink = tx
-                .copy_in(
-                    "COPY rs_stage_values (run_id, workflow_id, workflow_version, name, value)
-                     FROM STDIN (FORMAT binary)",
-                )
-                .await?;
-            let writer = BinaryCopyInWriter::new(
-                sink,
+            let writer = copy_writer(
+                tx,
+                "COPY rs_stage_values (run_id, workflow_id, workflow_version, name, value)
+                 FROM STDIN (FORMAT binary)",
                 &[Type::TEXT, Type::TEXT, Type::INT4, Type::TEXT, Type::FLOAT8],
-            );
+            )
+            .await?;
             pin_mut!(writer);
             for (m, _) in metrics {
                 for (name, value) in &m.values {
@@ -204,7 +198,6 @@ impl PostgresStore {
             &[&existing],
         )
         .await?;
-        tx.commit().await?;
         Ok(existing.len() as u64)
     }
 }
@@ -215,12 +208,10 @@ impl MetricsRepository for PostgresStore {
         metric.validate()?;
         let text = metric_text(&metric)?;
         let what = format!("recording the metric of run {}", metric.run_id);
-        let (this, m, text) = (self, &metric, &text);
-        self.retrying(&what, move || async move {
-            let mut client = this.client().await?;
-            let tx = client.transaction().await?;
+        let (m, text) = (&metric, &text);
+        with_tx!(self, &what, |tx| {
             let insert = tx
-                .prepare_cached(&this.sql(&format!(
+                .prepare_cached(&self.sql(&format!(
                     "INSERT INTO {{s}}.metrics ({METRIC_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                      ON CONFLICT (run_id) DO NOTHING"
                 )))
@@ -242,7 +233,7 @@ impl MetricsRepository for PostgresStore {
                 .await?;
             if n == 0 {
                 let select = tx
-                    .prepare_cached(&this.sql(&format!(
+                    .prepare_cached(&self.sql(&format!(
                         "SELECT {METRIC_COLUMNS} FROM {{s}}.metrics WHERE run_id = $1"
                     )))
                     .await?;
@@ -250,7 +241,6 @@ impl MetricsRepository for PostgresStore {
                     return Err(Fail::Retry(format!("metric of run {} vanished", m.run_id)));
                 };
                 let existing = metric_of(&row)?;
-                tx.commit().await?;
                 return if existing.same_content(m) {
                     Ok(Written::unchanged(existing))
                 } else {
@@ -261,7 +251,7 @@ impl MetricsRepository for PostgresStore {
                 let names: Vec<&str> = m.values.keys().map(String::as_str).collect();
                 let values: Vec<f64> = m.values.values().copied().collect();
                 let st = tx
-                    .prepare_cached(&this.sql(
+                    .prepare_cached(&self.sql(
                         "INSERT INTO {s}.metric_values (run_id, workflow_id, workflow_version, name, value)
                          SELECT $1, $2, $3, * FROM unnest($4::text[], $5::float8[])",
                     ))
@@ -278,10 +268,8 @@ impl MetricsRepository for PostgresStore {
                 )
                 .await?;
             }
-            tx.commit().await?;
-            Ok(Written::inserted(m.clone()))
+            Ok::<_, Fail>(Written::inserted(m.clone()))
         })
-        .await
     }
 
     async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
@@ -310,10 +298,9 @@ impl MetricsRepository for PostgresStore {
             .map(|m| metric_text(&m).map(|t| (m, t)))
             .collect::<Result<Vec<_>>>()?;
         let what = format!("recording {} metrics", batch.len());
-        let (this, b) = (self, &batch);
-        let unchanged = self
-            .retrying(&what, move || this.record_many_attempt(b))
-            .await?;
+        let unchanged = with_tx!(self, &what, |tx| {
+            self.record_many_attempt(&tx, &batch).await
+        })?;
         Ok(BulkOutcome {
             inserted: batch.len() as u64 - unchanged,
             unchanged: unchanged + repeats,
@@ -321,78 +308,53 @@ impl MetricsRepository for PostgresStore {
     }
 
     async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
-        let what = format!("reading the metric of run {run_id}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
-                    "SELECT {METRIC_COLUMNS} FROM {{s}}.metrics WHERE run_id = $1"
-                )))
-                .await?;
-            match client.query_opt(&st, &[&run_id.as_str()]).await? {
-                Some(row) => Ok(metric_of(&row)?),
-                None => Err(Fail::Core(Error::not_found(format!(
-                    "metric of run {run_id}"
-                )))),
-            }
-        })
+        self.find(
+            &format!("reading the metric of run {run_id}"),
+            &format!("SELECT {METRIC_COLUMNS} FROM {{s}}.metrics WHERE run_id = $1"),
+            &[&run_id.as_str()],
+            metric_of,
+            || format!("metric of run {run_id}"),
+        )
         .await
     }
 
     async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<MetricCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut clauses: Vec<String> = Vec::new();
-        let mut params: Vec<Param> = Vec::new();
-        if let Some(w) = &query.workflow_id {
-            params.push(Box::new(w.as_str().to_string()));
-            clauses.push(format!("workflow_id = ${}", params.len()));
+        let mut w = Where::default();
+        if let Some(id) = &query.workflow_id {
+            w.and1("workflow_id = ?", Box::new(id.as_str().to_string()));
         }
         if let Some(v) = query.workflow_version {
-            params.push(Box::new(v32(v)));
-            clauses.push(format!("workflow_version = ${}", params.len()));
+            w.and1("workflow_version = ?", Box::new(v32(v)));
         }
         if let Some(a) = &after {
-            params.push(Box::new(a.run_id.as_str().to_string()));
-            clauses.push(format!("run_id > ${}", params.len()));
+            w.and1("run_id > ?", Box::new(a.run_id.as_str().to_string()));
         }
-        params.push(Box::new((limit + 1) as i64));
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let sql = self.sql(&format!(
-            "SELECT {METRIC_COLUMNS} FROM {{s}}.metrics {where_sql} ORDER BY run_id LIMIT ${}",
-            params.len()
-        ));
-        self.bounded("listing metrics", async {
-            let client = self.client().await?;
-            let st = client.prepare_cached(&sql).await?;
-            let rows = client.query(&st, &refs(&params)).await?;
-            let items = rows.iter().map(metric_of).collect::<Result<Vec<_>>>()?;
-            Ok(Page::from_overfetch(items, limit, |m| MetricCursor {
-                run_id: m.run_id.clone(),
-            }))
-        })
-        .await
+        let limit_sql = overfetch_limit(limit);
+        let sql = format!(
+            "SELECT {METRIC_COLUMNS} FROM {{s}}.metrics {} ORDER BY run_id {limit_sql}",
+            w.sql()
+        );
+        let rows = self.query_all("listing metrics", &sql, &w.params()).await?;
+        let items = rows.iter().map(metric_of).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, |m| MetricCursor {
+            run_id: m.run_id.clone(),
+        }))
     }
 
     async fn delete(&self, run_id: &RunId) -> Result<()> {
-        let what = format!("deleting the metric of run {run_id}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql("DELETE FROM {s}.metrics WHERE run_id = $1"))
-                .await?;
-            match client.execute(&st, &[&run_id.as_str()]).await? {
-                0 => Err(Fail::Core(Error::not_found(format!(
-                    "metric of run {run_id}"
-                )))),
-                _ => Ok(()),
-            }
-        })
-        .await
+        let n = self
+            .execute(
+                &format!("deleting the metric of run {run_id}"),
+                "DELETE FROM {s}.metrics WHERE run_id = $1",
+                &[&run_id.as_str()],
+            )
+            .await?;
+        match n {
+            0 => Err(Error::not_found(format!("metric of run {run_id}"))),
+            _ => Ok(()),
+        }
     }
 
     async fn summary(
@@ -406,9 +368,11 @@ impl MetricsRepository for PostgresStore {
         } else {
             ""
         };
-        let mut params: Vec<Param> = vec![Box::new(workflow_id.as_str().to_string())];
-        if let Some(v) = query.workflow_version {
-            params.push(Box::new(v32(v)));
+        let version = query.workflow_version.map(v32);
+        let wf = workflow_id.as_str();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&wf];
+        if let Some(v) = &version {
+            params.push(v);
         }
         // Nearest rank: percentile_disc(p) is the value at rank ceil(p * n).
         let totals_sql = self.sql(&format!(
@@ -431,7 +395,7 @@ impl MetricsRepository for PostgresStore {
         self.bounded(&what, async {
             let client = self.client().await?;
             let st = client.prepare_cached(&totals_sql).await?;
-            let row = client.query_one(&st, &refs(&params)).await?;
+            let row = client.query_one(&st, &params).await?;
             let mut s = MetricsSummary::empty(workflow_id.clone(), query.workflow_version);
             let n: i64 = row.get(0);
             if n == 0 {
@@ -463,7 +427,7 @@ impl MetricsRepository for PostgresStore {
             s.first_recorded_at = Some(ts(row.get(8), loc)?);
             s.last_recorded_at = Some(ts(row.get(9), loc)?);
             let st = client.prepare_cached(&values_sql).await?;
-            for r in client.query(&st, &refs(&params)).await? {
+            for r in client.query(&st, &params).await? {
                 let name: String = r.get(0);
                 let count = r.get::<_, i64>(1) as u64;
                 let sum: f64 = r.get(2);
@@ -526,19 +490,13 @@ impl MetricsRepository for PostgresStore {
     }
 
     async fn get_pattern(&self, id: &PatternId) -> Result<Pattern> {
-        let what = format!("reading pattern {id}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
-                    "SELECT {PATTERN_COLUMNS} FROM {{s}}.patterns WHERE id = $1"
-                )))
-                .await?;
-            match client.query_opt(&st, &[&id.as_str()]).await? {
-                Some(row) => Ok(pattern_of(&row)?),
-                None => Err(Fail::Core(Error::not_found(format!("pattern {id}")))),
-            }
-        })
+        self.find(
+            &format!("reading pattern {id}"),
+            &format!("SELECT {PATTERN_COLUMNS} FROM {{s}}.patterns WHERE id = $1"),
+            &[&id.as_str()],
+            pattern_of,
+            || format!("pattern {id}"),
+        )
         .await
     }
 
@@ -546,39 +504,29 @@ impl MetricsRepository for PostgresStore {
         let limit = validate_limit(query.limit)?;
         let before: Option<PatternCursor> =
             query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let mut clauses: Vec<String> = Vec::new();
-        let mut params: Vec<Param> = Vec::new();
-        if let Some(w) = &query.workflow_id {
-            params.push(Box::new(w.as_str().to_string()));
-            clauses.push(format!("workflow_id = ${}", params.len()));
+        let mut w = Where::default();
+        if let Some(id) = &query.workflow_id {
+            w.and1("workflow_id = ?", Box::new(id.as_str().to_string()));
         }
         if let Some(b) = &before {
-            params.push(Box::new(b.detected_at.as_micros()));
-            params.push(Box::new(b.id.as_str().to_string()));
-            clauses.push(format!(
-                "(detected_at, id) < (${}, ${})",
-                params.len() - 1,
-                params.len()
-            ));
+            w.and(
+                "(detected_at, id) < (?, ?)",
+                vec![
+                    Box::new(b.detected_at.as_micros()),
+                    Box::new(b.id.as_str().to_string()),
+                ],
+            );
         }
-        params.push(Box::new((limit + 1) as i64));
-        let where_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let sql = self.sql(&format!(
-            "SELECT {PATTERN_COLUMNS} FROM {{s}}.patterns {where_sql}
-             ORDER BY detected_at DESC, id DESC LIMIT ${}",
-            params.len()
-        ));
-        self.bounded("listing patterns", async {
-            let client = self.client().await?;
-            let st = client.prepare_cached(&sql).await?;
-            let rows = client.query(&st, &refs(&params)).await?;
-            let items = rows.iter().map(pattern_of).collect::<Result<Vec<_>>>()?;
-            Ok(Page::from_overfetch(items, limit, PatternCursor::of))
-        })
-        .await
+        let limit_sql = overfetch_limit(limit);
+        let sql = format!(
+            "SELECT {PATTERN_COLUMNS} FROM {{s}}.patterns {}
+             ORDER BY detected_at DESC, id DESC {limit_sql}",
+            w.sql()
+        );
+        let rows = self
+            .query_all("listing patterns", &sql, &w.params())
+            .await?;
+        let items = rows.iter().map(pattern_of).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, PatternCursor::of))
     }
 }

@@ -18,14 +18,21 @@ pub(crate) struct Migration {
 
 /// Every step, in order. Append only: an applied step is never edited (its
 /// checksum is checked on every connect).
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "events_without_foreign_key",
+        sql: include_str!("../migrations/0002_events_without_foreign_key.sql"),
+    },
+];
 
 /// The schema version this build creates and understands.
-pub const LATEST_SCHEMA_VERSION: u32 = 1;
+pub const LATEST_SCHEMA_VERSION: u32 = 2;
 
 impl Migration {
     /// SHA-256 of the step's SQL text as embedded (before the schema name

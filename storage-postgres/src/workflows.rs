@@ -104,84 +104,63 @@ impl WorkflowRepository for PostgresStore {
     }
 
     async fn get(&self, id: &WorkflowId, v: Version) -> Result<WorkflowDefinition> {
-        let what = format!("reading workflow {id} version {v}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
-                    "SELECT {COLUMNS} FROM {{s}}.workflows WHERE id = $1 AND version = $2"
-                )))
-                .await?;
-            match client.query_opt(&st, &[&id.as_str(), &v32(v)]).await? {
-                Some(row) => Ok(def_of(&row)?),
-                None => Err(Fail::Core(Error::not_found(format!(
-                    "workflow {id} version {v}"
-                )))),
-            }
-        })
+        self.find(
+            &format!("reading workflow {id} version {v}"),
+            &format!("SELECT {COLUMNS} FROM {{s}}.workflows WHERE id = $1 AND version = $2"),
+            &[&id.as_str(), &v32(v)],
+            def_of,
+            || format!("workflow {id} version {v}"),
+        )
         .await
     }
 
     async fn get_latest(&self, id: &WorkflowId) -> Result<WorkflowDefinition> {
-        let what = format!("reading the latest version of workflow {id}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
-                    "SELECT {COLUMNS} FROM {{s}}.workflows WHERE id = $1 ORDER BY version DESC LIMIT 1"
-                )))
-                .await?;
-            match client.query_opt(&st, &[&id.as_str()]).await? {
-                Some(row) => Ok(def_of(&row)?),
-                None => Err(Fail::Core(Error::not_found(format!("workflow {id}")))),
-            }
-        })
+        self.find(
+            &format!("reading the latest version of workflow {id}"),
+            &format!(
+                "SELECT {COLUMNS} FROM {{s}}.workflows WHERE id = $1 ORDER BY version DESC LIMIT 1"
+            ),
+            &[&id.as_str()],
+            def_of,
+            || format!("workflow {id}"),
+        )
         .await
     }
 
     async fn list_versions(&self, id: &WorkflowId) -> Result<Vec<WorkflowDefinition>> {
-        let what = format!("listing the versions of workflow {id}");
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
-                    "SELECT {COLUMNS} FROM {{s}}.workflows WHERE id = $1 ORDER BY version"
-                )))
-                .await?;
-            let rows = client.query(&st, &[&id.as_str()]).await?;
-            Ok(rows.iter().map(def_of).collect::<Result<Vec<_>>>()?)
-        })
-        .await
+        self.query_all(
+            &format!("listing the versions of workflow {id}"),
+            &format!("SELECT {COLUMNS} FROM {{s}}.workflows WHERE id = $1 ORDER BY version"),
+            &[&id.as_str()],
+        )
+        .await?
+        .iter()
+        .map(def_of)
+        .collect()
     }
 
     async fn list(&self, query: WorkflowQuery) -> Result<Page<WorkflowDefinition>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<WorkflowCursor> =
             query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        self.bounded("listing workflows", async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.sql(&format!(
+        let rows = self
+            .query_all(
+                "listing workflows",
+                &format!(
                     "SELECT {COLUMNS} FROM {{s}}.workflows
                      WHERE ($1::text IS NULL OR id = $1)
                        AND ($2::text IS NULL OR (id, version) > ($2, $3))
                      ORDER BY id, version LIMIT $4"
-                )))
-                .await?;
-            let rows = client
-                .query(
-                    &st,
-                    &[
-                        &query.id.as_ref().map(|i| i.as_str()),
-                        &after.as_ref().map(|a| a.id.as_str()),
-                        &after.as_ref().map_or(0, |a| v32(a.version)),
-                        &((limit + 1) as i64),
-                    ],
-                )
-                .await?;
-            let items = rows.iter().map(def_of).collect::<Result<Vec<_>>>()?;
-            Ok(Page::from_overfetch(items, limit, WorkflowCursor::of))
-        })
-        .await
+                ),
+                &[
+                    &query.id.as_ref().map(|i| i.as_str()),
+                    &after.as_ref().map(|a| a.id.as_str()),
+                    &after.as_ref().map_or(0, |a| v32(a.version)),
+                    &((limit + 1) as i64),
+                ],
+            )
+            .await?;
+        let items = rows.iter().map(def_of).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, WorkflowCursor::of))
     }
 }
