@@ -683,6 +683,20 @@ impl Migrator<'_> {
         Ok(())
     }
 
+    /// One `record_many` of `batch`, counted; `false` if the destination
+    /// refused it (some metric is stored with other content).
+    async fn record_many(&mut self, batch: &[ExecutionMetric]) -> Result<bool> {
+        match self.to.metrics.record_many(batch.to_vec()).await {
+            Ok(o) => {
+                self.report.metrics.copied += o.inserted;
+                self.report.metrics.unchanged += o.unchanged;
+                Ok(true)
+            }
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records a batch of metrics in one `record_many` (idempotent: identical
     /// metrics are left as they are); when the destination refuses it, or in
     /// a dry run or under `Fail`, looks them up one by one.
@@ -690,16 +704,11 @@ impl Migrator<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        if !self.opts.dry_run && self.opts.on_conflict == OnConflict::Report {
-            match self.to.metrics.record_many(batch.clone()).await {
-                Ok(o) => {
-                    self.report.metrics.copied += o.inserted;
-                    self.report.metrics.unchanged += o.unchanged;
-                    return Ok(());
-                }
-                Err(e) if is_conflict(&e) => {}
-                Err(e) => return Err(e),
-            }
+        if !self.opts.dry_run
+            && self.opts.on_conflict == OnConflict::Report
+            && self.record_many(&batch).await?
+        {
+            return Ok(());
         }
         let mut absent = Vec::new();
         for m in batch {
@@ -725,14 +734,8 @@ impl Migrator<'_> {
             self.report.metrics.copied += absent.len() as u64;
             return Ok(());
         }
-        match self.to.metrics.record_many(absent.clone()).await {
-            Ok(o) => {
-                self.report.metrics.copied += o.inserted;
-                self.report.metrics.unchanged += o.unchanged;
-                return Ok(());
-            }
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => return Err(e),
+        if self.record_many(&absent).await? {
+            return Ok(());
         }
         // Written meanwhile by someone else: one by one, to report it.
         for m in absent {
