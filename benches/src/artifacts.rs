@@ -155,28 +155,17 @@ pub fn run_child(
     if let Some((url, schema)) = pg {
         cmd.arg(url).arg(schema);
     }
-    let out = cmd.output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
-    match (out.status.success(), line) {
-        (true, Some(line)) => {
-            let mut parts = line.split_whitespace();
-            let mib_per_sec = parts.next().and_then(|v| v.parse().ok());
-            let peak_bytes = parts.next().and_then(|v| v.parse().ok());
-            match (mib_per_sec, peak_bytes) {
-                (Some(mib_per_sec), Some(peak_bytes)) => Ok(ChildResult {
-                    mib_per_sec,
-                    peak_bytes,
-                }),
-                _ => Err(format!("bad child output {line:?}").into()),
-            }
-        }
-        _ => Err(format!(
-            "artifact child {op} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into()),
-    }
+    let fields = crate::child::run(cmd, &format!("artifact {op}"))?;
+    let parsed = match fields.as_slice() {
+        [rate, peak, ..] => rate.parse().ok().zip(peak.parse().ok()),
+        _ => None,
+    };
+    parsed
+        .map(|(mib_per_sec, peak_bytes)| ChildResult {
+            mib_per_sec,
+            peak_bytes,
+        })
+        .ok_or_else(|| format!("bad artifact child output {fields:?}").into())
 }
 
 #[cfg(test)]

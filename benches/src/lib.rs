@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod chart;
+pub mod child;
 pub mod data;
 pub mod machine;
 pub mod migration;

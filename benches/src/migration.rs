@@ -83,24 +83,18 @@ pub fn run_child(
     if let Some((url, schema)) = pg {
         cmd.arg(url).arg(schema);
     }
-    let out = cmd.output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
-    let parsed = line.and_then(|line| {
-        let mut parts = line.split_whitespace();
-        Some(HopResult {
-            records: parts.next()?.parse().ok()?,
-            secs: parts.next()?.parse().ok()?,
-            peak_bytes: parts.next()?.parse().ok()?,
-        })
-    });
-    match (out.status.success(), parsed) {
-        (true, Some(r)) => Ok(r),
-        (true, None) => Err(format!("bad migration child output {stdout:?}").into()),
-        (false, _) => Err(format!(
-            "migration child failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into()),
-    }
+    let fields = crate::child::run(cmd, "migration")?;
+    parse_hop(&fields).ok_or_else(|| format!("bad migration child output {fields:?}").into())
+}
+
+/// `<records> <seconds> <peak bytes>`.
+fn parse_hop(fields: &[String]) -> Option<HopResult> {
+    let [records, secs, peak, ..] = fields else {
+        return None;
+    };
+    Some(HopResult {
+        records: records.parse().ok()?,
+        secs: secs.parse().ok()?,
+        peak_bytes: peak.parse().ok()?,
+    })
 }
