@@ -158,24 +158,10 @@ impl StoreFactory for YamlFactory {
     }
 }
 
-/// Flips the first byte of an artifact kept by the file backend under
-/// `root`, found by the layout of storage-file's FORMAT.md:
-/// `artifacts/<run>/phases/<phase>/(d/<dir>/)*f/<name>`.
+/// Flips the first byte of an artifact kept by the file backend under `root`.
 #[cfg(feature = "file")]
 fn tamper_file(root: &Path, key: &runstore::ArtifactKey) -> runstore::Result<()> {
-    let mut path = root.join("artifacts");
-    path.push(key.run_id.as_str());
-    path.push("phases");
-    path.push(key.phase.as_str());
-    let segments: Vec<&str> = key.path.segments().collect();
-    if let Some((last, dirs)) = segments.split_last() {
-        for d in dirs {
-            path.push("d");
-            path.push(d);
-        }
-        path.push("f");
-        path.push(last);
-    }
+    let path = runstore_file::artifact_bytes_path(root, key);
     let mut bytes = std::fs::read(&path).map_err(err)?;
     match bytes.first_mut() {
         Some(b) => *b ^= 0xff,

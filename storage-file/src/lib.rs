@@ -19,6 +19,25 @@ use serde::{Deserialize, Serialize};
 
 pub use check::{CheckReport, Finding, FindingKind};
 
+/// Where the bytes of artifact `key` live under the store's `root`, by the
+/// layout of FORMAT.md (`artifacts/<run>/phases/<phase>/(d/<dir>/)*f/<name>`):
+/// for tools and tests that inspect or damage a stored file. The key is a
+/// validated [`runstore_core::ArtifactKey`], so the path never leaves `root`.
+///
+/// ```
+/// use std::path::Path;
+/// use runstore_core::ArtifactKey;
+///
+/// let key = ArtifactKey::parse("run-1", "train", "logs/out.txt").unwrap();
+/// let path = runstore_file::artifact_bytes_path(Path::new("/data"), &key);
+/// assert_eq!(path, Path::new("/data/artifacts/run-1/phases/train/d/logs/f/out.txt"));
+/// ```
+pub fn artifact_bytes_path(root: &Path, key: &runstore_core::ArtifactKey) -> PathBuf {
+    artifacts::blob_parts(key)
+        .into_iter()
+        .fold(root.to_path_buf(), |path, part| path.join(part))
+}
+
 use fsutil::{Root, Syncer, lock_mutex};
 
 /// Name of the file in the root that records the layout version.

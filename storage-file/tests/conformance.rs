@@ -54,20 +54,7 @@ impl StoreFactory for FileFactory {
             .guard
             .downcast_ref::<Guard>()
             .ok_or_else(|| Error::backend("not a file store set", None))?;
-        // The layout of FORMAT.md: artifacts/<run>/phases/<phase>/(d/<dir>/)*f/<name>.
-        let mut path = guard.dir.path().join("artifacts");
-        path.push(key.run_id.as_str());
-        path.push("phases");
-        path.push(key.phase.as_str());
-        let segments: Vec<&str> = key.path.segments().collect();
-        if let Some((last, dirs)) = segments.split_last() {
-            for d in dirs {
-                path.push("d");
-                path.push(d);
-            }
-            path.push("f");
-            path.push(last);
-        }
+        let path = runstore_file::artifact_bytes_path(guard.dir.path(), key);
         let mut bytes = std::fs::read(&path).map_err(|e| Error::io("reading to tamper", e))?;
         match bytes.first_mut() {
             Some(b) => *b ^= 0xff,
