@@ -374,6 +374,44 @@ mod postgres {
     }
 }
 
+#[cfg(feature = "s3")]
+pub(crate) use s3::S3Factory;
+
+#[cfg(feature = "s3")]
+mod s3 {
+    use super::*;
+    use runstore_s3::{S3Config, S3Store};
+
+    /// `type: s3`: artifacts only. The options are the crate's own
+    /// `S3Config`, read as they are.
+    pub(crate) struct S3Factory;
+
+    fn read(config: &BackendConfig) -> std::result::Result<S3Config, String> {
+        let c: S3Config = config.parse_options()?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[async_trait]
+    impl BackendFactory for S3Factory {
+        fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
+            read(config).map(|_| ())
+        }
+
+        async fn open(&self, config: &BackendConfig) -> Result<Backend> {
+            let c = read(config).map_err(|e| config.error(e))?;
+            let store = S3Store::open(c).await?;
+            Ok(Backend {
+                workflows: None,
+                logs: None,
+                metrics: None,
+                artifacts: Some(std::sync::Arc::new(store.clone())),
+                handle: BackendHandle::S3(store),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

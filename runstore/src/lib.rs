@@ -33,6 +33,9 @@ pub use runstore_file as file;
 /// The PostgreSQL backend crate, when the `postgres` feature is on.
 #[cfg(feature = "postgres")]
 pub use runstore_postgres as postgres;
+/// The S3 artifact store crate, when the `s3` feature is on.
+#[cfg(feature = "s3")]
+pub use runstore_s3 as s3;
 /// The SQLite backend crate, when the `sqlite` feature is on.
 #[cfg(feature = "sqlite")]
 pub use runstore_sqlite as sqlite;

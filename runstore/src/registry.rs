@@ -21,6 +21,7 @@ pub const BUILTIN_TYPES: &[(&str, Option<&str>)] = &[
     ("file", Some("file")),
     ("memory", None),
     ("postgres", Some("postgres")),
+    ("s3", Some("s3")),
     ("sqlite", Some("sqlite")),
 ];
 
@@ -64,6 +65,9 @@ pub enum BackendHandle {
     /// The PostgreSQL backend.
     #[cfg(feature = "postgres")]
     Postgres(runstore_postgres::PostgresStore),
+    /// The S3 artifact store.
+    #[cfg(feature = "s3")]
+    S3(runstore_s3::S3Store),
     /// A backend registered from outside; downcast to its own type.
     Custom(Arc<dyn Any + Send + Sync>),
 }
@@ -78,6 +82,8 @@ impl fmt::Debug for BackendHandle {
             BackendHandle::Sqlite(_) => "Sqlite",
             #[cfg(feature = "postgres")]
             BackendHandle::Postgres(_) => "Postgres",
+            #[cfg(feature = "s3")]
+            BackendHandle::S3(_) => "S3",
             BackendHandle::Custom(_) => "Custom",
         })
     }
@@ -179,6 +185,9 @@ impl BackendRegistry {
         #[cfg(feature = "postgres")]
         r.factories
             .insert("postgres".into(), Arc::new(crate::builtin::PostgresFactory));
+        #[cfg(feature = "s3")]
+        r.factories
+            .insert("s3".into(), Arc::new(crate::builtin::S3Factory));
         r
     }
 

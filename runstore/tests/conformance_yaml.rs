@@ -17,9 +17,18 @@ struct Guard {
     _extra: Arc<dyn Any + Send + Sync>,
 }
 
-/// Writes the YAML of a fresh store set into a folder, given the options
-/// mapping of a fresh Postgres schema when the factory asks for one.
-type YamlFn = fn(&Path, Option<&str>) -> String;
+/// The option mappings of fresh remote stores a factory asked for.
+#[derive(Default)]
+pub struct Remote {
+    /// A fresh schema of the shared Postgres harness.
+    pg: Option<String>,
+    /// A fresh prefix on the shared S3 harness.
+    s3: Option<String>,
+}
+
+/// Writes the YAML of a fresh store set into a folder, given the option
+/// mappings of the fresh remote stores the factory asked for.
+type YamlFn = fn(&Path, &Remote) -> String;
 
 /// A [`StoreFactory`] whose `create` writes a YAML file into a temp folder
 /// and opens `Storage` from it.
@@ -28,6 +37,7 @@ pub struct YamlFactory {
     yaml: YamlFn,
     shared: bool,
     postgres: bool,
+    s3: bool,
     tamper: bool,
 }
 
@@ -41,6 +51,7 @@ impl YamlFactory {
             yaml,
             shared,
             postgres: false,
+            s3: false,
             tamper: false,
         }
     }
@@ -58,6 +69,13 @@ impl YamlFactory {
     #[allow(dead_code)]
     pub fn with_postgres(mut self) -> Self {
         self.postgres = true;
+        self
+    }
+
+    /// A factory whose YAML gets a fresh prefix on the S3 harness's server.
+    #[allow(dead_code)]
+    pub fn with_s3(mut self) -> Self {
+        self.s3 = true;
         self
     }
 }
@@ -113,6 +131,8 @@ impl StoreFactory for YamlFactory {
             }
             #[cfg(feature = "postgres")]
             runstore::BackendHandle::Postgres(store) => tamper_postgres(store.config(), key).await,
+            #[cfg(feature = "s3")]
+            runstore::BackendHandle::S3(store) => store.tamper(key).await,
             other => Err(err(format!("cannot tamper with {key} on {other:?}"))),
         }
     }
@@ -124,7 +144,8 @@ impl StoreFactory for YamlFactory {
         } else {
             (None, nothing())
         };
-        let yaml = (self.yaml)(dir.path(), pg.as_deref());
+        let s3 = if self.s3 { Some(s3_options()?) } else { None };
+        let yaml = (self.yaml)(dir.path(), &Remote { pg, s3 });
         let config = dir.path().join("runstore.yaml");
         std::fs::write(&config, yaml).map_err(err)?;
         let storage = Storage::open_file(&config).await?;
@@ -215,6 +236,25 @@ fn nothing() -> Arc<dyn Any + Send + Sync> {
     Arc::new(())
 }
 
+/// The options of a fresh prefix on the S3 harness's server.
+#[cfg(feature = "s3")]
+fn s3_options() -> runstore::Result<String> {
+    let server = runstore_s3::testing::test_server().map_err(err)?;
+    let c = runstore_s3::testing::test_config(&server);
+    Ok(format!(
+        "{{ type: s3, bucket: {}, prefix: {}, endpoint: \"{}\", region: us-east-1, access_key_id: {k}, secret_access_key: {k} }}",
+        c.bucket,
+        c.prefix,
+        server.endpoint(),
+        k = runstore_s3::testing::TEST_KEY,
+    ))
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3_options() -> runstore::Result<String> {
+    Err(err("the s3 feature is off"))
+}
+
 #[cfg(feature = "postgres")]
 async fn pg_options() -> runstore::Result<(Option<String>, Arc<dyn Any + Send + Sync>)> {
     use runstore_postgres::testing::{TestSchema, test_config};
@@ -255,7 +295,7 @@ macro_rules! with_pg_server {
 mod memory {
     use super::*;
 
-    fn yaml(_: &Path, _: Option<&str>) -> String {
+    fn yaml(_: &Path, _: &Remote) -> String {
         "storage:\n  workflows: { type: memory }\n  logs: { type: memory }\n  metrics: { type: memory }\n  artifacts: { type: memory }\n".into()
     }
 
@@ -268,7 +308,7 @@ mod file {
 
     // Relative paths, spelled differently: resolved against the folder of
     // the config file, and shared as one handle.
-    fn yaml(_: &Path, _: Option<&str>) -> String {
+    fn yaml(_: &Path, _: &Remote) -> String {
         "storage:\n  workflows: { type: file, path: data }\n  logs: { type: file, path: data }\n  metrics: { type: file, path: ./data }\n  artifacts: { type: file, path: data/../data }\n".into()
     }
 
@@ -279,7 +319,7 @@ mod file {
 mod sqlite {
     use super::*;
 
-    fn yaml(_: &Path, _: Option<&str>) -> String {
+    fn yaml(_: &Path, _: &Remote) -> String {
         "storage:\n  workflows: { type: sqlite, path: runstore.db }\n  logs: { type: sqlite, path: ./runstore.db }\n  metrics: { type: sqlite, path: runstore.db }\n  artifacts: { type: sqlite, path: runstore.db }\n".into()
     }
 
@@ -290,8 +330,8 @@ mod sqlite {
 mod postgres {
     use super::*;
 
-    fn yaml(_: &Path, pg: Option<&str>) -> String {
-        let pg = pg.unwrap_or("{ type: postgres }");
+    fn yaml(_: &Path, remote: &Remote) -> String {
+        let pg = remote.pg.as_deref().unwrap_or("{ type: postgres }");
         format!("storage:\n  workflows: {pg}\n  logs: {pg}\n  metrics: {pg}\n  artifacts: {pg}\n")
     }
 
@@ -308,8 +348,8 @@ mod postgres {
 mod mixed {
     use super::*;
 
-    fn yaml(_: &Path, pg: Option<&str>) -> String {
-        let pg = pg.unwrap_or("{ type: postgres }");
+    fn yaml(_: &Path, remote: &Remote) -> String {
+        let pg = remote.pg.as_deref().unwrap_or("{ type: postgres }");
         format!(
             "storage:\n  workflows: {{ type: file, path: data }}\n  logs: {{ type: sqlite, path: data/logs.db }}\n  metrics: {pg}\n  artifacts: {{ type: file, path: data }}\n"
         )
@@ -328,11 +368,40 @@ mod mixed {
 mod mixed_without_postgres {
     use super::*;
 
-    fn yaml(_: &Path, _: Option<&str>) -> String {
+    fn yaml(_: &Path, _: &Remote) -> String {
         "storage:\n  workflows: { type: file, path: data }\n  logs: { type: sqlite, path: data/logs.db }\n  metrics: { type: sqlite, path: data/metrics.db }\n  artifacts: { type: file, path: data }\n".into()
     }
 
     runstore_conformance::conformance_tests!(
         YamlFactory::new("mixed (no postgres)", yaml, true).with_tamper()
     );
+}
+
+/// The production layout of a system that outgrew one machine: workflows
+/// on files, logs and metrics on Postgres, artifacts on S3.
+#[cfg(all(feature = "postgres", feature = "s3", feature = "file"))]
+mod production {
+    use super::*;
+
+    fn yaml(_: &Path, remote: &Remote) -> String {
+        let pg = remote.pg.as_deref().unwrap_or("{ type: postgres }");
+        let s3 = remote.s3.as_deref().unwrap_or("{ type: s3 }");
+        format!(
+            "storage:\n  workflows: {{ type: file, path: data }}\n  logs: {pg}\n  metrics: {pg}\n  artifacts: {s3}\n"
+        )
+    }
+
+    runstore_conformance::conformance_tests!({
+        if runstore_s3::testing::server_or_skip("runstore facade conformance through YAML (s3)")
+            .is_none()
+        {
+            return;
+        }
+        with_pg_server!(
+            YamlFactory::new("production (files, postgres, s3)", yaml, true)
+                .with_postgres()
+                .with_s3()
+                .with_tamper()
+        )
+    });
 }

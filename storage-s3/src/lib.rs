@@ -38,9 +38,10 @@ impl fmt::Debug for S3Store {
 impl S3Store {
     /// Opens the store: checks the options, builds the client with
     /// credentials from the environment, and checks that the bucket answers
-    /// (a missing bucket is `NotFound`, an unreachable server
-    /// `Unavailable`), so a bad configuration fails here rather than at the
-    /// first write.
+    /// (an unreachable server is `Unavailable`; a missing bucket or refused
+    /// credentials a `Backend` error naming the bucket, with the server's
+    /// answer chained), so a bad configuration fails here rather than at
+    /// the first write.
     pub async fn open(config: S3Config) -> Result<S3Store> {
         config.validate()?;
         let mut builder = AmazonS3Builder::from_env()
