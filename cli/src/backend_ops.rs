@@ -53,6 +53,9 @@ pub async fn check_backend(handle: &BackendHandle, repair: bool) -> Result<Check
                 json!(store.schema_version().await?),
             );
         }
+        BackendHandle::S3(store) => {
+            report.insert("location".into(), json!(store.config().location()));
+        }
         _ => {
             report.insert(
                 "note".into(),

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions as ObjectPutOptions, PutPayload,
-    UpdateVersion,
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions as ObjectPutOptions, PutPayload, UpdateVersion,
 };
 use runstore_core::{
     ArtifactInfo, ArtifactKey, ArtifactQuery, ArtifactReader, ArtifactStore, ByteStream, Cursor,
@@ -95,9 +94,12 @@ impl S3Store {
         body: ByteStream,
     ) -> Result<(runstore_core::Sha256Digest, u64)> {
         let mut reader = BufReader::with_capacity(256 * 1024, HashingReader::new(body));
-        let mut writer =
-            object_store::buffered::BufWriter::with_capacity(self.store.clone(), blob.clone(), PART_SIZE)
-                .with_max_concurrency(UPLOAD_CONCURRENCY);
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            self.store.clone(),
+            blob.clone(),
+            PART_SIZE,
+        )
+        .with_max_concurrency(UPLOAD_CONCURRENCY);
         let copied = async {
             tokio::io::copy_buf(&mut reader, &mut writer).await?;
             writer.shutdown().await
@@ -142,20 +144,27 @@ impl S3Store {
             )?;
             let (mode, old_blob) = match (decision, stored) {
                 (PutDecision::Unchanged, Some(s)) => return Ok(Written::unchanged(s.record.info)),
-                (PutDecision::Replace, Some(s)) => (PutMode::Update(s.version), Some(s.record.blob)),
+                (PutDecision::Replace, Some(s)) => {
+                    (PutMode::Update(s.version), Some(s.record.blob))
+                }
                 _ => (PutMode::Create, None),
             };
             let record = Record {
                 info: options.info_for(key.clone(), hash, size),
                 blob: blob.to_string(),
             };
-            let body = serde_json::to_vec(&record)
-                .map_err(|e| Error::backend(format!("encoding the record of {key}"), Some(e.into())))?;
+            let body = serde_json::to_vec(&record).map_err(|e| {
+                Error::backend(format!("encoding the record of {key}"), Some(e.into()))
+            })?;
             let put = ObjectPutOptions {
                 mode,
                 ..Default::default()
             };
-            match self.store.put_opts(&path, PutPayload::from(body), put).await {
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(body), put)
+                .await
+            {
                 Ok(_) => {
                     if let Some(old) = old_blob {
                         self.discard(&self.layout.blob(&old)?).await;
@@ -241,9 +250,10 @@ impl ArtifactStore for S3Store {
         let mut keys: Vec<ArtifactKey> = listing
             .map_err(|e| map(format!("listing artifacts under {prefix}"), e))
             .try_filter_map(|meta| {
-                let key = self.layout.key_of(&meta.location).filter(|k| {
-                    query.matches(k) && after.as_ref().is_none_or(|a| k > a)
-                });
+                let key = self
+                    .layout
+                    .key_of(&meta.location)
+                    .filter(|k| query.matches(k) && after.as_ref().is_none_or(|a| k > a));
                 futures_util::future::ready(Ok(key))
             })
             .take(limit + 1)

@@ -130,16 +130,17 @@ impl S3Config {
             // The prefix follows the artifact path rules: no `..`, no empty
             // segment, no control character, so it cannot escape its folder.
             ArtifactPath::new(&self.prefix).map_err(|e| {
-                Error::invalid("prefix", format!("must be a relative `/`-separated path: {e}"))
+                Error::invalid(
+                    "prefix",
+                    format!("must be a relative `/`-separated path: {e}"),
+                )
             })?;
         }
         if let Some(endpoint) = &self.endpoint {
             let rest = endpoint
                 .strip_prefix("http://")
                 .or_else(|| endpoint.strip_prefix("https://"))
-                .ok_or_else(|| {
-                    Error::invalid("endpoint", "must start with http:// or https://")
-                })?;
+                .ok_or_else(|| Error::invalid("endpoint", "must start with http:// or https://"))?;
             let authority = rest.split('/').next().unwrap_or_default();
             if authority.contains('@') {
                 return Err(Error::invalid(

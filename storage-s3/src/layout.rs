@@ -75,7 +75,10 @@ impl Layout {
             Some(_) => parse(blob.to_string()),
             None => Err(Error::corrupt(
                 "artifact record",
-                format!("blob {} is not a blob of this store", runstore_core::text::shown(blob)),
+                format!(
+                    "blob {} is not a blob of this store",
+                    runstore_core::text::shown(blob)
+                ),
             )),
         }
     }
@@ -115,7 +118,10 @@ fn parse(s: String) -> Result<Path> {
     Path::parse(&s).map_err(|e| {
         Error::invalid(
             "artifact key",
-            format!("{} cannot be an object key: {e}", runstore_core::text::shown(&s)),
+            format!(
+                "{} cannot be an object key: {e}",
+                runstore_core::text::shown(&s)
+            ),
         )
     })
 }
@@ -166,7 +172,12 @@ mod tests {
         let run = RunId::new("r1").unwrap();
         let blob = layout.new_blob(&run).unwrap();
         assert!(layout.blob(blob.as_ref()).is_ok());
-        for bad in ["q/blobs/r1/00ff", "p/blobs/r1/../x", "p/artifacts/r1!/x", "p/blobs/r1/ab/cd"] {
+        for bad in [
+            "q/blobs/r1/00ff",
+            "p/blobs/r1/../x",
+            "p/artifacts/r1!/x",
+            "p/blobs/r1/ab/cd",
+        ] {
             assert!(layout.blob(bad).is_err(), "{bad}");
         }
     }
@@ -176,9 +187,15 @@ mod tests {
         let layout = Layout::new("");
         let run = RunId::new("r1").unwrap();
         let q = ArtifactQuery::run(run.clone()).with_phase(Phase::new("build").unwrap());
-        assert_eq!(layout.list_prefix(&q).unwrap().as_ref(), "artifacts/r1!/build!");
         assert_eq!(
-            layout.list_prefix(&ArtifactQuery::run(run)).unwrap().as_ref(),
+            layout.list_prefix(&q).unwrap().as_ref(),
+            "artifacts/r1!/build!"
+        );
+        assert_eq!(
+            layout
+                .list_prefix(&ArtifactQuery::run(run))
+                .unwrap()
+                .as_ref(),
             "artifacts/r1!"
         );
     }

@@ -46,7 +46,9 @@ impl S3Store {
         config.validate()?;
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
-            .with_client_options(ClientOptions::new().with_connect_timeout(config.connect_timeout()))
+            .with_client_options(
+                ClientOptions::new().with_connect_timeout(config.connect_timeout()),
+            )
             .with_retry(RetryConfig {
                 max_retries: 3,
                 retry_timeout: config.retry_timeout(),
@@ -65,12 +67,9 @@ impl S3Store {
         if let Some(region) = &config.region {
             builder = builder.with_region(region);
         }
-        let store = builder.build().map_err(|e| {
-            Error::invalid(
-                "s3",
-                format!("cannot use {}: {e}", config.location()),
-            )
-        })?;
+        let store = builder
+            .build()
+            .map_err(|e| Error::invalid("s3", format!("cannot use {}: {e}", config.location())))?;
         let s = S3Store {
             store: Arc::new(store),
             layout: Layout::new(&config.prefix),
@@ -99,10 +98,7 @@ impl S3Store {
                 self.config.bucket,
                 self.config.location()
             ))),
-            Some(Err(e)) => Err(error::map(
-                format!("opening {}", self.config.location()),
-                e,
-            )),
+            Some(Err(e)) => Err(error::map(format!("opening {}", self.config.location()), e)),
         }
     }
 

@@ -177,7 +177,9 @@ fn start_moto() -> Result<String, String> {
     let mut child = child;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("moto_server exited at start ({status}); is moto[server] installed?"));
+            return Err(format!(
+                "moto_server exited at start ({status}); is moto[server] installed?"
+            ));
         }
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(format!("http://127.0.0.1:{port}"));
