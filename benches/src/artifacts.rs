@@ -122,6 +122,7 @@ pub fn backend_arg(b: Backend) -> &'static str {
         Backend::File(_) => "file",
         Backend::Sqlite { .. } => "sqlite",
         Backend::Postgres => "postgres",
+        Backend::S3 => "s3",
     }
 }
 
@@ -133,6 +134,7 @@ pub fn parse_backend(s: &str) -> Option<Backend> {
         "file-group" => Backend::File(runstore_file::Durability::GroupCommit),
         "sqlite" => Backend::Sqlite { full: false },
         "postgres" => Backend::Postgres,
+        "s3" => Backend::S3,
         _ => return None,
     })
 }
@@ -190,6 +192,7 @@ mod tests {
             Backend::File(runstore_file::Durability::GroupCommit),
             Backend::Sqlite { full: false },
             Backend::Postgres,
+            Backend::S3,
         ] {
             assert_eq!(parse_backend(backend_arg(b)), Some(b));
         }

@@ -37,8 +37,9 @@ fn parse_backends(list: &str) -> Result<Vec<Backend>, String> {
             "file" => Ok(Backend::File(Durability::Fsync)),
             "sqlite" => Ok(Backend::Sqlite { full: false }),
             "postgres" => Ok(Backend::Postgres),
+            "s3" => Ok(Backend::S3),
             other => Err(format!(
-                "unknown backend {other:?} (memory, file, sqlite, postgres)"
+                "unknown backend {other:?} (memory, file, sqlite, postgres, s3)"
             )),
         })
         .collect()
@@ -68,7 +69,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         scale: Scale::Quick,
         only: None,
         migrate_runs: None,
-        backends: parse_backends("memory,file,sqlite,postgres")?,
+        backends: parse_backends("memory,file,sqlite,postgres,s3")?,
         out: Some(docs),
         scratch: None,
         verbose: true,

@@ -87,6 +87,94 @@ pub fn file_bulk(dir: &Path, runs: &[RunWithEvents]) -> BenchResult<f64> {
     Ok(records as f64 / start.elapsed().as_secs_f64())
 }
 
+/// SHA-256 of at least 256 MiB (the 1 MiB pattern, repeated) in MiB/s: the
+/// rate every artifact write and verified read is bounded by.
+pub fn sha256_rate(size: u64) -> f64 {
+    let chunk = crate::artifacts::pattern(1 << 20);
+    let total = size.max(256 << 20);
+    let start = Instant::now();
+    let mut h = runstore_core::Sha256Hasher::new();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        h.update(&chunk[..n]);
+        left -= n as u64;
+    }
+    std::hint::black_box(h.finish());
+    mib(total) / start.elapsed().as_secs_f64()
+}
+
+/// What a crash-safe file write costs without runstore: a temp file, its
+/// bytes in 1 MiB chunks, `fsync`, rename into place, `fsync` of the
+/// folder. MiB/s.
+pub fn file_artifact_placed(dir: &Path, size: u64) -> BenchResult<f64> {
+    let chunk = crate::artifacts::pattern(1 << 20);
+    let tmp = dir.join("raw-artifact.tmp");
+    let dest = dir.join("raw-artifact-placed.bin");
+    let start = Instant::now();
+    let mut f = std::fs::File::create(&tmp)?;
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, &dest)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    let rate = mib(size) / start.elapsed().as_secs_f64();
+    std::fs::remove_file(&dest)?;
+    Ok(rate)
+}
+
+/// An object written through `object_store` (multipart in 5 MiB parts, 4
+/// in flight, as the S3 backend does) and read back to a sink, without
+/// hashing: (write MiB/s, read MiB/s).
+pub async fn s3_artifact(size: u64) -> BenchResult<(f64, f64)> {
+    use futures_util::StreamExt;
+    use object_store::ObjectStoreExt;
+    use tokio::io::AsyncWriteExt;
+    let server = runstore_s3::testing::test_server().map_err(|e| format!("no S3 server: {e}"))?;
+    let config = runstore_s3::testing::test_config(&server);
+    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_endpoint(server.endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(runstore_s3::testing::TEST_KEY)
+            .with_secret_access_key(runstore_s3::testing::TEST_KEY)
+            .build()?,
+    );
+    let path = object_store::path::Path::parse(format!("{}/raw.bin", config.prefix))?;
+    let chunk = crate::artifacts::pattern(1 << 20);
+    let start = Instant::now();
+    let mut w =
+        object_store::buffered::BufWriter::with_capacity(store.clone(), path.clone(), 5 << 20)
+            .with_max_concurrency(4);
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        w.write_all(&chunk[..n]).await?;
+        left -= n as u64;
+    }
+    w.shutdown().await?;
+    let write = mib(size) / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut stream = store.get(&path).await?.into_stream();
+    let mut total = 0u64;
+    while let Some(b) = stream.next().await {
+        total += b?.len() as u64;
+    }
+    if total != size {
+        return Err(format!("read {total} bytes back, wrote {size}").into());
+    }
+    let read = mib(size) / start.elapsed().as_secs_f64();
+    store.delete(&path).await?;
+    Ok((write, read))
+}
+
 /// Writes `size` bytes in 1 MiB chunks and `fsync`s, then reads them back.
 /// (write MiB/s, read MiB/s).
 pub fn file_artifact(dir: &Path, size: u64) -> BenchResult<(f64, f64)> {

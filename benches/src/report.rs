@@ -80,6 +80,9 @@ pub enum Target {
     UnderMillis(f64),
     /// Peak resident memory under this many MiB.
     PeakUnderMib(f64),
+    /// Both: median / raw median at least this, and peak resident memory
+    /// under this many MiB (large artifacts).
+    RatioAtLeastPeakUnder(f64, f64),
 }
 
 impl Target {
@@ -90,6 +93,7 @@ impl Target {
             Target::RatioAtMost(r) => format!("<= {r}x raw"),
             Target::UnderMillis(ms) => format!("< {ms} ms"),
             Target::PeakUnderMib(m) => format!("peak < {m} MiB"),
+            Target::RatioAtLeastPeakUnder(r, m) => format!(">= {r}x raw, peak < {m} MiB"),
         }
     }
 }
@@ -160,6 +164,10 @@ impl Row {
             Target::RatioAtMost(t) => self.ratio().map(|r| r <= t),
             Target::UnderMillis(t) => self.stats.map(|s| s.median < t),
             Target::PeakUnderMib(t) => self.peak_bytes.map(|b| (b as f64) / MIB < t),
+            Target::RatioAtLeastPeakUnder(r, t) => self
+                .ratio()
+                .zip(self.peak_bytes)
+                .map(|(ratio, b)| ratio >= r && (b as f64) / MIB < t),
         };
         match ok {
             Some(true) => Verdict::Met,

@@ -9,6 +9,7 @@ use runstore_core::StoreSet;
 use runstore_file::{Durability, FileOptions, FileStore};
 use runstore_postgres::PostgresStore;
 use runstore_postgres::testing::TestSchema;
+use runstore_s3::{S3Config, S3Store};
 
 use crate::BenchResult;
 
@@ -26,6 +27,10 @@ pub enum Backend {
     },
     /// PostgreSQL (the server of `runstore_postgres::testing`).
     Postgres,
+    /// Artifacts on S3 (the server of `runstore_s3::testing`: moto or
+    /// `RUNSTORE_S3_URL`), the other concerns in memory. Only the artifact
+    /// workload measures it.
+    S3,
 }
 
 impl fmt::Display for Backend {
@@ -38,6 +43,7 @@ impl fmt::Display for Backend {
             Backend::Sqlite { full: true } => f.write_str("sqlite (FULL)"),
             Backend::Sqlite { full: false } => f.write_str("sqlite (NORMAL)"),
             Backend::Postgres => f.write_str("postgres"),
+            Backend::S3 => f.write_str("s3"),
         }
     }
 }
@@ -46,8 +52,9 @@ impl fmt::Display for Backend {
 pub struct Opened {
     /// The four handles.
     pub stores: StoreSet,
-    /// Where its PostgreSQL data lives: (url, schema), for child processes.
-    pub pg: Option<(String, String)>,
+    /// Where a remote backend's data lives, for child processes: (url,
+    /// schema) for PostgreSQL, (endpoint, bucket/prefix) for S3.
+    pub remote: Option<(String, String)>,
     _schema: Option<TestSchema>,
 }
 
@@ -73,7 +80,7 @@ impl Backend {
     pub async fn open(self, scratch: &Path) -> BenchResult<Opened> {
         let plain = |stores| Opened {
             stores,
-            pg: None,
+            remote: None,
             _schema: None,
         };
         match self {
@@ -92,21 +99,59 @@ impl Backend {
                     .await
                     .ok_or("no PostgreSQL server (set RUNSTORE_PG_URL)")?;
                 let guard = TestSchema::new(config.clone());
-                let pg = Some((config.url.clone(), config.schema.clone()));
+                let remote = Some((config.url.clone(), config.schema.clone()));
                 let store = PostgresStore::connect(config).await?;
                 Ok(Opened {
                     stores: set(store),
-                    pg,
+                    remote,
                     _schema: Some(guard),
+                })
+            }
+            Backend::S3 => {
+                let server = runstore_s3::testing::test_server()
+                    .map_err(|e| format!("no S3 server: {e}"))?;
+                let config = runstore_s3::testing::test_config(&server);
+                let remote = Some((
+                    server.endpoint().to_string(),
+                    format!("{}/{}", config.bucket, config.prefix),
+                ));
+                let store = S3Store::open(config).await?;
+                Ok(Opened {
+                    stores: StoreSet {
+                        artifacts: Arc::new(store),
+                        ..runstore_core::memory::store_set()
+                    },
+                    remote,
+                    _schema: None,
                 })
             }
         }
     }
 
     /// Opens an existing instance again (child processes of the artifact
-    /// measurements): the same folder, or the PostgreSQL `(url, schema)`.
-    pub async fn reopen(self, scratch: &Path, pg: Option<(&str, &str)>) -> BenchResult<StoreSet> {
-        match (self, pg) {
+    /// measurements): the same folder, or the remote location of
+    /// [`Opened::remote`].
+    pub async fn reopen(
+        self,
+        scratch: &Path,
+        remote: Option<(&str, &str)>,
+    ) -> BenchResult<StoreSet> {
+        match (self, remote) {
+            (Backend::S3, Some((endpoint, at))) => {
+                let (bucket, prefix) = at.split_once('/').ok_or("s3 needs bucket/prefix")?;
+                let config = S3Config::new(bucket)
+                    .with_prefix(prefix)
+                    .with_endpoint(endpoint)
+                    .with_credentials(
+                        runstore_s3::testing::TEST_KEY,
+                        runstore_s3::testing::TEST_KEY,
+                    );
+                Ok(StoreSet {
+                    artifacts: Arc::new(S3Store::open(config).await?),
+                    ..runstore_core::memory::store_set()
+                })
+            }
+            (Backend::S3, None) => Err("s3 needs an endpoint and a bucket/prefix".into()),
             (Backend::Postgres, Some((url, schema))) => {
                 let config = runstore_postgres::PostgresConfig::new(url).with_schema(schema);
                 Ok(set(PostgresStore::connect(config).await?))

@@ -243,6 +243,17 @@ impl Ctx<'_> {
             );
         }
     }
+    /// The backends that hold runs and metrics (all but the artifacts-only
+    /// S3 store).
+    fn record_backends(&self) -> Vec<Backend> {
+        self.plan
+            .backends
+            .iter()
+            .copied()
+            .filter(|b| *b != Backend::S3)
+            .collect()
+    }
+
     fn has(&self, b: Backend) -> bool {
         self.plan.backends.contains(&b)
     }
@@ -498,7 +509,7 @@ async fn backend_append(
 
 async fn appends(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
     let s = ctx.plan.sizes.clone();
-    for b in ctx.plan.backends.clone() {
+    for b in ctx.record_backends() {
         for kind in [
             Append::Single,
             Append::Concurrent,
@@ -530,7 +541,9 @@ async fn appends(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
                     Some(RawAppend::PgInsert),
                     None,
                 ),
-                (Append::Single, Backend::Memory) => ("durable single append".into(), None, None),
+                (Append::Single, Backend::Memory | Backend::S3) => {
+                    ("durable single append".into(), None, None)
+                }
                 (Append::Concurrent | Append::ConcurrentOneRun, Backend::File(_)) => (
                     "8 concurrent appenders".into(),
                     Some(RawAppend::FsyncSingle),
@@ -546,7 +559,7 @@ async fn appends(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
                     Some(RawAppend::PgConcurrent),
                     None,
                 ),
-                (Append::Concurrent | Append::ConcurrentOneRun, Backend::Memory) => {
+                (Append::Concurrent | Append::ConcurrentOneRun, Backend::Memory | Backend::S3) => {
                     ("8 concurrent appenders".into(), None, None)
                 }
                 (Append::Batched, Backend::File(_)) => (
@@ -564,7 +577,7 @@ async fn appends(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
                     Some(RawAppend::PgTx),
                     None,
                 ),
-                (Append::Batched, Backend::Memory) => {
+                (Append::Batched, Backend::Memory | Backend::S3) => {
                     (format!("batched append ({})", s.batch), None, None)
                 }
             };
@@ -686,7 +699,7 @@ async fn imports(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
             ctx.raw_bulk.push((Backend::Postgres, r.clone()));
         }
     }
-    for b in ctx.plan.backends.clone() {
+    for b in ctx.record_backends() {
         ctx.log(&format!("bulk import: {b}"));
         let mut row = Row::new(
             format!("bulk import ({} runs x 10 events)", s.import_runs),
@@ -715,7 +728,7 @@ async fn imports(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
                 row.raw = pg_raw.clone();
                 row.target = Some(Target::RatioAtLeast(0.8));
             }
-            Backend::Memory => {}
+            Backend::Memory | Backend::S3 => {}
         }
         ctx.rows.push(row);
     }
@@ -770,7 +783,7 @@ async fn queries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
                 Err(e) => notes.push(format!("raw tokio-postgres queries at {rows} failed: {e}")),
             }
         }
-        for b in ctx.plan.backends.clone() {
+        for b in ctx.record_backends() {
             let mut recent_row = Row::new(
                 format!("get_recent(50) @ {label} runs"),
                 b.to_string(),
@@ -870,7 +883,7 @@ async fn summaries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
             .await;
             pgr = raw_named("tokio-postgres aggregate", r, notes);
         }
-        for b in ctx.plan.backends.clone() {
+        for b in ctx.record_backends() {
             let mut row = Row::new(
                 format!("summary over {label} metrics"),
                 b.to_string(),
@@ -920,27 +933,54 @@ async fn artifacts(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
         let raw_r = {
             let d = dir.clone();
             blocking(move || {
-                let mut w = Vec::new();
-                let mut r = Vec::new();
+                let (mut w, mut r, mut placed, mut sha) = (vec![], vec![], vec![], vec![]);
                 for _ in 0..reps {
                     let (a, b) = raw::file_artifact(&d, size)?;
                     w.push(a);
                     r.push(b);
+                    placed.push(raw::file_artifact_placed(&d, size)?);
+                    sha.push(raw::sha256_rate(size));
                 }
-                Ok((stats_of(&w), stats_of(&r)))
+                Ok((
+                    stats_of(&w),
+                    stats_of(&r),
+                    stats_of(&placed),
+                    stats_of(&sha),
+                ))
             })
             .await
         };
-        let (raw_w, raw_r) = match raw_r {
-            Ok((w, r)) => (
-                w.map(|w| ("std::fs write+fsync".to_string(), w)),
-                r.map(|r| ("std::fs read".to_string(), r)),
-            ),
+        let raw = match raw_r {
+            Ok((w, r, placed, sha)) => RawArtifact {
+                write: w.map(|w| ("std::fs write+fsync".to_string(), w)),
+                read: r.map(|r| ("std::fs read".to_string(), r)),
+                placed: placed.map(|p| ("tmp+fsync+rename+dir fsync".to_string(), p)),
+                sha256: sha,
+                s3: None,
+            },
             Err(e) => {
                 notes.push(format!("raw artifact {label} failed: {e}"));
-                (None, None)
+                RawArtifact::default()
             }
         };
+        let mut raw = raw;
+        if ctx.has(Backend::S3) {
+            ctx.log(&format!("artifact {label}: raw object_store"));
+            let (mut w, mut r) = (vec![], vec![]);
+            for _ in 0..reps {
+                match raw::s3_artifact(size).await {
+                    Ok((a, b)) => {
+                        w.push(a);
+                        r.push(b);
+                    }
+                    Err(e) => {
+                        notes.push(format!("raw object_store artifact {label} failed: {e}"));
+                        break;
+                    }
+                }
+            }
+            raw.s3 = stats_of(&w).zip(stats_of(&r));
+        }
         for b in ctx.plan.backends.clone() {
             if b == Backend::Memory {
                 // Holding the bytes in memory is what the memory backend
@@ -976,13 +1016,13 @@ async fn artifacts(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
                     // PostgreSQL schema; the children do the work.
                     let o = b.open(&dir).await?;
                     let exe = ctx.plan.exe.clone();
-                    let (d2, pg) = (dir.clone(), o.pg.clone());
+                    let (d2, pg) = (dir.clone(), o.remote.clone());
                     let cw = blocking(move || {
                         crate::artifacts::run_child(&exe, b, "write", size, &d2, pg.as_ref())
                     })
                     .await?;
                     let exe = ctx.plan.exe.clone();
-                    let (d2, pg) = (dir.clone(), o.pg.clone());
+                    let (d2, pg) = (dir.clone(), o.remote.clone());
                     let cr = blocking(move || {
                         crate::artifacts::run_child(&exe, b, "read", size, &d2, pg.as_ref())
                     })
@@ -1014,16 +1054,67 @@ async fn artifacts(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
                 wrow.peak_bytes = Some(peak_w);
                 rrow.peak_bytes = Some(peak_r);
             }
-            if size >= 1 << 30 {
-                wrow.target = Some(Target::PeakUnderMib(64.0));
-                rrow.target = Some(Target::PeakUnderMib(64.0));
-            }
-            wrow.raw = raw_w.clone();
-            rrow.raw = raw_r.clone();
+            raw.apply(b, size, &mut wrow, &mut rrow);
             ctx.rows.push(wrow);
             ctx.rows.push(rrow);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The raw figures of one artifact size, measured in the same run.
+#[derive(Default)]
+struct RawArtifact {
+    write: Option<(String, Stats)>,
+    read: Option<(String, Stats)>,
+    placed: Option<(String, Stats)>,
+    sha256: Option<Stats>,
+    /// object_store (write, read) against the S3 test server.
+    s3: Option<(Stats, Stats)>,
+}
+
+impl RawArtifact {
+    /// Sets the raw figures and targets of a backend's write and read rows.
+    /// Writes and verified reads hash every byte, so at 1 GiB files and
+    /// SQLite are held to half of what the disk and SHA-256 allow
+    /// (`min(write+fsync, sha256)` for writes, `sha256` for reads); a small
+    /// file artifact to half a crash-safe raw write (temp file, fsync,
+    /// rename, folder fsync). Every 1 GiB row must stay under 64 MiB.
+    fn apply(&self, b: Backend, size: u64, wrow: &mut Row, rrow: &mut Row) {
+        let big = size >= 1 << 30;
+        let local = matches!(b, Backend::File(_) | Backend::Sqlite { .. });
+        let peak = |r: f64| {
+            if big {
+                Some(Target::RatioAtLeastPeakUnder(r, 64.0))
+            } else {
+                Some(Target::RatioAtLeast(r))
+            }
+        };
+        wrow.raw = self.write.clone();
+        rrow.raw = self.read.clone();
+        if b == Backend::S3 {
+            if let Some((w, r)) = self.s3 {
+                wrow.raw = Some(("object_store put".into(), w));
+                rrow.raw = Some(("object_store get".into(), r));
+            }
+        } else if big && local {
+            if let (Some((_, w)), Some(sha)) = (&self.write, self.sha256) {
+                let min = if w.median <= sha.median { *w } else { sha };
+                wrow.raw = Some(("min(write+fsync, sha256)".into(), min));
+                wrow.target = peak(0.5);
+            }
+            if let Some(sha) = self.sha256 {
+                rrow.raw = Some(("sha256".into(), sha));
+                rrow.target = peak(0.5);
+            }
+        } else if !big && matches!(b, Backend::File(_)) {
+            wrow.raw = self.placed.clone();
+            wrow.target = peak(0.5);
+        }
+        if big && wrow.target.is_none() {
+            wrow.target = Some(Target::PeakUnderMib(64.0));
+            rrow.target = Some(Target::PeakUnderMib(64.0));
+        }
     }
 }
 
@@ -1102,7 +1193,7 @@ async fn migration(ctx: &mut Ctx<'_>) {
                     ctx.plan.exe.clone(),
                     dirs[h].clone(),
                     dirs[h + 1].clone(),
-                    dst.pg.clone(),
+                    dst.remote.clone(),
                 );
                 let (from, to) = (*from, *to);
                 let hop = blocking(move || {

@@ -19,6 +19,9 @@ use crate::{FileStore, FindingKind, Inner};
 
 pub(crate) const LOCK: &str = "artifacts.lock";
 pub(crate) const INFO_FILE: &str = "info.ndjson";
+/// Bytes per read or write of an artifact's file: one blocking-thread hop
+/// each, so large enough that hops cost little next to the I/O.
+const IO_CHUNK: usize = 1 << 20;
 
 /// One line of `artifacts/<run_id>/info.ndjson`.
 #[derive(Serialize, Deserialize)]
@@ -205,17 +208,21 @@ impl ArtifactStore for FileStore {
             })
             .await?;
         let (tmp, handle) = spool;
-        let mut reader = HashingReader::new(body);
-        let mut out = tokio::fs::File::from_std(handle);
-        tokio::io::copy(&mut reader, &mut out)
+        // Large buffers on both sides: every write to the file is a hop to
+        // a blocking thread, so it gets IO_CHUNK bytes at a time, and the
+        // file writes one chunk while the next is read and hashed.
+        let mut reader = tokio::io::BufReader::with_capacity(IO_CHUNK, HashingReader::new(body));
+        let mut out =
+            tokio::io::BufWriter::with_capacity(IO_CHUNK, tokio::fs::File::from_std(handle));
+        tokio::io::copy_buf(&mut reader, &mut out)
             .await
             .map_err(|e| Error::io(format!("reading the body of artifact {key}"), e))?;
         use tokio::io::AsyncWriteExt;
         out.flush()
             .await
             .map_err(|e| Error::io(format!("spooling artifact {key}"), e))?;
-        let handle = out.into_std().await;
-        let (hash, size) = reader.finish();
+        let handle = out.into_inner().into_std().await;
+        let (hash, size) = reader.into_inner().finish();
         let key = key.clone();
         self.inner
             .blocking(move |inner| {
@@ -249,7 +256,12 @@ impl ArtifactStore for FileStore {
                 Ok((info, file))
             })
             .await?;
-        let body = VerifyingReader::new(tokio::fs::File::from_std(file), &info);
+        // Each read of a tokio file is a hop to a blocking thread: read
+        // IO_CHUNK bytes per hop, whatever size the caller reads in.
+        let body = VerifyingReader::new(
+            tokio::io::BufReader::with_capacity(IO_CHUNK, tokio::fs::File::from_std(file)),
+            &info,
+        );
         Ok(ArtifactReader {
             info,
             body: Box::new(body),

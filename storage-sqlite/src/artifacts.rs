@@ -137,26 +137,29 @@ impl SqliteStore {
         size: &mut u64,
     ) -> Result<(i64, Vec<u8>)> {
         let mut idx = 0i64;
+        let mut chunk = read_chunk(body, key).await?;
         loop {
-            let chunk = read_chunk(body, key).await?;
             hasher.update(&chunk);
             *size += chunk.len() as u64;
             if chunk.len() < CHUNK_SIZE {
                 return Ok((idx, chunk));
             }
-            // A full chunk: more may follow, so stage it now.
+            // A full chunk: more may follow, so stage it now, while the
+            // next one is read and hashed.
             let blob = *staged;
-            let new = self
-                .write_tx("staging an artifact chunk", move |tx| {
-                    let blob = match blob {
-                        Some(b) => b,
-                        None => new_blob(tx)?,
-                    };
-                    write_chunk(tx, blob, idx, &chunk)?;
-                    Ok(blob)
-                })
-                .await?;
-            *staged = Some(new);
+            let stage = self.write_tx("staging an artifact chunk", move |tx| {
+                let blob = match blob {
+                    Some(b) => b,
+                    None => new_blob(tx)?,
+                };
+                write_chunk(tx, blob, idx, &chunk)?;
+                Ok(blob)
+            });
+            let (stored, next) = futures_util::future::join(stage, read_chunk(body, key)).await;
+            // The staged blob is recorded first, so a failed read still
+            // discards what was staged.
+            *staged = Some(stored?);
+            chunk = next?;
             idx += 1;
         }
     }
@@ -166,7 +169,8 @@ impl SqliteStore {
 type ChunkFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>>> + Send>>;
 
 /// Streams a blob's chunks, one short read per chunk, so a slow consumer
-/// holds no connection and no snapshot.
+/// holds no connection and no snapshot. The next chunk is fetched while the
+/// consumer reads (and hashes) the current one.
 struct ChunkStream {
     store: SqliteStore,
     blob: i64,
@@ -178,6 +182,40 @@ struct ChunkStream {
     pending: Option<ChunkFuture>,
 }
 
+impl ChunkStream {
+    /// Starts fetching the next chunk if there is one and none is under way.
+    fn prefetch(&mut self) {
+        if self.pending.is_some() || self.next >= self.count {
+            return;
+        }
+        let (store, blob, idx, key) = (self.store.clone(), self.blob, self.next, self.key.clone());
+        self.next += 1;
+        self.pending = Some(Box::pin(async move {
+            store
+                .read(move |conn| {
+                    conn.prepare_cached(
+                        "SELECT data FROM artifact_chunks WHERE blob_id = ?1 AND idx = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![blob, idx], |r| r.get::<_, Vec<u8>>(0))
+                            .optional()
+                    })
+                    .ctx("reading an artifact chunk")?
+                    .ok_or_else(|| {
+                        // Replaced or deleted by another writer since `get`.
+                        Error::unavailable(
+                            format!(
+                                "artifact {key} changed while it was being read; read it again"
+                            ),
+                            None,
+                        )
+                    })
+                })
+                .await
+        }));
+    }
+}
+
 impl AsyncRead for ChunkStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -187,55 +225,36 @@ impl AsyncRead for ChunkStream {
         let this = &mut *self;
         loop {
             if this.pos < this.buf.len() {
+                // Polling once hands the fetch to a reader thread, which
+                // then runs while the caller consumes this chunk; a wake-up
+                // it causes is harmless.
+                this.prefetch();
+                if let Some(fut) = this.pending.as_mut()
+                    && let Poll::Ready(done) = fut.as_mut().poll(cx)
+                {
+                    this.pending = Some(Box::pin(std::future::ready(done)));
+                }
                 let n = (this.buf.len() - this.pos).min(out.remaining());
                 out.put_slice(&this.buf[this.pos..this.pos + n]);
                 this.pos += n;
                 return Poll::Ready(Ok(()));
             }
-            if let Some(fut) = this.pending.as_mut() {
-                match fut.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(e)) => {
-                        this.pending = None;
-                        return Poll::Ready(Err(e.into_io()));
-                    }
-                    Poll::Ready(Ok(data)) => {
-                        this.pending = None;
-                        this.buf = data;
-                        this.pos = 0;
-                        continue;
-                    }
+            this.prefetch();
+            let Some(fut) = this.pending.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            match fut.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    this.pending = None;
+                    return Poll::Ready(Err(e.into_io()));
+                }
+                Poll::Ready(Ok(data)) => {
+                    this.pending = None;
+                    this.buf = data;
+                    this.pos = 0;
                 }
             }
-            if this.next >= this.count {
-                return Poll::Ready(Ok(()));
-            }
-            let (store, blob, idx, key) =
-                (this.store.clone(), this.blob, this.next, this.key.clone());
-            this.next += 1;
-            this.pending = Some(Box::pin(async move {
-                store
-                    .read(move |conn| {
-                        conn.prepare_cached(
-                            "SELECT data FROM artifact_chunks WHERE blob_id = ?1 AND idx = ?2",
-                        )
-                        .and_then(|mut s| {
-                            s.query_row(params![blob, idx], |r| r.get::<_, Vec<u8>>(0))
-                                .optional()
-                        })
-                        .ctx("reading an artifact chunk")?
-                        .ok_or_else(|| {
-                            // Replaced or deleted by another writer since `get`.
-                            Error::unavailable(
-                                format!(
-                                    "artifact {key} changed while it was being read; read it again"
-                                ),
-                                None,
-                            )
-                        })
-                    })
-                    .await
-            }));
         }
     }
 }
