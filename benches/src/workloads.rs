@@ -1107,7 +1107,7 @@ impl RawArtifact {
                 rrow.raw = Some(("sha256".into(), sha));
                 rrow.target = peak(0.5);
             }
-        } else if !big && matches!(b, Backend::File(_)) {
+        } else if size <= 1 << 20 && matches!(b, Backend::File(_)) {
             wrow.raw = self.placed.clone();
             wrow.target = peak(0.5);
         }

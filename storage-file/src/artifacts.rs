@@ -177,41 +177,84 @@ fn spool_dir(inner: &Inner) -> Result<PathBuf> {
     inner.root.dir(&["tmp"])
 }
 
+/// A new spool file in the root's `tmp/` with the store's file mode, and a
+/// handle to write it through.
+fn spool_file(inner: &Inner) -> Result<(tempfile::NamedTempFile, std::fs::File)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = spool_dir(inner)?;
+    let tmp = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(fsutil::FILE_MODE))
+        .tempfile_in(&dir)
+        .map_err(|e| fsutil::io_err("creating a spool file in", &dir, e))?;
+    let handle = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| fsutil::io_err("opening", tmp.path(), e))?;
+    Ok((tmp, handle))
+}
+
+/// Makes the spooled bytes durable (unless the store is not durable)
+/// before they are placed.
+fn finish_spool(inner: &Inner, tmp: &tempfile::NamedTempFile, handle: std::fs::File) -> Result<()> {
+    if inner.durability != crate::Durability::None {
+        handle
+            .sync_all()
+            .map_err(|e| fsutil::io_err("fsync of", tmp.path(), e))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ArtifactStore for FileStore {
     async fn put(
         &self,
         key: &ArtifactKey,
-        body: ByteStream,
+        mut body: ByteStream,
         options: PutOptions,
     ) -> Result<Written<ArtifactInfo>> {
         options.validate()?;
-        // Spool the body to a temp file in the root while hashing it, so any
+        use tokio::io::AsyncReadExt;
+        // A body of at most IO_CHUNK bytes (most artifacts) is read whole,
+        // written and synced on a blocking thread while it is hashed here,
+        // then placed.
+        let mut head = Vec::with_capacity(64 * 1024);
+        (&mut body)
+            .take(IO_CHUNK as u64 + 1)
+            .read_to_end(&mut head)
+            .await
+            .map_err(|e| Error::io(format!("reading the body of artifact {key}"), e))?;
+        let key = key.clone();
+        if head.len() <= IO_CHUNK {
+            let data = std::sync::Arc::new(head);
+            let (inner, bytes) = (self.inner.clone(), data.clone());
+            let spooled = tokio::task::spawn_blocking(move || {
+                let (tmp, mut file) = spool_file(&inner)?;
+                use std::io::Write;
+                file.write_all(&bytes)
+                    .map_err(|e| fsutil::io_err("spooling artifact to", tmp.path(), e))?;
+                finish_spool(&inner, &tmp, file)?;
+                Ok::<_, Error>(tmp)
+            });
+            let hash = runstore_core::Sha256Digest::of(&data);
+            let size = data.len() as u64;
+            let tmp = spooled
+                .await
+                .map_err(|e| Error::backend("a file task failed", Some(e.into())))??;
+            return self
+                .inner
+                .blocking(move |inner| place(inner, &key, tmp, hash, size, &options))
+                .await;
+        }
+        // Larger: spool to a temp file in the root while hashing, so any
         // size streams in bounded memory and nothing is locked meanwhile.
-        let spool = self
-            .inner
-            .blocking(|inner| {
-                let dir = spool_dir(inner)?;
-                let tmp = tempfile::NamedTempFile::new_in(&dir)
-                    .map_err(|e| fsutil::io_err("creating a spool file in", &dir, e))?;
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(
-                    tmp.path(),
-                    std::fs::Permissions::from_mode(fsutil::FILE_MODE),
-                )
-                .map_err(|e| fsutil::io_err("setting permissions of", tmp.path(), e))?;
-                let handle = tmp
-                    .as_file()
-                    .try_clone()
-                    .map_err(|e| fsutil::io_err("opening", tmp.path(), e))?;
-                Ok((tmp, handle))
-            })
-            .await?;
-        let (tmp, handle) = spool;
+        let (tmp, handle) = self.inner.blocking(spool_file).await?;
         // Large buffers on both sides: every write to the file is a hop to
         // a blocking thread, so it gets IO_CHUNK bytes at a time, and the
         // file writes one chunk while the next is read and hashed.
-        let mut reader = tokio::io::BufReader::with_capacity(IO_CHUNK, HashingReader::new(body));
+        let mut reader = tokio::io::BufReader::with_capacity(
+            IO_CHUNK,
+            HashingReader::new(std::io::Cursor::new(head).chain(body)),
+        );
         let mut out =
             tokio::io::BufWriter::with_capacity(IO_CHUNK, tokio::fs::File::from_std(handle));
         tokio::io::copy_buf(&mut reader, &mut out)
@@ -223,15 +266,9 @@ impl ArtifactStore for FileStore {
             .map_err(|e| Error::io(format!("spooling artifact {key}"), e))?;
         let handle = out.into_inner().into_std().await;
         let (hash, size) = reader.into_inner().finish();
-        let key = key.clone();
         self.inner
             .blocking(move |inner| {
-                if inner.durability != crate::Durability::None {
-                    handle
-                        .sync_all()
-                        .map_err(|e| fsutil::io_err("fsync of", tmp.path(), e))?;
-                }
-                drop(handle);
+                finish_spool(inner, &tmp, handle)?;
                 place(inner, &key, tmp, hash, size, &options)
             })
             .await

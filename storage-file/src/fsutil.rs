@@ -40,6 +40,9 @@ fn symlink_err(path: &Path) -> Error {
 #[derive(Debug, Clone)]
 pub(crate) struct Root {
     pub(crate) dir: PathBuf,
+    /// Whether a new folder's entry is fsynced in its parent (every
+    /// durability level but `None`).
+    pub(crate) sync_new_dirs: bool,
 }
 
 impl Root {
@@ -114,6 +117,14 @@ impl Root {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     match fs::DirBuilder::new().mode(DIR_MODE).create(&p) {
+                        // A new folder survives a power loss only once its
+                        // parent's entry does: without this, an acknowledged
+                        // write in a new run's folder could vanish with it.
+                        Ok(()) if self.sync_new_dirs => {
+                            if let Some(parent) = p.parent() {
+                                sync_dir(parent)?;
+                            }
+                        }
                         Ok(()) => {}
                         // Another process made it meanwhile.
                         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -519,6 +530,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), dir.path().join("logs")).unwrap();
         let root = Root {
             dir: dir.path().to_path_buf(),
+            sync_new_dirs: true,
         };
         assert_eq!(
             root.path(&["logs", "x"]).unwrap_err().kind(),

@@ -222,7 +222,10 @@ impl FileStore {
     pub async fn open(root: impl Into<PathBuf>, options: FileOptions) -> Result<FileStore> {
         let dir: PathBuf = root.into();
         let inner = Arc::new(Inner {
-            root: Root { dir },
+            root: Root {
+                dir,
+                sync_new_dirs: options.durability != Durability::None,
+            },
             durability: options.durability,
             syncer: Syncer::default(),
             runs: Mutex::new(logs::RunsState::default()),
