@@ -1,5 +1,5 @@
 //! Results: one row per (operation, backend), with the raw figure of the
-//! same run, the ratio and the target of issue 8; printed as a text table
+//! same run, the ratio and its target; printed as a text table
 //! and saved as Markdown.
 
 use std::fmt::Write as _;
@@ -69,7 +69,7 @@ impl Stats {
     }
 }
 
-/// A target of issue 8.
+/// A target of the benchmark table (benches/README.md).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
     /// Median / raw median at least this (throughputs).
@@ -113,7 +113,7 @@ pub struct Row {
     pub raw: Option<(String, Stats)>,
     /// Peak resident memory of the measuring process, in bytes.
     pub peak_bytes: Option<u64>,
-    /// The target of issue 8, if one applies.
+    /// The target of the row, if one applies.
     pub target: Option<Target>,
     /// Why a figure is missing or what it means.
     pub note: String,

@@ -517,7 +517,7 @@ async fn appends(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
             Append::Batched,
         ] {
             // The durable single append uses the durable setting; 8
-            // concurrent file appenders use group commit (issue 8).
+            // concurrent file appenders use group commit.
             let mb = match (kind, b) {
                 (Append::Single, Backend::Sqlite { .. }) => Backend::Sqlite { full: true },
                 (Append::Concurrent | Append::ConcurrentOneRun, Backend::File(_)) => {
