@@ -64,10 +64,23 @@ pub fn parse_batch_size(s: &str) -> std::result::Result<usize, String> {
     Ok(n)
 }
 
-/// Opens the two sides named by configuration files.
+/// Opens the two sides named by configuration files. The source must
+/// exist (a typo in its path must not become an empty store that migrates
+/// "completely"), and the two must not share a store.
 async fn open_both(from: &Path, to: &Path) -> Result<(Storage, Storage)> {
-    let source = Storage::open_file(from).await?;
+    let config = runstore::Config::from_file(from)?;
+    let source = Storage::open_existing(&config).await?;
     let destination = Storage::open_file(to).await?;
+    if let Some(concern) = source.shares_a_store_with(&destination) {
+        return Err(runstore::Error::invalid(
+            "to",
+            format!(
+                "{} and {} name the same store (for {concern}); a migration needs two",
+                from.display(),
+                to.display()
+            ),
+        ));
+    }
     Ok((source, destination))
 }
 
@@ -190,6 +203,12 @@ fn human_migration(r: &MigrationReport) -> String {
         "artifact bytes copied: {}\n",
         r.artifact_bytes_copied
     ));
+    if r.runs_forwarded > 0 {
+        s.push_str(&format!(
+            "runs brought forward (finished or updated in the source since an earlier pass): {}\n",
+            r.runs_forwarded
+        ));
+    }
     if r.runs_resumed > 0 {
         s.push_str(&format!(
             "runs completed after an interrupted import: {}\n",

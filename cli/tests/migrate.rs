@@ -646,3 +646,49 @@ fn rs_key(d: &Path, args: &[String]) -> Outcome {
 fn stats_with_key(d: &Path, config: &str) -> Value {
     rs_key(d, &with(&["--config", config], &["stats", "--json"])).code(0)
 }
+
+/// A source whose root or database file does not exist (a typo) is refused
+/// and nothing is created there; two configurations naming one store are
+/// refused as well.
+#[test]
+fn a_missing_source_or_the_same_store_twice_is_refused_and_nothing_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    configs(d);
+    write(d, "typo.yaml", &all_on("{ type: file, path: a-typo }"));
+    write(
+        d,
+        "typo-db.yaml",
+        &all_on("{ type: sqlite, path: no/such.db }"),
+    );
+    for from in ["typo.yaml", "typo-db.yaml"] {
+        for cmd in ["migrate", "verify"] {
+            let v = rs(d, &[cmd, "--from", from, "--to", "b.yaml", "--json"]).code(1);
+            assert_eq!(v["error"]["kind"], json!("not_found"), "{cmd} {from}: {v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(from),
+                "{v}"
+            );
+        }
+    }
+    assert!(!d.join("a-typo").exists());
+    assert!(!d.join("no").exists());
+    assert!(!d.join("b").exists());
+
+    // The same root under two spellings, in two files.
+    seed_source(d);
+    write(d, "same.yaml", &all_on("{ type: file, path: ./a/../a }"));
+    let v = rs(
+        d,
+        &["migrate", "--from", "a.yaml", "--to", "same.yaml", "--json"],
+    )
+    .code(1);
+    assert_eq!(v["error"]["kind"], json!("invalid_input"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("same store"),
+        "{v}"
+    );
+}

@@ -234,6 +234,54 @@ impl Run {
         let changed = !next.same_content(self);
         Ok((next, changed))
     }
+
+    /// How `self` (a run as one store holds it) is brought to `later` (the
+    /// same run as another store holds it, e.g. a live source that kept
+    /// going after a first migration pass) with the forward-only updates of
+    /// [`Run::apply_update`]: `Ok(None)` when they are equal, the update
+    /// when `later` is a legal forward state of `self` (a later status, an
+    /// end time, new summaries while not finished), and
+    /// [`Error::Conflict`] naming the difference otherwise.
+    ///
+    /// ```
+    /// use runstore_core::{Run, RunStatus, RunUpdate, Timestamp, Version, WorkflowId};
+    /// let copied = Run::new(WorkflowId::new("etl").unwrap(), Version::FIRST);
+    /// let (mut later, _) = copied.apply_update(&RunUpdate::running()).unwrap();
+    /// let end = Timestamp::now();
+    /// (later, _) = later.apply_update(&RunUpdate::finished(RunStatus::Succeeded, end)).unwrap();
+    /// let update = copied.forward_to(&later).unwrap().unwrap();
+    /// assert!(copied.apply_update(&update).unwrap().0.same_content(&later));
+    /// // Backwards is a contradiction.
+    /// assert!(later.forward_to(&copied).is_err());
+    /// ```
+    pub fn forward_to(&self, later: &Run) -> Result<Option<RunUpdate>> {
+        if self.same_content(later) {
+            return Ok(None);
+        }
+        let fixed = self.id == later.id
+            && self.workflow_id == later.workflow_id
+            && self.workflow_version == later.workflow_version
+            && self.trigger == later.trigger
+            && self.started_at == later.started_at
+            && json_map_eq(&self.attributes, &later.attributes);
+        let update = RunUpdate {
+            status: later.status,
+            ended_at: later.ended_at,
+            summaries: Some(later.summaries.clone()),
+        };
+        let reached = fixed
+            && self
+                .apply_update(&update)
+                .is_ok_and(|(next, _)| next.same_content(later));
+        if reached {
+            Ok(Some(update))
+        } else {
+            Err(Error::conflict(format!(
+                "run {} is {} here and {} there; no forward-only update leads from one to the other",
+                self.id, self.status, later.status
+            )))
+        }
+    }
 }
 
 /// Compares two JSON maps by canonical text.

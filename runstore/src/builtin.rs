@@ -97,6 +97,11 @@ trait PathOptions: serde::de::DeserializeOwned {
     fn path(&self) -> &str;
     /// The store's options from the other options, or what is wrong.
     fn store_options(&self) -> std::result::Result<Self::Store, String>;
+    /// The file whose presence says a store exists at `path` (the path
+    /// itself by default).
+    fn marker(path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
 }
 
 /// Parses and checks the options `O` of `config`: the path resolved against
@@ -125,6 +130,12 @@ macro_rules! path_backend_methods {
         fn share_key(&self, config: &BackendConfig) -> Result<Option<String>> {
             let (path, _) = read_at_path::<$options>(config).map_err(|e| config.error(e))?;
             Ok(Some(canonical_key(&path)))
+        }
+
+        fn exists(&self, config: &BackendConfig) -> Result<Option<bool>> {
+            let (path, _) = read_at_path::<$options>(config).map_err(|e| config.error(e))?;
+            let marker = <$options as PathOptions>::marker(&path);
+            Ok(Some(std::fs::symlink_metadata(&marker).is_ok()))
         }
     };
 }
@@ -165,6 +176,11 @@ mod file {
                 fo.durability = durability(d)?;
             }
             Ok(fo)
+        }
+
+        /// A file root exists once its format file does.
+        fn marker(path: &Path) -> PathBuf {
+            path.join(runstore_file::FORMAT_FILE)
         }
     }
 

@@ -47,6 +47,16 @@ pub trait BackendFactory: Send + Sync + 'static {
 
     /// Opens the backend.
     async fn open(&self, config: &BackendConfig) -> Result<Backend>;
+
+    /// Whether the store `config` names exists already, found without
+    /// creating anything: `Some(false)` for a missing file or folder,
+    /// `None` when the backend cannot tell without connecting (a database
+    /// server; the default). [`crate::Storage::open_existing`] refuses a
+    /// missing store instead of creating an empty one.
+    fn exists(&self, config: &BackendConfig) -> Result<Option<bool>> {
+        let _ = config;
+        Ok(None)
+    }
 }
 
 /// The concrete handle of an opened backend, for backend-specific commands

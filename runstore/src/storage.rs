@@ -55,6 +55,62 @@ impl Storage {
         Storage::open(&config).await
     }
 
+    /// Opens `config` only if every store it names exists already (as a
+    /// backend can tell without creating anything, see
+    /// [`BackendFactory::exists`]); a missing one is [`Error::NotFound`]
+    /// naming the concern and its configuration, and nothing is created.
+    /// For sources that are read (migration, verification), where a typo
+    /// must not become an empty store.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let yaml = format!(
+    ///     "storage:\n  workflows: {{ type: file, path: {0} }}\n  logs: {{ type: file, path: {0} }}\n  metrics: {{ type: file, path: {0} }}\n  artifacts: {{ type: file, path: {0} }}\n",
+    ///     dir.path().join("typo").display()
+    /// );
+    /// let config = runstore::Config::from_yaml_str(&yaml).unwrap();
+    /// let err = runstore::Storage::open_existing(&config).await.unwrap_err();
+    /// assert_eq!(err.kind(), runstore::ErrorKind::NotFound);
+    /// assert!(!dir.path().join("typo").exists());
+    /// # });
+    /// ```
+    pub async fn open_existing(config: &Config) -> Result<Storage> {
+        let registry = crate::registry::global();
+        for concern in Concern::ALL {
+            let bc = config.backend(concern);
+            let factory = registry.factory(&bc.type_name).map_err(|e| bc.error(e))?;
+            if factory.exists(bc)? == Some(false) {
+                return Err(Error::not_found(format!(
+                    "the {concern} store of {} ({}: {}); nothing was created there",
+                    config.source,
+                    bc.key(),
+                    bc.type_name
+                )));
+            }
+        }
+        Storage::open_with(config, &registry).await
+    }
+
+    /// Whether `self` and `other` share a store for some concern (the same
+    /// file root, SQLite file, or Postgres URL and schema): migrating one
+    /// onto the other would read and write the same data.
+    pub fn shares_a_store_with(&self, other: &Storage) -> Option<Concern> {
+        let registry = crate::registry::global();
+        let key = |bc: &BackendConfig| {
+            let factory = registry.factory(&bc.type_name).ok()?;
+            let k = factory.share_key(bc).ok().flatten()?;
+            Some((bc.type_name.clone(), k))
+        };
+        let mine: Vec<_> = Concern::ALL
+            .into_iter()
+            .filter_map(|c| key(self.config.backend(c)))
+            .collect();
+        Concern::ALL
+            .into_iter()
+            .find(|&c| key(other.config.backend(c)).is_some_and(|k| mine.contains(&k)))
+    }
+
     /// Parses a YAML string and opens what it names.
     pub async fn from_yaml_str(yaml: &str) -> Result<Storage> {
         Storage::open(&Config::from_yaml_str(yaml)?).await

@@ -429,8 +429,15 @@ impl Migrator<'_> {
                 .get(&r.run.id)
                 .is_some_and(|s| !s.same_content(&r.run))
         };
+        // A run the source moved forward since an earlier pass is no
+        // contradiction; only a run that cannot be brought forward is.
+        let contradicts = |r: &RunWithEvents| {
+            stored
+                .get(&r.run.id)
+                .is_some_and(|s| s.forward_to(&r.run).is_err())
+        };
         if self.opts.on_conflict == OnConflict::Fail
-            && let Some(r) = batch.iter().find(|r| differs(r))
+            && let Some(r) = batch.iter().find(|r| contradicts(r))
         {
             let detail = describe_run_difference(&r.run, &stored[&r.run.id]);
             return self.conflict(Concern::Runs, r.run.id.to_string(), detail);
@@ -460,17 +467,38 @@ impl Migrator<'_> {
         for r in batch {
             match stored.get(&r.run.id) {
                 None => absent.push(r),
-                Some(s) if !s.same_content(&r.run) => {
-                    let detail = describe_run_difference(&r.run, s);
-                    self.conflict(Concern::Runs, r.run.id.to_string(), detail)?;
-                }
-                Some(_) => {
+                Some(s) => {
                     let mut events = SourceEvents::new(r.events, None);
-                    self.existing_run(&r.run.id, &mut events).await?;
+                    self.stored_run(s, &r.run, &mut events).await?;
                 }
             }
         }
         self.import_absent(absent).await
+    }
+
+    /// A run the destination holds as `stored`: the same record (compare the
+    /// events), an earlier state of it (bring it forward, then the events),
+    /// or a contradiction.
+    async fn stored_run(
+        &mut self,
+        stored: &Run,
+        run: &Run,
+        events: &mut SourceEvents,
+    ) -> Result<()> {
+        match stored.forward_to(run) {
+            Ok(None) => self.existing_run(&run.id, events, false).await,
+            Ok(Some(update)) => {
+                if !self.opts.dry_run {
+                    self.to.logs.update_status(&run.id, update).await?;
+                }
+                self.report.runs_forwarded += 1;
+                self.existing_run(&run.id, events, true).await
+            }
+            Err(_) => {
+                let detail = describe_run_difference(run, stored);
+                self.conflict(Concern::Runs, run.id.to_string(), detail)
+            }
+        }
     }
 
     /// The destination's records of the runs of `batch` (those it holds),
@@ -541,11 +569,7 @@ impl Migrator<'_> {
     async fn large_run(&mut self, run: Run, events: &mut SourceEvents) -> Result<()> {
         match self.to.logs.get_run(&run.id).await {
             Err(e) if is_not_found(&e) => self.import_large(run, events).await,
-            Ok(stored) if !stored.same_content(&run) => {
-                let detail = describe_run_difference(&run, &stored);
-                self.conflict(Concern::Runs, run.id.to_string(), detail)
-            }
-            Ok(_) => self.existing_run(&run.id, events).await,
+            Ok(stored) => self.stored_run(&stored, &run, events).await,
             Err(e) => Err(e),
         }
     }
@@ -623,8 +647,16 @@ impl Migrator<'_> {
     }
 
     /// A run already in the destination with the same record: compares the
-    /// events, completing a prefix left by an interrupted chunked import.
-    async fn existing_run(&mut self, id: &RunId, src: &mut SourceEvents) -> Result<()> {
+    /// events, completing a prefix left by an interrupted chunked import or
+    /// by a source that appended since an earlier pass. A `forwarded` run is
+    /// already counted (in `runs_forwarded`); only its events are counted
+    /// here.
+    async fn existing_run(
+        &mut self,
+        id: &RunId,
+        src: &mut SourceEvents,
+        forwarded: bool,
+    ) -> Result<()> {
         let mut dst = pager::events(&self.to.logs, id, self.opts.max_events_per_batch);
         let mut n = 0u64;
         let state = loop {
@@ -654,12 +686,16 @@ impl Migrator<'_> {
         };
         match state {
             EventsState::Equal => {
-                self.report.runs.unchanged += 1;
+                if !forwarded {
+                    self.report.runs.unchanged += 1;
+                }
                 self.report.events.unchanged += n;
                 Ok(())
             }
             EventsState::Prefix => {
-                self.report.runs_resumed += 1;
+                if !forwarded {
+                    self.report.runs_resumed += 1;
+                }
                 self.report.events.unchanged += n;
                 self.append_rest(id, src, n + 1).await
             }

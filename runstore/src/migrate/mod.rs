@@ -284,6 +284,11 @@ pub struct MigrationReport {
     /// Runs found in the destination with a strict prefix of their events (an
     /// interrupted chunked import) and completed by appending the rest.
     pub runs_resumed: u64,
+    /// Runs found in the destination at an earlier state of the same run (a
+    /// live source moved them on after an earlier pass: finished them, gave
+    /// them new summaries) and brought forward with the forward-only status
+    /// update; their new events are appended after the ones already there.
+    pub runs_forwarded: u64,
     /// Metrics.
     pub metrics: ConcernCounts,
     /// Patterns.
@@ -324,7 +329,8 @@ impl MigrationReport {
             ]
             .iter()
             .all(|c| c.copied == 0)
-                && self.runs_resumed == 0;
+                && self.runs_resumed == 0
+                && self.runs_forwarded == 0;
         self.conflict_count() == 0
             && nothing_left
             && self.verify.as_ref().is_none_or(VerifyReport::is_equal)
