@@ -182,8 +182,8 @@ fn human_migration(r: &MigrationReport) -> String {
         s.push_str("dry run: nothing was written; `copied` is what would be copied\n");
     }
     s.push_str(&format!(
-        "{:<10} {:>10} {:>10} {:>10} {:>10}\n",
-        "", "read", "copied", "unchanged", "conflicts"
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+        "", "read", "copied", "unchanged", "updated", "conflicts"
     ));
     let rows: [(&str, &ConcernCounts); 6] = [
         ("workflows", &r.workflows),
@@ -195,8 +195,8 @@ fn human_migration(r: &MigrationReport) -> String {
     ];
     for (name, c) in rows {
         s.push_str(&format!(
-            "{name:<10} {:>10} {:>10} {:>10} {:>10}\n",
-            c.read, c.copied, c.unchanged, c.conflicts
+            "{name:<10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            c.read, c.copied, c.unchanged, c.updated, c.conflicts
         ));
     }
     s.push_str(&format!(
@@ -234,10 +234,17 @@ fn human_migration(r: &MigrationReport) -> String {
         s.push_str(&human_verify(v, false));
         s.push('\n');
     }
+    let nothing_to_copy = [r.workflows, r.runs, r.metrics, r.patterns, r.artifacts]
+        .iter()
+        .all(|c| c.copied == 0 && c.updated == 0);
     s.push_str(if r.is_complete() {
         "migration complete: the destination holds everything the source does"
+    } else if r.dry_run && r.conflict_count() > 0 && nothing_to_copy {
+        "dry run: nothing to copy, but the conflicts above stay conflicts until they are resolved in the destination"
+    } else if r.dry_run && r.conflict_count() > 0 {
+        "dry run: the migration has work to do; the conflicts above will be left untouched"
     } else if r.dry_run {
-        "dry run: the migration has work to do (or conflicts); run it without --dry-run"
+        "dry run: the migration has work to do; run it without --dry-run"
     } else {
         "migration NOT complete (see conflicts / differences above)"
     });
@@ -381,7 +388,8 @@ impl ConcernBars {
         style.with_key(
             "rate",
             |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0}/s", state.per_sec());
+                let secs = state.elapsed().as_secs_f64();
+                let _ = write!(w, "{}", rate_text(secs, state.pos()));
             },
         )
     }
@@ -420,9 +428,17 @@ fn eta(started: Instant, done: u64, total: u64) -> Option<Duration> {
     Some(Duration::from_secs_f64(per * (total - done) as f64))
 }
 
-fn rate(started: Instant, done: u64) -> f64 {
-    let secs = started.elapsed().as_secs_f64();
-    if secs > 0.0 { done as f64 / secs } else { 0.0 }
+/// Shortest time over which a rate means something: before it, a handful
+/// of records in microseconds would show billions per second.
+const MIN_RATE_SECS: f64 = 0.5;
+
+/// `N/s`, or `-/s` while too little time has passed to say.
+fn rate_text(secs: f64, done: u64) -> String {
+    if secs >= MIN_RATE_SECS {
+        format!("{:.0}/s", done as f64 / secs)
+    } else {
+        "-/s".to_string()
+    }
 }
 
 impl MigrationProgress for ConcernBars {
@@ -457,15 +473,15 @@ impl MigrationProgress for ConcernBars {
         entry.total = total;
         if self.plain && done >= entry.next_line {
             entry.next_line = (done / PLAIN_EVERY + 1) * PLAIN_EVERY;
-            let r = rate(entry.started, done);
+            let r = rate_text(entry.started.elapsed().as_secs_f64(), done);
             let text = match total {
                 Some(t) => {
                     let eta = eta(entry.started, done, t)
                         .map(|d| format!(", ETA {:.0}s", d.as_secs_f64().ceil()))
                         .unwrap_or_default();
-                    format!("{label}: {done}/{t} records ({r:.0}/s{eta})")
+                    format!("{label}: {done}/{t} records ({r}{eta})")
                 }
-                None => format!("{label}: {done} records ({r:.0}/s)"),
+                None => format!("{label}: {done} records ({r})"),
             };
             drop(state);
             eprintln!("{text}");
@@ -485,10 +501,14 @@ impl MigrationProgress for ConcernBars {
             bar.finish_and_clear();
         }
         let secs = started.elapsed().as_secs_f64();
-        let text = format!(
-            "{label}: {done} records in {secs:.2}s ({:.0}/s)",
-            rate(started, done)
-        );
+        let text = if secs >= MIN_RATE_SECS {
+            format!(
+                "{label}: {done} records in {secs:.2}s ({})",
+                rate_text(secs, done)
+            )
+        } else {
+            format!("{label}: {done} records in {secs:.2}s")
+        };
         if self.multi.is_some() {
             self.line(&text);
         } else if self.plain {

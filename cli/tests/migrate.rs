@@ -57,13 +57,21 @@ fn stats(d: &Path, config: &str) -> Value {
     rs_config(d, config, &["stats", "--json"]).code(0)
 }
 
-/// Asserts `read == copied + unchanged + conflicts` for every concern.
+/// Asserts `read == copied + unchanged + updated + conflicts` for every
+/// concern.
 fn assert_counts_add_up(report: &Value) {
-    for c in ["workflows", "runs", "metrics", "patterns", "artifacts"] {
+    for c in [
+        "workflows",
+        "runs",
+        "events",
+        "metrics",
+        "patterns",
+        "artifacts",
+    ] {
         let n = |k: &str| report[c][k].as_u64().unwrap();
         assert_eq!(
             n("read"),
-            n("copied") + n("unchanged") + n("conflicts"),
+            n("copied") + n("unchanged") + n("updated") + n("conflicts"),
             "{c}: {report}"
         );
     }

@@ -117,6 +117,17 @@ async fn a_second_pass_brings_forward_what_the_live_source_did_since() {
     let second = migrate(&from, &to, opts()).await.unwrap();
     assert_eq!(second.conflict_count(), 0, "{:?}", second.conflicts);
     assert_eq!(second.runs_forwarded, 4, "{second:?}");
+    // The run that only got new events is completed like an interrupted
+    // import: updated too.
+    assert_eq!(second.runs_resumed, 1, "{second:?}");
+    assert_eq!(second.runs.updated, 5, "{second:?}");
+    for c in [second.runs, second.events, second.metrics] {
+        assert_eq!(
+            c.read,
+            c.copied + c.unchanged + c.updated + c.conflicts,
+            "{c:?}"
+        );
+    }
     assert_eq!(second.metrics.copied, 3, "{second:?}");
     assert!(second.is_complete(), "{second:?}");
     for run in &runs[..3] {
@@ -157,6 +168,13 @@ async fn another_outcome_in_the_destination_is_still_a_conflict() {
     let report = migrate(&from, &to, opts()).await.unwrap();
     assert_eq!(report.runs.conflicts, 1, "{report:?}");
     assert_eq!(report.runs_forwarded, 0);
+    for c in [report.runs, report.events] {
+        assert_eq!(
+            c.read,
+            c.copied + c.unchanged + c.updated + c.conflicts,
+            "{c:?}"
+        );
+    }
     assert!(!report.is_complete());
     assert_eq!(report.conflicts[0].key, runs[0].id.to_string());
     // The destination keeps its own outcome.

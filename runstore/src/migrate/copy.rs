@@ -262,31 +262,39 @@ impl SourceEvents {
 }
 
 impl Migrator<'_> {
+    /// Records of `concern` read so far.
+    fn done(&self, concern: Concern) -> u64 {
+        match concern {
+            Concern::Workflows => self.report.workflows.read,
+            Concern::Runs => self.report.runs.read,
+            Concern::Events => self.report.events.read,
+            Concern::Metrics => self.report.metrics.read,
+            Concern::Patterns => self.report.patterns.read,
+            Concern::Artifacts => self.report.artifacts.read,
+        }
+    }
+
     fn progress(&self, concern: Concern, total: Option<u64>) {
         if let Some(p) = &self.opts.progress {
-            let done = match concern {
-                Concern::Workflows => self.report.workflows.read,
-                Concern::Runs => self.report.runs.read,
-                Concern::Events => self.report.events.read,
-                Concern::Metrics => self.report.metrics.read,
-                Concern::Patterns => self.report.patterns.read,
-                Concern::Artifacts => self.report.artifacts.read,
-            };
-            p.on_progress(concern.as_str(), done, total);
+            p.on_progress(concern.as_str(), self.done(concern), total);
+        }
+    }
+
+    /// Events progress while a long run is being copied: its events read so
+    /// far count before the run is done.
+    fn progress_events(&self, in_flight: u64) {
+        if let Some(p) = &self.opts.progress {
+            p.on_progress(
+                Concern::Events.as_str(),
+                self.done(Concern::Events) + in_flight,
+                None,
+            );
         }
     }
 
     fn finish(&self, concern: Concern) {
         if let Some(p) = &self.opts.progress {
-            let done = match concern {
-                Concern::Workflows => self.report.workflows.read,
-                Concern::Runs => self.report.runs.read,
-                Concern::Events => self.report.events.read,
-                Concern::Metrics => self.report.metrics.read,
-                Concern::Patterns => self.report.patterns.read,
-                Concern::Artifacts => self.report.artifacts.read,
-            };
-            p.on_finish(concern.as_str(), done);
+            p.on_finish(concern.as_str(), self.done(concern));
         }
     }
 
@@ -384,6 +392,8 @@ impl Migrator<'_> {
         written?;
         read?;
         self.finish(Concern::Runs);
+        // Its bar (if a long run drew one) must not stay through what follows.
+        self.finish(Concern::Events);
         Ok(())
     }
 
@@ -492,9 +502,13 @@ impl Migrator<'_> {
                     self.to.logs.update_status(&run.id, update).await?;
                 }
                 self.report.runs_forwarded += 1;
+                self.report.runs.updated += 1;
                 self.existing_run(&run.id, events, true).await
             }
             Err(_) => {
+                // Its events stay unread beyond what is in hand: those are
+                // counted with the conflict, so the columns add up.
+                self.report.events.conflicts += events.head.len() as u64;
                 let detail = describe_run_difference(run, stored);
                 self.conflict(Concern::Runs, run.id.to_string(), detail)
             }
@@ -642,7 +656,7 @@ impl Migrator<'_> {
             self.report.events.copied += n;
             expected += n;
             // A long run can take a while: show its events moving.
-            self.progress(Concern::Events, None);
+            self.progress_events(rest.read_from_rest);
         }
     }
 
@@ -695,6 +709,7 @@ impl Migrator<'_> {
             EventsState::Prefix => {
                 if !forwarded {
                     self.report.runs_resumed += 1;
+                    self.report.runs.updated += 1;
                 }
                 self.report.events.unchanged += n;
                 self.append_rest(id, src, n + 1).await
@@ -902,38 +917,53 @@ pub(crate) fn artifact_difference(a: &ArtifactInfo, b: &ArtifactInfo) -> Option<
     (!diffs.is_empty()).then(|| diffs.join(", "))
 }
 
-/// Which fields of two records of the same run differ.
+/// Which fields of two records of the same run differ, in plain words:
+/// `a` is the source's record, `b` the destination's.
 pub(crate) fn describe_run_difference(a: &Run, b: &Run) -> String {
+    fn pair(field: &str, a: String, b: String) -> String {
+        format!("{field}: source {a}, destination {b}")
+    }
+    let time =
+        |t: Option<runstore_core::Timestamp>| t.map_or("none".to_string(), |t| t.to_string());
     let mut diffs = Vec::new();
     if a.workflow_id != b.workflow_id || a.workflow_version != b.workflow_version {
-        diffs.push(format!(
-            "workflow {}@{} / {}@{}",
-            a.workflow_id, a.workflow_version, b.workflow_id, b.workflow_version
+        diffs.push(pair(
+            "workflow",
+            format!("{}@{}", a.workflow_id, a.workflow_version),
+            format!("{}@{}", b.workflow_id, b.workflow_version),
         ));
     }
     if a.status != b.status {
-        diffs.push(format!("status {} / {}", a.status, b.status));
+        diffs.push(pair("status", a.status.to_string(), b.status.to_string()));
     }
     if a.trigger != b.trigger {
-        diffs.push(format!("trigger {:?} / {:?}", a.trigger, b.trigger));
+        diffs.push(pair(
+            "trigger",
+            runstore_core::text::shown(&a.trigger),
+            runstore_core::text::shown(&b.trigger),
+        ));
     }
     if a.started_at != b.started_at {
-        diffs.push(format!("started_at {} / {}", a.started_at, b.started_at));
+        diffs.push(pair(
+            "started",
+            a.started_at.to_string(),
+            b.started_at.to_string(),
+        ));
     }
     if a.ended_at != b.ended_at {
-        diffs.push(format!("ended_at {:?} / {:?}", a.ended_at, b.ended_at));
+        diffs.push(pair("ended", time(a.ended_at), time(b.ended_at)));
     }
     let json = |m: &runstore_core::JsonMap| {
         runstore_core::canonical_json(&serde_json::Value::Object(m.clone()))
     };
     if json(&a.attributes) != json(&b.attributes) {
-        diffs.push("attributes".into());
+        diffs.push("attributes differ".into());
     }
     if json(&a.summaries) != json(&b.summaries) {
-        diffs.push("summaries".into());
+        diffs.push("summaries differ".into());
     }
     if diffs.is_empty() {
-        diffs.push("record".into());
+        diffs.push("the records differ".into());
     }
-    format!("differs in {}", diffs.join(", "))
+    diffs.join("; ")
 }

@@ -257,6 +257,11 @@ pub struct ConcernCounts {
     pub unchanged: u64,
     /// Records in the destination with other content, left untouched.
     pub conflicts: u64,
+    /// Records found in the destination at an earlier state and brought up
+    /// to the source's (runs: [`MigrationReport::runs_forwarded`] plus
+    /// [`MigrationReport::runs_resumed`]). `read` is always `copied +
+    /// unchanged + conflicts + updated`.
+    pub updated: u64,
 }
 
 /// A record the destination holds with other content.
