@@ -14,6 +14,7 @@ pub mod logs;
 pub mod memory;
 pub mod metrics;
 pub mod page;
+pub mod redact;
 pub mod stores;
 pub mod text;
 pub mod timestamp;

@@ -555,31 +555,13 @@ pub fn expand_env(text: &str) -> std::result::Result<String, String> {
     Ok(out)
 }
 
-/// Hides the password of a URL such as `postgres://user:secret@host/db`.
+/// Hides every password of a connection string (URL or key/value), such
+/// as `postgres://user:secret@host/db`: core's one redactor.
 ///
 /// ```
 /// assert_eq!(runstore::config::redact_url("postgres://app:s3cret@db/x"), "postgres://app:***@db/x");
 /// assert_eq!(runstore::config::redact_url("./data"), "./data");
 /// ```
 pub fn redact_url(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_string();
-    };
-    let auth_start = scheme_end + 3;
-    let rest = &text[auth_start..];
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    let Some(at) = authority.rfind('@') else {
-        return text.to_string();
-    };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return text.to_string();
-    };
-    format!(
-        "{}{}:***{}",
-        &text[..auth_start],
-        &userinfo[..colon],
-        &text[auth_start + at..]
-    )
+    runstore_core::redact::connection_string(text)
 }

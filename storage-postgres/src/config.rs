@@ -119,12 +119,28 @@ impl PostgresConfig {
                 return Err(Error::invalid(field, "must be longer than zero"));
             }
         }
+        if let Some(c) = runstore_core::redact::unencoded_userinfo(&self.url) {
+            // Unencoded, the rest of the password would be taken for a host
+            // name and end up in "failed to lookup address" errors.
+            return Err(Error::invalid(
+                "url",
+                format!(
+                    "the user or password in {} holds `{c}`, which must be percent-encoded in a URL (`/` as %2F, `@` as %40, `?` as %3F, `#` as %23)",
+                    self.redacted_url()
+                ),
+            ));
+        }
         let tls = crate::tls::split_tls_params(&self.url);
-        let mut pg: tokio_postgres::Config = tls.url.parse().map_err(|e| {
+        let mut pg: tokio_postgres::Config = tls.url.parse().map_err(|e: tokio_postgres::Error| {
+            // The parser's message may quote part of the string.
+            let why = runstore_core::redact::scrub(
+                &e.to_string(),
+                &runstore_core::redact::secrets(&self.url),
+            );
             Error::invalid(
                 "url",
                 format!(
-                    "{} is not a PostgreSQL connection string: {e}",
+                    "{} is not a PostgreSQL connection string ({why}); quote values with spaces ('...') and percent-encode special characters in a URL's password",
                     self.redacted_url()
                 ),
             )
@@ -191,100 +207,10 @@ pub(crate) fn quote_ident(schema: &str) -> String {
     format!("\"{schema}\"")
 }
 
-/// Replaces the password of a URL (`scheme://user:PASS@host`, `?password=…`)
-/// or key/value string (`password=…`) with `***`.
+/// The URL with every password replaced by `***` (core's one redactor, for
+/// every form of connection string).
 pub(crate) fn redact_url(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest_start = scheme_end + 3;
-        let rest = &url[rest_start..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        let mut out = url[..rest_start].to_string();
-        match authority.rfind('@') {
-            Some(at) => {
-                let userinfo = &authority[..at];
-                match userinfo.find(':') {
-                    Some(colon) => {
-                        out.push_str(&userinfo[..colon]);
-                        out.push_str(":***");
-                    }
-                    None => out.push_str(userinfo),
-                }
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        let tail = &rest[authority_end..];
-        match tail.find('?') {
-            Some(q) => {
-                out.push_str(&tail[..=q]);
-                let params: Vec<String> = tail[q + 1..]
-                    .split('&')
-                    .map(|p| match p.split_once('=') {
-                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                        _ => p.to_string(),
-                    })
-                    .collect();
-                out.push_str(&params.join("&"));
-            }
-            None => out.push_str(tail),
-        }
-        out
-    } else {
-        redact_key_value(url)
-    }
-}
-
-/// Redacts `password=value` in a key/value connection string, where value
-/// may be single-quoted with backslash escapes.
-fn redact_key_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(pos) = find_password_key(rest) {
-        let (before, after) = rest.split_at(pos);
-        out.push_str(before);
-        let eq = after.find('=').map_or(after.len(), |e| e + 1);
-        out.push_str(&after[..eq]);
-        out.push_str("***");
-        let value = after[eq..].trim_start();
-        let skipped = after.len() - eq - value.len();
-        let value_len = if let Some(quoted) = value.strip_prefix('\'') {
-            let mut end = quoted.len();
-            let mut escaped = false;
-            for (i, c) in quoted.char_indices() {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == '\'' {
-                    end = i + 1;
-                    break;
-                }
-            }
-            1 + end
-        } else {
-            value.find(char::is_whitespace).unwrap_or(value.len())
-        };
-        rest = &after[eq + skipped + value_len..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The start of a `password =` key in a key/value string.
-fn find_password_key(s: &str) -> Option<usize> {
-    let lower = s.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = lower[from..].find("password") {
-        let start = from + i;
-        let at_word_start = start == 0 || lower.as_bytes()[start - 1].is_ascii_whitespace();
-        let after = lower[start + "password".len()..].trim_start();
-        if at_word_start && after.starts_with('=') {
-            return Some(start);
-        }
-        from = start + 1;
-    }
-    None
+    runstore_core::redact::connection_string(url)
 }
 
 #[cfg(test)]
@@ -307,7 +233,7 @@ mod tests {
             ),
             (
                 "host=h password = 'p w\\' x' dbname=d",
-                "host=h password =*** dbname=d",
+                "host=h password = *** dbname=d",
             ),
         ];
         for (url, want) in cases {
