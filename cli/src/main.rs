@@ -375,10 +375,37 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
         }
         command => {
             let config = load_config(cli.config.as_ref())?;
-            let storage = Storage::open(&config).await?;
+            let storage = if writes(&command) {
+                Storage::open(&config).await?
+            } else {
+                // A read in a folder without a store must say so, not
+                // create an empty store and answer "no runs".
+                Storage::open_existing(&config).await.map_err(|e| {
+                    if e.kind() == runstore::ErrorKind::NotFound {
+                        runstore::Error::not_found(format!(
+                            "{e}; `runstore init` creates a store, or point --config (RUNSTORE_CONFIG) at yours"
+                        ))
+                    } else {
+                        e
+                    }
+                })?
+            };
             dispatch(command, &storage, out).await
         }
     }
+}
+
+/// Whether a command may create the store it opens (`init` and the
+/// commands that write); reads need an existing one.
+fn writes(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Init
+            | Command::Demo { .. }
+            | Command::Import { .. }
+            | Command::Workflow(WorkflowCmd::Put { .. })
+            | Command::Artifact(ArtifactCmd::Put { .. } | ArtifactCmd::Bundle { .. })
+    )
 }
 
 async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<ExitCode> {

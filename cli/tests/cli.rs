@@ -615,6 +615,7 @@ fn backup_on_a_backend_without_it_is_a_clear_error() {
         "storage:\n  workflows: { type: memory }\n  logs: { type: memory }\n  metrics: { type: memory }\n  artifacts: { type: file, path: data }\n",
     );
     let cfg = cfg.to_str().unwrap();
+    rs(d, &["--config", cfg, "init", "--json"]).ok();
     let m = rs(d, &["--config", cfg, "backup", "x.db", "--json"]).error("invalid_input");
     assert!(m.contains("SQLite only"), "{m}");
     assert!(m.contains("export"), "{m}");
@@ -792,7 +793,7 @@ fn config_errors_name_line_column_key_and_missing_variables() {
     assert!(m.contains("bad.yaml line 3 column 9"), "{m}");
     assert!(m.contains("storage.logs"), "{m}");
     assert!(
-        m.contains("known types: file, memory, postgres, sqlite"),
+        m.contains("known types: file, memory, postgres, s3, sqlite"),
         "{m}"
     );
 
@@ -894,4 +895,30 @@ fn postgres_through_a_config_file() {
     )
     .ok();
     assert_eq!(tree(&dump), tree(&dump2));
+}
+
+/// Reads in a folder without a store say there is none and create
+/// nothing; `init` and writes create it.
+#[test]
+fn reads_without_a_store_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for args in [
+        vec!["stats", "--json"],
+        vec!["check", "--json"],
+        vec!["run", "list", "--json"],
+        vec!["workflow", "list", "--json"],
+        vec!["export", "--out", "dump", "--json"],
+    ] {
+        let m = rs(d, &args).error("not_found");
+        assert!(m.contains("runstore init"), "{args:?}: {m}");
+        assert!(
+            !d.join("runstore-data").exists(),
+            "{args:?} created a store"
+        );
+    }
+    rs(d, &["init", "--json"]).ok();
+    assert!(d.join("runstore-data").is_dir());
+    let v = rs(d, &["stats", "--json"]).ok();
+    assert_eq!(v["runs"], json!(0), "{v}");
 }
