@@ -576,10 +576,22 @@ pub async fn artifact_get(
             ));
         }
         let mut reader = storage.artifacts.get(&key).await?;
-        let mut stdout = tokio::io::stdout();
-        tokio::io::copy(&mut reader.body, &mut stdout)
+        // Spooled to an unnamed temp file and verified first: not one byte
+        // of an artifact that fails its hash reaches stdout.
+        let spool = tempfile::tempfile().map_err(|e| Error::io("creating a temp file", e))?;
+        let mut spool = tokio::fs::File::from_std(spool);
+        tokio::io::copy(&mut reader.body, &mut spool)
             .await
             .map_err(|e| Error::io(format!("reading artifact {key}"), e))?;
+        use tokio::io::AsyncSeekExt;
+        spool
+            .rewind()
+            .await
+            .map_err(|e| Error::io("rewinding the temp file", e))?;
+        let mut stdout = tokio::io::stdout();
+        tokio::io::copy(&mut spool, &mut stdout)
+            .await
+            .map_err(|e| Error::io("writing to stdout", e))?;
         stdout
             .flush()
             .await

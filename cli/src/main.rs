@@ -269,11 +269,28 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli, &out)) {
         Ok(code) => code,
+        // The reader went away (`runstore run show X | head`): nothing more
+        // to say to it, and no reason to fail.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             out.error(&e);
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether `e` is a write to a pipe whose reader has closed it.
+fn closed_pipe(e: &Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Diagnostics on stderr when `RUNSTORE_LOG` names a level (`error`,

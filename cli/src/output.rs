@@ -1,6 +1,7 @@
 //! Human and `--json` output.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use runstore::{Error, ErrorKind, Result};
 use serde::Serialize;
@@ -24,6 +25,11 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// Whether a streamed JSON array is open on stdout: an error met while it
+/// is open becomes its last element and closes it, so stdout stays one
+/// valid JSON document.
+static ARRAY_OPEN: AtomicBool = AtomicBool::new(false);
+
 fn stdout_error(e: std::io::Error) -> Error {
     Error::io("writing to stdout", e)
 }
@@ -45,7 +51,12 @@ impl Out {
                 }
             });
             // Not println!: a closed stdout (`| head`) must not panic here.
-            let _ = writeln!(std::io::stdout().lock(), "{obj}");
+            let mut stdout = std::io::stdout().lock();
+            if ARRAY_OPEN.swap(false, Ordering::SeqCst) {
+                let _ = writeln!(stdout, ", {obj}\n]");
+            } else {
+                let _ = writeln!(stdout, "{obj}");
+            }
         } else {
             let mut line = format!("error: {e}");
             let mut source = std::error::Error::source(e);
@@ -83,14 +94,12 @@ impl Out {
     /// Starts a list printed item by item (a JSON array streamed element by
     /// element, or one line per item), so long lists never sit in memory.
     pub fn list(&self) -> Result<ListOut> {
-        let mut l = ListOut {
+        // `[` is printed with the first item (or by `finish`), so an error
+        // before any item prints only the error object.
+        Ok(ListOut {
             json: self.json,
             count: 0,
-        };
-        if l.json {
-            l.write("[")?;
-        }
-        Ok(l)
+        })
     }
 }
 
@@ -111,6 +120,10 @@ impl ListOut {
         if self.json {
             let text = serde_json::to_string(value)
                 .map_err(|e| Error::backend("printing JSON", Some(e.into())))?;
+            if self.count == 0 {
+                self.write("[")?;
+                ARRAY_OPEN.store(true, Ordering::SeqCst);
+            }
             let sep = if self.count == 0 { "  " } else { ", " };
             self.write(&format!("{sep}{text}"))?;
         } else {
@@ -123,7 +136,8 @@ impl ListOut {
     /// Closes the list; returns how many items it had.
     pub fn finish(mut self, empty_note: &str) -> Result<u64> {
         if self.json {
-            self.write("]")?;
+            ARRAY_OPEN.store(false, Ordering::SeqCst);
+            self.write(if self.count == 0 { "[]" } else { "]" })?;
         } else if self.count == 0 {
             eprintln!("{empty_note}");
         }

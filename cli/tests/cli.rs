@@ -507,6 +507,55 @@ fn check_passes_then_finds_a_tampered_artifact() {
     )
     .error("corrupt");
     assert!(!out.exists());
+    // To stdout: not one byte of it, and exit 1.
+    let o = rs(d, &["artifact", "get", "run-c", "p", "c.bin"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stdout.is_empty(),
+        "unverified bytes reached stdout: {:?}",
+        o.stdout
+    );
+    assert!(o.stderr.contains("corrupt"), "{}", o.stderr);
+}
+
+/// A reader that closes the pipe early (`| head`) ends the command quietly.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Far more than a pipe holds, so the writer meets the closed pipe.
+    std::fs::write(d.join("big.bin"), vec![7u8; 4 << 20]).unwrap();
+    rs(
+        d,
+        &[
+            "artifact", "put", "run-p", "p", "big.bin", "big.bin", "--json",
+        ],
+    )
+    .ok();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runstore"))
+        .current_dir(d)
+        .env_remove("RUNSTORE_CONFIG")
+        .args(["artifact", "get", "run-p", "p", "big.bin"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then hang up.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    stdout.read_exact(&mut one).unwrap();
+    drop(stdout);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("error"), "{err}");
 }
 
 /// The `type` of each backend in a check report, and the findings of the
@@ -921,4 +970,29 @@ fn reads_without_a_store_say_so_and_create_nothing() {
     assert!(d.join("runstore-data").is_dir());
     let v = rs(d, &["stats", "--json"]).ok();
     assert_eq!(v["runs"], json!(0), "{v}");
+}
+
+/// `artifact list --json` prints one valid JSON document even when the
+/// listing fails (here: the run's artifacts folder was replaced by a
+/// symbolic link, which the file backend refuses).
+#[test]
+fn a_failing_list_still_prints_valid_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let v = demo(d, &["--runs", "1"]);
+    let run = run_ids(&v)[0].clone();
+    let v = rs(d, &["artifact", "list", &run, "--json"]).ok();
+    assert!(!v.as_array().unwrap().is_empty(), "{v}");
+    let folder = d.join("runstore-data/artifacts").join(&run);
+    let elsewhere = d.join("elsewhere");
+    std::fs::rename(&folder, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &folder).unwrap();
+    let o = rs(d, &["artifact", "list", &run, "--json"]);
+    // `json()` panics unless stdout is one JSON document.
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let v = o.json();
+    assert_eq!(v["error"]["kind"], json!("corrupt"), "{v}");
+    // An empty listing is `[]`.
+    let v = rs(d, &["artifact", "list", "no-such-run", "--json"]).ok();
+    assert_eq!(v, json!([]));
 }
