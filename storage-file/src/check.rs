@@ -31,6 +31,10 @@ pub enum FindingKind {
     OrphanFile,
     /// A temp file left by a crash.
     LeftoverTemp,
+    /// A symbolic link, or a file with more than one hard link: the backend
+    /// makes neither, never follows a link and never writes through a file
+    /// with another name (which could lead outside the root).
+    Link,
 }
 
 /// One problem found.
@@ -187,12 +191,64 @@ pub(crate) fn run(inner: &Inner, repair: bool) -> Result<CheckReport> {
     for f in lock_mutex(&inner.found).drain(..) {
         report.add(f.kind, f.location, f.detail, f.repaired);
     }
-    check_logs(inner, repair, &mut report)?;
-    check_metrics(inner, repair, &mut report)?;
-    check_workflows(inner, &mut report)?;
-    check_artifacts(inner, repair, &mut report)?;
-    check_tmp(inner, repair, &mut report)?;
+    // Each part reports what stops it and the others go on, so one bad
+    // spot never hides the rest.
+    let parts: [(&str, &dyn Fn(&mut CheckReport) -> Result<()>); 6] = [
+        ("links", &|r| check_links(inner, r)),
+        ("logs", &|r| check_logs(inner, repair, r)),
+        ("metrics", &|r| check_metrics(inner, repair, r)),
+        ("workflows", &|r| check_workflows(inner, r)),
+        ("artifacts", &|r| check_artifacts(inner, repair, r)),
+        ("tmp", &|r| check_tmp(inner, repair, r)),
+    ];
+    for (part, check) in parts {
+        if let Err(e) = check(&mut report) {
+            report.add(
+                crate::FindingKind::CorruptFile,
+                format!("{} ({part})", inner.root.dir.display()),
+                format!("checking {part} stopped: {e}"),
+                false,
+            );
+        }
+    }
     Ok(report)
+}
+
+/// Every symbolic link and every file with more than one hard link under
+/// the root (links are reported, never followed).
+fn check_links(inner: &Inner, report: &mut CheckReport) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![inner.root.dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for (name, ft) in fsutil::list_dir(&dir)? {
+            let path = dir.join(&name);
+            if ft.is_symlink() {
+                report.add(
+                    crate::FindingKind::Link,
+                    path.display().to_string(),
+                    "a symbolic link inside the root; never followed, and what is behind it is not part of the store",
+                    false,
+                );
+            } else if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                let links = std::fs::symlink_metadata(&path)
+                    .map_err(|e| fsutil::io_err("inspecting", &path, e))?
+                    .nlink();
+                if links > 1 {
+                    report.add(
+                        crate::FindingKind::Link,
+                        path.display().to_string(),
+                        format!(
+                            "has {links} hard links; the backend makes none and never writes through one"
+                        ),
+                        false,
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_logs(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
@@ -290,69 +346,86 @@ fn hash_file(path: &Path) -> Result<(runstore_core::Sha256Digest, u64)> {
 fn check_artifacts(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<()> {
     let _g = fsutil::take_lock(&inner.root, artifacts::LOCK, repair)?;
     for run in artifacts::runs_with_artifacts(inner)? {
-        let journal = inner
-            .root
-            .path(&["artifacts", run.as_str(), artifacts::INFO_FILE])?;
-        scan_ndjson(
-            inner,
-            report,
-            &journal,
-            repair,
-            parses::<artifacts::InfoLine>,
-        )?;
-        let infos = artifacts::run_infos(inner, &run)?;
-        let mut known = std::collections::HashSet::new();
-        for (key, info) in &infos {
-            let path = inner.root.path(&artifacts::blob_parts(key))?;
-            known.insert(path.clone());
-            if !fsutil::regular_file_exists(&path)? {
-                report.add(
-                    crate::FindingKind::MissingFile,
-                    path.display().to_string(),
-                    format!("the bytes of artifact {key} are missing"),
-                    false,
-                );
-                continue;
-            }
-            let (hash, size) = hash_file(&path)?;
-            if hash != info.sha256 || size != info.size {
-                report.add(
-                    crate::FindingKind::HashMismatch,
-                    path.display().to_string(),
-                    format!(
-                        "artifact {key}: stored bytes have sha256 {hash} and size {size}, recorded sha256 {} and size {}",
-                        info.sha256, info.size
-                    ),
-                    false,
-                );
-            }
+        if let Err(e) = check_run_artifacts(inner, repair, report, &run) {
+            report.add(
+                crate::FindingKind::CorruptFile,
+                format!("artifacts of run {run}"),
+                e.to_string(),
+                false,
+            );
         }
-        // Files no record points to.
-        let phases = inner.root.path(&["artifacts", run.as_str(), "phases"])?;
-        let mut stack = vec![phases];
-        while let Some(dir) = stack.pop() {
-            for (name, ft) in fsutil::list_dir(&dir)? {
-                let path = dir.join(&name);
-                if ft.is_symlink() {
-                    report.add(
-                        crate::FindingKind::CorruptFile,
-                        path.display().to_string(),
-                        "a symbolic link inside the root; never followed",
-                        false,
-                    );
-                } else if ft.is_dir() {
-                    stack.push(path);
-                } else if !known.contains(&path) {
-                    if repair {
-                        fsutil::remove_file(&path, inner.durability)?;
-                    }
-                    report.add(
-                        crate::FindingKind::OrphanFile,
-                        path.display().to_string(),
-                        "an artifact file without a record",
-                        repair,
-                    );
+    }
+    Ok(())
+}
+
+fn check_run_artifacts(
+    inner: &Inner,
+    repair: bool,
+    report: &mut CheckReport,
+    run: &RunId,
+) -> Result<()> {
+    let journal = inner
+        .root
+        .path(&["artifacts", run.as_str(), artifacts::INFO_FILE])?;
+    scan_ndjson(
+        inner,
+        report,
+        &journal,
+        repair,
+        parses::<artifacts::InfoLine>,
+    )?;
+    let infos = artifacts::run_infos(inner, run)?;
+    let mut known = std::collections::HashSet::new();
+    for (key, info) in &infos {
+        let path = inner.root.path(&artifacts::blob_parts(key))?;
+        known.insert(path.clone());
+        if !fsutil::regular_file_exists(&path)? {
+            report.add(
+                crate::FindingKind::MissingFile,
+                path.display().to_string(),
+                format!("the bytes of artifact {key} are missing"),
+                false,
+            );
+            continue;
+        }
+        let (hash, size) = hash_file(&path)?;
+        if hash != info.sha256 || size != info.size {
+            report.add(
+                crate::FindingKind::HashMismatch,
+                path.display().to_string(),
+                format!(
+                    "artifact {key}: stored bytes have sha256 {hash} and size {size}, recorded sha256 {} and size {}",
+                    info.sha256, info.size
+                ),
+                false,
+            );
+        }
+    }
+    // Files no record points to.
+    let phases = inner.root.path(&["artifacts", run.as_str(), "phases"])?;
+    let mut stack = vec![phases];
+    while let Some(dir) = stack.pop() {
+        for (name, ft) in fsutil::list_dir(&dir)? {
+            let path = dir.join(&name);
+            if ft.is_symlink() {
+                report.add(
+                    crate::FindingKind::CorruptFile,
+                    path.display().to_string(),
+                    "a symbolic link inside the root; never followed",
+                    false,
+                );
+            } else if ft.is_dir() {
+                stack.push(path);
+            } else if !known.contains(&path) {
+                if repair {
+                    fsutil::remove_file(&path, inner.durability)?;
                 }
+                report.add(
+                    crate::FindingKind::OrphanFile,
+                    path.display().to_string(),
+                    "an artifact file without a record",
+                    repair,
+                );
             }
         }
     }

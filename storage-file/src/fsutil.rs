@@ -146,6 +146,23 @@ pub(crate) fn regular_file_exists(path: &Path) -> Result<bool> {
 /// The metadata of the regular file at `path` (identity and length in one
 /// `stat`, so a cache can be checked without opening the file), `None` if
 /// there is none; a link there is an error.
+/// The backend never makes a second name for a file: one with more than one
+/// link may be a hard link to a file outside the root, and is never
+/// written through.
+pub(crate) fn refuse_hard_links(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.nlink() > 1 {
+        return Err(Error::corrupt(
+            path.display().to_string(),
+            format!(
+                "has {} hard links, and the file backend never makes any: another name could lead outside the root, so it is not written through (see `runstore check`)",
+                meta.nlink()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn regular_file_meta(path: &Path) -> Result<Option<fs::Metadata>> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(symlink_err(path)),
@@ -376,6 +393,7 @@ pub(crate) fn append(
         .open(path)
         .map_err(|e| io_err("opening for append", path, e))?;
     let meta = file.metadata().map_err(|e| io_err("inspecting", path, e))?;
+    refuse_hard_links(path, &meta)?;
     let id = file_id(&meta);
     let mut cut = 0;
     if meta.len() > 0 {

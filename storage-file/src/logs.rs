@@ -399,6 +399,10 @@ fn with_events<T>(
             current: false,
         });
     };
+    if exclusive {
+        // Writes never go through a file with another name.
+        fsutil::refuse_hard_links(&path, &meta)?;
+    }
     let id = file_id(&meta);
     if cache.runs.len() >= EVENTS_CACHE_MAX && !cache.runs.contains_key(run) {
         cache.runs.clear();

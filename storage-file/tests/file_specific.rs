@@ -968,3 +968,91 @@ async fn longest_and_deepest_artifact_paths_are_stored() {
     assert_eq!(listed.items.len(), 8);
     assert!(s.check(false).await.unwrap().is_clean());
 }
+
+/// `check` lists every link it meets (a symlinked run folder, a symlinked
+/// events file) and every other problem beside them, instead of stopping
+/// at the first.
+#[tokio::test]
+async fn check_lists_every_link_and_every_other_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let s = open(root).await;
+    s.create_run(run_at("r1", 1_000)).await.unwrap();
+    let good = ArtifactKey::parse("r2", "build", "a.txt").unwrap();
+    s.put_bytes(&good, b"hello".to_vec(), PutOptions::default())
+        .await
+        .unwrap();
+    // Run r3's artifacts folder is a link to a copy outside.
+    let r3 = ArtifactKey::parse("r3", "build", "b.txt").unwrap();
+    s.put_bytes(&r3, b"world".to_vec(), PutOptions::default())
+        .await
+        .unwrap();
+    let moved = outside.path().join("r3");
+    std::fs::rename(root.join("artifacts/r3"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, root.join("artifacts/r3")).unwrap();
+    // r2's bytes are tampered with.
+    std::fs::write(root.join("artifacts/r2/phases/build/f/a.txt"), b"jello").unwrap();
+    // And an events file that is a link.
+    std::fs::create_dir_all(root.join("logs/events")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("x"), events_file(root, "r9")).unwrap();
+
+    let report = s.check(false).await.unwrap();
+    let links: Vec<_> = report.of_kind(FindingKind::Link).collect();
+    assert!(
+        links.iter().any(|f| f.location.ends_with("artifacts/r3")),
+        "{report:?}"
+    );
+    assert!(
+        links.iter().any(|f| f.location.ends_with("r9.ndjson")),
+        "{report:?}"
+    );
+    assert!(
+        report.of_kind(FindingKind::HashMismatch).next().is_some(),
+        "{report:?}"
+    );
+}
+
+/// A hard link from inside the root to a file outside is never written
+/// through, and `check` reports it.
+#[tokio::test]
+async fn hard_links_are_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let s = open(root).await;
+    let r1 = RunId::new("r1").unwrap();
+    s.create_run(run_at("r1", 1_000)).await.unwrap();
+    s.append_event(&r1, NewEvent::new("x", json!(1)))
+        .await
+        .unwrap();
+    drop(s);
+    // Replace the events file by a hard link to a file outside the root
+    // (same content, so nothing but the link count tells).
+    let events = events_file(root, "r1");
+    let victim = outside.path().join("victim.ndjson");
+    std::fs::copy(&events, &victim).unwrap();
+    std::fs::remove_file(&events).unwrap();
+    std::fs::hard_link(&victim, &events).unwrap();
+    let before = std::fs::read(&victim).unwrap();
+
+    let s = open(root).await;
+    let err = s
+        .append_event(&r1, NewEvent::new("x", json!(2)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("hard links"), "{err}");
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        before,
+        "written through the link"
+    );
+    let report = s.check(false).await.unwrap();
+    assert!(
+        report
+            .of_kind(FindingKind::Link)
+            .any(|f| f.location.ends_with("r1.ndjson")),
+        "{report:?}"
+    );
+}
