@@ -184,6 +184,9 @@ fn parses<T: serde::de::DeserializeOwned>(line: &str) -> std::result::Result<(),
         .map_err(|e| e.to_string())
 }
 
+/// One part of the scan.
+type CheckPart<'a> = dyn Fn(&mut CheckReport) -> Result<()> + 'a;
+
 pub(crate) fn run(inner: &Inner, repair: bool) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     // A check reports afresh what earlier operations already warned about.
@@ -193,7 +196,7 @@ pub(crate) fn run(inner: &Inner, repair: bool) -> Result<CheckReport> {
     }
     // Each part reports what stops it and the others go on, so one bad
     // spot never hides the rest.
-    let parts: [(&str, &dyn Fn(&mut CheckReport) -> Result<()>); 6] = [
+    let parts: [(&str, &CheckPart<'_>); 6] = [
         ("links", &|r| check_links(inner, r)),
         ("logs", &|r| check_logs(inner, repair, r)),
         ("metrics", &|r| check_metrics(inner, repair, r)),
