@@ -130,6 +130,52 @@ pub(crate) fn changed_one(
     Ok(n == 1)
 }
 
+/// Makes a new database at `path` if there is none: a valid, empty
+/// database (header written, WAL mode set) is built in a temp file beside
+/// it and moved into place without replacing anything, so a concurrent
+/// creator's file wins and nobody ever sees a half-made one.
+fn create_if_missing(path: &Path, options: &SqliteOptions) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".runstore-new-")
+        .suffix(".db")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a new database in {}", dir.display()), e))?;
+    {
+        let conn = Connection::open(tmp.path()).ctx("making a new database")?;
+        configure(&conn, options)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .ctx("making a new database")?;
+        // Closing checkpoints the WAL into the file and removes it.
+        conn.close()
+            .map_err(|(_, e)| e)
+            .ctx("closing the new database")?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("syncing the new database", e))?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        }
+        // Another process made it meanwhile: use theirs.
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(
+            format!("placing the new database at {}", path.display()),
+            e.error,
+        )),
+    }
+}
+
 fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
@@ -137,6 +183,17 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating the folder {}", parent.display()), e))?;
     }
+    // SQLite takes an empty file for a new database; here one is far more
+    // likely a database cut to nothing (a failed copy, a full disk), and
+    // opening it would hide that under a fresh, empty store. A new database
+    // never shows as an empty file: it is made aside and placed whole.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        return Err(Error::corrupt(
+            path.display().to_string(),
+            "the database file exists but is empty (0 bytes), which no runstore database is; restore it from a backup, or remove it to start a new store",
+        ));
+    }
+    create_if_missing(path, options)?;
     let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

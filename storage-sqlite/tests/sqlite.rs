@@ -100,10 +100,9 @@ async fn open_creates_folder_and_file_in_wal_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrates_an_empty_file() {
+async fn migrates_a_new_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("empty.db");
-    std::fs::write(&path, b"").unwrap();
+    let path = dir.path().join("new.db");
     let mut options = SqliteOptions::default();
     options.synchronous = Synchronous::Full;
     let store = SqliteStore::open(&path, options).await.unwrap();
@@ -647,4 +646,24 @@ async fn artifact_replaced_while_streaming_fails_retryably() {
     let err = runstore_core::Error::io("reading", err);
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert_eq!(store.get_bytes(&key).await.unwrap().1, vec![2u8; 600_000]);
+}
+
+/// An existing empty file is refused as corrupt (not opened as a new,
+/// empty store), and left as it is.
+#[tokio::test]
+async fn an_existing_empty_database_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runstore.db");
+    std::fs::write(&path, b"").unwrap();
+    let err = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), runstore_core::ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("empty"), "{err}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    // A missing file is still a new store.
+    let fresh = dir.path().join("new.db");
+    SqliteStore::open(&fresh, SqliteOptions::default())
+        .await
+        .unwrap();
 }
