@@ -34,6 +34,11 @@ struct WorkflowFile {
     /// The description as a JSON string, under the same rule as `body_json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description_json: Option<String>,
+    /// The content hash when stored: a version is immutable, so a file
+    /// edited by hand since no longer matches it and reads as `Corrupt`.
+    /// Absent in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_sha256: Option<runstore_core::Sha256Digest>,
 }
 
 impl WorkflowFile {
@@ -46,14 +51,23 @@ impl WorkflowFile {
             Some(j) => serde_json::from_str(&j).map_err(|e| format!("description_json: {e}"))?,
             None => self.description,
         };
-        Ok(WorkflowDefinition {
+        let def = WorkflowDefinition {
             id: self.id,
             version: self.version,
             parent: self.parent,
             description,
             body,
             created_at: self.created_at,
-        })
+        };
+        if let Some(recorded) = self.content_sha256 {
+            let now = def.content_hash();
+            if now != recorded {
+                return Err(format!(
+                    "the content changed after it was stored (sha256 {recorded} recorded, {now} now); a stored version is immutable: store the change as a new version"
+                ));
+            }
+        }
+        Ok(def)
     }
 }
 
@@ -89,6 +103,7 @@ pub(crate) fn encode(def: &WorkflowDefinition) -> Result<String> {
         body: def.body.clone(),
         body_json: None,
         description_json: None,
+        content_sha256: Some(def.content_hash()),
     };
     let text = serde_yaml::to_string(&file).map_err(yaml_err)?;
     if decode(&text).is_ok_and(|back| back.same_content(def) && back.created_at == def.created_at) {

@@ -1056,3 +1056,32 @@ async fn hard_links_are_refused_and_reported() {
         "{report:?}"
     );
 }
+
+/// A valid hand edit of a stored version's YAML changes an immutable
+/// version: reads refuse it as `Corrupt` and `check` reports it.
+#[tokio::test]
+async fn a_hand_edited_workflow_version_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()).await;
+    let def = WorkflowDefinition::new(wf(), Version::FIRST, json!({"steps": ["a", "b"]}));
+    s.store(def).await.unwrap();
+    assert!(s.check(false).await.unwrap().is_clean());
+    let path = dir.path().join("workflows/etl/1.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("content_sha256"), "{text}");
+    let edited = text.replace("- b", "- c");
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
+    let err = WorkflowRepository::get(&s, &wf(), Version::FIRST)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("immutable"), "{err}");
+    let report = s.check(false).await.unwrap();
+    assert!(
+        report
+            .of_kind(FindingKind::CorruptFile)
+            .any(|f| f.location.ends_with("1.yaml")),
+        "{report:?}"
+    );
+}
