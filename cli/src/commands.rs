@@ -200,8 +200,16 @@ pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCod
     let mut backends = Vec::new();
     for opened in storage.backends() {
         let concerns: Vec<&str> = opened.concerns.iter().map(|c| c.as_str()).collect();
+        // One backend that cannot be checked (a damaged page, a link) is a
+        // finding; the others are still checked.
         let (mut report, problems) =
-            crate::backend_ops::check_backend(&opened.backend.handle, repair).await?;
+            match crate::backend_ops::check_backend(&opened.backend.handle, repair).await {
+                Ok(r) => r,
+                Err(e) => (
+                    serde_json::Map::new(),
+                    vec![format!("the check stopped: {e}")],
+                ),
+            };
         ok &= problems.is_empty();
         report.insert("type".into(), json!(opened.type_name));
         report.insert("concerns".into(), json!(concerns));
@@ -215,10 +223,17 @@ pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCod
     let mut corrupt = Vec::new();
     let mut pages = Cursors::default();
     while let Some(cursor) = pages.next() {
-        let page = storage
+        let page = match storage
             .artifacts
             .list(ArtifactQuery::default().with_limit(500).with_cursor(cursor))
-            .await?;
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                corrupt.push(json!({"key": null, "kind": crate::output::kind_name(e.kind()), "message": format!("listing artifacts stopped: {e}")}));
+                break;
+            }
+        };
         for info in &page.items {
             checked += 1;
             if let Err(e) = verify_artifact(storage, &info.key).await {
@@ -228,10 +243,18 @@ pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCod
         pages.after(page.next);
     }
     ok &= corrupt.is_empty();
+    let references = match crate::references::check(storage).await {
+        Ok(r) => json!(r),
+        Err(e) => {
+            ok = false;
+            json!({"error": e.to_string()})
+        }
+    };
     let value = json!({
         "ok": ok,
         "backends": backends,
         "artifacts": {"checked": checked, "corrupt": corrupt},
+        "references": references,
     });
     out.result(&value, || {
         let mut s = String::new();
@@ -265,6 +288,21 @@ pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCod
         ));
         for c in &corrupt {
             s.push_str(&format!("  - {}\n", c["message"].as_str().unwrap_or("?")));
+        }
+        if let Some(e) = references["error"].as_str() {
+            s.push_str(&format!("references: the check stopped: {e}\n"));
+        } else if let Some(list) = references["unresolved"].as_array() {
+            s.push_str(&format!(
+                "references: {} checked, {} unresolved (warnings: writes do not enforce references between concerns)\n",
+                references["checked"], list.len()
+            ));
+            for u in list {
+                s.push_str(&format!(
+                    "  - {} names {}, which is not stored\n",
+                    u["from"].as_str().unwrap_or("?"),
+                    u["to"].as_str().unwrap_or("?")
+                ));
+            }
         }
         s.push_str(if ok { "all good" } else { "problems found" });
         s

@@ -8,6 +8,7 @@ mod migration;
 mod output;
 mod paging;
 mod progress;
+mod references;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -996,3 +996,57 @@ fn a_failing_list_still_prints_valid_json() {
     let v = rs(d, &["artifact", "list", "no-such-run", "--json"]).ok();
     assert_eq!(v, json!([]));
 }
+
+/// `check` reports references between concerns that do not resolve (here
+/// an artifact of a run that was never recorded, and runs whose workflow
+/// version was removed behind the store's back), as warnings.
+#[test]
+fn check_reports_unresolved_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, &["--runs", "2"]);
+    let v = rs(d, &["check", "--json"]).ok();
+    assert_eq!(v["references"]["unresolved"], json!([]), "{v}");
+    assert!(v["references"]["checked"].as_u64().unwrap() > 0, "{v}");
+
+    std::fs::write(d.join("x.bin"), b"x").unwrap();
+    rs(
+        d,
+        &[
+            "artifact",
+            "put",
+            "ghost-run",
+            "p",
+            "x.bin",
+            "x.bin",
+            "--json",
+        ],
+    )
+    .ok();
+    // Remove one workflow's files (a version the demo's runs name).
+    let wf_dir = std::fs::read_dir(d.join("runstore-data/workflows"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_dir_all(&wf_dir).unwrap();
+    let v = rs(d, &["check", "--json"]).ok();
+    let unresolved = v["references"]["unresolved"].as_array().unwrap();
+    assert!(
+        unresolved
+            .iter()
+            .any(|u| u["from"] == json!("artifact ghost-run/p/x.bin")
+                && u["to"] == json!("run ghost-run")),
+        "{v}"
+    );
+    assert!(
+        unresolved
+            .iter()
+            .any(|u| u["from"].as_str().unwrap().starts_with("run ")
+                && u["to"].as_str().unwrap().starts_with("workflow ")),
+        "{v}"
+    );
+    let o = rs(d, &["check"]);
+    o.prints(0, &["unresolved", "ghost-run"]);
+}
