@@ -72,6 +72,61 @@ impl Ndjson {
     }
 }
 
+/// Opens `dir/parts…` for reading, refusing anything that could lead
+/// outside the dump folder: a symbolic link at any level, a file with more
+/// than one hard link (another name of a file elsewhere), or something
+/// other than a regular file. `None` if it does not exist. The file opened
+/// is checked to be the one inspected, so a swap in between is refused.
+fn open_in_dump(dir: &Path, parts: &[&str]) -> Result<Option<std::fs::File>> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |path: &Path, why: &str| {
+        Error::invalid(
+            "dump",
+            format!(
+                "{} {why}; a dump is read only from plain files inside its folder",
+                path.display()
+            ),
+        )
+    };
+    let mut path = dir.to_path_buf();
+    let mut meta = None;
+    for part in parts {
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => return Err(refuse(&path, "is a symbolic link")),
+            Ok(m) => meta = Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
+        }
+    }
+    let Some(meta) = meta.filter(|m| m.is_file()) else {
+        return Err(refuse(&path, "is not a regular file"));
+    };
+    if meta.nlink() > 1 {
+        return Err(refuse(&path, "has more than one hard link"));
+    }
+    let file = std::fs::File::open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let opened = file
+        .metadata()
+        .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Err(refuse(&path, "changed while it was opened"));
+    }
+    Ok(Some(file))
+}
+
+/// The path parts of an artifact's bytes inside a dump.
+fn artifact_parts(info: &ArtifactInfo) -> Vec<&str> {
+    let mut parts = vec![
+        "artifacts",
+        info.key.run_id.as_str(),
+        info.key.phase.as_str(),
+    ];
+    parts.extend(info.key.path.segments());
+    parts
+}
+
 /// Where the bytes of an artifact go inside a dump.
 fn artifact_file(dir: &Path, info: &ArtifactInfo) -> PathBuf {
     let mut p = dir.join("artifacts");
@@ -265,11 +320,8 @@ struct Lines {
 impl Lines {
     async fn open(dir: &Path, name: &str) -> Result<Lines> {
         let path = dir.join(name);
-        let lines = match tokio::fs::File::open(&path).await {
-            Ok(f) => Some(BufReader::new(f).lines()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
-        };
+        let lines = open_in_dump(dir, &[name])?
+            .map(|f| BufReader::new(tokio::fs::File::from_std(f)).lines());
         Ok(Lines {
             path,
             name: name.to_string(),
@@ -305,11 +357,8 @@ fn add(total: &mut BulkOutcome, o: BulkOutcome) {
     total.unchanged += o.unchanged;
 }
 
-/// SHA-256 and size of a file, streamed.
-async fn hash_file(path: &Path) -> Result<(runstore::Sha256Digest, u64)> {
-    let mut f = tokio::fs::File::open(path)
-        .await
-        .map_err(io(format!("opening {}", path.display())))?;
+/// SHA-256 and size of an open file, streamed from where it stands.
+async fn hash_file(f: &mut tokio::fs::File, path: &Path) -> Result<(runstore::Sha256Digest, u64)> {
     let mut hasher = Sha256Hasher::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
@@ -338,22 +387,22 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             format!("{} is not a folder", dir.display()),
         ));
     }
-    match tokio::fs::read_to_string(dir.join("manifest.json")).await {
-        Ok(text) => {
-            let m: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::invalid("dump", format!("manifest.json: {e}")))?;
-            if m["format"] != json!(DUMP_FORMAT) {
-                return Err(Error::invalid(
-                    "dump",
-                    format!(
-                        "manifest.json: format is {}, expected {DUMP_FORMAT:?}",
-                        m["format"]
-                    ),
-                ));
-            }
+    if let Some(mut f) = open_in_dump(dir, &["manifest.json"])? {
+        use std::io::Read;
+        let mut text = String::new();
+        f.read_to_string(&mut text)
+            .map_err(|e| Error::io("reading manifest.json", e))?;
+        let m: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::invalid("dump", format!("manifest.json: {e}")))?;
+        if m["format"] != json!(DUMP_FORMAT) {
+            return Err(Error::invalid(
+                "dump",
+                format!(
+                    "manifest.json: format is {}, expected {DUMP_FORMAT:?}",
+                    m["format"]
+                ),
+            ));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("reading manifest.json", e)),
     }
     let quiet = out.json;
 
@@ -450,8 +499,20 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let mut p = Progress::start("import artifacts", quiet);
     while let Some(info) = lines.next::<ArtifactInfo>().await? {
         let file = artifact_file(dir, &info);
-        // Check the bytes against the dump before storing anything.
-        let (sha, size) = hash_file(&file).await?;
+        let opened = open_in_dump(dir, &artifact_parts(&info))?.ok_or_else(|| {
+            Error::invalid(
+                "dump",
+                format!(
+                    "the bytes of artifact {} are missing ({})",
+                    info.key,
+                    file.display()
+                ),
+            )
+        })?;
+        let mut body = tokio::fs::File::from_std(opened);
+        // Check the bytes against the dump before storing anything; the
+        // same handle is then stored, so what was checked is what goes in.
+        let (sha, size) = hash_file(&mut body, &file).await?;
         if sha != info.sha256 || size != info.size {
             return Err(Error::corrupt(
                 file.display().to_string(),
@@ -461,9 +522,10 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
                 ),
             ));
         }
-        let body = tokio::fs::File::open(&file)
+        use tokio::io::AsyncSeekExt;
+        body.rewind()
             .await
-            .map_err(io(format!("opening {}", file.display())))?;
+            .map_err(io(format!("reading {}", file.display())))?;
         let options = PutOptions::default()
             .content_type(info.content_type.clone())
             .created_by(info.created_by.clone())

@@ -1050,3 +1050,54 @@ fn check_reports_unresolved_references() {
     let o = rs(d, &["check"]);
     o.prints(0, &["unresolved", "ghost-run"]);
 }
+
+/// `import` reads a dump only from plain files inside its folder: an
+/// artifact file that is a symbolic link or a hard link to a file outside
+/// (here a copy of the real bytes, so the hash would match) is refused,
+/// and so is a symlinked NDJSON file; the outside file is not read into
+/// the store.
+#[test]
+fn import_refuses_links_out_of_the_dump() {
+    let a = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(a.path().join("x.bin"), b"exported bytes\n").unwrap();
+    rs(
+        a.path(),
+        &["artifact", "put", "run-x", "p", "x.bin", "x.bin", "--json"],
+    )
+    .ok();
+    let dump = a.path().join("dump");
+    rs(
+        a.path(),
+        &["export", "--out", dump.to_str().unwrap(), "--json"],
+    )
+    .ok();
+    let inside = dump.join("artifacts/run-x/p/x.bin");
+    let victim = outside.path().join("victim.bin");
+    std::fs::copy(&inside, &victim).unwrap();
+
+    for link in ["symbolic", "hard"] {
+        std::fs::remove_file(&inside).unwrap();
+        if link == "symbolic" {
+            std::os::unix::fs::symlink(&victim, &inside).unwrap();
+        } else {
+            std::fs::hard_link(&victim, &inside).unwrap();
+        }
+        let b = tempfile::tempdir().unwrap();
+        let m = rs(b.path(), &["import", dump.to_str().unwrap(), "--json"]).error("invalid_input");
+        assert!(m.contains("x.bin"), "{link}: {m}");
+        let v = rs(b.path(), &["stats", "--json"]).ok();
+        assert_eq!(v["artifacts"], json!(0), "{link}: {v}");
+    }
+
+    // A symlinked NDJSON file.
+    std::fs::remove_file(&inside).unwrap();
+    std::fs::copy(&victim, &inside).unwrap();
+    let runs = dump.join("runs.ndjson");
+    let runs_outside = outside.path().join("runs.ndjson");
+    std::fs::rename(&runs, &runs_outside).unwrap();
+    std::os::unix::fs::symlink(&runs_outside, &runs).unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let m = rs(b.path(), &["import", dump.to_str().unwrap(), "--json"]).error("invalid_input");
+    assert!(m.contains("symbolic link"), "{m}");
+}
