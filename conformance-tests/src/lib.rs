@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod artifacts;
+pub mod event_reads;
 pub mod factory;
 pub mod fixtures;
 pub mod hostile;
@@ -92,6 +93,10 @@ macro_rules! __for_each_rule {
             hostile::hostile_cursors_and_limits_rejected,
             // Model-based properties
             model::model_based_random_operations_match_reference,
+            // Event reads: by kind, newest first
+            event_reads::event_list_filters_by_kind,
+            event_reads::event_list_newest_first,
+            event_reads::event_list_filter_input_checked,
         }
     };
 }

@@ -612,7 +612,14 @@ impl RunCursor {
     }
 }
 
-/// A page of one run's events, in sequence order.
+/// A page of one run's events, in sequence order (ascending by default).
+///
+/// ```
+/// use runstore_core::EventQuery;
+/// // The last 20 `step.failed` events, newest first.
+/// let q = EventQuery::default().of_kind("step.failed").newest_first().with_limit(20);
+/// assert!(q.descending);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct EventQuery {
@@ -620,9 +627,84 @@ pub struct EventQuery {
     pub limit: usize,
     /// Start after this position.
     pub cursor: Option<Cursor>,
+    /// Only events of this kind.
+    pub kind: Option<String>,
+    /// Highest sequence number first (the last events of a run), instead
+    /// of lowest first.
+    pub descending: bool,
 }
 
-paged_query!(EventQuery {});
+paged_query!(EventQuery {
+    kind: None,
+    descending: false,
+});
+
+impl EventQuery {
+    setters! {
+        /// Only events of `kind`.
+        of_kind(kind: impl Into<String>) => kind = Some(kind.into());
+    }
+
+    /// Newest first: the last events of a run.
+    pub fn newest_first(mut self) -> Self {
+        self.descending = true;
+        self
+    }
+
+    /// Checks the kind label.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(k) = &self.kind {
+            validate_label("kind", k)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `event` passes the filter. The reference semantics every
+    /// backend's query matches.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.kind.as_ref().is_none_or(|k| *k == event.kind)
+    }
+
+    /// Whether an event numbered `seq` comes after the cursor position
+    /// `cursor` in this query's order.
+    pub fn comes_after(&self, seq: u64, cursor: &EventCursor) -> bool {
+        if self.descending {
+            seq < cursor.seq
+        } else {
+            seq > cursor.seq
+        }
+    }
+
+    /// The reference: one page of `events` (all of a run's events, in
+    /// ascending sequence order) for this query. The cursor is found by
+    /// binary search, so paging through a long run costs a page per page.
+    pub fn page_of(&self, events: &[Event]) -> Result<Page<Event>> {
+        self.validate()?;
+        let limit = crate::page::validate_limit(self.limit)?;
+        let after: Option<EventCursor> = self.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let items: Vec<Event> = if self.descending {
+            let end = after.map_or(events.len(), |a| events.partition_point(|e| e.seq < a.seq));
+            events[..end]
+                .iter()
+                .rev()
+                .filter(|e| self.matches(e))
+                .take(limit + 1)
+                .cloned()
+                .collect()
+        } else {
+            let start = after.map_or(0, |a| events.partition_point(|e| e.seq <= a.seq));
+            events[start..]
+                .iter()
+                .filter(|e| self.matches(e))
+                .take(limit + 1)
+                .cloned()
+                .collect()
+        };
+        Ok(Page::from_overfetch(items, limit, |e| EventCursor {
+            seq: e.seq,
+        }))
+    }
+}
 
 /// The key in an [`EventQuery`] cursor: the last event's sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

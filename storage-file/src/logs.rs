@@ -726,8 +726,11 @@ impl LogRepository for FileStore {
     }
 
     async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
-        let limit = validate_limit(query.limit)?;
-        let after: Option<EventCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        validate_limit(query.limit)?;
+        query.validate()?;
+        if let Some(c) = &query.cursor {
+            c.decode::<EventCursor>()?;
+        }
         let run_id = run_id.clone();
         self.inner
             .blocking(move |inner| {
@@ -737,17 +740,8 @@ impl LogRepository for FileStore {
                     return Err(run_not_found(&run_id));
                 }
                 drop(st);
-                with_events(inner, &run_id, false, |ev| {
-                    let st = ev.st;
-                    let from = after.map_or(0, |a| a.seq);
-                    // Sequence numbers increase along the file.
-                    let start = st.events.partition_point(|e| e.seq <= from);
-                    let items: Vec<Event> =
-                        st.events[start..].iter().take(limit + 1).cloned().collect();
-                    Ok(Page::from_overfetch(items, limit, |e| EventCursor {
-                        seq: e.seq,
-                    }))
-                })
+                // Sequence numbers increase along the file.
+                with_events(inner, &run_id, false, |ev| query.page_of(&ev.st.events))
             })
             .await
     }

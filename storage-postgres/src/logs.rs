@@ -539,18 +539,27 @@ impl LogRepository for PostgresStore {
 
     async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
         let limit = validate_limit(query.limit)?;
+        query.validate()?;
         let after: Option<EventCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let what = format!("listing the events of run {run_id}");
+        // Without a cursor: from the first (ascending) or the last
+        // (descending) event; the kind is a parameter, NULL for any.
+        let (cmp, order, from) = if query.descending {
+            ("<", "DESC", after.map_or(i64::MAX, |a| i64_of(a.seq)))
+        } else {
+            (">", "ASC", after.map_or(0, |a| i64_of(a.seq)))
+        };
         let rows = self
             .query_all(
                 &what,
                 &format!(
-                    "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                    "SELECT {EVENT_COLUMNS} FROM {{s}}.events WHERE run_id = $1 AND seq {cmp} $2 AND ($4::text IS NULL OR kind = $4) ORDER BY seq {order} LIMIT $3"
                 ),
                 &[
                     &run_id.as_str(),
-                    &after.map_or(0, |a| i64_of(a.seq)),
+                    &from,
                     &((limit + 1) as i64),
+                    &query.kind.as_deref(),
                 ],
             )
             .await?;

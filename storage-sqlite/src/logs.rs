@@ -337,16 +337,30 @@ impl LogRepository for SqliteStore {
 
     async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
         let limit = validate_limit(query.limit)?;
+        query.validate()?;
         let after: Option<EventCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let after = after.map_or(0, |c| c.seq);
-        rows::signed("cursor", after)?;
+        let after = after
+            .map(|c| rows::signed("cursor", c.seq).map(Value::Integer))
+            .transpose()?;
         let run_id = run_id.clone();
         let items = self
             .read_tx("listing events", move |tx| {
                 if !run_exists(tx, &run_id)? {
                     return Err(run_not_found(&run_id));
                 }
-                load_events(tx, &run_id, after, Some(limit + 1))
+                let mut select = Select::from(EVENT_COLUMNS, "events");
+                select.and("run_id", "=", Value::Text(run_id.as_str().into()));
+                if let Some(kind) = &query.kind {
+                    select.and("kind", "=", Value::Text(kind.clone()));
+                }
+                let order = if query.descending {
+                    Order::Desc
+                } else {
+                    Order::Asc
+                };
+                select
+                    .page(order, &["seq"], after.map(|a| vec![a]), Some(limit + 1))
+                    .rows(tx, convert_event, "listing events")
             })
             .await?;
         Ok(Page::from_overfetch(items, limit, |e| EventCursor {

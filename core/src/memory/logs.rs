@@ -3,7 +3,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{lock, page_after};
+use super::lock;
 use crate::error::{Error, Result};
 use crate::id::RunId;
 use crate::logs::{
@@ -121,17 +121,13 @@ impl LogRepository for MemoryLogs {
         // Input before existence (core/README.md): a bad limit or cursor is
         // InvalidInput even for a run that does not exist.
         validate_limit(query.limit)?;
+        query.validate()?;
         if let Some(c) = &query.cursor {
             c.decode::<EventCursor>()?;
         }
         let runs = lock(&self.runs);
         let state = runs.get(run_id).ok_or_else(|| run_not_found(run_id))?;
-        page_after(
-            state.events.iter().cloned(),
-            query.limit,
-            query.cursor.as_ref(),
-            |e| EventCursor { seq: e.seq },
-        )
+        query.page_of(&state.events)
     }
 
     async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
