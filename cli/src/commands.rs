@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use runstore::{
     ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, BundleRequest, Concern, Config, Error,
-    LogRepositoryExt, MAX_PAGE_LIMIT, MetricQuery, PatternQuery, Phase, PutOptions, Result,
-    RunFilter, RunId, RunQuery, RunStatus, Sha256Digest, Storage, SummaryQuery, Timestamp, Version,
+    EventQuery, MAX_PAGE_LIMIT, MetricQuery, PatternQuery, Phase, PutOptions, Result, RunFilter,
+    RunId, RunQuery, RunStatus, Sha256Digest, Storage, SummaryQuery, Timestamp, Version,
     WorkflowDefinition, WorkflowId, WorkflowQuery,
 };
 use serde::{Deserialize, Serialize};
@@ -463,10 +463,44 @@ fn run_line(run: &runstore::Run) -> String {
 }
 
 /// `runstore run show ID`.
-pub async fn run_show(storage: &Storage, id: &str, out: &Out) -> Result<ExitCode> {
+pub async fn run_show(
+    storage: &Storage,
+    id: &str,
+    kind: Option<String>,
+    last: Option<usize>,
+    out: &Out,
+) -> Result<ExitCode> {
     let id = RunId::new(id)?;
     let run = storage.logs.get_run(&id).await?;
-    let events = storage.logs.all_events(&id).await?;
+    let mut query = EventQuery::default().with_limit(MAX_PAGE_LIMIT);
+    if let Some(k) = kind {
+        query = query.of_kind(k);
+    }
+    let events = match last {
+        // One page, newest first, shown oldest first.
+        Some(n) => {
+            let mut page = storage
+                .logs
+                .list_events(&id, query.newest_first().with_limit(n))
+                .await?
+                .items;
+            page.reverse();
+            page
+        }
+        None => {
+            let mut all = Vec::new();
+            let mut pages = Cursors::default();
+            while let Some(cursor) = pages.next() {
+                let page = storage
+                    .logs
+                    .list_events(&id, query.clone().with_cursor(cursor))
+                    .await?;
+                all.extend(page.items);
+                pages.after(page.next);
+            }
+            all
+        }
+    };
     let value = json!({"run": run, "events": events});
     out.result(&value, || {
         let mut s = run_line(&run);

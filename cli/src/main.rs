@@ -102,7 +102,7 @@ enum Command {
         #[arg(long, value_enum, value_name = "POLICY", default_value = "report")]
         on_conflict: migration::ConflictPolicy,
         /// Records read per page and written per batch (1 to 10000).
-        #[arg(long, value_name = "N", default_value = "500", value_parser = migration::parse_batch_size)]
+        #[arg(long, value_name = "N", default_value = "500", value_parser = paging::parse_page_size)]
         batch_size: usize,
         /// In the final verification, re-read and hash every artifact's bytes
         /// on both sides.
@@ -157,10 +157,17 @@ enum WorkflowCmd {
 
 #[derive(Debug, Subcommand)]
 enum RunCmd {
-    /// Shows a run and its events.
+    /// Shows a run and its events (all of them, or of one kind, or the
+    /// last N).
     Show {
         /// The run id.
         id: String,
+        /// Only events of this kind.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Only the last N events (still shown in order).
+        #[arg(long, value_name = "N", value_parser = paging::parse_page_size)]
+        last: Option<usize>,
     },
     /// Lists runs, newest first.
     List {
@@ -176,8 +183,8 @@ enum RunCmd {
         /// Only runs started before this RFC 3339 time.
         #[arg(long, value_name = "T")]
         until: Option<String>,
-        /// At most this many runs.
-        #[arg(long, value_name = "N", default_value_t = 100)]
+        /// At most this many runs (1 to 10,000).
+        #[arg(long, value_name = "N", default_value = "100", value_parser = paging::parse_page_size)]
         limit: usize,
     },
 }
@@ -439,7 +446,9 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Workflow(WorkflowCmd::List { id }) => {
             c::workflow_list(storage, id.as_deref(), out).await
         }
-        Command::Run(RunCmd::Show { id }) => c::run_show(storage, &id, out).await,
+        Command::Run(RunCmd::Show { id, kind, last }) => {
+            c::run_show(storage, &id, kind, last, out).await
+        }
         Command::Run(RunCmd::List {
             workflow,
             status,

@@ -49,21 +49,6 @@ pub struct MigrateArgs {
     pub deep: bool,
 }
 
-/// Parses `--batch-size`: 1 to the page limit of the traits, so a bad value
-/// is a usage error (exit 2) rather than a failure half way.
-pub fn parse_batch_size(s: &str) -> std::result::Result<usize, String> {
-    let n: usize = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a whole number"))?;
-    if n == 0 || n > runstore::MAX_PAGE_LIMIT {
-        return Err(format!(
-            "must be between 1 and {}, got {n}",
-            runstore::MAX_PAGE_LIMIT
-        ));
-    }
-    Ok(n)
-}
-
 /// Opens the two sides named by configuration files. The source must
 /// exist (a typo in its path must not become an empty store that migrates
 /// "completely"), and the two must not share a store.
@@ -523,11 +508,13 @@ mod tests {
 
     #[test]
     fn batch_size_is_checked() {
-        assert_eq!(parse_batch_size("500"), Ok(500));
-        assert_eq!(parse_batch_size("1"), Ok(1));
-        assert!(parse_batch_size("0").is_err());
-        assert!(parse_batch_size("x").is_err());
-        assert!(parse_batch_size(&(runstore::MAX_PAGE_LIMIT + 1).to_string()).is_err());
+        assert_eq!(crate::paging::parse_page_size("500"), Ok(500));
+        assert_eq!(crate::paging::parse_page_size("1"), Ok(1));
+        assert!(crate::paging::parse_page_size("0").is_err());
+        assert!(crate::paging::parse_page_size("x").is_err());
+        assert!(
+            crate::paging::parse_page_size(&(runstore::MAX_PAGE_LIMIT + 1).to_string()).is_err()
+        );
     }
 
     #[test]

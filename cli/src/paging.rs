@@ -49,3 +49,19 @@ where
     }
     Ok((count, sum))
 }
+
+/// Parses a page size (`--batch-size`, `--limit`, `--last`): 1 to the page
+/// limit of the traits, so `0` and `abc` are both usage errors (exit 2)
+/// rather than a failure half way.
+pub fn parse_page_size(s: &str) -> std::result::Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if n == 0 || n > runstore::MAX_PAGE_LIMIT {
+        return Err(format!(
+            "must be between 1 and {}, got {n}",
+            runstore::MAX_PAGE_LIMIT
+        ));
+    }
+    Ok(n)
+}

@@ -1101,3 +1101,36 @@ fn import_refuses_links_out_of_the_dump() {
     let m = rs(b.path(), &["import", dump.to_str().unwrap(), "--json"]).error("invalid_input");
     assert!(m.contains("symbolic link"), "{m}");
 }
+
+/// `run show` reads one kind's events or the last N; bad page sizes are
+/// usage errors, whatever the spelling.
+#[test]
+fn run_show_by_kind_and_last_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let v = demo(d, &["--runs", "1"]);
+    let run = run_ids(&v)[0].clone();
+    let all = rs(d, &["run", "show", &run, "--json"]).ok();
+    let events = all["events"].as_array().unwrap().clone();
+    assert!(events.len() >= 3, "{all}");
+    let kind = events[1]["kind"].as_str().unwrap().to_string();
+    let want: Vec<Value> = events
+        .iter()
+        .filter(|e| e["kind"] == json!(kind))
+        .cloned()
+        .collect();
+    let v = rs(d, &["run", "show", &run, "--kind", &kind, "--json"]).ok();
+    assert_eq!(v["events"], json!(want), "{v}");
+    let v = rs(d, &["run", "show", &run, "--last", "2", "--json"]).ok();
+    assert_eq!(v["events"], json!(events[events.len() - 2..]), "{v}");
+    for bad in [
+        vec!["run", "list", "--limit", "0"],
+        vec!["run", "list", "--limit", "abc"],
+        vec!["run", "show", &run, "--last", "0"],
+    ] {
+        let mut args = bad.clone();
+        args.push("--json");
+        let v = rs(d, &args).code(2);
+        assert_eq!(v["error"]["kind"], json!("usage"), "{bad:?}: {v}");
+    }
+}
