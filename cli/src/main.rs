@@ -9,6 +9,7 @@ mod output;
 mod paging;
 mod progress;
 mod references;
+mod writes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,12 @@ enum Command {
     /// Runs and their events.
     #[command(subcommand)]
     Run(RunCmd),
+    /// Events of a run.
+    #[command(subcommand)]
+    Event(EventCmd),
+    /// Detected patterns.
+    #[command(subcommand)]
+    Pattern(PatternCmd),
     /// Artifacts and bundles.
     #[command(subcommand)]
     Artifact(ArtifactCmd),
@@ -169,6 +176,38 @@ enum RunCmd {
         #[arg(long, value_name = "N", value_parser = paging::parse_page_size)]
         last: Option<usize>,
     },
+    /// Creates a run (pending); the same id again with the same content
+    /// is a no-op.
+    Create {
+        /// The workflow id.
+        workflow: String,
+        /// The workflow version.
+        version: u32,
+        /// What started it (default `manual`).
+        #[arg(long)]
+        trigger: Option<String>,
+        /// An attribute KEY=VALUE (VALUE as JSON when it parses); repeat.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+        /// The run id (default: a new time-ordered id).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Moves a run to `running`.
+    Start {
+        /// The run id.
+        id: String,
+    },
+    /// Finishes a run now: succeeded, failed or cancelled.
+    Finish {
+        /// The run id.
+        id: String,
+        /// The terminal status.
+        status: String,
+        /// A summary KEY=VALUE (VALUE as JSON when it parses); repeat.
+        #[arg(long = "summary", value_name = "KEY=VALUE")]
+        summaries: Vec<String>,
+    },
     /// Lists runs, newest first.
     List {
         /// Only this workflow.
@@ -242,7 +281,54 @@ enum ArtifactCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum EventCmd {
+    /// Appends one event (--kind, --payload, --key) or, with --stdin, every
+    /// NDJSON line of stdin ({"kind", "payload", "idempotency_key", "at"})
+    /// in one batch.
+    Append {
+        /// The run id.
+        run: String,
+        /// The event's kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// The payload, as JSON.
+        #[arg(long)]
+        payload: Option<String>,
+        /// An idempotency key: appending it again stores nothing.
+        #[arg(long)]
+        key: Option<String>,
+        /// Read NDJSON events from stdin.
+        #[arg(long)]
+        stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PatternCmd {
+    /// Lists detected patterns, newest first.
+    List {
+        /// Only this workflow's.
+        workflow: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum MetricsCmd {
+    /// Records the metric of a finished run: status and duration from the
+    /// run, named values and counters from flags.
+    Record {
+        /// The run id.
+        run: String,
+        /// The duration in milliseconds (default: the run's end minus its start).
+        #[arg(long, value_name = "MS")]
+        duration_ms: Option<f64>,
+        /// A named value NAME=NUMBER; repeat.
+        #[arg(long = "value", value_name = "NAME=N")]
+        values: Vec<String>,
+        /// A named counter NAME=INTEGER; repeat.
+        #[arg(long = "counter", value_name = "NAME=N")]
+        counters: Vec<String>,
+    },
     /// The summary of a workflow, or of one version.
     Summary {
         /// The workflow id.
@@ -430,6 +516,9 @@ fn writes(command: &Command) -> bool {
             | Command::Import { .. }
             | Command::Workflow(WorkflowCmd::Put { .. })
             | Command::Artifact(ArtifactCmd::Put { .. } | ArtifactCmd::Bundle { .. })
+            | Command::Run(RunCmd::Create { .. } | RunCmd::Start { .. } | RunCmd::Finish { .. })
+            | Command::Event(EventCmd::Append { .. })
+            | Command::Metrics(MetricsCmd::Record { .. })
     )
 }
 
@@ -495,6 +584,43 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Artifact(ArtifactCmd::Bundle { run, path, members }) => {
             c::artifact_bundle(storage, &run, &path, &members, out).await
         }
+        Command::Run(RunCmd::Create {
+            workflow,
+            version,
+            trigger,
+            attributes,
+            id,
+        }) => writes::run_create(storage, &workflow, version, trigger, &attributes, id, out).await,
+        Command::Run(RunCmd::Start { id }) => writes::run_start(storage, &id, out).await,
+        Command::Run(RunCmd::Finish {
+            id,
+            status,
+            summaries,
+        }) => writes::run_finish(storage, &id, &status, &summaries, out).await,
+        Command::Event(EventCmd::Append {
+            run,
+            kind,
+            payload,
+            key,
+            stdin,
+        }) => {
+            let input = writes::EventInput {
+                kind,
+                payload,
+                key,
+                stdin,
+            };
+            writes::event_append(storage, &run, input, out).await
+        }
+        Command::Pattern(PatternCmd::List { workflow }) => {
+            writes::pattern_list(storage, workflow.as_deref(), out).await
+        }
+        Command::Metrics(MetricsCmd::Record {
+            run,
+            duration_ms,
+            values,
+            counters,
+        }) => writes::metrics_record(storage, &run, duration_ms, &values, &counters, out).await,
         Command::Metrics(MetricsCmd::Summary { workflow, version }) => {
             c::metrics_summary(storage, &workflow, version, out).await
         }

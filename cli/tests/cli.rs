@@ -1134,3 +1134,183 @@ fn run_show_by_kind_and_last_events() {
         assert_eq!(v["error"]["kind"], json!("usage"), "{bad:?}: {v}");
     }
 }
+
+/// An agent driven from a shell: create, start, events (flags, a repeated
+/// key, NDJSON from stdin), finish, metric; the contract's errors come
+/// through as exit code 1 with their kind.
+#[test]
+fn shell_agent_writes_a_run_end_to_end() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    rs(d, &["init", "--json"]).ok();
+    let v = rs(
+        d,
+        &[
+            "run",
+            "create",
+            "etl",
+            "1",
+            "--id",
+            "r1",
+            "--trigger",
+            "cli",
+            "--attr",
+            "owner=team-a",
+            "--attr",
+            "n=3",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["run"]["status"], json!("pending"), "{v}");
+    assert_eq!(
+        v["run"]["attributes"],
+        json!({"owner": "team-a", "n": 3}),
+        "{v}"
+    );
+    rs(d, &["run", "start", "r1", "--json"]).ok();
+    let v = rs(
+        d,
+        &[
+            "event",
+            "append",
+            "r1",
+            "--kind",
+            "step",
+            "--payload",
+            r#"{"n":1}"#,
+            "--key",
+            "k1",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        v["appended"],
+        json!([{"seq": 1, "duplicate": false}]),
+        "{v}"
+    );
+    let v = rs(
+        d,
+        &[
+            "event",
+            "append",
+            "r1",
+            "--kind",
+            "step",
+            "--payload",
+            r#"{"n":1}"#,
+            "--key",
+            "k1",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["appended"], json!([{"seq": 1, "duplicate": true}]), "{v}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runstore"))
+        .current_dir(d)
+        .env_remove("RUNSTORE_CONFIG")
+        .args(["event", "append", "r1", "--stdin", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"kind\":\"log\",\"payload\":{\"line\":\"a\"}}\n\n{\"kind\":\"log\",\"payload\":\"b\",\"idempotency_key\":\"k2\"}\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["appended"],
+        json!([{"seq": 2, "duplicate": false}, {"seq": 3, "duplicate": false}]),
+        "{v}"
+    );
+    // Metrics need a finished run.
+    let m = rs(d, &["metrics", "record", "r1", "--json"]).error("invalid_input");
+    assert!(m.contains("running"), "{m}");
+    let v = rs(
+        d,
+        &[
+            "run",
+            "finish",
+            "r1",
+            "succeeded",
+            "--summary",
+            "rows=3",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["run"]["status"], json!("succeeded"), "{v}");
+    assert_eq!(v["run"]["summaries"], json!({"rows": 3}), "{v}");
+    rs(d, &["run", "finish", "r1", "failed", "--json"]).error("conflict");
+    let v = rs(
+        d,
+        &[
+            "metrics",
+            "record",
+            "r1",
+            "--value",
+            "rows=3",
+            "--counter",
+            "retries=1",
+            "--duration-ms",
+            "1500",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["inserted"], json!(true), "{v}");
+    assert_eq!(v["metric"]["duration_micros"], json!(1_500_000), "{v}");
+    assert_eq!(v["metric"]["values"], json!({"rows": 3.0}), "{v}");
+    // Again: recorded now, so not identical (another `recorded_at`); the
+    // contract refuses a second, different metric of one run.
+    rs(
+        d,
+        &[
+            "metrics",
+            "record",
+            "r1",
+            "--value",
+            "rows=3",
+            "--counter",
+            "retries=1",
+            "--duration-ms",
+            "1500",
+            "--json",
+        ],
+    )
+    .error("conflict");
+    let v = rs(d, &["run", "show", "r1", "--json"]).ok();
+    assert_eq!(v["events"].as_array().unwrap().len(), 3, "{v}");
+    let v = rs(d, &["pattern", "list", "--json"]).ok();
+    assert_eq!(v, json!([]));
+    let v = rs(d, &["metrics", "summary", "etl", "--json"]).ok();
+    assert_eq!(v["executions"], json!(1), "{v}");
+    // Bad input: a typed error, nothing written.
+    rs(
+        d,
+        &["run", "create", "etl", "1", "--attr", "novalue", "--json"],
+    )
+    .error("invalid_input");
+    rs(
+        d,
+        &[
+            "event",
+            "append",
+            "r1",
+            "--kind",
+            "x",
+            "--payload",
+            "{not json",
+            "--json",
+        ],
+    )
+    .error("invalid_input");
+    rs(d, &["run", "finish", "r1", "paused", "--json"]).error("invalid_input");
+}

@@ -54,7 +54,7 @@ impl fmt::Display for ErrorKind {
 /// assert!(err.to_string().contains("workflow_id"));
 /// assert!(!err.is_retryable());
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// See [`ErrorKind::NotFound`].
@@ -210,5 +210,24 @@ impl Error {
     /// an `AsyncRead`; [`Error::io`] unwraps it again.
     pub fn into_io(self) -> std::io::Error {
         std::io::Error::new(std::io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// `Debug` reads like `Display`, followed by the chain of causes, so a
+/// `?` in `main` or an `unwrap` prints the message rather than the enum.
+///
+/// ```
+/// let err = runstore_core::Error::not_found("run r1");
+/// assert_eq!(format!("{err:?}"), "not found: run r1");
+/// ```
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
     }
 }

@@ -8,8 +8,12 @@ use crate::artifact_path::ArtifactKey;
 use crate::artifacts::{ArtifactInfo, ArtifactStore, ByteStream, PutOptions};
 use crate::error::{Error, Result};
 use crate::id::{RunId, Version, WorkflowId};
-use crate::logs::{Event, EventQuery, LogRepository, Run, RunFilter, RunQuery};
+use crate::logs::{
+    Event, EventQuery, LogRepository, Run, RunFilter, RunQuery, RunStatus, RunUpdate,
+};
 use crate::page::MAX_PAGE_LIMIT;
+use crate::timestamp::Timestamp;
+use crate::workflows::{WorkflowDefinition, WorkflowRepository};
 use crate::written::Written;
 
 /// Conveniences for [`LogRepository`].
@@ -52,9 +56,64 @@ pub trait LogRepositoryExt: LogRepository {
             }
         }
     }
+
+    /// Finishes a run now with a terminal `status`: one call for
+    /// `update_status(id, RunUpdate::finished(status, Timestamp::now()))`.
+    /// Finishing again with the same status succeeds and changes nothing.
+    async fn finish_run(&self, run_id: &RunId, status: RunStatus) -> Result<Run> {
+        if !status.is_terminal() {
+            return Err(Error::invalid(
+                "status",
+                format!("{status} is not a terminal status (succeeded, failed, cancelled)"),
+            ));
+        }
+        self.update_status(run_id, RunUpdate::finished(status, Timestamp::now()))
+            .await
+    }
 }
 
 impl<T: LogRepository + ?Sized> LogRepositoryExt for T {}
+
+/// Conveniences for [`WorkflowRepository`].
+#[async_trait]
+pub trait WorkflowRepositoryExt: WorkflowRepository {
+    /// Stores `body` as the next version of workflow `id`: version 1 if
+    /// none is stored, else the latest plus one, with the latest as its
+    /// parent. A concurrent writer that stored that version first makes
+    /// this [`Error::Conflict`] (versions are immutable); read the latest
+    /// again and retry.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use runstore_core::{WorkflowId, WorkflowRepositoryExt, memory};
+    /// let s = memory::store_set();
+    /// let id = WorkflowId::new("etl").unwrap();
+    /// let v1 = s.workflows.store_next_version(&id, serde_json::json!({"steps": 1})).await.unwrap();
+    /// let v2 = s.workflows.store_next_version(&id, serde_json::json!({"steps": 2})).await.unwrap();
+    /// assert_eq!((v1.record.version.get(), v2.record.version.get()), (1, 2));
+    /// assert_eq!(v2.record.parent, Some(v1.record.version));
+    /// # });
+    /// ```
+    async fn store_next_version(
+        &self,
+        id: &WorkflowId,
+        body: serde_json::Value,
+    ) -> Result<Written<WorkflowDefinition>> {
+        let def = match self.get_latest(id).await {
+            Ok(latest) => {
+                let next = Version::new(latest.version.get().saturating_add(1))?;
+                WorkflowDefinition::new(id.clone(), next, body).with_parent(latest.version)
+            }
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
+                WorkflowDefinition::new(id.clone(), Version::FIRST, body)
+            }
+            Err(e) => return Err(e),
+        };
+        self.store(def).await
+    }
+}
+
+impl<T: WorkflowRepository + ?Sized> WorkflowRepositoryExt for T {}
 
 /// Conveniences for [`ArtifactStore`].
 #[async_trait]

@@ -28,7 +28,7 @@ pub use artifacts::{
 };
 pub use digest::{Sha256Digest, Sha256Hasher, canonical_json, content_hash};
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use ext::{ArtifactStoreExt, LogRepositoryExt};
+pub use ext::{ArtifactStoreExt, LogRepositoryExt, WorkflowRepositoryExt};
 pub use id::{PatternId, Phase, RunId, Version, WorkflowId};
 pub use logs::{
     Appended, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunCursor,

@@ -40,6 +40,60 @@ pub struct ExecutionMetric {
 }
 
 impl ExecutionMetric {
+    /// The metric of a finished run: its ids and status, the duration from
+    /// its start to its end, recorded now, without counters or values
+    /// (add them with [`ExecutionMetric::with_value`] and
+    /// [`ExecutionMetric::with_counter`]). A run that is not finished is
+    /// [`Error::InvalidInput`].
+    ///
+    /// ```
+    /// use runstore_core::{ExecutionMetric, Run, RunStatus, RunUpdate, Timestamp, Version, WorkflowId};
+    /// let run = Run::new(WorkflowId::new("etl").unwrap(), Version::FIRST);
+    /// assert!(ExecutionMetric::from_run(&run).is_err());
+    /// let end = Timestamp::from_micros(run.started_at.as_micros() + 1_500_000).unwrap();
+    /// let (done, _) = run.apply_update(&RunUpdate::finished(RunStatus::Succeeded, end)).unwrap();
+    /// let m = ExecutionMetric::from_run(&done).unwrap().with_value("rows", 42.0);
+    /// assert_eq!(m.duration_micros, 1_500_000);
+    /// assert_eq!(m.values["rows"], 42.0);
+    /// ```
+    pub fn from_run(run: &crate::logs::Run) -> Result<ExecutionMetric> {
+        let end = match (run.status.is_terminal(), run.ended_at) {
+            (true, Some(end)) => end,
+            _ => {
+                return Err(Error::invalid(
+                    "run",
+                    format!(
+                        "run {} is {}; a metric is of a finished run",
+                        run.id, run.status
+                    ),
+                ));
+            }
+        };
+        let micros = end.as_micros().saturating_sub(run.started_at.as_micros());
+        Ok(ExecutionMetric {
+            run_id: run.id.clone(),
+            workflow_id: run.workflow_id.clone(),
+            workflow_version: run.workflow_version,
+            status: run.status,
+            duration_micros: u64::try_from(micros).unwrap_or(0),
+            recorded_at: Timestamp::now(),
+            counters: BTreeMap::new(),
+            values: BTreeMap::new(),
+        })
+    }
+
+    /// Adds a named numeric value.
+    pub fn with_value(mut self, name: impl Into<String>, value: f64) -> Self {
+        self.values.insert(name.into(), value);
+        self
+    }
+
+    /// Adds a named counter.
+    pub fn with_counter(mut self, name: impl Into<String>, value: i64) -> Self {
+        self.counters.insert(name.into(), value);
+        self
+    }
+
     /// Checks: terminal status, duration fits `i64`, names are labels,
     /// values finite.
     pub fn validate(&self) -> Result<()> {

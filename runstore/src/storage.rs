@@ -45,6 +45,16 @@ impl Storage {
         Storage::open(&Config::default()).await
     }
 
+    /// Opens the configuration file named by `RUNSTORE_CONFIG`, or the
+    /// embedded default when it is not set: what the `runstore` command
+    /// line does, for applications that follow the same convention.
+    pub async fn open_from_env() -> Result<Storage> {
+        match std::env::var_os("RUNSTORE_CONFIG") {
+            Some(path) if !path.is_empty() => Storage::open_file(path).await,
+            _ => Storage::open_default().await,
+        }
+    }
+
     /// Reads a YAML file and opens what it names.
     pub async fn open_file(path: impl AsRef<Path>) -> Result<Storage> {
         let path = path.as_ref().to_path_buf();
