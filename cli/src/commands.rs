@@ -470,7 +470,7 @@ pub async fn run_show(
     last: Option<usize>,
     out: &Out,
 ) -> Result<ExitCode> {
-    let id = RunId::new(id)?;
+    let id = resolve_run(storage, id).await?;
     let run = storage.logs.get_run(&id).await?;
     let mut query = EventQuery::default().with_limit(MAX_PAGE_LIMIT);
     if let Some(k) = kind {
@@ -526,10 +526,91 @@ pub async fn run_show(
 #[derive(Debug)]
 pub struct RunListArgs {
     pub workflow: Option<String>,
+    pub version: Option<u32>,
     pub status: Vec<String>,
+    pub trigger: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
     pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// A time on the command line: RFC 3339, a date (`2026-11-30`, midnight
+/// UTC), or an age before now (`90s`, `15m`, `12h`, `2d`).
+pub fn parse_time(field: &str, s: &str) -> Result<Timestamp> {
+    let s = s.trim();
+    if let Some(unit) = s.chars().last().filter(|c| "smhd".contains(*c)) {
+        let digits = &s[..s.len() - 1];
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            let n: i64 = digits
+                .parse()
+                .map_err(|_| Error::invalid(field, format!("{s} is too large")))?;
+            let secs = match unit {
+                's' => n,
+                'm' => n.saturating_mul(60),
+                'h' => n.saturating_mul(3600),
+                _ => n.saturating_mul(86_400),
+            };
+            let micros = Timestamp::now()
+                .as_micros()
+                .saturating_sub(secs.saturating_mul(1_000_000));
+            return Timestamp::from_micros(micros);
+        }
+    }
+    if s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-' {
+        return format!("{s}T00:00:00Z")
+            .parse::<Timestamp>()
+            .map_err(|_| Error::invalid(field, format!("{s} is not a date (YYYY-MM-DD)")));
+    }
+    s.parse::<Timestamp>().map_err(|e| {
+        Error::invalid(
+            field,
+            format!("{s}: use RFC 3339 (2026-11-30T12:00:00Z), a date (2026-11-30) or an age (90s, 15m, 12h, 2d): {e}"),
+        )
+    })
+}
+
+/// A run id as given, or the one stored run whose id starts with it (at
+/// least 4 characters). Scans the runs when the exact id is not stored:
+/// a convenience for people typing ids, not for scripts.
+pub async fn resolve_run(storage: &Storage, given: &str) -> Result<RunId> {
+    let exact = RunId::new(given)?;
+    match storage.logs.get_run(&exact).await {
+        Ok(_) => return Ok(exact),
+        Err(e) if e.kind() != runstore::ErrorKind::NotFound || given.len() < 4 => return Err(e),
+        Err(_) => {}
+    }
+    let mut found: Vec<RunId> = Vec::new();
+    let mut pages = Cursors::default();
+    while let Some(cursor) = pages.next() {
+        let page = storage
+            .logs
+            .query_runs(
+                RunQuery::default()
+                    .with_limit(MAX_PAGE_LIMIT)
+                    .with_cursor(cursor),
+            )
+            .await?;
+        found.extend(
+            page.items
+                .into_iter()
+                .filter(|r| r.id.as_str().starts_with(given))
+                .map(|r| r.id),
+        );
+        if found.len() > 1 {
+            return Err(Error::invalid(
+                "run",
+                format!(
+                    "{given} is the start of several run ids ({}, {}, ...); give more of it",
+                    found[0], found[1]
+                ),
+            ));
+        }
+        pages.after(page.next);
+    }
+    found
+        .pop()
+        .ok_or_else(|| Error::not_found(format!("run {given} (no run id starts with it either)")))
 }
 
 /// `runstore run list`.
@@ -544,15 +625,21 @@ pub async fn run_list(storage: &Storage, args: RunListArgs, out: &Out) -> Result
         .map(|s| s.trim().parse::<RunStatus>())
         .collect::<Result<Vec<_>>>()?;
     filter = filter.statuses(statuses);
+    if let Some(v) = args.version {
+        filter = filter.version(Version::new(v)?);
+    }
+    if let Some(t) = args.trigger {
+        filter = filter.trigger(t);
+    }
     let since = args
         .since
         .as_deref()
-        .map(str::parse::<Timestamp>)
+        .map(|s| parse_time("since", s))
         .transpose()?;
     let until = args
         .until
         .as_deref()
-        .map(str::parse::<Timestamp>)
+        .map(|s| parse_time("until", s))
         .transpose()?;
     filter = filter.started_between(since, until);
     if args.limit == 0 {
@@ -560,7 +647,10 @@ pub async fn run_list(storage: &Storage, args: RunListArgs, out: &Out) -> Result
     }
     let mut list = out.list()?;
     let mut left = args.limit;
-    let mut pages = Cursors::default();
+    let mut pages = match args.cursor {
+        Some(c) => Cursors::after_cursor(runstore::Cursor::from_string(c)),
+        None => Cursors::default(),
+    };
     while left > 0
         && let Some(cursor) = pages.next()
     {
@@ -575,6 +665,12 @@ pub async fn run_list(storage: &Storage, args: RunListArgs, out: &Out) -> Result
         left -= page.items.len().min(left);
         for run in &page.items {
             list.item(run, || run_line(run))?;
+        }
+        if left == 0
+            && let Some(next) = &page.next
+        {
+            // More than --limit: where the next listing starts.
+            eprintln!("more runs: --cursor {}", next.as_str());
         }
         pages.after(page.next);
     }

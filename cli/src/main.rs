@@ -216,12 +216,22 @@ enum RunCmd {
         /// Only these statuses (repeat or separate with commas).
         #[arg(long, value_name = "S", value_delimiter = ',')]
         status: Vec<String>,
-        /// Only runs started at or after this RFC 3339 time.
+        /// Only this workflow version.
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+        /// Only runs with this trigger.
+        #[arg(long, value_name = "T")]
+        trigger: Option<String>,
+        /// Only runs started at or after T: RFC 3339, a date (2026-11-30,
+        /// midnight UTC), or an age (90s, 15m, 12h, 2d ago).
         #[arg(long, value_name = "T")]
         since: Option<String>,
-        /// Only runs started before this RFC 3339 time.
+        /// Only runs started before T (same forms as --since).
         #[arg(long, value_name = "T")]
         until: Option<String>,
+        /// Continue after the cursor a previous listing printed.
+        #[arg(long, value_name = "CURSOR")]
+        cursor: Option<String>,
         /// At most this many runs (1 to 10,000).
         #[arg(long, value_name = "N", default_value = "100", value_parser = paging::parse_page_size)]
         limit: usize,
@@ -540,17 +550,23 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         }
         Command::Run(RunCmd::List {
             workflow,
+            version,
             status,
+            trigger,
             since,
             until,
             limit,
+            cursor,
         }) => {
             let filter = c::RunListArgs {
                 workflow,
+                version,
                 status,
+                trigger,
                 since,
                 until,
                 limit,
+                cursor,
             };
             c::run_list(storage, filter, out).await
         }

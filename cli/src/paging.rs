@@ -19,6 +19,13 @@ impl Default for Cursors {
 }
 
 impl Cursors {
+    /// Starting after `cursor` (a `--cursor` given on the command line).
+    pub fn after_cursor(cursor: Cursor) -> Self {
+        Cursors {
+            next: Some(Some(cursor)),
+        }
+    }
+
     /// The cursor to read the next page with (`Some(None)`: the first page),
     /// or `None` once the last page was read.
     pub fn next(&mut self) -> Option<Option<Cursor>> {

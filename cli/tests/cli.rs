@@ -1314,3 +1314,89 @@ fn shell_agent_writes_a_run_end_to_end() {
     .error("invalid_input");
     rs(d, &["run", "finish", "r1", "paused", "--json"]).error("invalid_input");
 }
+
+/// `run list` by version and trigger, with relative and date-only times
+/// and a cursor to go on; `run show` by an unambiguous id prefix.
+#[test]
+fn run_list_filters_times_cursor_and_show_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (id, version, trigger) in [
+        ("alpha-1", "1", "cron"),
+        ("alpha-2", "2", "cron"),
+        ("beta-1", "1", "hook"),
+    ] {
+        rs(
+            d,
+            &[
+                "run",
+                "create",
+                "etl",
+                version,
+                "--id",
+                id,
+                "--trigger",
+                trigger,
+                "--json",
+            ],
+        )
+        .ok();
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let v = rs(d, &["run", "list", "--version", "1", "--json"]).ok();
+    assert_eq!(ids(&v), vec!["alpha-1", "beta-1"], "{v}");
+    let v = rs(d, &["run", "list", "--trigger", "hook", "--json"]).ok();
+    assert_eq!(ids(&v), vec!["beta-1"], "{v}");
+    let v = rs(d, &["run", "list", "--since", "1h", "--json"]).ok();
+    assert_eq!(ids(&v).len(), 3, "{v}");
+    let v = rs(d, &["run", "list", "--until", "2h", "--json"]).ok();
+    assert_eq!(ids(&v).len(), 0, "{v}");
+    let v = rs(
+        d,
+        &[
+            "run",
+            "list",
+            "--since",
+            "2000-01-01",
+            "--until",
+            "9999-01-01",
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(ids(&v).len(), 3, "{v}");
+    rs(d, &["run", "list", "--since", "yesterday", "--json"]).error("invalid_input");
+    // Two at a time: the cursor printed on stderr continues the listing.
+    let o = rs(d, &["run", "list", "--limit", "2", "--json"]);
+    let first = o.code(0);
+    let cursor = o
+        .stderr
+        .trim()
+        .strip_prefix("more runs: --cursor ")
+        .expect(&o.stderr)
+        .to_string();
+    let rest = rs(
+        d,
+        &["run", "list", "--limit", "2", "--cursor", &cursor, "--json"],
+    )
+    .ok();
+    let mut all = ids(&first);
+    all.extend(ids(&rest));
+    all.sort();
+    assert_eq!(all, vec!["alpha-1", "alpha-2", "beta-1"]);
+    // Prefixes.
+    let v = rs(d, &["run", "show", "beta", "--json"]).ok();
+    assert_eq!(v["run"]["id"], json!("beta-1"), "{v}");
+    let m = rs(d, &["run", "show", "alph", "--json"]).error("invalid_input");
+    assert!(m.contains("several"), "{m}");
+    rs(d, &["run", "show", "gamma", "--json"]).error("not_found");
+}
