@@ -505,6 +505,13 @@ pub async fn run_show(
     out.result(&value, || {
         let mut s = run_line(&run);
         s.push('\n');
+        s.push_str(&format!("trigger: {}\n", run.trigger));
+        if !run.attributes.is_empty() {
+            s.push_str(&format!(
+                "attributes: {}\n",
+                Value::Object(run.attributes.clone())
+            ));
+        }
         if !run.summaries.is_empty() {
             s.push_str(&format!(
                 "summaries: {}\n",
@@ -907,6 +914,16 @@ pub async fn metrics_summary(
         None => SummaryQuery::default(),
     };
     let s = storage.metrics.summary(&id, query).await?;
+    if s.executions == 0 {
+        // An empty summary reads like a workflow that never ran; say which
+        // it is, so a typo in the id is noticed.
+        let known = !storage.workflows.list_versions(&id).await?.is_empty();
+        out.note(&if known {
+            format!("workflow {id} has no recorded metrics yet")
+        } else {
+            format!("no workflow {id} is stored, and no metrics name it (check the id)")
+        });
+    }
     out.result(&s, || summary_text(&s))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -336,7 +336,37 @@ pub async fn demo(storage: &Storage, runs: u32, out: &Out) -> Result<ExitCode> {
         s.push_str(&crate::commands::summary_text(&summary));
         s.push('\n');
         s.push_str(&crate::commands::summary_text(&summary_v2));
+        s.push_str(&format!("\n{}", where_and_next(storage, &id)));
         s
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the demo's data went and what to try next.
+fn where_and_next(storage: &Storage, id: &runstore::WorkflowId) -> String {
+    let mut s = String::from("stored in:\n");
+    for b in storage.backends() {
+        let concerns: Vec<&str> = b.concerns.iter().map(|c| c.as_str()).collect();
+        let at = b
+            .concerns
+            .first()
+            .and_then(|c| {
+                storage
+                    .config()
+                    .backend(*c)
+                    .str_option("path")
+                    .map(str::to_string)
+            })
+            .map(|p| format!(" at {p}"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "  {} ({}){at}\n",
+            b.type_name,
+            concerns.join(", ")
+        ));
+    }
+    s.push_str(&format!(
+        "try next:\n  runstore run list --workflow {id}\n  runstore run show <run id> --last 5\n  runstore metrics summary {id}\n  runstore check\n"
+    ));
+    s
 }

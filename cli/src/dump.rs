@@ -378,6 +378,16 @@ async fn hash_file(f: &mut tokio::fs::File, path: &Path) -> Result<(runstore::Sh
 
 /// `runstore import DIR`.
 pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
+    if storage
+        .backends()
+        .iter()
+        .any(|b| matches!(b.backend.handle, runstore::BackendHandle::Memory))
+    {
+        // Always on stderr (also with --json): it is what the user must know.
+        eprintln!(
+            "warning: the configuration keeps some concerns in memory; what this import stores there is gone when the command ends"
+        );
+    }
     let meta = tokio::fs::metadata(dir)
         .await
         .map_err(|e| Error::invalid("dir", format!("{}: {e}", dir.display())))?;

@@ -369,14 +369,9 @@ impl ConcernBars {
             )
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         };
-        // indicatif's {per_sec} prints four decimals; whole records read better.
-        style.with_key(
-            "rate",
-            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let secs = state.elapsed().as_secs_f64();
-                let _ = write!(w, "{}", rate_text(secs, state.pos()));
-            },
-        )
+        // indicatif's {per_sec} prints four decimals (and absurd rates at
+        // the start); whole records once meaningful read better.
+        crate::progress::with_rate_key(style)
     }
 
     /// Removes the bars still drawn (e.g. on an error), so the report or the
@@ -413,19 +408,6 @@ fn eta(started: Instant, done: u64, total: u64) -> Option<Duration> {
     Some(Duration::from_secs_f64(per * (total - done) as f64))
 }
 
-/// Shortest time over which a rate means something: before it, a handful
-/// of records in microseconds would show billions per second.
-const MIN_RATE_SECS: f64 = 0.5;
-
-/// `N/s`, or `-/s` while too little time has passed to say.
-fn rate_text(secs: f64, done: u64) -> String {
-    if secs >= MIN_RATE_SECS {
-        format!("{:.0}/s", done as f64 / secs)
-    } else {
-        "-/s".to_string()
-    }
-}
-
 impl MigrationProgress for ConcernBars {
     fn on_progress(&self, concern: &str, done: u64, total: Option<u64>) {
         let mut state = self.lock();
@@ -458,7 +440,7 @@ impl MigrationProgress for ConcernBars {
         entry.total = total;
         if self.plain && done >= entry.next_line {
             entry.next_line = (done / PLAIN_EVERY + 1) * PLAIN_EVERY;
-            let r = rate_text(entry.started.elapsed().as_secs_f64(), done);
+            let r = crate::progress::rate_text(entry.started.elapsed().as_secs_f64(), done);
             let text = match total {
                 Some(t) => {
                     let eta = eta(entry.started, done, t)
@@ -486,10 +468,10 @@ impl MigrationProgress for ConcernBars {
             bar.finish_and_clear();
         }
         let secs = started.elapsed().as_secs_f64();
-        let text = if secs >= MIN_RATE_SECS {
+        let text = if secs >= crate::progress::MIN_RATE_SECS {
             format!(
                 "{label}: {done} records in {secs:.2}s ({})",
-                rate_text(secs, done)
+                crate::progress::rate_text(secs, done)
             )
         } else {
             format!("{label}: {done} records in {secs:.2}s")

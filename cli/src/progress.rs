@@ -18,6 +18,33 @@ pub struct Progress {
     plain: bool,
 }
 
+/// Shortest time over which a rate means something: before it, a handful
+/// of records in microseconds would show billions per second.
+pub const MIN_RATE_SECS: f64 = 0.5;
+
+/// `N/s`, or `-/s` while too little time has passed to say.
+pub fn rate_text(secs: f64, done: u64) -> String {
+    if secs >= MIN_RATE_SECS {
+        format!("{:.0}/s", done as f64 / secs)
+    } else {
+        "-/s".to_string()
+    }
+}
+
+/// The `{rate}` key of progress templates: [`rate_text`] of the bar.
+pub fn with_rate_key(style: ProgressStyle) -> ProgressStyle {
+    style.with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(
+                w,
+                "{}",
+                rate_text(state.elapsed().as_secs_f64(), state.pos())
+            );
+        },
+    )
+}
+
 impl Progress {
     /// Starts counting. `quiet` suppresses plain lines (the bar is still shown
     /// on a terminal, on stderr, so `--json` stdout stays clean).
@@ -28,10 +55,10 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             // The template is a constant; fall back to the default if it were bad.
             let style = ProgressStyle::with_template(
-                "{spinner} {prefix}: {human_pos} records ({per_sec}, {elapsed})",
+                "{spinner} {prefix}: {human_pos} records ({rate}, {elapsed})",
             )
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            bar.set_style(style);
+            bar.set_style(with_rate_key(style));
             bar.set_prefix(label.clone());
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
@@ -59,15 +86,17 @@ impl Progress {
     /// Ends the step with a final line.
     pub fn finish(self) -> u64 {
         let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 {
-            self.count as f64 / secs
+        let line = if secs >= MIN_RATE_SECS {
+            format!(
+                "{}: {} records in {:.2}s ({})",
+                self.label,
+                self.count,
+                secs,
+                rate_text(secs, self.count)
+            )
         } else {
-            0.0
+            format!("{}: {} records in {:.2}s", self.label, self.count, secs)
         };
-        let line = format!(
-            "{}: {} records in {:.2}s ({:.0}/s)",
-            self.label, self.count, secs, rate
-        );
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
             eprintln!("{line}");

@@ -1400,3 +1400,43 @@ fn run_list_filters_times_cursor_and_show_by_prefix() {
     assert!(m.contains("several"), "{m}");
     rs(d, &["run", "show", "gamma", "--json"]).error("not_found");
 }
+
+/// What a new user meets: the demo says where the data went and what to
+/// try; a summary of an unknown workflow says so; an import into memory
+/// warns; tiny inputs show no absurd rates.
+#[test]
+fn first_steps_say_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = rs(d, &["demo", "--runs", "1"]);
+    o.prints(
+        0,
+        &[
+            "stored in:",
+            "runstore-data",
+            "try next:",
+            "runstore run list",
+        ],
+    );
+    let o = rs(d, &["metrics", "summary", "no-such-workflow"]);
+    assert_eq!(o.code, 0);
+    assert!(
+        o.stderr.contains("no workflow no-such-workflow is stored"),
+        "{}",
+        o.stderr
+    );
+    // Export of a tiny store: no rate on the final lines (far too short to mean one).
+    let o = rs(d, &["export", "--out", "dump"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    for line in o.stderr.lines().filter(|l| l.contains(" records in ")) {
+        assert!(!line.contains("/s"), "{line}");
+    }
+    write(
+        d,
+        "mem.yaml",
+        "storage:\n  workflows: { type: memory }\n  logs: { type: memory }\n  metrics: { type: memory }\n  artifacts: { type: memory }\n",
+    );
+    let o = rs(d, &["--config", "mem.yaml", "import", "dump", "--json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("in memory"), "{}", o.stderr);
+}
