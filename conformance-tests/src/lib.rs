@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod factory;
 pub mod fixtures;
 pub mod hostile;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod outcome;
@@ -92,6 +93,13 @@ macro_rules! __for_each_rule {
             hostile::hostile_cursors_and_limits_rejected,
             // Model-based properties
             model::model_based_random_operations_match_reference,
+            // Lifecycle: deletes and selection for retention
+            lifecycle::lifecycle_delete_runs_cascades_events,
+            lifecycle::lifecycle_delete_batch_validated,
+            lifecycle::lifecycle_metrics_delete_many,
+            lifecycle::lifecycle_artifacts_delete_of_one_run,
+            lifecycle::lifecycle_workflow_delete_with_children,
+            lifecycle::lifecycle_runs_filter_by_end_time,
         }
     };
 }
