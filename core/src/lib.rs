@@ -15,6 +15,7 @@ pub mod logs;
 pub mod memory;
 pub mod metrics;
 pub mod page;
+pub mod retention;
 pub mod stores;
 pub mod text;
 pub mod timestamp;
