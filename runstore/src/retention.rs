@@ -411,3 +411,98 @@ pub async fn delete_workflow_version(
     }
     stores.workflows.delete(id, version).await
 }
+
+/// Counters of a [`RetentionTask`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RetentionStats {
+    /// Prunes finished.
+    pub passes: u64,
+    /// Prunes that failed (the task goes on at the next interval).
+    pub failures: u64,
+    /// Runs pruned over all passes.
+    pub runs_pruned: u64,
+}
+
+/// A background task applying a policy every interval; see
+/// [`RetentionTask::spawn`]. Dropping it without [`RetentionTask::stop`]
+/// also stops it (at its next wake-up).
+#[derive(Debug)]
+pub struct RetentionTask {
+    cancel: tokio::sync::watch::Sender<bool>,
+    stats: std::sync::Arc<std::sync::Mutex<RetentionStats>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RetentionTask {
+    /// Spawns the task on the current tokio runtime: a prune of `stores`
+    /// by `policy` right away, then every `interval`. A failed prune is
+    /// logged and counted, and retried at the next interval (a prune is
+    /// re-runnable). `options.now` is ignored: each pass measures ages at
+    /// its own start.
+    pub fn spawn(
+        stores: StoreSet,
+        policy: RetentionPolicy,
+        interval: std::time::Duration,
+        options: PruneOptions,
+    ) -> RetentionTask {
+        let (cancel, mut cancelled) = tokio::sync::watch::channel(false);
+        let stats = std::sync::Arc::new(std::sync::Mutex::new(RetentionStats::default()));
+        let counters = stats.clone();
+        let handle = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = cancelled.changed() => return,
+                }
+                let mut opts = options.clone();
+                opts.now = None;
+                let pass = {
+                    let n = counters.lock().map(|s| s.passes + s.failures).unwrap_or(0);
+                    tracing::info_span!("retention_pass", pass = n + 1)
+                };
+                let result = tokio::select! {
+                    r = tracing::Instrument::instrument(prune(&stores, &policy, opts, |_| {}), pass) => r,
+                    // A stop in the middle of a pass: the pass is dropped
+                    // between two awaits; the next prune finishes its work.
+                    _ = cancelled.changed() => return,
+                };
+                let mut s = counters.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(report) => {
+                        s.passes += 1;
+                        s.runs_pruned += report.total().runs;
+                        tracing::info!(
+                            pruned = report.total().runs,
+                            total_pruned = s.runs_pruned,
+                            "retention pass done"
+                        );
+                    }
+                    Err(e) => {
+                        s.failures += 1;
+                        tracing::warn!(error = %e, "retention pass failed; retried at the next interval");
+                    }
+                }
+            }
+        });
+        RetentionTask {
+            cancel,
+            stats,
+            handle,
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> RetentionStats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the task and waits for it; returns the final counters.
+    pub async fn stop(self) -> RetentionStats {
+        let _ = self.cancel.send(true);
+        let _ = self.handle.await;
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -409,3 +409,53 @@ retention:
     let err = parse_policy("retention:\n  rules:\n    - { outcome: any }\n", "p.yaml").unwrap_err();
     assert!(err.to_string().contains("max_age, keep_last"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_task_prunes_every_interval_and_stops() {
+    use runstore::retention::RetentionTask;
+    let stores = memory::store_set();
+    for i in 0..3 {
+        seed(
+            &stores,
+            &run(&format!("r{i}"), "a", RunStatus::Succeeded, i, i + 1),
+        )
+        .await;
+    }
+    let policy = RetentionPolicy::new(vec![
+        RetentionRule::new(OutcomeSelector::Any).with_keep_last(1),
+    ]);
+    let task = RetentionTask::spawn(
+        stores.clone(),
+        policy,
+        std::time::Duration::from_millis(20),
+        PruneOptions::default(),
+    );
+    let wait_for = |want: u64| {
+        let task = &task;
+        async move {
+            for _ in 0..500 {
+                if task.stats().runs_pruned >= want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the task did not prune {want} runs: {:?}", task.stats());
+        }
+    };
+    wait_for(2).await;
+    assert_eq!(remaining(&stores).await, BTreeSet::from(["r2".to_string()]));
+    // New runs are pruned by a later pass.
+    seed(&stores, &run("r9", "a", RunStatus::Failed, 100, 101)).await;
+    wait_for(3).await;
+    assert_eq!(remaining(&stores).await, BTreeSet::from(["r9".to_string()]));
+    let stats = tokio::time::timeout(std::time::Duration::from_secs(5), task.stop())
+        .await
+        .expect("stop returns promptly");
+    assert!(stats.passes >= 2, "{stats:?}");
+    assert_eq!(stats.failures, 0);
+    assert_eq!(stats.runs_pruned, 3);
+    // Stopped: a new prunable run stays.
+    seed(&stores, &run("r10", "a", RunStatus::Failed, 200, 201)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    assert_eq!(remaining(&stores).await.len(), 2);
+}
