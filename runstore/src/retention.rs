@@ -121,15 +121,23 @@ pub async fn prune(
     options: PruneOptions,
     mut progress: impl FnMut(&PruneReport),
 ) -> Result<PruneReport> {
-    policy.validate()?;
-    let limit = runstore_core::validate_limit(options.page_size)?;
-    let now = options.now.unwrap_or_else(Timestamp::now);
     let span = tracing::info_span!(
         "prune",
         dry_run = options.dry_run,
         rules = policy.rules.len()
     );
-    let _entered = span.enter();
+    tracing::Instrument::instrument(prune_inner(stores, policy, options, &mut progress), span).await
+}
+
+async fn prune_inner(
+    stores: &StoreSet,
+    policy: &RetentionPolicy,
+    options: PruneOptions,
+    progress: &mut impl FnMut(&PruneReport),
+) -> Result<PruneReport> {
+    policy.validate()?;
+    let limit = runstore_core::validate_limit(options.page_size)?;
+    let now = options.now.unwrap_or_else(Timestamp::now);
     let mut ranker = policy.ranker();
     let mut per_rule: BTreeMap<usize, RuleReport> = BTreeMap::new();
     let mut examined = 0u64;
