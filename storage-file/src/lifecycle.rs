@@ -35,7 +35,50 @@ pub(crate) fn delete_runs(inner: &Inner, ids: &[RunId]) -> Result<Deleted<RunId>
     }
     let mut tickets = Vec::new();
     logs::append_journal(inner, &journal, &mut tickets)?;
-    logs::finish(inner, locked, out, tickets)
+    // Synced before a compaction may copy these lines into a new file.
+    for t in tickets {
+        inner.syncer.sync(t)?;
+    }
+    logs::compact_journal(inner)?;
+    logs::finish(inner, locked, out, Vec::new())
+}
+
+/// Journals are rewritten when at least half of them, and at least this
+/// many bytes, is lines that no longer count (deleted or superseded
+/// records): rare enough that the rewrite's cost is spread over many
+/// deletes.
+pub(crate) const COMPACT_MIN_WASTE: u64 = 64 * 1024;
+
+/// Whether a journal of `len` bytes whose live records take `live` bytes
+/// is worth rewriting.
+pub(crate) fn worth_compacting(len: u64, live: u64) -> bool {
+    len >= live.saturating_mul(2) && len - live >= COMPACT_MIN_WASTE
+}
+
+/// Rewrites the metrics journal with one `put` line per live metric when
+/// worth it (the caller holds the exclusive metrics lock and has synced).
+fn compact_metrics(inner: &Inner) -> Result<bool> {
+    let mut st = metrics::refresh(inner, &inner.metrics, true)?;
+    let path = metrics::journal_path(inner, MetricsState::NAME)?;
+    let Some(meta) = fsutil::regular_file_meta(&path)? else {
+        return Ok(false);
+    };
+    let mut body = Vec::new();
+    for m in st.metrics.values() {
+        body.extend(metrics::to_line(&MetricLine::Put { metric: m.clone() })?);
+    }
+    if !worth_compacting(meta.len(), body.len() as u64) {
+        return Ok(false);
+    }
+    let dir = inner.root.dir(&["metrics"])?;
+    fsutil::write_atomic(&dir, MetricsState::NAME, &body, inner.durability)?;
+    let meta = fsutil::regular_file_meta(&path)?.ok_or_else(|| {
+        runstore_core::Error::backend("the compacted metrics journal vanished", None)
+    })?;
+    let (file, offset) = st.position();
+    *file = Some(fsutil::file_id(&meta));
+    *offset = meta.len();
+    Ok(true)
 }
 
 /// Deletes metrics with one append of their `delete` lines.
@@ -54,8 +97,11 @@ pub(crate) fn delete_metrics(inner: &Inner, ids: &[RunId]) -> Result<Deleted<Run
             run_id: id.clone(),
         })?);
     }
-    let t = metrics::append_to(inner, MetricsState::NAME, &journal)?;
-    metrics::sync_after(inner, g, t)?;
+    if let Some(t) = metrics::append_to(inner, MetricsState::NAME, &journal)? {
+        inner.syncer.sync(t)?;
+    }
+    compact_metrics(inner)?;
+    metrics::sync_after(inner, g, None)?;
     Ok(out)
 }
 

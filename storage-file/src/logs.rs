@@ -982,3 +982,36 @@ pub(crate) fn run_ids(inner: &Inner, exclusive: bool) -> Result<HashSet<RunId>> 
 pub(crate) fn reload_runs(inner: &Inner) {
     lock_mutex(&inner.runs).clear();
 }
+
+/// Rewrites the run journal with one `put` line per live run, and the
+/// index for it, when deleted or superseded lines make up most of it (see
+/// FORMAT.md, "Compaction"). The caller holds the exclusive logs lock and
+/// has synced its appends. Returns whether it rewrote.
+pub(crate) fn compact_journal(inner: &Inner) -> Result<bool> {
+    let mut st = refresh_runs(inner, true)?;
+    let path = journal_path(inner)?;
+    let Some(meta) = fsutil::regular_file_meta(&path)? else {
+        return Ok(false);
+    };
+    let mut body = Vec::new();
+    for (_, id) in st.order.iter() {
+        if let Some(run) = st.runs.get(id) {
+            body.extend(to_line(&RunLine::Put { run: run.clone() })?);
+        }
+    }
+    if !crate::lifecycle::worth_compacting(meta.len(), body.len() as u64) {
+        return Ok(false);
+    }
+    let dir = inner.root.dir(&["logs"])?;
+    fsutil::write_atomic(&dir, "runs.ndjson", &body, inner.durability)?;
+    let file = fsutil::open_read(&path)?
+        .ok_or_else(|| Error::backend("the compacted run journal vanished", None))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fsutil::io_err("inspecting", &path, e))?;
+    // The table is unchanged; only the file under it is new.
+    st.file = Some(file_id(&meta));
+    st.offset = meta.len();
+    write_index(inner, &mut st, &file, &path)?;
+    Ok(true)
+}
