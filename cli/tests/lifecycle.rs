@@ -274,3 +274,93 @@ fn delete_commands_need_yes_and_report_absent_ids() {
     )
     .error("not_found");
 }
+
+/// A prune killed with SIGKILL in the middle, then run again: the result is
+/// what one uninterrupted prune gives, nothing is half deleted (no events,
+/// metric or artifact of a pruned run remains; every kept run is whole), and
+/// the file backend's check finds nothing.
+#[test]
+fn prune_killed_midway_is_finished_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "rs.yaml", &all_on("{ type: file, path: ./data }"));
+    write(
+        d,
+        "policy.yaml",
+        "retention:\n  rules:\n    - { outcome: any, keep_last: 40 }\n",
+    );
+    rs_config(d, "rs.yaml", &["demo", "--runs", "160", "--json"]).ok();
+    let before = rs_config(d, "rs.yaml", &["stats", "--json"]).ok();
+    let runs = before["runs"].as_u64().unwrap();
+    assert_eq!(runs, 160);
+    let dry = rs_config(
+        d,
+        "rs.yaml",
+        &["prune", "--dry-run", "--policy", "policy.yaml", "--json"],
+    )
+    .ok();
+    let (doomed, _, doomed_metrics, doomed_artifacts) = total(&dry);
+    assert_eq!(doomed, 120);
+
+    // One run per page, so the kill lands between (or inside) deletes.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runstore"))
+        .current_dir(d)
+        .args([
+            "--config",
+            "rs.yaml",
+            "prune",
+            "--policy",
+            "policy.yaml",
+            "--batch-size",
+            "1",
+            "--json",
+        ])
+        .env_remove("RUNSTORE_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the prune has visibly started deleting, then kill it.
+    let events_dir = d.join("data").join("logs").join("events");
+    let count = || std::fs::read_dir(&events_dir).unwrap().count() as u64;
+    let start = std::time::Instant::now();
+    while count() > runs - 5 && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let mid = count();
+    eprintln!("killed ({status}) with {mid} events files left of {runs}");
+    assert!(!status.success(), "the prune finished before the kill");
+    assert!(mid < runs, "nothing was pruned before the kill");
+
+    let second = rs_config(
+        d,
+        "rs.yaml",
+        &["prune", "--policy", "policy.yaml", "--json"],
+    )
+    .ok();
+    assert!(total(&second).0 <= doomed);
+    let after = rs_config(d, "rs.yaml", &["stats", "--json"]).ok();
+    assert_eq!(after["runs"].as_u64().unwrap(), runs - doomed);
+    assert_eq!(
+        after["metrics"].as_u64().unwrap(),
+        before["metrics"].as_u64().unwrap() - doomed_metrics
+    );
+    assert_eq!(
+        after["artifacts"].as_u64().unwrap(),
+        before["artifacts"].as_u64().unwrap() - doomed_artifacts
+    );
+    // One events file per kept run: no events outlived their run.
+    assert_eq!(count(), runs - doomed);
+    let check = rs_config(d, "rs.yaml", &["check", "--json"]);
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    // A third prune has nothing to do.
+    let third = rs_config(
+        d,
+        "rs.yaml",
+        &["prune", "--policy", "policy.yaml", "--json"],
+    )
+    .ok();
+    assert_eq!(total(&third).0, 0);
+}
