@@ -241,6 +241,12 @@ async fn prune_page(
     per_rule: &mut BTreeMap<usize, RuleReport>,
 ) -> Result<()> {
     let delete_artifacts = policy.artifacts == ArtifactRetention::Delete;
+    if options.archive.is_some() && options.dry_run {
+        // What would be archived.
+        for (rule, _) in doomed {
+            entry(per_rule, *rule).archived += 1;
+        }
+    }
     if let Some(dest) = &options.archive
         && !options.dry_run
     {
