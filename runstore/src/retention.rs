@@ -141,11 +141,30 @@ async fn prune_inner(
     let mut ranker = policy.ranker();
     let mut per_rule: BTreeMap<usize, RuleReport> = BTreeMap::new();
     let mut examined = 0u64;
-    let filter = RunFilter::default().statuses([
+    let mut filter = RunFilter::default().statuses([
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::Cancelled,
     ]);
+    // Without `keep_last`, no rank is needed: a pruned run ended at least
+    // the shortest `max_age` ago, so only those are read (by the end-time
+    // index of the SQL backends). With `keep_last`, every finished run
+    // counts towards the ranks and all are read.
+    if policy.rules.iter().all(|r| r.keep_last.is_none()) {
+        match policy.rules.iter().filter_map(|r| r.max_age).min() {
+            Some(age) => {
+                let micros = i64::try_from(age.as_secs()).unwrap_or(i64::MAX / 2) * 1_000_000;
+                filter.ended_before = Some(now.saturating_add_micros(1 - micros));
+            }
+            // No rule: nothing is ever pruned.
+            None => {
+                return Ok(PruneReport {
+                    dry_run: options.dry_run,
+                    ..Default::default()
+                });
+            }
+        }
+    }
     let mut cursor = None;
     loop {
         let page = stores

@@ -158,6 +158,112 @@ fn rule_strategy() -> impl Strategy<Value = RetentionRule> {
         })
 }
 
+/// Seeds `specs` as runs, prunes them by `rules` (a dry run first, then a
+/// real one, then again) and compares with the model.
+fn check_prune(specs: &[(u8, u8, i64, i64)], rules: Vec<RetentionRule>, page: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stores = memory::store_set();
+        let runs: Vec<Run> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, (w, s, start, len))| {
+                run(
+                    &format!("r{i:02}"),
+                    ["a", "b"][*w as usize],
+                    status_of(*s),
+                    start * 10,
+                    start * 10 + len * 10,
+                )
+            })
+            .collect();
+        for r in &runs {
+            seed(&stores, r).await;
+        }
+        let policy = RetentionPolicy::new(rules);
+        let now = at(1000);
+        let expected = model_kept(&runs, &policy, now);
+        let dry = prune(
+            &stores,
+            &policy,
+            PruneOptions::default()
+                .dry_run(true)
+                .now(now)
+                .page_size(page),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let all: BTreeSet<String> = runs.iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(remaining(&stores).await, all, "a dry run deletes nothing");
+        let report = prune(
+            &stores,
+            &policy,
+            PruneOptions::default().now(now).page_size(page),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(remaining(&stores).await, expected);
+        let pruned = (all.len() - expected.len()) as u64;
+        assert_eq!(report.total().runs, pruned);
+        assert_eq!(
+            dry.total().runs,
+            pruned,
+            "the dry run reports what the prune does"
+        );
+        assert_eq!(report.total().events, 2 * pruned);
+        assert_eq!(report.total().metrics, pruned);
+        assert_eq!(report.total().bytes, 10 * pruned);
+        for r in &runs {
+            if expected.contains(r.id.as_str()) {
+                continue;
+            }
+            assert_eq!(
+                stores.metrics.get(&r.id).await.unwrap_err().kind(),
+                ErrorKind::NotFound
+            );
+            assert_eq!(
+                stores.artifacts.head(&key(&r.id)).await.unwrap_err().kind(),
+                ErrorKind::NotFound
+            );
+        }
+        // Run again: nothing more to do.
+        let again = prune(
+            &stores,
+            &policy,
+            PruneOptions::default().now(now).page_size(page),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.total().runs, 0);
+    });
+}
+
+/// Rules by age only (no `keep_last`): the prune reads only runs that
+/// ended before the shortest age, which must not change the decision.
+fn age_rule_strategy() -> impl Strategy<Value = RetentionRule> {
+    (0u8..4, 0u8..3, 1u64..1200).prop_map(|(o, w, age)| {
+        let mut rule = RetentionRule::new(
+            [
+                OutcomeSelector::Succeeded,
+                OutcomeSelector::Failed,
+                OutcomeSelector::Cancelled,
+                OutcomeSelector::Any,
+            ][o as usize],
+        )
+        .with_max_age(RetentionDuration::from_secs(age).unwrap());
+        if w > 0 {
+            rule = rule.with_workflow(WorkflowId::new(["", "a", "b"][w as usize]).unwrap());
+        }
+        rule
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -169,44 +275,17 @@ proptest! {
         rules in prop::collection::vec(rule_strategy(), 0..4),
         page in 1usize..6,
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let stores = memory::store_set();
-            let runs: Vec<Run> = specs
-                .iter()
-                .enumerate()
-                .map(|(i, (w, s, start, len))| {
-                    run(&format!("r{i:02}"), ["a", "b"][*w as usize], status_of(*s), start * 10, start * 10 + len * 10)
-                })
-                .collect();
-            for r in &runs {
-                seed(&stores, r).await;
-            }
-            let policy = RetentionPolicy::new(rules.clone());
-            let now = at(1000);
-            let expected = model_kept(&runs, &policy, now);
-            let dry = prune(&stores, &policy, PruneOptions::default().dry_run(true).now(now).page_size(page), |_| {}).await.unwrap();
-            let all: BTreeSet<String> = runs.iter().map(|r| r.id.to_string()).collect();
-            assert_eq!(remaining(&stores).await, all, "a dry run deletes nothing");
-            let report = prune(&stores, &policy, PruneOptions::default().now(now).page_size(page), |_| {}).await.unwrap();
-            assert_eq!(remaining(&stores).await, expected);
-            let pruned = (all.len() - expected.len()) as u64;
-            assert_eq!(report.total().runs, pruned);
-            assert_eq!(dry.total().runs, pruned, "the dry run reports what the prune does");
-            assert_eq!(report.total().events, 2 * pruned);
-            assert_eq!(report.total().metrics, pruned);
-            assert_eq!(report.total().bytes, 10 * pruned);
-            for r in &runs {
-                if expected.contains(r.id.as_str()) {
-                    continue;
-                }
-                assert_eq!(stores.metrics.get(&r.id).await.unwrap_err().kind(), ErrorKind::NotFound);
-                assert_eq!(stores.artifacts.head(&key(&r.id)).await.unwrap_err().kind(), ErrorKind::NotFound);
-            }
-            // Run again: nothing more to do.
-            let again = prune(&stores, &policy, PruneOptions::default().now(now).page_size(page), |_| {}).await.unwrap();
-            assert_eq!(again.total().runs, 0);
-        });
+        check_prune(&specs, rules, page);
+    }
+
+    /// The same with policies of age rules only.
+    #[test]
+    fn prune_by_age_only_keeps_what_the_model_keeps(
+        specs in prop::collection::vec((0u8..2, 0u8..5, 0i64..60, 0i64..40), 0..25),
+        rules in prop::collection::vec(age_rule_strategy(), 0..4),
+        page in 1usize..6,
+    ) {
+        check_prune(&specs, rules, page);
     }
 }
 
