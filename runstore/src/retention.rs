@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use runstore_core::retention::{ArtifactRetention, Decision, RetentionPolicy};
+/// The policy types of `runstore-core`, so that applications reach them here.
+pub use runstore_core::retention::*;
+
 use runstore_core::{
     ArtifactQuery, Error, ErrorKind, EventQuery, LogRepositoryExt, MAX_PAGE_LIMIT, Result, Run,
     RunFilter, RunId, RunQuery, RunStatus, RunWithEvents, StoreSet, Timestamp,

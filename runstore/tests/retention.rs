@@ -5,14 +5,14 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use runstore::config::parse_policy;
+use runstore::retention::{
+    ArtifactRetention, OutcomeSelector, RetentionDuration, RetentionPolicy, RetentionRule,
+};
 use runstore::retention::{PruneOptions, delete_workflow_version, prune};
 use runstore::{
     ArtifactKey, ArtifactQuery, ArtifactStoreExt, Config, ErrorKind, ExecutionMetric, NewEvent,
     PutOptions, Run, RunId, RunStatus, StoreSet, Timestamp, Version, WorkflowDefinition,
     WorkflowId, memory,
-};
-use runstore_core::retention::{
-    ArtifactRetention, OutcomeSelector, RetentionDuration, RetentionPolicy, RetentionRule,
 };
 
 fn at(secs: i64) -> Timestamp {
