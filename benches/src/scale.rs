@@ -56,6 +56,11 @@ pub struct Sizes {
     pub artifact_sizes: Vec<u64>,
     /// Runs (10 events and a metric each) migrated per hop.
     pub migrate_runs: usize,
+    /// Runs (10 events each) pruned on SQLite and PostgreSQL; the file
+    /// backend prunes at most [`Sizes::file_prune_cap`].
+    pub prune_runs: usize,
+    /// The most runs the file backend prunes.
+    pub file_prune_cap: usize,
 }
 
 impl Scale {
@@ -75,6 +80,8 @@ impl Scale {
                 query_reps: 3,
                 artifact_sizes: vec![64 << 10],
                 migrate_runs: 50,
+                prune_runs: 200,
+                file_prune_cap: 200,
             },
             Scale::Quick => Sizes {
                 reps: 3,
@@ -89,6 +96,8 @@ impl Scale {
                 query_reps: 20,
                 artifact_sizes: vec![1 << 20, 64 << 20],
                 migrate_runs: 2_000,
+                prune_runs: 5_000,
+                file_prune_cap: 5_000,
             },
             Scale::Full => Sizes {
                 reps: 5,
@@ -103,6 +112,8 @@ impl Scale {
                 query_reps: 30,
                 artifact_sizes: vec![1 << 20, 1 << 30],
                 migrate_runs: 1_000_000,
+                prune_runs: 1_000_000,
+                file_prune_cap: 100_000,
             },
         }
     }

@@ -195,13 +195,14 @@ pub async fn summary(
 // ------------------------------------------------------------------ the run
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 6] = [
+pub const WORKLOADS: [&str; 7] = [
     "appends",
     "imports",
     "queries",
     "summaries",
     "artifacts",
     "migration",
+    "prune",
 ];
 
 /// Everything a run needs.
@@ -351,6 +352,9 @@ pub async fn run_all(plan: &Plan) -> (Vec<Row>, Vec<String>) {
     }
     if runs("migration") {
         migration(&mut ctx).await;
+    }
+    if runs("prune") {
+        prunes(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
     }
     if let Some((url, schema)) = &pg_raw
         && let Ok(c) = raw::pg_connect(url, schema).await
@@ -1268,6 +1272,77 @@ pub fn scratch_in(base: Option<&Path>) -> BenchResult<tempfile::TempDir> {
     })
 }
 
+/// Prune beside a raw batched `DELETE` (see [`crate::prune`]).
+async fn prunes(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
+    let s = ctx.plan.sizes.clone();
+    ctx.log(&format!("prune of {} runs: raw baselines", s.prune_runs));
+    let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+    let sq = {
+        let (d, n) = (dir.clone(), s.prune_runs);
+        blocking(move || {
+            let v = crate::prune::sqlite_raw(&d, n)?;
+            stats_of(&[v]).ok_or_else(|| "no figures".into())
+        })
+        .await
+    };
+    let sq = raw_named("rusqlite batched DELETE", sq, notes);
+    let mut pgr = None;
+    if let Some((url, schema)) = pg {
+        let r = async {
+            let c = raw::pg_connect(url, schema).await?;
+            let v = crate::prune::pg_raw(&c, s.prune_runs).await?;
+            stats_of(&[v]).ok_or_else(|| crate::BenchError::from("no figures"))
+        }
+        .await;
+        pgr = raw_named("tokio-postgres batched DELETE", r, notes);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    for b in ctx.plan.backends.clone() {
+        let n = match b {
+            Backend::File(_) => s.prune_runs.min(s.file_prune_cap),
+            _ => s.prune_runs,
+        };
+        let mut row = Row::new(
+            format!("prune ({} runs x 10 events)", count_label(n)),
+            b.to_string(),
+            Unit::OpsPerSec,
+        );
+        ctx.log(&format!("prune of {n} runs: {b}"));
+        let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
+        let r = async {
+            let o = b.open(&dir).await?;
+            crate::prune::backend(&o.stores, n).await
+        }
+        .await;
+        match r {
+            Ok(v) => row.stats = stats_of(&[v]),
+            Err(e) => row.note = format!("failed: {e}"),
+        }
+        match b {
+            Backend::Sqlite { .. } => {
+                row.raw = sq.clone();
+                row.target = Some(Target::RatioAtLeast(0.5));
+            }
+            Backend::Postgres => {
+                row.raw = pgr.clone();
+                row.target = Some(Target::RatioAtLeast(0.5));
+            }
+            Backend::File(_) if n < s.prune_runs => {
+                row.note = format!(
+                    "pruned runs/s; the file backend is measured at {} runs",
+                    count_label(n)
+                );
+            }
+            _ => {}
+        }
+        if row.note.is_empty() {
+            row.note = "pruned runs/s (finished runs; peak memory not measured here)".into();
+        }
+        ctx.rows.push(row);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1287,8 +1362,9 @@ mod tests {
         let (rows, notes) = run_all(&plan).await;
         assert!(notes.is_empty(), "{notes:?}");
         let memory: Vec<&Row> = rows.iter().filter(|r| r.backend == "memory").collect();
-        // 4 append rows, 1 import, 2 queries, 1 summary at tiny scale.
-        assert_eq!(memory.len(), 8, "{rows:#?}");
+        // 4 append rows, 1 import, 2 queries, 1 summary, 1 prune at tiny
+        // scale.
+        assert_eq!(memory.len(), 9, "{rows:#?}");
         for r in memory {
             let s = r
                 .stats

@@ -4,6 +4,7 @@ mod backend_ops;
 mod commands;
 mod demo;
 mod dump;
+mod lifecycle;
 mod migration;
 mod output;
 mod paging;
@@ -138,6 +139,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: u32,
     },
+    /// Applies the retention policy: prunes (or archives then prunes) the
+    /// finished runs it lets go, with a report per rule.
+    Prune(lifecycle::PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +164,8 @@ enum WorkflowCmd {
         /// Only this workflow.
         id: Option<String>,
     },
+    /// Deletes one version (needs --yes).
+    Delete(lifecycle::WorkflowDeleteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +242,8 @@ enum RunCmd {
         #[arg(long, value_name = "N", default_value = "100", value_parser = paging::parse_page_size)]
         limit: usize,
     },
+    /// Deletes runs with their events, metrics and artifacts (needs --yes).
+    Delete(lifecycle::RunDeleteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +296,8 @@ enum ArtifactCmd {
         #[arg(required = true)]
         members: Vec<String>,
     },
+    /// Deletes one artifact, or every artifact of a run with --all (needs --yes).
+    Delete(lifecycle::ArtifactDeleteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +357,8 @@ enum MetricsCmd {
         #[arg(long, value_name = "N")]
         version: Option<u32>,
     },
+    /// Deletes the metrics of runs (needs --yes).
+    Delete(lifecycle::MetricsDeleteArgs),
 }
 
 fn main() -> ExitCode {
@@ -535,6 +547,17 @@ fn writes(command: &Command) -> bool {
 async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<ExitCode> {
     use commands as c;
     match command {
+        Command::Prune(args) => lifecycle::prune_cmd(storage, args, out.json(), out).await,
+        Command::Workflow(WorkflowCmd::Delete(args)) => {
+            lifecycle::workflow_delete(storage, args, out).await
+        }
+        Command::Run(RunCmd::Delete(args)) => lifecycle::run_delete(storage, args, out).await,
+        Command::Artifact(ArtifactCmd::Delete(args)) => {
+            lifecycle::artifact_delete(storage, args, out).await
+        }
+        Command::Metrics(MetricsCmd::Delete(args)) => {
+            lifecycle::metrics_delete(storage, args, out).await
+        }
         Command::Init => c::init(storage, out).await,
         Command::Stats => c::stats(storage, out).await,
         Command::Check { repair } => c::check(storage, repair, out).await,

@@ -39,6 +39,11 @@ impl Out {
         Out { json }
     }
 
+    /// Whether output is JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     /// Prints an error: a JSON object on stdout in `--json` mode, else a
     /// line (with its chain of causes) on stderr.
     pub fn error(&self, e: &Error) {

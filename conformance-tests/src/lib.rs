@@ -5,6 +5,7 @@ pub mod event_reads;
 pub mod factory;
 pub mod fixtures;
 pub mod hostile;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod outcome;
@@ -97,6 +98,13 @@ macro_rules! __for_each_rule {
             event_reads::event_list_filters_by_kind,
             event_reads::event_list_newest_first,
             event_reads::event_list_filter_input_checked,
+            // Lifecycle: deletes and selection for retention
+            lifecycle::lifecycle_delete_runs_cascades_events,
+            lifecycle::lifecycle_delete_batch_validated,
+            lifecycle::lifecycle_metrics_delete_many,
+            lifecycle::lifecycle_artifacts_delete_of_one_run,
+            lifecycle::lifecycle_workflow_delete_with_children,
+            lifecycle::lifecycle_runs_filter_by_end_time,
         }
     };
 }

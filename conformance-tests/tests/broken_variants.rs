@@ -14,12 +14,12 @@ use runstore_conformance::{
 use runstore_core::memory::{MemoryArtifacts, MemoryLogs, MemoryMetrics, MemoryWorkflows};
 use runstore_core::{
     Appended, ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader,
-    ArtifactStore, ArtifactStoreExt, BulkOutcome, BundleRequest, ByteStream, Error, ErrorKind,
-    Event, EventQuery, ExecutionMetric, LogRepository, LogRepositoryExt, MetricQuery,
-    MetricsRepository, MetricsSummary, NewEvent, Page, Pattern, PatternId, PatternQuery, Phase,
-    PutOptions, Result, Run, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, StoreSet,
-    SummaryQuery, Version, WorkflowDefinition, WorkflowId, WorkflowQuery, WorkflowRepository,
-    Written, async_trait, validate_limit,
+    ArtifactStore, ArtifactStoreExt, ArtifactsDeleted, BulkOutcome, BundleRequest, ByteStream,
+    Deleted, Error, ErrorKind, Event, EventQuery, ExecutionMetric, LogRepository, LogRepositoryExt,
+    MetricQuery, MetricsRepository, MetricsSummary, NewEvent, Page, Pattern, PatternId,
+    PatternQuery, Phase, PutOptions, Result, Run, RunFilter, RunId, RunQuery, RunUpdate,
+    RunWithEvents, StoreSet, SummaryQuery, Version, WorkflowDefinition, WorkflowId, WorkflowQuery,
+    WorkflowRepository, Written, async_trait, validate_limit,
 };
 use tokio::io::AsyncReadExt;
 
@@ -64,6 +64,10 @@ enum Break {
     EventKindNotValidated,
     /// Artifact content types are stored without validation.
     ContentTypeNotValidated,
+    /// A workflow version named as parent "deletes" (answers Ok) anyway.
+    WorkflowDeleteIgnoresChildren,
+    /// `query_runs` ignores the end-time bounds of its filter.
+    EndTimeFilterIgnored,
 }
 
 fn ctrl_to(s: &str, with: char) -> String {
@@ -125,6 +129,17 @@ impl WorkflowRepository for Workflows {
         let mut p = self.inner.list(query).await?;
         p.items = p.items.into_iter().map(|d| self.over(d)).collect();
         Ok(p)
+    }
+    async fn delete(&self, id: &WorkflowId, version: Version) -> Result<()> {
+        match self.inner.delete(id, version).await {
+            Err(e)
+                if e.kind() == ErrorKind::Conflict
+                    && self.brk == Break::WorkflowDeleteIgnoresChildren =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 
@@ -209,6 +224,10 @@ impl LogRepository for Logs {
         Ok(p)
     }
     async fn query_runs(&self, mut query: RunQuery) -> Result<Page<Run>> {
+        if self.brk == Break::EndTimeFilterIgnored {
+            query.filter.ended_from = None;
+            query.filter.ended_before = None;
+        }
         if self.brk == Break::RunQueryIgnoresCursor && query.cursor.is_some() {
             query.cursor = None;
             let mut p = self.inner.query_runs(query).await?;
@@ -230,6 +249,9 @@ impl LogRepository for Logs {
     }
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
         self.inner.import_runs(runs).await
+    }
+    async fn delete_runs(&self, ids: &[RunId]) -> Result<Deleted<RunId>> {
+        self.inner.delete_runs(ids).await
     }
 }
 
@@ -327,6 +349,9 @@ impl MetricsRepository for Metrics {
             p.items.reverse();
         }
         Ok(p)
+    }
+    async fn delete_many(&self, run_ids: &[RunId]) -> Result<Deleted<RunId>> {
+        self.inner.delete_many(run_ids).await
     }
 }
 
@@ -434,6 +459,9 @@ impl ArtifactStore for Artifacts {
             request.members.push((phase, path));
         }
         runstore_core::bundle::write_bundle(self, request).await
+    }
+    async fn delete_run_artifacts(&self, run_id: &RunId) -> Result<ArtifactsDeleted> {
+        self.inner.delete_run_artifacts(run_id).await
     }
 }
 
@@ -640,3 +668,13 @@ async fn unbroken_wrapper_passes_every_rule() {
         report.skipped()
     );
 }
+variant!(
+    workflow_delete_ignoring_children_is_caught,
+    Break::WorkflowDeleteIgnoresChildren,
+    ["lifecycle_workflow_delete_with_children"]
+);
+variant!(
+    end_time_filter_ignored_is_caught,
+    Break::EndTimeFilterIgnored,
+    ["lifecycle_runs_filter_by_end_time"]
+);

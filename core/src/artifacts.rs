@@ -376,4 +376,8 @@ pub trait ArtifactStore: Send + Sync + Debug + 'static {
     async fn bundle(&self, request: BundleRequest) -> Result<Written<ArtifactInfo>> {
         crate::bundle::write_bundle(self, request).await
     }
+
+    /// Deletes every artifact of one run in one call (retention), returning
+    /// how many and their bytes; zero when the run has none.
+    async fn delete_run_artifacts(&self, run_id: &RunId) -> Result<crate::ArtifactsDeleted>;
 }

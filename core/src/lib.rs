@@ -10,11 +10,13 @@ pub mod digest;
 pub mod error;
 pub mod ext;
 pub mod id;
+pub mod lifecycle;
 pub mod logs;
 pub mod memory;
 pub mod metrics;
 pub mod page;
 pub mod redact;
+pub mod retention;
 pub mod stores;
 pub mod text;
 pub mod timestamp;
@@ -30,6 +32,9 @@ pub use digest::{Sha256Digest, Sha256Hasher, canonical_json, content_hash};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use ext::{ArtifactStoreExt, LogRepositoryExt, WorkflowRepositoryExt};
 pub use id::{PatternId, Phase, RunId, Version, WorkflowId};
+pub use lifecycle::{
+    ArtifactsDeleted, Deleted, MAX_DELETE_BATCH, decide_workflow_delete, validate_delete_batch,
+};
 pub use logs::{
     Appended, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunCursor,
     RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents,

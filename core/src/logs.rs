@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::canonical_json;
 use crate::error::{Error, Result};
 use crate::id::{RunId, Version, WorkflowId};
+use crate::lifecycle::Deleted;
 use crate::page::{Cursor, Page};
 use crate::text::{validate_json, validate_label};
 use crate::timestamp::Timestamp;
@@ -520,6 +521,11 @@ pub struct RunFilter {
     pub started_before: Option<Timestamp>,
     /// Only runs with this trigger.
     pub trigger: Option<String>,
+    /// Only runs that ended at or after this time (so only terminal runs).
+    pub ended_from: Option<Timestamp>,
+    /// Only runs that ended strictly before this time (so only terminal
+    /// runs): what retention selects.
+    pub ended_before: Option<Timestamp>,
 }
 
 impl RunFilter {
@@ -537,6 +543,14 @@ impl RunFilter {
     pub fn started_between(mut self, from: Option<Timestamp>, before: Option<Timestamp>) -> Self {
         self.started_from = from;
         self.started_before = before;
+        self
+    }
+
+    /// Only runs that ended in `[from, before)`; either bound set selects
+    /// terminal runs only.
+    pub fn ended_between(mut self, from: Option<Timestamp>, before: Option<Timestamp>) -> Self {
+        self.ended_from = from;
+        self.ended_before = before;
         self
     }
 
@@ -561,6 +575,12 @@ impl RunFilter {
             && self.started_from.is_none_or(|t| run.started_at >= t)
             && self.started_before.is_none_or(|t| run.started_at < t)
             && self.trigger.as_ref().is_none_or(|t| *t == run.trigger)
+            && self
+                .ended_from
+                .is_none_or(|t| run.ended_at.is_some_and(|e| e >= t))
+            && self
+                .ended_before
+                .is_none_or(|t| run.ended_at.is_some_and(|e| e < t))
     }
 }
 
@@ -756,4 +776,11 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
     /// as it is; one stored differently is [`Error::Conflict`] and nothing of
     /// the batch is written.
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome>;
+
+    /// Deletes runs with their events, at most
+    /// [`crate::MAX_DELETE_BATCH`] ids each once (checked by
+    /// [`crate::validate_delete_batch`]). A run's events never outlive its
+    /// record: they go first or in the same transaction. Absent ids are
+    /// reported, not an error, so a prune can treat them as done.
+    async fn delete_runs(&self, ids: &[RunId]) -> Result<Deleted<RunId>>;
 }

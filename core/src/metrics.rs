@@ -529,4 +529,9 @@ pub trait MetricsRepository: Send + Sync + Debug + 'static {
 
     /// A page of patterns, newest first.
     async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>>;
+
+    /// Deletes the metrics of these runs, at most
+    /// [`crate::MAX_DELETE_BATCH`] ids each once; absent ones are reported.
+    /// Patterns are kept.
+    async fn delete_many(&self, run_ids: &[RunId]) -> Result<crate::Deleted<RunId>>;
 }

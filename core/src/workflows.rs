@@ -195,4 +195,10 @@ pub trait WorkflowRepository: Send + Sync + Debug + 'static {
 
     /// All definitions ordered by `(id, version)`, paged.
     async fn list(&self, query: WorkflowQuery) -> Result<Page<WorkflowDefinition>>;
+
+    /// Deletes one version. Absent: [`Error::NotFound`]; another stored
+    /// version names it as parent: [`Error::Conflict`] (decided by
+    /// [`crate::decide_workflow_delete`]). Runs of the version are not
+    /// checked here: the facade refuses while they exist.
+    async fn delete(&self, id: &WorkflowId, version: Version) -> Result<()>;
 }

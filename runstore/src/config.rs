@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use runstore_core::retention::RetentionPolicy;
 use runstore_core::{Error, Result};
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_yaml::{Mapping, Value};
@@ -163,6 +164,8 @@ pub struct Config {
     pub artifacts: BackendConfig,
     /// What it was read from: a file name, `YAML string` or `embedded default`.
     pub source: String,
+    /// The `retention:` section, if any (docs/DESIGN.md section 8).
+    pub retention: Option<RetentionPolicy>,
 }
 
 impl Default for Config {
@@ -187,6 +190,7 @@ impl Default for Config {
             metrics: backend(Concern::Metrics, "sqlite", "./runstore-data/runstore.db"),
             artifacts: backend(Concern::Artifacts, "file", "./runstore-data"),
             source: origin,
+            retention: None,
         }
     }
 }
@@ -242,13 +246,14 @@ impl Config {
             },
         };
         let de = serde_yaml::Deserializer::from_str(yaml);
-        let parts = seed.deserialize(de).map_err(|e| located(source, &e))?;
+        let (parts, retention) = seed.deserialize(de).map_err(|e| located(source, &e))?;
         Ok(Config {
             workflows: parts.0,
             logs: parts.1,
             metrics: parts.2,
             artifacts: parts.3,
             source: source.to_string(),
+            retention,
         })
     }
 
@@ -319,28 +324,69 @@ struct ConfigSeed<'a> {
 
 type Parts = (BackendConfig, BackendConfig, BackendConfig, BackendConfig);
 
+type Whole = (Parts, Option<RetentionPolicy>);
+
 impl<'de> DeserializeSeed<'de> for ConfigSeed<'_> {
-    type Value = Parts;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Parts, D::Error> {
+    type Value = Whole;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Whole, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for ConfigSeed<'_> {
-    type Value = Parts;
+    type Value = Whole;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a mapping with a `storage` key")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Parts, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Whole, A::Error> {
         let mut storage = None;
-        while let Some(key) = map.next_key_seed(KeySeed(&["storage"]))? {
+        let mut retention = None;
+        while let Some(key) = map.next_key_seed(KeySeed(&["storage", "retention"]))? {
+            if key == "retention" {
+                if retention.is_some() {
+                    return Err(de::Error::duplicate_field(key));
+                }
+                retention = Some(map.next_value::<RetentionPolicy>()?);
+                continue;
+            }
             if storage.is_some() {
                 return Err(de::Error::duplicate_field(key));
             }
             storage = Some(map.next_value_seed(StorageSeed { ctx: self.ctx })?);
         }
-        storage.ok_or_else(|| de::Error::missing_field("storage"))
+        Ok((
+            storage.ok_or_else(|| de::Error::missing_field("storage"))?,
+            retention,
+        ))
     }
+}
+
+/// A policy file (`--policy FILE`): the same shape as the configuration's
+/// section, `retention:` at the top.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    retention: RetentionPolicy,
+}
+
+/// Parses a retention policy file read from `source` (named in errors with
+/// line and column, like the configuration).
+pub fn parse_policy(yaml: &str, source: &str) -> Result<RetentionPolicy> {
+    let de = serde_yaml::Deserializer::from_str(yaml);
+    let file: PolicyFile = serde::Deserialize::deserialize(de).map_err(|e| located(source, &e))?;
+    Ok(file.retention)
+}
+
+/// Reads and parses a retention policy file (see [`parse_policy`]).
+pub fn policy_from_file(path: impl AsRef<Path>) -> Result<RetentionPolicy> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(
+            "policy",
+            format!("cannot read policy file {}: {e}", path.display()),
+        )
+    })?;
+    parse_policy(&text, &path.display().to_string())
 }
 
 /// A key that must be one of a fixed set. Checked while the key itself is

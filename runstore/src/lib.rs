@@ -10,6 +10,7 @@ mod builtin;
 pub mod config;
 pub mod migrate;
 pub mod registry;
+pub mod retention;
 mod storage;
 
 /// The whole public API of `runstore-core`, so that applications depend on

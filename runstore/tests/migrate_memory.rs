@@ -502,6 +502,12 @@ impl runstore::LogRepository for Vanishing {
     ) -> runstore::Result<runstore::BulkOutcome> {
         self.0.logs.import_runs(runs).await
     }
+    async fn delete_runs(
+        &self,
+        ids: &[runstore::RunId],
+    ) -> runstore::Result<runstore::Deleted<runstore::RunId>> {
+        self.0.logs.delete_runs(ids).await
+    }
 }
 
 #[tokio::test]

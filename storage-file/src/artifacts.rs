@@ -378,4 +378,14 @@ impl ArtifactStore for FileStore {
             })
             .await
     }
+
+    async fn delete_run_artifacts(
+        &self,
+        run_id: &RunId,
+    ) -> Result<runstore_core::ArtifactsDeleted> {
+        let run_id = run_id.clone();
+        self.inner
+            .blocking(move |inner| crate::lifecycle::delete_run_artifacts(inner, &run_id))
+            .await
+    }
 }

@@ -3,6 +3,7 @@
 mod artifacts;
 mod check;
 mod fsutil;
+mod lifecycle;
 mod logs;
 mod metrics;
 mod workflows;

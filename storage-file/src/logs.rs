@@ -66,7 +66,7 @@ pub(crate) struct RunsState {
     indexed: u64,
     /// The index must be rewritten at the next exclusive lock.
     index_dirty: bool,
-    runs: HashMap<RunId, Run>,
+    pub(crate) runs: HashMap<RunId, Run>,
     order: BTreeSet<OrderKey>,
     by_workflow: HashMap<WorkflowId, BTreeSet<OrderKey>>,
 }
@@ -162,7 +162,7 @@ fn events_name(run: &RunId) -> String {
     format!("{}.ndjson", run.as_str())
 }
 
-fn events_path(inner: &Inner, run: &RunId) -> Result<PathBuf> {
+pub(crate) fn events_path(inner: &Inner, run: &RunId) -> Result<PathBuf> {
     inner.root.dir(&["logs", "events"])?;
     inner.root.path(&["logs", "events", &events_name(run)])
 }
@@ -172,7 +172,7 @@ fn index_path(inner: &Inner) -> Result<PathBuf> {
     inner.root.path(&["index", "runs.ndjson"])
 }
 
-fn to_line<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn to_line<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut v = serde_json::to_vec(value)
         .map_err(|e| Error::backend("encoding a record as JSON", Some(e.into())))?;
     v.push(b'\n');
@@ -519,7 +519,7 @@ fn appender(
     Ok(Some(h))
 }
 
-fn forget_events(inner: &Inner, run: &RunId) {
+pub(crate) fn forget_events(inner: &Inner, run: &RunId) {
     let mut cache = lock_mutex(&inner.events);
     cache.runs.remove(run);
     cache.handles.remove(run);
@@ -588,17 +588,22 @@ pub(crate) fn recover(inner: &Inner) -> Result<()> {
 }
 
 /// Holds the logs lock and the tickets to sync after release.
-struct Locked {
+pub(crate) struct Locked {
     _guard: LockGuard,
 }
 
-fn lock(inner: &Inner, exclusive: bool) -> Result<Locked> {
+pub(crate) fn lock(inner: &Inner, exclusive: bool) -> Result<Locked> {
     Ok(Locked {
         _guard: fsutil::take_lock(&inner.root, LOCK, exclusive)?,
     })
 }
 
-fn finish<T>(inner: &Inner, locked: Locked, value: T, tickets: Vec<SyncTicket>) -> Result<T> {
+pub(crate) fn finish<T>(
+    inner: &Inner,
+    locked: Locked,
+    value: T,
+    tickets: Vec<SyncTicket>,
+) -> Result<T> {
     drop(locked);
     for t in tickets {
         inner.syncer.sync(t)?;
@@ -606,7 +611,11 @@ fn finish<T>(inner: &Inner, locked: Locked, value: T, tickets: Vec<SyncTicket>) 
     Ok(value)
 }
 
-fn append_journal(inner: &Inner, bytes: &[u8], tickets: &mut Vec<SyncTicket>) -> Result<()> {
+pub(crate) fn append_journal(
+    inner: &Inner,
+    bytes: &[u8],
+    tickets: &mut Vec<SyncTicket>,
+) -> Result<()> {
     let path = journal_path(inner)?;
     let (t, _) = fsutil::append(&path, bytes, inner.durability, &inner.syncer)?;
     tickets.extend(t);
@@ -920,6 +929,14 @@ impl LogRepository for FileStore {
             })
             .await
     }
+
+    async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
+        runstore_core::validate_delete_batch("run_ids", ids)?;
+        let ids = ids.to_vec();
+        self.inner
+            .blocking(move |inner| crate::lifecycle::delete_runs(inner, &ids))
+            .await
+    }
 }
 
 /// Replaces an events file atomically without syncing the folder (the
@@ -962,4 +979,37 @@ pub(crate) fn run_ids(inner: &Inner, exclusive: bool) -> Result<HashSet<RunId>> 
 /// now with `repair` (the caller holds the exclusive lock then).
 pub(crate) fn reload_runs(inner: &Inner) {
     lock_mutex(&inner.runs).clear();
+}
+
+/// Rewrites the run journal with one `put` line per live run, and the
+/// index for it, when deleted or superseded lines make up most of it (see
+/// FORMAT.md, "Compaction"). The caller holds the exclusive logs lock and
+/// has synced its appends. Returns whether it rewrote.
+pub(crate) fn compact_journal(inner: &Inner) -> Result<bool> {
+    let mut st = refresh_runs(inner, true)?;
+    let path = journal_path(inner)?;
+    let Some(meta) = fsutil::regular_file_meta(&path)? else {
+        return Ok(false);
+    };
+    let mut body = Vec::new();
+    for (_, id) in st.order.iter() {
+        if let Some(run) = st.runs.get(id) {
+            body.extend(to_line(&RunLine::Put { run: run.clone() })?);
+        }
+    }
+    if !crate::lifecycle::worth_compacting(meta.len(), body.len() as u64) {
+        return Ok(false);
+    }
+    let dir = inner.root.dir(&["logs"])?;
+    fsutil::write_atomic(&dir, "runs.ndjson", &body, inner.durability)?;
+    let file = fsutil::open_read(&path)?
+        .ok_or_else(|| Error::backend("the compacted run journal vanished", None))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fsutil::io_err("inspecting", &path, e))?;
+    // The table is unchanged; only the file under it is new.
+    st.file = Some(file_id(&meta));
+    st.offset = meta.len();
+    write_index(inner, &mut st, &file, &path)?;
+    Ok(true)
 }

@@ -40,7 +40,7 @@ pub(crate) trait Journal: Default {
 pub(crate) struct MetricsState {
     file: Option<fsutil::FileId>,
     offset: u64,
-    metrics: BTreeMap<RunId, ExecutionMetric>,
+    pub(crate) metrics: BTreeMap<RunId, ExecutionMetric>,
     by_workflow: HashMap<WorkflowId, BTreeSet<RunId>>,
 }
 
@@ -154,7 +154,7 @@ pub(crate) fn recover(inner: &Inner) -> Result<()> {
     Ok(())
 }
 
-fn to_line<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn to_line<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut v = serde_json::to_vec(value)
         .map_err(|e| Error::backend("encoding a record as JSON", Some(e.into())))?;
     v.push(b'\n');
@@ -167,12 +167,16 @@ fn metric_conflict(run_id: &RunId) -> Error {
     ))
 }
 
-fn append_to(inner: &Inner, name: &str, bytes: &[u8]) -> Result<Option<SyncTicket>> {
+pub(crate) fn append_to(inner: &Inner, name: &str, bytes: &[u8]) -> Result<Option<SyncTicket>> {
     let path = journal_path(inner, name)?;
     Ok(fsutil::append(&path, bytes, inner.durability, &inner.syncer)?.0)
 }
 
-fn sync_after(inner: &Inner, guard: fsutil::LockGuard, ticket: Option<SyncTicket>) -> Result<()> {
+pub(crate) fn sync_after(
+    inner: &Inner,
+    guard: fsutil::LockGuard,
+    ticket: Option<SyncTicket>,
+) -> Result<()> {
     drop(guard);
     if let Some(t) = ticket {
         inner.syncer.sync(t)?;
@@ -382,6 +386,14 @@ impl MetricsRepository for FileStore {
                     PatternCursor::of,
                 ))
             })
+            .await
+    }
+
+    async fn delete_many(&self, run_ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
+        runstore_core::validate_delete_batch("run_ids", run_ids)?;
+        let ids = run_ids.to_vec();
+        self.inner
+            .blocking(move |inner| crate::lifecycle::delete_metrics(inner, &ids))
             .await
     }
 }

@@ -83,7 +83,7 @@ fn version_of(name: &str) -> Option<Version> {
     Version::new(digits.parse().ok()?).ok()
 }
 
-fn version_path(inner: &Inner, id: &WorkflowId, version: Version) -> Result<PathBuf> {
+pub(crate) fn version_path(inner: &Inner, id: &WorkflowId, version: Version) -> Result<PathBuf> {
     inner
         .root
         .path(&["workflows", id.as_str(), &file_name(version)])
@@ -303,6 +303,13 @@ impl WorkflowRepository for FileStore {
                 }
                 Ok(Page::from_overfetch(items, limit, WorkflowCursor::of))
             })
+            .await
+    }
+
+    async fn delete(&self, id: &WorkflowId, version: Version) -> Result<()> {
+        let id = id.clone();
+        self.inner
+            .blocking(move |inner| crate::lifecycle::delete_workflow(inner, &id, version))
             .await
     }
 }

@@ -375,6 +375,13 @@ impl ArtifactStore for PostgresStore {
             Ok::<_, Fail>(())
         })
     }
+
+    async fn delete_run_artifacts(
+        &self,
+        run_id: &RunId,
+    ) -> Result<runstore_core::ArtifactsDeleted> {
+        self.lifecycle_delete_run_artifacts(run_id).await
+    }
 }
 
 type ChunkFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>>> + Send>>;

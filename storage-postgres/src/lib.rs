@@ -6,6 +6,7 @@ mod config;
 mod error;
 mod filter;
 mod group;
+mod lifecycle;
 mod logs;
 mod metrics;
 mod migrate;

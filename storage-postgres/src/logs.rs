@@ -146,6 +146,13 @@ fn filter_where(filter: &RunFilter) -> Where {
     if let Some(t) = filter.started_before {
         w.and1("started_at < ?", Box::new(t.as_micros()));
     }
+    // `ended_at` is NULL for unfinished runs, so a bound never selects them.
+    if let Some(t) = filter.ended_from {
+        w.and1("ended_at >= ?", Box::new(t.as_micros()));
+    }
+    if let Some(t) = filter.ended_before {
+        w.and1("ended_at < ?", Box::new(t.as_micros()));
+    }
     if let Some(t) = &filter.trigger {
         w.and1("trigger = ?", Box::new(t.clone()));
     }
@@ -656,5 +663,9 @@ impl LogRepository for PostgresStore {
             self.refresh_run_stats(out.inserted).await;
         }
         Ok(out)
+    }
+
+    async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
+        self.lifecycle_delete_runs(ids).await
     }
 }

@@ -529,4 +529,8 @@ impl MetricsRepository for PostgresStore {
         let items = rows.iter().map(pattern_of).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit, PatternCursor::of))
     }
+
+    async fn delete_many(&self, run_ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
+        self.lifecycle_delete_metrics(run_ids).await
+    }
 }

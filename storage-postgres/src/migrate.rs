@@ -29,10 +29,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "events_without_foreign_key",
         sql: include_str!("../migrations/0002_events_without_foreign_key.sql"),
     },
+    Migration {
+        version: 3,
+        name: "retention",
+        sql: include_str!("../migrations/0003_retention.sql"),
+    },
 ];
 
 /// The schema version this build creates and understands.
-pub const LATEST_SCHEMA_VERSION: u32 = 2;
+pub const LATEST_SCHEMA_VERSION: u32 = 3;
 
 impl Migration {
     /// SHA-256 of the step's SQL text as embedded (before the schema name

@@ -163,4 +163,8 @@ impl WorkflowRepository for PostgresStore {
         let items = rows.iter().map(def_of).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit, WorkflowCursor::of))
     }
+
+    async fn delete(&self, id: &WorkflowId, version: Version) -> Result<()> {
+        self.lifecycle_delete_workflow(id, version).await
+    }
 }

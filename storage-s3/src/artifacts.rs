@@ -11,9 +11,9 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutOptions as ObjectPutOptions, PutPayload, UpdateVersion,
 };
 use runstore_core::{
-    ArtifactInfo, ArtifactKey, ArtifactQuery, ArtifactReader, ArtifactStore, ByteStream, Cursor,
-    Error, HashingReader, Page, PutDecision, PutOptions, Result, VerifyingReader, Written,
-    decide_put, validate_limit,
+    ArtifactInfo, ArtifactKey, ArtifactQuery, ArtifactReader, ArtifactStore, ArtifactsDeleted,
+    ByteStream, Cursor, Error, HashingReader, Page, PutDecision, PutOptions, Result, RunId,
+    VerifyingReader, Written, decide_put, validate_limit,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -291,6 +291,27 @@ impl ArtifactStore for S3Store {
         }
         self.discard(&blob).await;
         Ok(())
+    }
+
+    async fn delete_run_artifacts(&self, run_id: &RunId) -> Result<ArtifactsDeleted> {
+        // Page by page through the run's records: each is deleted (record
+        // first, then its blob) as in `delete`; one gone meanwhile is done.
+        let mut done = ArtifactsDeleted::default();
+        loop {
+            let page = self
+                .list(ArtifactQuery::run(run_id.clone()).with_limit(500))
+                .await?;
+            if page.items.is_empty() {
+                return Ok(done);
+            }
+            for info in &page.items {
+                match self.delete(&info.key).await {
+                    Ok(()) => done.add(info.size),
+                    Err(e) if e.kind() == runstore_core::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     }
 }
 

@@ -430,4 +430,15 @@ impl ArtifactStore for SqliteStore {
         })
         .await
     }
+
+    async fn delete_run_artifacts(
+        &self,
+        run_id: &RunId,
+    ) -> Result<runstore_core::ArtifactsDeleted> {
+        let run_id = run_id.clone();
+        self.write_tx("deleting a run's artifacts", move |tx| {
+            crate::lifecycle::delete_run_artifacts(tx, &run_id)
+        })
+        .await
+    }
 }

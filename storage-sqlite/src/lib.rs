@@ -3,6 +3,7 @@
 mod artifacts;
 mod backup;
 mod error;
+mod lifecycle;
 mod logs;
 mod metrics;
 mod rows;

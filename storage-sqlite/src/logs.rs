@@ -266,6 +266,13 @@ fn select_runs(columns: &str, filter: &RunFilter) -> Select {
         select.and("started_at", "<", micros(t));
     }
     select.and_eq_opt("\"trigger\"", filter.trigger.as_deref().map(text));
+    // `ended_at` is NULL for unfinished runs, so a bound never selects them.
+    if let Some(t) = filter.ended_from {
+        select.and("ended_at", ">=", micros(t));
+    }
+    if let Some(t) = filter.ended_before {
+        select.and("ended_at", "<", micros(t));
+    }
     select
 }
 
@@ -462,6 +469,15 @@ impl LogRepository for SqliteStore {
                 outcome.inserted += 1;
             }
             Ok(outcome)
+        })
+        .await
+    }
+
+    async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
+        crate::lifecycle::check_batch(ids)?;
+        let ids = ids.to_vec();
+        self.write_tx("deleting runs", move |tx| {
+            crate::lifecycle::delete_runs(tx, &ids)
         })
         .await
     }

@@ -407,4 +407,13 @@ impl MetricsRepository for SqliteStore {
             .await?;
         Ok(Page::from_overfetch(items, limit, PatternCursor::of))
     }
+
+    async fn delete_many(&self, run_ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
+        crate::lifecycle::check_batch(run_ids)?;
+        let ids = run_ids.to_vec();
+        self.write_tx("deleting metrics", move |tx| {
+            crate::lifecycle::delete_metrics(tx, &ids)
+        })
+        .await
+    }
 }

@@ -22,11 +22,18 @@ pub(crate) struct Migration {
 }
 
 /// Every step this code knows, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "retention",
+        sql: include_str!("../migrations/0002_retention.sql"),
+    },
+];
 
 /// The newest schema version this code knows.
 pub(crate) fn latest_version() -> u32 {

@@ -158,4 +158,12 @@ impl WorkflowRepository for SqliteStore {
             .await?;
         Ok(Page::from_overfetch(items, limit, WorkflowCursor::of))
     }
+
+    async fn delete(&self, id: &WorkflowId, version: Version) -> Result<()> {
+        let id = id.clone();
+        self.write_tx("deleting a workflow version", move |tx| {
+            crate::lifecycle::delete_workflow(tx, &id, version)
+        })
+        .await
+    }
 }

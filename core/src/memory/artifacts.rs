@@ -116,4 +116,18 @@ impl ArtifactStore for MemoryArtifacts {
             .map(|_| ())
             .ok_or_else(|| artifact_not_found(key))
     }
+
+    async fn delete_run_artifacts(&self, run_id: &crate::RunId) -> Result<crate::ArtifactsDeleted> {
+        let mut blobs = lock(&self.blobs);
+        let mut removed = crate::ArtifactsDeleted::default();
+        blobs.retain(|key, (info, _)| {
+            if key.run_id == *run_id {
+                removed.add(info.size);
+                false
+            } else {
+                true
+            }
+        });
+        Ok(removed)
+    }
 }

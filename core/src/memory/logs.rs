@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use super::lock;
 use crate::error::{Error, Result};
 use crate::id::RunId;
+use crate::lifecycle::Deleted;
 use crate::logs::{
     Appended, Event, EventCursor, EventQuery, LogRepository, NewEvent, Run, RunCursor, RunFilter,
     RunQuery, RunUpdate, RunWithEvents,
@@ -195,5 +196,11 @@ impl LogRepository for MemoryLogs {
             runs.insert(state.run.id.clone(), state);
         }
         Ok(outcome)
+    }
+
+    async fn delete_runs(&self, ids: &[RunId]) -> Result<Deleted<RunId>> {
+        crate::lifecycle::validate_delete_batch("run_ids", ids)?;
+        let mut runs = lock(&self.runs);
+        Ok(Deleted::split(ids, |id| runs.remove(id).is_some()))
     }
 }

@@ -142,4 +142,12 @@ impl MetricsRepository for MemoryMetrics {
             PatternCursor::of,
         ))
     }
+
+    async fn delete_many(&self, run_ids: &[RunId]) -> Result<crate::Deleted<RunId>> {
+        crate::lifecycle::validate_delete_batch("run_ids", run_ids)?;
+        let mut st = lock(&self.state);
+        Ok(crate::Deleted::split(run_ids, |id| {
+            st.metrics.remove(id).is_some()
+        }))
+    }
 }

@@ -80,4 +80,17 @@ impl WorkflowRepository for MemoryWorkflows {
             WorkflowCursor::of,
         )
     }
+
+    async fn delete(&self, id: &WorkflowId, version: Version) -> Result<()> {
+        let mut defs = lock(&self.defs);
+        let stored = defs.contains_key(&(id.clone(), version));
+        let child = defs
+            .range((id.clone(), Version::FIRST)..)
+            .take_while(|((i, _), _)| i == id)
+            .find(|(_, d)| d.parent == Some(version))
+            .map(|((_, v), _)| *v);
+        crate::lifecycle::decide_workflow_delete(id, version, stored, child)?;
+        defs.remove(&(id.clone(), version));
+        Ok(())
+    }
 }

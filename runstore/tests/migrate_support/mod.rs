@@ -488,6 +488,10 @@ pub mod failing {
         async fn list(&self, query: WorkflowQuery) -> Result<Page<WorkflowDefinition>> {
             self.0.workflows.list(query).await
         }
+        async fn delete(&self, id: &WorkflowId, version: Version) -> Result<()> {
+            self.1.spend()?;
+            self.0.workflows.delete(id, version).await
+        }
     }
 
     #[async_trait]
@@ -534,6 +538,10 @@ pub mod failing {
             self.1.saw_events(runs.iter().map(|r| r.events.len()).sum());
             self.0.logs.import_runs(runs).await
         }
+        async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
+            self.1.spend()?;
+            self.0.logs.delete_runs(ids).await
+        }
     }
 
     #[async_trait]
@@ -573,6 +581,10 @@ pub mod failing {
         async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
             self.0.metrics.list_patterns(query).await
         }
+        async fn delete_many(&self, run_ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
+            self.1.spend()?;
+            self.0.metrics.delete_many(run_ids).await
+        }
     }
 
     #[async_trait]
@@ -598,6 +610,13 @@ pub mod failing {
         async fn delete(&self, key: &ArtifactKey) -> Result<()> {
             self.1.spend()?;
             self.0.artifacts.delete(key).await
+        }
+        async fn delete_run_artifacts(
+            &self,
+            run_id: &RunId,
+        ) -> Result<runstore_core::ArtifactsDeleted> {
+            self.1.spend()?;
+            self.0.artifacts.delete_run_artifacts(run_id).await
         }
     }
 }

@@ -1,0 +1,543 @@
+//! Pruning by a [`RetentionPolicy`] (docs/DESIGN.md section 8): runs are
+//! selected page by page, each decided by [`RetentionPolicy::decide`] (through
+//! a [`runstore_core::retention::Ranker`]), and the pruned ones of a page are
+//! deleted in batches in the order artifacts (unless kept), metrics, then
+//! runs with their events (the run record last). `NotFound` and already
+//! absent records count as done, so an interrupted prune is finished by the
+//! next one. With an archive destination, each pruned run is first copied
+//! there and read back; a failed archive deletes nothing.
+
+use std::collections::BTreeMap;
+
+/// The policy types of `runstore-core`, so that applications reach them here.
+pub use runstore_core::retention::*;
+
+use runstore_core::{
+    ArtifactQuery, Error, ErrorKind, EventQuery, LogRepositoryExt, MAX_PAGE_LIMIT, Result, Run,
+    RunFilter, RunId, RunQuery, RunStatus, RunWithEvents, StoreSet, Timestamp,
+};
+use serde::Serialize;
+
+/// Options of [`prune`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PruneOptions {
+    /// Report what would be pruned and change nothing.
+    pub dry_run: bool,
+    /// The time ages are measured at; now when not given.
+    pub now: Option<Timestamp>,
+    /// Runs read (and deleted) per page, 1 to [`MAX_PAGE_LIMIT`].
+    pub page_size: usize,
+    /// Copy each pruned run here, and read it back, before deleting it.
+    pub archive: Option<StoreSet>,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            dry_run: false,
+            now: None,
+            page_size: 500,
+            archive: None,
+        }
+    }
+}
+
+impl PruneOptions {
+    /// Sets the dry-run flag.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+    /// Measures ages at `now`.
+    pub fn now(mut self, now: Timestamp) -> Self {
+        self.now = Some(now);
+        self
+    }
+    /// Sets the page size.
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = n;
+        self
+    }
+    /// Archives pruned runs to `dest` before deleting them.
+    pub fn archive_to(mut self, dest: StoreSet) -> Self {
+        self.archive = Some(dest);
+        self
+    }
+}
+
+/// What was (or, in a dry run, would be) removed under one rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RuleReport {
+    /// The rule's index in the policy.
+    pub rule: usize,
+    /// Runs pruned.
+    pub runs: u64,
+    /// Their events.
+    pub events: u64,
+    /// Their metrics.
+    pub metrics: u64,
+    /// Their artifacts (zero when the policy keeps artifacts).
+    pub artifacts: u64,
+    /// Bytes of those artifacts.
+    pub bytes: u64,
+    /// Runs copied to the archive.
+    pub archived: u64,
+}
+
+/// What [`prune`] did, per rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PruneReport {
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Terminal runs looked at.
+    pub examined: u64,
+    /// One entry per rule that pruned something, by rule index.
+    pub rules: Vec<RuleReport>,
+}
+
+impl PruneReport {
+    /// Totals over every rule (its `rule` is meaningless).
+    pub fn total(&self) -> RuleReport {
+        let mut t = RuleReport::default();
+        for r in &self.rules {
+            t.runs += r.runs;
+            t.events += r.events;
+            t.metrics += r.metrics;
+            t.artifacts += r.artifacts;
+            t.bytes += r.bytes;
+            t.archived += r.archived;
+        }
+        t
+    }
+}
+
+/// Applies `policy` to `stores`. `progress` is called after each page with
+/// the report so far. See the module documentation for the order and the
+/// guarantees.
+pub async fn prune(
+    stores: &StoreSet,
+    policy: &RetentionPolicy,
+    options: PruneOptions,
+    mut progress: impl FnMut(&PruneReport),
+) -> Result<PruneReport> {
+    let span = tracing::info_span!(
+        "prune",
+        dry_run = options.dry_run,
+        rules = policy.rules.len()
+    );
+    tracing::Instrument::instrument(prune_inner(stores, policy, options, &mut progress), span).await
+}
+
+async fn prune_inner(
+    stores: &StoreSet,
+    policy: &RetentionPolicy,
+    options: PruneOptions,
+    progress: &mut impl FnMut(&PruneReport),
+) -> Result<PruneReport> {
+    policy.validate()?;
+    let limit = runstore_core::validate_limit(options.page_size)?;
+    let now = options.now.unwrap_or_else(Timestamp::now);
+    let mut ranker = policy.ranker();
+    let mut per_rule: BTreeMap<usize, RuleReport> = BTreeMap::new();
+    let mut examined = 0u64;
+    let mut filter = RunFilter::default().statuses([
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ]);
+    // Without `keep_last`, no rank is needed: a pruned run ended at least
+    // the shortest `max_age` ago, so only those are read (by the end-time
+    // index of the SQL backends). With `keep_last`, every finished run
+    // counts towards the ranks and all are read.
+    if policy.rules.iter().all(|r| r.keep_last.is_none()) {
+        match policy.rules.iter().filter_map(|r| r.max_age).min() {
+            Some(age) => {
+                let micros = i64::try_from(age.as_secs()).unwrap_or(i64::MAX / 2) * 1_000_000;
+                filter.ended_before = Some(now.saturating_add_micros(1 - micros));
+            }
+            // No rule: nothing is ever pruned.
+            None => {
+                return Ok(PruneReport {
+                    dry_run: options.dry_run,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let mut cursor = None;
+    loop {
+        let page = stores
+            .logs
+            .query_runs(
+                RunQuery::new(filter.clone())
+                    .with_limit(limit)
+                    .with_cursor(cursor),
+            )
+            .await?;
+        let mut doomed: Vec<(usize, Run)> = Vec::new();
+        for run in &page.items {
+            examined += 1;
+            if let Decision::Prune { rule } = ranker.next(run, now) {
+                doomed.push((rule, run.clone()));
+            }
+        }
+        if !doomed.is_empty() {
+            prune_page(stores, policy, &options, &doomed, &mut per_rule).await?;
+        }
+        let report = PruneReport {
+            dry_run: options.dry_run,
+            examined,
+            rules: per_rule.values().cloned().collect(),
+        };
+        progress(&report);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => {
+                tracing::info!(examined, pruned = report.total().runs, "prune finished");
+                return Ok(report);
+            }
+        }
+    }
+}
+
+/// Counts a run's events, page by page.
+async fn count_events(stores: &StoreSet, id: &RunId) -> Result<u64> {
+    let mut n = 0;
+    let mut cursor = None;
+    loop {
+        let page = match stores
+            .logs
+            .list_events(
+                id,
+                EventQuery::default()
+                    .with_limit(MAX_PAGE_LIMIT)
+                    .with_cursor(cursor),
+            )
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(n),
+            Err(e) => return Err(e),
+        };
+        n += page.items.len() as u64;
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(n),
+        }
+    }
+}
+
+/// A run's artifacts: count and bytes, page by page.
+async fn artifact_totals(stores: &StoreSet, id: &RunId) -> Result<(u64, u64)> {
+    let (mut count, mut bytes) = (0, 0);
+    let mut cursor = None;
+    loop {
+        let page = stores
+            .artifacts
+            .list(
+                ArtifactQuery::run(id.clone())
+                    .with_limit(MAX_PAGE_LIMIT)
+                    .with_cursor(cursor),
+            )
+            .await?;
+        for info in &page.items {
+            count += 1;
+            bytes += info.size;
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok((count, bytes)),
+        }
+    }
+}
+
+async fn prune_page(
+    stores: &StoreSet,
+    policy: &RetentionPolicy,
+    options: &PruneOptions,
+    doomed: &[(usize, Run)],
+    per_rule: &mut BTreeMap<usize, RuleReport>,
+) -> Result<()> {
+    let delete_artifacts = policy.artifacts == ArtifactRetention::Delete;
+    if options.archive.is_some() && options.dry_run {
+        // What would be archived.
+        for (rule, _) in doomed {
+            entry(per_rule, *rule).archived += 1;
+        }
+    }
+    if let Some(dest) = &options.archive
+        && !options.dry_run
+    {
+        // Every run of the page is archived and checked before anything
+        // of the page is deleted.
+        for (rule, run) in doomed {
+            archive_run(stores, dest, run).await?;
+            entry(per_rule, *rule).archived += 1;
+        }
+    }
+    let mut ids = Vec::with_capacity(doomed.len());
+    for (rule, run) in doomed {
+        let events = count_events(stores, &run.id).await?;
+        let r = entry(per_rule, *rule);
+        r.events += events;
+        if delete_artifacts {
+            let (count, bytes) = if options.dry_run {
+                artifact_totals(stores, &run.id).await?
+            } else {
+                let d = stores.artifacts.delete_run_artifacts(&run.id).await?;
+                (d.count, d.bytes)
+            };
+            let r = entry(per_rule, *rule);
+            r.artifacts += count;
+            r.bytes += bytes;
+        }
+        ids.push(run.id.clone());
+    }
+    let rule_of: BTreeMap<&RunId, usize> = doomed.iter().map(|(r, run)| (&run.id, *r)).collect();
+    if options.dry_run {
+        for (rule, run) in doomed {
+            let has_metric = match stores.metrics.get(&run.id).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == ErrorKind::NotFound => false,
+                Err(e) => return Err(e),
+            };
+            let r = entry(per_rule, *rule);
+            r.metrics += u64::from(has_metric);
+            r.runs += 1;
+        }
+        return Ok(());
+    }
+    let metrics = stores.metrics.delete_many(&ids).await?;
+    for id in &metrics.deleted {
+        entry(per_rule, rule_of[id]).metrics += 1;
+    }
+    // Runs already absent were pruned by an earlier, interrupted prune:
+    // done, and counted there.
+    let runs = stores.logs.delete_runs(&ids).await?;
+    for id in &runs.deleted {
+        entry(per_rule, rule_of[id]).runs += 1;
+    }
+    tracing::debug!(
+        deleted = runs.deleted.len(),
+        absent = runs.absent.len(),
+        "pruned a page"
+    );
+    Ok(())
+}
+
+fn entry(per_rule: &mut BTreeMap<usize, RuleReport>, rule: usize) -> &mut RuleReport {
+    per_rule.entry(rule).or_insert_with(|| RuleReport {
+        rule,
+        ..Default::default()
+    })
+}
+
+/// Copies one run (its workflow version and ancestors, record and events,
+/// metric, artifacts) to `dest` with the idempotent writes the migration
+/// uses, then reads everything back and compares. Any difference is an
+/// error, so nothing of the run is deleted.
+pub async fn archive_run(src: &StoreSet, dest: &StoreSet, run: &Run) -> Result<()> {
+    // The workflow version and its ancestors, oldest first, so parents
+    // exist before children.
+    let mut chain = Vec::new();
+    let mut next = Some(run.workflow_version);
+    while let Some(v) = next {
+        match src.workflows.get(&run.workflow_id, v).await {
+            Ok(def) => {
+                next = def.parent;
+                chain.push(def);
+            }
+            // A run may outlive its definition; archive what exists.
+            Err(e) if e.kind() == ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        }
+    }
+    for def in chain.into_iter().rev() {
+        dest.workflows.store(def).await?;
+    }
+    let events = src.logs.all_events(&run.id).await?;
+    let whole = RunWithEvents {
+        run: run.clone(),
+        events,
+    };
+    dest.logs.import_runs(vec![whole.clone()]).await?;
+    let metric = match src.metrics.get(&run.id).await {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(m) = &metric {
+        dest.metrics.record_many(vec![m.clone()]).await?;
+    }
+    let mut cursor = None;
+    loop {
+        let page = src
+            .artifacts
+            .list(
+                ArtifactQuery::run(run.id.clone())
+                    .with_limit(100)
+                    .with_cursor(cursor),
+            )
+            .await?;
+        for info in &page.items {
+            let reader = src.artifacts.get(&info.key).await?;
+            let options = runstore_core::PutOptions::default()
+                .content_type(info.content_type.clone())
+                .created_by(info.created_by.clone())
+                .created_at(info.created_at);
+            let put = dest.artifacts.put(&info.key, reader.body, options).await?;
+            if put.record.sha256 != info.sha256 || put.record.size != info.size {
+                return Err(archive_mismatch(&run.id, &format!("artifact {}", info.key)));
+            }
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    // Read back and compare before the source is touched.
+    let back = RunWithEvents {
+        run: dest.logs.get_run(&run.id).await?,
+        events: dest.logs.all_events(&run.id).await?,
+    };
+    if !back.same_content(&whole) {
+        return Err(archive_mismatch(&run.id, "record or events"));
+    }
+    if let Some(m) = &metric
+        && !dest.metrics.get(&run.id).await?.same_content(m)
+    {
+        return Err(archive_mismatch(&run.id, "metric"));
+    }
+    let (count, bytes) = artifact_totals(src, &run.id).await?;
+    if artifact_totals(dest, &run.id).await? != (count, bytes) {
+        return Err(archive_mismatch(&run.id, "artifacts"));
+    }
+    Ok(())
+}
+
+fn archive_mismatch(id: &RunId, what: &str) -> Error {
+    Error::conflict(format!(
+        "archive of run {id}: the {what} read back from the archive differs from the source; nothing was deleted"
+    ))
+}
+
+/// Deletes a workflow version, refusing (`Conflict`) while runs of that
+/// version exist unless `force`; the backend refuses (`Conflict`) while
+/// another version names it as parent, forced or not.
+pub async fn delete_workflow_version(
+    stores: &StoreSet,
+    id: &runstore_core::WorkflowId,
+    version: runstore_core::Version,
+    force: bool,
+) -> Result<()> {
+    if !force {
+        let runs = stores
+            .logs
+            .count_runs(RunFilter::default().workflow(id.clone()).version(version))
+            .await?;
+        if runs > 0 {
+            return Err(Error::conflict(format!(
+                "workflow {id} version {version} has {runs} stored run(s); delete them first or force"
+            )));
+        }
+    }
+    stores.workflows.delete(id, version).await
+}
+
+/// Counters of a [`RetentionTask`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RetentionStats {
+    /// Prunes finished.
+    pub passes: u64,
+    /// Prunes that failed (the task goes on at the next interval).
+    pub failures: u64,
+    /// Runs pruned over all passes.
+    pub runs_pruned: u64,
+}
+
+/// A background task applying a policy every interval; see
+/// [`RetentionTask::spawn`]. Dropping it without [`RetentionTask::stop`]
+/// also stops it (at its next wake-up).
+#[derive(Debug)]
+pub struct RetentionTask {
+    cancel: tokio::sync::watch::Sender<bool>,
+    stats: std::sync::Arc<std::sync::Mutex<RetentionStats>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RetentionTask {
+    /// Spawns the task on the current tokio runtime: a prune of `stores`
+    /// by `policy` right away, then every `interval`. A failed prune is
+    /// logged and counted, and retried at the next interval (a prune is
+    /// re-runnable). `options.now` is ignored: each pass measures ages at
+    /// its own start.
+    pub fn spawn(
+        stores: StoreSet,
+        policy: RetentionPolicy,
+        interval: std::time::Duration,
+        options: PruneOptions,
+    ) -> RetentionTask {
+        let (cancel, mut cancelled) = tokio::sync::watch::channel(false);
+        let stats = std::sync::Arc::new(std::sync::Mutex::new(RetentionStats::default()));
+        let counters = stats.clone();
+        let handle = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = cancelled.changed() => return,
+                }
+                let mut opts = options.clone();
+                opts.now = None;
+                let pass = {
+                    let n = counters.lock().map(|s| s.passes + s.failures).unwrap_or(0);
+                    tracing::info_span!("retention_pass", pass = n + 1)
+                };
+                let result = tokio::select! {
+                    r = tracing::Instrument::instrument(prune(&stores, &policy, opts, |_| {}), pass) => r,
+                    // A stop in the middle of a pass: the pass is dropped
+                    // between two awaits; the next prune finishes its work.
+                    _ = cancelled.changed() => return,
+                };
+                let mut s = counters.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(report) => {
+                        s.passes += 1;
+                        s.runs_pruned += report.total().runs;
+                        tracing::info!(
+                            pruned = report.total().runs,
+                            total_pruned = s.runs_pruned,
+                            "retention pass done"
+                        );
+                    }
+                    Err(e) => {
+                        s.failures += 1;
+                        tracing::warn!(error = %e, "retention pass failed; retried at the next interval");
+                    }
+                }
+            }
+        });
+        RetentionTask {
+            cancel,
+            stats,
+            handle,
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> RetentionStats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the task and waits for it; returns the final counters.
+    pub async fn stop(self) -> RetentionStats {
+        let _ = self.cancel.send(true);
+        let _ = self.handle.await;
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,130 @@
+//! Deletes for retention (docs/DESIGN.md section 8). Each batch is one
+//! transaction of set-based statements (`= ANY($1)`), so a crash leaves
+//! every run of it whole or gone, and a batch costs a few round trips.
+
+use std::collections::HashSet;
+
+use runstore_core::{
+    ArtifactsDeleted, Deleted, Result, RunId, Version, WorkflowId, decide_workflow_delete,
+    validate_delete_batch,
+};
+
+use crate::PostgresStore;
+use crate::client::with_tx;
+use crate::error::Fail;
+use crate::rows::{v32, version};
+
+impl PostgresStore {
+    /// Deletes runs, then the events of those deleted (the run row first,
+    /// as `delete_run` does: its lock keeps appends out).
+    pub(crate) async fn lifecycle_delete_runs(&self, ids: &[RunId]) -> Result<Deleted<RunId>> {
+        validate_delete_batch("run_ids", ids)?;
+        let keys: Vec<&str> = ids.iter().map(RunId::as_str).collect();
+        let (keys, this) = (&keys, self);
+        let gone: HashSet<String> = with_tx!(self, "deleting runs", |tx| {
+            let runs = tx
+                .prepare_cached(&this.sql("DELETE FROM {s}.runs WHERE id = ANY($1) RETURNING id"))
+                .await?;
+            let gone: Vec<String> = tx
+                .query(&runs, &[keys])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let events = tx
+                .prepare_cached(&this.sql("DELETE FROM {s}.events WHERE run_id = ANY($1)"))
+                .await?;
+            tx.execute(&events, &[&gone]).await?;
+            Ok::<_, Fail>(gone.into_iter().collect())
+        })?;
+        Ok(Deleted::split(ids, |id| gone.contains(id.as_str())))
+    }
+
+    /// Deletes metrics (their named values cascade).
+    pub(crate) async fn lifecycle_delete_metrics(&self, ids: &[RunId]) -> Result<Deleted<RunId>> {
+        validate_delete_batch("run_ids", ids)?;
+        let keys: Vec<&str> = ids.iter().map(RunId::as_str).collect();
+        let (keys, this) = (&keys, self);
+        let gone: HashSet<String> = with_tx!(self, "deleting metrics", |tx| {
+            let st = tx
+                .prepare_cached(
+                    &this.sql("DELETE FROM {s}.metrics WHERE run_id = ANY($1) RETURNING run_id"),
+                )
+                .await?;
+            let rows = tx.query(&st, &[keys]).await?;
+            Ok::<_, Fail>(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        })?;
+        Ok(Deleted::split(ids, |id| gone.contains(id.as_str())))
+    }
+
+    /// Deletes a run's artifact rows, then their blobs (chunks cascade).
+    pub(crate) async fn lifecycle_delete_run_artifacts(
+        &self,
+        run_id: &RunId,
+    ) -> Result<ArtifactsDeleted> {
+        let what = format!("deleting the artifacts of run {run_id}");
+        let this = self;
+        with_tx!(self, &what, |tx| {
+            let st = tx
+                .prepare_cached(
+                    &this
+                        .sql("DELETE FROM {s}.artifacts WHERE run_id = $1 RETURNING blob_id, size"),
+                )
+                .await?;
+            let rows = tx.query(&st, &[&run_id.as_str()]).await?;
+            let mut out = ArtifactsDeleted::default();
+            let mut blobs = Vec::with_capacity(rows.len());
+            for r in &rows {
+                blobs.push(r.get::<_, i64>(0));
+                out.add(u64::try_from(r.get::<_, i64>(1)).unwrap_or(0));
+            }
+            let del = tx
+                .prepare_cached(&this.sql("DELETE FROM {s}.blobs WHERE id = ANY($1)"))
+                .await?;
+            tx.execute(&del, &[&blobs]).await?;
+            Ok::<_, Fail>(out)
+        })
+    }
+
+    /// Deletes one workflow version after [`decide_workflow_delete`]; the
+    /// row is locked first so a child stored concurrently waits (its
+    /// foreign key reads the parent row) or is seen.
+    pub(crate) async fn lifecycle_delete_workflow(
+        &self,
+        id: &WorkflowId,
+        v: Version,
+    ) -> Result<()> {
+        let what = format!("deleting workflow {id} version {v}");
+        let this = self;
+        let n = v32(v);
+        with_tx!(self, &what, |tx| {
+            let lock = tx
+                .prepare_cached(
+                    &this.sql(
+                        "SELECT 1 FROM {s}.workflows WHERE id = $1 AND version = $2 FOR UPDATE",
+                    ),
+                )
+                .await?;
+            let stored = tx.query_opt(&lock, &[&id.as_str(), &n]).await?.is_some();
+            let child = tx
+                .prepare_cached(&this.sql(
+                    "SELECT version FROM {s}.workflows WHERE id = $1 AND parent = $2 ORDER BY version LIMIT 1",
+                ))
+                .await?;
+            let child = match tx.query_opt(&child, &[&id.as_str(), &n]).await? {
+                Some(row) => Some(version(row.get(0), || {
+                    format!("workflows ({id}, child of {v})")
+                })?),
+                None => None,
+            };
+            decide_workflow_delete(id, v, stored, child)?;
+            let del = tx
+                .prepare_cached(
+                    &this.sql("DELETE FROM {s}.workflows WHERE id = $1 AND version = $2"),
+                )
+                .await?;
+            tx.execute(&del, &[&id.as_str(), &n]).await?;
+            Ok::<_, Fail>(())
+        })
+    }
+}
