@@ -1,4 +1,4 @@
-//! Rules for `ArtifactStore` (DESIGN.md section 4, "Artifacts").
+//! Rules for `ArtifactStore` (docs/DESIGN.md section 4, "Artifacts").
 
 use std::io::Read as _;
 use std::pin::Pin;

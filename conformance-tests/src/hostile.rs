@@ -1,8 +1,8 @@
-//! The hostile-input corpus, fed to every backend (DESIGN.md section 2).
+//! The hostile-input corpus, fed to every backend (docs/DESIGN.md section 2).
 //!
 //! [`hostile_strings`] is public so that backends can feed the same corpus
 //! to their own tests (file names, SQL, CLI output). Each rule decides for
-//! every string, with predicates written here from the text of DESIGN.md
+//! every string, with predicates written here from the text of docs/DESIGN.md
 //! section 2 and core/README.md (not with core's validators), whether it is
 //! valid for a field, and checks that the store accepts exactly the valid
 //! ones, keeps them verbatim, and refuses the others with `InvalidInput`
@@ -113,7 +113,7 @@ pub fn hostile_strings() -> Vec<String> {
     out
 }
 
-/// DESIGN.md section 2: "1 to 128 bytes of `[A-Za-z0-9._-]`, not starting
+/// docs/DESIGN.md section 2: "1 to 128 bytes of `[A-Za-z0-9._-]`, not starting
 /// with `.`".
 fn id_ok(s: &str) -> bool {
     (1..=128).contains(&s.len())
@@ -122,7 +122,7 @@ fn id_ok(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// DESIGN.md section 2: "relative, `/`-separated, each segment 1 to 255
+/// docs/DESIGN.md section 2: "relative, `/`-separated, each segment 1 to 255
 /// bytes, no empty, `.` or `..` segment, no `\`, no NUL or control
 /// character, at most 1024 bytes in all".
 fn path_ok(s: &str) -> bool {
@@ -751,7 +751,7 @@ pub async fn hostile_text_rejected_by_backend(f: &dyn StoreFactory) -> RuleResul
 
 /// "no input can make a backend touch a file outside its root or run SQL
 /// that it did not prepare" and "a value read back equals the value
-/// written" (DESIGN.md section 2).
+/// written" (docs/DESIGN.md section 2).
 ///
 /// Hostile but valid values are stored and read back byte for byte: SQL,
 /// shell and template fragments, look-alike and invisible Unicode, 10 KB
@@ -1105,7 +1105,7 @@ pub async fn hostile_but_valid_values_stored_verbatim(f: &dyn StoreFactory) -> R
     Ok(())
 }
 
-/// "page with an opaque cursor" (DESIGN.md section 4) and "a bad one is
+/// "page with an opaque cursor" (docs/DESIGN.md section 4) and "a bad one is
 /// `Error::InvalidInput` naming the field" (section 2), for cursors and
 /// page sizes (core/README.md: "`limit` is 1 to 10,000").
 ///

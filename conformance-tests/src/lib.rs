@@ -146,7 +146,7 @@ macro_rules! __conformance_test_fns {
 #[macro_export]
 macro_rules! __rule_table {
     (() $($group:ident :: $rule:ident),* $(,)?) => {
-        /// Every rule of the suite, in the order of DESIGN.md section 4.
+        /// Every rule of the suite, in the order of docs/DESIGN.md section 4.
         pub static ALL_RULES: &[$crate::Rule] = &[
             $(
                 $crate::Rule {

@@ -1,4 +1,4 @@
-//! Rules for `MetricsRepository` (DESIGN.md section 4, "Metrics").
+//! Rules for `MetricsRepository` (docs/DESIGN.md section 4, "Metrics").
 
 use std::collections::BTreeMap;
 

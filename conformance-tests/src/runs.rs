@@ -1,4 +1,4 @@
-//! Rules for `LogRepository` (DESIGN.md section 4, "Runs and events").
+//! Rules for `LogRepository` (docs/DESIGN.md section 4, "Runs and events").
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ fn map(value: serde_json::Value) -> JsonMap {
     }
 }
 
-/// The order of DESIGN.md section 4: start time descending, then run id
+/// The order of docs/DESIGN.md section 4: start time descending, then run id
 /// descending (bytewise).
 fn sort_newest_first(runs: &mut [Run]) {
     runs.sort_by(|a, b| {
@@ -169,7 +169,7 @@ pub async fn run_create_and_get_round_trip(f: &dyn StoreFactory) -> RuleResult {
     Ok(())
 }
 
-/// "A whole run ... can be stored ... idempotently" and DESIGN.md section 3
+/// "A whole run ... can be stored ... idempotently" and docs/DESIGN.md section 3
 /// ("a write that contradicts what is stored" is `Conflict`), applied to
 /// `create_run`.
 ///
@@ -456,7 +456,7 @@ pub async fn run_terminal_status_and_end_time_set_once(f: &dyn StoreFactory) -> 
 }
 
 /// "`ended_at` is set exactly for terminal runs and is never before
-/// `started_at`" (core/README.md, on DESIGN.md section 4 "times").
+/// `started_at`" (core/README.md, on docs/DESIGN.md section 4 "times").
 ///
 /// An end time before the start is `InvalidInput` in `update_status` and
 /// `create_run` and stores nothing; an end time equal to the start is
@@ -553,7 +553,7 @@ pub async fn run_end_time_not_before_start(f: &dyn StoreFactory) -> RuleResult {
 
 /// "Timestamps are UTC with microsecond precision in every backend (what
 /// Postgres keeps), so that a value read back equals the value written"
-/// (DESIGN.md section 2, for the times of section 4).
+/// (docs/DESIGN.md section 2, for the times of section 4).
 ///
 /// Start, end and event times with odd microseconds (e.g. `.123457`), before
 /// 1970, and at both ends of the range (year 1 and year 9999) read back
@@ -902,7 +902,7 @@ pub async fn event_batch_append_is_ordered_and_atomic(f: &dyn StoreFactory) -> R
     Ok(())
 }
 
-/// "`NotFound`: the id, version, run or artifact does not exist" (DESIGN.md
+/// "`NotFound`: the id, version, run or artifact does not exist" (docs/DESIGN.md
 /// section 3) for the run operations of section 4.
 ///
 /// Appending (one or a batch), listing events, updating, getting and
@@ -1941,7 +1941,7 @@ pub async fn run_delete_removes_record_and_events(f: &dyn StoreFactory) -> RuleR
 }
 
 /// "Each run's events are numbered 1, 2, 3 ... by the store, with no gaps",
-/// from two handles on one storage (DESIGN.md section 6: "safe with several
+/// from two handles on one storage (docs/DESIGN.md section 6: "safe with several
 /// processes", "several application processes may share one database").
 ///
 /// Needs [`Capability::SharedStorage`]. Two handles append 25 events each to
@@ -2037,7 +2037,7 @@ pub async fn run_shared_storage_appends_from_two_handles(f: &dyn StoreFactory) -
     Ok(())
 }
 
-/// "data written via one handle is read through another": DESIGN.md section
+/// "data written via one handle is read through another": docs/DESIGN.md section
 /// 6 (durable, shared storage) for all four concerns.
 ///
 /// Needs [`Capability::SharedStorage`]. Writes a workflow, runs with events,

@@ -1,4 +1,4 @@
-//! Rules for `WorkflowRepository` (DESIGN.md section 4, "Workflows").
+//! Rules for `WorkflowRepository` (docs/DESIGN.md section 4, "Workflows").
 
 use std::collections::BTreeSet;
 
@@ -266,7 +266,7 @@ pub async fn workflow_parent_must_exist_and_be_lower(f: &dyn StoreFactory) -> Ru
     Ok(())
 }
 
-/// "`get` ... `NotFound`" (DESIGN.md section 3: "the id, version, run or
+/// "`get` ... `NotFound`" (docs/DESIGN.md section 3: "the id, version, run or
 /// artifact does not exist").
 ///
 /// Getting an unknown workflow, or an unknown version of a known workflow,
@@ -503,7 +503,7 @@ pub async fn workflow_list_all_ordered_and_paged(f: &dyn StoreFactory) -> RuleRe
 /// changes the hash; and the hash is the SHA-256 of the canonical JSON of
 /// `{body, description, id, parent, version}` (a known-answer vector).
 ///
-/// `-0.0` is deliberately left out: DESIGN.md does not say whether it is
+/// `-0.0` is deliberately left out: docs/DESIGN.md does not say whether it is
 /// distinct from `0`, and PostgreSQL `jsonb` cannot keep it.
 pub async fn workflow_content_hash_matches_content(f: &dyn StoreFactory) -> RuleResult {
     let s = f.create().await?;

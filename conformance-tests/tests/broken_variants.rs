@@ -1,5 +1,5 @@
 //! Proof that the suite can fail: the reference backend wrapped so that it
-//! breaks exactly one promise of DESIGN.md section 4, and for each such
+//! breaks exactly one promise of docs/DESIGN.md section 4, and for each such
 //! variant the rules that must notice it. The unbroken wrapper (pure
 //! delegation) must pass every rule, so a failure below is the break being
 //! caught, not the wrapper.

@@ -111,7 +111,7 @@ pub enum PutDecision {
     Replace,
 }
 
-/// The overwrite rules of DESIGN.md section 4, shared by every backend:
+/// The overwrite rules of docs/DESIGN.md section 4, shared by every backend:
 /// same bytes succeed, other bytes are [`Error::Immutable`] without a token,
 /// [`Error::Conflict`] with a token that is not the stored hash (or with a
 /// token when nothing is stored).
@@ -345,7 +345,7 @@ impl BundleRequest {
     }
 }
 
-/// Stores artifacts. See DESIGN.md section 4, "Artifacts".
+/// Stores artifacts. See docs/DESIGN.md section 4, "Artifacts".
 #[async_trait]
 pub trait ArtifactStore: Send + Sync + Debug + 'static {
     /// Streams `body` to `key` in bounded memory, following [`decide_put`].

@@ -20,7 +20,7 @@ use crate::written::Written;
 #[async_trait]
 pub trait LogRepositoryExt: LogRepository {
     /// The `limit` most recent runs of a workflow (and version), newest
-    /// first: the query of DESIGN.md section 4.
+    /// first: the query of docs/DESIGN.md section 4.
     async fn get_recent(
         &self,
         workflow_id: &WorkflowId,

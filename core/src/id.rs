@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// Longest identifier, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
-/// Checks the identifier rule of DESIGN.md section 2 for `field`.
+/// Checks the identifier rule of docs/DESIGN.md section 2 for `field`.
 pub(crate) fn validate_identifier(field: &str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));

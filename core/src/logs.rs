@@ -191,7 +191,7 @@ impl Run {
     }
 
     /// Applies a status update to this run, following the forward-only rules
-    /// of DESIGN.md section 4. Returns the run as it must be stored, and
+    /// of docs/DESIGN.md section 4. Returns the run as it must be stored, and
     /// whether anything changed. Every backend calls this, under its lock or
     /// transaction, so the rules are the same everywhere.
     pub fn apply_update(&self, update: &RunUpdate) -> Result<(Run, bool)> {
@@ -734,7 +734,7 @@ pub struct EventCursor {
     pub seq: u64,
 }
 
-/// Stores runs and their events. See DESIGN.md section 4, "Runs and events".
+/// Stores runs and their events. See docs/DESIGN.md section 4, "Runs and events".
 #[async_trait]
 pub trait LogRepository: Send + Sync + Debug + 'static {
     /// Creates a run. Absent: inserted. Present and identical: a no-op

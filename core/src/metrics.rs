@@ -493,7 +493,7 @@ impl PatternCursor {
     }
 }
 
-/// Stores metrics and patterns. See DESIGN.md section 4, "Metrics".
+/// Stores metrics and patterns. See docs/DESIGN.md section 4, "Metrics".
 #[async_trait]
 pub trait MetricsRepository: Send + Sync + Debug + 'static {
     /// Records a run's metric. Absent: inserted. Identical: a no-op

@@ -174,7 +174,7 @@ impl WorkflowCursor {
     }
 }
 
-/// Stores workflow definitions. See DESIGN.md section 4, "Workflows".
+/// Stores workflow definitions. See docs/DESIGN.md section 4, "Workflows".
 #[async_trait]
 pub trait WorkflowRepository: Send + Sync + Debug + 'static {
     /// Stores a version. Absent: inserted. Present with the same content: a

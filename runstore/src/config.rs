@@ -1,4 +1,4 @@
-//! The YAML configuration of DESIGN.md section 5: which backend holds each
+//! The YAML configuration of docs/DESIGN.md section 5: which backend holds each
 //! concern, with its options.
 //!
 //! Parsing goes straight from the YAML text to [`Config`] through serde
@@ -27,7 +27,7 @@ storage:
   artifacts: { type: file,   path: ./runstore-data }
 ";
 
-/// One of the four concerns of DESIGN.md section 1.
+/// One of the four concerns of docs/DESIGN.md section 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Concern {
     /// Workflow definitions.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use runstore_core::{Error, Result};
 
-/// Default pool size (DESIGN.md section 5).
+/// Default pool size (docs/DESIGN.md section 5).
 pub const DEFAULT_POOL_SIZE: usize = 16;
 /// Default schema holding runstore's tables.
 pub const DEFAULT_SCHEMA: &str = "runstore";
