@@ -104,6 +104,20 @@ pub fn sha256_rate(size: u64) -> f64 {
     mib(total) / start.elapsed().as_secs_f64()
 }
 
+/// Writes `size` bytes of `chunk` repeated to a new file at `path`, in
+/// chunk-sized writes, and `fsync`s it.
+fn write_synced(path: &Path, chunk: &[u8], size: u64) -> BenchResult<()> {
+    let mut f = std::fs::File::create(path)?;
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    Ok(())
+}
+
 /// What a crash-safe file write costs without runstore: a temp file, its
 /// bytes in 1 MiB chunks, `fsync`, rename into place, `fsync` of the
 /// folder. MiB/s.
@@ -112,15 +126,7 @@ pub fn file_artifact_placed(dir: &Path, size: u64) -> BenchResult<f64> {
     let tmp = dir.join("raw-artifact.tmp");
     let dest = dir.join("raw-artifact-placed.bin");
     let start = Instant::now();
-    let mut f = std::fs::File::create(&tmp)?;
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        f.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    f.sync_all()?;
-    drop(f);
+    write_synced(&tmp, &chunk, size)?;
     std::fs::rename(&tmp, &dest)?;
     std::fs::File::open(dir)?.sync_all()?;
     let rate = mib(size) / start.elapsed().as_secs_f64();
@@ -182,15 +188,7 @@ pub fn file_artifact(dir: &Path, size: u64) -> BenchResult<(f64, f64)> {
     let path = dir.join("raw-artifact.bin");
     let chunk = crate::artifacts::pattern(1 << 20);
     let start = Instant::now();
-    let mut f = std::fs::File::create(&path)?;
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        f.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    f.sync_all()?;
-    drop(f);
+    write_synced(&path, &chunk, size)?;
     let write = mib(size) / start.elapsed().as_secs_f64();
     let start = Instant::now();
     let mut f = std::fs::File::open(&path)?;
