@@ -1440,3 +1440,47 @@ fn first_steps_say_what_happened() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("in memory"), "{}", o.stderr);
 }
+
+/// A damaged SQLite page does not stop `check`: the SQLite problems are
+/// listed beside the file backend's report and the artifact hashes, and
+/// stdout is one JSON document.
+#[test]
+fn check_goes_on_past_a_damaged_sqlite_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    demo(d, &["--runs", "40"]);
+    let db = d.join("runstore-data/runstore.db");
+    // Fold the WAL in first, so the damage hits the database file itself.
+    let o = rs(d, &["check", "--json"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = 4096;
+    let pages = bytes.len() / page;
+    assert!(pages > 6, "database too small: {pages} pages");
+    for p in (pages / 2)..(pages / 2 + 2) {
+        for b in &mut bytes[p * page..(p + 1) * page] {
+            *b = 0xa5;
+        }
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let o = rs(d, &["check", "--json"]);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let v = o.json();
+    if v.get("error").is_none() {
+        assert_eq!(v["ok"], json!(false), "{v}");
+        let backends = v["backends"].as_array().unwrap();
+        let sqlite = backends
+            .iter()
+            .find(|b| b["type"] == json!("sqlite"))
+            .unwrap();
+        assert!(!sqlite["problems"].as_array().unwrap().is_empty(), "{v}");
+        let file = backends
+            .iter()
+            .find(|b| b["type"] == json!("file"))
+            .unwrap();
+        assert_eq!(file["ok"], json!(true), "{v}");
+        assert!(v["artifacts"]["checked"].as_u64().unwrap() > 0, "{v}");
+    } else {
+        panic!("check stopped instead of reporting: {v}");
+    }
+}

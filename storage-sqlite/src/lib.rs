@@ -222,11 +222,18 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
         .ctx("setting synchronous")?;
     schema::migrate(&mut conn)?;
     let cutoff = Timestamp::now().as_micros() - STALE_STAGING_MICROS;
-    conn.execute(
-        "DELETE FROM artifact_blobs WHERE complete = 0 AND staged_at < ?1",
-        [cutoff],
-    )
-    .ctx("removing stale staged artifact blobs")?;
+    // Housekeeping, not needed to open: on a damaged file it may fail, and
+    // the store must still open so that `integrity_check` (and `check`)
+    // can say what is wrong and the intact parts stay readable.
+    if let Err(e) = conn
+        .execute(
+            "DELETE FROM artifact_blobs WHERE complete = 0 AND staged_at < ?1",
+            [cutoff],
+        )
+        .ctx("removing stale staged artifact blobs")
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove stale staged artifact blobs");
+    }
     Ok(conn)
 }
 
