@@ -23,6 +23,10 @@ pub enum Capability {
     /// [`StoreFactory::tamper_artifact`] can change stored artifact bytes
     /// behind the store's back, so the suite can check that reads detect it.
     TamperArtifacts,
+    /// [`StoreFactory::advance_clock`] moves the store's clock forward, so
+    /// lease expiry is checked without waiting. Without it the rules wait
+    /// in real time with generous margins.
+    ControlledClock,
 }
 
 impl fmt::Display for Capability {
@@ -115,6 +119,16 @@ pub trait StoreFactory: Send + Sync + 'static {
         ))
     }
 
+    /// Moves the clock the store judges lease expiry by forward by `by`.
+    /// Needed for [`Capability::ControlledClock`].
+    async fn advance_clock(&self, stores: &TestStores, by: std::time::Duration) -> Result<()> {
+        let _ = (stores, by);
+        Err(Error::backend(
+            format!("{} cannot move its clock", self.name()),
+            None,
+        ))
+    }
+
     /// Changes the stored bytes of an artifact (for example flips one byte)
     /// without updating its stored hash. Needed for
     /// [`Capability::TamperArtifacts`].
@@ -138,21 +152,25 @@ impl StoreFactory for MemoryFactory {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with(Capability::TamperArtifacts)
+        Capabilities::none()
+            .with(Capability::TamperArtifacts)
+            .with(Capability::ControlledClock)
     }
 
     async fn create(&self) -> Result<TestStores> {
-        let artifacts = Arc::new(runstore_core::memory::MemoryArtifacts::default());
-        let mut stores = runstore_core::memory::store_set();
-        stores.artifacts = artifacts.clone();
-        Ok(TestStores::with_guard(stores, artifacts))
+        let guard = MemoryGuard::default();
+        let mut stores = runstore_core::memory::store_set_with_clock(guard.clock.clone());
+        stores.artifacts = guard.artifacts.clone();
+        Ok(TestStores::with_guard(stores, Arc::new(guard)))
+    }
+
+    async fn advance_clock(&self, stores: &TestStores, by: std::time::Duration) -> Result<()> {
+        memory_guard(stores)?.clock.advance(by);
+        Ok(())
     }
 
     async fn tamper_artifact(&self, stores: &TestStores, key: &ArtifactKey) -> Result<()> {
-        let artifacts = stores
-            .guard
-            .downcast_ref::<runstore_core::memory::MemoryArtifacts>()
-            .ok_or_else(|| Error::backend("not a memory store set", None))?;
+        let artifacts = &memory_guard(stores)?.artifacts;
         if artifacts.tamper(key, |bytes| match bytes.first_mut() {
             Some(b) => *b ^= 0xff,
             None => bytes.push(0),
@@ -162,4 +180,19 @@ impl StoreFactory for MemoryFactory {
             Err(Error::not_found(format!("artifact {key}")))
         }
     }
+}
+
+/// What a memory store set keeps beside its handles: the artifacts to
+/// tamper with and the clock to move.
+#[derive(Debug, Default)]
+struct MemoryGuard {
+    artifacts: Arc<runstore_core::memory::MemoryArtifacts>,
+    clock: runstore_core::memory::ManualClock,
+}
+
+fn memory_guard(stores: &TestStores) -> Result<&MemoryGuard> {
+    stores
+        .guard
+        .downcast_ref::<MemoryGuard>()
+        .ok_or_else(|| Error::backend("not a memory store set", None))
 }

@@ -69,6 +69,7 @@ pub fn run(id: &str, workflow: &str, version: u32, start_secs: i64) -> Run {
         ended_at: None,
         attributes,
         summaries: JsonMap::new(),
+        external_key: None,
     }
 }
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod artifacts;
+pub mod coordination;
 pub mod event_reads;
 pub mod factory;
 pub mod fixtures;
@@ -105,6 +106,14 @@ macro_rules! __for_each_rule {
             lifecycle::lifecycle_artifacts_delete_of_one_run,
             lifecycle::lifecycle_workflow_delete_with_children,
             lifecycle::lifecycle_runs_filter_by_end_time,
+            // Coordination: leases, external keys, deliveries
+            coordination::coordination_lease_acquire_renew_conflict,
+            coordination::coordination_lease_release_needs_current_token,
+            coordination::coordination_lease_expires_and_token_grows,
+            coordination::coordination_lease_one_winner_and_tokens_persist,
+            coordination::coordination_external_key_create_is_idempotent,
+            coordination::coordination_external_key_import_and_delete,
+            coordination::coordination_delivery_recorded_once,
         }
     };
 }

@@ -483,6 +483,7 @@ fn import_of(spec: &ImportSpec) -> RunWithEvents {
             .then(|| t(spec.start + spec.end, 0)),
         attributes: json_n(1),
         summaries: JsonMap::new(),
+        external_key: None,
     };
     let events = (1..=u64::from(spec.events))
         .map(|seq| Event {
@@ -551,6 +552,7 @@ async fn apply(s: &StoreSet, op: &Op) -> Result<Obs> {
                 ended_at: None,
                 attributes: json_n(0),
                 summaries: JsonMap::new(),
+                external_key: None,
             };
             Obs::Run(s.logs.create_run(r).await?)
         }

@@ -15,11 +15,12 @@ use runstore_core::memory::{MemoryArtifacts, MemoryLogs, MemoryMetrics, MemoryWo
 use runstore_core::{
     Appended, ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader,
     ArtifactStore, ArtifactStoreExt, ArtifactsDeleted, BulkOutcome, BundleRequest, ByteStream,
-    Deleted, Error, ErrorKind, Event, EventQuery, ExecutionMetric, LogRepository, LogRepositoryExt,
-    MetricQuery, MetricsRepository, MetricsSummary, NewEvent, Page, Pattern, PatternId,
-    PatternQuery, Phase, PutOptions, Result, Run, RunFilter, RunId, RunQuery, RunUpdate,
-    RunWithEvents, StoreSet, SummaryQuery, Version, WorkflowDefinition, WorkflowId, WorkflowQuery,
-    WorkflowRepository, Written, async_trait, validate_limit,
+    Deleted, Delivery, Error, ErrorKind, Event, EventQuery, ExecutionMetric, Lease, LeaseQuery,
+    LeaseRequest, LogRepository, LogRepositoryExt, MetricQuery, MetricsRepository, MetricsSummary,
+    NewEvent, Page, Pattern, PatternId, PatternQuery, Phase, PutOptions, Result, Run, RunFilter,
+    RunId, RunQuery, RunUpdate, RunWithEvents, StoreSet, SummaryQuery, Timestamp, Version,
+    WorkflowDefinition, WorkflowId, WorkflowQuery, WorkflowRepository, Written, async_trait,
+    validate_limit,
 };
 use tokio::io::AsyncReadExt;
 
@@ -68,6 +69,13 @@ enum Break {
     WorkflowDeleteIgnoresChildren,
     /// `query_runs` ignores the end-time bounds of its filter.
     EndTimeFilterIgnored,
+    /// Every acquisition answers fencing token 1.
+    LeaseTokenNotFenced,
+    /// `create_run` drops the external key, so a repeated key stores a
+    /// second run.
+    ExternalKeyIgnored,
+    /// Every delivery is reported new.
+    DeliveryAlwaysNew,
 }
 
 fn ctrl_to(s: &str, with: char) -> String {
@@ -172,7 +180,10 @@ impl Logs {
 
 #[async_trait]
 impl LogRepository for Logs {
-    async fn create_run(&self, run: Run) -> Result<Written<Run>> {
+    async fn create_run(&self, mut run: Run) -> Result<Written<Run>> {
+        if self.brk == Break::ExternalKeyIgnored {
+            run.external_key = None;
+        }
         self.inner.create_run(run).await
     }
     async fn get_run(&self, id: &RunId) -> Result<Run> {
@@ -252,6 +263,32 @@ impl LogRepository for Logs {
     }
     async fn delete_runs(&self, ids: &[RunId]) -> Result<Deleted<RunId>> {
         self.inner.delete_runs(ids).await
+    }
+    async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
+        self.inner.get_run_by_key(workflow, key).await
+    }
+    async fn acquire_lease(&self, request: LeaseRequest) -> Result<Lease> {
+        let mut lease = self.inner.acquire_lease(request).await?;
+        if self.brk == Break::LeaseTokenNotFenced {
+            lease.token = 1;
+        }
+        Ok(lease)
+    }
+    async fn release_lease(&self, name: &str, token: u64) -> Result<()> {
+        self.inner.release_lease(name, token).await
+    }
+    async fn list_leases(&self, query: LeaseQuery) -> Result<Page<Lease>> {
+        self.inner.list_leases(query).await
+    }
+    async fn record_delivery(&self, id: &str) -> Result<Written<Delivery>> {
+        let mut w = self.inner.record_delivery(id).await?;
+        if self.brk == Break::DeliveryAlwaysNew {
+            w.inserted = true;
+        }
+        Ok(w)
+    }
+    async fn prune_deliveries(&self, recorded_before: Timestamp) -> Result<u64> {
+        self.inner.prune_deliveries(recorded_before).await
     }
 }
 
@@ -677,4 +714,22 @@ variant!(
     end_time_filter_ignored_is_caught,
     Break::EndTimeFilterIgnored,
     ["lifecycle_runs_filter_by_end_time"]
+);
+variant!(
+    lease_token_not_fenced_is_caught,
+    Break::LeaseTokenNotFenced,
+    [
+        "coordination_lease_release_needs_current_token",
+        "coordination_lease_expires_and_token_grows"
+    ]
+);
+variant!(
+    external_key_ignored_is_caught,
+    Break::ExternalKeyIgnored,
+    ["coordination_external_key_create_is_idempotent"]
+);
+variant!(
+    delivery_always_new_is_caught,
+    Break::DeliveryAlwaysNew,
+    ["coordination_delivery_recorded_once"]
 );

@@ -6,6 +6,7 @@ mod builder;
 pub mod artifact_path;
 pub mod artifacts;
 pub mod bundle;
+pub mod coordination;
 pub mod digest;
 pub mod error;
 pub mod ext;
@@ -28,6 +29,11 @@ pub use artifacts::{
     ArtifactCursor, ArtifactInfo, ArtifactQuery, ArtifactReader, ArtifactStore, BundleRequest,
     ByteStream, HashingReader, PutDecision, PutOptions, VerifyingReader, decide_put,
 };
+pub use coordination::{
+    Delivery, Lease, LeaseCursor, LeaseQuery, LeaseRequest, MAX_LEASE_TTL, decide_lease_acquire,
+    decide_lease_release, decide_run_create, external_key_conflict, external_key_of, key_not_found,
+    validate_batch_keys, validate_delivery_id, validate_external_key,
+};
 pub use digest::{Sha256Digest, Sha256Hasher, canonical_json, content_hash};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use ext::{ArtifactStoreExt, LogRepositoryExt, WorkflowRepositoryExt};
@@ -37,7 +43,7 @@ pub use lifecycle::{
 };
 pub use logs::{
     Appended, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunCursor,
-    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents,
+    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents, run_conflict, run_not_found,
 };
 pub use metrics::{
     DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::coordination::{Delivery, Lease, LeaseQuery, LeaseRequest};
 use crate::digest::canonical_json;
 use crate::error::{Error, Result};
 use crate::id::{RunId, Version, WorkflowId};
@@ -124,6 +125,11 @@ pub struct Run {
     /// carry them, frozen once the run is terminal.
     #[serde(default)]
     pub summaries: JsonMap,
+    /// An outside id the run belongs to (a CI run, a webhook subject),
+    /// unique per workflow: creating a run whose key is taken returns the
+    /// stored run (docs/DESIGN.md section 11). A label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_key: Option<String>,
 }
 
 impl Run {
@@ -139,13 +145,30 @@ impl Run {
             ended_at: None,
             attributes: JsonMap::new(),
             summaries: JsonMap::new(),
+            external_key: None,
         }
+    }
+
+    /// The same run with an external key (see [`Run::external_key`]).
+    ///
+    /// ```
+    /// use runstore_core::{Run, Version, WorkflowId};
+    /// let run = Run::new(WorkflowId::new("deploy").unwrap(), Version::FIRST)
+    ///     .with_external_key("github-run-9912");
+    /// assert_eq!(run.external_key.as_deref(), Some("github-run-9912"));
+    /// ```
+    pub fn with_external_key(mut self, key: impl Into<String>) -> Self {
+        self.external_key = Some(key.into());
+        self
     }
 
     /// Checks the record's own rules: trigger label, JSON free of NUL, and
     /// `ended_at` set exactly when terminal and not before `started_at`.
     pub fn validate(&self) -> Result<()> {
         validate_label("trigger", &self.trigger)?;
+        if let Some(key) = &self.external_key {
+            crate::coordination::validate_external_key(key)?;
+        }
         validate_json(
             "attributes",
             &serde_json::Value::Object(self.attributes.clone()),
@@ -186,6 +209,7 @@ impl Run {
             && self.trigger == other.trigger
             && self.started_at == other.started_at
             && self.ended_at == other.ended_at
+            && self.external_key == other.external_key
             && json_map_eq(&self.attributes, &other.attributes)
             && json_map_eq(&self.summaries, &other.summaries)
     }
@@ -264,6 +288,7 @@ impl Run {
             && self.workflow_version == later.workflow_version
             && self.trigger == later.trigger
             && self.started_at == later.started_at
+            && self.external_key == later.external_key
             && json_map_eq(&self.attributes, &later.attributes);
         let update = RunUpdate {
             status: later.status,
@@ -283,6 +308,17 @@ impl Run {
             )))
         }
     }
+}
+
+/// The error of a run that does not exist, worded alike by every backend.
+pub fn run_not_found(id: &RunId) -> Error {
+    Error::not_found(format!("run {id}"))
+}
+
+/// The conflict of a create or import that differs from what is stored,
+/// worded alike by every backend.
+pub fn run_conflict(id: &RunId) -> Error {
+    Error::conflict(format!("run {id} is already stored with other content"))
 }
 
 /// Compares two JSON maps by canonical text.
@@ -739,6 +775,9 @@ pub struct EventCursor {
 pub trait LogRepository: Send + Sync + Debug + 'static {
     /// Creates a run. Absent: inserted. Present and identical: a no-op
     /// (`inserted == false`). Present and different: [`Error::Conflict`].
+    /// A run whose [`Run::external_key`] another run of its workflow holds
+    /// is not stored: that run is returned (`inserted == false`). The rule
+    /// is [`crate::decide_run_create`].
     async fn create_run(&self, run: Run) -> Result<Written<Run>>;
 
     /// One run, or [`Error::NotFound`].
@@ -783,4 +822,33 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
     /// record: they go first or in the same transaction. Absent ids are
     /// reported, not an error, so a prune can treat them as done.
     async fn delete_runs(&self, ids: &[RunId]) -> Result<Deleted<RunId>>;
+
+    /// The run of `workflow` with external key `key`, or [`Error::NotFound`].
+    async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run>;
+
+    /// Acquires the lease `request.name` for `request.holder`, or renews it
+    /// when that holder holds it, by the store's clock (the rule is
+    /// [`crate::decide_lease_acquire`]). [`Error::Conflict`] naming holder
+    /// and expiry while another holder holds it. Tokens of a name only grow,
+    /// also across restarts.
+    async fn acquire_lease(&self, request: LeaseRequest) -> Result<Lease>;
+
+    /// Releases a lease held with `token` (the rule is
+    /// [`crate::decide_lease_release`]): [`Error::Conflict`] if the token is
+    /// not current or the lease expired, [`Error::NotFound`] for a name
+    /// never acquired.
+    async fn release_lease(&self, name: &str, token: u64) -> Result<()>;
+
+    /// One page of leases by name: those held now by the store's clock, or
+    /// with [`LeaseQuery::include_expired`] every name ever acquired.
+    async fn list_leases(&self, query: LeaseQuery) -> Result<Page<Lease>>;
+
+    /// Records a delivery id (a webhook or message id) before anything else
+    /// is known of it: `inserted == true` exactly once per id across every
+    /// handle and process; later calls return the first record.
+    async fn record_delivery(&self, id: &str) -> Result<Written<Delivery>>;
+
+    /// Forgets deliveries recorded strictly before `recorded_before` (their
+    /// retention age) and says how many.
+    async fn prune_deliveries(&self, recorded_before: Timestamp) -> Result<u64>;
 }

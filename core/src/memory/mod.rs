@@ -24,7 +24,7 @@ mod workflows;
 use std::sync::Arc;
 
 pub use artifacts::MemoryArtifacts;
-pub use logs::MemoryLogs;
+pub use logs::{ManualClock, MemoryLogs};
 pub use metrics::MemoryMetrics;
 pub use workflows::MemoryWorkflows;
 
@@ -39,6 +39,15 @@ pub fn store_set() -> StoreSet {
         logs: Arc::new(MemoryLogs::default()),
         metrics: Arc::new(MemoryMetrics::default()),
         artifacts: Arc::new(MemoryArtifacts::default()),
+    }
+}
+
+/// A fresh, empty in-memory [`StoreSet`] whose leases and deliveries
+/// follow `clock`.
+pub fn store_set_with_clock(clock: ManualClock) -> StoreSet {
+    StoreSet {
+        logs: Arc::new(MemoryLogs::with_clock(clock)),
+        ..store_set()
     }
 }
 
