@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod backup;
+mod coordination;
 mod error;
 mod lifecycle;
 mod logs;

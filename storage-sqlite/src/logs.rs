@@ -4,9 +4,11 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use runstore_core::{
-    Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent,
-    Page, Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, Timestamp,
-    Written, validate_limit,
+    Appended, BulkOutcome, Delivery, Error, Event, EventCursor, EventQuery, JsonMap, Lease,
+    LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter,
+    RunId, RunQuery, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written, decide_run_create,
+    external_key_conflict, external_key_of, key_not_found, run_conflict, run_not_found,
+    validate_batch_keys, validate_external_key, validate_limit,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, Statement, params};
@@ -16,7 +18,7 @@ use crate::rows;
 use crate::select::{Order, Select, query_rows};
 use crate::{SqliteStore, changed_one};
 
-const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries";
+const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries, external_key";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
 
 type RawRun = (
@@ -29,15 +31,16 @@ type RawRun = (
     Option<i64>,
     String,
     String,
+    Option<String>,
 );
 type RawEvent = (String, i64, String, i64, String, Option<String>);
 
 fn convert_run(raw: RawRun) -> Result<Run> {
-    let (id, wf, ver, status, trigger, started, ended, attrs, sums) = raw;
+    let (id, wf, ver, status, trigger, started, ended, attrs, sums, key) = raw;
     let loc = format!("runs row {id}");
     Ok(Run {
         id: rows::parsed(&loc, id, RunId::new)?,
-        workflow_id: rows::parsed(&loc, wf, runstore_core::WorkflowId::new)?,
+        workflow_id: rows::parsed(&loc, wf, WorkflowId::new)?,
         workflow_version: rows::version(&loc, ver)?,
         status: rows::parsed(&loc, status, |s| s.parse())?,
         trigger,
@@ -45,6 +48,7 @@ fn convert_run(raw: RawRun) -> Result<Run> {
         ended_at: ended.map(|e| rows::ts(&loc, e)).transpose()?,
         attributes: rows::from_json::<JsonMap>(&loc, &attrs)?,
         summaries: rows::from_json::<JsonMap>(&loc, &sums)?,
+        external_key: key,
     })
 }
 
@@ -60,14 +64,6 @@ fn convert_event((run_id, seq, kind, at, payload, key): RawEvent) -> Result<Even
     })
 }
 
-fn run_not_found(id: &RunId) -> Error {
-    Error::not_found(format!("run {id}"))
-}
-
-fn run_conflict(id: &RunId) -> Error {
-    Error::conflict(format!("run {id} is already stored with other content"))
-}
-
 fn load_run(conn: &Connection, id: &RunId) -> Result<Option<Run>> {
     // A key lookup: one row at most.
     Ok(query_rows(
@@ -78,6 +74,29 @@ fn load_run(conn: &Connection, id: &RunId) -> Result<Option<Run>> {
         "reading a run",
     )?
     .pop())
+}
+
+/// The run holding `run`'s external key, if it has one and a run holds it.
+fn load_run_by_key(conn: &Connection, workflow: &WorkflowId, key: &str) -> Result<Option<Run>> {
+    Ok(query_rows(
+        conn,
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ?1 AND external_key = ?2"),
+        [workflow.as_str(), key],
+        convert_run,
+        "reading a run by external key",
+    )?
+    .pop())
+}
+
+/// Refuses a run whose external key another run of its workflow holds.
+fn check_key_free(conn: &Connection, run: &Run) -> Result<()> {
+    if let Some((w, k)) = external_key_of(run)
+        && let Some(holder) = load_run_by_key(conn, w, k)?
+        && holder.id != run.id
+    {
+        return Err(external_key_conflict(run, &holder.id));
+    }
+    Ok(())
 }
 
 fn run_exists(conn: &Connection, id: &RunId) -> Result<bool> {
@@ -100,8 +119,8 @@ fn insert_run_if_new(conn: &Connection, run: &Run, json: &[String; 2]) -> Result
     let [attributes, summaries] = json;
     changed_one(
         conn,
-        "INSERT INTO runs (id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO runs (id, workflow_id, workflow_version, status, \"trigger\", started_at, ended_at, attributes, summaries, external_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
         params![
             run.id.as_str(),
             run.workflow_id.as_str(),
@@ -111,18 +130,11 @@ fn insert_run_if_new(conn: &Connection, run: &Run, json: &[String; 2]) -> Result
             run.started_at.as_micros(),
             run.ended_at.map(|t| t.as_micros()),
             attributes,
-            summaries
+            summaries,
+            run.external_key
         ],
         "inserting a run",
     )
-}
-
-/// The stored form of a run, or a conflict if it differs from `run`.
-fn unchanged_run(stored: Run, run: &Run) -> Result<Written<Run>> {
-    if stored.same_content(run) {
-        return Ok(Written::unchanged(stored));
-    }
-    Err(run_conflict(&run.id))
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (run_id, seq, kind, at, payload, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -282,11 +294,16 @@ impl LogRepository for SqliteStore {
         run.validate()?;
         let json = run_json(&run)?;
         self.write_tx("creating a run", move |tx| {
-            if let Some(stored) = load_run(tx, &run.id)? {
-                return unchanged_run(stored, &run);
+            let by_id = load_run(tx, &run.id)?;
+            let by_key = match external_key_of(&run) {
+                Some((w, k)) if by_id.is_none() => load_run_by_key(tx, w, k)?,
+                _ => None,
+            };
+            let written = decide_run_create(run, by_id.as_ref(), by_key.as_ref())?;
+            if written.inserted {
+                insert_run_if_new(tx, &written.record, &json)?;
             }
-            insert_run_if_new(tx, &run, &json)?;
-            Ok(Written::inserted(run))
+            Ok(written)
         })
         .await
     }
@@ -424,6 +441,7 @@ impl LogRepository for SqliteStore {
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
+        validate_batch_keys(&runs)?;
         let mut ids = HashSet::new();
         for r in &runs {
             r.validate()?;
@@ -450,6 +468,7 @@ impl LogRepository for SqliteStore {
             let mut outcome = BulkOutcome::default();
             let mut insert = tx.prepare_cached(INSERT_EVENT).ctx("inserting an event")?;
             for (r, (run_json, payloads)) in runs.iter().zip(&json) {
+                check_key_free(tx, &r.run)?;
                 // Insert first: a new run (the usual case) costs no lookup.
                 if !insert_run_if_new(tx, &r.run, run_json)? {
                     let stored = RunWithEvents {
@@ -480,5 +499,34 @@ impl LogRepository for SqliteStore {
             crate::lifecycle::delete_runs(tx, &ids)
         })
         .await
+    }
+
+    async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
+        validate_external_key(key)?;
+        let (workflow, key) = (workflow.clone(), key.to_owned());
+        self.read(move |conn| {
+            load_run_by_key(conn, &workflow, &key)?.ok_or_else(|| key_not_found(&workflow, &key))
+        })
+        .await
+    }
+
+    async fn acquire_lease(&self, request: LeaseRequest) -> Result<Lease> {
+        crate::coordination::acquire_lease(self, request).await
+    }
+
+    async fn release_lease(&self, name: &str, token: u64) -> Result<()> {
+        crate::coordination::release_lease(self, name, token).await
+    }
+
+    async fn list_leases(&self, query: LeaseQuery) -> Result<Page<Lease>> {
+        crate::coordination::list_leases(self, query).await
+    }
+
+    async fn record_delivery(&self, id: &str) -> Result<Written<Delivery>> {
+        crate::coordination::record_delivery(self, id).await
+    }
+
+    async fn prune_deliveries(&self, recorded_before: Timestamp) -> Result<u64> {
+        crate::coordination::prune_deliveries(self, recorded_before).await
     }
 }

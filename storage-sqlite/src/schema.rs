@@ -33,6 +33,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/0002_retention.sql"),
     },
+    Migration {
+        version: 3,
+        name: "coordination",
+        sql: include_str!("../migrations/0003_coordination.sql"),
+    },
 ];
 
 /// The newest schema version this code knows.

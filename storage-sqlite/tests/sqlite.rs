@@ -71,7 +71,7 @@ async fn open_creates_folder_and_file_in_wal_mode() {
         .unwrap();
     assert!(path.is_file());
     assert_eq!(store.path(), path);
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     assert!(store.integrity_check().await.unwrap().is_empty());
     let mode: String = raw(&path)
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -84,7 +84,7 @@ async fn open_creates_folder_and_file_in_wal_mode() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(n, 3);
     assert_eq!(sha.len(), 64);
     let o = SqliteOptions::default();
     assert_eq!(
@@ -106,7 +106,7 @@ async fn migrates_a_new_file() {
     let mut options = SqliteOptions::default();
     options.synchronous = Synchronous::Full;
     let store = SqliteStore::open(&path, options).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     v1_data::write_all(&store).await;
     assert_fixture_content(&store).await;
 }
@@ -123,7 +123,7 @@ async fn opens_the_v1_fixture_and_reads_it_back() {
     let store = SqliteStore::open(&path, SqliteOptions::default())
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     assert!(store.integrity_check().await.unwrap().is_empty());
     assert_fixture_content(&store).await;
     // And it keeps working: numbering continues after the stored events.
@@ -150,7 +150,7 @@ async fn newer_schema_is_refused_and_left_untouched() {
     drop(store);
     raw(&path)
         .execute(
-            "INSERT INTO schema_migrations (version, name, sha256, applied_at) VALUES (3, 'x', 'x', 0), (999, 'future', 'x', 0)",
+            "INSERT INTO schema_migrations (version, name, sha256, applied_at) VALUES (4, 'x', 'x', 0), (999, 'future', 'x', 0)",
             [],
         )
         .unwrap();
@@ -196,12 +196,12 @@ async fn two_handles_opening_a_new_file_at_once_both_succeed() {
         SqliteStore::open(&path, SqliteOptions::default())
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.schema_version().await.unwrap(), 2);
-    assert_eq!(b.schema_version().await.unwrap(), 2);
+    assert_eq!(a.schema_version().await.unwrap(), 3);
+    assert_eq!(b.schema_version().await.unwrap(), 3);
     let n: i64 = raw(&path)
         .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(n, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +223,7 @@ async fn backup_then_restore_gives_equal_content() {
     std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
     let report = store.backup_to(&backup).await.unwrap();
     assert_eq!(report.path, backup);
-    assert_eq!(report.schema_version, 2);
+    assert_eq!(report.schema_version, 3);
     assert!(report.pages > 0);
     assert_eq!(report.bytes, std::fs::metadata(&backup).unwrap().len());
     // Writes after the backup are not in it.
@@ -268,7 +268,7 @@ async fn backup_then_restore_gives_equal_content() {
     // A target with a newer schema is not rolled back.
     raw(&restored)
         .execute(
-            "INSERT INTO schema_migrations VALUES (3, 'next', 'x', 0)",
+            "INSERT INTO schema_migrations VALUES (4, 'next', 'x', 0)",
             [],
         )
         .unwrap();
