@@ -529,6 +529,23 @@ impl RunWithEvents {
         Ok(())
     }
 
+    /// Checks an import batch, as every backend's `import_runs` does before
+    /// writing anything: each run by [`RunWithEvents::validate`], no run id
+    /// twice, no external key twice in one workflow.
+    pub fn validate_batch(batch: &[RunWithEvents]) -> Result<()> {
+        let mut ids = std::collections::HashSet::new();
+        for r in batch {
+            r.validate()?;
+            if !ids.insert(&r.run.id) {
+                return Err(Error::invalid(
+                    "runs",
+                    format!("run {} appears twice in one import batch", r.run.id),
+                ));
+            }
+        }
+        crate::coordination::validate_batch_keys(batch)
+    }
+
     /// Equality of stored content.
     pub fn same_content(&self, other: &RunWithEvents) -> bool {
         self.run.same_content(&other.run)

@@ -859,16 +859,7 @@ impl LogRepository for FileStore {
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
-        let mut ids = HashSet::new();
-        for r in &runs {
-            r.validate()?;
-            if !ids.insert(r.run.id.clone()) {
-                return Err(Error::invalid(
-                    "runs",
-                    format!("run {} appears twice in one import batch", r.run.id),
-                ));
-            }
-        }
+        RunWithEvents::validate_batch(&runs)?;
         self.inner
             .blocking(move |inner| {
                 let locked = lock(inner, true)?;

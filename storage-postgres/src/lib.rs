@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod client;
+mod coordination;
 mod config;
 mod error;
 mod filter;

@@ -1,16 +1,17 @@
 //! [`LogRepository`] on PostgreSQL: runs, events numbered under the run's
 //! row lock, keyset paging, and bulk import through binary `COPY`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use runstore_core::{
-    Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, LogRepository, NewEvent, Page,
-    Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents,
-    WorkflowId, Written, validate_limit,
+    Appended, BulkOutcome, Delivery, Error, ErrorKind, Event, EventCursor, EventQuery, Lease,
+    LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter,
+    RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written,
+    decide_run_create, external_key_conflict, external_key_of, key_not_found, validate_external_key, validate_limit,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
@@ -30,7 +31,7 @@ const ANALYZE_MIN_ROWS: u64 = 10_000;
 /// load analyzes a number of times logarithmic in its size.
 const ANALYZE_SHARE: f64 = 0.25;
 
-pub(crate) const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, trigger, started_at, ended_at, attributes, summaries";
+pub(crate) const RUN_COLUMNS: &str = "id, workflow_id, workflow_version, status, trigger, started_at, ended_at, attributes, summaries, external_key";
 const EVENT_COLUMNS: &str = "run_id, seq, kind, at, payload, idempotency_key";
 
 pub(crate) fn run_of(row: &Row) -> Result<Run> {
@@ -48,6 +49,7 @@ pub(crate) fn run_of(row: &Row) -> Result<Run> {
         ended_at: ended.map(|e| ts(e, loc)).transpose()?,
         attributes: from_json(row.get::<_, &str>(7), loc)?,
         summaries: from_json(row.get::<_, &str>(8), loc)?,
+        external_key: row.get(9),
     })
 }
 
@@ -69,13 +71,11 @@ fn event_of(row: &Row) -> Result<Event> {
 }
 
 fn run_not_found(id: &RunId) -> Fail {
-    Fail::Core(Error::not_found(format!("run {id}")))
+    Fail::Core(runstore_core::run_not_found(id))
 }
 
 fn run_conflict(id: &RunId) -> Fail {
-    Fail::Core(Error::conflict(format!(
-        "run {id} is already stored with other content"
-    )))
+    Fail::Core(runstore_core::run_conflict(id))
 }
 
 /// A run's record as stored (the columns of [`RUN_COLUMNS`]), its JSON
@@ -90,6 +90,7 @@ struct RunRow<'a> {
     ended_at: Option<i64>,
     attributes: String,
     summaries: String,
+    external_key: Option<&'a str>,
 }
 
 impl<'a> RunRow<'a> {
@@ -104,6 +105,7 @@ impl<'a> RunRow<'a> {
             ended_at: run.ended_at.map(|t| t.as_micros()),
             attributes: json_text(&run.attributes, "attributes")?,
             summaries: json_text(&run.summaries, "summaries")?,
+            external_key: run.external_key.as_deref(),
         })
     }
 
@@ -119,6 +121,7 @@ impl<'a> RunRow<'a> {
             &self.ended_at,
             &self.attributes,
             &self.summaries,
+            &self.external_key,
         ]
     }
 }
@@ -329,6 +332,7 @@ impl PostgresStore {
             .iter()
             .filter(|r| !existing.contains_key(&r.run.id))
             .collect();
+        self.check_keys_free(tx, &fresh).await?;
         if !fresh.is_empty() {
             let writer = copy_writer(
                 tx,
@@ -343,6 +347,7 @@ impl PostgresStore {
                     Type::TEXT,
                     Type::INT8,
                     Type::INT8,
+                    Type::TEXT,
                     Type::TEXT,
                     Type::TEXT,
                     Type::INT8,
@@ -405,6 +410,49 @@ impl PostgresStore {
     /// bulk load (before autovacuum's next round) stale statistics make
     /// the filtered query scan the wrong index (see the crate README).
     /// Best effort: the import is committed whatever happens here.
+    /// Refuses new runs whose external key another run of their workflow
+    /// holds. (A racing import that takes the key between this check and
+    /// the COPY fails on the unique index instead.)
+    async fn check_keys_free(
+        &self,
+        tx: &Transaction<'_>,
+        fresh: &[&RunWithEvents],
+    ) -> std::result::Result<(), Fail> {
+        let keyed: Vec<&Run> = fresh
+            .iter()
+            .map(|r| &r.run)
+            .filter(|r| r.external_key.is_some())
+            .collect();
+        if keyed.is_empty() {
+            return Ok(());
+        }
+        let workflows: Vec<&str> = keyed.iter().map(|r| r.workflow_id.as_str()).collect();
+        let keys: Vec<&str> = keyed
+            .iter()
+            .filter_map(|r| r.external_key.as_deref())
+            .collect();
+        let st = tx
+            .prepare_cached(&self.sql(
+                "SELECT r.id, r.workflow_id, r.external_key FROM {s}.runs r
+                 JOIN unnest($1::text[], $2::text[]) AS k(w, key)
+                   ON r.workflow_id = k.w AND r.external_key = k.key",
+            ))
+            .await?;
+        for row in tx.query(&st, &[&workflows, &keys]).await? {
+            let (holder, workflow, key): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            if let Some(run) = keyed.iter().find(|r| {
+                r.workflow_id.as_str() == workflow
+                    && r.external_key.as_deref() == Some(key.as_str())
+                    && r.id.as_str() != holder
+            }) {
+                let holder = stored(RunId::new(holder), || "runs".to_string())?;
+                return Err(Fail::Core(external_key_conflict(run, &holder)));
+            }
+        }
+        Ok(())
+    }
+
     async fn refresh_run_stats(&self, inserted: u64) {
         let pending = self.inner.unanalyzed.fetch_add(inserted, Ordering::Relaxed) + inserted;
         if pending < ANALYZE_MIN_ROWS {
@@ -444,10 +492,12 @@ impl LogRepository for PostgresStore {
         let (this, run, row) = (self, &run, &row);
         self.retrying(&what, move || async move {
             let client = this.client().await?;
+            // No conflict target: a taken id and a taken external key both
+            // insert nothing, and the reads below tell which.
             let insert = client
                 .prepare_cached(&this.sql(&format!(
-                    "INSERT INTO {{s}}.runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT (id) DO NOTHING"
+                    "INSERT INTO {{s}}.runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT DO NOTHING"
                 )))
                 .await?;
             let n = client
@@ -456,20 +506,25 @@ impl LogRepository for PostgresStore {
             if n == 1 {
                 return Ok(Written::inserted(run.clone()));
             }
-            let select = client
+            let by_id = client
                 .prepare_cached(&this.sql(&format!("SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE id = $1")))
                 .await?;
-            match client.query_opt(&select, &[&run.id.as_str()]).await? {
-                Some(row) => {
-                    let existing = run_of(&row)?;
-                    if existing.same_content(run) {
-                        Ok(Written::unchanged(existing))
-                    } else {
-                        Err(run_conflict(&run.id))
-                    }
+            let by_id = client.query_opt(&by_id, &[&run.id.as_str()]).await?.map(|r| run_of(&r)).transpose()?;
+            let by_key = match (&by_id, external_key_of(run)) {
+                (None, Some((w, k))) => {
+                    let st = client
+                        .prepare_cached(&this.sql(&format!(
+                            "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE workflow_id = $1 AND external_key = $2"
+                        )))
+                        .await?;
+                    client.query_opt(&st, &[&w.as_str(), &k]).await?.map(|r| run_of(&r)).transpose()?
                 }
-                // Deleted between the insert and the read: try again.
-                None => Err(Fail::Retry(format!("run {} vanished", run.id))),
+                _ => None,
+            };
+            match decide_run_create(run.clone(), by_id.as_ref(), by_key.as_ref())? {
+                // What blocked the insert is gone again: try once more.
+                w if w.inserted => Err(Fail::Retry(format!("run {} vanished", run.id))),
+                w => Ok(w),
             }
         })
         .await
@@ -641,16 +696,7 @@ impl LogRepository for PostgresStore {
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
-        let mut ids = HashSet::new();
-        for r in &runs {
-            r.validate()?;
-            if !ids.insert(r.run.id.clone()) {
-                return Err(Error::invalid(
-                    "runs",
-                    format!("run {} appears twice in one import batch", r.run.id),
-                ));
-            }
-        }
+        RunWithEvents::validate_batch(&runs)?;
         if runs.is_empty() {
             return Ok(BulkOutcome::default());
         }
@@ -667,5 +713,43 @@ impl LogRepository for PostgresStore {
 
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
         self.lifecycle_delete_runs(ids).await
+    }
+
+    async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
+        validate_external_key(key)?;
+        self.find(
+            &format!("reading the run of workflow {workflow} by external key"),
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE workflow_id = $1 AND external_key = $2"
+            ),
+            &[&workflow.as_str(), &key],
+            run_of,
+            || key_not_found(workflow, key).to_string(),
+        )
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => key_not_found(workflow, key),
+            _ => e,
+        })
+    }
+
+    async fn acquire_lease(&self, request: LeaseRequest) -> Result<Lease> {
+        crate::coordination::acquire_lease(self, request).await
+    }
+
+    async fn release_lease(&self, name: &str, token: u64) -> Result<()> {
+        crate::coordination::release_lease(self, name, token).await
+    }
+
+    async fn list_leases(&self, query: LeaseQuery) -> Result<Page<Lease>> {
+        crate::coordination::list_leases(self, query).await
+    }
+
+    async fn record_delivery(&self, id: &str) -> Result<Written<Delivery>> {
+        crate::coordination::record_delivery(self, id).await
+    }
+
+    async fn prune_deliveries(&self, recorded_before: Timestamp) -> Result<u64> {
+        crate::coordination::prune_deliveries(self, recorded_before).await
     }
 }

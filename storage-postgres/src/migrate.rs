@@ -34,10 +34,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/0003_retention.sql"),
     },
+    Migration {
+        version: 4,
+        name: "coordination",
+        sql: include_str!("../migrations/0004_coordination.sql"),
+    },
 ];
 
 /// The schema version this build creates and understands.
-pub const LATEST_SCHEMA_VERSION: u32 = 3;
+pub const LATEST_SCHEMA_VERSION: u32 = 4;
 
 impl Migration {
     /// SHA-256 of the step's SQL text as embedded (before the schema name

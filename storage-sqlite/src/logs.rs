@@ -1,14 +1,13 @@
 //! [`LogRepository`] on SQLite: runs and their numbered events.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use runstore_core::{
     Appended, BulkOutcome, Delivery, Error, Event, EventCursor, EventQuery, JsonMap, Lease,
     LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter,
     RunId, RunQuery, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written, decide_run_create,
-    external_key_conflict, external_key_of, key_not_found, run_conflict, run_not_found,
-    validate_batch_keys, validate_external_key, validate_limit,
+    external_key_conflict, external_key_of, key_not_found, run_conflict, run_not_found, validate_external_key, validate_limit,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, Statement, params};
@@ -441,17 +440,7 @@ impl LogRepository for SqliteStore {
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
-        validate_batch_keys(&runs)?;
-        let mut ids = HashSet::new();
-        for r in &runs {
-            r.validate()?;
-            if !ids.insert(r.run.id.clone()) {
-                return Err(Error::invalid(
-                    "runs",
-                    format!("run {} appears twice in one import batch", r.run.id),
-                ));
-            }
-        }
+        RunWithEvents::validate_batch(&runs)?;
         let json = runs
             .iter()
             .map(|r| {

@@ -8,10 +8,9 @@ use async_trait::async_trait;
 use super::lock;
 use crate::coordination::{
     Delivery, Lease, LeaseCursor, LeaseQuery, LeaseRequest, decide_lease_acquire,
-    decide_lease_release, decide_run_create, external_key_conflict, external_key_of, key_not_found,
-    validate_batch_keys, validate_delivery_id, validate_external_key,
+    decide_lease_release, decide_run_create, external_key_conflict, external_key_of, key_not_found, validate_delivery_id, validate_external_key,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::{RunId, WorkflowId};
 use crate::lifecycle::Deleted;
 use crate::logs::{
@@ -188,17 +187,7 @@ impl LogRepository for MemoryLogs {
     }
 
     async fn import_runs(&self, batch: Vec<RunWithEvents>) -> Result<BulkOutcome> {
-        validate_batch_keys(&batch)?;
-        let mut ids = std::collections::HashSet::new();
-        for r in &batch {
-            r.validate()?;
-            if !ids.insert(r.run.id.clone()) {
-                return Err(Error::invalid(
-                    "runs",
-                    format!("run {} appears twice in one import batch", r.run.id),
-                ));
-            }
-        }
+        RunWithEvents::validate_batch(&batch)?;
         let mut runs = lock(&self.runs);
         let mut keys = lock(&self.keys);
         // Check everything first: all or nothing.
