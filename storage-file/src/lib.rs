@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod check;
+mod coordination;
 mod fsutil;
 mod lifecycle;
 mod logs;

@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use runstore_core::{
-    Appended, BulkOutcome, Error, Event, EventCursor, EventQuery, LogRepository, NewEvent, Page,
-    Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, Sha256Digest,
-    Timestamp, WorkflowId, Written, validate_limit,
+    Appended, BulkOutcome, Delivery, Error, Event, EventCursor, EventQuery, Lease, LeaseQuery,
+    LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter, RunId,
+    RunQuery, RunUpdate, RunWithEvents, Sha256Digest, Timestamp, WorkflowId, Written,
+    decide_run_create, external_key_conflict, external_key_of, key_not_found,
+    validate_external_key, validate_limit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +71,8 @@ pub(crate) struct RunsState {
     pub(crate) runs: HashMap<RunId, Run>,
     order: BTreeSet<OrderKey>,
     by_workflow: HashMap<WorkflowId, BTreeSet<OrderKey>>,
+    /// `(workflow, external key)` to the run holding it.
+    by_key: HashMap<(WorkflowId, String), RunId>,
 }
 
 impl RunsState {
@@ -91,7 +95,17 @@ impl RunsState {
             .entry(run.workflow_id.clone())
             .or_default()
             .insert(key);
+        if let Some((w, k)) = external_key_of(&run) {
+            self.by_key.insert((w.clone(), k.to_owned()), run.id.clone());
+        }
         self.runs.insert(run.id.clone(), run);
+    }
+
+    /// The run holding `key` of `workflow`.
+    pub(crate) fn by_key(&self, workflow: &WorkflowId, key: &str) -> Option<&Run> {
+        self.by_key
+            .get(&(workflow.clone(), key.to_owned()))
+            .and_then(|id| self.runs.get(id))
     }
 
     fn remove(&mut self, id: &RunId) {
@@ -102,6 +116,12 @@ impl RunsState {
                 set.remove(&key);
                 if set.is_empty() {
                     self.by_workflow.remove(&old.workflow_id);
+                }
+            }
+            if let Some((w, k)) = external_key_of(&old) {
+                let pair = (w.clone(), k.to_owned());
+                if self.by_key.get(&pair) == Some(&old.id) {
+                    self.by_key.remove(&pair);
                 }
             }
         }
@@ -639,13 +659,13 @@ impl LogRepository for FileStore {
             .blocking(move |inner| {
                 let locked = lock(inner, true)?;
                 let st = refresh_runs(inner, true)?;
-                if let Some(stored) = st.runs.get(&run.id) {
-                    return if stored.same_content(&run) {
-                        Ok(Written::unchanged(stored.clone()))
-                    } else {
-                        Err(run_conflict(&run.id))
-                    };
+                let by_key = external_key_of(&run).and_then(|(w, k)| st.by_key(w, k));
+                let by_id = st.runs.get(&run.id);
+                let written = decide_run_create(run, by_id, by_key)?;
+                if !written.inserted {
+                    return Ok(written);
                 }
+                let run = written.record;
                 drop(st);
                 // An events file without a run is left over from a crashed
                 // import or delete; a new run starts with no events.
@@ -887,6 +907,15 @@ impl LogRepository for FileStore {
                         }
                     }
                 }
+                let st = refresh_runs(inner, true)?;
+                for r in &fresh {
+                    if let Some((w, k)) = external_key_of(&r.run)
+                        && let Some(holder) = st.by_key(w, k)
+                    {
+                        return Err(external_key_conflict(&r.run, &holder.id));
+                    }
+                }
+                drop(st);
                 if fresh.is_empty() {
                     return finish(inner, locked, outcome, Vec::new());
                 }
@@ -927,6 +956,40 @@ impl LogRepository for FileStore {
         self.inner
             .blocking(move |inner| crate::lifecycle::delete_runs(inner, &ids))
             .await
+    }
+
+    async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
+        validate_external_key(key)?;
+        let (workflow, key) = (workflow.clone(), key.to_owned());
+        self.inner
+            .blocking(move |inner| {
+                let _l = lock(inner, false)?;
+                let st = refresh_runs(inner, false)?;
+                st.by_key(&workflow, &key)
+                    .cloned()
+                    .ok_or_else(|| key_not_found(&workflow, &key))
+            })
+            .await
+    }
+
+    async fn acquire_lease(&self, request: LeaseRequest) -> Result<Lease> {
+        crate::coordination::acquire_lease(self, request).await
+    }
+
+    async fn release_lease(&self, name: &str, token: u64) -> Result<()> {
+        crate::coordination::release_lease(self, name, token).await
+    }
+
+    async fn list_leases(&self, query: LeaseQuery) -> Result<Page<Lease>> {
+        crate::coordination::list_leases(self, query).await
+    }
+
+    async fn record_delivery(&self, id: &str) -> Result<Written<Delivery>> {
+        crate::coordination::record_delivery(self, id).await
+    }
+
+    async fn prune_deliveries(&self, recorded_before: Timestamp) -> Result<u64> {
+        crate::coordination::prune_deliveries(self, recorded_before).await
     }
 }
 
