@@ -53,6 +53,7 @@ pub fn run(tag: &str, i: usize) -> Run {
         ended_at: Some(Timestamp::from_micros(started + 500).expect("in range")),
         attributes,
         summaries: serde_json::Map::new(),
+        external_key: None,
     }
 }
 

@@ -508,6 +508,37 @@ impl runstore::LogRepository for Vanishing {
     ) -> runstore::Result<runstore::Deleted<runstore::RunId>> {
         self.0.logs.delete_runs(ids).await
     }
+    async fn get_run_by_key(
+        &self,
+        workflow: &runstore::WorkflowId,
+        key: &str,
+    ) -> runstore::Result<runstore::Run> {
+        self.0.logs.get_run_by_key(workflow, key).await
+    }
+    async fn acquire_lease(
+        &self,
+        request: runstore::LeaseRequest,
+    ) -> runstore::Result<runstore::Lease> {
+        self.0.logs.acquire_lease(request).await
+    }
+    async fn release_lease(&self, name: &str, token: u64) -> runstore::Result<()> {
+        self.0.logs.release_lease(name, token).await
+    }
+    async fn list_leases(
+        &self,
+        query: runstore::LeaseQuery,
+    ) -> runstore::Result<runstore::Page<runstore::Lease>> {
+        self.0.logs.list_leases(query).await
+    }
+    async fn record_delivery(
+        &self,
+        id: &str,
+    ) -> runstore::Result<runstore::Written<runstore::Delivery>> {
+        self.0.logs.record_delivery(id).await
+    }
+    async fn prune_deliveries(&self, before: runstore::Timestamp) -> runstore::Result<u64> {
+        self.0.logs.prune_deliveries(before).await
+    }
 }
 
 #[tokio::test]

@@ -30,8 +30,12 @@ fn read_leases(inner: &Inner) -> Result<BTreeMap<String, Lease>> {
         return Ok(BTreeMap::new());
     }
     let bytes = std::fs::read(&path).map_err(|e| fsutil::io_err("reading", &path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::corrupt(path.display().to_string(), format!("unreadable leases: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(
+            path.display().to_string(),
+            format!("unreadable leases: {e}"),
+        )
+    })
 }
 
 fn write_leases(inner: &Inner, leases: &BTreeMap<String, Lease>) -> Result<()> {

@@ -96,7 +96,8 @@ impl RunsState {
             .or_default()
             .insert(key);
         if let Some((w, k)) = external_key_of(&run) {
-            self.by_key.insert((w.clone(), k.to_owned()), run.id.clone());
+            self.by_key
+                .insert((w.clone(), k.to_owned()), run.id.clone());
         }
         self.runs.insert(run.id.clone(), run);
     }

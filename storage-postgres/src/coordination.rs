@@ -31,8 +31,7 @@ fn lease_of(row: &Row) -> Result<Lease> {
     Ok(Lease {
         holder: row.get(1),
         token: stored(
-            u64::try_from(token)
-                .map_err(|_| runstore_core::Error::invalid("token", "negative")),
+            u64::try_from(token).map_err(|_| runstore_core::Error::invalid("token", "negative")),
             loc,
         )?,
         acquired_at: ts(row.get(3), loc)?,

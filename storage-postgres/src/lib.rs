@@ -2,8 +2,8 @@
 
 mod artifacts;
 mod client;
-mod coordination;
 mod config;
+mod coordination;
 mod error;
 mod filter;
 mod group;

@@ -11,7 +11,8 @@ use runstore_core::{
     Appended, BulkOutcome, Delivery, Error, ErrorKind, Event, EventCursor, EventQuery, Lease,
     LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter,
     RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written,
-    decide_run_create, external_key_conflict, external_key_of, key_not_found, validate_external_key, validate_limit,
+    decide_run_create, external_key_conflict, external_key_of, key_not_found,
+    validate_external_key, validate_limit,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};

@@ -136,7 +136,10 @@ pub(crate) async fn record_delivery(store: &SqliteStore, id: &str) -> Result<Wri
         .await
 }
 
-pub(crate) async fn prune_deliveries(store: &SqliteStore, recorded_before: Timestamp) -> Result<u64> {
+pub(crate) async fn prune_deliveries(
+    store: &SqliteStore,
+    recorded_before: Timestamp,
+) -> Result<u64> {
     store
         .write_tx("pruning deliveries", move |tx| {
             let n = tx

@@ -7,7 +7,8 @@ use runstore_core::{
     Appended, BulkOutcome, Delivery, Error, Event, EventCursor, EventQuery, JsonMap, Lease,
     LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter,
     RunId, RunQuery, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written, decide_run_create,
-    external_key_conflict, external_key_of, key_not_found, run_conflict, run_not_found, validate_external_key, validate_limit,
+    external_key_conflict, external_key_of, key_not_found, run_conflict, run_not_found,
+    validate_external_key, validate_limit,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, Statement, params};

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use super::lock;
 use crate::coordination::{
     Delivery, Lease, LeaseCursor, LeaseQuery, LeaseRequest, decide_lease_acquire,
-    decide_lease_release, decide_run_create, external_key_conflict, external_key_of, key_not_found, validate_delivery_id, validate_external_key,
+    decide_lease_release, decide_run_create, external_key_conflict, external_key_of, key_not_found,
+    validate_delivery_id, validate_external_key,
 };
 use crate::error::Result;
 use crate::id::{RunId, WorkflowId};

@@ -74,6 +74,7 @@ fn run(id: &str, wf: &str, ver: u32, status: RunStatus, start: i64) -> Run {
         ended_at: status.is_terminal().then(|| ts(T0 + start + 1_234_567)),
         attributes,
         summaries,
+        external_key: None,
     }
 }
 
@@ -541,6 +542,34 @@ pub mod failing {
         async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
             self.1.spend()?;
             self.0.logs.delete_runs(ids).await
+        }
+        async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
+            self.0.logs.get_run_by_key(workflow, key).await
+        }
+        async fn acquire_lease(
+            &self,
+            request: runstore_core::LeaseRequest,
+        ) -> Result<runstore_core::Lease> {
+            self.1.spend()?;
+            self.0.logs.acquire_lease(request).await
+        }
+        async fn release_lease(&self, name: &str, token: u64) -> Result<()> {
+            self.1.spend()?;
+            self.0.logs.release_lease(name, token).await
+        }
+        async fn list_leases(
+            &self,
+            query: runstore_core::LeaseQuery,
+        ) -> Result<Page<runstore_core::Lease>> {
+            self.0.logs.list_leases(query).await
+        }
+        async fn record_delivery(&self, id: &str) -> Result<Written<runstore_core::Delivery>> {
+            self.1.spend()?;
+            self.0.logs.record_delivery(id).await
+        }
+        async fn prune_deliveries(&self, before: runstore_core::Timestamp) -> Result<u64> {
+            self.1.spend()?;
+            self.0.logs.prune_deliveries(before).await
         }
     }
 

@@ -41,7 +41,8 @@ pub fn runs() -> Vec<Run> {
                 started_at: t(10 + i64::from(i)),
                 ended_at: None,
                 attributes,
-                summaries: JsonMap::new(), external_key: None,
+                summaries: JsonMap::new(),
+                external_key: None,
             }
         })
         .collect()
