@@ -462,16 +462,36 @@ fn run_line(run: &runstore::Run) -> String {
     )
 }
 
-/// `runstore run show ID`.
+/// Which run `run show` shows.
+#[derive(Debug)]
+pub enum RunRef {
+    /// By id (or its first characters).
+    Id(String),
+    /// By workflow and external key.
+    Key { workflow: String, key: String },
+}
+
+/// `runstore run show ID` or `runstore run show --workflow W --key K`.
 pub async fn run_show(
     storage: &Storage,
-    id: &str,
+    which: RunRef,
     kind: Option<String>,
     last: Option<usize>,
     out: &Out,
 ) -> Result<ExitCode> {
-    let id = resolve_run(storage, id).await?;
-    let run = storage.logs.get_run(&id).await?;
+    let run = match which {
+        RunRef::Id(id) => {
+            let id = resolve_run(storage, &id).await?;
+            storage.logs.get_run(&id).await?
+        }
+        RunRef::Key { workflow, key } => {
+            storage
+                .logs
+                .get_run_by_key(&WorkflowId::new(workflow)?, &key)
+                .await?
+        }
+    };
+    let id = run.id.clone();
     let mut query = EventQuery::default().with_limit(MAX_PAGE_LIMIT);
     if let Some(k) = kind {
         query = query.of_kind(k);
@@ -506,6 +526,9 @@ pub async fn run_show(
         let mut s = run_line(&run);
         s.push('\n');
         s.push_str(&format!("trigger: {}\n", run.trigger));
+        if let Some(key) = &run.external_key {
+            s.push_str(&format!("external key: {key}\n"));
+        }
         if !run.attributes.is_empty() {
             s.push_str(&format!(
                 "attributes: {}\n",

@@ -163,6 +163,9 @@ fn table(report: &PruneReport) -> String {
         s.push_str(&row(format!("#{}", r.rule + 1), r));
     }
     s.push_str(&row("total".into(), &report.total()));
+    if report.deliveries > 0 {
+        s.push_str(&format!("{} delivery ids forgotten\n", report.deliveries));
+    }
     s
 }
 

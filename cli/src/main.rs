@@ -2,6 +2,7 @@
 
 mod backend_ops;
 mod commands;
+mod coordination;
 mod demo;
 mod dump;
 mod lifecycle;
@@ -142,6 +143,12 @@ enum Command {
     /// Applies the retention policy: prunes (or archives then prunes) the
     /// finished runs it lets go, with a report per rule.
     Prune(lifecycle::PruneArgs),
+    /// Leases between workers: list, acquire, release.
+    #[command(subcommand)]
+    Lease(coordination::LeaseCmd),
+    /// The delivery ledger: record an id, forget old ones.
+    #[command(subcommand)]
+    Delivery(coordination::DeliveryCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,10 +178,17 @@ enum WorkflowCmd {
 #[derive(Debug, Subcommand)]
 enum RunCmd {
     /// Shows a run and its events (all of them, or of one kind, or the
-    /// last N).
+    /// last N); by id, or by workflow and external key.
     Show {
-        /// The run id.
-        id: String,
+        /// The run id (or its first characters).
+        #[arg(required_unless_present = "key", conflicts_with = "key")]
+        id: Option<String>,
+        /// The run's external key (with --workflow).
+        #[arg(long, value_name = "KEY", requires = "workflow")]
+        key: Option<String>,
+        /// The workflow of --key.
+        #[arg(long, value_name = "ID", requires = "key")]
+        workflow: Option<String>,
         /// Only events of this kind.
         #[arg(long, value_name = "KIND")]
         kind: Option<String>,
@@ -198,6 +212,10 @@ enum RunCmd {
         /// The run id (default: a new time-ordered id).
         #[arg(long)]
         id: Option<String>,
+        /// An external key, unique per workflow: if a run of the workflow
+        /// has it, that run is shown and nothing is created.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
     },
     /// Moves a run to `running`.
     Start {
@@ -541,6 +559,10 @@ fn writes(command: &Command) -> bool {
             | Command::Run(RunCmd::Create { .. } | RunCmd::Start { .. } | RunCmd::Finish { .. })
             | Command::Event(EventCmd::Append { .. })
             | Command::Metrics(MetricsCmd::Record { .. })
+            | Command::Lease(
+                coordination::LeaseCmd::Acquire(_) | coordination::LeaseCmd::Release { .. }
+            )
+            | Command::Delivery(coordination::DeliveryCmd::Record { .. })
     )
 }
 
@@ -568,8 +590,24 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Workflow(WorkflowCmd::List { id }) => {
             c::workflow_list(storage, id.as_deref(), out).await
         }
-        Command::Run(RunCmd::Show { id, kind, last }) => {
-            c::run_show(storage, &id, kind, last, out).await
+        Command::Run(RunCmd::Show {
+            id,
+            key,
+            workflow,
+            kind,
+            last,
+        }) => {
+            let which = match (id, key, workflow) {
+                (Some(id), _, _) => c::RunRef::Id(id),
+                (None, Some(key), Some(workflow)) => c::RunRef::Key { workflow, key },
+                _ => {
+                    return Err(Error::invalid(
+                        "run",
+                        "give a run id, or --workflow and --key",
+                    ));
+                }
+            };
+            c::run_show(storage, which, kind, last, out).await
         }
         Command::Run(RunCmd::List {
             workflow,
@@ -629,7 +667,18 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             trigger,
             attributes,
             id,
-        }) => writes::run_create(storage, &workflow, version, trigger, &attributes, id, out).await,
+            key,
+        }) => {
+            let run = writes::NewRunArgs {
+                workflow,
+                version,
+                trigger,
+                attributes,
+                id,
+                key,
+            };
+            writes::run_create(storage, run, out).await
+        }
         Command::Run(RunCmd::Start { id }) => writes::run_start(storage, &id, out).await,
         Command::Run(RunCmd::Finish {
             id,
@@ -667,6 +716,8 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Export { out: dir } => dump::export(storage, &dir, out).await,
         Command::Import { dir } => dump::import(storage, &dir, out).await,
         Command::Demo { runs } => demo::demo(storage, runs, out).await,
+        Command::Lease(cmd) => coordination::lease(storage, cmd, out).await,
+        Command::Delivery(cmd) => coordination::delivery(storage, cmd, out).await,
         Command::Restore { .. } | Command::Migrate { .. } | Command::Verify { .. } => {
             Err(Error::backend(
                 "restore, migrate and verify are handled before opening",

@@ -48,23 +48,16 @@ fn print_run(out: &Out, run: &Run, verb: &str) -> Result<()> {
 }
 
 /// `runstore run create WORKFLOW VERSION`.
-pub async fn run_create(
-    storage: &Storage,
-    workflow: &str,
-    version: u32,
-    trigger: Option<String>,
-    attributes: &[String],
-    id: Option<String>,
-    out: &Out,
-) -> Result<ExitCode> {
-    let mut run = Run::new(WorkflowId::new(workflow)?, Version::new(version)?);
-    if let Some(t) = trigger {
+pub async fn run_create(storage: &Storage, args: NewRunArgs, out: &Out) -> Result<ExitCode> {
+    let mut run = Run::new(WorkflowId::new(args.workflow)?, Version::new(args.version)?);
+    if let Some(t) = args.trigger {
         run.trigger = t;
     }
-    if let Some(id) = id {
+    if let Some(id) = args.id {
         run.id = RunId::new(id)?;
     }
-    run.attributes = parse_pairs("attribute", attributes)?;
+    run.external_key = args.key;
+    run.attributes = parse_pairs("attribute", &args.attributes)?;
     let written = storage.logs.create_run(run).await?;
     print_run(
         out,
@@ -76,6 +69,17 @@ pub async fn run_create(
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `runstore run create` is given.
+#[derive(Debug)]
+pub struct NewRunArgs {
+    pub workflow: String,
+    pub version: u32,
+    pub trigger: Option<String>,
+    pub attributes: Vec<String>,
+    pub id: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `runstore run start ID`.

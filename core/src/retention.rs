@@ -271,6 +271,10 @@ pub struct RetentionPolicy {
     /// The rules; a run no rule selects is kept.
     #[serde(default)]
     pub rules: Vec<RetentionRule>,
+    /// Delivery ids (docs/DESIGN.md section 11) recorded longer ago than
+    /// this are forgotten; kept forever when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<RetentionDuration>,
 }
 
 /// What [`RetentionPolicy::decide`] says of one run.
@@ -292,12 +296,15 @@ impl RetentionPolicy {
         RetentionPolicy {
             artifacts: ArtifactRetention::Delete,
             rules,
+            deliveries: None,
         }
     }
 
     setters! {
         /// Sets what happens to artifacts.
         with_artifacts(artifacts: ArtifactRetention) => artifacts = artifacts;
+        /// Forgets delivery ids older than `age`.
+        with_delivery_age(age: RetentionDuration) => deliveries = Some(age);
     }
 
     /// Checks every rule.

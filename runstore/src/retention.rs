@@ -96,6 +96,9 @@ pub struct PruneReport {
     pub examined: u64,
     /// One entry per rule that pruned something, by rule index.
     pub rules: Vec<RuleReport>,
+    /// Delivery ids forgotten by the policy's `deliveries` age (none in a
+    /// dry run).
+    pub deliveries: u64,
 }
 
 impl PruneReport {
@@ -140,6 +143,16 @@ async fn prune_inner(
     policy.validate()?;
     let limit = runstore_core::validate_limit(options.page_size)?;
     let now = options.now.unwrap_or_else(Timestamp::now);
+    let deliveries = match policy.deliveries {
+        Some(age) if !options.dry_run => {
+            let micros = i64::try_from(age.as_secs()).unwrap_or(i64::MAX / 2) * 1_000_000;
+            stores
+                .logs
+                .prune_deliveries(now.saturating_add_micros(-micros))
+                .await?
+        }
+        _ => 0,
+    };
     let mut ranker = policy.ranker();
     let mut per_rule: BTreeMap<usize, RuleReport> = BTreeMap::new();
     let mut examined = 0u64;
@@ -162,6 +175,7 @@ async fn prune_inner(
             None => {
                 return Ok(PruneReport {
                     dry_run: options.dry_run,
+                    deliveries,
                     ..Default::default()
                 });
             }
@@ -191,6 +205,7 @@ async fn prune_inner(
             dry_run: options.dry_run,
             examined,
             rules: per_rule.values().cloned().collect(),
+            deliveries,
         };
         progress(&report);
         match page.next {

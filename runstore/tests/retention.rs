@@ -538,3 +538,54 @@ async fn background_task_prunes_every_interval_and_stops() {
     tokio::time::sleep(std::time::Duration::from_millis(80)).await;
     assert_eq!(remaining(&stores).await.len(), 2);
 }
+
+#[tokio::test]
+async fn delivery_age_forgets_old_delivery_ids() {
+    let stores = memory::store_set();
+    for id in ["hook-1", "hook-2"] {
+        assert!(stores.logs.record_delivery(id).await.unwrap().inserted);
+    }
+    let policy = RetentionPolicy::new(Vec::new()).with_delivery_age("1d".parse().unwrap());
+    let later = runstore::Timestamp::now().saturating_add_micros(2 * 86_400 * 1_000_000);
+    // Too young now; a dry run forgets nothing even when old enough.
+    let now = prune(&stores, &policy, PruneOptions::default(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(now.deliveries, 0);
+    let dry = prune(
+        &stores,
+        &policy,
+        PruneOptions::default().dry_run(true).now(later),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.deliveries, 0);
+    assert!(
+        !stores
+            .logs
+            .record_delivery("hook-1")
+            .await
+            .unwrap()
+            .inserted
+    );
+    let real = prune(&stores, &policy, PruneOptions::default().now(later), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(real.deliveries, 2);
+    assert!(
+        stores
+            .logs
+            .record_delivery("hook-1")
+            .await
+            .unwrap()
+            .inserted
+    );
+    // The policy file form.
+    let parsed = parse_policy(
+        "retention:\n  deliveries: 30d\n  rules: []\n",
+        "policy.yaml",
+    )
+    .unwrap();
+    assert_eq!(parsed.deliveries, Some("30d".parse().unwrap()));
+}
