@@ -426,6 +426,7 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             BulkOutcome {
                 inserted: u64::from(w.inserted),
                 unchanged: u64::from(!w.inserted),
+                deferred: 0,
             },
         );
         p.inc(1);

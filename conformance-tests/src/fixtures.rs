@@ -83,6 +83,7 @@ pub fn appended(seq: u64) -> Appended {
     Appended {
         seq,
         duplicate: false,
+        deferred: false,
     }
 }
 
@@ -92,6 +93,7 @@ pub fn duplicate_of(seq: u64) -> Appended {
     Appended {
         seq,
         duplicate: true,
+        deferred: false,
     }
 }
 

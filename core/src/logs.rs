@@ -469,10 +469,44 @@ impl Event {
 /// The result of one append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Appended {
-    /// The event's sequence number (the original one for a repeated key).
+    /// The event's sequence number (the original one for a repeated key);
+    /// 0 for a deferred append, which the store numbers when it drains.
     pub seq: u64,
     /// `true` if the idempotency key was already used and nothing was stored.
     pub duplicate: bool,
+    /// `true` if the backend was unavailable and the event went to the
+    /// logs outbox (docs/DESIGN.md section 10), stored when it drains.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
+}
+
+impl Appended {
+    /// A new event stored as number `seq`.
+    pub fn stored(seq: u64) -> Self {
+        Appended {
+            seq,
+            duplicate: false,
+            deferred: false,
+        }
+    }
+
+    /// A repeated idempotency key: the first append's number, nothing stored.
+    pub fn duplicate_of(seq: u64) -> Self {
+        Appended {
+            seq,
+            duplicate: true,
+            deferred: false,
+        }
+    }
+
+    /// An event written to the outbox, numbered when it drains.
+    pub fn deferred() -> Self {
+        Appended {
+            seq: 0,
+            duplicate: false,
+            deferred: true,
+        }
+    }
 }
 
 /// A run with all its events, for import and migration.

@@ -10,6 +10,19 @@ pub struct Written<T> {
     pub record: T,
     /// `true` if this call stored it, `false` if it was already there.
     pub inserted: bool,
+    /// `true` if the backend was unavailable and the write went to the
+    /// concern's outbox (docs/DESIGN.md section 10): acknowledged, stored
+    /// when the outbox drains; `record` is what was written.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deferred: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl<T> Written<T> {
@@ -18,6 +31,7 @@ impl<T> Written<T> {
         Written {
             record,
             inserted: true,
+            deferred: false,
         }
     }
     /// A record that was already stored, identical.
@@ -25,6 +39,16 @@ impl<T> Written<T> {
         Written {
             record,
             inserted: false,
+            deferred: false,
+        }
+    }
+
+    /// A record written to an outbox, to be stored when it drains.
+    pub fn deferred(record: T) -> Self {
+        Written {
+            record,
+            inserted: false,
+            deferred: true,
         }
     }
 }
@@ -37,4 +61,8 @@ pub struct BulkOutcome {
     pub inserted: u64,
     /// Records that were already stored, identical, and left as they were.
     pub unchanged: u64,
+    /// Records that went to an outbox because the backend was unavailable
+    /// (docs/DESIGN.md section 10), stored when it drains.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferred: u64,
 }

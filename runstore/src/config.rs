@@ -88,6 +88,43 @@ pub struct BackendConfig {
     pub origin: String,
 }
 
+impl BackendConfig {
+    /// The folder of this concern's outbox (`outbox: { path: … }`,
+    /// docs/DESIGN.md section 10), resolved against the configuration's
+    /// folder; `None` without one. Only logs and metrics take one.
+    pub fn outbox_path(&self) -> std::result::Result<Option<PathBuf>, String> {
+        let Some(value) = self.options.get(Value::String("outbox".into())) else {
+            return Ok(None);
+        };
+        if !matches!(self.concern, Concern::Logs | Concern::Metrics) {
+            return Err(format!(
+                "option `outbox` is for the logs and metrics concerns, not {}",
+                self.concern
+            ));
+        }
+        let path = value
+            .as_mapping()
+            .filter(|m| m.len() == 1)
+            .and_then(|m| m.get(Value::String("path".into())))
+            .and_then(Value::as_str)
+            .filter(|p| !p.trim().is_empty())
+            .ok_or("option `outbox` must be `{ path: FOLDER }`, e.g. `outbox: { path: ./outbox }`")?;
+        Ok(Some(self.base_dir.join(path)))
+    }
+
+    /// These options as the backend sees them: without `outbox`, which the
+    /// facade handles for every backend type.
+    pub fn for_backend(&self) -> std::borrow::Cow<'_, BackendConfig> {
+        let key = Value::String("outbox".into());
+        if !self.options.contains_key(&key) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut stripped = self.clone();
+        stripped.options.remove(&key);
+        std::borrow::Cow::Owned(stripped)
+    }
+}
+
 impl fmt::Debug for BackendConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Options may hold a database URL with a password: redact it.
@@ -521,9 +558,10 @@ impl<'de> Visitor<'de> for BackendSeed<'_> {
             base_dir: self.ctx.base_dir.to_path_buf(),
             origin: self.ctx.source.to_string(),
         };
+        backend.outbox_path().map_err(de::Error::custom)?;
         self.ctx
             .registry
-            .validate(&backend)
+            .validate(&backend.for_backend())
             .map_err(de::Error::custom)?;
         Ok(backend)
     }

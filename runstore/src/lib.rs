@@ -9,6 +9,7 @@
 mod builtin;
 pub mod config;
 pub mod migrate;
+pub mod outbox;
 pub mod registry;
 pub mod retention;
 mod storage;

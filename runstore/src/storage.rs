@@ -1,7 +1,7 @@
 //! [`Storage`]: one handle per concern, built from a [`Config`].
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runstore_core::{
@@ -9,6 +9,7 @@ use runstore_core::{
 };
 
 use crate::config::{BackendConfig, Concern, Config};
+use crate::outbox::Outbox;
 use crate::registry::{Backend, BackendRegistry};
 
 /// One opened backend and the concerns it serves in this [`Storage`].
@@ -35,6 +36,7 @@ pub struct Storage {
     /// Artifacts.
     pub artifacts: Arc<dyn ArtifactStore>,
     backends: Vec<OpenedBackend>,
+    outboxes: Vec<Outbox>,
     config: Config,
 }
 
@@ -88,9 +90,9 @@ impl Storage {
     pub async fn open_existing(config: &Config) -> Result<Storage> {
         let registry = crate::registry::global();
         for concern in Concern::ALL {
-            let bc = config.backend(concern);
+            let bc = config.backend(concern).for_backend();
             let factory = registry.factory(&bc.type_name).map_err(|e| bc.error(e))?;
-            if factory.exists(bc)? == Some(false) {
+            if factory.exists(&bc)? == Some(false) {
                 return Err(Error::not_found(format!(
                     "the {concern} store of {} ({}: {}); nothing was created there",
                     config.source,
@@ -109,7 +111,7 @@ impl Storage {
         let registry = crate::registry::global();
         let key = |bc: &BackendConfig| {
             let factory = registry.factory(&bc.type_name).ok()?;
-            let k = factory.share_key(bc).ok().flatten()?;
+            let k = factory.share_key(&bc.for_backend()).ok().flatten()?;
             Some((bc.type_name.clone(), k))
         };
         let mine: Vec<_> = Concern::ALL
@@ -138,8 +140,14 @@ impl Storage {
         let mut backends: Vec<OpenedBackend> = Vec::new();
         let mut by_key: BTreeMap<(String, String), usize> = BTreeMap::new();
         let mut chosen = [0usize; 4];
+        let mut outbox_dirs: BTreeMap<Concern, PathBuf> = BTreeMap::new();
         for concern in Concern::ALL {
-            let bc: &BackendConfig = config.backend(concern);
+            let full: &BackendConfig = config.backend(concern);
+            if let Some(dir) = full.outbox_path().map_err(|e| full.error(e))? {
+                outbox_dirs.insert(concern, dir);
+            }
+            let bc = full.for_backend();
+            let bc: &BackendConfig = &bc;
             let factory = registry.factory(&bc.type_name).map_err(|e| bc.error(e))?;
             let key = factory.share_key(bc)?;
             let shared = key
@@ -178,24 +186,49 @@ impl Storage {
         }
         let pick = |c: Concern| &backends[chosen[c as usize]].backend;
         let missing = |c: Concern| Error::backend(format!("no backend for {c}"), None);
+        let mut logs = pick(Concern::Logs)
+            .logs
+            .clone()
+            .ok_or_else(|| missing(Concern::Logs))?;
+        let mut metrics = pick(Concern::Metrics)
+            .metrics
+            .clone()
+            .ok_or_else(|| missing(Concern::Metrics))?;
+        // Concerns naming one folder share one outbox.
+        let mut outboxes: BTreeMap<PathBuf, Outbox> = BTreeMap::new();
+        for (concern, dir) in outbox_dirs {
+            let outbox = match outboxes.get(&dir) {
+                Some(o) => o.clone(),
+                None => {
+                    let o = Outbox::open(&dir)?;
+                    outboxes.insert(dir, o.clone());
+                    o
+                }
+            };
+            match concern {
+                Concern::Logs => logs = outbox.wrap_logs(logs),
+                _ => metrics = outbox.wrap_metrics(metrics),
+            }
+        }
+        let outboxes: Vec<Outbox> = outboxes.into_values().collect();
+        // A process that died with writes in the outbox: they drain now,
+        // in the background, and whatever is deferred later drains too.
+        for o in &outboxes {
+            o.spawn_drain();
+        }
         Ok(Storage {
             workflows: pick(Concern::Workflows)
                 .workflows
                 .clone()
                 .ok_or_else(|| missing(Concern::Workflows))?,
-            logs: pick(Concern::Logs)
-                .logs
-                .clone()
-                .ok_or_else(|| missing(Concern::Logs))?,
-            metrics: pick(Concern::Metrics)
-                .metrics
-                .clone()
-                .ok_or_else(|| missing(Concern::Metrics))?,
+            logs,
+            metrics,
             artifacts: pick(Concern::Artifacts)
                 .artifacts
                 .clone()
                 .ok_or_else(|| missing(Concern::Artifacts))?,
             backends,
+            outboxes,
             config: config.clone(),
         })
     }
@@ -213,6 +246,12 @@ impl Storage {
     /// The opened backends, each once however many concerns share it.
     pub fn backends(&self) -> &[OpenedBackend] {
         &self.backends
+    }
+
+    /// The outboxes of the logs and metrics concerns that configure one
+    /// (docs/DESIGN.md section 10), each once.
+    pub fn outboxes(&self) -> &[Outbox] {
+        &self.outboxes
     }
 
     /// The configuration this storage was opened from.

@@ -565,6 +565,7 @@ fn number(
             out.push(Appended {
                 seq,
                 duplicate: true,
+                deferred: false,
             });
             continue;
         }
@@ -577,6 +578,7 @@ fn number(
         out.push(Appended {
             seq: next,
             duplicate: false,
+            deferred: false,
         });
         next += 1;
     }

@@ -352,6 +352,7 @@ impl MetricsRepository for FileStore {
                 Ok(Written {
                     record: pattern,
                     inserted: !existed,
+                    deferred: false,
                 })
             })
             .await

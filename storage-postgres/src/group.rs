@@ -144,6 +144,7 @@ impl PostgresStore {
             Outcome::Appended(seq) => Ok(Appended {
                 seq,
                 duplicate: false,
+                deferred: false,
             }),
             // The group wrote nothing: this event alone gets its own answer.
             Outcome::Alone => {
@@ -158,6 +159,7 @@ impl PostgresStore {
                 Ok(Appended {
                     seq,
                     duplicate: false,
+                    deferred: false,
                 })
             }
             Outcome::Unknown => Err(Error::unavailable(

@@ -218,6 +218,7 @@ impl PostgresStore {
                 out.push(Appended {
                     seq: seq as u64,
                     duplicate: true,
+                    deferred: false,
                 });
                 continue;
             }
@@ -233,6 +234,7 @@ impl PostgresStore {
             out.push(Appended {
                 seq: count as u64,
                 duplicate: false,
+                deferred: false,
             });
         }
         if !seqs.is_empty() {
@@ -402,6 +404,7 @@ impl PostgresStore {
         Ok(BulkOutcome {
             inserted: fresh.len() as u64,
             unchanged: existing.len() as u64,
+            deferred: 0,
         })
     }
 

@@ -291,6 +291,7 @@ impl MetricsRepository for PostgresStore {
             return Ok(BulkOutcome {
                 inserted: 0,
                 unchanged: repeats,
+                deferred: 0,
             });
         }
         let batch = fresh
@@ -304,6 +305,7 @@ impl MetricsRepository for PostgresStore {
         Ok(BulkOutcome {
             inserted: batch.len() as u64 - unchanged,
             unchanged: unchanged + repeats,
+            deferred: 0,
         })
     }
 
@@ -483,7 +485,7 @@ impl MetricsRepository for PostgresStore {
                 .await?;
             Ok(Written {
                 record: p.clone(),
-                inserted: row.get(0),
+                inserted: row.get(0), deferred: false,
             })
         })
         .await

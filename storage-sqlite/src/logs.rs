@@ -220,6 +220,7 @@ fn append_in_tx(
             out.push(Appended {
                 seq: first,
                 duplicate: true,
+                deferred: false,
             });
             continue;
         }
@@ -232,6 +233,7 @@ fn append_in_tx(
         out.push(Appended {
             seq,
             duplicate: false,
+            deferred: false,
         });
     }
     Ok(out)

@@ -364,7 +364,7 @@ impl MetricsRepository for SqliteStore {
             .ctx("upserting a pattern")?;
             Ok(Written {
                 record: pattern,
-                inserted: !existed,
+                inserted: !existed, deferred: false,
             })
         })
         .await

@@ -67,6 +67,7 @@ impl RunState {
             return Appended {
                 seq,
                 duplicate: true,
+                deferred: false,
             };
         }
         let seq = self.events.len() as u64 + 1;
@@ -77,6 +78,7 @@ impl RunState {
         Appended {
             seq,
             duplicate: false,
+            deferred: false,
         }
     }
 

@@ -119,6 +119,7 @@ impl MetricsRepository for MemoryMetrics {
         Ok(Written {
             record: pattern,
             inserted: !existed,
+            deferred: false,
         })
     }
 

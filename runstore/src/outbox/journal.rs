@@ -1,0 +1,346 @@
+//! The outbox folder on disk: `journal.ndjson` (deferred writes, one JSON
+//! line each, in the order they were acknowledged), `rejected.ndjson`
+//! (writes the backend refused for good at drain time, with the reason) and
+//! `outbox.lock`. Every change holds the exclusive lock, so processes may
+//! share one folder; a line is acknowledged only after `fsync`, and a torn
+//! last line (a crash mid-append, never acknowledged) is cut before the
+//! next append so it cannot swallow the next entry.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use runstore_core::{
+    Error, ExecutionMetric, JsonMap, NewEvent, Result, Run, RunId, RunStatus, RunUpdate, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+const JOURNAL: &str = "journal.ndjson";
+const REJECTED: &str = "rejected.ndjson";
+const LOCK: &str = "outbox.lock";
+
+/// One deferred write.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// A unique id (UUIDv7), so a drain can remove exactly what it stored.
+    pub entry: String,
+    /// When it was deferred.
+    pub at: Timestamp,
+    /// The write.
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// The deferred write itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Op {
+    CreateRun {
+        run: Run,
+    },
+    UpdateStatus {
+        run_id: RunId,
+        status: RunStatus,
+        #[serde(default)]
+        ended_at: Option<Timestamp>,
+        #[serde(default)]
+        summaries: Option<JsonMap>,
+    },
+    AppendEvents {
+        run_id: RunId,
+        events: Vec<NewEvent>,
+    },
+    RecordMetrics {
+        metrics: Vec<ExecutionMetric>,
+    },
+}
+
+impl Op {
+    /// The runs whose logs this write touches.
+    pub fn log_run(&self) -> Option<&RunId> {
+        match self {
+            Op::CreateRun { run } => Some(&run.id),
+            Op::UpdateStatus { run_id, .. } | Op::AppendEvents { run_id, .. } => Some(run_id),
+            Op::RecordMetrics { .. } => None,
+        }
+    }
+
+    /// The runs whose metrics this write touches.
+    pub fn metric_runs(&self) -> impl Iterator<Item = &RunId> {
+        let metrics: &[ExecutionMetric] = match self {
+            Op::RecordMetrics { metrics } => metrics,
+            _ => &[],
+        };
+        metrics.iter().map(|m| &m.run_id)
+    }
+
+    /// `update_status`'s update, for replay.
+    pub fn update(
+        status: RunStatus,
+        ended_at: Option<Timestamp>,
+        summaries: Option<JsonMap>,
+    ) -> RunUpdate {
+        let mut u = RunUpdate::running();
+        u.status = status;
+        u.ended_at = ended_at;
+        u.summaries = summaries;
+        u
+    }
+}
+
+/// Identity and length of the journal, to notice changes cheaply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub ino: u64,
+    pub dev: u64,
+    pub len: u64,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", path.display()), e)
+}
+
+/// The outbox folder.
+#[derive(Debug, Clone)]
+pub(crate) struct Journal {
+    dir: PathBuf,
+}
+
+/// Holds the folder's lock while alive.
+struct Locked {
+    _file: File,
+}
+
+impl Journal {
+    /// The folder `dir`, created (with its parents) if missing.
+    pub fn open(dir: &Path) -> Result<Journal> {
+        fs::create_dir_all(dir).map_err(|e| io("creating the outbox folder", dir, e))?;
+        let meta = fs::symlink_metadata(dir).map_err(|e| io("inspecting", dir, e))?;
+        if !meta.is_dir() {
+            return Err(Error::invalid(
+                "outbox.path",
+                format!("{} is not a folder", dir.display()),
+            ));
+        }
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<Locked> {
+        let path = self.path(LOCK);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io("opening", &path, e))?;
+        let r = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        r.map_err(|e| io("locking", &path, e))?;
+        Ok(Locked { _file: file })
+    }
+
+    /// The journal's identity and length now (zero when missing).
+    pub fn stamp(&self) -> Result<Stamp> {
+        let path = self.path(JOURNAL);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Stamp {
+                ino: m.ino(),
+                dev: m.dev(),
+                len: m.len(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stamp::default()),
+            Err(e) => Err(io("inspecting", &path, e)),
+        }
+    }
+
+    /// Appends `entries` durably: acknowledged once this returns.
+    pub fn append(&self, entries: &[Entry]) -> Result<()> {
+        let mut bytes = Vec::new();
+        for e in entries {
+            serde_json::to_writer(&mut bytes, e)
+                .map_err(|e| Error::backend("encoding an outbox entry", Some(Box::new(e))))?;
+            bytes.push(b'\n');
+        }
+        let path = self.path(JOURNAL);
+        let _lock = self.lock(true)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| io("opening", &path, e))?;
+        cut_torn_tail(&mut file, &path)?;
+        file.write_all(&bytes)
+            .map_err(|e| io("appending to", &path, e))?;
+        file.sync_data().map_err(|e| io("fsync of", &path, e))?;
+        Ok(())
+    }
+
+    /// The entries from byte `from` on (whole lines only), and the offset
+    /// they end at. Unreadable lines are skipped with a warning.
+    pub fn read_from(&self, from: u64) -> Result<(Vec<Entry>, u64)> {
+        let path = self.path(JOURNAL);
+        let _lock = self.lock(false)?;
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+            Err(e) => return Err(io("opening", &path, e)),
+        };
+        file.seek(SeekFrom::Start(from))
+            .map_err(|e| io("reading", &path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io("reading", &path, e))?;
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let entries = parse_lines(&bytes[..whole], &path, from);
+        Ok((entries, from + whole as u64))
+    }
+
+    /// Removes the entries whose ids are in `done` (stored or rejected) and
+    /// keeps the rest in order; the journal is replaced atomically.
+    pub fn remove(&self, done: &HashSet<String>) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let path = self.path(JOURNAL);
+        let _lock = self.lock(true)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("reading", &path, e)),
+        };
+        let mut kept = Vec::with_capacity(bytes.len());
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            if !line.ends_with(b"\n") {
+                // A torn tail: never acknowledged.
+                continue;
+            }
+            let id = serde_json::from_slice::<IdOnly>(line).ok().map(|e| e.entry);
+            if id.is_some_and(|id| done.contains(&id)) {
+                continue;
+            }
+            kept.extend_from_slice(line);
+        }
+        let tmp = self.path(".journal.tmp");
+        let mut f = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
+        f.write_all(&kept).map_err(|e| io("writing", &tmp, e))?;
+        f.sync_data().map_err(|e| io("fsync of", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| io("replacing", &path, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync of", &self.dir, e))?;
+        Ok(())
+    }
+
+    /// Keeps writes the backend refused for good, with the reason.
+    pub fn reject(&self, rejected: &[(Entry, String)]) -> Result<()> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        for (entry, reason) in rejected {
+            let line = serde_json::json!({"rejected_at": Timestamp::now(), "reason": reason, "entry": entry});
+            serde_json::to_writer(&mut bytes, &line)
+                .map_err(|e| Error::backend("encoding a rejected entry", Some(Box::new(e))))?;
+            bytes.push(b'\n');
+        }
+        let path = self.path(REJECTED);
+        let _lock = self.lock(true)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| io("opening", &path, e))?;
+        cut_torn_tail(&mut file, &path)?;
+        file.write_all(&bytes)
+            .map_err(|e| io("appending to", &path, e))?;
+        file.sync_data().map_err(|e| io("fsync of", &path, e))
+    }
+
+    /// How many writes were rejected so far.
+    pub fn rejected_count(&self) -> Result<u64> {
+        let path = self.path(REJECTED);
+        match fs::read(&path) {
+            Ok(b) => Ok(b.iter().filter(|c| **c == b'\n').count() as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io("reading", &path, e)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    entry: String,
+}
+
+fn parse_lines(bytes: &[u8], path: &Path, base: u64) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut offset = base;
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        match serde_json::from_slice::<Entry>(line) {
+            Ok(e) => out.push(e),
+            Err(e) => tracing::warn!(
+                file = %path.display(),
+                offset,
+                error = %e,
+                "skipped an unreadable outbox line"
+            ),
+        }
+        offset += line.len() as u64;
+    }
+    out
+}
+
+/// Cuts bytes after the last newline (a crash's torn append).
+fn cut_torn_tail(file: &mut File, path: &Path) -> Result<()> {
+    let len = file
+        .metadata()
+        .map_err(|e| io("inspecting", path, e))?
+        .len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))
+        .and_then(|_| file.read_exact(&mut last))
+        .map_err(|e| io("reading", path, e))?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Find the last newline, reading backwards in blocks.
+    let mut end = len;
+    let mut keep = 0;
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut block[..n]))
+            .map_err(|e| io("reading", path, e))?;
+        if let Some(i) = block[..n].iter().rposition(|b| *b == b'\n') {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    tracing::warn!(file = %path.display(), cut = len - keep, "cut a torn outbox line left by a crash");
+    file.set_len(keep).map_err(|e| io("truncating", path, e))?;
+    file.sync_data().map_err(|e| io("fsync of", path, e))
+}

@@ -1,0 +1,432 @@
+//! Degraded mode (docs/DESIGN.md section 10): when the logs or metrics
+//! backend is down, writes go to a local outbox and the agent keeps going.
+//!
+//! An outbox is configured per concern, in the concern's mapping:
+//!
+//! ```yaml
+//! storage:
+//!   logs:    { type: postgres, url: "postgres://app@db/runs", outbox: { path: ./outbox } }
+//!   metrics: { type: postgres, url: "postgres://app@db/runs", outbox: { path: ./outbox } }
+//! ```
+//!
+//! [`crate::Storage`] then wraps the concern's handle: a write that fails
+//! with `Unavailable` is appended durably to the outbox (fsync, under a file
+//! lock: several processes may share one folder) and acknowledged as
+//! **deferred** (`Written::deferred`, `Appended::deferred`,
+//! `BulkOutcome::deferred`). Later writes of a run whose writes the outbox
+//! holds go there too, so per-run order holds. A drain replays the outbox
+//! in order, exactly once (runs by id, events by idempotency key, metrics
+//! by run id), in the background while the process runs, at every open,
+//! and on demand ([`Outbox::drain`], `runstore outbox drain`). Every event
+//! gets an idempotency key before its first attempt (`outbox-<uuid>` when
+//! the caller gave none), so a write whose outcome was unknown (stored, then
+//! the connection died) is not stored twice. Reads go to the backend:
+//! deferred writes show once drained.
+//!
+//! `update_status` can be deferred when the outbox knows the run's state
+//! (the run was created or last read or written through this handle);
+//! otherwise its `Unavailable` error is returned and nothing is deferred.
+
+mod journal;
+mod wrappers;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use runstore_core::{ErrorKind, LogRepository, MetricsRepository, Result, RunId, Timestamp};
+use serde::Serialize;
+
+use journal::{Entry, Journal, Op, Stamp};
+pub use wrappers::{OutboxLogs, OutboxMetrics};
+
+/// How often the background task looks at a non-empty outbox.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Entries replayed between two rewrites of the journal.
+const DRAIN_BATCH: usize = 512;
+
+/// Counters since this handle was opened.
+#[derive(Debug, Default)]
+pub struct OutboxCounters {
+    deferred: AtomicU64,
+    drained: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl OutboxCounters {
+    /// Writes deferred.
+    pub fn deferred(&self) -> u64 {
+        self.deferred.load(Ordering::Relaxed)
+    }
+    /// Deferred writes stored by drains.
+    pub fn drained(&self) -> u64 {
+        self.drained.load(Ordering::Relaxed)
+    }
+    /// Deferred writes the backend refused for good (kept in
+    /// `rejected.ndjson`).
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+}
+
+/// What an outbox holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStatus {
+    /// The folder.
+    pub path: PathBuf,
+    /// Pending writes per concern (`logs`, `metrics`).
+    pub pending: BTreeMap<String, u64>,
+    /// When the oldest pending write was deferred.
+    pub oldest: Option<Timestamp>,
+    /// Writes rejected for good so far (in `rejected.ndjson`).
+    pub rejected: u64,
+    /// Size of the journal in bytes.
+    pub bytes: u64,
+}
+
+impl OutboxStatus {
+    /// Pending writes of every concern.
+    pub fn total(&self) -> u64 {
+        self.pending.values().sum()
+    }
+}
+
+/// What one drain did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DrainReport {
+    /// Writes stored (or found already stored).
+    pub drained: u64,
+    /// Writes the backend refused for good, moved to `rejected.ndjson`.
+    pub rejected: u64,
+    /// Writes still pending because the backend was unavailable again.
+    pub left: u64,
+}
+
+/// The cached view of the journal: which runs have pending writes.
+#[derive(Default)]
+struct View {
+    stamp: Stamp,
+    /// Journal bytes read into the view.
+    offset: u64,
+    log_runs: HashSet<RunId>,
+    metric_runs: HashSet<RunId>,
+    logs: u64,
+    metrics: u64,
+    oldest: Option<Timestamp>,
+}
+
+impl View {
+    fn add(&mut self, e: &Entry) {
+        if let Some(r) = e.op.log_run() {
+            self.log_runs.insert(r.clone());
+            self.logs += 1;
+        }
+        let mut metric = false;
+        for r in e.op.metric_runs() {
+            self.metric_runs.insert(r.clone());
+            metric = true;
+        }
+        self.metrics += u64::from(metric);
+        self.oldest = Some(self.oldest.map_or(e.at, |o| o.min(e.at)));
+    }
+}
+
+pub(crate) struct Inner {
+    journal: Journal,
+    logs: Mutex<Option<Arc<dyn LogRepository>>>,
+    metrics: Mutex<Option<Arc<dyn MetricsRepository>>>,
+    view: Mutex<View>,
+    counters: OutboxCounters,
+    /// One drain at a time per handle.
+    draining: tokio::sync::Mutex<()>,
+}
+
+/// A local outbox folder (see the module documentation). Cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("path", &self.inner.journal.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| runstore_core::Error::backend("an outbox task failed", Some(Box::new(e))))?
+}
+
+impl Outbox {
+    /// Opens (creating) the outbox folder `dir`. Attach the backends it
+    /// drains into with [`Outbox::wrap_logs`] and [`Outbox::wrap_metrics`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Outbox> {
+        Ok(Outbox {
+            inner: Arc::new(Inner {
+                journal: Journal::open(dir.as_ref())?,
+                logs: Mutex::new(None),
+                metrics: Mutex::new(None),
+                view: Mutex::new(View::default()),
+                counters: OutboxCounters::default(),
+                draining: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.inner.journal.dir()
+    }
+
+    /// `logs` behind this outbox: the handle to use instead of `logs`.
+    pub fn wrap_logs(&self, logs: Arc<dyn LogRepository>) -> Arc<dyn LogRepository> {
+        *lock(&self.inner.logs) = Some(logs.clone());
+        Arc::new(OutboxLogs::new(logs, self.clone()))
+    }
+
+    /// `metrics` behind this outbox: the handle to use instead of `metrics`.
+    pub fn wrap_metrics(&self, metrics: Arc<dyn MetricsRepository>) -> Arc<dyn MetricsRepository> {
+        *lock(&self.inner.metrics) = Some(metrics.clone());
+        Arc::new(OutboxMetrics::new(metrics, self.clone()))
+    }
+
+    /// Counters since this handle was opened.
+    pub fn counters(&self) -> &OutboxCounters {
+        &self.inner.counters
+    }
+
+    /// Brings the cached view up to the journal on disk: only the bytes
+    /// appended since the last look, unless the journal was replaced.
+    fn refresh(&self) -> Result<()> {
+        let stamp = self.inner.journal.stamp()?;
+        let mut view = lock(&self.inner.view);
+        if stamp == view.stamp {
+            return Ok(());
+        }
+        let replaced =
+            (stamp.ino, stamp.dev) != (view.stamp.ino, view.stamp.dev) || stamp.len < view.offset;
+        if replaced {
+            *view = View::default();
+        }
+        let (entries, end) = self.inner.journal.read_from(view.offset)?;
+        for e in &entries {
+            view.add(e);
+        }
+        view.offset = end;
+        view.stamp = stamp;
+        Ok(())
+    }
+
+    /// Whether the outbox holds log writes of `run` (then its next writes
+    /// must follow them there).
+    pub(crate) async fn holds_logs_of(&self, run: &RunId) -> Result<bool> {
+        let this = self.clone();
+        let run = run.clone();
+        blocking(move || {
+            this.refresh()?;
+            Ok(lock(&this.inner.view).log_runs.contains(&run))
+        })
+        .await
+    }
+
+    /// Whether the outbox holds metrics of any of `runs`.
+    pub(crate) async fn holds_metrics_of(&self, runs: Vec<RunId>) -> Result<bool> {
+        let this = self.clone();
+        blocking(move || {
+            this.refresh()?;
+            let view = lock(&this.inner.view);
+            Ok(runs.iter().any(|r| view.metric_runs.contains(r)))
+        })
+        .await
+    }
+
+    /// Appends a write durably; returns once it is on disk.
+    pub(crate) async fn defer(&self, op: Op) -> Result<()> {
+        let entry = Entry {
+            entry: uuid::Uuid::now_v7().to_string(),
+            at: Timestamp::now(),
+            op,
+        };
+        let this = self.clone();
+        blocking(move || {
+            this.inner.journal.append(std::slice::from_ref(&entry))?;
+            this.refresh()
+        })
+        .await?;
+        self.inner.counters.deferred.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(outbox = %self.path().display(), "write deferred to the outbox");
+        Ok(())
+    }
+
+    /// What the outbox holds now.
+    pub async fn status(&self) -> Result<OutboxStatus> {
+        let this = self.clone();
+        blocking(move || {
+            this.refresh()?;
+            let rejected = this.inner.journal.rejected_count()?;
+            let view = lock(&this.inner.view);
+            let mut pending = BTreeMap::new();
+            pending.insert("logs".to_string(), view.logs);
+            pending.insert("metrics".to_string(), view.metrics);
+            Ok(OutboxStatus {
+                path: this.path().to_path_buf(),
+                pending,
+                oldest: view.oldest,
+                rejected,
+                bytes: view.stamp.len,
+            })
+        })
+        .await
+    }
+
+    /// Replays every pending write into its backend, in order, and removes
+    /// what was stored. Stops early (the rest stays) when the backend is
+    /// unavailable again; a write the backend refuses for good (a
+    /// contradiction found only now) moves to `rejected.ndjson`.
+    pub async fn drain(&self) -> Result<DrainReport> {
+        let _one = self.inner.draining.lock().await;
+        let mut report = DrainReport::default();
+        loop {
+            let journal = self.inner.journal.clone();
+            let (entries, _) = blocking(move || journal.read_from(0)).await?;
+            if entries.is_empty() {
+                return Ok(report);
+            }
+            let batch: Vec<Entry> = entries.into_iter().take(DRAIN_BATCH).collect();
+            let mut done = HashSet::new();
+            let mut rejected = Vec::new();
+            let mut stopped = false;
+            let mut drained = 0;
+            for e in &batch {
+                match self.replay(&e.op).await {
+                    Ok(()) => {
+                        done.insert(e.entry.clone());
+                        drained += 1;
+                    }
+                    Err(err) if err.kind() == ErrorKind::Unavailable => {
+                        stopped = true;
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the backend refused a deferred write");
+                        done.insert(e.entry.clone());
+                        rejected.push((e.clone(), err.to_string()));
+                        report.rejected += 1;
+                    }
+                }
+            }
+            let journal = self.inner.journal.clone();
+            let n_rejected = rejected.len() as u64;
+            blocking(move || {
+                journal.reject(&rejected)?;
+                journal.remove(&done)
+            })
+            .await?;
+            // Counted once the journal no longer holds them.
+            report.drained += drained;
+            let c = &self.inner.counters;
+            c.drained.fetch_add(drained, Ordering::Relaxed);
+            c.rejected.fetch_add(n_rejected, Ordering::Relaxed);
+            if stopped {
+                let status = self.status().await?;
+                report.left = status.total();
+                tracing::info!(
+                    left = report.left,
+                    "outbox drain stopped: backend unavailable"
+                );
+                return Ok(report);
+            }
+        }
+    }
+
+    async fn replay(&self, op: &Op) -> Result<()> {
+        let logs = || {
+            lock(&self.inner.logs).clone().ok_or_else(|| {
+                runstore_core::Error::backend(
+                    "the outbox holds log writes but no logs backend is attached",
+                    None,
+                )
+            })
+        };
+        match op {
+            Op::CreateRun { run } => logs()?.create_run(run.clone()).await.map(drop),
+            Op::UpdateStatus {
+                run_id,
+                status,
+                ended_at,
+                summaries,
+            } => {
+                let update = Op::update(*status, *ended_at, summaries.clone());
+                let logs = logs()?;
+                match logs.update_status(run_id, update.clone()).await {
+                    Ok(_) => Ok(()),
+                    // The run already moved past this state (another writer
+                    // finished it): the update is superseded, not lost.
+                    Err(e) if e.kind() == ErrorKind::Conflict && !status.is_terminal() => {
+                        let stored = logs.get_run(run_id).await?;
+                        if stored.status > *status {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Op::AppendEvents { run_id, events } => logs()?
+                .append_events(run_id, events.clone())
+                .await
+                .map(drop),
+            Op::RecordMetrics { metrics } => {
+                let backend = lock(&self.inner.metrics).clone().ok_or_else(|| {
+                    runstore_core::Error::backend(
+                        "the outbox holds metrics but no metrics backend is attached",
+                        None,
+                    )
+                })?;
+                backend.record_many(metrics.clone()).await.map(drop)
+            }
+        }
+    }
+
+    /// Drains now and then every half second while the outbox holds
+    /// writes, until the last clone of this handle is dropped or the
+    /// returned handle is aborted.
+    pub fn spawn_drain(&self) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let outbox = Outbox { inner };
+                let pending = match outbox.inner.journal.stamp() {
+                    Ok(s) => s.len > 0,
+                    Err(_) => true,
+                };
+                if pending {
+                    match outbox.drain().await {
+                        Ok(r) if r.drained + r.rejected > 0 => tracing::info!(
+                            drained = r.drained,
+                            rejected = r.rejected,
+                            left = r.left,
+                            "outbox drained"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "outbox drain failed"),
+                    }
+                }
+                drop(outbox);
+                tokio::time::sleep(DRAIN_INTERVAL).await;
+            }
+        })
+    }
+}
