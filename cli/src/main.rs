@@ -7,6 +7,7 @@ mod demo;
 mod dump;
 mod lifecycle;
 mod migration;
+mod outbox;
 mod output;
 mod paging;
 mod progress;
@@ -149,6 +150,9 @@ enum Command {
     /// The delivery ledger: record an id, forget old ones.
     #[command(subcommand)]
     Delivery(coordination::DeliveryCmd),
+    /// The local outboxes of logs and metrics: status, drain.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -520,6 +524,11 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
             migration::migrate(&args, out).await
         }
         Command::Verify { from, to, deep } => migration::verify(&from, &to, deep, out).await,
+        // Reads only the outbox folders: works while the database is down.
+        Command::Outbox(outbox::OutboxCmd::Status) => {
+            let config = load_config(cli.config.as_ref())?;
+            outbox::status(&config, out).await
+        }
         Command::Restore { backup } => {
             let config = load_config(cli.config.as_ref())?;
             backend_ops::restore(&config, &backup, out).await
@@ -563,6 +572,7 @@ fn writes(command: &Command) -> bool {
                 coordination::LeaseCmd::Acquire(_) | coordination::LeaseCmd::Release { .. }
             )
             | Command::Delivery(coordination::DeliveryCmd::Record { .. })
+            | Command::Outbox(_)
     )
 }
 
@@ -717,6 +727,8 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Import { dir } => dump::import(storage, &dir, out).await,
         Command::Demo { runs } => demo::demo(storage, runs, out).await,
         Command::Lease(cmd) => coordination::lease(storage, cmd, out).await,
+        Command::Outbox(outbox::OutboxCmd::Drain) => outbox::drain(storage, out).await,
+        Command::Outbox(outbox::OutboxCmd::Status) => outbox::status(storage.config(), out).await,
         Command::Delivery(cmd) => coordination::delivery(storage, cmd, out).await,
         Command::Restore { .. } | Command::Migrate { .. } | Command::Verify { .. } => {
             Err(Error::backend(

@@ -108,7 +108,9 @@ impl BackendConfig {
             .and_then(|m| m.get(Value::String("path".into())))
             .and_then(Value::as_str)
             .filter(|p| !p.trim().is_empty())
-            .ok_or("option `outbox` must be `{ path: FOLDER }`, e.g. `outbox: { path: ./outbox }`")?;
+            .ok_or(
+                "option `outbox` must be `{ path: FOLDER }`, e.g. `outbox: { path: ./outbox }`",
+            )?;
         Ok(Some(self.base_dir.join(path)))
     }
 

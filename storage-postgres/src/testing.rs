@@ -295,6 +295,9 @@ pub struct Cluster {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    /// Keep `fsync` and `synchronous_commit` on, so an immediate shutdown
+    /// loses no committed transaction (off by default: faster tests).
+    durable: bool,
 }
 
 impl Cluster {
@@ -303,6 +306,20 @@ impl Cluster {
     /// # Errors
     /// A message saying what is missing or what failed.
     pub fn start_new() -> Result<Cluster, String> {
+        Self::start_new_with(false)
+    }
+
+    /// Like [`Cluster::start_new`], with `fsync` and `synchronous_commit`
+    /// on: for tests that stop the server with `immediate` and count on
+    /// every acknowledged commit surviving.
+    ///
+    /// # Errors
+    /// A message saying what is missing or what failed.
+    pub fn start_new_durable() -> Result<Cluster, String> {
+        Self::start_new_with(true)
+    }
+
+    fn start_new_with(durable: bool) -> Result<Cluster, String> {
         let bin = find_bin_dir().ok_or("no PostgreSQL server binaries (initdb, pg_ctl) found")?;
         let as_postgres = running_as_root();
         let dir = tempfile::Builder::new()
@@ -316,6 +333,7 @@ impl Cluster {
             bin,
             port,
             as_postgres,
+            durable,
         };
         cluster.spawn_watchdog();
         if as_postgres {
@@ -344,9 +362,13 @@ impl Cluster {
 
     /// Starts the server and waits until it accepts connections.
     pub fn start(&self) -> Result<(), String> {
+        let fast = if self.durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{fast}",
             self.port,
             self.dir.display()
         );
@@ -376,6 +398,22 @@ impl Cluster {
                 &self.data().to_string_lossy(),
                 "-m",
                 "fast",
+                "-w",
+                "stop",
+            ],
+        )
+    }
+
+    /// Stops the server the hard way (`immediate`: no checkpoint, every
+    /// process killed; the next start recovers from the WAL).
+    pub fn stop_immediate(&self) -> Result<(), String> {
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-m",
+                "immediate",
                 "-w",
                 "stop",
             ],

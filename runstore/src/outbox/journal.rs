@@ -96,6 +96,9 @@ pub(crate) struct Stamp {
     pub ino: u64,
     pub dev: u64,
     pub len: u64,
+    /// Modification time in nanoseconds: an inode number reused by the
+    /// next replacement of the journal, at the same length, still differs.
+    pub mtime_ns: i128,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -163,6 +166,7 @@ impl Journal {
                 ino: m.ino(),
                 dev: m.dev(),
                 len: m.len(),
+                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stamp::default()),
             Err(e) => Err(io("inspecting", &path, e)),
