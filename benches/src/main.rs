@@ -15,7 +15,7 @@ use runstore_file::Durability;
 
 const USAGE: &str =
     "usage: runstore-benches [--scale tiny|quick|full] [--backends memory,file,sqlite,postgres]
-                        [--only appends,imports,queries,summaries,artifacts,migration,prune]
+                        [--only appends,imports,queries,summaries,artifacts,migration,prune,outbox]
                         [--migrate-runs N] [--out DIR | --no-save] [--scratch DIR] [--quiet]";
 
 struct Args {
