@@ -476,3 +476,34 @@ async fn configured_per_concern_in_yaml() {
     let e = Storage::from_yaml_str(no_path).await.unwrap_err();
     assert!(e.to_string().contains("outbox"), "{e}");
 }
+
+#[tokio::test]
+async fn a_refused_write_in_a_merged_replay_is_found_and_the_rest_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::new();
+    let (outbox, _, metrics) = rig.handles(dir.path());
+    let finished = |id: &str| {
+        let mut r = new_run(id);
+        r.status = RunStatus::Succeeded;
+        r.ended_at = Some(r.started_at);
+        ExecutionMetric::from_run(&r).unwrap()
+    };
+    let m: Vec<ExecutionMetric> = ["m1", "m2", "m3"].iter().map(|id| finished(id)).collect();
+    rig.down(true);
+    for metric in &m {
+        assert!(metrics.record(metric.clone()).await.unwrap().deferred);
+    }
+    // Meanwhile m2's metric was recorded differently, directly.
+    let mut other = m[1].clone();
+    other.duration_micros += 1;
+    rig.raw_metrics.record(other.clone()).await.unwrap();
+    rig.down(false);
+    let r = outbox.drain().await.unwrap();
+    assert_eq!((r.drained, r.rejected, r.left), (2, 1, 0));
+    for i in [0, 2] {
+        let stored = rig.raw_metrics.get(&m[i].run_id).await.unwrap();
+        assert_eq!(stored, m[i]);
+    }
+    let kept = rig.raw_metrics.get(&other.run_id).await.unwrap();
+    assert_eq!(kept, other);
+}

@@ -104,6 +104,69 @@ pub struct DrainReport {
     pub left: u64,
 }
 
+/// Most events or metrics one merged replay call carries.
+const MERGE_MAX: usize = 1000;
+
+/// How many entries from the start of `entries` one call can replay:
+/// consecutive appends to the same run, or consecutive metrics, up to
+/// [`MERGE_MAX`] records.
+fn mergeable(entries: &[Entry]) -> usize {
+    let size = |op: &Op| match op {
+        Op::AppendEvents { events, .. } => events.len(),
+        Op::RecordMetrics { metrics } => metrics.len(),
+        _ => 1,
+    };
+    let first = &entries[0].op;
+    let mut records = size(first);
+    let mut n = 1;
+    for e in &entries[1..] {
+        let same = match (first, &e.op) {
+            (Op::AppendEvents { run_id: a, .. }, Op::AppendEvents { run_id: b, .. }) => a == b,
+            (Op::RecordMetrics { .. }, Op::RecordMetrics { metrics }) => {
+                // A run's metric twice in one batch is refused by
+                // `record_many`; such entries replay one by one.
+                metrics.iter().all(|m| {
+                    !entries[..n]
+                        .iter()
+                        .any(|prev| prev.op.metric_runs().any(|r| *r == m.run_id))
+                })
+            }
+            _ => false,
+        };
+        if !same || records + size(&e.op) > MERGE_MAX {
+            break;
+        }
+        records += size(&e.op);
+        n += 1;
+    }
+    n
+}
+
+/// One write doing what `entries` (see [`mergeable`]) do in turn.
+fn merge(entries: &[Entry]) -> Op {
+    match &entries[0].op {
+        Op::AppendEvents { run_id, .. } => Op::AppendEvents {
+            run_id: run_id.clone(),
+            events: entries
+                .iter()
+                .flat_map(|e| match &e.op {
+                    Op::AppendEvents { events, .. } => events.clone(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+        },
+        _ => Op::RecordMetrics {
+            metrics: entries
+                .iter()
+                .flat_map(|e| match &e.op {
+                    Op::RecordMetrics { metrics } => metrics.clone(),
+                    _ => Vec::new(),
+                })
+                .collect(),
+        },
+    }
+}
+
 /// The cached view of the journal: which runs have pending writes.
 #[derive(Default)]
 struct View {
@@ -307,22 +370,61 @@ impl Outbox {
             let mut rejected = Vec::new();
             let mut stopped = false;
             let mut drained = 0;
-            for e in &batch {
-                match self.replay(&e.op).await {
-                    Ok(()) => {
-                        done.insert(e.entry.clone());
-                        drained += 1;
+            let mut rest: &[Entry] = &batch;
+            while !rest.is_empty() {
+                // Consecutive appends to one run (or consecutive metrics)
+                // go in one call; per-run order is the journal's order.
+                let group = mergeable(rest);
+                let (head, tail) = rest.split_at(group);
+                rest = tail;
+                let merged = if head.len() > 1 {
+                    match self.replay(&merge(head)).await {
+                        Ok(()) => Some(Ok(())),
+                        Err(err) if err.kind() == ErrorKind::Unavailable => Some(Err(err)),
+                        // One of them is refused: find which, one by one.
+                        Err(_) => None,
                     }
-                    Err(err) if err.kind() == ErrorKind::Unavailable => {
-                        stopped = true;
-                        break;
+                } else {
+                    None
+                };
+                let outcomes: Vec<Result<()>> = match merged {
+                    Some(Ok(())) => head.iter().map(|_| Ok(())).collect(),
+                    Some(Err(err)) => vec![Err(err)],
+                    None => {
+                        let mut v = Vec::new();
+                        for e in head {
+                            let r = self.replay(&e.op).await;
+                            let unavailable = r
+                                .as_ref()
+                                .is_err_and(|e| e.kind() == ErrorKind::Unavailable);
+                            v.push(r);
+                            if unavailable {
+                                break;
+                            }
+                        }
+                        v
                     }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "the backend refused a deferred write");
-                        done.insert(e.entry.clone());
-                        rejected.push((e.clone(), err.to_string()));
-                        report.rejected += 1;
+                };
+                for (e, outcome) in head.iter().zip(outcomes) {
+                    match outcome {
+                        Ok(()) => {
+                            done.insert(e.entry.clone());
+                            drained += 1;
+                        }
+                        Err(err) if err.kind() == ErrorKind::Unavailable => {
+                            stopped = true;
+                            break;
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "the backend refused a deferred write");
+                            done.insert(e.entry.clone());
+                            rejected.push((e.clone(), err.to_string()));
+                            report.rejected += 1;
+                        }
                     }
+                }
+                if stopped {
+                    break;
                 }
             }
             let journal = self.inner.journal.clone();
