@@ -1420,7 +1420,7 @@ async fn outboxes(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
         match r {
             Ok(v) => {
                 row.stats = stats_of(&v);
-                row.note = "deferred writes stored per second once the backend is back (one write per deferred append, in order)".into();
+                row.note = "deferred appends stored per second once the backend is back (in order; consecutive appends of a run go in one call)".into();
             }
             Err(e) => row.note = format!("failed: {e}"),
         }

@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use runstore_core::{
     Error, ExecutionMetric, JsonMap, NewEvent, Result, Run, RunId, RunStatus, RunUpdate, Timestamp,
@@ -109,11 +110,22 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
 #[derive(Debug, Clone)]
 pub(crate) struct Journal {
     dir: PathBuf,
+    /// The lock file, opened once. The mutex orders this process's threads
+    /// (a file lock does not: it belongs to the open file, which they
+    /// share); the file lock orders processes.
+    lock_file: Arc<Mutex<File>>,
 }
 
 /// Holds the folder's lock while alive.
-struct Locked {
-    _file: File,
+struct Locked<'a> {
+    file: std::sync::MutexGuard<'a, File>,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Closing the file would release it too; it stays open for reuse.
+        let _ = self.file.unlock();
+    }
 }
 
 impl Journal {
@@ -127,8 +139,17 @@ impl Journal {
                 format!("{} is not a folder", dir.display()),
             ));
         }
+        let path = dir.join(LOCK);
+        let lock_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io("opening", &path, e))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
+            lock_file: Arc::new(Mutex::new(lock_file)),
         })
     }
 
@@ -140,41 +161,32 @@ impl Journal {
         self.dir.join(name)
     }
 
-    fn lock(&self, exclusive: bool) -> Result<Locked> {
-        let path = self.path(LOCK);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| io("opening", &path, e))?;
+    fn lock(&self, exclusive: bool) -> Result<Locked<'_>> {
+        let file = self.lock_file.lock().unwrap_or_else(|p| p.into_inner());
         let r = if exclusive {
             file.lock()
         } else {
             file.lock_shared()
         };
-        r.map_err(|e| io("locking", &path, e))?;
-        Ok(Locked { _file: file })
+        r.map_err(|e| io("locking", &self.path(LOCK), e))?;
+        Ok(Locked { file })
     }
 
     /// The journal's identity and length now (zero when missing).
     pub fn stamp(&self) -> Result<Stamp> {
         let path = self.path(JOURNAL);
         match fs::metadata(&path) {
-            Ok(m) => Ok(Stamp {
-                ino: m.ino(),
-                dev: m.dev(),
-                len: m.len(),
-                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            }),
+            Ok(m) => Ok(stamp_of(&m)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stamp::default()),
             Err(e) => Err(io("inspecting", &path, e)),
         }
     }
 
-    /// Appends `entries` durably: acknowledged once this returns.
-    pub fn append(&self, entries: &[Entry]) -> Result<()> {
+    /// Appends `entries` durably: acknowledged once this returns. Returns
+    /// the journal's length before the append and its stamp after, so a
+    /// reader that had seen everything up to there need not read the
+    /// entries back.
+    pub fn append(&self, entries: &[Entry]) -> Result<(u64, Stamp)> {
         let mut bytes = Vec::new();
         for e in entries {
             serde_json::to_writer(&mut bytes, e)
@@ -189,11 +201,12 @@ impl Journal {
             .create(true)
             .open(&path)
             .map_err(|e| io("opening", &path, e))?;
-        cut_torn_tail(&mut file, &path)?;
+        let before = cut_torn_tail(&mut file, &path)?;
         file.write_all(&bytes)
             .map_err(|e| io("appending to", &path, e))?;
         file.sync_data().map_err(|e| io("fsync of", &path, e))?;
-        Ok(())
+        let m = file.metadata().map_err(|e| io("inspecting", &path, e))?;
+        Ok((before, stamp_of(&m)))
     }
 
     /// The entries from byte `from` on (whole lines only), and the offset
@@ -289,6 +302,15 @@ impl Journal {
     }
 }
 
+fn stamp_of(m: &fs::Metadata) -> Stamp {
+    Stamp {
+        ino: m.ino(),
+        dev: m.dev(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    }
+}
+
 #[derive(Deserialize)]
 struct IdOnly {
     entry: String,
@@ -312,21 +334,22 @@ fn parse_lines(bytes: &[u8], path: &Path, base: u64) -> Vec<Entry> {
     out
 }
 
-/// Cuts bytes after the last newline (a crash's torn append).
-fn cut_torn_tail(file: &mut File, path: &Path) -> Result<()> {
+/// Cuts bytes after the last newline (a crash's torn append); returns the
+/// length kept.
+fn cut_torn_tail(file: &mut File, path: &Path) -> Result<u64> {
     let len = file
         .metadata()
         .map_err(|e| io("inspecting", path, e))?
         .len();
     if len == 0 {
-        return Ok(());
+        return Ok(0);
     }
     let mut last = [0u8; 1];
     file.seek(SeekFrom::Start(len - 1))
         .and_then(|_| file.read_exact(&mut last))
         .map_err(|e| io("reading", path, e))?;
     if last[0] == b'\n' {
-        return Ok(());
+        return Ok(len);
     }
     // Find the last newline, reading backwards in blocks.
     let mut end = len;
@@ -346,5 +369,6 @@ fn cut_torn_tail(file: &mut File, path: &Path) -> Result<()> {
     }
     tracing::warn!(file = %path.display(), cut = len - keep, "cut a torn outbox line left by a crash");
     file.set_len(keep).map_err(|e| io("truncating", path, e))?;
-    file.sync_data().map_err(|e| io("fsync of", path, e))
+    file.sync_data().map_err(|e| io("fsync of", path, e))?;
+    Ok(keep)
 }
