@@ -93,6 +93,7 @@ macro_rules! __for_each_rule {
             hostile::hostile_text_rejected_by_backend,
             hostile::hostile_but_valid_values_stored_verbatim,
             hostile::hostile_cursors_and_limits_rejected,
+            hostile::hostile_deep_json_refused_on_every_write,
             // Model-based properties
             model::model_based_random_operations_match_reference,
             // Event reads: by kind, newest first

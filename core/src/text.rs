@@ -76,16 +76,47 @@ pub fn validate_text(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// The deepest nesting of arrays and objects a stored JSON value may have.
+/// Every write refuses deeper values: JSON parsers (serde_json among them)
+/// stop reading at 128 levels, and a stored record wraps the value in a
+/// few more, so a deeper value could be acknowledged and then never read
+/// back.
+pub const MAX_JSON_DEPTH: usize = 64;
+
 /// Checks every key of a JSON object map, and every string inside a JSON
-/// value, for NUL; JSON itself can carry anything else.
+/// value, for NUL, and that arrays and objects nest at most
+/// [`MAX_JSON_DEPTH`] levels; JSON itself can carry anything else.
+///
+/// ```
+/// use runstore_core::text::{MAX_JSON_DEPTH, validate_json};
+/// let mut v = serde_json::json!(1);
+/// for _ in 0..MAX_JSON_DEPTH {
+///     v = serde_json::json!([v]);
+/// }
+/// assert!(validate_json("payload", &v).is_ok());
+/// assert!(validate_json("payload", &serde_json::json!([v])).is_err());
+/// ```
 pub fn validate_json(field: &str, value: &serde_json::Value) -> Result<()> {
+    validate_json_at(field, value, 0)
+}
+
+fn validate_json_at(field: &str, value: &serde_json::Value, depth: usize) -> Result<()> {
     use serde_json::Value;
+    let too_deep = || {
+        Error::invalid(
+            field,
+            format!("JSON must not nest arrays and objects more than {MAX_JSON_DEPTH} levels deep"),
+        )
+    };
     match value {
         Value::String(s) if s.contains('\0') => Err(Error::invalid(
             field,
             "JSON strings must not contain NUL (U+0000)",
         )),
-        Value::Array(items) => items.iter().try_for_each(|v| validate_json(field, v)),
+        Value::Array(_) | Value::Object(_) if depth >= MAX_JSON_DEPTH => Err(too_deep()),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| validate_json_at(field, v, depth + 1)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
             if k.contains('\0') {
                 return Err(Error::invalid(
@@ -93,7 +124,7 @@ pub fn validate_json(field: &str, value: &serde_json::Value) -> Result<()> {
                     "JSON keys must not contain NUL (U+0000)",
                 ));
             }
-            validate_json(field, v)
+            validate_json_at(field, v, depth + 1)
         }),
         _ => Ok(()),
     }
