@@ -19,8 +19,12 @@ use crate::output::Out;
 use crate::paging::Cursors;
 use crate::progress::Progress;
 
-/// The format tag written to `manifest.json`.
-pub const DUMP_FORMAT: &str = "runstore-dump/1";
+/// The format tag written to `manifest.json`. Version 2 keeps artifact
+/// bytes by their SHA-256 (`blobs/<sha256>`), so artifacts `a/x` and
+/// `a/x/y` of one run and phase both fit; version 1 kept them under their
+/// logical paths, and is still read.
+pub const DUMP_FORMAT: &str = "runstore-dump/2";
+const DUMP_FORMAT_V1: &str = "runstore-dump/1";
 
 const PAGE: usize = 500;
 const RUN_BATCH: usize = 100;
@@ -116,26 +120,26 @@ fn open_in_dump(dir: &Path, parts: &[&str]) -> Result<Option<std::fs::File>> {
     Ok(Some(file))
 }
 
-/// The path parts of an artifact's bytes inside a dump.
-fn artifact_parts(info: &ArtifactInfo) -> Vec<&str> {
-    let mut parts = vec![
-        "artifacts",
-        info.key.run_id.as_str(),
-        info.key.phase.as_str(),
-    ];
-    parts.extend(info.key.path.segments());
-    parts
+/// The path parts of an artifact's bytes inside a dump of `format`:
+/// `blobs/<sha256>` (version 2), or `artifacts/<run>/<phase>/<path…>`
+/// (version 1). Ids, phases and logical paths are validated segments (no
+/// `..`, no `/` or `\` inside), and a hash is hex.
+fn artifact_parts(format: &str, info: &ArtifactInfo) -> Vec<String> {
+    if format == DUMP_FORMAT_V1 {
+        let mut parts = vec![
+            "artifacts".to_string(),
+            info.key.run_id.as_str().to_string(),
+            info.key.phase.as_str().to_string(),
+        ];
+        parts.extend(info.key.path.segments().map(str::to_string));
+        return parts;
+    }
+    vec!["blobs".to_string(), info.sha256.to_hex()]
 }
 
-/// Where the bytes of an artifact go inside a dump.
-fn artifact_file(dir: &Path, info: &ArtifactInfo) -> PathBuf {
-    let mut p = dir.join("artifacts");
-    p.push(info.key.run_id.as_str());
-    p.push(info.key.phase.as_str());
-    // Logical paths are validated `/`-separated segments: no `..`, no `\`.
-    for seg in info.key.path.segments() {
-        p.push(seg);
-    }
+fn joined(dir: &Path, parts: &[String]) -> PathBuf {
+    let mut p = dir.to_path_buf();
+    p.extend(parts);
     p
 }
 
@@ -245,6 +249,9 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let patterns = p.finish();
 
     let mut file = Ndjson::create(dir, "artifacts.ndjson").await?;
+    tokio::fs::create_dir_all(dir.join("blobs"))
+        .await
+        .map_err(io(format!("creating {}", dir.join("blobs").display())))?;
     let mut p = Progress::start("export artifacts", quiet);
     let mut bytes = 0u64;
     let mut pages = Cursors::default();
@@ -258,22 +265,28 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             )
             .await?;
         for info in &page.items {
-            let target = artifact_file(dir, info);
-            if let Some(parent) = target.parent() {
-                tokio::fs::create_dir_all(parent)
+            bytes += info.size;
+            let target = joined(dir, &artifact_parts(DUMP_FORMAT, info));
+            // Same hash, same bytes: written once however many artifacts
+            // share them.
+            if !tokio::fs::try_exists(&target).await.unwrap_or(false) {
+                let tmp = target.with_extension("partial");
+                let mut reader = storage.artifacts.get(&info.key).await?;
+                let mut f = tokio::fs::File::create(&tmp)
                     .await
-                    .map_err(io(format!("creating {}", parent.display())))?;
+                    .map_err(io(format!("creating {}", tmp.display())))?;
+                // The reader checks the hash at the end of the stream, so a
+                // corrupt artifact fails the export here.
+                tokio::io::copy(&mut reader.body, &mut f)
+                    .await
+                    .map_err(io(format!("exporting artifact {}", info.key)))?;
+                f.sync_all()
+                    .await
+                    .map_err(io(format!("writing {}", tmp.display())))?;
+                tokio::fs::rename(&tmp, &target)
+                    .await
+                    .map_err(io(format!("placing {}", target.display())))?;
             }
-            let mut reader = storage.artifacts.get(&info.key).await?;
-            let mut f = tokio::fs::File::create(&target)
-                .await
-                .map_err(io(format!("creating {}", target.display())))?;
-            bytes += tokio::io::copy(&mut reader.body, &mut f)
-                .await
-                .map_err(io(format!("exporting artifact {}", info.key)))?;
-            f.sync_all()
-                .await
-                .map_err(io(format!("writing {}", target.display())))?;
             file.line(info).await?;
         }
         p.inc(page.items.len() as u64);
@@ -291,10 +304,21 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
         "artifacts": artifacts,
         "artifact_bytes": bytes,
     });
+    // Written last, through a temp file: a dump with a manifest is whole.
     let manifest = json!({"format": DUMP_FORMAT, "counts": counts});
     let text = serde_json::to_string_pretty(&manifest)
         .map_err(|e| Error::backend("encoding JSON", Some(e.into())))?;
-    tokio::fs::write(dir.join("manifest.json"), text + "\n")
+    let tmp = dir.join("manifest.json.partial");
+    tokio::fs::write(&tmp, text + "\n")
+        .await
+        .map_err(io("writing manifest.json"))?;
+    tokio::fs::File::open(&tmp)
+        .await
+        .map_err(io("writing manifest.json"))?
+        .sync_all()
+        .await
+        .map_err(io("writing manifest.json"))?;
+    tokio::fs::rename(&tmp, dir.join("manifest.json"))
         .await
         .map_err(io("writing manifest.json"))?;
 
@@ -376,6 +400,140 @@ async fn hash_file(f: &mut tokio::fs::File, path: &Path) -> Result<(runstore::Sh
     Ok((hasher.finish(), size))
 }
 
+/// What `manifest.json` says.
+#[derive(Debug, serde::Deserialize)]
+struct Manifest {
+    format: String,
+    #[serde(default)]
+    counts: Counts,
+}
+
+/// The record counts of a dump, as its manifest states them and as its
+/// files hold them.
+#[derive(Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+struct Counts {
+    workflows: u64,
+    runs: u64,
+    events: u64,
+    metrics: u64,
+    patterns: u64,
+    artifacts: u64,
+    artifact_bytes: u64,
+}
+
+/// Reads and checks `manifest.json`: present (an export writes it last, so
+/// a folder without one is an export that did not finish), of a format
+/// this build reads.
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    use std::io::Read;
+    let mut f = open_in_dump(dir, &["manifest.json"])?.ok_or_else(|| {
+        Error::invalid(
+            "dump",
+            format!(
+                "{} has no manifest.json: it is not a complete dump (export writes the manifest last, so an export that did not finish leaves none)",
+                dir.display()
+            ),
+        )
+    })?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)
+        .map_err(|e| Error::io("reading manifest.json", e))?;
+    let m: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid("dump", format!("manifest.json: {e}")))?;
+    let format = m["format"].as_str().unwrap_or_default();
+    if format != DUMP_FORMAT && format != DUMP_FORMAT_V1 {
+        return Err(Error::invalid(
+            "dump",
+            format!(
+                "manifest.json: format is {}, expected {DUMP_FORMAT:?} (or {DUMP_FORMAT_V1:?})",
+                m["format"]
+            ),
+        ));
+    }
+    serde_json::from_value(m).map_err(|e| Error::invalid("dump", format!("manifest.json: {e}")))
+}
+
+/// Counts what the dump's files hold (one streaming pass, nothing kept)
+/// and compares it with the manifest: a dump cut short or changed by hand
+/// is refused before anything is written.
+async fn check_counts(dir: &Path, stated: &Counts) -> Result<()> {
+    let mut found = Counts::default();
+    let mut lines = Lines::open(dir, "workflows.ndjson").await?;
+    while lines.next::<serde::de::IgnoredAny>().await?.is_some() {
+        found.workflows += 1;
+    }
+    let mut lines = Lines::open(dir, "runs.ndjson").await?;
+    while let Some(r) = lines.next::<RunEvents>().await? {
+        found.runs += 1;
+        found.events += r.events.len() as u64;
+    }
+    let mut lines = Lines::open(dir, "metrics.ndjson").await?;
+    while lines.next::<serde::de::IgnoredAny>().await?.is_some() {
+        found.metrics += 1;
+    }
+    let mut lines = Lines::open(dir, "patterns.ndjson").await?;
+    while lines.next::<serde::de::IgnoredAny>().await?.is_some() {
+        found.patterns += 1;
+    }
+    let mut lines = Lines::open(dir, "artifacts.ndjson").await?;
+    while let Some(info) = lines.next::<ArtifactInfo>().await? {
+        found.artifacts += 1;
+        found.artifact_bytes += info.size;
+    }
+    if found == *stated {
+        return Ok(());
+    }
+    let pairs = [
+        (
+            "workflow versions",
+            "workflows.ndjson",
+            found.workflows,
+            stated.workflows,
+        ),
+        ("runs", "runs.ndjson", found.runs, stated.runs),
+        ("events", "runs.ndjson", found.events, stated.events),
+        ("metrics", "metrics.ndjson", found.metrics, stated.metrics),
+        (
+            "patterns",
+            "patterns.ndjson",
+            found.patterns,
+            stated.patterns,
+        ),
+        (
+            "artifacts",
+            "artifacts.ndjson",
+            found.artifacts,
+            stated.artifacts,
+        ),
+        (
+            "artifact bytes",
+            "artifacts.ndjson",
+            found.artifact_bytes,
+            stated.artifact_bytes,
+        ),
+    ];
+    let diffs: Vec<String> = pairs
+        .iter()
+        .filter(|(_, _, f, s)| f != s)
+        .map(|(what, file, f, s)| format!("{file} holds {f} {what}, manifest.json says {s}"))
+        .collect();
+    Err(Error::corrupt(
+        dir.display().to_string(),
+        format!(
+            "the dump does not hold what its manifest says ({}); it is incomplete or was changed, and nothing was imported",
+            diffs.join("; ")
+        ),
+    ))
+}
+
+/// A line of `runs.ndjson` read only for its events' count.
+#[derive(serde::Deserialize)]
+struct RunEvents {
+    #[serde(default)]
+    events: Vec<serde::de::IgnoredAny>,
+}
+
 /// `runstore import DIR`.
 pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
     if storage
@@ -397,23 +555,10 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             format!("{} is not a folder", dir.display()),
         ));
     }
-    if let Some(mut f) = open_in_dump(dir, &["manifest.json"])? {
-        use std::io::Read;
-        let mut text = String::new();
-        f.read_to_string(&mut text)
-            .map_err(|e| Error::io("reading manifest.json", e))?;
-        let m: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::invalid("dump", format!("manifest.json: {e}")))?;
-        if m["format"] != json!(DUMP_FORMAT) {
-            return Err(Error::invalid(
-                "dump",
-                format!(
-                    "manifest.json: format is {}, expected {DUMP_FORMAT:?}",
-                    m["format"]
-                ),
-            ));
-        }
-    }
+    let manifest = read_manifest(dir)?;
+    let format = manifest.format.clone();
+    // Before anything is written: the files hold what the manifest says.
+    check_counts(dir, &manifest.counts).await?;
     let quiet = out.json;
 
     let mut workflows = BulkOutcome::default();
@@ -509,8 +654,10 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let mut lines = Lines::open(dir, "artifacts.ndjson").await?;
     let mut p = Progress::start("import artifacts", quiet);
     while let Some(info) = lines.next::<ArtifactInfo>().await? {
-        let file = artifact_file(dir, &info);
-        let opened = open_in_dump(dir, &artifact_parts(&info))?.ok_or_else(|| {
+        let parts = artifact_parts(&format, &info);
+        let file = joined(dir, &parts);
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let opened = open_in_dump(dir, &parts)?.ok_or_else(|| {
             Error::invalid(
                 "dump",
                 format!(

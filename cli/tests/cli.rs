@@ -718,6 +718,13 @@ fn export_import_round_trip_is_equal_record_for_record_and_idempotent() {
         ],
     )
     .ok();
+    // `a/b` beside `a/b/c.bin`: both fit in a dump.
+    write(a.path(), "p.bin", "prefix\n");
+    rs(
+        a.path(),
+        &["artifact", "put", "run-x", "deep", "a/b", "p.bin", "--json"],
+    )
+    .ok();
 
     let dump_a = a.path().join("dump");
     let v = rs(
@@ -739,7 +746,15 @@ fn export_import_round_trip_is_equal_record_for_record_and_idempotent() {
     ] {
         assert!(dump_a.join(f).is_file(), "{f}");
     }
-    assert!(dump_a.join("artifacts/run-x/deep/a/b/c.bin").is_file());
+    // Bytes are kept by hash.
+    let nested =
+        find_file_with(&dump_a.join("blobs"), b"nested\n").expect("the bytes of a/b/c.bin");
+    find_file_with(&dump_a.join("blobs"), b"prefix\n").expect("the bytes of a/b");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dump_a.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["format"], json!("runstore-dump/2"), "{manifest}");
+    assert_eq!(manifest["counts"]["runs"], json!(6), "{manifest}");
     // Exporting into a non-empty folder is refused.
     rs(
         a.path(),
@@ -782,28 +797,38 @@ fn export_import_round_trip_is_equal_record_for_record_and_idempotent() {
         rs(b.path(), &["stats", "--json"]).ok()
     );
 
-    // A dump written by another program may leave out the manifest and
-    // any concern it has nothing of.
+    // A dump without its manifest is an export that did not finish.
     let e = tempfile::tempdir().unwrap();
     let dump_e = e.path().join("dump");
     copy_tree(&dump_a, &dump_e);
     std::fs::remove_file(dump_e.join("manifest.json")).unwrap();
-    std::fs::remove_file(dump_e.join("patterns.ndjson")).unwrap();
-    let v = rs(e.path(), &["import", dump_e.to_str().unwrap(), "--json"]).ok();
-    assert_eq!(v["imported"]["runs"]["inserted"], json!(6));
-    assert_eq!(v["imported"]["patterns"]["inserted"], json!(0));
+    let m = rs(e.path(), &["import", dump_e.to_str().unwrap(), "--json"]).error("invalid_input");
+    assert!(m.contains("no manifest.json"), "{m}");
     std::fs::write(dump_e.join("manifest.json"), r#"{"format":"other/9"}"#).unwrap();
     let m = rs(e.path(), &["import", dump_e.to_str().unwrap(), "--json"]).error("invalid_input");
-    assert!(m.contains("runstore-dump/1"), "{m}");
+    assert!(m.contains("runstore-dump/2"), "{m}");
+    // A file cut short (here: the last runs gone) is refused before
+    // anything is written.
+    copy_tree(&dump_a, &dump_e);
+    let runs = std::fs::read_to_string(dump_e.join("runs.ndjson")).unwrap();
+    let cut: Vec<&str> = runs.lines().take(2).collect();
+    std::fs::write(dump_e.join("runs.ndjson"), cut.join("\n") + "\n").unwrap();
+    let m = rs(e.path(), &["import", dump_e.to_str().unwrap(), "--json"]).error("corrupt");
+    assert!(
+        m.contains("runs.ndjson holds 2 runs, manifest.json says 6"),
+        "{m}"
+    );
+    assert_eq!(rs(e.path(), &["stats", "--json"]).ok()["runs"], json!(0));
 
     // A corrupt dump is refused before anything of that artifact is stored.
     let c = tempfile::tempdir().unwrap();
     let dump_c = c.path().join("dump");
     copy_tree(&dump_a, &dump_c);
-    std::fs::write(dump_c.join("artifacts/run-x/deep/a/b/c.bin"), "tampered").unwrap();
+    let blob = dump_c.join(nested.strip_prefix(&dump_a).unwrap());
+    std::fs::write(&blob, "tampered").unwrap();
     rs(c.path(), &["import", dump_c.to_str().unwrap(), "--json"]).error("corrupt");
     // A bad line names the file and the line.
-    std::fs::write(dump_c.join("metrics.ndjson"), "{\"nope\": 1}\n").unwrap();
+    std::fs::write(dump_c.join("metrics.ndjson"), "{\"nope\": 1}\n{\"nope\": 2}\n{\"nope\": 3}\n{\"nope\": 4}\n{\"nope\": 5}\n{\"nope\": 6}\n").unwrap();
     let m = rs(c.path(), &["import", dump_c.to_str().unwrap(), "--json"]).error("invalid_input");
     assert!(m.contains("metrics.ndjson line 1"), "{m}");
 }
@@ -1072,7 +1097,8 @@ fn import_refuses_links_out_of_the_dump() {
         &["export", "--out", dump.to_str().unwrap(), "--json"],
     )
     .ok();
-    let inside = dump.join("artifacts/run-x/p/x.bin");
+    let inside =
+        find_file_with(&dump.join("blobs"), b"exported bytes\n").expect("the artifact's bytes");
     let victim = outside.path().join("victim.bin");
     std::fs::copy(&inside, &victim).unwrap();
 
@@ -1085,7 +1111,7 @@ fn import_refuses_links_out_of_the_dump() {
         }
         let b = tempfile::tempdir().unwrap();
         let m = rs(b.path(), &["import", dump.to_str().unwrap(), "--json"]).error("invalid_input");
-        assert!(m.contains("x.bin"), "{link}: {m}");
+        assert!(m.contains("blobs/"), "{link}: {m}");
         let v = rs(b.path(), &["stats", "--json"]).ok();
         assert_eq!(v["artifacts"], json!(0), "{link}: {v}");
     }
@@ -1483,4 +1509,60 @@ fn check_goes_on_past_a_damaged_sqlite_page() {
     } else {
         panic!("check stopped instead of reporting: {v}");
     }
+}
+
+/// A dump of format version 1 (artifact bytes under their logical paths)
+/// still imports.
+#[test]
+fn a_version_1_dump_still_imports() {
+    let a = tempfile::tempdir().unwrap();
+    std::fs::write(a.path().join("x.bin"), b"version one\n").unwrap();
+    rs(
+        a.path(),
+        &[
+            "artifact",
+            "put",
+            "run-x",
+            "p",
+            "dir/x.bin",
+            "x.bin",
+            "--json",
+        ],
+    )
+    .ok();
+    let dump = a.path().join("dump");
+    rs(
+        a.path(),
+        &["export", "--out", dump.to_str().unwrap(), "--json"],
+    )
+    .ok();
+    let blob = find_file_with(&dump.join("blobs"), b"version one\n").unwrap();
+    std::fs::create_dir_all(dump.join("artifacts/run-x/p/dir")).unwrap();
+    std::fs::rename(&blob, dump.join("artifacts/run-x/p/dir/x.bin")).unwrap();
+    std::fs::remove_dir_all(dump.join("blobs")).unwrap();
+    let manifest = std::fs::read_to_string(dump.join("manifest.json")).unwrap();
+    std::fs::write(
+        dump.join("manifest.json"),
+        manifest.replace("runstore-dump/2", "runstore-dump/1"),
+    )
+    .unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let v = rs(b.path(), &["import", dump.to_str().unwrap(), "--json"]).ok();
+    assert_eq!(v["imported"]["artifacts"]["inserted"], json!(1), "{v}");
+    let out = b.path().join("back.bin");
+    rs(
+        b.path(),
+        &[
+            "artifact",
+            "get",
+            "run-x",
+            "p",
+            "dir/x.bin",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(std::fs::read(&out).unwrap(), b"version one\n");
 }

@@ -107,6 +107,15 @@ fn keyed_run(d: &Path, config: &str, id: &str, key: &str) -> serde_json::Value {
     .ok()
 }
 
+/// `run show --workflow etl --key KEY --json`.
+fn by_key(d: &Path, config: &str, key: &str) -> Outcome {
+    rs_config(
+        d,
+        config,
+        &["run", "show", "--workflow", "etl", "--key", key, "--json"],
+    )
+}
+
 #[test]
 fn runs_by_external_key_from_the_command_line() {
     let d = tempfile::tempdir().unwrap();
@@ -117,36 +126,10 @@ fn runs_by_external_key_from_the_command_line() {
     // The same key again answers the stored run.
     let v = keyed_run(d, "a.yaml", "r2", "gh-1");
     assert_eq!(v["run"]["id"], json!("r1"), "{v}");
-    let v = rs_config(
-        d,
-        "a.yaml",
-        &[
-            "run",
-            "show",
-            "--workflow",
-            "etl",
-            "--key",
-            "gh-1",
-            "--json",
-        ],
-    )
-    .ok();
+    let v = by_key(d, "a.yaml", "gh-1").ok();
     assert_eq!(v["run"]["id"], json!("r1"), "{v}");
     rs_config(d, "a.yaml", &["run", "show", "r1"]).prints(0, &["external key: gh-1"]);
-    let v = rs_config(
-        d,
-        "a.yaml",
-        &[
-            "run",
-            "show",
-            "--workflow",
-            "etl",
-            "--key",
-            "nope",
-            "--json",
-        ],
-    )
-    .code(1);
+    let v = by_key(d, "a.yaml", "nope").code(1);
     assert_eq!(v["error"]["kind"], json!("not_found"), "{v}");
     let v = rs_config(d, "a.yaml", &["run", "show", "--key", "gh-1", "--json"]).code(2);
     assert_eq!(v["error"]["kind"], json!("usage"), "{v}");
@@ -178,15 +161,7 @@ fn external_keys_migrate_and_export() {
         &["verify", "--from", "a.yaml", "--to", "b.yaml", "--json"],
     )
     .ok();
-    let show = |config: &str, key: &str| {
-        rs_config(
-            d,
-            config,
-            &["run", "show", "--workflow", "etl", "--key", key, "--json"],
-        )
-        .ok()["run"]["id"]
-            .clone()
-    };
+    let show = |config: &str, key: &str| by_key(d, config, key).ok()["run"]["id"].clone();
     assert_eq!(show("b.yaml", "gh-2"), json!("r2"));
     // Not carried: the destination has no lease and has never seen d1.
     assert_eq!(

@@ -171,12 +171,11 @@ pub async fn coordination_lease_release_needs_current_token(f: &dyn StoreFactory
         ErrorKind::Conflict,
         "release with the token of an earlier acquisition"
     );
-    let b = ensure_err!(
+    ensure_err!(
         logs.acquire_lease(req("deploy", "b", LONG)).await,
         ErrorKind::Conflict,
         "acquire by b while a holds it again"
     );
-    let _ = b;
     Ok(())
 }
 
@@ -264,13 +263,12 @@ pub async fn coordination_lease_one_winner_and_tokens_persist(f: &dyn StoreFacto
         won.token,
         next.token
     );
-    let err = ensure_err!(
+    ensure_err!(
         logs.acquire_lease(req("singleton", "w-first-handle", LONG))
             .await,
         ErrorKind::Conflict,
         "the first handle must see the lease taken through the second"
     );
-    let _ = err;
     Ok(())
 }
 

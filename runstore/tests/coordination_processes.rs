@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runstore::{
-    ErrorKind, EventQuery, LeaseRequest, NewEvent, Run, RunId, Storage, Version, WorkflowId,
+    ErrorKind, LeaseRequest, LogRepositoryExt, NewEvent, Run, RunId, Storage, Version, WorkflowId,
 };
 use serde_json::json;
 
@@ -163,22 +163,10 @@ async fn contend(yaml: &str) {
     // tokens grow from one holder to the next.
     let storage = Storage::from_yaml_str(yaml).await.unwrap();
     let logs = storage.stores().logs;
-    let mut events = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = logs
-            .list_events(
-                &RunId::new(GUARD_RUN).unwrap(),
-                EventQuery::default().with_limit(1000).with_cursor(cursor),
-            )
-            .await
-            .unwrap();
-        events.extend(page.items);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let events = logs
+        .all_events(&RunId::new(GUARD_RUN).unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         events.len(),
         tokens.len() * 2,

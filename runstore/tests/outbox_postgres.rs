@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runstore::{
-    EventQuery, ExecutionMetric, NewEvent, Run, RunId, RunStatus, RunUpdate, Storage, Timestamp,
-    Version, WorkflowId,
+    ExecutionMetric, LogRepositoryExt, NewEvent, Run, RunId, RunStatus, RunUpdate, Storage,
+    Timestamp, Version, WorkflowId,
 };
 use runstore_postgres::testing::{self, Cluster};
 use serde_json::json;
@@ -152,23 +152,7 @@ async fn drain_all(storage: &Storage) {
 /// numbered without gaps.
 async fn check_writer(storage: &Storage, writer: &str, acks: &Acks) {
     let id = run_id(writer);
-    let mut events = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = storage
-            .logs
-            .list_events(
-                &id,
-                EventQuery::default().with_limit(1000).with_cursor(cursor),
-            )
-            .await
-            .unwrap();
-        events.extend(page.items);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let events = storage.logs.all_events(&id).await.unwrap();
     let stored: Vec<u64> = events
         .iter()
         .map(|e| e.payload["n"].as_u64().unwrap())

@@ -187,26 +187,9 @@ impl Journal {
     /// reader that had seen everything up to there need not read the
     /// entries back.
     pub fn append(&self, entries: &[Entry]) -> Result<(u64, Stamp)> {
-        let mut bytes = Vec::new();
-        for e in entries {
-            serde_json::to_writer(&mut bytes, e)
-                .map_err(|e| Error::backend("encoding an outbox entry", Some(Box::new(e))))?;
-            bytes.push(b'\n');
-        }
-        let path = self.path(JOURNAL);
+        let bytes = ndjson(entries, "encoding an outbox entry")?;
         let _lock = self.lock(true)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| io("opening", &path, e))?;
-        let before = cut_torn_tail(&mut file, &path)?;
-        file.write_all(&bytes)
-            .map_err(|e| io("appending to", &path, e))?;
-        file.sync_data().map_err(|e| io("fsync of", &path, e))?;
-        let m = file.metadata().map_err(|e| io("inspecting", &path, e))?;
-        Ok((before, stamp_of(&m)))
+        append_synced(&self.path(JOURNAL), &bytes)
     }
 
     /// The entries from byte `from` on (whole lines only), and the offset
@@ -270,25 +253,14 @@ impl Journal {
         if rejected.is_empty() {
             return Ok(());
         }
-        let mut bytes = Vec::new();
-        for (entry, reason) in rejected {
-            let line = serde_json::json!({"rejected_at": Timestamp::now(), "reason": reason, "entry": entry});
-            serde_json::to_writer(&mut bytes, &line)
-                .map_err(|e| Error::backend("encoding a rejected entry", Some(Box::new(e))))?;
-            bytes.push(b'\n');
-        }
-        let path = self.path(REJECTED);
+        let now = Timestamp::now();
+        let lines: Vec<serde_json::Value> = rejected
+            .iter()
+            .map(|(entry, reason)| serde_json::json!({"rejected_at": now, "reason": reason, "entry": entry}))
+            .collect();
+        let bytes = ndjson(&lines, "encoding a rejected entry")?;
         let _lock = self.lock(true)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| io("opening", &path, e))?;
-        cut_torn_tail(&mut file, &path)?;
-        file.write_all(&bytes)
-            .map_err(|e| io("appending to", &path, e))?;
-        file.sync_data().map_err(|e| io("fsync of", &path, e))
+        append_synced(&self.path(REJECTED), &bytes).map(drop)
     }
 
     /// How many writes were rejected so far.
@@ -300,6 +272,35 @@ impl Journal {
             Err(e) => Err(io("reading", &path, e)),
         }
     }
+}
+
+/// Values as NDJSON lines.
+fn ndjson<T: Serialize>(values: &[T], what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    for v in values {
+        serde_json::to_writer(&mut bytes, v)
+            .map_err(|e| Error::backend(what, Some(Box::new(e))))?;
+        bytes.push(b'\n');
+    }
+    Ok(bytes)
+}
+
+/// Appends `bytes` to the file at `path` (the caller holds the lock) after
+/// cutting a torn tail, and fsyncs it. Returns the length before and the
+/// stamp after.
+fn append_synced(path: &Path, bytes: &[u8]) -> Result<(u64, Stamp)> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| io("opening", path, e))?;
+    let before = cut_torn_tail(&mut file, path)?;
+    file.write_all(bytes)
+        .map_err(|e| io("appending to", path, e))?;
+    file.sync_data().map_err(|e| io("fsync of", path, e))?;
+    let m = file.metadata().map_err(|e| io("inspecting", path, e))?;
+    Ok((before, stamp_of(&m)))
 }
 
 fn stamp_of(m: &fs::Metadata) -> Stamp {
