@@ -26,6 +26,15 @@ use crate::progress::Progress;
 pub const DUMP_FORMAT: &str = "runstore-dump/2";
 const DUMP_FORMAT_V1: &str = "runstore-dump/1";
 
+/// The NDJSON files of a dump, in the order they are written and read.
+const NDJSON_FILES: [&str; 5] = [
+    "workflows.ndjson",
+    "runs.ndjson",
+    "metrics.ndjson",
+    "patterns.ndjson",
+    "artifacts.ndjson",
+];
+
 const PAGE: usize = 500;
 const RUN_BATCH: usize = 100;
 const METRIC_BATCH: usize = 500;
@@ -304,8 +313,18 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
         "artifacts": artifacts,
         "artifact_bytes": bytes,
     });
+    // Digests of the files, so a change is found before import.
+    let mut files = serde_json::Map::new();
+    for name in NDJSON_FILES {
+        let path = dir.join(name);
+        let mut f = tokio::fs::File::open(&path)
+            .await
+            .map_err(io(format!("reading {}", path.display())))?;
+        let (sha, size) = hash_file(&mut f, &path).await?;
+        files.insert(name.to_string(), json!({"sha256": sha, "bytes": size}));
+    }
     // Written last, through a temp file: a dump with a manifest is whole.
-    let manifest = json!({"format": DUMP_FORMAT, "counts": counts});
+    let manifest = json!({"format": DUMP_FORMAT, "counts": counts, "files": files});
     let text = serde_json::to_string_pretty(&manifest)
         .map_err(|e| Error::backend("encoding JSON", Some(e.into())))?;
     let tmp = dir.join("manifest.json.partial");
@@ -406,6 +425,15 @@ struct Manifest {
     format: String,
     #[serde(default)]
     counts: Counts,
+    /// SHA-256 and size of each NDJSON file (format 2).
+    #[serde(default)]
+    files: std::collections::BTreeMap<String, FileDigest>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct FileDigest {
+    sha256: runstore::Sha256Digest,
+    bytes: u64,
 }
 
 /// The record counts of a dump, as its manifest states them and as its
@@ -527,6 +555,44 @@ async fn check_counts(dir: &Path, stated: &Counts) -> Result<()> {
     ))
 }
 
+/// Compares each NDJSON file with its digest in the manifest (format 2;
+/// format 1 had none). A missing file must be listed as empty.
+async fn check_digests(dir: &Path, manifest: &Manifest) -> Result<()> {
+    if manifest.format == DUMP_FORMAT_V1 {
+        return Ok(());
+    }
+    let mut diffs = Vec::new();
+    for name in NDJSON_FILES {
+        let Some(stated) = manifest.files.get(name) else {
+            diffs.push(format!("manifest.json lists no digest of {name}"));
+            continue;
+        };
+        let (sha, size) = match open_in_dump(dir, &[name])? {
+            Some(f) => {
+                let mut f = tokio::fs::File::from_std(f);
+                hash_file(&mut f, &dir.join(name)).await?
+            }
+            None => (runstore::Sha256Digest::of(b""), 0),
+        };
+        if sha != stated.sha256 || size != stated.bytes {
+            diffs.push(format!(
+                "{name} has {size} bytes with sha256 {sha}, manifest.json says {} bytes with sha256 {}",
+                stated.bytes, stated.sha256
+            ));
+        }
+    }
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        dir.display().to_string(),
+        format!(
+            "the dump's files are not the ones exported ({}); nothing was imported",
+            diffs.join("; ")
+        ),
+    ))
+}
+
 /// A line of `runs.ndjson` read only for its events' count.
 #[derive(serde::Deserialize)]
 struct RunEvents {
@@ -557,8 +623,10 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     }
     let manifest = read_manifest(dir)?;
     let format = manifest.format.clone();
-    // Before anything is written: the files hold what the manifest says.
+    // Before anything is written: the files are the ones exported, and
+    // hold what the manifest says.
     check_counts(dir, &manifest.counts).await?;
+    check_digests(dir, &manifest).await?;
     let quiet = out.json;
 
     let mut workflows = BulkOutcome::default();

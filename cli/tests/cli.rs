@@ -828,9 +828,19 @@ fn export_import_round_trip_is_equal_record_for_record_and_idempotent() {
     std::fs::write(&blob, "tampered").unwrap();
     rs(c.path(), &["import", dump_c.to_str().unwrap(), "--json"]).error("corrupt");
     // A bad line names the file and the line.
-    std::fs::write(dump_c.join("metrics.ndjson"), "{\"nope\": 1}\n{\"nope\": 2}\n{\"nope\": 3}\n{\"nope\": 4}\n{\"nope\": 5}\n{\"nope\": 6}\n").unwrap();
+    std::fs::write(dump_c.join("metrics.ndjson"), "not json\n").unwrap();
     let m = rs(c.path(), &["import", dump_c.to_str().unwrap(), "--json"]).error("invalid_input");
     assert!(m.contains("metrics.ndjson line 1"), "{m}");
+    // A file changed with its counts intact is found by its digest.
+    copy_tree(&dump_a, &dump_c);
+    let metrics = std::fs::read_to_string(dump_c.join("metrics.ndjson")).unwrap();
+    std::fs::write(
+        dump_c.join("metrics.ndjson"),
+        metrics.replacen("\"duration_micros\":", "\"duration_micros\": ", 1),
+    )
+    .unwrap();
+    let m = rs(c.path(), &["import", dump_c.to_str().unwrap(), "--json"]).error("corrupt");
+    assert!(m.contains("metrics.ndjson has"), "{m}");
 }
 
 fn copy_tree(from: &Path, to: &Path) {
