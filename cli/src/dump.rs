@@ -152,8 +152,8 @@ fn joined(dir: &Path, parts: &[String]) -> PathBuf {
     p
 }
 
-/// `runstore export --out DIR`.
-pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
+/// Makes `dir` for an export: created if absent, refused if not empty.
+pub async fn prepare_out_dir(dir: &Path) -> Result<()> {
     match tokio::fs::read_dir(dir).await {
         Ok(mut entries) => {
             if entries
@@ -173,7 +173,12 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     }
     tokio::fs::create_dir_all(dir)
         .await
-        .map_err(io(format!("creating {}", dir.display())))?;
+        .map_err(io(format!("creating {}", dir.display())))
+}
+
+/// `runstore export --out DIR`.
+pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
+    prepare_out_dir(dir).await?;
     let quiet = out.json;
 
     // Workflows, by (id, version): parents come before their children.

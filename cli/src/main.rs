@@ -3,6 +3,7 @@
 mod backend_ops;
 mod commands;
 mod coordination;
+mod csv_export;
 mod demo;
 mod dump;
 mod lifecycle;
@@ -87,6 +88,10 @@ enum Command {
         /// The folder to write; created if absent, must be empty.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// `ndjson`: the dump `import` reads (default); `csv`: runs,
+        /// events and metrics as CSV files for spreadsheets.
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
     },
     /// Loads a dump written by `export`; importing it twice changes nothing.
     Import {
@@ -153,6 +158,15 @@ enum Command {
     /// The local outboxes of logs and metrics: status, drain.
     #[command(subcommand)]
     Outbox(outbox::OutboxCmd),
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// The NDJSON dump (every concern; what `import` reads).
+    Ndjson,
+    /// `runs.csv`, `events.csv`, `metrics.csv` (RFC 4180, header row).
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -723,7 +737,14 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             c::metrics_summary(storage, &workflow, version, out).await
         }
         Command::Backup { out: file } => backend_ops::backup(storage, &file, out).await,
-        Command::Export { out: dir } => dump::export(storage, &dir, out).await,
+        Command::Export {
+            out: dir,
+            format: ExportFormat::Ndjson,
+        } => dump::export(storage, &dir, out).await,
+        Command::Export {
+            out: dir,
+            format: ExportFormat::Csv,
+        } => csv_export::export(storage, &dir, out).await,
         Command::Import { dir } => dump::import(storage, &dir, out).await,
         Command::Demo { runs } => demo::demo(storage, runs, out).await,
         Command::Lease(cmd) => coordination::lease(storage, cmd, out).await,
