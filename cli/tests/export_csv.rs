@@ -56,18 +56,20 @@ fn csv_export_of_runs_events_and_metrics() {
     .ok();
     let stats = rs(d, &["stats", "--json"]).ok();
     let out = d.join("csv");
-    let v = rs(
-        d,
-        &[
-            "export",
-            "--out",
-            out.to_str().unwrap(),
-            "--format",
-            "csv",
-            "--json",
-        ],
-    )
-    .ok();
+    let export = || {
+        rs(
+            d,
+            &[
+                "export",
+                "--out",
+                out.to_str().unwrap(),
+                "--format",
+                "csv",
+                "--json",
+            ],
+        )
+    };
+    let v = export().ok();
     assert_eq!(v["exported"]["runs"], stats["runs"], "{v} {stats}");
 
     let (header, runs) = read(&out.join("runs.csv"));
@@ -102,17 +104,6 @@ fn csv_export_of_runs_events_and_metrics() {
     let raw = std::fs::read(out.join("metrics.csv")).unwrap();
     assert!(raw.windows(2).any(|w| w == b"\r\n"));
     // Into a folder that is not empty: refused.
-    let v = rs(
-        d,
-        &[
-            "export",
-            "--out",
-            out.to_str().unwrap(),
-            "--format",
-            "csv",
-            "--json",
-        ],
-    )
-    .code(1);
+    let v = export().code(1);
     assert_eq!(v["error"]["kind"], json!("invalid_input"), "{v}");
 }

@@ -922,3 +922,36 @@ pub async fn pattern_list_newest_first_and_paged(f: &dyn StoreFactory) -> RuleRe
     );
     Ok(())
 }
+
+/// "Every backend returns the reference's answer", also when a value sum
+/// leaves the range of f64: two values of 1.5e308 sum to infinity (the
+/// reference's sequential f64 sum), and the summary is still served, not
+/// an error.
+pub async fn metric_summary_sum_beyond_f64_is_infinite_not_an_error(
+    f: &dyn StoreFactory,
+) -> RuleResult {
+    let s = f.create().await?;
+    let m = &s.stores.metrics;
+    let mut all = Vec::new();
+    for (run, x) in [("a", 1.5e308), ("b", 1.5e308), ("c", -1.0)] {
+        let mut metric = metric(run, "huge", 1, RunStatus::Succeeded, 10);
+        metric.values = [("big".to_string(), x)].into_iter().collect();
+        all.push(metric);
+    }
+    m.record_many(all.clone()).await?;
+    let got = m.summary(&wf("huge"), SummaryQuery::default()).await?;
+    let want = MetricsSummary::compute(wf("huge"), None, all.iter());
+    let big = got
+        .values
+        .get("big")
+        .ok_or_else(|| crate::RuleError::Failed(format!("no stats of `big`: {got:?}")))?;
+    ensure!(
+        big.sum.is_infinite() && big.sum > 0.0 && big.count == 3,
+        "the sum of 1.5e308 + 1.5e308 - 1 is +inf as an f64 sum, got {big:?}"
+    );
+    ensure!(
+        got.agrees_with(&want),
+        "summary differs from MetricsSummary::compute\n backend: {got:?}\nreference: {want:?}"
+    );
+    Ok(())
+}

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
-use futures_util::pin_mut;
+use futures_util::{TryStreamExt, pin_mut};
 use runstore_core::{
     BulkOutcome, DurationStats, Error, ExecutionMetric, MetricCursor, MetricQuery,
     MetricsRepository, MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery,
     Result, RunId, RunStatus, SummaryQuery, ValueStats, WorkflowId, Written, validate_limit,
 };
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::PostgresStore;
@@ -394,6 +395,10 @@ impl MetricsRepository for PostgresStore {
              FROM {{s}}.metric_values WHERE workflow_id = $1 {version_clause}
              GROUP BY name ORDER BY name"
         ));
+        let values_each_sql = self.sql(&format!(
+            "SELECT name, value FROM {{s}}.metric_values WHERE workflow_id = $1 {version_clause}
+             ORDER BY name, run_id"
+        ));
         self.bounded(&what, async {
             let client = self.client().await?;
             let st = client.prepare_cached(&totals_sql).await?;
@@ -429,20 +434,47 @@ impl MetricsRepository for PostgresStore {
             s.first_recorded_at = Some(ts(row.get(8), loc)?);
             s.last_recorded_at = Some(ts(row.get(9), loc)?);
             let st = client.prepare_cached(&values_sql).await?;
-            for r in client.query(&st, &params).await? {
-                let name: String = r.get(0);
-                let count = r.get::<_, i64>(1) as u64;
-                let sum: f64 = r.get(2);
-                s.values.insert(
-                    name,
-                    ValueStats {
-                        count,
-                        sum,
-                        min: r.get(3),
-                        max: r.get(4),
-                        mean: sum / count as f64,
-                    },
-                );
+            match client.query(&st, &params).await {
+                Ok(rows) => {
+                    for r in rows {
+                        let count = r.get::<_, i64>(1) as u64;
+                        let sum: f64 = r.get(2);
+                        let stats = ValueStats {
+                            count,
+                            sum,
+                            min: r.get(3),
+                            max: r.get(4),
+                            mean: sum / count as f64,
+                        };
+                        s.values.insert(r.get(0), stats);
+                    }
+                }
+                // A float8 sum that leaves the range of f64 is an error in
+                // PostgreSQL and infinity in the reference: sum the values
+                // here, in the same order, streamed.
+                Err(e) if e.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
+                    let st = client.prepare_cached(&values_each_sql).await?;
+                    let rows = client.query_raw(&st, params.iter().copied()).await?;
+                    pin_mut!(rows);
+                    while let Some(r) = rows.try_next().await? {
+                        let (name, x): (String, f64) = (r.get(0), r.get(1));
+                        let stats = s.values.entry(name).or_insert(ValueStats {
+                            count: 0,
+                            sum: 0.0,
+                            min: x,
+                            max: x,
+                            mean: 0.0,
+                        });
+                        stats.count += 1;
+                        stats.sum += x;
+                        stats.min = stats.min.min(x);
+                        stats.max = stats.max.max(x);
+                    }
+                    for stats in s.values.values_mut() {
+                        stats.mean = stats.sum / stats.count as f64;
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
             Ok(s)
         })
