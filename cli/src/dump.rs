@@ -774,6 +774,28 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     }
     p.finish();
 
+    // After: every record the manifest counts was stored or found stored.
+    let done = |o: &BulkOutcome| o.inserted + o.unchanged;
+    let after = [
+        (
+            "workflow versions",
+            done(&workflows),
+            manifest.counts.workflows,
+        ),
+        ("runs", done(&runs), manifest.counts.runs),
+        ("metrics", done(&metrics), manifest.counts.metrics),
+        ("patterns", done(&patterns), manifest.counts.patterns),
+        ("artifacts", done(&artifacts), manifest.counts.artifacts),
+    ];
+    if let Some((what, got, want)) = after.iter().find(|(_, got, want)| got != want) {
+        return Err(Error::corrupt(
+            dir.display().to_string(),
+            format!(
+                "imported {got} {what}, the manifest counts {want}; the dump changed while it was imported"
+            ),
+        ));
+    }
+
     let value = json!({
         "imported": {
             "workflows": workflows,
