@@ -192,24 +192,65 @@ impl Journal {
         append_synced(&self.path(JOURNAL), &bytes)
     }
 
-    /// The entries from byte `from` on (whole lines only), and the offset
-    /// they end at. Unreadable lines are skipped with a warning.
-    pub fn read_from(&self, from: u64) -> Result<(Vec<Entry>, u64)> {
+    /// Calls `each` with every entry from byte `from` on (whole lines
+    /// only, streamed) and returns the offset they end at. Unreadable lines
+    /// are skipped with a warning.
+    pub fn scan_from(&self, from: u64, mut each: impl FnMut(&Entry)) -> Result<u64> {
+        use std::io::BufRead;
         let path = self.path(JOURNAL);
         let _lock = self.lock(false)?;
         let mut file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(io("opening", &path, e)),
         };
         file.seek(SeekFrom::Start(from))
             .map_err(|e| io("reading", &path, e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| io("reading", &path, e))?;
-        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let entries = parse_lines(&bytes[..whole], &path, from);
-        Ok((entries, from + whole as u64))
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        let mut offset = from;
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| io("reading", &path, e))?;
+            if n == 0 || !line.ends_with(b"\n") {
+                return Ok(offset);
+            }
+            for e in parse_lines(&line, &path, offset) {
+                each(&e);
+            }
+            offset += n as u64;
+        }
+    }
+
+    /// The first `max` entries (whole lines only), read line by line, so a
+    /// long outage's journal is never all in memory.
+    pub fn read_head(&self, max: usize) -> Result<Vec<Entry>> {
+        use std::io::BufRead;
+        let path = self.path(JOURNAL);
+        let _lock = self.lock(false)?;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("opening", &path, e)),
+        };
+        let mut reader = std::io::BufReader::new(file);
+        let mut out = Vec::new();
+        let mut line = Vec::new();
+        let mut offset = 0u64;
+        while out.len() < max {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| io("reading", &path, e))?;
+            if n == 0 || !line.ends_with(b"\n") {
+                break;
+            }
+            out.extend(parse_lines(&line, &path, offset));
+            offset += n as u64;
+        }
+        Ok(out)
     }
 
     /// Removes the entries whose ids are in `done` (stored or rejected) and
@@ -218,28 +259,41 @@ impl Journal {
         if done.is_empty() {
             return Ok(());
         }
+        use std::io::BufRead;
         let path = self.path(JOURNAL);
         let _lock = self.lock(true)?;
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let file = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io("reading", &path, e)),
         };
-        let mut kept = Vec::with_capacity(bytes.len());
-        for line in bytes.split_inclusive(|b| *b == b'\n') {
-            if !line.ends_with(b"\n") {
-                // A torn tail: never acknowledged.
-                continue;
+        // Streamed: the rest of a long outage's journal is copied line by
+        // line, never held in memory.
+        let tmp = self.path(".journal.tmp");
+        let mut out =
+            std::io::BufWriter::new(File::create(&tmp).map_err(|e| io("creating", &tmp, e))?);
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| io("reading", &path, e))?;
+            // The end, or a torn tail (never acknowledged).
+            if n == 0 || !line.ends_with(b"\n") {
+                break;
             }
-            let id = serde_json::from_slice::<IdOnly>(line).ok().map(|e| e.entry);
+            let id = serde_json::from_slice::<IdOnly>(&line)
+                .ok()
+                .map(|e| e.entry);
             if id.is_some_and(|id| done.contains(&id)) {
                 continue;
             }
-            kept.extend_from_slice(line);
+            out.write_all(&line).map_err(|e| io("writing", &tmp, e))?;
         }
-        let tmp = self.path(".journal.tmp");
-        let mut f = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
-        f.write_all(&kept).map_err(|e| io("writing", &tmp, e))?;
+        let f = out
+            .into_inner()
+            .map_err(|e| io("writing", &tmp, e.into_error()))?;
         f.sync_data().map_err(|e| io("fsync of", &tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| io("replacing", &path, e))?;
         File::open(&self.dir)

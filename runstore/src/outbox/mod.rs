@@ -44,8 +44,9 @@ pub use wrappers::{OutboxLogs, OutboxMetrics};
 
 /// How often the background task looks at a non-empty outbox.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
-/// Entries replayed between two rewrites of the journal.
-const DRAIN_BATCH: usize = 512;
+/// Entries replayed between two rewrites of the journal: each rewrite
+/// copies the rest, so batches are large (a few MiB of entries in memory).
+const DRAIN_BATCH: usize = 10_000;
 
 /// Counters since this handle was opened.
 #[derive(Debug, Default)]
@@ -281,10 +282,8 @@ impl Outbox {
         if replaced {
             *view = View::default();
         }
-        let (entries, end) = self.inner.journal.read_from(view.offset)?;
-        for e in &entries {
-            view.add(e);
-        }
+        let from = view.offset;
+        let end = self.inner.journal.scan_from(from, |e| view.add(e))?;
         view.offset = end;
         view.stamp = stamp;
         Ok(())
@@ -374,11 +373,10 @@ impl Outbox {
         let mut report = DrainReport::default();
         loop {
             let journal = self.inner.journal.clone();
-            let (entries, _) = blocking(move || journal.read_from(0)).await?;
-            if entries.is_empty() {
+            let batch = blocking(move || journal.read_head(DRAIN_BATCH)).await?;
+            if batch.is_empty() {
                 return Ok(report);
             }
-            let batch: Vec<Entry> = entries.into_iter().take(DRAIN_BATCH).collect();
             let mut done = HashSet::new();
             let mut rejected = Vec::new();
             let mut stopped = false;
