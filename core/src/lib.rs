@@ -47,7 +47,7 @@ pub use logs::{
 };
 pub use metrics::{
     DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,
-    Pattern, PatternCursor, PatternQuery, SummaryQuery, ValueStats, nearest_rank,
+    Pattern, PatternCursor, PatternQuery, SummaryQuery, ValueStats, metric_conflict, nearest_rank,
 };
 pub use page::{Cursor, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Page, validate_limit};
 pub use stores::StoreSet;

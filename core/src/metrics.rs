@@ -493,6 +493,14 @@ impl PatternCursor {
     }
 }
 
+/// The conflict of a metric recorded again with other content, worded
+/// alike by every backend: a run is counted once.
+pub fn metric_conflict(run_id: &RunId) -> Error {
+    Error::conflict(format!(
+        "a different metric is already recorded for run {run_id}; a run is counted once"
+    ))
+}
+
 /// Stores metrics and patterns. See docs/DESIGN.md section 4, "Metrics".
 #[async_trait]
 pub trait MetricsRepository: Send + Sync + Debug + 'static {

@@ -14,8 +14,8 @@ use runstore_core::{
     Appended, BulkOutcome, Delivery, Error, Event, EventCursor, EventQuery, Lease, LeaseQuery,
     LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter, RunId,
     RunQuery, RunUpdate, RunWithEvents, Sha256Digest, Timestamp, WorkflowId, Written,
-    decide_run_create, external_key_conflict, external_key_of, key_not_found,
-    validate_external_key, validate_limit,
+    decide_run_create, external_key_conflict, external_key_of, key_not_found, run_conflict,
+    run_not_found, validate_external_key, validate_limit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -198,14 +198,6 @@ pub(crate) fn to_line<T: Serialize>(value: &T) -> Result<Vec<u8>> {
         .map_err(|e| Error::backend("encoding a record as JSON", Some(e.into())))?;
     v.push(b'\n');
     Ok(v)
-}
-
-fn run_not_found(id: &RunId) -> Error {
-    Error::not_found(format!("run {id}"))
-}
-
-fn run_conflict(id: &RunId) -> Error {
-    Error::conflict(format!("run {id} is already stored with other content"))
 }
 
 /// SHA-256 of journal bytes `[len - 4096, len)`.

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use runstore_core::{
     BulkOutcome, Error, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository,
     MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery, Result, RunId,
-    SummaryQuery, Version, WorkflowId, Written, validate_limit,
+    SummaryQuery, Version, WorkflowId, Written, metric_conflict, validate_limit,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -159,12 +159,6 @@ pub(crate) fn to_line<T: Serialize>(value: &T) -> Result<Vec<u8>> {
         .map_err(|e| Error::backend("encoding a record as JSON", Some(e.into())))?;
     v.push(b'\n');
     Ok(v)
-}
-
-fn metric_conflict(run_id: &RunId) -> Error {
-    Error::conflict(format!(
-        "a different metric is already recorded for run {run_id}; a run is counted once"
-    ))
 }
 
 pub(crate) fn append_to(inner: &Inner, name: &str, bytes: &[u8]) -> Result<Option<SyncTicket>> {

@@ -53,7 +53,7 @@ fn info_of(row: &Row) -> Result<ArtifactInfo> {
         )?,
         content_type: row.get(5),
         created_by: row.get(6),
-        created_at: ts(row.get(7), loc)?,
+        created_at: ts(loc, row.get(7))?,
     })
 }
 

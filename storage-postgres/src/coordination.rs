@@ -34,15 +34,15 @@ fn lease_of(row: &Row) -> Result<Lease> {
             u64::try_from(token).map_err(|_| runstore_core::Error::invalid("token", "negative")),
             loc,
         )?,
-        acquired_at: ts(row.get(3), loc)?,
-        expires_at: ts(row.get(4), loc)?,
+        acquired_at: ts(loc, row.get(3))?,
+        expires_at: ts(loc, row.get(4))?,
         name,
     })
 }
 
 async fn server_now(tx: &tokio_postgres::Transaction<'_>) -> std::result::Result<Timestamp, Fail> {
     let row = tx.query_one(&format!("SELECT {SERVER_NOW}"), &[]).await?;
-    Ok(ts(row.get(0), || "the server clock".to_string())?)
+    Ok(ts(|| "the server clock".to_string(), row.get(0))?)
 }
 
 /// Reads a lease under its row lock, decides with `decide`, and writes
@@ -143,7 +143,7 @@ pub(crate) async fn record_delivery(store: &PostgresStore, id: &str) -> Result<W
             if let Some(row) = client.query_opt(&insert, &[&id]).await? {
                 return Ok(Written::inserted(Delivery {
                     id: id.to_owned(),
-                    recorded_at: ts(row.get(0), loc)?,
+                    recorded_at: ts(loc, row.get(0))?,
                 }));
             }
             let select = client
@@ -152,7 +152,7 @@ pub(crate) async fn record_delivery(store: &PostgresStore, id: &str) -> Result<W
             match client.query_opt(&select, &[&id]).await? {
                 Some(row) => Ok(Written::unchanged(Delivery {
                     id: id.to_owned(),
-                    recorded_at: ts(row.get(0), loc)?,
+                    recorded_at: ts(loc, row.get(0))?,
                 })),
                 // Pruned between the two statements: record it again.
                 None => Err(Fail::Retry(format!("delivery {id} vanished"))),

@@ -105,7 +105,7 @@ impl PostgresStore {
         lock(&held.queue.pending).push(Waiting {
             kind: event.kind.clone(),
             at: event.at.as_micros(),
-            payload: json_text(&event.payload, "payload")?,
+            payload: json_text("payload", &event.payload)?,
             done,
         });
         let outcome = self
@@ -152,7 +152,7 @@ impl PostgresStore {
                 let row = Waiting {
                     kind: event.kind.clone(),
                     at: event.at.as_micros(),
-                    payload: json_text(&event.payload, "payload")?,
+                    payload: json_text("payload", &event.payload)?,
                     done,
                 };
                 let seq = self.append_rows(what, run_id, &[row]).await?;

@@ -112,9 +112,10 @@ impl PostgresStore {
                 ))
                 .await?;
             let child = match tx.query_opt(&child, &[&id.as_str(), &n]).await? {
-                Some(row) => Some(version(row.get(0), || {
-                    format!("workflows ({id}, child of {v})")
-                })?),
+                Some(row) => Some(version(
+                    || format!("workflows ({id}, child of {v})"),
+                    row.get(0),
+                )?),
                 None => None,
             };
             decide_workflow_delete(id, v, stored, child)?;

@@ -43,13 +43,13 @@ pub(crate) fn run_of(row: &Row) -> Result<Run> {
     Ok(Run {
         id: stored(RunId::new(id.clone()), loc)?,
         workflow_id: stored(WorkflowId::new(row.get::<_, String>(1)), loc)?,
-        workflow_version: version(row.get(2), loc)?,
+        workflow_version: version(loc, row.get(2))?,
         status: stored(status.parse::<RunStatus>(), loc)?,
         trigger: row.get(4),
-        started_at: ts(row.get(5), loc)?,
-        ended_at: ended.map(|e| ts(e, loc)).transpose()?,
-        attributes: from_json(row.get::<_, &str>(7), loc)?,
-        summaries: from_json(row.get::<_, &str>(8), loc)?,
+        started_at: ts(loc, row.get(5))?,
+        ended_at: ended.map(|e| ts(loc, e)).transpose()?,
+        attributes: from_json(loc, row.get::<_, &str>(7))?,
+        summaries: from_json(loc, row.get::<_, &str>(8))?,
         external_key: row.get(9),
     })
 }
@@ -65,8 +65,8 @@ fn event_of(row: &Row) -> Result<Event> {
             loc,
         )?,
         kind: row.get(2),
-        at: ts(row.get(3), loc)?,
-        payload: from_json(row.get::<_, &str>(4), loc)?,
+        at: ts(loc, row.get(3))?,
+        payload: from_json(loc, row.get::<_, &str>(4))?,
         idempotency_key: row.get(5),
     })
 }
@@ -104,8 +104,8 @@ impl<'a> RunRow<'a> {
             trigger: &run.trigger,
             started_at: run.started_at.as_micros(),
             ended_at: run.ended_at.map(|t| t.as_micros()),
-            attributes: json_text(&run.attributes, "attributes")?,
-            summaries: json_text(&run.summaries, "summaries")?,
+            attributes: json_text("attributes", &run.attributes)?,
+            summaries: json_text("summaries", &run.summaries)?,
             external_key: run.external_key.as_deref(),
         })
     }
@@ -229,7 +229,7 @@ impl PostgresStore {
             seqs.push(count);
             kinds.push(e.kind.as_str());
             ats.push(e.at.as_micros());
-            payloads.push(json_text(&e.payload, "payload")?);
+            payloads.push(json_text("payload", &e.payload)?);
             ikeys.push(e.idempotency_key.as_deref());
             out.push(Appended {
                 seq: count as u64,
@@ -393,7 +393,7 @@ impl PostgresStore {
                             &i64_of(e.seq),
                             &e.kind,
                             &e.at.as_micros(),
-                            &json_text(&e.payload, "payload")?,
+                            &json_text("payload", &e.payload)?,
                             &e.idempotency_key,
                         ])
                         .await?;
@@ -572,7 +572,7 @@ impl LogRepository for PostgresStore {
                         &id.as_str(),
                         &next.status.as_str(),
                         &next.ended_at.map(|t| t.as_micros()),
-                        &json_text(&next.summaries, "summaries")?,
+                        &json_text("summaries", &next.summaries)?,
                     ],
                 )
                 .await?;

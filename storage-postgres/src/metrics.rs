@@ -34,15 +34,15 @@ fn metric_of(row: &Row) -> Result<ExecutionMetric> {
     Ok(ExecutionMetric {
         run_id: stored(RunId::new(run_id.clone()), loc)?,
         workflow_id: stored(WorkflowId::new(row.get::<_, String>(1)), loc)?,
-        workflow_version: version(row.get(2), loc)?,
+        workflow_version: version(loc, row.get(2))?,
         status: stored(status.parse::<RunStatus>(), loc)?,
         duration_micros: stored(
             u64::try_from(duration).map_err(|_| Error::invalid("duration_micros", "negative")),
             loc,
         )?,
-        recorded_at: ts(row.get(5), loc)?,
-        counters: from_json(row.get::<_, &str>(6), loc)?,
-        values: from_json(row.get::<_, &str>(7), loc)?,
+        recorded_at: ts(loc, row.get(5))?,
+        counters: from_json(loc, row.get::<_, &str>(6))?,
+        values: from_json(loc, row.get::<_, &str>(7))?,
     })
 }
 
@@ -54,17 +54,15 @@ fn pattern_of(row: &Row) -> Result<Pattern> {
         workflow_id: stored(WorkflowId::new(row.get::<_, String>(1)), loc)?,
         kind: row.get(2),
         description: row.get(3),
-        data: from_json(row.get::<_, &str>(4), loc)?,
+        data: from_json(loc, row.get::<_, &str>(4))?,
         confidence: row.get(5),
-        evidence: from_json(row.get::<_, &str>(6), loc)?,
-        detected_at: ts(row.get(7), loc)?,
+        evidence: from_json(loc, row.get::<_, &str>(6))?,
+        detected_at: ts(loc, row.get(7))?,
     })
 }
 
 fn metric_conflict(run_id: &RunId) -> Fail {
-    Fail::Core(Error::conflict(format!(
-        "a different metric is already recorded for run {run_id}; a run is counted once"
-    )))
+    Fail::Core(runstore_core::metric_conflict(run_id))
 }
 
 /// A metric's JSON columns as stored.
@@ -75,8 +73,8 @@ struct MetricText {
 
 fn metric_text(m: &ExecutionMetric) -> Result<MetricText> {
     Ok(MetricText {
-        counters: json_text(&m.counters, "counters")?,
-        values: json_text(&m.values, "values")?,
+        counters: json_text("counters", &m.counters)?,
+        values: json_text("values", &m.values)?,
     })
 }
 
@@ -431,8 +429,8 @@ impl MetricsRepository for PostgresStore {
                 p95: pct[1] as u64,
                 p99: pct[2] as u64,
             });
-            s.first_recorded_at = Some(ts(row.get(8), loc)?);
-            s.last_recorded_at = Some(ts(row.get(9), loc)?);
+            s.first_recorded_at = Some(ts(loc, row.get(8))?);
+            s.last_recorded_at = Some(ts(loc, row.get(9))?);
             let st = client.prepare_cached(&values_sql).await?;
             match client.query(&st, &params).await {
                 Ok(rows) => {
@@ -483,8 +481,8 @@ impl MetricsRepository for PostgresStore {
 
     async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
         pattern.validate()?;
-        let data = json_text(&pattern.data, "data")?;
-        let evidence = json_text(&pattern.evidence, "evidence")?;
+        let data = json_text("data", &pattern.data)?;
+        let evidence = json_text("evidence", &pattern.evidence)?;
         let what = format!("storing pattern {}", pattern.id);
         let (this, p, data, evidence) = (self, &pattern, &data, &evidence);
         self.retrying(&what, move || async move {

@@ -1,20 +1,21 @@
 //! Reading stored rows back into core types; anything that does not parse
-//! is `Corrupt`, naming the table and key.
+//! is `Corrupt`, naming the table and key. The location comes first, as in
+//! the SQLite backend's `rows.rs`.
 
 use runstore_core::{Error, Result, Timestamp, Version};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// JSON as stored: serde_json's text, so it reads back equal.
-pub(crate) fn json_text<T: Serialize + ?Sized>(value: &T, field: &str) -> Result<String> {
+pub(crate) fn json_text<T: Serialize + ?Sized>(field: &str, value: &T) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| Error::invalid(field, format!("cannot be written as JSON: {e}")))
 }
 
 /// Parses stored JSON.
 pub(crate) fn from_json<T: DeserializeOwned>(
-    text: &str,
     location: impl FnOnce() -> String,
+    text: &str,
 ) -> Result<T> {
     serde_json::from_str(text)
         .map_err(|e| Error::corrupt(location(), format!("stored JSON does not parse: {e}")))
@@ -26,12 +27,12 @@ pub(crate) fn stored<T>(r: Result<T>, location: impl FnOnce() -> String) -> Resu
 }
 
 /// A stored timestamp.
-pub(crate) fn ts(micros: i64, location: impl FnOnce() -> String) -> Result<Timestamp> {
+pub(crate) fn ts(location: impl FnOnce() -> String, micros: i64) -> Result<Timestamp> {
     stored(Timestamp::from_micros(micros), location)
 }
 
 /// A stored version.
-pub(crate) fn version(v: i32, location: impl FnOnce() -> String) -> Result<Version> {
+pub(crate) fn version(location: impl FnOnce() -> String, v: i32) -> Result<Version> {
     stored(Version::from_i64(i64::from(v)), location)
 }
 

@@ -20,11 +20,11 @@ fn def_of(row: &Row) -> Result<WorkflowDefinition> {
     let parent: Option<i32> = row.get(2);
     Ok(WorkflowDefinition {
         id: stored(WorkflowId::new(id.clone()), loc)?,
-        version: version(v, loc)?,
-        parent: parent.map(|p| version(p, loc)).transpose()?,
+        version: version(loc, v)?,
+        parent: parent.map(|p| version(loc, p)).transpose()?,
         description: row.get(3),
-        body: from_json(row.get::<_, &str>(4), loc)?,
-        created_at: ts(row.get(5), loc)?,
+        body: from_json(loc, row.get::<_, &str>(4))?,
+        created_at: ts(loc, row.get(5))?,
     })
 }
 
@@ -32,7 +32,7 @@ fn def_of(row: &Row) -> Result<WorkflowDefinition> {
 impl WorkflowRepository for PostgresStore {
     async fn store(&self, def: WorkflowDefinition) -> Result<Written<WorkflowDefinition>> {
         def.validate()?;
-        let body = json_text(&def.body, "body")?;
+        let body = json_text("body", &def.body)?;
         let hash = def.content_hash().to_hex();
         let what = format!("storing workflow {} version {}", def.id, def.version);
         let (this, def, body, hash) = (self, &def, &body, &hash);

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use runstore_core::{
     BulkOutcome, DurationStats, Error, ExecutionMetric, MetricCursor, MetricQuery,
     MetricsRepository, MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery,
-    Result, RunId, SummaryQuery, ValueStats, WorkflowId, Written, nearest_rank, validate_limit,
+    Result, RunId, SummaryQuery, ValueStats, WorkflowId, Written, metric_conflict, nearest_rank,
+    validate_limit,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, params, params_from_iter};
@@ -52,12 +53,6 @@ fn convert_pattern(raw: RawPattern) -> Result<Pattern> {
         evidence: rows::from_json(&loc, &evidence)?,
         detected_at: rows::ts(&loc, detected)?,
     })
-}
-
-fn metric_conflict(run_id: &RunId) -> Error {
-    Error::conflict(format!(
-        "a different metric is already recorded for run {run_id}; a run is counted once"
-    ))
 }
 
 fn load_metric(conn: &Connection, run_id: &RunId) -> Result<Option<ExecutionMetric>> {

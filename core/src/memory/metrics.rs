@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::id::{PatternId, RunId, WorkflowId};
 use crate::metrics::{
     ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary, Pattern,
-    PatternCursor, PatternQuery, SummaryQuery,
+    PatternCursor, PatternQuery, SummaryQuery, metric_conflict,
 };
 use crate::page::{Page, validate_limit};
 use crate::written::{BulkOutcome, Written};
@@ -23,12 +23,6 @@ pub struct MemoryMetrics {
 struct State {
     metrics: BTreeMap<RunId, ExecutionMetric>,
     patterns: BTreeMap<PatternId, Pattern>,
-}
-
-fn metric_conflict(run_id: &RunId) -> Error {
-    Error::conflict(format!(
-        "a different metric is already recorded for run {run_id}; a run is counted once"
-    ))
 }
 
 #[async_trait]
