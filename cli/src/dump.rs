@@ -357,6 +357,84 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// How `import` treats records it cannot read or store.
+#[derive(Debug, Default)]
+pub struct ImportOptions {
+    /// Quarantine unreadable records and import the rest (instead of
+    /// stopping at the first).
+    pub skip_corrupt: bool,
+    /// Where the quarantine report goes (with `skip_corrupt`); default
+    /// `runstore-quarantine-<time>.ndjson` in the current folder.
+    pub quarantine: Option<PathBuf>,
+}
+
+/// The quarantine report of `--skip-corrupt`: one NDJSON line per record
+/// that was skipped or repaired (`concern`, `key`, `location`, `reason`),
+/// created with the first line.
+pub struct Quarantine {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    /// Records skipped, per concern.
+    skipped: std::collections::BTreeMap<&'static str, u64>,
+    /// Lines written.
+    lines: u64,
+}
+
+impl Quarantine {
+    fn new(path: PathBuf) -> Self {
+        Quarantine {
+            path,
+            file: None,
+            skipped: Default::default(),
+            lines: 0,
+        }
+    }
+
+    /// Notes a record; `skipped` when it was left out (not repaired).
+    fn add(
+        &mut self,
+        concern: &'static str,
+        key: &str,
+        location: &str,
+        reason: &str,
+        skipped: bool,
+    ) -> Result<()> {
+        use std::io::Write;
+        if self.file.is_none() {
+            let f = std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| Error::io(format!("creating {}", self.path.display()), e))?;
+            self.file = Some(std::io::BufWriter::new(f));
+        }
+        let line = json!({"concern": concern, "key": key, "location": location, "reason": reason, "skipped": skipped});
+        if let Some(f) = self.file.as_mut() {
+            writeln!(f, "{line}")
+                .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+        }
+        if skipped {
+            *self.skipped.entry(concern).or_default() += 1;
+        }
+        self.lines += 1;
+        Ok(())
+    }
+
+    fn skipped(&self, concern: &str) -> u64 {
+        self.skipped.get(concern).copied().unwrap_or(0)
+    }
+
+    fn close(self) -> Result<()> {
+        use std::io::Write;
+        if let Some(mut f) = self.file {
+            f.flush()
+                .and_then(|_| f.get_ref().sync_all())
+                .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads an NDJSON file line by line; a missing file counts as empty.
 struct Lines {
     path: PathBuf,
@@ -396,6 +474,28 @@ impl Lines {
             return serde_json::from_str(&line).map(Some).map_err(|e| {
                 Error::invalid("dump", format!("{} line {}: {e}", self.name, self.number))
             });
+        }
+    }
+}
+
+impl Lines {
+    /// Like [`Lines::next`], but with a quarantine a line that does not
+    /// parse is noted there and skipped.
+    async fn next_or_skip<T: DeserializeOwned>(
+        &mut self,
+        q: &mut Option<Quarantine>,
+        concern: &'static str,
+    ) -> Result<Option<T>> {
+        loop {
+            match self.next::<T>().await {
+                Err(e) if e.kind() == runstore::ErrorKind::InvalidInput && q.is_some() => {
+                    if let Some(q) = q.as_mut() {
+                        let location = format!("{} line {}", self.name, self.number);
+                        q.add(concern, "", &location, &e.to_string(), true)?;
+                    }
+                }
+                other => return other,
+            }
         }
     }
 }
@@ -606,7 +706,12 @@ struct RunEvents {
 }
 
 /// `runstore import DIR`.
-pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
+pub async fn import(
+    storage: &Storage,
+    dir: &Path,
+    options: ImportOptions,
+    out: &Out,
+) -> Result<ExitCode> {
     if storage
         .backends()
         .iter()
@@ -628,16 +733,42 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     }
     let manifest = read_manifest(dir)?;
     let format = manifest.format.clone();
+    let mut q = options.skip_corrupt.then(|| {
+        Quarantine::new(options.quarantine.clone().unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "runstore-quarantine-{}.ndjson",
+                runstore::Timestamp::now().as_micros()
+            ))
+        }))
+    });
     // Before anything is written: the files are the ones exported, and
-    // hold what the manifest says.
-    check_counts(dir, &manifest.counts).await?;
-    check_digests(dir, &manifest).await?;
+    // hold what the manifest says. With --skip-corrupt a damaged dump is
+    // what is being rescued: say so and go on.
+    let checked = match check_counts(dir, &manifest.counts).await {
+        Ok(()) => check_digests(dir, &manifest).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Err(e) if q.is_some() && e.kind() != runstore::ErrorKind::Unavailable => {
+            eprintln!("warning: {e}; importing what can be read (--skip-corrupt)");
+        }
+        other => other?,
+    }
     let quiet = out.json;
 
     let mut workflows = BulkOutcome::default();
     let mut lines = Lines::open(dir, "workflows.ndjson").await?;
     let mut p = Progress::start("import workflows", quiet);
-    while let Some(def) = lines.next::<WorkflowDefinition>().await? {
+    while let Some(def) = lines
+        .next_or_skip::<WorkflowDefinition>(&mut q, "workflows")
+        .await?
+    {
+        if let (Some(q), Err(e)) = (q.as_mut(), def.validate()) {
+            let key = format!("{}@{}", def.id, def.version);
+            let location = format!("workflows.ndjson line {}", lines.number);
+            q.add("workflows", &key, &location, &e.to_string(), true)?;
+            continue;
+        }
         let w = storage.workflows.store(def).await?;
         add(
             &mut workflows,
@@ -656,10 +787,26 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let mut p = Progress::start("import runs", quiet);
     let mut batch = Vec::with_capacity(RUN_BATCH);
     loop {
-        let next = lines.next::<RunWithEvents>().await?;
+        let next = lines.next_or_skip::<RunWithEvents>(&mut q, "runs").await?;
         let done = next.is_none();
         if let Some(r) = next {
-            batch.push(r);
+            match (q.as_mut(), r.validate()) {
+                (Some(q), Err(_)) => {
+                    let location = format!("runs.ndjson line {}", lines.number);
+                    let key = r.run.id.to_string();
+                    let (fixed, notes) = r.repaired();
+                    match fixed.validate() {
+                        Ok(()) => {
+                            for n in &notes {
+                                q.add("runs", &key, &location, n, false)?;
+                            }
+                            batch.push(fixed);
+                        }
+                        Err(e) => q.add("runs", &key, &location, &e.to_string(), true)?,
+                    }
+                }
+                _ => batch.push(r),
+            }
         }
         if batch.len() >= RUN_BATCH || (done && !batch.is_empty()) {
             let n = batch.len() as u64;
@@ -680,10 +827,24 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let mut p = Progress::start("import metrics", quiet);
     let mut batch = Vec::with_capacity(METRIC_BATCH);
     loop {
-        let next = lines.next::<ExecutionMetric>().await?;
+        let next = lines
+            .next_or_skip::<ExecutionMetric>(&mut q, "metrics")
+            .await?;
         let done = next.is_none();
         if let Some(m) = next {
-            batch.push(m);
+            match (q.as_mut(), m.validate()) {
+                (Some(q), Err(e)) => {
+                    let location = format!("metrics.ndjson line {}", lines.number);
+                    q.add(
+                        "metrics",
+                        m.run_id.as_str(),
+                        &location,
+                        &e.to_string(),
+                        true,
+                    )?;
+                }
+                _ => batch.push(m),
+            }
         }
         if batch.len() >= METRIC_BATCH || (done && !batch.is_empty()) {
             let n = batch.len() as u64;
@@ -707,7 +868,12 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let mut patterns = BulkOutcome::default();
     let mut lines = Lines::open(dir, "patterns.ndjson").await?;
     let mut p = Progress::start("import patterns", quiet);
-    while let Some(pat) = lines.next::<Pattern>().await? {
+    while let Some(pat) = lines.next_or_skip::<Pattern>(&mut q, "patterns").await? {
+        if let (Some(q), Err(e)) = (q.as_mut(), pat.validate()) {
+            let location = format!("patterns.ndjson line {}", lines.number);
+            q.add("patterns", pat.id.as_str(), &location, &e.to_string(), true)?;
+            continue;
+        }
         let same = match storage.metrics.get_pattern(&pat.id).await {
             Ok(stored) => stored.same_content(&pat),
             Err(e) if e.kind() == runstore::ErrorKind::NotFound => false,
@@ -726,33 +892,55 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     let mut artifacts = BulkOutcome::default();
     let mut lines = Lines::open(dir, "artifacts.ndjson").await?;
     let mut p = Progress::start("import artifacts", quiet);
-    while let Some(info) = lines.next::<ArtifactInfo>().await? {
+    while let Some(info) = lines
+        .next_or_skip::<ArtifactInfo>(&mut q, "artifacts")
+        .await?
+    {
         let parts = artifact_parts(&format, &info);
         let file = joined(dir, &parts);
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let opened = open_in_dump(dir, &parts)?.ok_or_else(|| {
-            Error::invalid(
-                "dump",
-                format!(
-                    "the bytes of artifact {} are missing ({})",
-                    info.key,
-                    file.display()
-                ),
-            )
-        })?;
-        let mut body = tokio::fs::File::from_std(opened);
         // Check the bytes against the dump before storing anything; the
         // same handle is then stored, so what was checked is what goes in.
-        let (sha, size) = hash_file(&mut body, &file).await?;
-        if sha != info.sha256 || size != info.size {
-            return Err(Error::corrupt(
-                file.display().to_string(),
-                format!(
-                    "artifact {} has sha256 {sha} and size {size} in the dump, but artifacts.ndjson says sha256 {} and size {}",
-                    info.key, info.sha256, info.size
-                ),
-            ));
+        let checked: Result<tokio::fs::File> = async {
+            let opened = open_in_dump(dir, &parts)?.ok_or_else(|| {
+                Error::invalid(
+                    "dump",
+                    format!(
+                        "the bytes of artifact {} are missing ({})",
+                        info.key,
+                        file.display()
+                    ),
+                )
+            })?;
+            let mut body = tokio::fs::File::from_std(opened);
+            let (sha, size) = hash_file(&mut body, &file).await?;
+            if sha != info.sha256 || size != info.size {
+                return Err(Error::corrupt(
+                    file.display().to_string(),
+                    format!(
+                        "artifact {} has sha256 {sha} and size {size} in the dump, but artifacts.ndjson says sha256 {} and size {}",
+                        info.key, info.sha256, info.size
+                    ),
+                ));
+            }
+            Ok(body)
         }
+        .await;
+        let mut body = match (checked, q.as_mut()) {
+            (Ok(body), _) => body,
+            (Err(e), Some(q)) if e.kind() != runstore::ErrorKind::Unavailable => {
+                let location = format!("artifacts.ndjson line {}", lines.number);
+                q.add(
+                    "artifacts",
+                    &info.key.to_string(),
+                    &location,
+                    &e.to_string(),
+                    true,
+                )?;
+                continue;
+            }
+            (Err(e), _) => return Err(e),
+        };
         use tokio::io::AsyncSeekExt;
         body.rewind()
             .await
@@ -774,28 +962,54 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     }
     p.finish();
 
-    // After: every record the manifest counts was stored or found stored.
-    let done = |o: &BulkOutcome| o.inserted + o.unchanged;
+    // After: every record the manifest counts was stored or found stored
+    // (strict), or stored or quarantined (--skip-corrupt: the manifest of
+    // a damaged dump may be damaged too, so it is only reported).
+    let skipped = |c: &str| q.as_ref().map_or(0, |q| q.skipped(c));
+    let done = |o: &BulkOutcome, c: &str| o.inserted + o.unchanged + skipped(c);
     let after = [
         (
             "workflow versions",
-            done(&workflows),
+            done(&workflows, "workflows"),
             manifest.counts.workflows,
         ),
-        ("runs", done(&runs), manifest.counts.runs),
-        ("metrics", done(&metrics), manifest.counts.metrics),
-        ("patterns", done(&patterns), manifest.counts.patterns),
-        ("artifacts", done(&artifacts), manifest.counts.artifacts),
+        ("runs", done(&runs, "runs"), manifest.counts.runs),
+        (
+            "metrics",
+            done(&metrics, "metrics"),
+            manifest.counts.metrics,
+        ),
+        (
+            "patterns",
+            done(&patterns, "patterns"),
+            manifest.counts.patterns,
+        ),
+        (
+            "artifacts",
+            done(&artifacts, "artifacts"),
+            manifest.counts.artifacts,
+        ),
     ];
     if let Some((what, got, want)) = after.iter().find(|(_, got, want)| got != want) {
-        return Err(Error::corrupt(
-            dir.display().to_string(),
-            format!(
-                "imported {got} {what}, the manifest counts {want}; the dump changed while it was imported"
-            ),
-        ));
+        if q.is_some() {
+            eprintln!("warning: {got} {what} imported or quarantined, the manifest counts {want}");
+        } else {
+            return Err(Error::corrupt(
+                dir.display().to_string(),
+                format!(
+                    "imported {got} {what}, the manifest counts {want}; the dump changed while it was imported"
+                ),
+            ));
+        }
     }
 
+    let quarantine = q.as_ref().filter(|q| q.lines > 0).map(|q| {
+        json!({
+            "path": q.path.display().to_string(),
+            "skipped": q.skipped,
+            "notes": q.lines,
+        })
+    });
     let value = json!({
         "imported": {
             "workflows": workflows,
@@ -804,20 +1018,32 @@ pub async fn import(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             "patterns": patterns,
             "artifacts": artifacts,
         },
+        "quarantine": quarantine,
         "dir": dir.display().to_string(),
     });
     out.result(&value, || {
         let f = |name: &str, o: &BulkOutcome| {
             format!("{name}: {} new, {} unchanged", o.inserted, o.unchanged)
         };
-        [
+        let mut lines = vec![
             f("workflows", &workflows),
             f("runs", &runs),
             f("metrics", &metrics),
             f("patterns", &patterns),
             f("artifacts", &artifacts),
-        ]
-        .join("\n")
+        ];
+        if let Some(q) = q.as_ref().filter(|q| q.lines > 0) {
+            let skipped: u64 = q.skipped.values().sum();
+            lines.push(format!(
+                "skipped {skipped} unreadable records and repaired others: {} notes in {}",
+                q.lines,
+                q.path.display()
+            ));
+        }
+        lines.join("\n")
     })?;
+    if let Some(q) = q {
+        q.close()?;
+    }
     Ok(ExitCode::SUCCESS)
 }

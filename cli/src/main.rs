@@ -97,6 +97,15 @@ enum Command {
     Import {
         /// The dump folder.
         dir: PathBuf,
+        /// Import what can be read: unreadable records go to a quarantine
+        /// report and are skipped, holes in a run's event numbering become
+        /// `runstore.lost` tombstones. Strict (stop at the first) without.
+        #[arg(long)]
+        skip_corrupt: bool,
+        /// Where the quarantine report goes (with --skip-corrupt); default
+        /// `runstore-quarantine-<time>.ndjson` here.
+        #[arg(long, value_name = "FILE", requires = "skip_corrupt")]
+        quarantine: Option<PathBuf>,
     },
     /// Copies everything from the stores of one configuration to those of
     /// another (idempotent, resumable), then verifies both sides. Exits 1
@@ -745,7 +754,17 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             out: dir,
             format: ExportFormat::Csv,
         } => csv_export::export(storage, &dir, out).await,
-        Command::Import { dir } => dump::import(storage, &dir, out).await,
+        Command::Import {
+            dir,
+            skip_corrupt,
+            quarantine,
+        } => {
+            let options = dump::ImportOptions {
+                skip_corrupt,
+                quarantine,
+            };
+            dump::import(storage, &dir, options, out).await
+        }
         Command::Demo { runs } => demo::demo(storage, runs, out).await,
         Command::Lease(cmd) => coordination::lease(storage, cmd, out).await,
         Command::Outbox(outbox::OutboxCmd::Drain) => outbox::drain(storage, out).await,

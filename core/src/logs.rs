@@ -563,6 +563,75 @@ impl RunWithEvents {
         Ok(())
     }
 
+    /// The kind of the tombstone events [`RunWithEvents::repaired`] puts
+    /// where events were lost.
+    pub const LOST_KIND: &'static str = "runstore.lost";
+
+    /// This run with its events made importable after damage, and what was
+    /// changed (empty when nothing was): events of another run or numbered
+    /// 0 are dropped, of a number seen before the first is kept, events
+    /// are put in number order, each hole in the numbering becomes a
+    /// [`RunWithEvents::LOST_KIND`] tombstone (`payload` says which number
+    /// and why, `at` is the time of the event before it), and an
+    /// idempotency key used again is dropped from the later event. The run
+    /// record itself is not changed: check it with [`Run::validate`].
+    ///
+    /// ```
+    /// use runstore_core::{Event, NewEvent, Run, RunWithEvents, Version, WorkflowId};
+    /// let run = Run::new(WorkflowId::new("etl").unwrap(), Version::FIRST);
+    /// let e = |seq| NewEvent::new("step", serde_json::json!(seq)).into_event(run.id.clone(), seq);
+    /// let damaged = RunWithEvents { run: run.clone(), events: vec![e(1), e(3)] };
+    /// assert!(damaged.validate().is_err());
+    /// let (fixed, notes) = damaged.repaired();
+    /// fixed.validate().unwrap();
+    /// assert_eq!(fixed.events[1].kind, RunWithEvents::LOST_KIND);
+    /// assert_eq!(notes.len(), 1);
+    /// ```
+    pub fn repaired(self) -> (RunWithEvents, Vec<String>) {
+        let RunWithEvents { run, events } = self;
+        let mut notes = Vec::new();
+        let mut by_seq: std::collections::BTreeMap<u64, Event> = std::collections::BTreeMap::new();
+        for e in events {
+            if e.run_id != run.id {
+                notes.push(format!("dropped event {} of run {}", e.seq, e.run_id));
+            } else if e.seq == 0 {
+                notes.push("dropped an event numbered 0".to_string());
+            } else if by_seq.contains_key(&e.seq) {
+                notes.push(format!("dropped a second event numbered {}", e.seq));
+            } else {
+                by_seq.insert(e.seq, e);
+            }
+        }
+        let mut out: Vec<Event> = Vec::with_capacity(by_seq.len());
+        let mut keys = std::collections::HashSet::new();
+        let mut last_at = run.started_at;
+        for (seq, mut e) in by_seq {
+            while (out.len() as u64) + 1 < seq {
+                let lost = out.len() as u64 + 1;
+                notes.push(format!(
+                    "event {lost} is lost: a tombstone stands in its place"
+                ));
+                out.push(Event {
+                    run_id: run.id.clone(),
+                    seq: lost,
+                    kind: Self::LOST_KIND.to_string(),
+                    at: last_at,
+                    payload: serde_json::json!({"seq": lost, "reason": "not readable where it was stored"}),
+                    idempotency_key: None,
+                });
+            }
+            if let Some(k) = &e.idempotency_key
+                && !keys.insert(k.clone())
+            {
+                notes.push(format!("event {seq}: idempotency key used before, dropped"));
+                e.idempotency_key = None;
+            }
+            last_at = e.at;
+            out.push(e);
+        }
+        (RunWithEvents { run, events: out }, notes)
+    }
+
     /// Checks an import batch, as every backend's `import_runs` does before
     /// writing anything: each run by [`RunWithEvents::validate`], no run id
     /// twice, no external key twice in one workflow.
