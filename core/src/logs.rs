@@ -596,10 +596,15 @@ impl RunWithEvents {
                 notes.push(format!("dropped event {} of run {}", e.seq, e.run_id));
             } else if e.seq == 0 {
                 notes.push("dropped an event numbered 0".to_string());
-            } else if by_seq.contains_key(&e.seq) {
-                notes.push(format!("dropped a second event numbered {}", e.seq));
             } else {
-                by_seq.insert(e.seq, e);
+                match by_seq.entry(e.seq) {
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        notes.push(format!("dropped a second event numbered {}", e.seq));
+                    }
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(e);
+                    }
+                }
             }
         }
         let mut out: Vec<Event> = Vec::with_capacity(by_seq.len());
