@@ -292,22 +292,32 @@ impl Outbox {
     /// Whether the outbox holds log writes of `run` (then its next writes
     /// must follow them there).
     pub(crate) async fn holds_logs_of(&self, run: &RunId) -> Result<bool> {
-        let this = self.clone();
         let run = run.clone();
-        blocking(move || {
-            this.refresh()?;
-            Ok(lock(&this.inner.view).log_runs.contains(&run))
-        })
-        .await
+        self.ask(move |view| view.log_runs.contains(&run)).await
     }
 
     /// Whether the outbox holds metrics of any of `runs`.
     pub(crate) async fn holds_metrics_of(&self, runs: Vec<RunId>) -> Result<bool> {
+        self.ask(move |view| runs.iter().any(|r| view.metric_runs.contains(r)))
+            .await
+    }
+
+    /// Answers `question` from a view that is up to date with the journal.
+    /// The usual case (the journal did not change since the last look) costs
+    /// one `stat` on this thread; reading what changed goes to the blocking
+    /// pool.
+    async fn ask(&self, question: impl FnOnce(&View) -> bool + Send + 'static) -> Result<bool> {
+        let stamp = self.inner.journal.stamp()?;
+        {
+            let view = lock(&self.inner.view);
+            if view.stamp == stamp {
+                return Ok(question(&view));
+            }
+        }
         let this = self.clone();
         blocking(move || {
             this.refresh()?;
-            let view = lock(&this.inner.view);
-            Ok(runs.iter().any(|r| view.metric_runs.contains(r)))
+            Ok(question(&lock(&this.inner.view)))
         })
         .await
     }
