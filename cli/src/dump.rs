@@ -152,6 +152,30 @@ fn joined(dir: &Path, parts: &[String]) -> PathBuf {
     p
 }
 
+/// Copies an artifact's bytes to `tmp`, then places them at `target`. The
+/// reader checks the hash at the end of the stream, so a corrupt artifact
+/// fails here (`Corrupt`) and nothing is placed.
+async fn copy_artifact(
+    storage: &Storage,
+    info: &ArtifactInfo,
+    tmp: &Path,
+    target: &Path,
+) -> Result<()> {
+    let mut reader = storage.artifacts.get(&info.key).await?;
+    let mut f = tokio::fs::File::create(tmp)
+        .await
+        .map_err(io(format!("creating {}", tmp.display())))?;
+    tokio::io::copy(&mut reader.body, &mut f)
+        .await
+        .map_err(io(format!("exporting artifact {}", info.key)))?;
+    f.sync_all()
+        .await
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    tokio::fs::rename(tmp, target)
+        .await
+        .map_err(io(format!("placing {}", target.display())))
+}
+
 /// Makes `dir` for an export: created if absent, refused if not empty.
 pub async fn prepare_out_dir(dir: &Path) -> Result<()> {
     match tokio::fs::read_dir(dir).await {
@@ -176,8 +200,15 @@ pub async fn prepare_out_dir(dir: &Path) -> Result<()> {
         .map_err(io(format!("creating {}", dir.display())))
 }
 
-/// `runstore export --out DIR`.
-pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
+/// `runstore export --out DIR [--skip-corrupt]`. With a quarantine, a run
+/// whose events cannot be read and an artifact whose bytes fail their hash
+/// are left out of the dump and noted there; anything else still stops it.
+pub async fn export(
+    storage: &Storage,
+    dir: &Path,
+    mut q: Option<Quarantine>,
+    out: &Out,
+) -> Result<ExitCode> {
     prepare_out_dir(dir).await?;
     let quiet = out.json;
 
@@ -213,8 +244,23 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             .logs
             .query_runs(RunQuery::default().with_limit(PAGE).with_cursor(cursor))
             .await?;
+        let mut written = 0u64;
         for run in page.items.iter() {
-            let ev = storage.logs.all_events(&run.id).await?;
+            let ev = match (storage.logs.all_events(&run.id).await, q.as_mut()) {
+                (Ok(ev), _) => ev,
+                (Err(e), Some(q)) if e.kind() == runstore::ErrorKind::Corrupt => {
+                    q.add(
+                        "runs",
+                        run.id.as_str(),
+                        "the source store",
+                        &e.to_string(),
+                        true,
+                    )?;
+                    continue;
+                }
+                (Err(e), _) => return Err(e),
+            };
+            written += 1;
             events += ev.len() as u64;
             file.line(&RunWithEvents {
                 run: run.clone(),
@@ -222,7 +268,7 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
             })
             .await?;
         }
-        p.inc(page.items.len() as u64);
+        p.inc(written);
         pages.after(page.next);
     }
     file.close().await?;
@@ -278,32 +324,37 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
                     .with_cursor(cursor),
             )
             .await?;
+        let mut written = 0u64;
         for info in &page.items {
-            bytes += info.size;
             let target = joined(dir, &artifact_parts(DUMP_FORMAT, info));
             // Same hash, same bytes: written once however many artifacts
             // share them.
             if !tokio::fs::try_exists(&target).await.unwrap_or(false) {
                 let tmp = target.with_extension("partial");
-                let mut reader = storage.artifacts.get(&info.key).await?;
-                let mut f = tokio::fs::File::create(&tmp)
-                    .await
-                    .map_err(io(format!("creating {}", tmp.display())))?;
-                // The reader checks the hash at the end of the stream, so a
-                // corrupt artifact fails the export here.
-                tokio::io::copy(&mut reader.body, &mut f)
-                    .await
-                    .map_err(io(format!("exporting artifact {}", info.key)))?;
-                f.sync_all()
-                    .await
-                    .map_err(io(format!("writing {}", tmp.display())))?;
-                tokio::fs::rename(&tmp, &target)
-                    .await
-                    .map_err(io(format!("placing {}", target.display())))?;
+                match (
+                    copy_artifact(storage, info, &tmp, &target).await,
+                    q.as_mut(),
+                ) {
+                    (Ok(()), _) => {}
+                    (Err(e), Some(q)) if e.kind() == runstore::ErrorKind::Corrupt => {
+                        let _ = tokio::fs::remove_file(&tmp).await;
+                        q.add(
+                            "artifacts",
+                            &info.key.to_string(),
+                            "the source store",
+                            &e.to_string(),
+                            true,
+                        )?;
+                        continue;
+                    }
+                    (Err(e), _) => return Err(e),
+                }
             }
+            bytes += info.size;
+            written += 1;
             file.line(info).await?;
         }
-        p.inc(page.items.len() as u64);
+        p.inc(written);
         pages.after(page.next);
     }
     file.close().await?;
@@ -346,14 +397,27 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
         .await
         .map_err(io("writing manifest.json"))?;
 
-    let value = json!({"exported": counts, "dir": dir.display().to_string()});
+    let quarantine = q.as_ref().filter(|q| q.lines > 0).map(Quarantine::summary);
+    let value =
+        json!({"exported": counts, "quarantine": quarantine, "dir": dir.display().to_string()});
     out.result(&value, || {
-        format!(
+        let mut text = format!(
             "exported {workflows} workflow versions, {runs} runs ({events} events), {metrics} metrics, \
              {patterns} patterns, {artifacts} artifacts ({bytes} bytes) to {}",
             dir.display()
-        )
+        );
+        if let Some(q) = q.as_ref().filter(|q| q.lines > 0) {
+            text.push_str(&format!(
+                "\nleft out {} unreadable records, listed in {}",
+                q.skipped.values().sum::<u64>(),
+                q.path.display()
+            ));
+        }
+        text
     })?;
+    if let Some(q) = q {
+        q.close()?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -381,6 +445,24 @@ pub struct Quarantine {
 }
 
 impl Quarantine {
+    /// The quarantine of `--skip-corrupt` (none without it), at `path` or
+    /// `runstore-quarantine-<time>.ndjson` in the current folder.
+    pub fn for_options(skip_corrupt: bool, path: Option<PathBuf>) -> Option<Quarantine> {
+        skip_corrupt.then(|| {
+            Quarantine::new(path.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "runstore-quarantine-{}.ndjson",
+                    runstore::Timestamp::now().as_micros()
+                ))
+            }))
+        })
+    }
+
+    /// What the output says of it.
+    fn summary(&self) -> serde_json::Value {
+        json!({"path": self.path.display().to_string(), "skipped": self.skipped, "notes": self.lines})
+    }
+
     fn new(path: PathBuf) -> Self {
         Quarantine {
             path,
@@ -733,14 +815,7 @@ pub async fn import(
     }
     let manifest = read_manifest(dir)?;
     let format = manifest.format.clone();
-    let mut q = options.skip_corrupt.then(|| {
-        Quarantine::new(options.quarantine.clone().unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "runstore-quarantine-{}.ndjson",
-                runstore::Timestamp::now().as_micros()
-            ))
-        }))
-    });
+    let mut q = Quarantine::for_options(options.skip_corrupt, options.quarantine.clone());
     // Before anything is written: the files are the ones exported, and
     // hold what the manifest says. With --skip-corrupt a damaged dump is
     // what is being rescued: say so and go on.
@@ -1003,13 +1078,7 @@ pub async fn import(
         }
     }
 
-    let quarantine = q.as_ref().filter(|q| q.lines > 0).map(|q| {
-        json!({
-            "path": q.path.display().to_string(),
-            "skipped": q.skipped,
-            "notes": q.lines,
-        })
-    });
+    let quarantine = q.as_ref().filter(|q| q.lines > 0).map(Quarantine::summary);
     let value = json!({
         "imported": {
             "workflows": workflows,

@@ -92,6 +92,15 @@ enum Command {
         /// events and metrics as CSV files for spreadsheets.
         #[arg(long, value_enum, default_value = "ndjson")]
         format: ExportFormat,
+        /// Leave out what cannot be read (a run whose events fail to read,
+        /// an artifact that fails its hash), listing it in a quarantine
+        /// report; strict (stop at the first) without.
+        #[arg(long)]
+        skip_corrupt: bool,
+        /// Where the quarantine report goes (with --skip-corrupt); default
+        /// `runstore-quarantine-<time>.ndjson` here.
+        #[arg(long, value_name = "FILE", requires = "skip_corrupt")]
+        quarantine: Option<PathBuf>,
     },
     /// Loads a dump written by `export`; importing it twice changes nothing.
     Import {
@@ -749,11 +758,22 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Export {
             out: dir,
             format: ExportFormat::Ndjson,
-        } => dump::export(storage, &dir, out).await,
+            skip_corrupt,
+            quarantine,
+        } => {
+            let q = dump::Quarantine::for_options(skip_corrupt, quarantine);
+            dump::export(storage, &dir, q, out).await
+        }
         Command::Export {
             out: dir,
             format: ExportFormat::Csv,
+            skip_corrupt: false,
+            ..
         } => csv_export::export(storage, &dir, out).await,
+        Command::Export { .. } => Err(Error::invalid(
+            "skip-corrupt",
+            "--skip-corrupt is for the NDJSON dump, not --format csv",
+        )),
         Command::Import {
             dir,
             skip_corrupt,

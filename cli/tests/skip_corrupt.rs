@@ -125,3 +125,63 @@ fn a_damaged_dump_imports_with_tombstones_and_a_quarantine_report() {
     );
     assert_eq!(o.code, 2, "{}", o.stdout);
 }
+
+#[test]
+fn export_skips_a_tampered_artifact_and_the_dump_stays_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    write(d, "a.yaml", &all_on("{ type: file, path: a }"));
+    write(
+        d,
+        "b.yaml",
+        &all_on("{ type: sqlite, path: b/runstore.db }"),
+    );
+    std::fs::write(d.join("good.bin"), b"good bytes\n").unwrap();
+    std::fs::write(d.join("bad.bin"), b"bytes to be tampered with\n").unwrap();
+    for (path, file) in [("good.bin", "good.bin"), ("bad.bin", "bad.bin")] {
+        rs_config(
+            d,
+            "a.yaml",
+            &["artifact", "put", "r1", "p", path, file, "--json"],
+        )
+        .ok();
+    }
+    let stored = find_file_with(&d.join("a"), b"bytes to be tampered with\n").unwrap();
+    flip_byte(&stored, 0, 0x01);
+
+    let strict = d.join("strict");
+    let o = rs_config(
+        d,
+        "a.yaml",
+        &["export", "--out", strict.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(
+        !strict.join("manifest.json").exists(),
+        "a failed export has no manifest"
+    );
+
+    let dump = d.join("dump");
+    let report = d.join("q.ndjson");
+    let v = rs_config(
+        d,
+        "a.yaml",
+        &[
+            "export",
+            "--out",
+            dump.to_str().unwrap(),
+            "--skip-corrupt",
+            "--quarantine",
+            report.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(v["exported"]["artifacts"], json!(1), "{v}");
+    assert_eq!(v["quarantine"]["skipped"]["artifacts"], json!(1), "{v}");
+    let notes = std::fs::read_to_string(&report).unwrap();
+    assert!(notes.contains("r1/p/bad.bin"), "{notes}");
+    // The dump is whole: it imports strictly.
+    let v = rs_config(d, "b.yaml", &["import", dump.to_str().unwrap(), "--json"]).ok();
+    assert_eq!(v["imported"]["artifacts"]["inserted"], json!(1), "{v}");
+}
