@@ -95,7 +95,14 @@ pub async fn drain(storage: &Storage, out: &Out) -> Result<ExitCode> {
     let mut text = String::new();
     let mut left = 0;
     for outbox in storage.outboxes() {
-        let r: DrainReport = outbox.drain().await?;
+        // The background drain that opening started may have done part of
+        // the work already: report what this process drained in all.
+        let now: DrainReport = outbox.drain().await?;
+        let r = DrainReport {
+            drained: outbox.counters().drained(),
+            rejected: outbox.counters().rejected(),
+            left: now.left,
+        };
         left += r.left;
         text.push_str(&format!(
             "{}: {} stored, {} rejected, {} left\n",
