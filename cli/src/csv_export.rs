@@ -16,7 +16,7 @@ use runstore::{
 use serde_json::json;
 
 use crate::output::Out;
-use crate::paging::Cursors;
+use crate::paging::Items;
 use crate::progress::Progress;
 
 const PAGE: usize = 500;
@@ -107,46 +107,39 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
     )?;
     let mut p = Progress::start("export runs (csv)", quiet);
     let mut events = 0u64;
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
-            .logs
-            .query_runs(RunQuery::default().with_limit(PAGE).with_cursor(cursor))
-            .await?;
-        for run in &page.items {
-            runs_w
-                .write_record(run_row(run)?)
-                .map_err(csv_err("runs.csv"))?;
-            // A run's events page by page too: long runs stay bounded.
-            let mut ev_pages = Cursors::default();
-            while let Some(c) = ev_pages.next() {
-                let ev = storage
+    let mut runs = Items::default();
+    let query = RunQuery::default().with_limit(PAGE);
+    while let Some(run) = runs
+        .next(|c| storage.logs.query_runs(query.clone().with_cursor(c)))
+        .await?
+    {
+        runs_w
+            .write_record(run_row(&run)?)
+            .map_err(csv_err("runs.csv"))?;
+        // A run's events page by page too: long runs stay bounded.
+        let mut run_events = Items::default();
+        let query = EventQuery::default().with_limit(MAX_PAGE_LIMIT);
+        while let Some(e) = run_events
+            .next(|c| {
+                storage
                     .logs
-                    .list_events(
-                        &run.id,
-                        EventQuery::default()
-                            .with_limit(MAX_PAGE_LIMIT)
-                            .with_cursor(c),
-                    )
-                    .await?;
-                for e in &ev.items {
-                    events_w
-                        .write_record([
-                            e.run_id.to_string(),
-                            e.seq.to_string(),
-                            e.kind.clone(),
-                            e.at.to_string(),
-                            e.idempotency_key.clone().unwrap_or_default(),
-                            json_cell(&e.payload)?,
-                        ])
-                        .map_err(csv_err("events.csv"))?;
-                    events += 1;
-                }
-                ev_pages.after(ev.next);
-            }
+                    .list_events(&run.id, query.clone().with_cursor(c))
+            })
+            .await?
+        {
+            events_w
+                .write_record([
+                    e.run_id.to_string(),
+                    e.seq.to_string(),
+                    e.kind.clone(),
+                    e.at.to_string(),
+                    e.idempotency_key.clone().unwrap_or_default(),
+                    json_cell(&e.payload)?,
+                ])
+                .map_err(csv_err("events.csv"))?;
+            events += 1;
         }
-        p.inc(page.items.len() as u64);
-        pages.after(page.next);
+        p.inc(1);
     }
     finish(runs_w, "runs.csv")?;
     finish(events_w, "events.csv")?;
@@ -167,28 +160,25 @@ pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode
         ],
     )?;
     let mut p = Progress::start("export metrics (csv)", quiet);
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
-            .metrics
-            .list(MetricQuery::default().with_limit(PAGE).with_cursor(cursor))
-            .await?;
-        for m in &page.items {
-            metrics_w
-                .write_record([
-                    m.run_id.to_string(),
-                    m.workflow_id.to_string(),
-                    m.workflow_version.get().to_string(),
-                    m.status.to_string(),
-                    (m.duration_micros as f64 / 1000.0).to_string(),
-                    m.recorded_at.to_string(),
-                    json_cell(&m.counters)?,
-                    json_cell(&m.values)?,
-                ])
-                .map_err(csv_err("metrics.csv"))?;
-        }
-        p.inc(page.items.len() as u64);
-        pages.after(page.next);
+    let mut all = Items::default();
+    let query = MetricQuery::default().with_limit(PAGE);
+    while let Some(m) = all
+        .next(|c| storage.metrics.list(query.clone().with_cursor(c)))
+        .await?
+    {
+        metrics_w
+            .write_record([
+                m.run_id.to_string(),
+                m.workflow_id.to_string(),
+                m.workflow_version.get().to_string(),
+                m.status.to_string(),
+                (m.duration_micros as f64 / 1000.0).to_string(),
+                m.recorded_at.to_string(),
+                json_cell(&m.counters)?,
+                json_cell(&m.values)?,
+            ])
+            .map_err(csv_err("metrics.csv"))?;
+        p.inc(1);
     }
     finish(metrics_w, "metrics.csv")?;
     let metrics = p.finish();

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 
 use crate::output::Out;
-use crate::paging::Cursors;
+use crate::paging::Items;
 use crate::progress::Progress;
 
 /// The format tag written to `manifest.json`. Version 2 keeps artifact
@@ -152,6 +152,31 @@ fn joined(dir: &Path, parts: &[String]) -> PathBuf {
     p
 }
 
+/// Writes every item of a listing to the NDJSON file `name` of `dir`, with
+/// a progress line; returns how many.
+async fn write_listing<T, F, Fut>(
+    dir: &Path,
+    name: &str,
+    label: &str,
+    quiet: bool,
+    mut fetch: F,
+) -> Result<u64>
+where
+    T: Serialize,
+    F: FnMut(Option<runstore::Cursor>) -> Fut,
+    Fut: std::future::Future<Output = Result<runstore::Page<T>>>,
+{
+    let mut file = Ndjson::create(dir, name).await?;
+    let mut p = Progress::start(label, quiet);
+    let mut all = Items::default();
+    while let Some(item) = all.next(&mut fetch).await? {
+        file.line(&item).await?;
+        p.inc(1);
+    }
+    file.close().await?;
+    Ok(p.finish())
+}
+
 /// Copies an artifact's bytes to `tmp`, then places them at `target`. The
 /// reader checks the hash at the end of the stream, so a corrupt artifact
 /// fails here (`Corrupt`) and nothing is placed.
@@ -212,101 +237,57 @@ pub async fn export(
     prepare_out_dir(dir).await?;
     let quiet = out.json;
 
-    // Workflows, by (id, version): parents come before their children.
-    let mut file = Ndjson::create(dir, "workflows.ndjson").await?;
-    let mut p = Progress::start("export workflows", quiet);
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
+    // Workflows by (id, version), so parents come before their children.
+    let workflows = write_listing(dir, "workflows.ndjson", "export workflows", quiet, |c| {
+        storage
             .workflows
-            .list(
-                WorkflowQuery::default()
-                    .with_limit(PAGE)
-                    .with_cursor(cursor),
-            )
-            .await?;
-        for d in &page.items {
-            file.line(d).await?;
-        }
-        p.inc(page.items.len() as u64);
-        pages.after(page.next);
-    }
-    file.close().await?;
-    let workflows = p.finish();
+            .list(WorkflowQuery::default().with_limit(PAGE).with_cursor(c))
+    })
+    .await?;
 
     // Runs with their events embedded.
     let mut file = Ndjson::create(dir, "runs.ndjson").await?;
     let mut p = Progress::start("export runs", quiet);
     let mut events = 0u64;
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
-            .logs
-            .query_runs(RunQuery::default().with_limit(PAGE).with_cursor(cursor))
-            .await?;
-        let mut written = 0u64;
-        for run in page.items.iter() {
-            let ev = match (storage.logs.all_events(&run.id).await, q.as_mut()) {
-                (Ok(ev), _) => ev,
-                (Err(e), Some(q)) if e.kind() == runstore::ErrorKind::Corrupt => {
-                    q.add(
-                        "runs",
-                        run.id.as_str(),
-                        "the source store",
-                        &e.to_string(),
-                        true,
-                    )?;
-                    continue;
-                }
-                (Err(e), _) => return Err(e),
-            };
-            written += 1;
-            events += ev.len() as u64;
-            file.line(&RunWithEvents {
-                run: run.clone(),
-                events: ev,
-            })
-            .await?;
-        }
-        p.inc(written);
-        pages.after(page.next);
+    let mut all = Items::default();
+    let query = RunQuery::default().with_limit(PAGE);
+    while let Some(run) = all
+        .next(|c| storage.logs.query_runs(query.clone().with_cursor(c)))
+        .await?
+    {
+        let ev = match (storage.logs.all_events(&run.id).await, q.as_mut()) {
+            (Ok(ev), _) => ev,
+            (Err(e), Some(q)) if e.kind() == runstore::ErrorKind::Corrupt => {
+                q.add(
+                    "runs",
+                    run.id.as_str(),
+                    "the source store",
+                    &e.to_string(),
+                    true,
+                )?;
+                continue;
+            }
+            (Err(e), _) => return Err(e),
+        };
+        events += ev.len() as u64;
+        file.line(&RunWithEvents { run, events: ev }).await?;
+        p.inc(1);
     }
     file.close().await?;
     let runs = p.finish();
 
-    let mut file = Ndjson::create(dir, "metrics.ndjson").await?;
-    let mut p = Progress::start("export metrics", quiet);
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
+    let metrics = write_listing(dir, "metrics.ndjson", "export metrics", quiet, |c| {
+        storage
             .metrics
-            .list(MetricQuery::default().with_limit(PAGE).with_cursor(cursor))
-            .await?;
-        for m in &page.items {
-            file.line(m).await?;
-        }
-        p.inc(page.items.len() as u64);
-        pages.after(page.next);
-    }
-    file.close().await?;
-    let metrics = p.finish();
-
-    let mut file = Ndjson::create(dir, "patterns.ndjson").await?;
-    let mut p = Progress::start("export patterns", quiet);
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
+            .list(MetricQuery::default().with_limit(PAGE).with_cursor(c))
+    })
+    .await?;
+    let patterns = write_listing(dir, "patterns.ndjson", "export patterns", quiet, |c| {
+        storage
             .metrics
-            .list_patterns(PatternQuery::default().with_limit(PAGE).with_cursor(cursor))
-            .await?;
-        for pat in &page.items {
-            file.line(pat).await?;
-        }
-        p.inc(page.items.len() as u64);
-        pages.after(page.next);
-    }
-    file.close().await?;
-    let patterns = p.finish();
+            .list_patterns(PatternQuery::default().with_limit(PAGE).with_cursor(c))
+    })
+    .await?;
 
     let mut file = Ndjson::create(dir, "artifacts.ndjson").await?;
     tokio::fs::create_dir_all(dir.join("blobs"))
@@ -314,48 +295,39 @@ pub async fn export(
         .map_err(io(format!("creating {}", dir.join("blobs").display())))?;
     let mut p = Progress::start("export artifacts", quiet);
     let mut bytes = 0u64;
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
-            .artifacts
-            .list(
-                ArtifactQuery::default()
-                    .with_limit(PAGE)
-                    .with_cursor(cursor),
-            )
-            .await?;
-        let mut written = 0u64;
-        for info in &page.items {
-            let target = joined(dir, &artifact_parts(DUMP_FORMAT, info));
-            // Same hash, same bytes: written once however many artifacts
-            // share them.
-            if !tokio::fs::try_exists(&target).await.unwrap_or(false) {
-                let tmp = target.with_extension("partial");
-                match (
-                    copy_artifact(storage, info, &tmp, &target).await,
-                    q.as_mut(),
-                ) {
-                    (Ok(()), _) => {}
-                    (Err(e), Some(q)) if e.kind() == runstore::ErrorKind::Corrupt => {
-                        let _ = tokio::fs::remove_file(&tmp).await;
-                        q.add(
-                            "artifacts",
-                            &info.key.to_string(),
-                            "the source store",
-                            &e.to_string(),
-                            true,
-                        )?;
-                        continue;
-                    }
-                    (Err(e), _) => return Err(e),
+    let mut all = Items::default();
+    let query = ArtifactQuery::default().with_limit(PAGE);
+    while let Some(info) = all
+        .next(|c| storage.artifacts.list(query.clone().with_cursor(c)))
+        .await?
+    {
+        let target = joined(dir, &artifact_parts(DUMP_FORMAT, &info));
+        // Same hash, same bytes: written once however many artifacts share
+        // them.
+        if !tokio::fs::try_exists(&target).await.unwrap_or(false) {
+            let tmp = target.with_extension("partial");
+            match (
+                copy_artifact(storage, &info, &tmp, &target).await,
+                q.as_mut(),
+            ) {
+                (Ok(()), _) => {}
+                (Err(e), Some(q)) if e.kind() == runstore::ErrorKind::Corrupt => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    q.add(
+                        "artifacts",
+                        &info.key.to_string(),
+                        "the source store",
+                        &e.to_string(),
+                        true,
+                    )?;
+                    continue;
                 }
+                (Err(e), _) => return Err(e),
             }
-            bytes += info.size;
-            written += 1;
-            file.line(info).await?;
         }
-        p.inc(written);
-        pages.after(page.next);
+        bytes += info.size;
+        file.line(&info).await?;
+        p.inc(1);
     }
     file.close().await?;
     let artifacts = p.finish();

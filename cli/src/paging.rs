@@ -39,6 +39,45 @@ impl Cursors {
     }
 }
 
+/// The items of a paged listing one at a time, the next page fetched when
+/// the last one is used up, so a loop over a whole listing reads like a
+/// loop over a list and holds one page at a time:
+/// `while let Some(run) = runs.next(|c| logs.query_runs(q.clone().with_cursor(c))).await? { … }`.
+pub struct Items<T> {
+    pages: Cursors,
+    buffered: std::collections::VecDeque<T>,
+}
+
+impl<T> Default for Items<T> {
+    fn default() -> Self {
+        Items {
+            pages: Cursors::default(),
+            buffered: Default::default(),
+        }
+    }
+}
+
+impl<T> Items<T> {
+    /// The next item; `fetch` reads the page at a cursor when one is needed.
+    pub async fn next<F, Fut>(&mut self, mut fetch: F) -> Result<Option<T>>
+    where
+        F: FnMut(Option<Cursor>) -> Fut,
+        Fut: Future<Output = Result<Page<T>>>,
+    {
+        loop {
+            if let Some(item) = self.buffered.pop_front() {
+                return Ok(Some(item));
+            }
+            let Some(cursor) = self.pages.next() else {
+                return Ok(None);
+            };
+            let page = fetch(cursor).await?;
+            self.pages.after(page.next);
+            self.buffered.extend(page.items);
+        }
+    }
+}
+
 /// Reads every page `fetch` gives (it gets each page's cursor) and returns
 /// the number of items and the sum of `weigh` over them.
 pub async fn tally<T, F, Fut>(mut fetch: F, mut weigh: impl FnMut(&T) -> u64) -> Result<(u64, u64)>

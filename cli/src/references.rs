@@ -15,7 +15,7 @@ use runstore::{
 };
 use serde::Serialize;
 
-use crate::paging::Cursors;
+use crate::paging::Items;
 
 /// One reference that does not resolve.
 #[derive(Debug, Serialize)]
@@ -55,71 +55,58 @@ pub async fn check(storage: &Storage) -> Result<References> {
     let mut versions: HashMap<(WorkflowId, Version), bool> = HashMap::new();
     let mut runs: HashMap<RunId, bool> = HashMap::new();
 
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
-            .logs
-            .query_runs(RunQuery::default().with_limit(PAGE).with_cursor(cursor))
-            .await?;
-        for run in &page.items {
-            found.checked += 1;
-            let key = (run.workflow_id.clone(), run.workflow_version);
-            let present = match versions.get(&key) {
-                Some(p) => *p,
-                None => {
-                    let p = exists(storage.workflows.get(&key.0, key.1).await)?;
-                    versions.insert(key, p);
-                    p
-                }
-            };
-            if !present {
-                found.push(
-                    format!("run {}", run.id),
-                    format!("workflow {}@{}", run.workflow_id, run.workflow_version),
-                );
+    let mut all = Items::default();
+    let query = RunQuery::default().with_limit(PAGE);
+    while let Some(run) = all
+        .next(|c| storage.logs.query_runs(query.clone().with_cursor(c)))
+        .await?
+    {
+        found.checked += 1;
+        let key = (run.workflow_id.clone(), run.workflow_version);
+        let present = match versions.get(&key) {
+            Some(p) => *p,
+            None => {
+                let p = exists(storage.workflows.get(&key.0, key.1).await)?;
+                versions.insert(key, p);
+                p
             }
+        };
+        if !present {
+            found.push(
+                format!("run {}", run.id),
+                format!("workflow {}@{}", run.workflow_id, run.workflow_version),
+            );
         }
-        pages.after(page.next);
     }
 
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
-            .metrics
-            .list(MetricQuery::default().with_limit(PAGE).with_cursor(cursor))
-            .await?;
-        for m in &page.items {
-            found.checked += 1;
-            if !run_exists(storage, &mut runs, &m.run_id).await? {
-                found.push(
-                    format!("metric of run {}", m.run_id),
-                    format!("run {}", m.run_id),
-                );
-            }
+    let mut all = Items::default();
+    let query = MetricQuery::default().with_limit(PAGE);
+    while let Some(m) = all
+        .next(|c| storage.metrics.list(query.clone().with_cursor(c)))
+        .await?
+    {
+        found.checked += 1;
+        if !run_exists(storage, &mut runs, &m.run_id).await? {
+            found.push(
+                format!("metric of run {}", m.run_id),
+                format!("run {}", m.run_id),
+            );
         }
-        pages.after(page.next);
     }
 
-    let mut pages = Cursors::default();
-    while let Some(cursor) = pages.next() {
-        let page = storage
-            .artifacts
-            .list(
-                ArtifactQuery::default()
-                    .with_limit(PAGE)
-                    .with_cursor(cursor),
-            )
-            .await?;
-        for info in &page.items {
-            found.checked += 1;
-            if !run_exists(storage, &mut runs, &info.key.run_id).await? {
-                found.push(
-                    format!("artifact {}", info.key),
-                    format!("run {}", info.key.run_id),
-                );
-            }
+    let mut all = Items::default();
+    let query = ArtifactQuery::default().with_limit(PAGE);
+    while let Some(info) = all
+        .next(|c| storage.artifacts.list(query.clone().with_cursor(c)))
+        .await?
+    {
+        found.checked += 1;
+        if !run_exists(storage, &mut runs, &info.key.run_id).await? {
+            found.push(
+                format!("artifact {}", info.key),
+                format!("run {}", info.key.run_id),
+            );
         }
-        pages.after(page.next);
     }
     Ok(found)
 }

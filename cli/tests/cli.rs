@@ -1206,43 +1206,31 @@ fn shell_agent_writes_a_run_end_to_end() {
         "{v}"
     );
     rs(d, &["run", "start", "r1", "--json"]).ok();
-    let v = rs(
-        d,
-        &[
-            "event",
-            "append",
-            "r1",
-            "--kind",
-            "step",
-            "--payload",
-            r#"{"n":1}"#,
-            "--key",
-            "k1",
-            "--json",
-        ],
-    )
-    .ok();
+    let append_k1 = || {
+        rs(
+            d,
+            &[
+                "event",
+                "append",
+                "r1",
+                "--kind",
+                "step",
+                "--payload",
+                r#"{"n":1}"#,
+                "--key",
+                "k1",
+                "--json",
+            ],
+        )
+        .ok()
+    };
+    let v = append_k1();
     assert_eq!(
         v["appended"],
         json!([{"seq": 1, "duplicate": false}]),
         "{v}"
     );
-    let v = rs(
-        d,
-        &[
-            "event",
-            "append",
-            "r1",
-            "--kind",
-            "step",
-            "--payload",
-            r#"{"n":1}"#,
-            "--key",
-            "k1",
-            "--json",
-        ],
-    )
-    .ok();
+    let v = append_k1();
     assert_eq!(v["appended"], json!([{"seq": 1, "duplicate": true}]), "{v}");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runstore"))
         .current_dir(d)
