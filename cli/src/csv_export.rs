@@ -81,7 +81,7 @@ fn run_row(r: &Run) -> Result<Vec<String>> {
 /// Writes `runs.csv`, `events.csv` and `metrics.csv` into `dir` (created;
 /// must be empty).
 pub async fn export(storage: &Storage, dir: &Path, out: &Out) -> Result<ExitCode> {
-    crate::dump::prepare_out_dir(dir).await?;
+    runstore::dump::prepare_out_dir(dir).await?;
     let quiet = out.json;
     let mut runs_w = create(
         dir,

@@ -761,7 +761,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             skip_corrupt,
             quarantine,
         } => {
-            let q = dump::Quarantine::for_options(skip_corrupt, quarantine);
+            let q = runstore::dump::Quarantine::for_options(skip_corrupt, quarantine);
             dump::export(storage, &dir, q, out).await
         }
         Command::Export {
@@ -778,13 +778,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             dir,
             skip_corrupt,
             quarantine,
-        } => {
-            let options = dump::ImportOptions {
-                skip_corrupt,
-                quarantine,
-            };
-            dump::import(storage, &dir, options, out).await
-        }
+        } => dump::import(storage, &dir, skip_corrupt, quarantine, out).await,
         Command::Demo { runs } => demo::demo(storage, runs, out).await,
         Command::Lease(cmd) => coordination::lease(storage, cmd, out).await,
         Command::Outbox(outbox::OutboxCmd::Drain) => outbox::drain(storage, out).await,

@@ -83,6 +83,11 @@ impl Progress {
         }
     }
 
+    /// Records counted so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// Ends the step with a final line.
     pub fn finish(self) -> u64 {
         let secs = self.started.elapsed().as_secs_f64();

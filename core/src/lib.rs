@@ -49,7 +49,7 @@ pub use metrics::{
     DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,
     Pattern, PatternCursor, PatternQuery, SummaryQuery, ValueStats, metric_conflict, nearest_rank,
 };
-pub use page::{Cursor, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Page, validate_limit};
+pub use page::{Cursor, Cursors, DEFAULT_PAGE_LIMIT, Items, MAX_PAGE_LIMIT, Page, validate_limit};
 pub use stores::StoreSet;
 pub use timestamp::Timestamp;
 pub use workflows::{WorkflowCursor, WorkflowDefinition, WorkflowQuery, WorkflowRepository};

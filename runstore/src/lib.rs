@@ -8,6 +8,8 @@
 
 mod builtin;
 pub mod config;
+pub mod dump;
+mod fsutil;
 pub mod migrate;
 pub mod outbox;
 pub mod registry;
