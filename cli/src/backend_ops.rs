@@ -1,13 +1,8 @@
-//! Operations that depend on the concrete backend: integrity checks,
-//! SQLite backup and restore.
+//! Operations that depend on the concrete backend: the integrity checks of
+//! `runstore check`.
 
-use std::path::Path;
-use std::process::ExitCode;
-
-use runstore::{BackendHandle, Config, Error, Result, Storage};
+use runstore::{BackendHandle, Result};
 use serde_json::{Value, json};
-
-use crate::output::Out;
 
 type CheckOutcome = (serde_json::Map<String, Value>, Vec<String>);
 
@@ -92,62 +87,4 @@ fn file_report(
             .filter(|f| !f.repaired)
             .map(|f| format!("{:?} at {}: {}", f.kind, f.location, f.detail)),
     );
-}
-
-/// The one SQLite backend of a storage, or an error saying why there is none.
-fn the_sqlite(storage: &Storage, what: &str) -> Result<runstore::sqlite::SqliteStore> {
-    let mut found = Vec::new();
-    for b in storage.backends() {
-        if let BackendHandle::Sqlite(s) = &b.backend.handle {
-            found.push(s.clone());
-        }
-    }
-    let types: Vec<&str> = storage
-        .backends()
-        .iter()
-        .map(|b| b.type_name.as_str())
-        .collect();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(Error::invalid(
-            what,
-            format!(
-                "{what} is supported for SQLite only, and no concern is on SQLite here (backends: {}); \
-                 use `runstore export` for a backend-neutral dump",
-                types.join(", ")
-            ),
-        )),
-        n => Err(Error::invalid(
-            what,
-            format!("{n} SQLite databases are configured; {what} handles exactly one"),
-        )),
-    }
-}
-
-/// `runstore backup OUT`.
-pub async fn backup(storage: &Storage, file: &Path, out: &Out) -> Result<ExitCode> {
-    let store = the_sqlite(storage, "backup")?;
-    let report = store.backup_to(file).await?;
-    let value = json!({"backup": file.display().to_string(), "source": store.path().display().to_string(), "pages": report.pages, "bytes": report.bytes, "schema_version": report.schema_version});
-    out.result(&value, || {
-        format!("backed up {} to {}", store.path().display(), file.display())
-    })?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `runstore restore BACKUP`: opens the storage to find the database, closes
-/// it, then replaces the database with the backup.
-pub async fn restore(config: &Config, backup: &Path, out: &Out) -> Result<ExitCode> {
-    let dest = {
-        let storage = Storage::open(config).await?;
-        let store = the_sqlite(&storage, "restore")?;
-        store.path().to_path_buf()
-    };
-    runstore::sqlite::SqliteStore::restore(backup, &dest).await?;
-    let value =
-        json!({"restored": dest.display().to_string(), "from": backup.display().to_string()});
-    out.result(&value, || {
-        format!("restored {} from {}", dest.display(), backup.display())
-    })?;
-    Ok(ExitCode::SUCCESS)
 }

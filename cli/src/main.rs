@@ -1,6 +1,7 @@
 //! `runstore`: the command line of runstore. See `cli/README.md`.
 
 mod backend_ops;
+mod backup;
 mod commands;
 mod coordination;
 mod csv_export;
@@ -73,15 +74,21 @@ enum Command {
     /// Metrics summaries.
     #[command(subcommand)]
     Metrics(MetricsCmd),
-    /// Online backup of the SQLite database to OUT (SQLite only).
+    /// Backs up every concern into a new timestamped set (SQLite databases
+    /// by online backup, other stores as a logical dump) with a manifest of
+    /// counts and digests; never overwrites.
     Backup {
-        /// The backup file to write.
-        out: PathBuf,
+        /// The folder the set is created in.
+        #[arg(long, value_name = "DIR", default_value = "runstore-backups")]
+        to: PathBuf,
     },
-    /// Replaces the configured SQLite database with BACKUP (SQLite only).
+    /// Restores a set written by `backup` into the configured stores,
+    /// keeping what it replaces (`.before-restore.<time>`) and checking
+    /// counts and digests afterwards. Run it again to finish one a crash
+    /// interrupted.
     Restore {
-        /// A backup written by `runstore backup`.
-        backup: PathBuf,
+        /// The set's folder (`runstore-backups/runstore-backup-<time>`).
+        set: PathBuf,
     },
     /// Writes a backend-neutral NDJSON dump of everything (see README).
     Export {
@@ -561,9 +568,9 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
             let config = load_config(cli.config.as_ref())?;
             outbox::status(&config, out).await
         }
-        Command::Restore { backup } => {
+        Command::Restore { set } => {
             let config = load_config(cli.config.as_ref())?;
-            backend_ops::restore(&config, &backup, out).await
+            backup::restore(&config, &set, out).await
         }
         command => {
             let config = load_config(cli.config.as_ref())?;
@@ -754,7 +761,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Metrics(MetricsCmd::Summary { workflow, version }) => {
             c::metrics_summary(storage, &workflow, version, out).await
         }
-        Command::Backup { out: file } => backend_ops::backup(storage, &file, out).await,
+        Command::Backup { to } => backup::backup(storage, &to, out).await,
         Command::Export {
             out: dir,
             format: ExportFormat::Ndjson,

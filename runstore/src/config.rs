@@ -28,7 +28,10 @@ storage:
 ";
 
 /// One of the four concerns of docs/DESIGN.md section 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Concern {
     /// Workflow definitions.
     Workflows,

@@ -6,6 +6,7 @@
     doc = "runstore: the facade crate (see README.md; built here without the `file` or `sqlite` feature)."
 )]
 
+pub mod backup;
 mod builtin;
 pub mod config;
 pub mod dump;

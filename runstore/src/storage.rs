@@ -233,6 +233,20 @@ impl Storage {
         })
     }
 
+    /// A storage on stores opened by hand (a restore's staged copies),
+    /// with no backends to list and no outbox.
+    pub(crate) fn from_store_set(set: StoreSet) -> Storage {
+        Storage {
+            workflows: set.workflows,
+            logs: set.logs,
+            metrics: set.metrics,
+            artifacts: set.artifacts,
+            backends: Vec::new(),
+            outboxes: Vec::new(),
+            config: Config::default(),
+        }
+    }
+
     /// The four handles as a [`StoreSet`].
     pub fn stores(&self) -> StoreSet {
         StoreSet {

@@ -7,6 +7,7 @@ mod fsutil;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod restore;
 mod workflows;
 
 use std::collections::HashSet;

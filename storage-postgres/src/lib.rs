@@ -11,6 +11,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod migrate;
+mod restore;
 mod rows;
 mod tls;
 mod workflows;

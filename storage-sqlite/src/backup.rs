@@ -215,3 +215,54 @@ pub(crate) fn restore(backup: &Path, dest: &Path) -> Result<()> {
     remove_if_exists(&sidecar(dest, "-shm"))?;
     Ok(())
 }
+
+/// Puts the database `staged` (a restored copy beside `dest`) in place of
+/// `dest`, keeping the replaced database as `aside` (with its WAL, folded
+/// in first when it can be). Nothing happens when `staged` is gone (the
+/// swap already happened), so it can be run again after a crash; the one
+/// rename that replaces `dest` is atomic.
+pub(crate) fn swap_in(staged: &Path, dest: &Path, aside: &Path) -> Result<()> {
+    if !staged.exists() {
+        return Ok(());
+    }
+    if dest.exists() {
+        // Refuses (Conflict) while another connection has it open.
+        let sound = probe_dest(dest)?.is_some();
+        if sound && let Ok(conn) = Connection::open(dest) {
+            // A failure leaves the WAL beside it; it is copied aside below.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        if !aside.exists() {
+            std::fs::hard_link(dest, aside).map_err(|e| {
+                Error::io(
+                    format!("keeping {} as {}", dest.display(), aside.display()),
+                    e,
+                )
+            })?;
+        }
+        for suffix in ["-wal", "-shm"] {
+            let from = sidecar(dest, suffix);
+            let to = sidecar(aside, suffix);
+            if from.exists() && !to.exists() {
+                std::fs::copy(&from, &to).map_err(|e| {
+                    Error::io(format!("keeping {} as {}", from.display(), to.display()), e)
+                })?;
+            }
+        }
+    }
+    // The WAL of the replaced database must not meet the restored one.
+    remove_if_exists(&sidecar(dest, "-wal"))?;
+    remove_if_exists(&sidecar(dest, "-shm"))?;
+    std::fs::rename(staged, dest).map_err(|e| {
+        Error::io(
+            format!("moving {} to {}", staged.display(), dest.display()),
+            e,
+        )
+    })?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(format!("syncing the folder {}", dir.display()), e))?;
+    }
+    Ok(())
+}

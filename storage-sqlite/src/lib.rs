@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use runstore_core::{Error, Result, Timestamp};
+use runstore_core::{Error, Result, StoreSet, Timestamp};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
@@ -312,6 +312,36 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || backup::restore(&backup, &dest))
             .await
             .map_err(join_error)?
+    }
+
+    /// Puts the database `staged` (restored beside `dest`, e.g. by
+    /// [`SqliteStore::restore`]) in place of `dest` with one rename, keeping
+    /// the replaced database (and its WAL) as `aside`. Refuses
+    /// ([`Error::Conflict`]) while another connection has `dest` open. Does
+    /// nothing once `staged` is gone, so it can be run again after a crash.
+    pub async fn swap_in(
+        staged: impl AsRef<Path>,
+        dest: impl AsRef<Path>,
+        aside: impl AsRef<Path>,
+    ) -> Result<()> {
+        let (staged, dest, aside) = (
+            staged.as_ref().to_path_buf(),
+            dest.as_ref().to_path_buf(),
+            aside.as_ref().to_path_buf(),
+        );
+        tokio::task::spawn_blocking(move || backup::swap_in(&staged, &dest, &aside))
+            .await
+            .map_err(join_error)?
+    }
+
+    /// This store as a [`StoreSet`] (one handle for every concern).
+    pub fn store_set(&self) -> StoreSet {
+        StoreSet {
+            workflows: Arc::new(self.clone()),
+            logs: Arc::new(self.clone()),
+            metrics: Arc::new(self.clone()),
+            artifacts: Arc::new(self.clone()),
+        }
     }
 
     /// Runs `f` with the writer connection on the blocking pool.

@@ -153,6 +153,16 @@ pub(crate) struct Lines {
 }
 
 impl Lines {
+    /// A file read as empty (a concern an import leaves out).
+    pub(crate) fn none(dir: &Path, name: &str) -> Lines {
+        Lines {
+            path: dir.join(name),
+            name: name.to_string(),
+            lines: None,
+            number: 0,
+        }
+    }
+
     pub(crate) async fn open(dir: &Path, name: &str) -> Result<Lines> {
         let path = dir.join(name);
         let lines = open_in_dump(dir, &[name])?

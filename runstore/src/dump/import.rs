@@ -9,6 +9,7 @@ use super::files::{
     read_manifest,
 };
 use super::{ImportOptions, ImportReport, Step};
+use crate::config::Concern;
 use crate::{
     ArtifactInfo, BulkOutcome, Error, ExecutionMetric, Pattern, PutOptions, Result, RunWithEvents,
     Storage, WorkflowDefinition,
@@ -42,6 +43,14 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
     let format = manifest.format.clone();
     let mut q = options.quarantine;
     let progress = options.progress.as_ref();
+    let wanted = |c: Concern| options.concerns.as_ref().is_none_or(|cs| cs.contains(&c));
+    let open = |name: &'static str, c: Concern| async move {
+        if wanted(c) {
+            Lines::open(dir, name).await
+        } else {
+            Ok(Lines::none(dir, name))
+        }
+    };
     // Before anything is written: the files are the ones exported, and
     // hold what the manifest says. With --skip-corrupt a damaged dump is
     // what is being rescued: say so and go on.
@@ -57,7 +66,7 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
     }
 
     let mut workflows = BulkOutcome::default();
-    let mut lines = Lines::open(dir, "workflows.ndjson").await?;
+    let mut lines = open("workflows.ndjson", Concern::Workflows).await?;
     let mut p = Step::start(progress, "workflows");
     while let Some(def) = lines
         .next_or_skip::<WorkflowDefinition>(&mut q, "workflows")
@@ -83,7 +92,7 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
     p.finish();
 
     let mut runs = BulkOutcome::default();
-    let mut lines = Lines::open(dir, "runs.ndjson").await?;
+    let mut lines = open("runs.ndjson", Concern::Logs).await?;
     let mut p = Step::start(progress, "runs");
     let mut batch = Vec::with_capacity(RUN_BATCH);
     loop {
@@ -123,7 +132,7 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
     p.finish();
 
     let mut metrics = BulkOutcome::default();
-    let mut lines = Lines::open(dir, "metrics.ndjson").await?;
+    let mut lines = open("metrics.ndjson", Concern::Metrics).await?;
     let mut p = Step::start(progress, "metrics");
     let mut batch = Vec::with_capacity(METRIC_BATCH);
     loop {
@@ -166,7 +175,7 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
     // Patterns are upserted by id; one already stored identically is counted
     // unchanged and not written again.
     let mut patterns = BulkOutcome::default();
-    let mut lines = Lines::open(dir, "patterns.ndjson").await?;
+    let mut lines = open("patterns.ndjson", Concern::Metrics).await?;
     let mut p = Step::start(progress, "patterns");
     while let Some(pat) = lines.next_or_skip::<Pattern>(&mut q, "patterns").await? {
         if let (Some(q), Err(e)) = (q.as_mut(), pat.validate()) {
@@ -190,7 +199,7 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
     p.finish();
 
     let mut artifacts = BulkOutcome::default();
-    let mut lines = Lines::open(dir, "artifacts.ndjson").await?;
+    let mut lines = open("artifacts.ndjson", Concern::Artifacts).await?;
     let mut p = Step::start(progress, "artifacts");
     while let Some(info) = lines
         .next_or_skip::<ArtifactInfo>(&mut q, "artifacts")
@@ -268,28 +277,40 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
     let done = |o: &BulkOutcome, c: &str| o.inserted + o.unchanged + skipped(c);
     let after = [
         (
+            Concern::Workflows,
             "workflow versions",
             done(&workflows, "workflows"),
             manifest.counts.workflows,
         ),
-        ("runs", done(&runs, "runs"), manifest.counts.runs),
         (
+            Concern::Logs,
+            "runs",
+            done(&runs, "runs"),
+            manifest.counts.runs,
+        ),
+        (
+            Concern::Metrics,
             "metrics",
             done(&metrics, "metrics"),
             manifest.counts.metrics,
         ),
         (
+            Concern::Metrics,
             "patterns",
             done(&patterns, "patterns"),
             manifest.counts.patterns,
         ),
         (
+            Concern::Artifacts,
             "artifacts",
             done(&artifacts, "artifacts"),
             manifest.counts.artifacts,
         ),
     ];
-    if let Some((what, got, want)) = after.iter().find(|(_, got, want)| got != want) {
+    if let Some((_, what, got, want)) = after
+        .iter()
+        .find(|(c, _, got, want)| wanted(*c) && got != want)
+    {
         if q.is_some() {
             warnings.push(format!(
                 "{got} {what} imported or quarantined, the manifest counts {want}"

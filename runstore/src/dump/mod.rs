@@ -191,6 +191,9 @@ impl ExportOptions {
 #[derive(Default)]
 #[non_exhaustive]
 pub struct ImportOptions {
+    /// The concerns to load; the files of the others are not read, and
+    /// their counts are not checked. All four when `None`.
+    pub concerns: Option<Vec<Concern>>,
     /// With a quarantine, records that cannot be read or stored are noted
     /// there and skipped, and holes in a run's event numbering become
     /// `runstore.lost` tombstones; without, the first stops the import.
@@ -200,6 +203,12 @@ pub struct ImportOptions {
 }
 
 impl ImportOptions {
+    /// Only these concerns.
+    pub fn concerns(mut self, concerns: &[Concern]) -> Self {
+        self.concerns = Some(concerns.to_vec());
+        self
+    }
+
     /// Unreadable records go to this quarantine instead of stopping.
     pub fn quarantine(mut self, quarantine: Option<Quarantine>) -> Self {
         self.quarantine = quarantine;
