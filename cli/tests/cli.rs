@@ -638,24 +638,32 @@ fn check_repair_fixes_a_torn_line_and_a_garbage_line() {
 }
 
 #[test]
-fn backup_and_restore_sqlite() {
+fn backup_and_restore_every_concern() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     demo(d, &["--runs", "2"]);
-    let v = rs(d, &["backup", "backup.db", "--json"]).ok();
-    assert!(v["backup"].as_str().unwrap().ends_with("backup.db"));
-    assert!(d.join("backup.db").is_file());
+    let before = rs(d, &["stats", "--json"]).ok();
+    let v = rs(d, &["backup", "--to", "sets", "--json"]).ok();
+    let set = v["set"].as_str().unwrap().to_string();
+    assert!(set.contains("runstore-backup-"), "{v}");
+    assert!(d.join(&set).join("backup.json").is_file());
+    let parts = v["manifest"]["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{v}");
     demo(d, &["--runs", "3"]);
     assert_eq!(rs(d, &["stats", "--json"]).ok()["runs"], json!(5));
-    rs(d, &["restore", "backup.db", "--json"]).ok();
-    let s = rs(d, &["stats", "--json"]).ok();
-    assert_eq!(s["runs"], json!(2));
-    assert_eq!(s["metrics"], json!(2));
-    rs(d, &["restore", "no-such-backup.db", "--json"]).error("not_found");
+    let r = rs(d, &["restore", &set, "--json"]).ok();
+    assert_eq!(r["counts"]["runs"], json!(2), "{r}");
+    assert_eq!(r["kept"].as_array().unwrap().len(), 2, "{r}");
+    let after = rs(d, &["stats", "--json"]).ok();
+    assert_eq!(after, before);
+    rs(d, &["restore", "no-such-set", "--json"]).error("not_found");
+    // A second backup is a new set beside the first.
+    let again = rs(d, &["backup", "--to", "sets", "--json"]).ok();
+    assert_ne!(again["set"], v["set"]);
 }
 
 #[test]
-fn backup_on_a_backend_without_it_is_a_clear_error() {
+fn memory_stores_back_up_but_do_not_restore() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cfg = write(
@@ -665,11 +673,10 @@ fn backup_on_a_backend_without_it_is_a_clear_error() {
     );
     let cfg = cfg.to_str().unwrap();
     rs(d, &["--config", cfg, "init", "--json"]).ok();
-    let m = rs(d, &["--config", cfg, "backup", "x.db", "--json"]).error("invalid_input");
-    assert!(m.contains("SQLite only"), "{m}");
-    assert!(m.contains("export"), "{m}");
-    let m = rs(d, &["--config", cfg, "restore", "x.db", "--json"]).error("invalid_input");
-    assert!(m.contains("SQLite only"), "{m}");
+    let v = rs(d, &["--config", cfg, "backup", "--to", "sets", "--json"]).ok();
+    let set = v["set"].as_str().unwrap().to_string();
+    let m = rs(d, &["--config", cfg, "restore", &set, "--json"]).error("invalid_input");
+    assert!(m.contains("memory"), "{m}");
     // check on memory and file backends works.
     let v = rs(d, &["--config", cfg, "check", "--json"]).ok();
     assert_eq!(v["ok"], json!(true));
@@ -964,8 +971,13 @@ fn postgres_through_a_config_file() {
     let v = with(&["check", "--json"]).ok();
     assert_eq!(v["ok"], json!(true));
     assert!(v["backends"][0]["schema_version"].as_u64().unwrap() >= 1);
-    let m = with(&["backup", "x.db", "--json"]).error("invalid_input");
-    assert!(m.contains("SQLite only"), "{m}");
+    let v = with(&["backup", "--to", "sets", "--json"]).ok();
+    assert_eq!(
+        v["manifest"]["parts"][0]["method"],
+        json!("logical-dump"),
+        "{v}"
+    );
+    assert_eq!(v["manifest"]["parts"][0]["counts"]["runs"], json!(6), "{v}");
 
     // Round trip Postgres -> files/SQLite (default) and back out equal.
     let dump = d.join("dump");

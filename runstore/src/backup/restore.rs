@@ -173,6 +173,11 @@ fn check_config(config: &Config, manifest: &BackupManifest) -> Result<()> {
         let mut keys = Vec::new();
         for c in &part.concerns {
             let bc = config.backend(*c).for_backend();
+            if bc.type_name == "memory" {
+                return Err(bc.error(format!(
+                    "{c} is kept in memory, which is gone when the restoring process ends; restore into a store that lasts"
+                )));
+            }
             if bc.type_name != part.backend {
                 return Err(bc.error(format!(
                     "the backup set saved {c} from a `{}` store, the configuration keeps it in `{}`; restore into the kind of store the set was taken from, then move with `migrate`",
