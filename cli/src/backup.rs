@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use runstore::backup::{self, BackupOptions, RestoreOptions};
+use runstore::dump::Quarantine;
+use runstore::recover::{self as recovery, RecoverOptions};
 use runstore::{Config, Result, Storage};
 use serde_json::json;
 
@@ -64,6 +66,47 @@ pub async fn restore(config: &Config, set: &Path, out: &Out) -> Result<ExitCode>
             text.push_str(&format!("\nkept what it replaced: {k}"));
         }
         text
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runstore recover --from DIR [--skip-corrupt]`.
+pub async fn recover(
+    config: &Config,
+    from: &Path,
+    q: Option<Quarantine>,
+    out: &Out,
+) -> Result<ExitCode> {
+    let options = RecoverOptions::default()
+        .quarantine(q)
+        .progress(Steps::new("recover", out.json));
+    let report = recovery::recover(config, from, options).await?;
+    out.result(&report, || {
+        let mut lines = Vec::new();
+        for aside in &report.moved_aside {
+            lines.push(format!(
+                "moved the damaged database aside to {}",
+                aside.display()
+            ));
+        }
+        let (runs, events) = match (&report.imported, &report.migrated) {
+            (Some(i), _) => (i.runs.inserted + i.runs.unchanged, None),
+            (_, Some(m)) => (m.runs.copied + m.runs.unchanged, Some(m.events.copied + m.events.unchanged)),
+            _ => (0, None),
+        };
+        lines.push(match events {
+            Some(events) => format!("recovered {runs} runs ({events} events) from {}", from.display()),
+            None => format!("recovered {runs} runs from {}", from.display()),
+        });
+        if let Some(q) = &report.quarantine {
+            lines.push(format!(
+                "skipped {} unreadable records; {} notes (skips and runstore.lost tombstones) in {}",
+                q.skipped_total(),
+                q.notes,
+                q.path.display()
+            ));
+        }
+        lines.join("\n")
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -148,6 +148,32 @@ enum Command {
         /// on both sides.
         #[arg(long)]
         deep: bool,
+        /// Copy what can be read: a run whose events cannot be read and an
+        /// artifact that fails its hash go to a quarantine report and are
+        /// skipped, holes in a run's event numbering become `runstore.lost`
+        /// tombstones. Strict (stop at the first) without.
+        #[arg(long)]
+        skip_corrupt: bool,
+        /// Where the quarantine report goes (with --skip-corrupt); default
+        /// `runstore-quarantine-<time>.ndjson` here.
+        #[arg(long, value_name = "FILE", requires = "skip_corrupt")]
+        quarantine: Option<PathBuf>,
+    },
+    /// Rebuilds the configured stores from NDJSON: a dump folder (`export`,
+    /// or a backup set's `dump`) or a file root's journals. A SQLite
+    /// database that fails its integrity check is moved aside first
+    /// (`<name>.corrupted.<time>`).
+    Recover {
+        /// The dump folder or file root to read.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Copy what can be read; unreadable records go to a quarantine
+        /// report (see `migrate --skip-corrupt`).
+        #[arg(long)]
+        skip_corrupt: bool,
+        /// Where the quarantine report goes (with --skip-corrupt).
+        #[arg(long, value_name = "FILE", requires = "skip_corrupt")]
+        quarantine: Option<PathBuf>,
     },
     /// Compares the stores of two configurations record by record (counts
     /// and content hashes per concern). Exits 1 when they differ. The global
@@ -551,6 +577,8 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
             on_conflict,
             batch_size,
             deep,
+            skip_corrupt,
+            quarantine,
         } => {
             let args = migration::MigrateArgs {
                 from,
@@ -559,6 +587,8 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
                 on_conflict,
                 batch_size,
                 deep,
+                skip_corrupt,
+                quarantine,
             };
             migration::migrate(&args, out).await
         }
@@ -571,6 +601,15 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
         Command::Restore { set } => {
             let config = load_config(cli.config.as_ref())?;
             backup::restore(&config, &set, out).await
+        }
+        Command::Recover {
+            from,
+            skip_corrupt,
+            quarantine,
+        } => {
+            let config = load_config(cli.config.as_ref())?;
+            let q = runstore::dump::Quarantine::for_options(skip_corrupt, quarantine);
+            backup::recover(&config, &from, q, out).await
         }
         command => {
             let config = load_config(cli.config.as_ref())?;
@@ -791,11 +830,12 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Outbox(outbox::OutboxCmd::Drain) => outbox::drain(storage, out).await,
         Command::Outbox(outbox::OutboxCmd::Status) => outbox::status(storage.config(), out).await,
         Command::Delivery(cmd) => coordination::delivery(storage, cmd, out).await,
-        Command::Restore { .. } | Command::Migrate { .. } | Command::Verify { .. } => {
-            Err(Error::backend(
-                "restore, migrate and verify are handled before opening",
-                None,
-            ))
-        }
+        Command::Restore { .. }
+        | Command::Recover { .. }
+        | Command::Migrate { .. }
+        | Command::Verify { .. } => Err(Error::backend(
+            "restore, recover, migrate and verify are handled before opening",
+            None,
+        )),
     }
 }

@@ -47,6 +47,8 @@ pub struct MigrateArgs {
     pub on_conflict: ConflictPolicy,
     pub batch_size: usize,
     pub deep: bool,
+    pub skip_corrupt: bool,
+    pub quarantine: Option<PathBuf>,
 }
 
 /// Opens the two sides named by configuration files. The source must
@@ -77,6 +79,8 @@ struct MigrateOutput<'a> {
     /// `report.is_complete()`: no conflict, verification equal, and (dry
     /// run) nothing left to copy.
     complete: bool,
+    /// The quarantine report, when something was noted there.
+    quarantine: Option<String>,
     #[serde(flatten)]
     report: &'a MigrationReport,
 }
@@ -111,17 +115,35 @@ pub async fn migrate(args: &MigrateArgs, out: &Out) -> Result<ExitCode> {
                 .deep(args.deep),
         )
         .progress(bars.clone());
+    let q = runstore::dump::Quarantine::for_options(args.skip_corrupt, args.quarantine.clone());
+    let q_path = q.as_ref().map(|q| q.path().to_path_buf());
+    let options = match q {
+        Some(q) => options.quarantine(q),
+        None => options,
+    };
     let result = migrate::migrate(&source.stores(), &destination.stores(), options).await;
     bars.clear();
     let report = result?;
     let complete = report.is_complete();
+    let noted = report.quarantined + report.repaired > 0;
+    let quarantine = q_path.filter(|_| noted).map(|p| p.display().to_string());
     let shown = MigrateOutput {
         from: args.from.display().to_string(),
         to: args.to.display().to_string(),
         complete,
+        quarantine: quarantine.clone(),
         report: &report,
     };
-    out.result(&shown, || human_migration(&report))?;
+    out.result(&shown, || {
+        let mut text = human_migration(&report);
+        if let Some(path) = &quarantine {
+            text.push_str(&format!(
+                "\nleft out {} unreadable records and noted {} repairs (runstore.lost tombstones), listed in {path}",
+                report.quarantined, report.repaired
+            ));
+        }
+        text
+    })?;
     Ok(if complete {
         ExitCode::SUCCESS
     } else {

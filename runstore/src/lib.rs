@@ -6,6 +6,7 @@
     doc = "runstore: the facade crate (see README.md; built here without the `file` or `sqlite` feature)."
 )]
 
+#[cfg(all(feature = "file", feature = "sqlite"))]
 pub mod backup;
 mod builtin;
 pub mod config;
@@ -13,6 +14,8 @@ pub mod dump;
 mod fsutil;
 pub mod migrate;
 pub mod outbox;
+#[cfg(all(feature = "file", feature = "sqlite"))]
+pub mod recover;
 pub mod registry;
 pub mod retention;
 mod storage;

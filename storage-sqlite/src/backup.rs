@@ -266,3 +266,12 @@ pub(crate) fn swap_in(staged: &Path, dest: &Path, aside: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// `integrity_check` of the database file at `path`, opened read-only:
+/// empty when sound. A file that cannot be read as a database is
+/// [`Error::Corrupt`].
+pub(crate) fn check_file(path: &Path) -> Result<Vec<String>> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ctx(&format!("opening {}", path.display()))?;
+    integrity_check(&conn)
+}

@@ -334,6 +334,17 @@ impl SqliteStore {
             .map_err(join_error)?
     }
 
+    /// `PRAGMA integrity_check` of the database file at `path`, opened
+    /// read-only without opening a store: the problems found, empty when
+    /// sound. A file that cannot be read as a database at all is
+    /// [`Error::Corrupt`].
+    pub async fn integrity_check_file(path: impl AsRef<Path>) -> Result<Vec<String>> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || backup::check_file(&path))
+            .await
+            .map_err(join_error)?
+    }
+
     /// This store as a [`StoreSet`] (one handle for every concern).
     pub fn store_set(&self) -> StoreSet {
         StoreSet {

@@ -19,6 +19,7 @@ pub struct Quarantine {
     file: Option<std::io::BufWriter<std::fs::File>>,
     skipped: BTreeMap<String, u64>,
     lines: u64,
+    keys: std::collections::BTreeSet<String>,
 }
 
 /// What a quarantine holds, for a report.
@@ -48,6 +49,7 @@ impl Quarantine {
             file: None,
             skipped: BTreeMap::new(),
             lines: 0,
+            keys: Default::default(),
         }
     }
 
@@ -94,8 +96,16 @@ impl Quarantine {
         if skipped {
             *self.skipped.entry(concern.to_string()).or_default() += 1;
         }
+        if !key.is_empty() {
+            self.keys.insert(key.to_string());
+        }
         self.lines += 1;
         Ok(())
+    }
+
+    /// Whether the record `key` (a run id, an artifact key, …) was noted.
+    pub fn holds(&self, key: &str) -> bool {
+        self.keys.contains(key)
     }
 
     /// Records of `concern` left out so far.

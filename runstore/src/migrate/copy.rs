@@ -1,6 +1,7 @@
 //! [`migrate`]: the copy, concern by concern.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, stream};
 use runstore_core::{
@@ -12,6 +13,7 @@ use tokio::sync::mpsc;
 use super::pager::{self, Pager};
 use super::verify::verify;
 use super::{Concern, ConflictRecord, MigrateOptions, MigrationReport, OnConflict};
+use crate::dump::Quarantine;
 
 /// Copies everything from `from` to `to` (see the [module docs](super)),
 /// then verifies the two sides unless [`MigrateOptions::verify`] is off.
@@ -56,6 +58,26 @@ pub async fn migrate(
             vo.progress = options.progress.clone();
         }
         report.verify = Some(verify(from, to, vo).await?);
+    }
+    if let Some(q) = &options.quarantine {
+        let q = q
+            .lock()
+            .map_err(|_| Error::backend("the quarantine's lock was poisoned", None))?;
+        if let Some(summary) = q.summary() {
+            report.quarantined = summary.skipped_total();
+            report.repaired = summary.notes - summary.skipped_total();
+        }
+        // What was left out or repaired differs on purpose.
+        if let Some(v) = report.verify.as_mut() {
+            let before = v.differences.len();
+            v.differences.retain(|d| {
+                let run = d.key.split('#').next().unwrap_or(&d.key);
+                !(q.holds(&d.key) || q.holds(run))
+            });
+            let excused = (before - v.differences.len()) as u64;
+            v.difference_count -= excused;
+            v.excused = excused;
+        }
     }
     Ok(report)
 }
@@ -133,7 +155,14 @@ struct ReadRun {
 
 /// Reads a run's first `max_events` events; `None` if the run was deleted
 /// from the source since it was listed (retention): nothing is left to copy.
-async fn read_run(from: &StoreSet, run: Run, max_events: usize) -> Result<Option<ReadRun>> {
+/// With a quarantine, a run whose events cannot be read is noted there and
+/// left out (`None`) too.
+async fn read_run(
+    from: &StoreSet,
+    run: Run,
+    max_events: usize,
+    q: Option<&Arc<Mutex<Quarantine>>>,
+) -> Result<Option<ReadRun>> {
     let mut rest = pager::events(&from.logs, &run.id, max_events);
     let mut first = Vec::new();
     while first.len() < max_events {
@@ -141,6 +170,10 @@ async fn read_run(from: &StoreSet, run: Run, max_events: usize) -> Result<Option
             Ok(Some(e)) => first.push(e),
             Ok(None) => break,
             Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::Corrupt && q.is_some() => {
+                note(q, "runs", run.id.as_str(), &e.to_string(), true)?;
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         }
     }
@@ -176,7 +209,7 @@ async fn read_runs(
             break;
         }
         let mut reads = stream::iter(page)
-            .map(|run| read_run(from, run, max_events))
+            .map(|run| read_run(from, run, max_events, opts.quarantine.as_ref()))
             .buffered(READ_AHEAD);
         while let Some(read) = reads.next().await {
             let Some(ReadRun {
@@ -209,8 +242,11 @@ async fn read_runs(
                     return Ok(());
                 }
             } else {
-                batch_events += first.len();
-                batch.push(RunWithEvents { run, events: first });
+                let Some(r) = checked(RunWithEvents { run, events: first }, opts)? else {
+                    continue;
+                };
+                batch_events += r.events.len();
+                batch.push(r);
             }
         }
     }
@@ -218,6 +254,56 @@ async fn read_runs(
         // A closed channel means the writer failed; it reports why.
         let _ = tx.send(RunItem::Batch(batch)).await;
     }
+    Ok(())
+}
+
+/// Notes a record in the quarantine, if there is one; whether there is.
+fn note(
+    q: Option<&Arc<Mutex<Quarantine>>>,
+    concern: &str,
+    key: &str,
+    reason: &str,
+    skipped: bool,
+) -> Result<bool> {
+    let Some(q) = q else { return Ok(false) };
+    let mut q = q
+        .lock()
+        .map_err(|_| Error::backend("the quarantine's lock was poisoned", None))?;
+    q.add(concern, key, "the source store", reason, skipped)?;
+    Ok(true)
+}
+
+/// With a quarantine, a run the destination would refuse (a hole in its
+/// event numbering where a line could not be read) is repaired with
+/// `runstore.lost` tombstones, or left out when it cannot be; each noted.
+fn checked(r: RunWithEvents, opts: &MigrateOptions) -> Result<Option<RunWithEvents>> {
+    let q = opts.quarantine.as_ref();
+    if q.is_none() || r.validate().is_ok() {
+        return Ok(Some(r));
+    }
+    let key = r.run.id.to_string();
+    let (fixed, notes) = r.repaired();
+    match fixed.validate() {
+        Ok(()) => {
+            for n in &notes {
+                note(q, "runs", &key, n, false)?;
+            }
+            Ok(Some(fixed))
+        }
+        Err(e) => {
+            note(q, "runs", &key, &e.to_string(), true)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Reads an artifact's bytes to the end, which checks them against its
+/// hash: `Corrupt` when they do not match.
+async fn read_through(from: &StoreSet, key: &runstore_core::ArtifactKey) -> Result<()> {
+    let mut reader = from.artifacts.get(key).await?;
+    tokio::io::copy(&mut reader.body, &mut tokio::io::sink())
+        .await
+        .map_err(|e| Error::io(format!("reading artifact {key}"), e))?;
     Ok(())
 }
 
@@ -857,7 +943,31 @@ impl Migrator<'_> {
     }
 
     /// Streams one artifact from source to destination, keeping its info.
+    /// With a quarantine, one whose source bytes fail their hash is noted
+    /// there and left out.
     async fn copy_artifact(&mut self, info: &ArtifactInfo) -> Result<()> {
+        match self.copy_artifact_strict(info).await {
+            Err(e) if self.opts.quarantine.is_some() && !is_conflict(&e) => {
+                match read_through(self.from, &info.key).await {
+                    Err(bad) if bad.kind() == ErrorKind::Corrupt => {
+                        let key = info.key.to_string();
+                        note(
+                            self.opts.quarantine.as_ref(),
+                            "artifacts",
+                            &key,
+                            &bad.to_string(),
+                            true,
+                        )?;
+                        Ok(())
+                    }
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn copy_artifact_strict(&mut self, info: &ArtifactInfo) -> Result<()> {
         let reader = self.from.artifacts.get(&info.key).await?;
         let options = PutOptions::default()
             .content_type(info.content_type.clone())

@@ -5,7 +5,9 @@ mod pager;
 mod verify;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use crate::dump::Quarantine;
 
 use runstore_core::{Error, MAX_PAGE_LIMIT, Result};
 use serde::Serialize;
@@ -101,6 +103,13 @@ pub struct MigrateOptions {
     pub max_reported: usize,
     /// Progress callback.
     pub progress: Option<Arc<dyn MigrationProgress>>,
+    /// With a quarantine, what cannot be read from the source is noted
+    /// there and the rest is copied: a run whose events cannot be read and
+    /// an artifact whose bytes fail their hash are left out, a hole in a
+    /// run's event numbering becomes `runstore.lost` tombstones. The
+    /// verification then leaves those records out. Without (the default),
+    /// the first stops the migration.
+    pub quarantine: Option<Arc<Mutex<Quarantine>>>,
 }
 
 impl Default for MigrateOptions {
@@ -114,6 +123,7 @@ impl Default for MigrateOptions {
             verify_options: VerifyOptions::default(),
             max_reported: 10_000,
             progress: None,
+            quarantine: None,
         }
     }
 }
@@ -129,6 +139,7 @@ impl fmt::Debug for MigrateOptions {
             .field("verify_options", &self.verify_options)
             .field("max_reported", &self.max_reported)
             .field("progress", &self.progress.is_some())
+            .field("quarantine", &self.quarantine.is_some())
             .finish()
     }
 }
@@ -167,6 +178,13 @@ impl MigrateOptions {
     /// Sets the progress callback (also used by the final verification).
     pub fn progress(mut self, progress: Arc<dyn MigrationProgress>) -> Self {
         self.progress = Some(progress);
+        self
+    }
+
+    /// Unreadable source records go to `quarantine` instead of stopping
+    /// the migration (see [`MigrateOptions::quarantine`]).
+    pub fn quarantine(mut self, quarantine: Quarantine) -> Self {
+        self.quarantine = Some(Arc::new(Mutex::new(quarantine)));
         self
     }
 
@@ -286,6 +304,12 @@ pub struct MigrationReport {
     pub runs: ConcernCounts,
     /// Events (of copied runs: `copied`; of skipped runs: `unchanged`).
     pub events: ConcernCounts,
+    /// Source records left out because they could not be read (with a
+    /// quarantine).
+    pub quarantined: u64,
+    /// Runs copied with `runstore.lost` tombstones in the holes of their
+    /// event numbering (with a quarantine).
+    pub repaired: u64,
     /// Runs found in the destination with a strict prefix of their events (an
     /// interrupted chunked import) and completed by appending the rest.
     pub runs_resumed: u64,
@@ -414,6 +438,10 @@ pub struct VerifyReport {
     pub artifacts: SideCounts,
     /// All differences found.
     pub difference_count: u64,
+    /// Differences left out of `difference_count` because the migration
+    /// quarantined or repaired their records.
+    #[serde(default)]
+    pub excused: u64,
     /// Differences, one by one, up to [`VerifyOptions::max_reported`].
     pub differences: Vec<Difference>,
     /// Whether some differences were counted but not listed.
