@@ -281,6 +281,20 @@ pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCod
                     s.push_str(&format!("  - {}\n", p.as_str().unwrap_or("?")));
                 }
             }
+            let repaired = b["findings"].as_array().into_iter().flatten();
+            for f in repaired.filter(|f| f["repaired"] == json!(true)) {
+                let location = f["location"].as_str().unwrap_or("?");
+                s.push_str(&format!(
+                    "  repaired: {} at {location}: {}\n",
+                    f["kind"].as_str().unwrap_or("?"),
+                    f["detail"].as_str().unwrap_or("?")
+                ));
+                if f["kind"] == json!("CorruptLine") && location.contains("/events/") {
+                    s.push_str(
+                        "    the run's event numbering has a hole there now: copy it with `migrate --skip-corrupt` or `export`/`import --skip-corrupt`, which put a runstore.lost tombstone in it\n",
+                    );
+                }
+            }
         }
         s.push_str(&format!(
             "artifacts: {checked} checked, {} corrupt\n",
@@ -304,7 +318,12 @@ pub async fn check(storage: &Storage, repair: bool, out: &Out) -> Result<ExitCod
                 ));
             }
         }
-        s.push_str(if ok { "all good" } else { "problems found" });
+        let repaired = s.contains("  repaired: ");
+        s.push_str(match (ok, repaired) {
+            (true, false) => "all good",
+            (true, true) => "all good after the repairs above",
+            (false, _) => "problems found",
+        });
         s
     })?;
     Ok(if ok {

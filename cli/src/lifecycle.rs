@@ -28,6 +28,15 @@ pub struct PruneArgs {
     /// back, and only then delete it.
     #[arg(long, value_name = "CONFIG")]
     archive_to: Option<PathBuf>,
+    /// With --archive-to: a run that cannot be read to be archived goes to
+    /// a quarantine report and is kept (neither archived nor deleted)
+    /// instead of stopping the prune.
+    #[arg(long, requires = "archive_to")]
+    skip_corrupt: bool,
+    /// Where the quarantine report goes (with --skip-corrupt); default
+    /// `runstore-quarantine-<time>.ndjson` here.
+    #[arg(long, value_name = "FILE", requires = "skip_corrupt")]
+    quarantine: Option<PathBuf>,
     /// Runs read and deleted per page (1 to 10000).
     #[arg(long, value_name = "N", default_value = "500", value_parser = crate::paging::parse_page_size)]
     batch_size: usize,
@@ -116,6 +125,11 @@ pub async fn prune_cmd(
         options = options.archive_to(dest.stores());
         _archive = dest;
     }
+    let q = runstore::dump::Quarantine::for_options(args.skip_corrupt, args.quarantine.clone());
+    let q_path = q.as_ref().map(|q| q.path().display().to_string());
+    if let Some(q) = q {
+        options = options.quarantine(q);
+    }
     let mut bar = Progress::start(
         if args.dry_run {
             "prune (dry run) examined"
@@ -131,7 +145,17 @@ pub async fn prune_cmd(
     })
     .await?;
     bar.finish();
-    out.result(&report, || table(&report))?;
+    out.result(&report, || {
+        let mut text = table(&report);
+        if report.quarantined > 0 {
+            text.push_str(&format!(
+                "{} runs kept: they could not be read to be archived; listed in {}\n",
+                report.quarantined,
+                q_path.as_deref().unwrap_or("the quarantine report")
+            ));
+        }
+        text
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -137,6 +137,84 @@ fn prune_from_the_configuration_with_an_archive() {
 }
 
 #[test]
+fn prune_skip_corrupt_keeps_a_run_it_cannot_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "rs.yaml",
+        &(all_on("{ type: file, path: ./src }")
+            + "retention:\n  rules:\n    - { outcome: any, keep_last: 1 }\n"),
+    );
+    write(
+        d,
+        "archive.yaml",
+        &all_on("{ type: sqlite, path: ./archive.db }"),
+    );
+    rs_config(d, "rs.yaml", &["demo", "--runs", "3", "--json"]).ok();
+    let listed = rs_config(d, "rs.yaml", &["run", "list", "--json"]).ok();
+    let oldest = listed.as_array().unwrap()[2]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A damaged middle event line: the run reads with a hole.
+    let events = d.join(format!("src/logs/events/{oldest}.ndjson"));
+    let text = std::fs::read_to_string(&events).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[1] = "{ damaged".to_string();
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+
+    // Strict: the archive refuses the run and nothing of its page is deleted.
+    let strict = rs_config(
+        d,
+        "rs.yaml",
+        &["prune", "--archive-to", "archive.yaml", "--json"],
+    );
+    assert_ne!(strict.code, 0, "{}", strict.stdout);
+    assert_eq!(
+        rs_config(d, "rs.yaml", &["run", "list", "--json"])
+            .ok()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let q = d.join("q.ndjson");
+    let args = [
+        "prune",
+        "--archive-to",
+        "archive.yaml",
+        "--skip-corrupt",
+        "--quarantine",
+        q.to_str().unwrap(),
+        "--json",
+    ];
+    let report = rs_config(d, "rs.yaml", &args).ok();
+    assert_eq!(report["quarantined"], json!(1), "{report}");
+    let left = rs_config(d, "rs.yaml", &["run", "list", "--json"]).ok();
+    let left: Vec<&str> = left
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left.len(), 2, "the damaged run is kept: {left:?}");
+    assert!(left.contains(&oldest.as_str()));
+    let note: Value =
+        serde_json::from_str(std::fs::read_to_string(&q).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(note["key"], json!(oldest));
+    assert_eq!(
+        rs_config(d, "archive.yaml", &["run", "list", "--json"])
+            .ok()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn delete_commands_need_yes_and_report_absent_ids() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

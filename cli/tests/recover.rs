@@ -241,3 +241,76 @@ fn recover_moves_a_truncated_database_aside_and_rebuilds_it_from_a_dump() {
     assert_eq!(again["moved_aside"], json!([]), "{again}");
     assert_eq!(again["imported"]["runs"]["inserted"], json!(0), "{again}");
 }
+
+#[test]
+fn check_repair_says_what_it_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    seeded(d);
+    damage_an_event(d);
+    let o = rs_config(d, "a.yaml", &["check", "--repair"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(
+        o.stdout.contains("repaired: CorruptLine at "),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("runstore.lost tombstone"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("all good after the repairs above"),
+        "{}",
+        o.stdout
+    );
+    // Once repaired, the run still needs --skip-corrupt to be copied whole.
+    write(
+        d,
+        "b.yaml",
+        &all_on("{ type: sqlite, path: b/runstore.db }"),
+    );
+    let strict = rs(
+        d,
+        &["migrate", "--from", "a.yaml", "--to", "b.yaml", "--json"],
+    );
+    assert_ne!(strict.code, 0, "{}", strict.stdout);
+    let v = rs(
+        d,
+        &[
+            "migrate",
+            "--from",
+            "a.yaml",
+            "--to",
+            "b.yaml",
+            "--skip-corrupt",
+            "--json",
+        ],
+    );
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    let q = v.json()["quarantine"].as_str().unwrap().to_string();
+    let _ = std::fs::remove_file(d.join(q));
+}
+
+#[test]
+fn recover_rebuilds_a_postgres_store_from_a_file_root() {
+    let Some((_schema, pg)) = pg_schema("recover_rebuilds_a_postgres_store_from_a_file_root")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    seeded(d);
+    damage_an_event(d);
+    write(d, "pg.yaml", &all_on(&pg));
+    let args = ["recover", "--from", "a", "--skip-corrupt", "--json"];
+    let v = rs_config(d, "pg.yaml", &args).ok();
+    assert_eq!(v["migrated"]["runs"]["copied"], json!(2), "{v}");
+    assert_eq!(
+        event_kinds(d, "pg.yaml", "r1"),
+        ["step", "runstore.lost", "step", "step"]
+    );
+    let got = rs_config(
+        d,
+        "pg.yaml",
+        &["artifact", "get", "r1", "build", "good.txt"],
+    );
+    assert_eq!(got.stdout, "good bytes");
+}

@@ -94,6 +94,8 @@ fn a_damaged_dump_imports_with_tombstones_and_a_quarantine_report() {
         .collect();
     assert_eq!(kinds, ["step", "runstore.lost", "step", "step"], "{shown}");
     assert_eq!(shown["events"][1]["payload"]["seq"], json!(2));
+    let location = shown["events"][1]["payload"]["location"].as_str().unwrap();
+    assert!(location.starts_with("runs.ndjson line "), "{shown}");
     let notes: Vec<Value> = std::fs::read_to_string(&report)
         .unwrap()
         .lines()

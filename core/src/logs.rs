@@ -571,8 +571,9 @@ impl RunWithEvents {
     /// changed (empty when nothing was): events of another run or numbered
     /// 0 are dropped, of a number seen before the first is kept, events
     /// are put in number order, each hole in the numbering becomes a
-    /// [`RunWithEvents::LOST_KIND`] tombstone (`payload` says which number
-    /// and why, `at` is the time of the event before it), and an
+    /// [`RunWithEvents::LOST_KIND`] tombstone (`payload` says which number,
+    /// why, and `location`: where the original was stored; `at` is the time
+    /// of the event before it), and an
     /// idempotency key used again is dropped from the later event. The run
     /// record itself is not changed: check it with [`Run::validate`].
     ///
@@ -582,12 +583,12 @@ impl RunWithEvents {
     /// let e = |seq| NewEvent::new("step", serde_json::json!(seq)).into_event(run.id.clone(), seq);
     /// let damaged = RunWithEvents { run: run.clone(), events: vec![e(1), e(3)] };
     /// assert!(damaged.validate().is_err());
-    /// let (fixed, notes) = damaged.repaired();
+    /// let (fixed, notes) = damaged.repaired("runs.ndjson line 7");
     /// fixed.validate().unwrap();
     /// assert_eq!(fixed.events[1].kind, RunWithEvents::LOST_KIND);
     /// assert_eq!(notes.len(), 1);
     /// ```
-    pub fn repaired(self) -> (RunWithEvents, Vec<String>) {
+    pub fn repaired(self, location: &str) -> (RunWithEvents, Vec<String>) {
         let RunWithEvents { run, events } = self;
         let mut notes = Vec::new();
         let mut by_seq: std::collections::BTreeMap<u64, Event> = std::collections::BTreeMap::new();
@@ -621,7 +622,11 @@ impl RunWithEvents {
                     seq: lost,
                     kind: Self::LOST_KIND.to_string(),
                     at: last_at,
-                    payload: serde_json::json!({"seq": lost, "reason": "not readable where it was stored"}),
+                    payload: serde_json::json!({
+                        "seq": lost,
+                        "reason": "not readable where it was stored",
+                        "location": location,
+                    }),
                     idempotency_key: None,
                 });
             }

@@ -30,6 +30,10 @@ pub struct PruneOptions {
     pub page_size: usize,
     /// Copy each pruned run here, and read it back, before deleting it.
     pub archive: Option<StoreSet>,
+    /// With an archive: a run that cannot be read to be archived is noted
+    /// here and kept (neither archived nor deleted) instead of stopping
+    /// the prune.
+    pub quarantine: Option<std::sync::Arc<std::sync::Mutex<crate::dump::Quarantine>>>,
 }
 
 impl Default for PruneOptions {
@@ -39,6 +43,7 @@ impl Default for PruneOptions {
             now: None,
             page_size: 500,
             archive: None,
+            quarantine: None,
         }
     }
 }
@@ -62,6 +67,12 @@ impl PruneOptions {
     /// Archives pruned runs to `dest` before deleting them.
     pub fn archive_to(mut self, dest: StoreSet) -> Self {
         self.archive = Some(dest);
+        self
+    }
+    /// A run that cannot be read to be archived goes to `quarantine` and is
+    /// kept, instead of stopping the prune.
+    pub fn quarantine(mut self, quarantine: crate::dump::Quarantine) -> Self {
+        self.quarantine = Some(std::sync::Arc::new(std::sync::Mutex::new(quarantine)));
         self
     }
 }
@@ -99,6 +110,9 @@ pub struct PruneReport {
     /// Delivery ids forgotten by the policy's `deliveries` age (none in a
     /// dry run).
     pub deliveries: u64,
+    /// Runs kept because they could not be read to be archived (with a
+    /// quarantine).
+    pub quarantined: u64,
 }
 
 impl PruneReport {
@@ -182,6 +196,7 @@ async fn prune_inner(
         }
     }
     let mut cursor = None;
+    let mut quarantined = 0u64;
     loop {
         let page = stores
             .logs
@@ -199,13 +214,14 @@ async fn prune_inner(
             }
         }
         if !doomed.is_empty() {
-            prune_page(stores, policy, &options, &doomed, &mut per_rule).await?;
+            quarantined += prune_page(stores, policy, &options, &doomed, &mut per_rule).await?;
         }
         let report = PruneReport {
             dry_run: options.dry_run,
             examined,
             rules: per_rule.values().cloned().collect(),
             deliveries,
+            quarantined,
         };
         progress(&report);
         match page.next {
@@ -269,13 +285,15 @@ async fn artifact_totals(stores: &StoreSet, id: &RunId) -> Result<(u64, u64)> {
     }
 }
 
+/// Prunes the runs of one page; how many were kept because they could not
+/// be archived (with a quarantine).
 async fn prune_page(
     stores: &StoreSet,
     policy: &RetentionPolicy,
     options: &PruneOptions,
     doomed: &[(usize, Run)],
     per_rule: &mut BTreeMap<usize, RuleReport>,
-) -> Result<()> {
+) -> Result<u64> {
     let delete_artifacts = policy.artifacts == ArtifactRetention::Delete;
     if options.archive.is_some() && options.dry_run {
         // What would be archived.
@@ -288,9 +306,39 @@ async fn prune_page(
     {
         // Every run of the page is archived and checked before anything
         // of the page is deleted.
+        let mut kept = Vec::new();
         for (rule, run) in doomed {
-            archive_run(stores, dest, run).await?;
-            entry(per_rule, *rule).archived += 1;
+            match (archive_run(stores, dest, run).await, &options.quarantine) {
+                (Ok(()), _) => entry(per_rule, *rule).archived += 1,
+                (Err(e), Some(q))
+                    if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::InvalidInput) =>
+                {
+                    q.lock()
+                        .map_err(|_| Error::backend("the quarantine's lock was poisoned", None))?
+                        .add(
+                            "runs",
+                            run.id.as_str(),
+                            "the source store",
+                            &e.to_string(),
+                            true,
+                        )?;
+                    kept.push(run.id.clone());
+                }
+                (Err(e), _) => return Err(e),
+            }
+        }
+        if !kept.is_empty() {
+            let rest: Vec<(usize, Run)> = doomed
+                .iter()
+                .filter(|(_, r)| !kept.contains(&r.id))
+                .cloned()
+                .collect();
+            let mut unarchived = options.clone();
+            unarchived.archive = None;
+            if !rest.is_empty() {
+                Box::pin(prune_page(stores, policy, &unarchived, &rest, per_rule)).await?;
+            }
+            return Ok(kept.len() as u64);
         }
     }
     let mut ids = Vec::with_capacity(doomed.len());
@@ -323,7 +371,7 @@ async fn prune_page(
             r.metrics += u64::from(has_metric);
             r.runs += 1;
         }
-        return Ok(());
+        return Ok(0);
     }
     let metrics = stores.metrics.delete_many(&ids).await?;
     for id in &metrics.deleted {
@@ -340,7 +388,7 @@ async fn prune_page(
         absent = runs.absent.len(),
         "pruned a page"
     );
-    Ok(())
+    Ok(0)
 }
 
 fn entry(per_rule: &mut BTreeMap<usize, RuleReport>, rule: usize) -> &mut RuleReport {

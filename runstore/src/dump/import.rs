@@ -103,7 +103,7 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
                 (Some(q), Err(_)) => {
                     let location = format!("runs.ndjson line {}", lines.number);
                     let key = r.run.id.to_string();
-                    let (fixed, notes) = r.repaired();
+                    let (fixed, notes) = r.repaired(&location);
                     match fixed.validate() {
                         Ok(()) => {
                             for n in &notes {

@@ -282,7 +282,7 @@ fn checked(r: RunWithEvents, opts: &MigrateOptions) -> Result<Option<RunWithEven
         return Ok(Some(r));
     }
     let key = r.run.id.to_string();
-    let (fixed, notes) = r.repaired();
+    let (fixed, notes) = r.repaired(&format!("the source store, run {key}"));
     match fixed.validate() {
         Ok(()) => {
             for n in &notes {
