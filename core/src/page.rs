@@ -273,6 +273,9 @@ impl Cursors {
 
     /// The cursor to read the next page with (`Some(None)`: the first page),
     /// or `None` once the last page was read.
+    // Not an `Iterator`: the loop must call `after` between two calls,
+    // which a `for` loop's borrow would not allow.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Option<Cursor>> {
         self.next.take()
     }

@@ -210,8 +210,10 @@ pub async fn recover(
         RecoverSource::FileRoot => {
             let store =
                 crate::file::FileStore::open(source, crate::file::FileOptions::default()).await?;
-            let mut o = MigrateOptions::default();
-            o.progress = progress;
+            let mut o = MigrateOptions {
+                progress,
+                ..Default::default()
+            };
             if let Some(q) = quarantine {
                 o = o.quarantine(q);
             }
