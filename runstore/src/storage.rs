@@ -235,6 +235,7 @@ impl Storage {
 
     /// A storage on stores opened by hand (a restore's staged copies),
     /// with no backends to list and no outbox.
+    #[cfg(all(feature = "file", feature = "sqlite"))]
     pub(crate) fn from_store_set(set: StoreSet) -> Storage {
         Storage {
             workflows: set.workflows,
