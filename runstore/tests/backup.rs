@@ -215,12 +215,12 @@ async fn a_damaged_or_partial_set_is_refused_and_nothing_changes() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 
     // A configuration that keeps logs elsewhere than the set took them from.
-    let memory_logs = Config::from_yaml_str(&format!(
-        "storage:\n  workflows: {{ type: file, path: {d}/data }}\n  logs: {{ type: memory }}\n  metrics: {{ type: sqlite, path: {d}/data/runstore.db }}\n  artifacts: {{ type: file, path: {d}/data }}\n",
+    let file_logs = Config::from_yaml_str(&format!(
+        "storage:\n  workflows: {{ type: file, path: {d}/data }}\n  logs: {{ type: file, path: {d}/data }}\n  metrics: {{ type: sqlite, path: {d}/data/runstore.db }}\n  artifacts: {{ type: file, path: {d}/data }}\n",
         d = b.path().display()
     ))
     .unwrap();
-    let e = backup::restore(&memory_logs, &set.path, Default::default())
+    let e = backup::restore(&file_logs, &set.path, Default::default())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
