@@ -14,6 +14,7 @@ mod output;
 mod paging;
 mod progress;
 mod references;
+mod serve;
 mod writes;
 
 use std::path::PathBuf;
@@ -158,6 +159,22 @@ enum Command {
         /// `runstore-quarantine-<time>.ndjson` here.
         #[arg(long, value_name = "FILE", requires = "skip_corrupt")]
         quarantine: Option<PathBuf>,
+    },
+    /// Serves the HTTP API (`/v1`, described at `/v1/openapi.json`) and a web
+    /// page of runs on the configured storage until interrupted. With
+    /// RUNSTORE_API_TOKEN set, writes (and reads, unless --open-reads) need
+    /// `Authorization: Bearer <token>`; without it only a loopback address
+    /// is served.
+    Serve {
+        /// The address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Reads need no token even when one is set.
+        #[arg(long)]
+        open_reads: bool,
+        /// Largest artifact upload in bytes (default 1 GiB).
+        #[arg(long, value_name = "BYTES")]
+        max_upload: Option<u64>,
     },
     /// Rebuilds the configured stores from NDJSON: a dump folder (`export`,
     /// or a backup set's `dump`) or a file root's journals. A SQLite
@@ -651,6 +668,7 @@ fn writes(command: &Command) -> bool {
             )
             | Command::Delivery(coordination::DeliveryCmd::Record { .. })
             | Command::Outbox(_)
+            | Command::Serve { .. }
     )
 }
 
@@ -826,6 +844,11 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             quarantine,
         } => dump::import(storage, &dir, skip_corrupt, quarantine, out).await,
         Command::Demo { runs } => demo::demo(storage, runs, out).await,
+        Command::Serve {
+            listen,
+            open_reads,
+            max_upload,
+        } => serve::serve(storage, listen, open_reads, max_upload, out).await,
         Command::Lease(cmd) => coordination::lease(storage, cmd, out).await,
         Command::Outbox(outbox::OutboxCmd::Drain) => outbox::drain(storage, out).await,
         Command::Outbox(outbox::OutboxCmd::Status) => outbox::status(storage.config(), out).await,

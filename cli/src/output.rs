@@ -14,15 +14,7 @@ pub struct Out {
 
 /// The snake_case name of an error kind, as printed in `--json` mode.
 pub fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::Conflict => "conflict",
-        ErrorKind::Immutable => "immutable",
-        ErrorKind::InvalidInput => "invalid_input",
-        ErrorKind::Corrupt => "corrupt",
-        ErrorKind::Unavailable => "unavailable",
-        _ => "backend",
-    }
+    kind.code()
 }
 
 /// Whether a streamed JSON array is open on stdout: an error met while it

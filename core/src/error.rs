@@ -28,6 +28,23 @@ pub enum ErrorKind {
     Backend,
 }
 
+impl ErrorKind {
+    /// The kind as one snake_case word, as the command line's `--json`
+    /// errors and the HTTP API name it: `not_found`, `conflict`,
+    /// `immutable`, `invalid_input`, `corrupt`, `unavailable`, `backend`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Immutable => "immutable",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Backend => "backend",
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
