@@ -26,7 +26,21 @@ fn same_token(given: &str, expected: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// Most bytes of request headers (names and values) taken.
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 pub(crate) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::headers_too_large(format!(
+            "the request headers hold {header_bytes} bytes; this server takes at most {MAX_HEADER_BYTES}"
+        ))
+        .into_response();
+    }
     let Some(expected) = state.options.token.as_deref() else {
         // No token: only loopback listens (checked at start), all allowed.
         return next.run(request).await;

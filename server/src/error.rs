@@ -35,6 +35,16 @@ impl ApiError {
         }
     }
 
+    /// Request headers larger than the server takes.
+    pub(crate) fn headers_too_large(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            kind: "too_large",
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

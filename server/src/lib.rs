@@ -120,6 +120,7 @@ pub fn router(storage: Storage, options: ServeOptions) -> Result<Router> {
             state.clone(),
             auth::guard,
         ))
+        .layer(axum::middleware::from_fn(trace))
         .with_state(state);
     Ok(app)
 }
@@ -134,6 +135,30 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::io("serving HTTP", e))
+}
+
+/// One span per request with its method and path (never its headers, so
+/// never the token), and a line with the status and time taken.
+async fn trace(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "answered"
+        )
+    });
+    response
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

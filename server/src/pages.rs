@@ -310,28 +310,32 @@ async fn workflow_page(
         .metrics
         .summary(&id, SummaryQuery::default())
         .await?;
-    // Per day, the summary core computes for any set of metrics.
-    let mut days: BTreeMap<String, Vec<ExecutionMetric>> = BTreeMap::new();
-    let mut read = 0usize;
+    // The most recent metrics, then per hour (a span of two days or less)
+    // or per day, the summary core computes for any set of metrics.
+    let mut recent: Vec<ExecutionMetric> = Vec::new();
     let mut cursor = None;
     loop {
         let mut q = MetricQuery::default().with_limit(500).with_cursor(cursor);
         q.workflow_id = Some(id.clone());
         let page = s.storage.metrics.list(q).await?;
-        read += page.items.len();
-        for m in page.items {
-            let day = m
-                .recorded_at
-                .to_string()
-                .chars()
-                .take(10)
-                .collect::<String>();
-            days.entry(day).or_default().push(m);
-        }
+        recent.extend(page.items);
         match page.next {
-            Some(c) if read < METRICS_CHARTED => cursor = Some(c),
+            Some(c) if recent.len() < METRICS_CHARTED => cursor = Some(c),
             _ => break,
         }
+    }
+    let first = recent.iter().map(|m| m.recorded_at).min();
+    let last = recent.iter().map(|m| m.recorded_at).max();
+    let hourly = match (first, last) {
+        (Some(a), Some(b)) => b.as_micros() - a.as_micros() <= 2 * 86_400 * 1_000_000,
+        _ => false,
+    };
+    let (key_len, unit) = if hourly { (13, "hour") } else { (10, "day") };
+    let mut days: BTreeMap<String, Vec<ExecutionMetric>> = BTreeMap::new();
+    for m in recent {
+        let key: String = m.recorded_at.to_string().chars().take(key_len).collect();
+        let key = if hourly { format!("{key}h") } else { key };
+        days.entry(key).or_default().push(m);
     }
     let labels: Vec<String> = days.keys().cloned().collect();
     let mut rate = Vec::new();
@@ -344,7 +348,7 @@ async fn workflow_page(
         p95.push(day.duration.as_ref().and_then(|d| ms(d.p95)));
     }
     let rate_chart = chart::lines(
-        "success rate per day",
+        &format!("success rate per {unit}"),
         "%",
         &labels,
         &[Series {
@@ -355,7 +359,7 @@ async fn workflow_page(
         Some(100.0),
     );
     let duration_chart = chart::lines(
-        "duration per day",
+        &format!("duration per {unit}"),
         "ms",
         &labels,
         &[

@@ -404,6 +404,14 @@ async fn hostile_requests_are_refused_and_nothing_is_written() {
         .unwrap();
     assert!(events.items.is_empty(), "nothing was appended");
 
+    // Oversized headers.
+    let r = ok(http
+        .get(url("/v1/runs"))
+        .header("x-padding", "p".repeat(20_000)))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::from_u16(431).unwrap());
+
     // Open reads: reads pass without a token, writes still need it.
     let server2 = start(
         storage.clone(),
