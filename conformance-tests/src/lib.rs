@@ -106,6 +106,7 @@ macro_rules! __for_each_rule {
             lifecycle::lifecycle_delete_batch_validated,
             lifecycle::lifecycle_metrics_delete_many,
             lifecycle::lifecycle_artifacts_delete_of_one_run,
+            lifecycle::lifecycle_batched_counts_and_artifact_deletes,
             lifecycle::lifecycle_workflow_delete_with_children,
             lifecycle::lifecycle_runs_filter_by_end_time,
             // Coordination: leases, external keys, deliveries

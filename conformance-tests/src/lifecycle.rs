@@ -211,6 +211,67 @@ pub async fn lifecycle_artifacts_delete_of_one_run(f: &dyn StoreFactory) -> Rule
     Ok(())
 }
 
+/// "`event_counts` gives each run's number of events in request order (0
+/// for an absent run), and `delete_runs_artifacts` deletes the artifacts
+/// of several runs at once, reporting each run as `delete_run_artifacts`
+/// would, and nothing of other runs."
+pub async fn lifecycle_batched_counts_and_artifact_deletes(f: &dyn StoreFactory) -> RuleResult {
+    let s = f.create().await?;
+    let logs = &s.stores.logs;
+    for (id, start, n) in [("a", 10, 3u64), ("b", 11, 0), ("c", 12, 2)] {
+        logs.create_run(run(id, "etl", 1, start)).await?;
+        for i in 0..n {
+            logs.append_event(&rid(id), event("step", i as i64)).await?;
+        }
+    }
+    let counts = logs
+        .event_counts(&[rid("c"), rid("nope"), rid("a"), rid("b")])
+        .await?;
+    ensure_eq!(counts, vec![2, 0, 3, 0], "event_counts(c, nope, a, b)");
+    ensure_err!(
+        logs.event_counts(&[rid("a"), rid("a")]).await,
+        ErrorKind::InvalidInput,
+        "event_counts with an id twice"
+    );
+
+    let a = &s.stores.artifacts;
+    let o = || PutOptions::default().created_at(t(1, 0));
+    a.put_bytes(&akey("run-1", "build", "a.txt"), b"12345".to_vec(), o())
+        .await?;
+    a.put_bytes(&akey("run-1", "test", "deep/b.bin"), b"123".to_vec(), o())
+        .await?;
+    a.put_bytes(&akey("run-2", "build", "x"), b"1".to_vec(), o())
+        .await?;
+    a.put_bytes(&akey("run-3", "build", "kept"), b"kept".to_vec(), o())
+        .await?;
+    let out = a
+        .delete_runs_artifacts(&[rid("run-2"), rid("run-none"), rid("run-1")])
+        .await?;
+    let got: Vec<(u64, u64)> = out.iter().map(|d| (d.count, d.bytes)).collect();
+    ensure_eq!(
+        got,
+        vec![(1, 1), (0, 0), (2, 8)],
+        "delete_runs_artifacts(run-2, run-none, run-1)"
+    );
+    let (left, _) =
+        all_pages(|c| a.list(ArtifactQuery::default().with_limit(10).with_cursor(c))).await?;
+    ensure_eq!(
+        left.iter().map(|i| i.key.to_string()).collect::<Vec<_>>(),
+        vec![akey("run-3", "build", "kept").to_string()],
+        "artifacts left after delete_runs_artifacts"
+    );
+    ensure_err!(
+        a.delete_runs_artifacts(&[rid("run-3"), rid("run-3")]).await,
+        ErrorKind::InvalidInput,
+        "delete_runs_artifacts with an id twice"
+    );
+    ensure!(
+        a.head(&akey("run-3", "build", "kept")).await.is_ok(),
+        "a refused batch deletes nothing"
+    );
+    Ok(())
+}
+
 /// "`delete(id, version)` of a version another version names as parent is
 /// Conflict; of a leaf it deletes; of an absent one (or twice) NotFound."
 pub async fn lifecycle_workflow_delete_with_children(f: &dyn StoreFactory) -> RuleResult {

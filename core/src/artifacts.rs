@@ -380,4 +380,20 @@ pub trait ArtifactStore: Send + Sync + Debug + 'static {
     /// Deletes every artifact of one run in one call (retention), returning
     /// how many and their bytes; zero when the run has none.
     async fn delete_run_artifacts(&self, run_id: &RunId) -> Result<crate::ArtifactsDeleted>;
+
+    /// [`ArtifactStore::delete_run_artifacts`] for each run of `run_ids`
+    /// (at most [`crate::MAX_DELETE_BATCH`], each once), what was deleted
+    /// per run in their order. The default calls it once per run; backends
+    /// that can, delete the whole batch in one transaction.
+    async fn delete_runs_artifacts(
+        &self,
+        run_ids: &[RunId],
+    ) -> Result<Vec<crate::ArtifactsDeleted>> {
+        crate::validate_delete_batch("run_ids", run_ids)?;
+        let mut out = Vec::with_capacity(run_ids.len());
+        for id in run_ids {
+            out.push(self.delete_run_artifacts(id).await?);
+        }
+        Ok(out)
+    }
 }

@@ -953,6 +953,37 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
     /// reported, not an error, so a prune can treat them as done.
     async fn delete_runs(&self, ids: &[RunId]) -> Result<Deleted<RunId>>;
 
+    /// How many events each run holds, in the order of `ids` (0 for a run
+    /// that is not stored), at most [`crate::MAX_DELETE_BATCH`] ids: what a
+    /// prune reports before it deletes. The default pages through each
+    /// run's events; backends with an index answer in one query.
+    async fn event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
+        crate::validate_delete_batch("run_ids", ids)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut n = 0u64;
+            let mut cursor = None;
+            loop {
+                let query = EventQuery::default()
+                    .with_limit(crate::MAX_PAGE_LIMIT)
+                    .with_cursor(cursor);
+                match self.list_events(id, query).await {
+                    Ok(page) => {
+                        n += page.items.len() as u64;
+                        match page.next {
+                            Some(c) => cursor = Some(c),
+                            None => break,
+                        }
+                    }
+                    Err(e) if e.kind() == crate::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            out.push(n);
+        }
+        Ok(out)
+    }
+
     /// The run of `workflow` with external key `key`, or [`Error::NotFound`].
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run>;
 

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 pub use runstore_core::retention::*;
 
 use runstore_core::{
-    ArtifactQuery, Error, ErrorKind, EventQuery, LogRepositoryExt, MAX_PAGE_LIMIT, Result, Run,
-    RunFilter, RunId, RunQuery, RunStatus, RunWithEvents, StoreSet, Timestamp,
+    ArtifactQuery, Error, ErrorKind, LogRepositoryExt, MAX_PAGE_LIMIT, Result, Run, RunFilter,
+    RunId, RunQuery, RunStatus, RunWithEvents, StoreSet, Timestamp,
 };
 use serde::Serialize;
 
@@ -234,33 +234,6 @@ async fn prune_inner(
     }
 }
 
-/// Counts a run's events, page by page.
-async fn count_events(stores: &StoreSet, id: &RunId) -> Result<u64> {
-    let mut n = 0;
-    let mut cursor = None;
-    loop {
-        let page = match stores
-            .logs
-            .list_events(
-                id,
-                EventQuery::default()
-                    .with_limit(MAX_PAGE_LIMIT)
-                    .with_cursor(cursor),
-            )
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(n),
-            Err(e) => return Err(e),
-        };
-        n += page.items.len() as u64;
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => return Ok(n),
-        }
-    }
-}
-
 /// A run's artifacts: count and bytes, page by page.
 async fn artifact_totals(stores: &StoreSet, id: &RunId) -> Result<(u64, u64)> {
     let (mut count, mut bytes) = (0, 0);
@@ -341,23 +314,32 @@ async fn prune_page(
             return Ok(kept.len() as u64);
         }
     }
-    let mut ids = Vec::with_capacity(doomed.len());
-    for (rule, run) in doomed {
-        let events = count_events(stores, &run.id).await?;
-        let r = entry(per_rule, *rule);
-        r.events += events;
-        if delete_artifacts {
-            let (count, bytes) = if options.dry_run {
-                artifact_totals(stores, &run.id).await?
-            } else {
-                let d = stores.artifacts.delete_run_artifacts(&run.id).await?;
-                (d.count, d.bytes)
-            };
+    // Counted and deleted a page at a time: one call per concern, not
+    // one per run.
+    let ids: Vec<RunId> = doomed.iter().map(|(_, run)| run.id.clone()).collect();
+    let events = stores.logs.event_counts(&ids).await?;
+    for ((rule, _), n) in doomed.iter().zip(&events) {
+        entry(per_rule, *rule).events += n;
+    }
+    if delete_artifacts {
+        let deleted = if options.dry_run {
+            let mut totals = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let (count, bytes) = artifact_totals(stores, id).await?;
+                let mut d = runstore_core::ArtifactsDeleted::default();
+                d.count = count;
+                d.bytes = bytes;
+                totals.push(d);
+            }
+            totals
+        } else {
+            stores.artifacts.delete_runs_artifacts(&ids).await?
+        };
+        for ((rule, _), d) in doomed.iter().zip(&deleted) {
             let r = entry(per_rule, *rule);
-            r.artifacts += count;
-            r.bytes += bytes;
+            r.artifacts += d.count;
+            r.bytes += d.bytes;
         }
-        ids.push(run.id.clone());
     }
     let rule_of: BTreeMap<&RunId, usize> = doomed.iter().map(|(r, run)| (&run.id, *r)).collect();
     if options.dry_run {

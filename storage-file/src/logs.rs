@@ -846,31 +846,17 @@ impl LogRepository for FileStore {
     }
 
     async fn delete_run(&self, id: &RunId) -> Result<()> {
-        let id = id.clone();
-        self.inner
-            .blocking(move |inner| {
-                let locked = lock(inner, true)?;
-                let st = refresh_runs(inner, true)?;
-                if !st.runs.contains_key(&id) {
-                    return Err(run_not_found(&id));
-                }
-                drop(st);
-                // Record first, events second: a crash in between leaves an
-                // orphan events file, which `create_run`/`check` remove.
-                let mut tickets = Vec::new();
-                append_journal(
-                    inner,
-                    &to_line(&RunLine::Delete { id: id.clone() })?,
-                    &mut tickets,
-                )?;
-                for t in tickets.drain(..) {
-                    inner.syncer.sync(t)?;
-                }
-                fsutil::remove_file(&events_path(inner, &id)?, inner.durability)?;
-                forget_events(inner, &id);
-                finish(inner, locked, (), tickets)
-            })
-            .await
+        // The batch delete's order (events first, then the record), so a
+        // run's events never outlive it.
+        let ids = [id.clone()];
+        let out = self
+            .inner
+            .blocking(move |inner| crate::lifecycle::delete_runs(inner, &ids))
+            .await?;
+        if out.deleted.is_empty() {
+            return Err(run_not_found(id));
+        }
+        Ok(())
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {

@@ -382,6 +382,13 @@ impl ArtifactStore for PostgresStore {
     ) -> Result<runstore_core::ArtifactsDeleted> {
         self.lifecycle_delete_run_artifacts(run_id).await
     }
+
+    async fn delete_runs_artifacts(
+        &self,
+        run_ids: &[RunId],
+    ) -> Result<Vec<runstore_core::ArtifactsDeleted>> {
+        self.lifecycle_delete_runs_artifacts(run_ids).await
+    }
 }
 
 type ChunkFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>>> + Send>>;

@@ -86,6 +86,66 @@ impl PostgresStore {
         })
     }
 
+    /// Deletes the artifacts of several runs in one transaction: their
+    /// rows, then their blobs; per run what was deleted, in `run_ids` order.
+    pub(crate) async fn lifecycle_delete_runs_artifacts(
+        &self,
+        run_ids: &[RunId],
+    ) -> Result<Vec<ArtifactsDeleted>> {
+        validate_delete_batch("run_ids", run_ids)?;
+        let keys: Vec<&str> = run_ids.iter().map(RunId::as_str).collect();
+        let (keys, this) = (&keys, self);
+        let per_run: std::collections::HashMap<String, ArtifactsDeleted> = with_tx!(
+            self,
+            "deleting the artifacts of runs",
+            |tx| {
+                let st = tx
+                    .prepare_cached(&this.sql(
+                        "DELETE FROM {s}.artifacts WHERE run_id = ANY($1) RETURNING run_id, blob_id, size",
+                    ))
+                    .await?;
+                let rows = tx.query(&st, &[keys]).await?;
+                let mut per_run = std::collections::HashMap::<String, ArtifactsDeleted>::new();
+                let mut blobs = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    blobs.push(r.get::<_, i64>(1));
+                    per_run
+                        .entry(r.get::<_, String>(0))
+                        .or_default()
+                        .add(u64::try_from(r.get::<_, i64>(2)).unwrap_or(0));
+                }
+                let del = tx
+                    .prepare_cached(&this.sql("DELETE FROM {s}.blobs WHERE id = ANY($1)"))
+                    .await?;
+                tx.execute(&del, &[&blobs]).await?;
+                Ok::<_, Fail>(per_run)
+            }
+        )?;
+        Ok(run_ids
+            .iter()
+            .map(|id| per_run.get(id.as_str()).cloned().unwrap_or_default())
+            .collect())
+    }
+
+    /// Events per run in one query, in `ids` order.
+    pub(crate) async fn lifecycle_event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
+        validate_delete_batch("run_ids", ids)?;
+        let keys: Vec<&str> = ids.iter().map(RunId::as_str).collect();
+        let rows = self
+            .query_all(
+                "counting events of runs",
+                "SELECT run_id, count(*) FROM {s}.events WHERE run_id = ANY($1) GROUP BY run_id",
+                &[&keys],
+            )
+            .await?;
+        let counts: std::collections::HashMap<String, i64> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(ids
+            .iter()
+            .map(|id| u64::try_from(counts.get(id.as_str()).copied().unwrap_or(0)).unwrap_or(0))
+            .collect())
+    }
+
     /// Deletes one workflow version after [`decide_workflow_delete`]; the
     /// row is locked first so a child stored concurrently waits (its
     /// foreign key reads the parent row) or is seen.

@@ -719,6 +719,10 @@ impl LogRepository for PostgresStore {
         self.lifecycle_delete_runs(ids).await
     }
 
+    async fn event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
+        self.lifecycle_event_counts(ids).await
+    }
+
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         validate_external_key(key)?;
         self.find(

@@ -441,4 +441,19 @@ impl ArtifactStore for SqliteStore {
         })
         .await
     }
+
+    async fn delete_runs_artifacts(
+        &self,
+        run_ids: &[RunId],
+    ) -> Result<Vec<runstore_core::ArtifactsDeleted>> {
+        crate::lifecycle::check_batch(run_ids)?;
+        let run_ids = run_ids.to_vec();
+        self.write_tx("deleting the artifacts of runs", move |tx| {
+            run_ids
+                .iter()
+                .map(|id| crate::lifecycle::delete_run_artifacts(tx, id))
+                .collect()
+        })
+        .await
+    }
 }

@@ -76,6 +76,21 @@ pub(crate) fn delete_run_artifacts(
     Ok(out)
 }
 
+/// Events per run, in `ids` order (one indexed count each).
+pub(crate) fn event_counts(conn: &rusqlite::Connection, ids: &[RunId]) -> Result<Vec<u64>> {
+    let what = "counting events of runs";
+    let mut stmt = conn
+        .prepare_cached("SELECT COUNT(*) FROM events WHERE run_id = ?1")
+        .ctx(what)?;
+    ids.iter()
+        .map(|id| {
+            stmt.query_row([id.as_str()], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .ctx(what)
+        })
+        .collect()
+}
+
 /// Deletes one workflow version, after [`decide_workflow_delete`].
 pub(crate) fn delete_workflow(
     tx: &Transaction<'_>,

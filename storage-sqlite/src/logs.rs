@@ -493,6 +493,13 @@ impl LogRepository for SqliteStore {
         .await
     }
 
+    async fn event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
+        crate::lifecycle::check_batch(ids)?;
+        let ids = ids.to_vec();
+        self.read(move |conn| crate::lifecycle::event_counts(conn, &ids))
+            .await
+    }
+
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         validate_external_key(key)?;
         let (workflow, key) = (workflow.clone(), key.to_owned());

@@ -195,6 +195,10 @@ impl LogRepository for OutboxLogs {
         self.backend.delete_runs(ids).await
     }
 
+    async fn event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
+        self.backend.event_counts(ids).await
+    }
+
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         self.backend.get_run_by_key(workflow, key).await
     }
