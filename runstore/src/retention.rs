@@ -317,45 +317,53 @@ async fn prune_page(
     // Counted and deleted a page at a time: one call per concern, not
     // one per run.
     let ids: Vec<RunId> = doomed.iter().map(|(_, run)| run.id.clone()).collect();
-    let events = stores.logs.event_counts(&ids).await?;
-    for ((rule, _), n) in doomed.iter().zip(&events) {
-        entry(per_rule, *rule).events += n;
-    }
-    if delete_artifacts {
-        let deleted = if options.dry_run {
-            let mut totals = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let (count, bytes) = artifact_totals(stores, id).await?;
-                let mut d = runstore_core::ArtifactsDeleted::default();
-                d.count = count;
-                d.bytes = bytes;
-                totals.push(d);
-            }
-            totals
-        } else {
-            stores.artifacts.delete_runs_artifacts(&ids).await?
-        };
-        for ((rule, _), d) in doomed.iter().zip(&deleted) {
-            let r = entry(per_rule, *rule);
-            r.artifacts += d.count;
-            r.bytes += d.bytes;
-        }
-    }
     let rule_of: BTreeMap<&RunId, usize> = doomed.iter().map(|(r, run)| (&run.id, *r)).collect();
     if options.dry_run {
-        for (rule, run) in doomed {
+        let events = stores.logs.event_counts(&ids).await?;
+        for ((rule, run), n) in doomed.iter().zip(&events) {
+            let (artifacts, bytes) = if delete_artifacts {
+                artifact_totals(stores, &run.id).await?
+            } else {
+                (0, 0)
+            };
             let has_metric = match stores.metrics.get(&run.id).await {
                 Ok(_) => true,
                 Err(e) if e.kind() == ErrorKind::NotFound => false,
                 Err(e) => return Err(e),
             };
             let r = entry(per_rule, *rule);
+            r.events += n;
+            r.artifacts += artifacts;
+            r.bytes += bytes;
             r.metrics += u64::from(has_metric);
             r.runs += 1;
         }
         return Ok(0);
     }
-    let metrics = stores.metrics.delete_many(&ids).await?;
+    // A page at a time, one call per concern; the run's dependents (its
+    // artifacts and metric) at once, the records last, so an interrupted
+    // prune leaves runs that the next one finds and finishes.
+    let artifacts = async {
+        if delete_artifacts {
+            stores.artifacts.delete_runs_artifacts(&ids).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (events, artifacts, metrics) = tokio::join!(
+        stores.logs.event_counts(&ids),
+        artifacts,
+        stores.metrics.delete_many(&ids)
+    );
+    let (events, artifacts, metrics) = (events?, artifacts?, metrics?);
+    for ((rule, _), n) in doomed.iter().zip(&events) {
+        entry(per_rule, *rule).events += n;
+    }
+    for ((rule, _), d) in doomed.iter().zip(artifacts.iter().flatten()) {
+        let r = entry(per_rule, *rule);
+        r.artifacts += d.count;
+        r.bytes += d.bytes;
+    }
     for id in &metrics.deleted {
         entry(per_rule, rule_of[id]).metrics += 1;
     }

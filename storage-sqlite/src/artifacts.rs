@@ -449,10 +449,7 @@ impl ArtifactStore for SqliteStore {
         crate::lifecycle::check_batch(run_ids)?;
         let run_ids = run_ids.to_vec();
         self.write_tx("deleting the artifacts of runs", move |tx| {
-            run_ids
-                .iter()
-                .map(|id| crate::lifecycle::delete_run_artifacts(tx, id))
-                .collect()
+            crate::lifecycle::delete_runs_artifacts(tx, &run_ids)
         })
         .await
     }

@@ -9,39 +9,48 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::error::Ctx;
 
-/// Deletes every row `sql` (one `?1` id parameter) matches, per id, in `tx`.
-fn delete_each(
+/// The ids as one JSON array, the parameter of `json_each(?1)`: a batch
+/// is one set-based statement, not one per id.
+fn id_list(ids: &[RunId], what: &str) -> Result<String> {
+    serde_json::to_string(&ids.iter().map(RunId::as_str).collect::<Vec<_>>())
+        .map_err(|e| runstore_core::Error::backend(what.to_string(), Some(e.into())))
+}
+
+/// Runs `sql` (a `DELETE … WHERE <key> IN (SELECT value FROM
+/// json_each(?1)) RETURNING <key>`) over the batch; which ids it deleted.
+fn delete_set(
     tx: &Transaction<'_>,
     sql: &str,
     ids: &[RunId],
     what: &str,
 ) -> Result<Deleted<RunId>> {
-    let mut stmt = tx.prepare_cached(sql).ctx(what)?;
-    let mut failed = None;
-    let out = Deleted::split(ids, |id| match stmt.execute([id.as_str()]) {
-        Ok(n) => n > 0,
-        Err(e) => {
-            failed.get_or_insert(e);
-            false
-        }
-    });
-    match failed {
-        Some(e) => Err(e).ctx(what),
-        None => Ok(out),
-    }
+    let list = id_list(ids, what)?;
+    let gone: std::collections::HashSet<String> = tx
+        .prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_map([list], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .ctx(what)?;
+    Ok(Deleted::split(ids, |id| gone.contains(id.as_str())))
 }
 
 /// Deletes runs; their events go with them (ON DELETE CASCADE), in the same
 /// transaction.
 pub(crate) fn delete_runs(tx: &Transaction<'_>, ids: &[RunId]) -> Result<Deleted<RunId>> {
-    delete_each(tx, "DELETE FROM runs WHERE id = ?1", ids, "deleting runs")
+    delete_set(
+        tx,
+        "DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?1)) RETURNING id",
+        ids,
+        "deleting runs",
+    )
 }
 
 /// Deletes metrics; their named values go with them (ON DELETE CASCADE).
 pub(crate) fn delete_metrics(tx: &Transaction<'_>, ids: &[RunId]) -> Result<Deleted<RunId>> {
-    delete_each(
+    delete_set(
         tx,
-        "DELETE FROM metrics WHERE run_id = ?1",
+        "DELETE FROM metrics WHERE run_id IN (SELECT value FROM json_each(?1)) RETURNING run_id",
         ids,
         "deleting metrics",
     )
@@ -76,19 +85,60 @@ pub(crate) fn delete_run_artifacts(
     Ok(out)
 }
 
-/// Events per run, in `ids` order (one indexed count each).
+/// Events per run, in `ids` order: one grouped query over the batch (the
+/// ids passed as one JSON array parameter).
 pub(crate) fn event_counts(conn: &rusqlite::Connection, ids: &[RunId]) -> Result<Vec<u64>> {
     let what = "counting events of runs";
-    let mut stmt = conn
-        .prepare_cached("SELECT COUNT(*) FROM events WHERE run_id = ?1")
-        .ctx(what)?;
-    ids.iter()
-        .map(|id| {
-            stmt.query_row([id.as_str()], |r| r.get::<_, i64>(0))
-                .map(|n| u64::try_from(n).unwrap_or(0))
-                .ctx(what)
+    let list = id_list(ids, what)?;
+    let counts: std::collections::HashMap<String, i64> = conn
+        .prepare_cached(
+            "SELECT run_id, COUNT(*) FROM events \
+             WHERE run_id IN (SELECT value FROM json_each(?1)) GROUP BY run_id",
+        )
+        .and_then(|mut s| {
+            s.query_map([list], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
         })
-        .collect()
+        .ctx(what)?;
+    Ok(ids
+        .iter()
+        .map(|id| u64::try_from(counts.get(id.as_str()).copied().unwrap_or(0)).unwrap_or(0))
+        .collect())
+}
+
+/// Deletes the artifacts of several runs with one statement, then their
+/// blobs; per run what was deleted, in `run_ids` order.
+pub(crate) fn delete_runs_artifacts(
+    tx: &Transaction<'_>,
+    run_ids: &[RunId],
+) -> Result<Vec<ArtifactsDeleted>> {
+    let what = "deleting the artifacts of runs";
+    let list = id_list(run_ids, what)?;
+    let rows: Vec<(String, i64, i64)> = tx
+        .prepare_cached(
+            "DELETE FROM artifacts WHERE run_id IN (SELECT value FROM json_each(?1)) \
+             RETURNING run_id, blob_id, size",
+        )
+        .and_then(|mut s| {
+            s.query_map([list], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx(what)?;
+    let mut per_run: std::collections::HashMap<String, ArtifactsDeleted> = Default::default();
+    let mut blobs = tx
+        .prepare_cached("DELETE FROM artifact_blobs WHERE id = ?1")
+        .ctx(what)?;
+    for (run, blob, size) in rows {
+        blobs.execute([blob]).ctx(what)?;
+        per_run
+            .entry(run)
+            .or_default()
+            .add(u64::try_from(size).unwrap_or(0));
+    }
+    Ok(run_ids
+        .iter()
+        .map(|id| per_run.get(id.as_str()).copied().unwrap_or_default())
+        .collect())
 }
 
 /// Deletes one workflow version, after [`decide_workflow_delete`].
