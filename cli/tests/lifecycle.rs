@@ -158,11 +158,7 @@ fn prune_skip_corrupt_keeps_a_run_it_cannot_archive() {
         .unwrap()
         .to_string();
     // A damaged middle event line: the run reads with a hole.
-    let events = d.join(format!("src/logs/events/{oldest}.ndjson"));
-    let text = std::fs::read_to_string(&events).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines[1] = "{ damaged".to_string();
-    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    damage_line(&d.join(format!("src/logs/events/{oldest}.ndjson")), 1);
 
     // Strict: the archive refuses the run and nothing of its page is deleted.
     let strict = rs_config(

@@ -60,11 +60,7 @@ fn seeded(d: &Path) {
 
 /// Damages the second event line of r1.
 fn damage_an_event(d: &Path) {
-    let events = d.join("a/logs/events/r1.ndjson");
-    let text = std::fs::read_to_string(&events).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines[1] = "{ this line was damaged".to_string();
-    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    damage_line(&d.join("a/logs/events/r1.ndjson"), 1);
 }
 
 fn notes(path: &Path) -> Vec<Value> {

@@ -49,11 +49,7 @@ fn a_damaged_dump_imports_with_tombstones_and_a_quarantine_report() {
     )
     .ok();
     // A corrupt middle event line in the file root.
-    let events = d.join("a/logs/events/r1.ndjson");
-    let text = std::fs::read_to_string(&events).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines[1] = "{ this line was damaged".to_string();
-    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    damage_line(&d.join("a/logs/events/r1.ndjson"), 1);
 
     let dump = d.join("dump");
     rs_config(

@@ -21,6 +21,17 @@ fn default_layout(dir: &std::path::Path) -> Config {
     .unwrap()
 }
 
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// A store of the default layout under `dir`, holding the populated set.
+async fn populated(dir: &std::path::Path) -> Storage {
+    let source = Storage::open(&default_layout(dir)).await.unwrap();
+    populate(&source.stores()).await;
+    source
+}
+
 async fn digest(config: &Config) -> runstore::dump::DumpReport {
     let s = Storage::open(config).await.unwrap();
     runstore::dump::content_digest(&s, &Concern::ALL)
@@ -52,11 +63,8 @@ fn guard_aside(guard: &TestSchema, kept: &[String]) -> Vec<TestSchema> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_layout_restores_into_an_empty_folder() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let sets = tempfile::tempdir().unwrap();
-    let source = Storage::open(&default_layout(a.path())).await.unwrap();
-    populate(&source.stores()).await;
+    let (a, b, sets) = (tempdir(), tempdir(), tempdir());
+    let source = populated(a.path()).await;
     let set = backup::backup(&source, sets.path(), Default::default())
         .await
         .unwrap();
@@ -102,11 +110,8 @@ async fn the_default_layout_restores_into_an_empty_folder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_over_a_store_keeps_what_it_replaced() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let sets = tempfile::tempdir().unwrap();
-    let source = Storage::open(&default_layout(a.path())).await.unwrap();
-    populate(&source.stores()).await;
+    let (a, b, sets) = (tempdir(), tempdir(), tempdir());
+    let source = populated(a.path()).await;
     let set = backup::backup(&source, sets.path(), Default::default())
         .await
         .unwrap();
@@ -158,11 +163,8 @@ async fn a_restore_over_a_store_keeps_what_it_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_partial_set_is_refused_and_nothing_changes() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let sets = tempfile::tempdir().unwrap();
-    let source = Storage::open(&default_layout(a.path())).await.unwrap();
-    populate(&source.stores()).await;
+    let (a, b, sets) = (tempdir(), tempdir(), tempdir());
+    let source = populated(a.path()).await;
     let target = default_layout(b.path());
     {
         let s = Storage::open(&target).await.unwrap();

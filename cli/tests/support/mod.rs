@@ -135,6 +135,15 @@ pub fn find_file_with(root: &Path, content: &[u8]) -> Option<PathBuf> {
     None
 }
 
+/// Replaces line `index` (from 0) of the text file at `path` with text
+/// that is not a record, behind the store's back.
+pub fn damage_line(path: &Path, index: usize) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[index] = "{ this line was damaged".to_string();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
 /// Flips bit `mask` of byte `at` of the file at `path`, behind the store's back.
 pub fn flip_byte(path: &Path, at: usize, mask: u8) {
     let mut bytes = std::fs::read(path).unwrap();

@@ -151,58 +151,32 @@ pub struct ImportReport {
     pub warnings: Vec<String>,
 }
 
-/// Options of [`export`].
+/// Options of [`export`] and [`import`] (also named [`ExportOptions`] and
+/// [`ImportOptions`]).
 #[derive(Default)]
 #[non_exhaustive]
-pub struct ExportOptions {
-    /// The concerns to write; the files of the others are written empty.
-    /// All four when `None`.
+pub struct DumpOptions {
+    /// The concerns to write or load; export writes the files of the
+    /// others empty, import does not read them nor check their counts. All
+    /// four when `None`.
     pub concerns: Option<Vec<Concern>>,
-    /// With a quarantine, a run whose events cannot be read and an artifact
-    /// whose bytes fail their hash are left out and noted there; without,
-    /// they stop the export.
+    /// With a quarantine, what cannot be read is noted there and the rest
+    /// is copied: export leaves out a run whose events cannot be read and
+    /// an artifact whose bytes fail their hash; import skips records that
+    /// cannot be read or stored and fills holes in a run's event numbering
+    /// with `runstore.lost` tombstones. Without, the first stops it.
     pub quarantine: Option<Quarantine>,
-    /// Told the count of each kind of record as it is written
+    /// Told the count of each kind of record as it is written or stored
     /// (`workflows`, `runs`, `metrics`, `patterns`, `artifacts`).
     pub progress: Option<Arc<dyn MigrationProgress>>,
 }
 
-impl ExportOptions {
-    /// Only these concerns.
-    pub fn concerns(mut self, concerns: &[Concern]) -> Self {
-        self.concerns = Some(concerns.to_vec());
-        self
-    }
+/// The options of [`export`].
+pub type ExportOptions = DumpOptions;
+/// The options of [`import`].
+pub type ImportOptions = DumpOptions;
 
-    /// Left-out records go to this quarantine.
-    pub fn quarantine(mut self, quarantine: Option<Quarantine>) -> Self {
-        self.quarantine = quarantine;
-        self
-    }
-
-    /// Progress goes here.
-    pub fn progress(mut self, progress: Arc<dyn MigrationProgress>) -> Self {
-        self.progress = Some(progress);
-        self
-    }
-}
-
-/// Options of [`import`].
-#[derive(Default)]
-#[non_exhaustive]
-pub struct ImportOptions {
-    /// The concerns to load; the files of the others are not read, and
-    /// their counts are not checked. All four when `None`.
-    pub concerns: Option<Vec<Concern>>,
-    /// With a quarantine, records that cannot be read or stored are noted
-    /// there and skipped, and holes in a run's event numbering become
-    /// `runstore.lost` tombstones; without, the first stops the import.
-    pub quarantine: Option<Quarantine>,
-    /// Told the count of each kind of record as it is stored.
-    pub progress: Option<Arc<dyn MigrationProgress>>,
-}
-
-impl ImportOptions {
+impl DumpOptions {
     /// Only these concerns.
     pub fn concerns(mut self, concerns: &[Concern]) -> Self {
         self.concerns = Some(concerns.to_vec());
