@@ -225,6 +225,17 @@ pub(crate) fn swap_in(staged: &Path, dest: &Path, aside: &Path) -> Result<()> {
     if !staged.exists() {
         return Ok(());
     }
+    // The staged copy travels as one file: anything a connection left in
+    // its WAL goes into it first.
+    if sidecar(staged, "-wal").exists() {
+        let conn = Connection::open(staged).ctx(&format!("opening {}", staged.display()))?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .ctx("folding the restored copy's WAL in")?;
+        conn.close()
+            .map_err(|(_, e)| crate::error::map("closing the restored copy", e))?;
+    }
+    remove_if_exists(&sidecar(staged, "-wal"))?;
+    remove_if_exists(&sidecar(staged, "-shm"))?;
     if dest.exists() {
         // Refuses (Conflict) while another connection has it open.
         let sound = probe_dest(dest)?.is_some();
