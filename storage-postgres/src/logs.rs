@@ -462,7 +462,7 @@ impl PostgresStore {
         if pending < ANALYZE_MIN_ROWS {
             return;
         }
-        let what = "refreshing the statistics of runs";
+        let what = "refreshing the statistics of runs and events";
         let table = format!("{}.runs", self.inner.schema_sql);
         let r = async {
             let row = self
@@ -478,7 +478,11 @@ impl PostgresStore {
                 return Ok(());
             }
             self.inner.unanalyzed.store(0, Ordering::Relaxed);
-            self.execute(what, "ANALYZE {s}.runs", &[]).await.map(drop)
+            // Events too: a prune's `run_id = ANY(…)` deletes need their
+            // statistics to use the index after a bulk import.
+            self.execute(what, "ANALYZE {s}.runs, {s}.events", &[])
+                .await
+                .map(drop)
         }
         .await;
         if let Err(e) = r {
