@@ -130,6 +130,11 @@ async fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let child_result = match argv.first().map(String::as_str) {
         Some("--artifact-child") => Some(child(argv[1..].to_vec()).await),
+        Some("--prune-child") => Some(
+            runstore_benches::prune::child_main(&argv[1..])
+                .await
+                .map_err(|e| e.to_string()),
+        ),
         Some("--migrate-child") => Some(
             runstore_benches::migration::child_main(&argv[1..])
                 .await

@@ -43,14 +43,21 @@ pub fn policy() -> RetentionPolicy {
     ])
 }
 
-/// Loads `n` runs into `stores`, then prunes them. Pruned runs per second.
-pub async fn backend(stores: &StoreSet, n: usize) -> BenchResult<f64> {
+/// Loads `n` runs into `stores` (the parent's side, before the child
+/// prunes); how many of them are finished, which the prune must remove.
+pub async fn load(stores: &StoreSet, n: usize) -> BenchResult<u64> {
+    let mut finished = 0;
     for from in (0..n).step_by(CHUNK) {
-        stores
-            .logs
-            .import_runs(chunk(from, (from + CHUNK).min(n)))
-            .await?;
+        let runs = chunk(from, (from + CHUNK).min(n));
+        finished += finished_ids(&runs).len() as u64;
+        stores.logs.import_runs(runs).await?;
     }
+    Ok(finished)
+}
+
+/// Prunes every finished run of `stores`: (pruned runs per second, runs
+/// pruned).
+pub async fn run_prune(stores: &StoreSet) -> BenchResult<(f64, u64)> {
     let start = Instant::now();
     let report = prune(
         stores,
@@ -59,7 +66,69 @@ pub async fn backend(stores: &StoreSet, n: usize) -> BenchResult<f64> {
         |_| {},
     )
     .await?;
-    Ok(report.total().runs as f64 / start.elapsed().as_secs_f64())
+    let runs = report.total().runs;
+    Ok((runs as f64 / start.elapsed().as_secs_f64(), runs))
+}
+
+/// What the prune child measured.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildResult {
+    /// Pruned runs per second.
+    pub runs_per_sec: f64,
+    /// Runs pruned.
+    pub runs: u64,
+    /// The child's peak resident memory in bytes: the prune's alone, since
+    /// the corpus was loaded by the parent.
+    pub peak_bytes: u64,
+}
+
+/// The child's side of `--prune-child BACKEND DIR [URL SCHEMA]`: reopens the
+/// store the parent loaded, prunes it and prints `RESULT <runs/s> <runs>
+/// <peak bytes>`.
+pub async fn child_main(args: &[String]) -> BenchResult<()> {
+    let [backend, dir, pg @ ..] = args else {
+        return Err("--prune-child BACKEND DIR [URL SCHEMA]".into());
+    };
+    let backend = crate::artifacts::parse_backend(backend).ok_or("unknown backend")?;
+    let pg = match pg {
+        [url, schema] => Some((url.as_str(), schema.as_str())),
+        _ => None,
+    };
+    let stores = backend.reopen(Path::new(dir), pg).await?;
+    let (rate, runs) = run_prune(&stores).await?;
+    let peak = crate::machine::peak_rss_bytes().ok_or("no VmHWM in /proc/self/status")?;
+    println!("RESULT {rate} {runs} {peak}");
+    Ok(())
+}
+
+/// The parent's side: runs `exe --prune-child ...` and reads its result.
+pub fn run_child(
+    exe: &Path,
+    backend: crate::stores::Backend,
+    dir: &Path,
+    pg: Option<&(String, String)>,
+) -> BenchResult<ChildResult> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--prune-child")
+        .arg(crate::artifacts::backend_arg(backend))
+        .arg(dir);
+    if let Some((url, schema)) = pg {
+        cmd.arg(url).arg(schema);
+    }
+    let fields = crate::child::run(cmd, "prune")?;
+    parse_result(&fields).ok_or_else(|| format!("bad prune child output {fields:?}").into())
+}
+
+/// Parses the fields of the child's `RESULT` line.
+fn parse_result(fields: &[String]) -> Option<ChildResult> {
+    let [rate, runs, peak, ..] = fields else {
+        return None;
+    };
+    Some(ChildResult {
+        runs_per_sec: rate.parse().ok()?,
+        runs: runs.parse().ok()?,
+        peak_bytes: peak.parse().ok()?,
+    })
 }
 
 /// Raw SQLite: loads `n` runs into the raw tables, then deletes the
@@ -117,4 +186,21 @@ pub async fn pg_raw(client: &Client, n: usize) -> BenchResult<f64> {
     let rate = ids.len() as f64 / start.elapsed().as_secs_f64();
     client.batch_execute("TRUNCATE runs, events").await?;
     Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_child_result() {
+        let f = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let r = parse_result(&f("1234.5 500 104857600")).unwrap();
+        assert_eq!(
+            (r.runs_per_sec, r.runs, r.peak_bytes),
+            (1234.5, 500, 104_857_600)
+        );
+        assert!(parse_result(&f("1234.5 500")).is_none());
+        assert!(parse_result(&f("fast 500 1")).is_none());
+    }
 }

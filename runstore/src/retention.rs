@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 pub use runstore_core::retention::*;
 
 use runstore_core::{
-    ArtifactQuery, Error, ErrorKind, LogRepositoryExt, MAX_PAGE_LIMIT, Result, Run, RunFilter,
-    RunId, RunQuery, RunStatus, RunWithEvents, StoreSet, Timestamp,
+    ArtifactQuery, Cursor, Error, ErrorKind, LogRepositoryExt, MAX_PAGE_LIMIT, Result, Run,
+    RunFilter, RunId, RunQuery, RunStatus, RunWithEvents, StoreSet, Timestamp,
 };
 use serde::Serialize;
 
@@ -195,17 +195,16 @@ async fn prune_inner(
             }
         }
     }
-    let mut cursor = None;
     let mut quarantined = 0u64;
+    let read_page = |cursor: Option<Cursor>| {
+        stores.logs.query_runs(
+            RunQuery::new(filter.clone())
+                .with_limit(limit)
+                .with_cursor(cursor),
+        )
+    };
+    let mut page = read_page(None).await?;
     loop {
-        let page = stores
-            .logs
-            .query_runs(
-                RunQuery::new(filter.clone())
-                    .with_limit(limit)
-                    .with_cursor(cursor),
-            )
-            .await?;
         let mut doomed: Vec<(usize, Run)> = Vec::new();
         for run in &page.items {
             examined += 1;
@@ -213,9 +212,23 @@ async fn prune_inner(
                 doomed.push((rule, run.clone()));
             }
         }
-        if !doomed.is_empty() {
-            quarantined += prune_page(stores, policy, &options, &doomed, &mut per_rule).await?;
-        }
+        // The next page is read while this one is deleted: its cursor lies
+        // past every run of this page, so the deletes cannot move it.
+        let next = async {
+            match page.next.clone() {
+                Some(cursor) => read_page(Some(cursor)).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let this = async {
+            if doomed.is_empty() {
+                Ok(0)
+            } else {
+                prune_page(stores, policy, &options, &doomed, &mut per_rule).await
+            }
+        };
+        let (this, next) = tokio::join!(this, next);
+        quarantined += this?;
         let report = PruneReport {
             dry_run: options.dry_run,
             examined,
@@ -224,8 +237,8 @@ async fn prune_inner(
             quarantined,
         };
         progress(&report);
-        match page.next {
-            Some(next) => cursor = Some(next),
+        match next? {
+            Some(next) => page = next,
             None => {
                 tracing::info!(examined, pruned = report.total().runs, "prune finished");
                 return Ok(report);

@@ -15,6 +15,7 @@ mod workflows;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use runstore_core::{Error, Result, StoreSet, Timestamp};
@@ -85,6 +86,10 @@ struct Inner {
     /// Idle reader connections, opened lazily up to `options.readers`.
     idle_readers: std::sync::Mutex<Vec<Connection>>,
     reader_slots: Arc<Semaphore>,
+    /// Set when the writer's foreign-key checks could not be switched on
+    /// again after [`SqliteStore::delete_tx_unchecked`]; the next write
+    /// switches them on before anything else.
+    foreign_keys_off: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -272,6 +277,7 @@ impl SqliteStore {
                 options,
                 writer: Arc::new(AsyncMutex::new(conn)),
                 idle_readers: std::sync::Mutex::new(Vec::new()),
+                foreign_keys_off: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -362,8 +368,15 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let guard = self.inner.writer.clone().lock_owned().await;
+        let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = guard;
+            if inner.foreign_keys_off.load(Ordering::Acquire) {
+                guard
+                    .pragma_update(None, "foreign_keys", true)
+                    .ctx("enabling foreign keys again")?;
+                inner.foreign_keys_off.store(false, Ordering::Release);
+            }
             f(&mut guard)
         })
         .await
@@ -386,6 +399,43 @@ impl SqliteStore {
             let out = f(&tx)?;
             tx.commit().ctx(what)?;
             Ok(out)
+        })
+        .await
+    }
+
+    /// [`Self::write_tx`] with the writer's foreign-key checks off for the
+    /// transaction: SQLite looks up the parent of every child row deleted
+    /// and scans the children of every parent deleted, which triples the
+    /// cost of deleting runs with their events. Only for deletes that
+    /// remove the children themselves, first, in the same transaction, so
+    /// no row is left without its parent. The checks are on again before
+    /// the writer is released; if that fails, the next write switches them
+    /// on before it does anything else.
+    pub(crate) async fn delete_tx_unchecked<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        self.write(move |conn| {
+            // `foreign_keys` cannot change inside a transaction, so it is
+            // switched around it.
+            inner.foreign_keys_off.store(true, Ordering::Release);
+            conn.pragma_update(None, "foreign_keys", false).ctx(what)?;
+            let out = (|| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .ctx(what)?;
+                let out = f(&tx)?;
+                tx.commit().ctx(what)?;
+                Ok(out)
+            })();
+            // The delete's own result is returned either way: when the
+            // checks stay off, the flag has the next write switch them on.
+            if conn.pragma_update(None, "foreign_keys", true).is_ok() {
+                inner.foreign_keys_off.store(false, Ordering::Release);
+            }
+            out
         })
         .await
     }

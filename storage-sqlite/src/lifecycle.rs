@@ -35,9 +35,15 @@ fn delete_set(
     Ok(Deleted::split(ids, |id| gone.contains(id.as_str())))
 }
 
-/// Deletes runs; their events go with them (ON DELETE CASCADE), in the same
-/// transaction.
+/// Deletes runs with their events, events first, in one transaction of
+/// [`crate::SqliteStore::delete_tx_unchecked`]: the explicit delete of the
+/// events is what lets it skip the foreign-key cascade.
 pub(crate) fn delete_runs(tx: &Transaction<'_>, ids: &[RunId]) -> Result<Deleted<RunId>> {
+    let what = "deleting the events of runs";
+    let list = id_list(ids, what)?;
+    tx.prepare_cached("DELETE FROM events WHERE run_id IN (SELECT value FROM json_each(?1))")
+        .and_then(|mut s| s.execute([list]))
+        .ctx(what)?;
     delete_set(
         tx,
         "DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?1)) RETURNING id",

@@ -426,20 +426,16 @@ impl LogRepository for SqliteStore {
     }
 
     async fn delete_run(&self, id: &RunId) -> Result<()> {
-        let id = id.clone();
-        self.write_tx("deleting a run", move |tx| {
-            // Events go with it (ON DELETE CASCADE).
-            if !changed_one(
-                tx,
-                "DELETE FROM runs WHERE id = ?1",
-                [id.as_str()],
-                "deleting a run",
-            )? {
-                return Err(run_not_found(&id));
-            }
-            Ok(())
-        })
-        .await
+        let ids = vec![id.clone()];
+        let deleted = self
+            .delete_tx_unchecked("deleting a run", move |tx| {
+                crate::lifecycle::delete_runs(tx, &ids)
+            })
+            .await?;
+        if deleted.deleted.is_empty() {
+            return Err(run_not_found(id));
+        }
+        Ok(())
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
@@ -487,7 +483,7 @@ impl LogRepository for SqliteStore {
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
         crate::lifecycle::check_batch(ids)?;
         let ids = ids.to_vec();
-        self.write_tx("deleting runs", move |tx| {
+        self.delete_tx_unchecked("deleting runs", move |tx| {
             crate::lifecycle::delete_runs(tx, &ids)
         })
         .await
