@@ -159,6 +159,12 @@ enum Command {
         /// `runstore-quarantine-<time>.ndjson` here.
         #[arg(long, value_name = "FILE", requires = "skip_corrupt")]
         quarantine: Option<PathBuf>,
+        /// A pass over what changed since TIME (the `next_since` the last
+        /// pass printed; RFC 3339, a date, or an age like `2h`): runs started
+        /// or ended since then or still unfinished, metrics, patterns and
+        /// artifacts since then. The verification covers the same.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
     },
     /// Serves the HTTP API (`/v1`, described at `/v1/openapi.json`) and a web
     /// page of runs on the configured storage until interrupted. With
@@ -205,6 +211,9 @@ enum Command {
         /// Re-read and hash every artifact's bytes on both sides.
         #[arg(long)]
         deep: bool,
+        /// Compare only what changed since TIME (as `migrate --since`).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
     },
     /// Does what an application does: stores a workflow and a second version,
     /// runs it several times with events, metrics and artifacts, bundles one
@@ -596,6 +605,7 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
             deep,
             skip_corrupt,
             quarantine,
+            since,
         } => {
             let args = migration::MigrateArgs {
                 from,
@@ -606,10 +616,23 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
                 deep,
                 skip_corrupt,
                 quarantine,
+                since: since
+                    .map(|t| commands::parse_time("since", &t))
+                    .transpose()?,
             };
             migration::migrate(&args, out).await
         }
-        Command::Verify { from, to, deep } => migration::verify(&from, &to, deep, out).await,
+        Command::Verify {
+            from,
+            to,
+            deep,
+            since,
+        } => {
+            let since = since
+                .map(|t| commands::parse_time("since", &t))
+                .transpose()?;
+            migration::verify(&from, &to, deep, since, out).await
+        }
         // Reads only the outbox folders: works while the database is down.
         Command::Outbox(outbox::OutboxCmd::Status) => {
             let config = load_config(cli.config.as_ref())?;

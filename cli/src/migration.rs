@@ -49,6 +49,7 @@ pub struct MigrateArgs {
     pub deep: bool,
     pub skip_corrupt: bool,
     pub quarantine: Option<PathBuf>,
+    pub since: Option<runstore::Timestamp>,
 }
 
 /// Opens the two sides named by configuration files. The source must
@@ -121,6 +122,10 @@ pub async fn migrate(args: &MigrateArgs, out: &Out) -> Result<ExitCode> {
         Some(q) => options.quarantine(q),
         None => options,
     };
+    let options = match args.since {
+        Some(t) => options.since(t),
+        None => options,
+    };
     let result = migrate::migrate(&source.stores(), &destination.stores(), options).await;
     bars.clear();
     let report = result?;
@@ -152,11 +157,20 @@ pub async fn migrate(args: &MigrateArgs, out: &Out) -> Result<ExitCode> {
 }
 
 /// `runstore verify`: exit 0 when equal, 1 when they differ.
-pub async fn verify(from: &Path, to: &Path, deep: bool, out: &Out) -> Result<ExitCode> {
+pub async fn verify(
+    from: &Path,
+    to: &Path,
+    deep: bool,
+    since: Option<runstore::Timestamp>,
+    out: &Out,
+) -> Result<ExitCode> {
     let (source, destination) = open_both(from, to).await?;
     let bars = Arc::new(ConcernBars::new("verify", out.json));
     bars.set_known_total("verify runs", run_total(&source, &destination).await);
-    let options = VerifyOptions::default().deep(deep).progress(bars.clone());
+    let mut options = VerifyOptions::default().deep(deep).progress(bars.clone());
+    if let Some(t) = since {
+        options = options.since(t);
+    }
     let result = migrate::verify(&source.stores(), &destination.stores(), options).await;
     bars.clear();
     let report = result?;
@@ -187,6 +201,9 @@ fn human_migration(r: &MigrationReport) -> String {
     let mut s = String::new();
     if r.dry_run {
         s.push_str("dry run: nothing was written; `copied` is what would be copied\n");
+    }
+    if let Some(t) = r.since {
+        s.push_str(&format!("a pass since {t}: only what changed since then\n"));
     }
     s.push_str(&format!(
         "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
@@ -244,7 +261,12 @@ fn human_migration(r: &MigrationReport) -> String {
     let nothing_to_copy = [r.workflows, r.runs, r.metrics, r.patterns, r.artifacts]
         .iter()
         .all(|c| c.copied == 0 && c.updated == 0);
-    s.push_str(if r.is_complete() {
+    if let (Some(next), false) = (r.next_since, r.dry_run) {
+        s.push_str(&format!("next pass: --since {next}\n"));
+    }
+    s.push_str(if r.is_complete() && r.since.is_some() {
+        "migration complete: the destination holds everything that changed in the source since then"
+    } else if r.is_complete() {
         "migration complete: the destination holds everything the source does"
     } else if r.dry_run && r.conflict_count() > 0 && nothing_to_copy {
         "dry run: nothing to copy, but the conflicts above stay conflicts until they are resolved in the destination"
@@ -260,6 +282,9 @@ fn human_migration(r: &MigrationReport) -> String {
 
 fn human_verify(v: &VerifyReport, standalone: bool) -> String {
     let mut s = String::new();
+    if let (Some(t), true) = (v.since, standalone) {
+        s.push_str(&format!("compared what changed since {t}\n"));
+    }
     s.push_str(&format!(
         "{:<10} {:>10} {:>10} {:>10}  digests\n",
         "", "source", "dest", "equal"

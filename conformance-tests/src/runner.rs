@@ -55,9 +55,27 @@ pub async fn run_rule(factory: &dyn StoreFactory, name: &str) -> Outcome {
     match tokio::time::timeout(RULE_TIMEOUT, (rule.run)(factory)).await {
         Ok(Ok(())) => Outcome::Passed,
         Ok(Err(RuleError::Skipped(c))) => Outcome::Skipped(c),
-        Ok(Err(RuleError::Failed(m))) => Outcome::Failed(m),
+        Ok(Err(RuleError::Failed(m))) => Outcome::Failed(bounded(m)),
         Err(_) => Outcome::Failed(format!("did not finish within {RULE_TIMEOUT:?}")),
     }
+}
+
+/// Most characters of a failure message kept in full.
+pub const MAX_MESSAGE_CHARS: usize = 4_000;
+
+/// A failure message cut to [`MAX_MESSAGE_CHARS`] (a rule comparing a
+/// 10,000-byte artifact must not print it as 40 KB of decimals), saying
+/// how much was left out.
+pub fn bounded(message: String) -> String {
+    let total = message.chars().count();
+    if total <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let head: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+    format!(
+        "{head}… ({} more characters left out)",
+        total - MAX_MESSAGE_CHARS
+    )
 }
 
 /// The outcome of every rule for one backend.
@@ -161,5 +179,31 @@ pub fn run_rule_blocking(factory: impl StoreFactory, name: &str) {
             eprintln!("SKIPPED {name} on {backend}: the backend lacks capability {c}")
         }
         Outcome::Failed(m) => panic!("{backend} breaks rule {name}:\n{m}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_messages_are_bounded() {
+        let short = "left: 1\nright: 2".to_string();
+        assert_eq!(bounded(short.clone()), short);
+        let huge = "[1, 2, 3] ".repeat(3_000);
+        let cut = bounded(huge.clone());
+        assert!(
+            cut.chars().count() < MAX_MESSAGE_CHARS + 60,
+            "{}",
+            cut.len()
+        );
+        assert!(cut.starts_with(&huge[..100]));
+        assert!(cut.ends_with(&format!(
+            "({} more characters left out)",
+            30_000 - MAX_MESSAGE_CHARS
+        )));
+        // Cut on a character, never inside one.
+        let wide = "é".repeat(MAX_MESSAGE_CHARS + 1);
+        assert!(bounded(wide).ends_with("(1 more characters left out)"));
     }
 }

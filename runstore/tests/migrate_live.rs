@@ -204,3 +204,145 @@ async fn another_outcome_in_the_destination_is_still_a_conflict() {
     let report = migrate(&from, &to, opts()).await.unwrap();
     assert_eq!(report.runs.conflicts, 1, "{report:?}");
 }
+
+/// A finished run of `wf` that started and ended `age_secs` ago, with one
+/// event.
+fn old_finished_run(wf: &WorkflowId, age_secs: i64) -> runstore::RunWithEvents {
+    let then = Timestamp::now().saturating_add_micros(-age_secs * 1_000_000);
+    let mut run = Run::new(wf.clone(), Version::FIRST);
+    run.started_at = then;
+    run.status = RunStatus::Succeeded;
+    run.ended_at = Some(then.saturating_add_micros(1_000));
+    let event = runstore::Event {
+        run_id: run.id.clone(),
+        seq: 1,
+        kind: "step".into(),
+        at: then,
+        payload: json!({"old": true}),
+        idempotency_key: None,
+    };
+    runstore::RunWithEvents {
+        run,
+        events: vec![event],
+    }
+}
+
+#[tokio::test]
+async fn a_pass_since_a_watermark_reads_only_what_changed() {
+    let (from, runs) = live_source().await;
+    let wf = WorkflowId::new("live").unwrap();
+    let history: Vec<_> = (0..20).map(|_| old_finished_run(&wf, 86_400)).collect();
+    from.logs.import_runs(history).await.unwrap();
+    let to = memory::store_set();
+    let first = migrate(&from, &to, opts()).await.unwrap();
+    assert!(first.is_complete(), "{first:?}");
+    assert_eq!(first.runs.copied, 26);
+    let watermark = first.next_since.expect("a watermark for the next pass");
+    assert!(watermark < Timestamp::now());
+
+    // The live source moves on: a run finishes with a metric, another gets
+    // an event, a new run starts.
+    let done = from
+        .logs
+        .update_status(
+            &runs[0].id,
+            RunUpdate::finished(RunStatus::Succeeded, Timestamp::now()),
+        )
+        .await
+        .unwrap();
+    from.metrics.record(metric_of(&done)).await.unwrap();
+    from.logs
+        .append_event(&runs[1].id, NewEvent::new("step", json!({"late": 1})))
+        .await
+        .unwrap();
+    let new_run = from
+        .logs
+        .create_run(Run::new(wf.clone(), Version::FIRST))
+        .await
+        .unwrap()
+        .record;
+
+    let second = migrate(&from, &to, opts().since(watermark)).await.unwrap();
+    assert_eq!(second.since, Some(watermark));
+    // The 6 live runs (one now finished) and the new one; none of the 20
+    // finished before the watermark is read again.
+    assert_eq!(second.runs.read, 7, "{second:?}");
+    assert_eq!(second.runs.copied, 1, "{second:?}");
+    assert_eq!(second.runs_forwarded, 1, "{second:?}");
+    assert_eq!(second.runs_resumed, 1, "{second:?}");
+    assert_eq!(second.metrics.read, 1, "{second:?}");
+    assert_eq!(second.metrics.copied, 1, "{second:?}");
+    assert!(second.is_complete(), "{second:?}");
+    let v = second.verify.as_ref().unwrap();
+    assert_eq!(v.since, Some(watermark));
+    assert_eq!((v.runs.a, v.runs.b), (7, 7), "{v:?}");
+    assert!(to.logs.get_run(&new_run.id).await.is_ok());
+    // Everything is there: a whole verification agrees.
+    let whole = runstore::migrate::verify(&from, &to, VerifyOptions::default())
+        .await
+        .unwrap();
+    assert!(whole.is_equal(), "{whole:?}");
+
+    // What the watermark cannot see: a run written after it with times
+    // from before it. A pass since the watermark leaves it; the whole
+    // verification finds it, and a pass without `since` copies it.
+    let late_import = old_finished_run(&wf, 7_200);
+    let late_id = late_import.run.id.clone();
+    from.logs.import_runs(vec![late_import]).await.unwrap();
+    let third = migrate(&from, &to, opts().since(watermark)).await.unwrap();
+    assert_eq!(third.runs.copied, 0, "{third:?}");
+    assert!(third.is_complete(), "{third:?}");
+    let whole = runstore::migrate::verify(&from, &to, VerifyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(whole.difference_count, 1, "{whole:?}");
+    assert_eq!(whole.differences[0].key, late_id.to_string());
+    let full = migrate(&from, &to, opts()).await.unwrap();
+    assert_eq!(full.runs.copied, 1, "{full:?}");
+    assert!(full.is_complete(), "{full:?}");
+}
+
+#[tokio::test]
+async fn a_pass_since_finds_old_runs_that_finished_among_many() {
+    let from = memory::store_set();
+    let wf = WorkflowId::new("spread").unwrap();
+    // 300 finished runs an hour apart, and two runs still running that
+    // started before all and after most of them.
+    let history: Vec<_> = (1..=300)
+        .map(|h| old_finished_run(&wf, h * 3_600))
+        .collect();
+    from.logs.import_runs(history).await.unwrap();
+    let mut live = Vec::new();
+    for age in [301 * 3_600, 1_800] {
+        let mut r = old_finished_run(&wf, age);
+        r.run.status = RunStatus::Running;
+        r.run.ended_at = None;
+        live.push(r.run.id.clone());
+        from.logs.import_runs(vec![r]).await.unwrap();
+    }
+    let to = memory::store_set();
+    let first = migrate(&from, &to, opts()).await.unwrap();
+    assert!(first.is_complete(), "{first:?}");
+    let watermark = first.next_since.unwrap();
+    for id in &live {
+        from.logs
+            .update_status(
+                id,
+                RunUpdate::finished(RunStatus::Succeeded, Timestamp::now()),
+            )
+            .await
+            .unwrap();
+    }
+    // The two runs' start times span the whole history: the destination's
+    // copies are looked up one by one, not by reading that window.
+    let second = migrate(&from, &to, opts().since(watermark)).await.unwrap();
+    assert_eq!(second.runs.read, 2, "{second:?}");
+    assert_eq!(second.runs_forwarded, 2, "{second:?}");
+    assert!(second.is_complete(), "{second:?}");
+    for id in &live {
+        assert_eq!(
+            to.logs.get_run(id).await.unwrap().status,
+            RunStatus::Succeeded
+        );
+    }
+}

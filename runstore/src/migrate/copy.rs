@@ -12,7 +12,10 @@ use tokio::sync::mpsc;
 
 use super::pager::{self, Pager};
 use super::verify::verify;
-use super::{Concern, ConflictRecord, MigrateOptions, MigrationReport, OnConflict};
+use super::{
+    Concern, ConflictRecord, MigrateOptions, MigrationReport, OnConflict, WATERMARK_MARGIN_SECS,
+    run_filters_since,
+};
 use crate::dump::Quarantine;
 
 /// Copies everything from `from` to `to` (see the [module docs](super)),
@@ -37,11 +40,14 @@ pub async fn migrate(
     options: MigrateOptions,
 ) -> Result<MigrationReport> {
     options.validate()?;
+    let started = Timestamp::now();
     let mut m = Migrator {
         from,
         to,
         report: MigrationReport {
             dry_run: options.dry_run,
+            since: options.since,
+            next_since: Some(started.saturating_add_micros(-WATERMARK_MARGIN_SECS * 1_000_000)),
             ..Default::default()
         },
         opts: &options,
@@ -56,6 +62,10 @@ pub async fn migrate(
         let mut vo = options.verify_options.clone();
         if vo.progress.is_none() {
             vo.progress = options.progress.clone();
+        }
+        // A pass since a watermark is proved over what it looked at.
+        if vo.since.is_none() {
+            vo.since = options.since;
         }
         report.verify = Some(verify(from, to, vo).await?);
     }
@@ -194,15 +204,25 @@ async fn read_runs(
     tx: mpsc::Sender<RunItem>,
 ) -> Result<()> {
     let max_events = opts.max_events_per_batch;
-    let mut src = pager::runs(from, opts.batch_size);
+    // One listing of every run, or (a pass since a watermark) the
+    // listings of what changed, one after the other.
+    let filters = match opts.since {
+        Some(t) => run_filters_since(t),
+        None => vec![RunFilter::default()],
+    };
+    let mut sources = filters
+        .into_iter()
+        .map(|f| pager::runs_where(from, f, opts.batch_size));
+    let mut src = sources.next();
     let mut batch: Vec<RunWithEvents> = Vec::new();
     let mut batch_events = 0usize;
     loop {
         let mut page = Vec::new();
         while page.len() < opts.batch_size {
-            match src.next().await? {
+            let Some(s) = src.as_mut() else { break };
+            match s.next().await? {
                 Some(run) => page.push(run),
-                None => break,
+                None => src = sources.next(),
             }
         }
         if page.is_empty() {
@@ -464,7 +484,15 @@ impl Migrator<'_> {
 
     async fn runs(&mut self) -> Result<()> {
         // The total only feeds the progress bar; a failing count is no reason to stop.
-        let total = self.from.logs.count_runs(RunFilter::default()).await.ok();
+        let filters = match self.opts.since {
+            Some(t) => run_filters_since(t),
+            None => vec![RunFilter::default()],
+        };
+        let mut total = Some(0u64);
+        for f in filters {
+            let n = self.from.logs.count_runs(f).await.ok();
+            total = total.zip(n).map(|(a, b)| a + b);
+        }
         // Reading the source and writing the destination overlap: the reader
         // fills the next batch while the writer stores the last one. At most
         // two batches wait in the channel, which bounds the memory.
@@ -615,6 +643,27 @@ impl Migrator<'_> {
         // `started_before` is exclusive; no time is after `Timestamp::MAX`.
         let before = (to < Timestamp::MAX).then(|| to.saturating_add_micros(1));
         let filter = RunFilter::default().started_between(Some(from), before);
+        // A window that holds many more runs than the batch (the runs of a
+        // pass since a watermark are spread over all of time) is cheaper
+        // looked up run by run.
+        let in_window = self.to.logs.count_runs(filter.clone()).await?;
+        if in_window > 4 * batch.len() as u64 + 100 {
+            let mut lookups = stream::iter(batch)
+                .map(|r| async move {
+                    match self.to.logs.get_run(&r.run.id).await {
+                        Ok(run) => Ok(Some(run)),
+                        Err(e) if is_not_found(&e) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(READ_AHEAD);
+            while let Some(run) = lookups.next().await {
+                if let Some(run) = run? {
+                    found.insert(run.id.clone(), run);
+                }
+            }
+            return Ok(found);
+        }
         let mut dst = pager::runs_where(self.to, filter, self.opts.batch_size);
         while let Some(run) = dst.next().await? {
             if wanted.contains(&run.id) {
@@ -806,6 +855,9 @@ impl Migrator<'_> {
 
     async fn metrics(&mut self) -> Result<()> {
         let mut src = pager::metrics(self.from, self.opts.batch_size);
+        if let Some(t) = self.opts.since {
+            src = src.keep(move |m| m.recorded_at >= t);
+        }
         let mut batch: Vec<ExecutionMetric> = Vec::new();
         while let Some(m) = src.next().await? {
             self.report.metrics.read += 1;
@@ -889,6 +941,9 @@ impl Migrator<'_> {
 
     async fn patterns(&mut self) -> Result<()> {
         let mut src = pager::patterns(self.from, self.opts.batch_size);
+        if let Some(t) = self.opts.since {
+            src = src.keep(move |p| p.detected_at >= t);
+        }
         while let Some(p) = src.next().await? {
             self.report.patterns.read += 1;
             match self.to.metrics.get_pattern(&p.id).await {
@@ -918,6 +973,9 @@ impl Migrator<'_> {
 
     async fn artifacts(&mut self) -> Result<()> {
         let mut src = pager::artifacts(self.from, self.opts.batch_size);
+        if let Some(t) = self.opts.since {
+            src = src.keep(move |i| i.created_at >= t);
+        }
         while let Some(info) = src.next().await? {
             self.report.artifacts.read += 1;
             let key = info.key.to_string();

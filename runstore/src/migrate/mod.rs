@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::dump::Quarantine;
 
-use runstore_core::{Error, MAX_PAGE_LIMIT, Result};
+use runstore_core::{Error, MAX_PAGE_LIMIT, Result, Run, RunFilter, RunStatus, Timestamp};
 use serde::Serialize;
 
 pub use copy::migrate;
@@ -110,7 +110,44 @@ pub struct MigrateOptions {
     /// verification then leaves those records out. Without (the default),
     /// the first stops the migration.
     pub quarantine: Option<Arc<Mutex<Quarantine>>>,
+    /// A pass over what changed since this time (a watermark, usually the
+    /// [`MigrationReport::next_since`] of the previous pass), not over
+    /// everything: runs started or ended since then and every run not yet
+    /// finished (with their events), metrics recorded, patterns detected
+    /// and artifacts created since then. Workflow versions are always all
+    /// looked at (they are few). The final verification covers the same
+    /// records. Records are selected by their own times, which writers set:
+    /// one written with an older time than the watermark is missed, so a
+    /// last pass without `since` (or `verify`) is the proof. Default none.
+    pub since: Option<Timestamp>,
 }
+
+/// What a pass [`since`](MigrateOptions::since) `t` reads again, by its
+/// own times: runs started or ended at or after `t`, and every run not yet
+/// finished (it may have new events). A finished run's record and events
+/// never change, so one that ended before `t` was copied whole by an
+/// earlier pass. One rule for the copy and the verification.
+pub fn run_changed_since(run: &Run, t: Timestamp) -> bool {
+    run.started_at >= t || run.ended_at.is_some_and(|e| e >= t) || !run.status.is_terminal()
+}
+
+/// The runs of [`run_changed_since`] as three disjoint filters the
+/// backends serve from their indexes (start time, end time, status).
+pub(crate) fn run_filters_since(t: Timestamp) -> Vec<RunFilter> {
+    vec![
+        RunFilter::default().started_between(Some(t), None),
+        RunFilter::default()
+            .started_between(None, Some(t))
+            .ended_between(Some(t), None),
+        RunFilter::default()
+            .started_between(None, Some(t))
+            .statuses([RunStatus::Pending, RunStatus::Running]),
+    ]
+}
+
+/// How far before a pass's start the next pass's watermark lies: a margin
+/// for writers whose clocks run behind the migrating machine's.
+pub const WATERMARK_MARGIN_SECS: i64 = 60;
 
 impl Default for MigrateOptions {
     fn default() -> Self {
@@ -124,6 +161,7 @@ impl Default for MigrateOptions {
             max_reported: 10_000,
             progress: None,
             quarantine: None,
+            since: None,
         }
     }
 }
@@ -140,6 +178,7 @@ impl fmt::Debug for MigrateOptions {
             .field("max_reported", &self.max_reported)
             .field("progress", &self.progress.is_some())
             .field("quarantine", &self.quarantine.is_some())
+            .field("since", &self.since)
             .finish()
     }
 }
@@ -188,6 +227,13 @@ impl MigrateOptions {
         self
     }
 
+    /// Makes it a pass over what changed since `t` (see
+    /// [`MigrateOptions::since`]).
+    pub fn since(mut self, t: Timestamp) -> Self {
+        self.since = Some(t);
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         check_limit("batch_size", self.batch_size)?;
         check_limit("max_events_per_batch", self.max_events_per_batch)?;
@@ -208,6 +254,10 @@ pub struct VerifyOptions {
     pub max_reported: usize,
     /// Progress callback.
     pub progress: Option<Arc<dyn MigrationProgress>>,
+    /// Compares only what a migration pass since this time looks at (see
+    /// [`MigrateOptions::since`]), on both sides; every workflow version.
+    /// Default none: everything.
+    pub since: Option<Timestamp>,
 }
 
 impl Default for VerifyOptions {
@@ -217,6 +267,7 @@ impl Default for VerifyOptions {
             deep: false,
             max_reported: 10_000,
             progress: None,
+            since: None,
         }
     }
 }
@@ -228,11 +279,18 @@ impl fmt::Debug for VerifyOptions {
             .field("deep", &self.deep)
             .field("max_reported", &self.max_reported)
             .field("progress", &self.progress.is_some())
+            .field("since", &self.since)
             .finish()
     }
 }
 
 impl VerifyOptions {
+    /// Compares only what changed since `t` (see [`VerifyOptions::since`]).
+    pub fn since(mut self, t: Timestamp) -> Self {
+        self.since = Some(t);
+        self
+    }
+
     /// Sets the page size.
     pub fn page_size(mut self, n: usize) -> Self {
         self.page_size = n;
@@ -298,6 +356,12 @@ pub struct ConflictRecord {
 pub struct MigrationReport {
     /// Whether nothing was written.
     pub dry_run: bool,
+    /// The watermark this pass started from ([`MigrateOptions::since`]),
+    /// if any.
+    pub since: Option<Timestamp>,
+    /// The watermark for the next pass: when this one started, less
+    /// [`WATERMARK_MARGIN_SECS`].
+    pub next_since: Option<Timestamp>,
     /// Workflow versions.
     pub workflows: ConcernCounts,
     /// Runs.
@@ -424,6 +488,10 @@ pub struct Difference {
 pub struct VerifyReport {
     /// Whether artifact bytes were re-read on both sides.
     pub deep: bool,
+    /// Only what changed since this time was compared
+    /// ([`VerifyOptions::since`]).
+    #[serde(default)]
+    pub since: Option<Timestamp>,
     /// Workflow versions.
     pub workflows: SideCounts,
     /// Runs (record only; events below).

@@ -14,6 +14,7 @@ use runstore_core::{
 
 type PageFuture<T> = Pin<Box<dyn Future<Output = Result<runstore_core::Page<T>>> + Send>>;
 type Fetch<T> = Box<dyn FnMut(Option<Cursor>) -> PageFuture<T> + Send>;
+type Keep<T> = Box<dyn Fn(&T) -> bool + Send>;
 
 /// A stream of records read page by page through a trait's keyset paging.
 pub(crate) struct Pager<T> {
@@ -22,6 +23,8 @@ pub(crate) struct Pager<T> {
     next: Option<Cursor>,
     started: bool,
     what: String,
+    /// Records that fail it are passed over (a pass [`since`](super::MigrateOptions::since)).
+    keep: Option<Keep<T>>,
 }
 
 impl<T: Send + 'static> Pager<T> {
@@ -32,7 +35,15 @@ impl<T: Send + 'static> Pager<T> {
             next: None,
             started: false,
             what: what.into(),
+            keep: None,
         }
+    }
+
+    /// Passes over the records for which `keep` is false. The order of the
+    /// rest is the listing's, so a merge-join of two kept streams holds.
+    pub(crate) fn keep(mut self, keep: impl Fn(&T) -> bool + Send + 'static) -> Self {
+        self.keep = Some(Box::new(keep));
+        self
     }
 
     async fn fill(&mut self) -> Result<()> {
@@ -41,7 +52,10 @@ impl<T: Send + 'static> Pager<T> {
             let cursor = self.next.take();
             self.started = true;
             let page = (self.fetch)(cursor).await?;
-            self.buf.extend(page.items);
+            match &self.keep {
+                Some(keep) => self.buf.extend(page.items.into_iter().filter(|x| keep(x))),
+                None => self.buf.extend(page.items),
+            }
             self.next = page.next;
         }
         Ok(())

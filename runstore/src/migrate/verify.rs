@@ -11,7 +11,9 @@ use tokio::io::AsyncReadExt;
 
 use super::copy::{artifact_difference, describe_run_difference};
 use super::pager::{self, MergeJoin, Pair};
-use super::{Concern, Difference, DifferenceKind, SideCounts, VerifyOptions, VerifyReport};
+use super::{
+    Concern, Difference, DifferenceKind, SideCounts, VerifyOptions, VerifyReport, run_changed_since,
+};
 
 /// Compares `a` and `b` record by record: counts per concern and the content
 /// hash of every workflow version, run, event, metric, pattern and artifact
@@ -31,6 +33,7 @@ pub async fn verify(a: &StoreSet, b: &StoreSet, options: VerifyOptions) -> Resul
         b,
         report: VerifyReport {
             deep: options.deep,
+            since: options.since,
             ..Default::default()
         },
         opts: &options,
@@ -203,9 +206,17 @@ impl Verifier<'_> {
     async fn runs(&mut self) -> Result<()> {
         let ps = self.opts.page_size;
         // Runs are listed newest first: the key grows along `Reverse`.
-        let mut join = MergeJoin::new(pager::runs(self.a, ps), pager::runs(self.b, ps), |r| {
-            Reverse(RunCursor::of(r))
-        });
+        // Since a watermark: one listing kept to the runs that changed
+        // (one rule for both sides), so a run is paired with itself even
+        // when the two sides hold it at different states.
+        let runs = |s: &StoreSet| {
+            let p = pager::runs(s, ps);
+            match self.opts.since {
+                Some(t) => p.keep(move |r| run_changed_since(r, t)),
+                None => p,
+            }
+        };
+        let mut join = MergeJoin::new(runs(self.a), runs(self.b), |r| Reverse(RunCursor::of(r)));
         let mut digests = Digests::default();
         let mut event_digests = Digests::default();
         while let Some(pair) = join.next().await? {
@@ -268,11 +279,15 @@ impl Verifier<'_> {
 
     async fn metrics(&mut self) -> Result<()> {
         let ps = self.opts.page_size;
-        let mut join = MergeJoin::new(
-            pager::metrics(self.a, ps),
-            pager::metrics(self.b, ps),
-            |m| m.run_id.clone(),
-        );
+        let since = self.opts.since;
+        let metrics = |s: &StoreSet| {
+            let p = pager::metrics(s, ps);
+            match since {
+                Some(t) => p.keep(move |m| m.recorded_at >= t),
+                None => p,
+            }
+        };
+        let mut join = MergeJoin::new(metrics(self.a), metrics(self.b), |m| m.run_id.clone());
         let mut digests = Digests::default();
         while let Some(pair) = join.next().await? {
             self.step(
@@ -293,11 +308,17 @@ impl Verifier<'_> {
     async fn patterns(&mut self) -> Result<()> {
         let ps = self.opts.page_size;
         // Patterns are listed newest first: the key grows along `Reverse`.
-        let mut join = MergeJoin::new(
-            pager::patterns(self.a, ps),
-            pager::patterns(self.b, ps),
-            |p| Reverse(PatternCursor::of(p)),
-        );
+        let since = self.opts.since;
+        let patterns = |s: &StoreSet| {
+            let p = pager::patterns(s, ps);
+            match since {
+                Some(t) => p.keep(move |p| p.detected_at >= t),
+                None => p,
+            }
+        };
+        let mut join = MergeJoin::new(patterns(self.a), patterns(self.b), |p| {
+            Reverse(PatternCursor::of(p))
+        });
         let mut digests = Digests::default();
         while let Some(pair) = join.next().await? {
             self.step(
@@ -317,11 +338,15 @@ impl Verifier<'_> {
 
     async fn artifacts(&mut self) -> Result<()> {
         let ps = self.opts.page_size;
-        let mut join = MergeJoin::new(
-            pager::artifacts(self.a, ps),
-            pager::artifacts(self.b, ps),
-            |i| i.key.clone(),
-        );
+        let since = self.opts.since;
+        let artifacts = |s: &StoreSet| {
+            let p = pager::artifacts(s, ps);
+            match since {
+                Some(t) => p.keep(move |i| i.created_at >= t),
+                None => p,
+            }
+        };
+        let mut join = MergeJoin::new(artifacts(self.a), artifacts(self.b), |i| i.key.clone());
         let mut digests = Digests::default();
         while let Some(pair) = join.next().await? {
             let equal = self.step(
