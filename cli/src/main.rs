@@ -145,8 +145,10 @@ enum Command {
         /// Records read per page and written per batch (1 to 10000).
         #[arg(long, value_name = "N", default_value = "500", value_parser = paging::parse_page_size)]
         batch_size: usize,
-        /// In the final verification, re-read and hash every artifact's bytes
-        /// on both sides.
+        /// Verify with a whole comparison of both sides at the end, artifact
+        /// bytes re-read and hashed. Without it, each batch is read back from
+        /// the destination as it is written and compared with the source
+        /// records in hand.
         #[arg(long)]
         deep: bool,
         /// Copy what can be read: a run whose events cannot be read and an

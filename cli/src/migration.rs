@@ -102,8 +102,9 @@ pub async fn migrate(args: &MigrateArgs, out: &Out) -> Result<ExitCode> {
     let (source, destination) = open_both(&args.from, &args.to).await?;
     let label = if args.dry_run { "dry run" } else { "migrate" };
     let bars = Arc::new(ConcernBars::new(label, out.json));
-    // Runs of the final verification: the larger side is the bar's length.
-    if !args.dry_run {
+    // Runs of the final verification (a whole one with --deep; without,
+    // the check is made while copying): the larger side is the bar's length.
+    if !args.dry_run && args.deep {
         bars.set_known_total("verify runs", run_total(&source, &destination).await);
     }
     let options = MigrateOptions::default()
@@ -254,7 +255,11 @@ fn human_migration(r: &MigrationReport) -> String {
         }
     }
     if let Some(v) = &r.verify {
-        s.push_str("verification (source = a, destination = b):\n");
+        s.push_str(if v.while_copying {
+            "checked while copying (source = a, destination = b):\n"
+        } else {
+            "verification (source = a, destination = b):\n"
+        });
         s.push_str(&human_verify(v, false));
         s.push('\n');
     }
@@ -311,6 +316,8 @@ fn human_verify(v: &VerifyReport, standalone: bool) -> String {
     if v.is_equal() {
         s.push_str(if v.deep {
             "equal (artifact bytes re-read on both sides)"
+        } else if v.while_copying {
+            "equal (each batch read back from the destination as it was written; --deep compares both sides again)"
         } else {
             "equal"
         });

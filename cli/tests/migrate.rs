@@ -136,7 +136,13 @@ fn files_to_sqlite_then_verify_equal_then_nothing_copied_again() {
     // Human output names the verdict; progress goes to stderr as plain
     // lines (not a terminal), never to stdout.
     let o = rs(d, &["migrate", "--from", "a.yaml", "--to", "b.yaml"]);
-    o.prints(0, &["migration complete"])
+    o.prints(0, &["checked while copying", "migration complete"])
+        .logs(&["migrate runs: 3 records"]);
+    let o = rs(
+        d,
+        &["migrate", "--from", "a.yaml", "--to", "b.yaml", "--deep"],
+    );
+    o.prints(0, &["verification (source = a", "migration complete"])
         .logs(&["migrate runs: 3 records", "verify runs: "]);
     let o = rs(d, &["verify", "--from", "a.yaml", "--to", "b.yaml"]);
     o.prints(0, &["equal"]);

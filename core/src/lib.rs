@@ -16,6 +16,7 @@ pub mod logs;
 pub mod memory;
 pub mod metrics;
 pub mod page;
+mod read_only;
 pub mod redact;
 pub mod retention;
 pub mod stores;

@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex};
 use futures_util::{StreamExt, stream};
 use runstore_core::{
     ArtifactInfo, Error, ErrorKind, Event, ExecutionMetric, NewEvent, PutOptions, Result, Run,
-    RunFilter, RunId, RunWithEvents, StoreSet, Timestamp, WorkflowDefinition,
+    RunFilter, RunId, RunWithEvents, Sha256Digest, StoreSet, Timestamp, WorkflowDefinition,
 };
 use tokio::sync::mpsc;
 
 use super::pager::{self, Pager};
-use super::verify::verify;
+use super::verify::{Tally, verify};
 use super::{
-    Concern, ConflictRecord, MigrateOptions, MigrationReport, OnConflict, WATERMARK_MARGIN_SECS,
-    run_filters_since,
+    Concern, ConflictRecord, MigrateOptions, MigrationReport, OnConflict, VerifyReport,
+    WATERMARK_MARGIN_SECS, run_filters_since,
 };
 use crate::dump::Quarantine;
 
@@ -41,6 +41,9 @@ pub async fn migrate(
 ) -> Result<MigrationReport> {
     options.validate()?;
     let started = Timestamp::now();
+    // The source is only read: through a read-only view, no write of the
+    // migration can reach it.
+    let from = &from.read_only();
     let mut m = Migrator {
         from,
         to,
@@ -51,6 +54,16 @@ pub async fn migrate(
             ..Default::default()
         },
         opts: &options,
+        check: (options.verify && !options.dry_run && !options.verify_options.deep).then(|| {
+            Tally::new(
+                VerifyReport {
+                    since: options.since,
+                    while_copying: true,
+                    ..Default::default()
+                },
+                options.verify_options.max_reported,
+            )
+        }),
     };
     m.workflows().await?;
     m.runs().await?;
@@ -58,7 +71,9 @@ pub async fn migrate(
     m.patterns().await?;
     m.artifacts().await?;
     let mut report = m.report;
-    if options.verify && !options.dry_run {
+    if let Some(check) = m.check {
+        report.verify = Some(check.finish());
+    } else if options.verify && !options.dry_run {
         let mut vo = options.verify_options.clone();
         if vo.progress.is_none() {
             vo.progress = options.progress.clone();
@@ -97,6 +112,8 @@ struct Migrator<'a> {
     to: &'a StoreSet,
     opts: &'a MigrateOptions,
     report: MigrationReport,
+    /// The check made while copying (see [`MigrateOptions::verify`]).
+    check: Option<Tally>,
 }
 
 /// How a destination run's events compare with the source's.
@@ -154,6 +171,10 @@ enum RunItem {
 /// How many runs' events the reader fetches at once: overlaps the round
 /// trips of a networked source.
 const READ_AHEAD: usize = 4;
+
+/// Metrics read back at once by the check made while copying: one lookup
+/// each, so they are overlapped more deeply than the reads of runs.
+const CHECK_READS: usize = 16;
 
 /// A run read from the source with its first chunk of events, and a pager
 /// positioned after them.
@@ -333,6 +354,8 @@ struct SourceEvents {
     rest: Option<Pager<Event>>,
     /// Events taken from `rest` (the head was counted when read).
     read_from_rest: u64,
+    /// Events taken in all, for the check made while copying.
+    taken: u64,
 }
 
 impl SourceEvents {
@@ -341,7 +364,15 @@ impl SourceEvents {
             head: head.into(),
             rest,
             read_from_rest: 0,
+            taken: 0,
         }
+    }
+
+    /// Takes every event read ahead.
+    fn take_head(&mut self) -> Vec<Event> {
+        let head: Vec<Event> = self.head.drain(..).collect();
+        self.taken += head.len() as u64;
+        head
     }
 
     async fn peek(&mut self) -> Result<Option<&Event>> {
@@ -356,15 +387,26 @@ impl SourceEvents {
 
     async fn next(&mut self) -> Result<Option<Event>> {
         if let Some(e) = self.head.pop_front() {
+            self.taken += 1;
             return Ok(Some(e));
         }
         let Some(rest) = &mut self.rest else {
             return Ok(None);
         };
         let e = rest.next().await?;
-        self.read_from_rest += u64::from(e.is_some());
+        if e.is_some() {
+            self.read_from_rest += 1;
+            self.taken += 1;
+        }
         Ok(e)
     }
+}
+
+/// A source run as the check made while copying compares it: its record,
+/// and how many events it has.
+struct RunCount {
+    run: Run,
+    events: u64,
 }
 
 impl Migrator<'_> {
@@ -424,6 +466,72 @@ impl Migrator<'_> {
         Ok(())
     }
 
+    /// Reads the runs of `sources` back from the destination with two
+    /// calls (their records by one query over their start-time window,
+    /// their event counts by one `event_counts`) and records each against
+    /// the source: the record by content hash, the events by count.
+    async fn check_runs(&mut self, sources: Vec<RunCount>) -> Result<()> {
+        if self.check.is_none() || sources.is_empty() {
+            return Ok(());
+        }
+        let runs: Vec<&Run> = sources.iter().map(|s| &s.run).collect();
+        let stored = self.stored(&runs).await?;
+        let ids: Vec<RunId> = sources.iter().map(|s| s.run.id.clone()).collect();
+        let counts = self.to.logs.event_counts(&ids).await?;
+        let Some(check) = self.check.as_mut() else {
+            return Ok(());
+        };
+        for (src, n) in sources.iter().zip(counts) {
+            let id = src.run.id.to_string();
+            let dst = stored.get(&src.run.id);
+            check.record(
+                Concern::Runs,
+                id.clone(),
+                Some(runstore_core::content_hash(&src.run)?),
+                dst.map(runstore_core::content_hash).transpose()?,
+                || {
+                    dst.map(|d| describe_run_difference(&src.run, d))
+                        .unwrap_or_default()
+                },
+            );
+            check.record_count(
+                Concern::Events,
+                format!("{id}#*"),
+                src.events,
+                dst.map(|_| n),
+            );
+        }
+        Ok(())
+    }
+
+    /// Records one record of `concern` against the destination's copy,
+    /// read back with `read` (`None`: absent), both hashed with `hash`.
+    async fn check_record<T, F>(
+        &mut self,
+        concern: Concern,
+        key: String,
+        source: &T,
+        read: F,
+        hash: fn(&T) -> Result<Sha256Digest>,
+    ) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        if self.check.is_none() {
+            return Ok(());
+        }
+        let dst = match read.await {
+            Ok(d) => Some(hash(&d)?),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(e),
+        };
+        let src = hash(source)?;
+        if let Some(check) = self.check.as_mut() {
+            check.record(concern, key, Some(src), dst, || "content differs".into());
+        }
+        Ok(())
+    }
+
     async fn workflows(&mut self) -> Result<()> {
         let mut src = pager::workflows(self.from, self.opts.batch_size);
         while let Some(def) = src.next().await? {
@@ -462,6 +570,15 @@ impl Migrator<'_> {
                     Err(e) => return Err(e),
                 }
             }
+            let to = self.to;
+            self.check_record(
+                Concern::Workflows,
+                format!("{}@{}", def.id, def.version),
+                &def,
+                to.workflows.get(&def.id, def.version),
+                |d| Ok(d.content_hash()),
+            )
+            .await?;
             self.progress(Concern::Workflows, None);
         }
         self.finish(Concern::Workflows);
@@ -521,15 +638,34 @@ impl Migrator<'_> {
                 RunItem::Batch(batch) => {
                     self.report.runs.read += batch.len() as u64;
                     self.report.events.read += event_count(&batch);
+                    let sources: Vec<RunCount> = match self.check {
+                        Some(_) => batch
+                            .iter()
+                            .map(|r| RunCount {
+                                run: r.run.clone(),
+                                events: r.events.len() as u64,
+                            })
+                            .collect(),
+                        None => Vec::new(),
+                    };
                     self.flush_runs(batch).await?;
+                    self.check_runs(sources).await?;
                 }
                 RunItem::Large { run, first, rest } => {
                     self.report.runs.read += 1;
                     self.report.events.read += first.len() as u64;
                     let mut events = SourceEvents::new(first, Some(rest));
+                    let source_run = self.check.is_some().then(|| (*run).clone());
                     let done = self.large_run(*run, &mut events).await;
                     self.report.events.read += events.read_from_rest;
                     done?;
+                    if let Some(run) = source_run {
+                        // The events not taken (a conflict stopped the
+                        // copy) are counted too: the check compares them all.
+                        while events.next().await?.is_some() {}
+                        let events = events.taken;
+                        self.check_runs(vec![RunCount { run, events }]).await?;
+                    }
                 }
             }
             self.progress(Concern::Runs, total);
@@ -632,14 +768,20 @@ impl Migrator<'_> {
     /// The destination's records of the runs of `batch` (those it holds),
     /// read with one paged query over the batch's `started_at` window.
     async fn stored_runs(&self, batch: &[RunWithEvents]) -> Result<HashMap<RunId, Run>> {
+        let runs: Vec<&Run> = batch.iter().map(|r| &r.run).collect();
+        self.stored(&runs).await
+    }
+
+    /// [`Self::stored_runs`] of bare run records.
+    async fn stored(&self, batch: &[&Run]) -> Result<HashMap<RunId, Run>> {
         let mut found = HashMap::new();
         let (Some(from), Some(to)) = (
-            batch.iter().map(|r| r.run.started_at).min(),
-            batch.iter().map(|r| r.run.started_at).max(),
+            batch.iter().map(|r| r.started_at).min(),
+            batch.iter().map(|r| r.started_at).max(),
         ) else {
             return Ok(found);
         };
-        let wanted: HashSet<&RunId> = batch.iter().map(|r| &r.run.id).collect();
+        let wanted: HashSet<&RunId> = batch.iter().map(|r| &r.id).collect();
         // `started_before` is exclusive; no time is after `Timestamp::MAX`.
         let before = (to < Timestamp::MAX).then(|| to.saturating_add_micros(1));
         let filter = RunFilter::default().started_between(Some(from), before);
@@ -650,7 +792,7 @@ impl Migrator<'_> {
         if in_window > 4 * batch.len() as u64 + 100 {
             let mut lookups = stream::iter(batch)
                 .map(|r| async move {
-                    match self.to.logs.get_run(&r.run.id).await {
+                    match self.to.logs.get_run(&r.id).await {
                         Ok(run) => Ok(Some(run)),
                         Err(e) if is_not_found(&e) => Ok(None),
                         Err(e) => Err(e),
@@ -728,7 +870,7 @@ impl Migrator<'_> {
     /// [`Self::existing_run`] completes.
     async fn import_large(&mut self, run: Run, events: &mut SourceEvents) -> Result<()> {
         let id = run.id.clone();
-        let first: Vec<Event> = events.head.drain(..).collect();
+        let first: Vec<Event> = events.take_head();
         let n_first = first.len() as u64;
         if !self.opts.dry_run {
             match self
@@ -863,12 +1005,48 @@ impl Migrator<'_> {
             self.report.metrics.read += 1;
             batch.push(m);
             if batch.len() >= self.opts.batch_size {
-                self.flush_metrics(std::mem::take(&mut batch)).await?;
+                self.flush_and_check_metrics(std::mem::take(&mut batch))
+                    .await?;
                 self.progress(Concern::Metrics, None);
             }
         }
-        self.flush_metrics(batch).await?;
+        self.flush_and_check_metrics(batch).await?;
         self.finish(Concern::Metrics);
+        Ok(())
+    }
+
+    /// [`Self::flush_metrics`], then reads the batch back from the
+    /// destination (a few at a time) for the check made while copying.
+    async fn flush_and_check_metrics(&mut self, batch: Vec<ExecutionMetric>) -> Result<()> {
+        let sources = match self.check {
+            Some(_) => batch.clone(),
+            None => Vec::new(),
+        };
+        self.flush_metrics(batch).await?;
+        let to = self.to;
+        let mut read = stream::iter(sources)
+            .map(|m| async move {
+                let dst = match to.metrics.get(&m.run_id).await {
+                    Ok(d) => Some(super::verify::metric_hash(&d)?),
+                    Err(e) if is_not_found(&e) => None,
+                    Err(e) => return Err(e),
+                };
+                Ok((m, dst))
+            })
+            .buffered(CHECK_READS);
+        while let Some(pair) = read.next().await {
+            let (m, dst) = pair?;
+            let src = super::verify::metric_hash(&m)?;
+            if let Some(check) = self.check.as_mut() {
+                check.record(
+                    Concern::Metrics,
+                    m.run_id.to_string(),
+                    Some(src),
+                    dst,
+                    || "content differs".into(),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -946,6 +1124,7 @@ impl Migrator<'_> {
         }
         while let Some(p) = src.next().await? {
             self.report.patterns.read += 1;
+            let source = self.check.is_some().then(|| p.clone());
             match self.to.metrics.get_pattern(&p.id).await {
                 Ok(stored) if stored.same_content(&p) => self.report.patterns.unchanged += 1,
                 Ok(stored) => self.conflict(
@@ -964,6 +1143,17 @@ impl Migrator<'_> {
                     self.report.patterns.copied += 1;
                 }
                 Err(e) => return Err(e),
+            }
+            if let Some(p) = source {
+                let to = self.to;
+                self.check_record(
+                    Concern::Patterns,
+                    p.id.to_string(),
+                    &p,
+                    to.metrics.get_pattern(&p.id),
+                    super::verify::pattern_hash,
+                )
+                .await?;
             }
             self.progress(Concern::Patterns, None);
         }
@@ -994,6 +1184,15 @@ impl Migrator<'_> {
                 }
                 Err(e) => return Err(e),
             }
+            let to = self.to;
+            self.check_record(
+                Concern::Artifacts,
+                info.key.to_string(),
+                &info,
+                to.artifacts.head(&info.key),
+                runstore_core::content_hash::<ArtifactInfo>,
+            )
+            .await?;
             self.progress(Concern::Artifacts, None);
         }
         self.finish(Concern::Artifacts);

@@ -94,7 +94,13 @@ pub struct MigrateOptions {
     pub on_conflict: OnConflict,
     /// Say what would be copied and what conflicts exist; write nothing.
     pub dry_run: bool,
-    /// Verify the two sides at the end (not in a dry run). Default `true`.
+    /// Check the destination (not in a dry run). Default `true`. Without
+    /// [`VerifyOptions::deep`], each batch is read back from the destination
+    /// as it is written and compared with the source records in hand
+    /// ([`VerifyReport::while_copying`]: records by content, events by
+    /// count), a fraction of the copy's cost; with it, a whole [`verify`]
+    /// of both sides runs at the end (every event's content and artifact
+    /// bytes too).
     pub verify: bool,
     /// Options of that verification.
     pub verify_options: VerifyOptions,
@@ -492,6 +498,17 @@ pub struct VerifyReport {
     /// ([`VerifyOptions::since`]).
     #[serde(default)]
     pub since: Option<Timestamp>,
+    /// Made by a migration while it copied: each batch read back from the
+    /// destination and compared with the source records in hand, so the
+    /// source is not read twice and records only in the destination are
+    /// not looked for. Workflow versions, runs, metrics, patterns and
+    /// artifact infos are compared by content hash; the events of a run by
+    /// their count (one `event_counts` call per batch: their content is
+    /// compared by [`VerifyOptions::deep`]). The digests are this check's
+    /// own: compare `digest_a` with `digest_b`, not with a [`verify`]'s.
+    /// `false` for [`verify`] and for a migration with `deep`.
+    #[serde(default)]
+    pub while_copying: bool,
     /// Workflow versions.
     pub workflows: SideCounts,
     /// Runs (record only; events below).

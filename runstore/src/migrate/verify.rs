@@ -28,14 +28,19 @@ use super::{
 /// artifact in a deep verification, which is reported as a difference.
 pub async fn verify(a: &StoreSet, b: &StoreSet, options: VerifyOptions) -> Result<VerifyReport> {
     options.validate()?;
+    // Verification only reads: neither side can be written through it.
+    let (a, b) = (&a.read_only(), &b.read_only());
     let mut v = Verifier {
         a,
         b,
-        report: VerifyReport {
-            deep: options.deep,
-            since: options.since,
-            ..Default::default()
-        },
+        tally: Tally::new(
+            VerifyReport {
+                deep: options.deep,
+                since: options.since,
+                ..Default::default()
+            },
+            options.max_reported,
+        ),
         opts: &options,
     };
     v.workflows().await?;
@@ -43,7 +48,7 @@ pub async fn verify(a: &StoreSet, b: &StoreSet, options: VerifyOptions) -> Resul
     v.metrics().await?;
     v.patterns().await?;
     v.artifacts().await?;
-    Ok(v.report)
+    Ok(v.tally.finish())
 }
 
 /// SHA-256 of a metric's canonical JSON, with `-0.0` taken as `0.0` (they
@@ -70,33 +75,36 @@ struct Digests {
     b: Sha256Hasher,
 }
 
-impl Digests {
-    fn finish(self, counts: &mut SideCounts) {
-        counts.digest_a = self.a.finish().to_hex();
-        counts.digest_b = self.b.finish().to_hex();
-    }
-}
-
-struct Verifier<'a> {
-    a: &'a StoreSet,
-    b: &'a StoreSet,
-    opts: &'a VerifyOptions,
+/// Counts, digests and differences of a comparison, concern by concern:
+/// one place for [`verify`] and for the check a migration makes while it
+/// copies.
+pub(crate) struct Tally {
     report: VerifyReport,
+    digests: [Digests; 6],
+    max_reported: usize,
 }
 
-fn progress_label(concern: Concern) -> &'static str {
+fn index(concern: Concern) -> usize {
     match concern {
-        Concern::Workflows => "verify workflows",
-        Concern::Runs => "verify runs",
-        Concern::Events => "verify events",
-        Concern::Metrics => "verify metrics",
-        Concern::Patterns => "verify patterns",
-        Concern::Artifacts => "verify artifacts",
+        Concern::Workflows => 0,
+        Concern::Runs => 1,
+        Concern::Events => 2,
+        Concern::Metrics => 3,
+        Concern::Patterns => 4,
+        Concern::Artifacts => 5,
     }
 }
 
-impl Verifier<'_> {
-    fn counts(&mut self, concern: Concern) -> &mut SideCounts {
+impl Tally {
+    pub(crate) fn new(report: VerifyReport, max_reported: usize) -> Self {
+        Tally {
+            report,
+            digests: Default::default(),
+            max_reported,
+        }
+    }
+
+    pub(crate) fn counts(&mut self, concern: Concern) -> &mut SideCounts {
         match concern {
             Concern::Workflows => &mut self.report.workflows,
             Concern::Runs => &mut self.report.runs,
@@ -107,9 +115,15 @@ impl Verifier<'_> {
         }
     }
 
-    fn difference(&mut self, concern: Concern, key: String, kind: DifferenceKind, detail: String) {
+    pub(crate) fn difference(
+        &mut self,
+        concern: Concern,
+        key: String,
+        kind: DifferenceKind,
+        detail: String,
+    ) {
         self.report.difference_count += 1;
-        if self.report.differences.len() < self.opts.max_reported {
+        if self.report.differences.len() < self.max_reported {
             self.report.differences.push(Difference {
                 concern,
                 key,
@@ -121,16 +135,142 @@ impl Verifier<'_> {
         }
     }
 
+    /// Hashes a record into a side's digest and count, without comparing
+    /// (the events of a run on one side only: the run is the difference).
+    pub(crate) fn count_one_side(&mut self, concern: Concern, side_a: bool, hash: &Sha256Digest) {
+        let d = &mut self.digests[index(concern)];
+        if side_a {
+            d.a.update(hash.as_bytes());
+            self.counts(concern).a += 1;
+        } else {
+            d.b.update(hash.as_bytes());
+            self.counts(concern).b += 1;
+        }
+    }
+
+    /// One record: its content hash on side `a` and on side `b` (`None`
+    /// where it is absent). Counts and hashes it, lists a difference
+    /// (described by `differ` when both hold it); whether the two hold it
+    /// with equal content.
+    pub(crate) fn record(
+        &mut self,
+        concern: Concern,
+        key: String,
+        a: Option<Sha256Digest>,
+        b: Option<Sha256Digest>,
+        differ: impl FnOnce() -> String,
+    ) -> bool {
+        if let Some(h) = &a {
+            self.count_one_side(concern, true, h);
+        }
+        if let Some(h) = &b {
+            self.count_one_side(concern, false, h);
+        }
+        match (a, b) {
+            (Some(x), Some(y)) if x == y => {
+                self.counts(concern).equal += 1;
+                true
+            }
+            (Some(x), Some(y)) => {
+                let detail = format!("sha256 {x} / {y}: {}", differ());
+                self.difference(concern, key, DifferenceKind::Different, detail);
+                false
+            }
+            (Some(_), None) => {
+                self.difference(concern, key, DifferenceKind::OnlyInA, String::new());
+                false
+            }
+            (None, Some(_)) => {
+                self.difference(concern, key, DifferenceKind::OnlyInB, String::new());
+                false
+            }
+            (None, None) => true,
+        }
+    }
+
+    /// A group of records compared by count only (the events of a run, in
+    /// the check made while copying): `a` on side `a`, `b` on side `b`
+    /// (`None` where the group is absent, which is not listed: its run is).
+    /// The digests take the key and the count. Whether the counts agree.
+    pub(crate) fn record_count(
+        &mut self,
+        concern: Concern,
+        key: String,
+        a: u64,
+        b: Option<u64>,
+    ) -> bool {
+        let i = index(concern);
+        self.digests[i].a.update(format!("{key}\n{a}\n").as_bytes());
+        self.counts(concern).a += a;
+        let Some(b) = b else {
+            return false;
+        };
+        self.digests[i].b.update(format!("{key}\n{b}\n").as_bytes());
+        self.counts(concern).b += b;
+        if a == b {
+            self.counts(concern).equal += a;
+            return true;
+        }
+        self.difference(
+            concern,
+            key,
+            DifferenceKind::Different,
+            format!("{a} in the source, {b} in the destination"),
+        );
+        false
+    }
+
+    /// The report, with every concern's digests.
+    pub(crate) fn finish(mut self) -> VerifyReport {
+        let digests = std::mem::take(&mut self.digests);
+        for (concern, d) in [
+            Concern::Workflows,
+            Concern::Runs,
+            Concern::Events,
+            Concern::Metrics,
+            Concern::Patterns,
+            Concern::Artifacts,
+        ]
+        .into_iter()
+        .zip(digests)
+        {
+            let c = self.counts(concern);
+            c.digest_a = d.a.finish().to_hex();
+            c.digest_b = d.b.finish().to_hex();
+        }
+        self.report
+    }
+}
+
+struct Verifier<'a> {
+    a: &'a StoreSet,
+    b: &'a StoreSet,
+    opts: &'a VerifyOptions,
+    tally: Tally,
+}
+
+pub(crate) fn progress_label(concern: Concern) -> &'static str {
+    match concern {
+        Concern::Workflows => "verify workflows",
+        Concern::Runs => "verify runs",
+        Concern::Events => "verify events",
+        Concern::Metrics => "verify metrics",
+        Concern::Patterns => "verify patterns",
+        Concern::Artifacts => "verify artifacts",
+    }
+}
+
+impl Verifier<'_> {
     fn progress(&mut self, concern: Concern) {
         if let Some(p) = self.opts.progress.clone() {
-            let c = self.counts(concern);
+            let c = self.tally.counts(concern);
             p.on_progress(progress_label(concern), c.a.max(c.b), None);
         }
     }
 
     fn finish(&mut self, concern: Concern) {
         if let Some(p) = self.opts.progress.clone() {
-            let c = self.counts(concern);
+            let c = self.tally.counts(concern);
             p.on_finish(progress_label(concern), c.a.max(c.b));
         }
     }
@@ -141,42 +281,25 @@ impl Verifier<'_> {
     fn step<T>(
         &mut self,
         concern: Concern,
-        digests: &mut Digests,
         pair: &Pair<T>,
         key: impl Fn(&T) -> String,
         hash: impl Fn(&T) -> Result<Sha256Digest>,
         differ: impl Fn(&T, &T) -> String,
     ) -> Result<bool> {
-        match pair {
-            Pair::OnlyA(x) => {
-                digests.a.update(hash(x)?.as_bytes());
-                self.counts(concern).a += 1;
-                self.difference(concern, key(x), DifferenceKind::OnlyInA, String::new());
-                Ok(false)
-            }
-            Pair::OnlyB(y) => {
-                digests.b.update(hash(y)?.as_bytes());
-                self.counts(concern).b += 1;
-                self.difference(concern, key(y), DifferenceKind::OnlyInB, String::new());
-                Ok(false)
-            }
+        Ok(match pair {
+            Pair::OnlyA(x) => self
+                .tally
+                .record(concern, key(x), Some(hash(x)?), None, String::new),
+            Pair::OnlyB(y) => self
+                .tally
+                .record(concern, key(y), None, Some(hash(y)?), String::new),
             Pair::Both(x, y) => {
-                let (hx, hy) = (hash(x)?, hash(y)?);
-                digests.a.update(hx.as_bytes());
-                digests.b.update(hy.as_bytes());
-                let c = self.counts(concern);
-                c.a += 1;
-                c.b += 1;
-                if hx == hy {
-                    c.equal += 1;
-                    Ok(true)
-                } else {
-                    let detail = format!("sha256 {hx} / {hy}: {}", differ(x, y));
-                    self.difference(concern, key(x), DifferenceKind::Different, detail);
-                    Ok(false)
-                }
+                self.tally
+                    .record(concern, key(x), Some(hash(x)?), Some(hash(y)?), || {
+                        differ(x, y)
+                    })
             }
-        }
+        })
     }
 
     async fn workflows(&mut self) -> Result<()> {
@@ -186,11 +309,9 @@ impl Verifier<'_> {
             pager::workflows(self.b, ps),
             |d| (d.id.clone(), d.version),
         );
-        let mut digests = Digests::default();
         while let Some(pair) = join.next().await? {
             self.step(
                 Concern::Workflows,
-                &mut digests,
                 &pair,
                 |d| format!("{}@{}", d.id, d.version),
                 |d| Ok(d.content_hash()),
@@ -198,7 +319,6 @@ impl Verifier<'_> {
             )?;
             self.progress(Concern::Workflows);
         }
-        digests.finish(&mut self.report.workflows);
         self.finish(Concern::Workflows);
         Ok(())
     }
@@ -217,43 +337,38 @@ impl Verifier<'_> {
             }
         };
         let mut join = MergeJoin::new(runs(self.a), runs(self.b), |r| Reverse(RunCursor::of(r)));
-        let mut digests = Digests::default();
-        let mut event_digests = Digests::default();
         while let Some(pair) = join.next().await? {
             self.step(
                 Concern::Runs,
-                &mut digests,
                 &pair,
                 |r: &Run| r.id.to_string(),
                 content_hash,
                 describe_run_difference,
             )?;
-            self.run_events(&pair, &mut event_digests).await?;
+            self.run_events(&pair).await?;
             self.progress(Concern::Runs);
         }
-        digests.finish(&mut self.report.runs);
-        event_digests.finish(&mut self.report.events);
         self.finish(Concern::Runs);
         Ok(())
     }
 
     /// Compares the events of one run. Events of a run on one side only are
     /// counted and hashed, not listed (the run is).
-    async fn run_events(&mut self, pair: &Pair<Run>, digests: &mut Digests) -> Result<()> {
+    async fn run_events(&mut self, pair: &Pair<Run>) -> Result<()> {
         let ps = self.opts.page_size;
         match pair {
             Pair::OnlyA(r) => {
                 let mut events = pager::events(&self.a.logs, &r.id, ps);
                 while let Some(e) = events.next().await? {
-                    digests.a.update(content_hash(&e)?.as_bytes());
-                    self.report.events.a += 1;
+                    self.tally
+                        .count_one_side(Concern::Events, true, &content_hash(&e)?);
                 }
             }
             Pair::OnlyB(r) => {
                 let mut events = pager::events(&self.b.logs, &r.id, ps);
                 while let Some(e) = events.next().await? {
-                    digests.b.update(content_hash(&e)?.as_bytes());
-                    self.report.events.b += 1;
+                    self.tally
+                        .count_one_side(Concern::Events, false, &content_hash(&e)?);
                 }
             }
             Pair::Both(r, _) => {
@@ -265,7 +380,6 @@ impl Verifier<'_> {
                 while let Some(ev) = join.next().await? {
                     self.step(
                         Concern::Events,
-                        digests,
                         &ev,
                         |e: &Event| format!("{}#{}", e.run_id, e.seq),
                         content_hash,
@@ -288,11 +402,9 @@ impl Verifier<'_> {
             }
         };
         let mut join = MergeJoin::new(metrics(self.a), metrics(self.b), |m| m.run_id.clone());
-        let mut digests = Digests::default();
         while let Some(pair) = join.next().await? {
             self.step(
                 Concern::Metrics,
-                &mut digests,
                 &pair,
                 |m: &ExecutionMetric| m.run_id.to_string(),
                 metric_hash,
@@ -300,7 +412,6 @@ impl Verifier<'_> {
             )?;
             self.progress(Concern::Metrics);
         }
-        digests.finish(&mut self.report.metrics);
         self.finish(Concern::Metrics);
         Ok(())
     }
@@ -319,11 +430,9 @@ impl Verifier<'_> {
         let mut join = MergeJoin::new(patterns(self.a), patterns(self.b), |p| {
             Reverse(PatternCursor::of(p))
         });
-        let mut digests = Digests::default();
         while let Some(pair) = join.next().await? {
             self.step(
                 Concern::Patterns,
-                &mut digests,
                 &pair,
                 |p: &Pattern| p.id.to_string(),
                 pattern_hash,
@@ -331,7 +440,6 @@ impl Verifier<'_> {
             )?;
             self.progress(Concern::Patterns);
         }
-        digests.finish(&mut self.report.patterns);
         self.finish(Concern::Patterns);
         Ok(())
     }
@@ -347,11 +455,9 @@ impl Verifier<'_> {
             }
         };
         let mut join = MergeJoin::new(artifacts(self.a), artifacts(self.b), |i| i.key.clone());
-        let mut digests = Digests::default();
         while let Some(pair) = join.next().await? {
             let equal = self.step(
                 Concern::Artifacts,
-                &mut digests,
                 &pair,
                 |i: &ArtifactInfo| i.key.to_string(),
                 content_hash,
@@ -371,9 +477,9 @@ impl Verifier<'_> {
                 // Metadata already differed: that difference is listed once.
                 if !problems.is_empty() {
                     if equal {
-                        self.report.artifacts.equal -= 1;
+                        self.tally.report.artifacts.equal -= 1;
                     }
-                    self.difference(
+                    self.tally.difference(
                         Concern::Artifacts,
                         x.key.to_string(),
                         DifferenceKind::Different,
@@ -386,7 +492,6 @@ impl Verifier<'_> {
             }
             self.progress(Concern::Artifacts);
         }
-        digests.finish(&mut self.report.artifacts);
         self.finish(Concern::Artifacts);
         Ok(())
     }

@@ -414,9 +414,12 @@ pub mod failing {
         WorkflowQuery, WorkflowRepository, Written, async_trait,
     };
 
-    /// Shared budget of writes left; below zero every write fails.
+    /// Shared budget of writes left; below zero every write fails. With
+    /// `lossy` (the fourth field), the destination also loses data while it
+    /// acknowledges the writes: the last event of every imported run with
+    /// more than one, and a microsecond of every metric's duration.
     #[derive(Debug, Clone)]
-    pub struct Budget(Arc<AtomicI64>, i64, Arc<AtomicI64>);
+    pub struct Budget(Arc<AtomicI64>, i64, Arc<AtomicI64>, bool);
 
     impl Budget {
         fn spend(&self) -> Result<()> {
@@ -448,10 +451,21 @@ pub mod failing {
 
     /// `inner`, failing every write after `writes` of them.
     pub fn wrap(inner: &StoreSet, writes: i64) -> (StoreSet, Budget) {
+        wrap_with(inner, writes, false)
+    }
+
+    /// `inner`, silently losing data (see [`Budget`]): a broken backend
+    /// that the check of a migration must catch.
+    pub fn lossy(inner: &StoreSet) -> StoreSet {
+        wrap_with(inner, i64::MAX, true).0
+    }
+
+    fn wrap_with(inner: &StoreSet, writes: i64, lossy: bool) -> (StoreSet, Budget) {
         let b = Budget(
             Arc::new(AtomicI64::new(writes)),
             writes,
             Arc::new(AtomicI64::new(0)),
+            lossy,
         );
         let set = StoreSet {
             workflows: Arc::new(W(inner.clone(), b.clone())),
@@ -534,9 +548,16 @@ pub mod failing {
             self.1.spend()?;
             self.0.logs.delete_run(id).await
         }
-        async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
+        async fn import_runs(&self, mut runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
             self.1.spend()?;
             self.1.saw_events(runs.iter().map(|r| r.events.len()).sum());
+            if self.1.3 {
+                for r in &mut runs {
+                    if r.events.len() > 1 {
+                        r.events.pop();
+                    }
+                }
+            }
             self.0.logs.import_runs(runs).await
         }
         async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
@@ -579,8 +600,13 @@ pub mod failing {
             self.1.spend()?;
             self.0.metrics.record(metric).await
         }
-        async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
+        async fn record_many(&self, mut metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
             self.1.spend()?;
+            if self.1.3 {
+                for m in &mut metrics {
+                    m.duration_micros += 1;
+                }
+            }
             self.0.metrics.record_many(metrics).await
         }
         async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
