@@ -172,3 +172,53 @@ pub async fn event_list_filter_input_checked(f: &dyn StoreFactory) -> RuleResult
     );
     Ok(())
 }
+
+/// "`events_of_runs(ids)` gives every event of each run in the order of
+/// `ids`, each run's in sequence order, none for a run that is not stored;
+/// an id twice is InvalidInput."
+pub async fn event_reads_of_several_runs_at_once(f: &dyn StoreFactory) -> RuleResult {
+    let s = f.create().await?;
+    let logs = s.stores.logs.as_ref();
+    for (id, start, n) in [("a", 10, 3i64), ("b", 11, 0), ("c", 12, 25)] {
+        logs.create_run(run(id, "etl", 1, start)).await?;
+        if n > 0 {
+            logs.append_events(&rid(id), (1..=n).map(|i| event("step", i)).collect())
+                .await?;
+        }
+    }
+    let ids = [rid("c"), rid("nope"), rid("a"), rid("b")];
+    let got = logs.events_of_runs(&ids).await?;
+    ensure_eq!(
+        got.len(),
+        ids.len(),
+        "events_of_runs(c, nope, a, b): one list per id"
+    );
+    for (id, events) in ids.iter().zip(&got) {
+        let one_by_one = match logs.get_run(id).await {
+            Ok(_) => walk(logs, id, EventQuery::default().with_limit(7)).await?,
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        ensure_eq!(
+            seqs(events),
+            seqs(&one_by_one),
+            "events_of_runs: the sequence numbers of run {id}"
+        );
+        ensure_eq!(
+            *events,
+            one_by_one,
+            "events_of_runs: the events of run {id}, as list_events gives them"
+        );
+    }
+    ensure_err!(
+        logs.events_of_runs(&[rid("a"), rid("a")]).await,
+        ErrorKind::InvalidInput,
+        "events_of_runs with an id twice"
+    );
+    ensure_eq!(
+        logs.events_of_runs(&[]).await?,
+        Vec::<Vec<Event>>::new(),
+        "events_of_runs of no id"
+    );
+    Ok(())
+}

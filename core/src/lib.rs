@@ -44,7 +44,8 @@ pub use lifecycle::{
 };
 pub use logs::{
     Appended, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunCursor,
-    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents, run_conflict, run_not_found,
+    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents, events_by_run, run_conflict,
+    run_not_found,
 };
 pub use metrics::{
     DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,

@@ -81,7 +81,7 @@ pub fn validate_delete_batch<K: Eq + Hash + std::fmt::Display>(
         return Err(Error::invalid(
             field,
             format!(
-                "at most {MAX_DELETE_BATCH} ids per delete, got {}",
+                "at most {MAX_DELETE_BATCH} ids per batch, got {}",
                 ids.len()
             ),
         ));
@@ -91,7 +91,7 @@ pub fn validate_delete_batch<K: Eq + Hash + std::fmt::Display>(
         if !seen.insert(id) {
             return Err(Error::invalid(
                 field,
-                format!("{id} appears twice in one delete batch"),
+                format!("{id} appears twice in one batch"),
             ));
         }
     }

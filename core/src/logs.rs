@@ -984,6 +984,40 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
         Ok(out)
     }
 
+    /// Every event of each run of `ids`, in the order of `ids` (at most
+    /// [`crate::MAX_DELETE_BATCH`], each once), each run's in sequence
+    /// order; a run that is not stored has none. One call for a page of
+    /// small runs, as a migration reads them: the caller bounds the total
+    /// (with [`LogRepository::event_counts`]), since nothing is paged. The
+    /// default reads each run's pages; the SQL backends answer with one
+    /// query.
+    async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
+        crate::validate_delete_batch("run_ids", ids)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut events = Vec::new();
+            let mut cursor = None;
+            loop {
+                let query = EventQuery::default()
+                    .with_limit(crate::MAX_PAGE_LIMIT)
+                    .with_cursor(cursor);
+                match self.list_events(id, query).await {
+                    Ok(page) => {
+                        events.extend(page.items);
+                        match page.next {
+                            Some(c) => cursor = Some(c),
+                            None => break,
+                        }
+                    }
+                    Err(e) if e.kind() == crate::ErrorKind::NotFound => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            out.push(events);
+        }
+        Ok(out)
+    }
+
     /// The run of `workflow` with external key `key`, or [`Error::NotFound`].
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run>;
 
@@ -1012,4 +1046,18 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
     /// Forgets deliveries recorded strictly before `recorded_before` (their
     /// retention age) and says how many.
     async fn prune_deliveries(&self, recorded_before: Timestamp) -> Result<u64>;
+}
+
+/// The events of one query over several runs (ordered by run, then
+/// sequence), grouped per run in the order of `ids`: how the SQL backends
+/// answer [`LogRepository::events_of_runs`].
+pub fn events_by_run(ids: &[RunId], events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut per_run: std::collections::HashMap<RunId, Vec<Event>> =
+        std::collections::HashMap::with_capacity(ids.len());
+    for e in events {
+        per_run.entry(e.run_id.clone()).or_default().push(e);
+    }
+    ids.iter()
+        .map(|id| per_run.remove(id).unwrap_or_default())
+        .collect()
 }

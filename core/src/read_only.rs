@@ -137,6 +137,9 @@ impl LogRepository for ReadOnly<dyn LogRepository> {
     async fn event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
         self.0.event_counts(ids).await
     }
+    async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
+        self.0.events_of_runs(ids).await
+    }
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         self.0.get_run_by_key(workflow, key).await
     }

@@ -646,6 +646,37 @@ fn stored_with_events(inner: &Inner, run: &Run) -> Result<RunWithEvents> {
     })
 }
 
+impl FileStore {
+    /// `f` of the events of each run of `ids` (`None` for a run that is not
+    /// stored), in the order of `ids`, under one read lock and one trip to
+    /// the blocking pool: a batch of runs costs what one run does.
+    async fn read_events_of<T: Send + 'static>(
+        &self,
+        ids: &[RunId],
+        f: fn(Option<&[Event]>) -> T,
+    ) -> Result<Vec<T>> {
+        runstore_core::validate_delete_batch("run_ids", ids)?;
+        let ids = ids.to_vec();
+        self.inner
+            .blocking(move |inner| {
+                let _l = lock(inner, false)?;
+                let st = refresh_runs(inner, false)?;
+                let stored: Vec<bool> = ids.iter().map(|id| st.runs.contains_key(id)).collect();
+                drop(st);
+                ids.iter()
+                    .zip(stored)
+                    .map(|(id, stored)| {
+                        if !stored {
+                            return Ok(f(None));
+                        }
+                        with_events(inner, id, false, |ev| Ok(f(Some(&ev.st.events))))
+                    })
+                    .collect()
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl LogRepository for FileStore {
     async fn create_run(&self, run: Run) -> Result<Written<Run>> {
@@ -929,6 +960,18 @@ impl LogRepository for FileStore {
                 finish(inner, locked, outcome, tickets)
             })
             .await
+    }
+
+    async fn event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
+        self.read_events_of(ids, |events| events.map_or(0, |e| e.len() as u64))
+            .await
+    }
+
+    async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
+        self.read_events_of(ids, |events| {
+            events.map(<[Event]>::to_vec).unwrap_or_default()
+        })
+        .await
     }
 
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {

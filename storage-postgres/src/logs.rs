@@ -727,6 +727,26 @@ impl LogRepository for PostgresStore {
         self.lifecycle_event_counts(ids).await
     }
 
+    async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
+        runstore_core::validate_delete_batch("run_ids", ids)?;
+        let keys: Vec<&str> = ids.iter().map(RunId::as_str).collect();
+        let rows = self
+            .query_all(
+                "reading the events of runs",
+                // One index range per id (as `event_counts`): `= ANY` can
+                // plan as a scan of every event when statistics are stale.
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM unnest($1::text[]) WITH ORDINALITY AS r(id, n) \
+                     CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM {{s}}.events e \
+                     WHERE e.run_id = r.id COLLATE \"C\") ev ORDER BY r.n, ev.seq"
+                ),
+                &[&keys],
+            )
+            .await?;
+        let events = rows.iter().map(event_of).collect::<Result<Vec<_>>>()?;
+        Ok(runstore_core::events_by_run(ids, events))
+    }
+
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         validate_external_key(key)?;
         self.find(

@@ -11,7 +11,7 @@ use crate::error::Ctx;
 
 /// The ids as one JSON array, the parameter of `json_each(?1)`: a batch
 /// is one set-based statement, not one per id.
-fn id_list(ids: &[RunId], what: &str) -> Result<String> {
+pub(crate) fn id_list(ids: &[RunId], what: &str) -> Result<String> {
     serde_json::to_string(&ids.iter().map(RunId::as_str).collect::<Vec<_>>())
         .map_err(|e| runstore_core::Error::backend(what.to_string(), Some(e.into())))
 }

@@ -496,6 +496,27 @@ impl LogRepository for SqliteStore {
             .await
     }
 
+    async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
+        crate::lifecycle::check_batch(ids)?;
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let list = crate::lifecycle::id_list(&ids, "reading the events of runs")?;
+            // One query in (run, seq) order: the events table's primary key.
+            let events = query_rows(
+                conn,
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE run_id IN (SELECT value FROM json_each(?1)) ORDER BY run_id, seq"
+                ),
+                [list],
+                convert_event,
+                "reading the events of runs",
+            )?;
+            Ok(runstore_core::events_by_run(&ids, events))
+        })
+        .await
+    }
+
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         validate_external_key(key)?;
         let (workflow, key) = (workflow.clone(), key.to_owned());

@@ -181,7 +181,8 @@ const CHECK_READS: usize = 16;
 struct ReadRun {
     run: Run,
     first: Vec<Event>,
-    rest: Pager<Event>,
+    /// `None` when `first` holds every event (read with the page).
+    rest: Option<Pager<Event>>,
 }
 
 /// Reads a run's first `max_events` events; `None` if the run was deleted
@@ -213,7 +214,97 @@ async fn read_run(
     if first.len() == max_events {
         rest.peek().await?;
     }
-    Ok(Some(ReadRun { run, first, rest }))
+    Ok(Some(ReadRun {
+        run,
+        first,
+        rest: Some(rest),
+    }))
+}
+
+/// Reads a page of runs with their events: the runs that hold fewer
+/// events than a batch with one `events_of_runs` call per batch's worth
+/// (their sizes from one `event_counts`), the others with [`read_run`].
+/// In page order; a run deleted from the source since it was listed is
+/// left out. With a quarantine, a batch whose events cannot be read is
+/// read again run by run, so only the unreadable run is noted and left out.
+async fn read_page(
+    from: &StoreSet,
+    page: Vec<Run>,
+    max_events: usize,
+    q: Option<&Arc<Mutex<Quarantine>>>,
+) -> Result<Vec<ReadRun>> {
+    let ids: Vec<RunId> = page.iter().map(|r| r.id.clone()).collect();
+    let mut out: Vec<ReadRun> = Vec::with_capacity(page.len());
+    let counts = match from.logs.event_counts(&ids).await {
+        Ok(counts) => counts,
+        // A backend that counts by reading: run by run, to find the one.
+        Err(e) if e.kind() == ErrorKind::Corrupt && q.is_some() => {
+            for run in page {
+                out.extend(read_run(from, run, max_events, q).await?);
+            }
+            return Ok(out);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut small: Vec<Run> = Vec::new();
+    let mut small_events = 0usize;
+    for (run, n) in page.into_iter().zip(counts) {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if n >= max_events {
+            read_small(from, std::mem::take(&mut small), max_events, q, &mut out).await?;
+            small_events = 0;
+            out.extend(read_run(from, run, max_events, q).await?);
+            continue;
+        }
+        if small_events + n > max_events {
+            read_small(from, std::mem::take(&mut small), max_events, q, &mut out).await?;
+            small_events = 0;
+        }
+        small_events += n;
+        small.push(run);
+    }
+    read_small(from, small, max_events, q, &mut out).await?;
+    Ok(out)
+}
+
+/// The small runs of [`read_page`], with one `events_of_runs`.
+async fn read_small(
+    from: &StoreSet,
+    runs: Vec<Run>,
+    max_events: usize,
+    q: Option<&Arc<Mutex<Quarantine>>>,
+    out: &mut Vec<ReadRun>,
+) -> Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<RunId> = runs.iter().map(|r| r.id.clone()).collect();
+    let all = match from.logs.events_of_runs(&ids).await {
+        Ok(all) => all,
+        Err(e) if e.kind() == ErrorKind::Corrupt && q.is_some() => {
+            for run in runs {
+                out.extend(read_run(from, run, max_events, q).await?);
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    for (run, first) in runs.into_iter().zip(all) {
+        // No events: a run without any, or one deleted since it was listed.
+        if first.is_empty() {
+            match from.logs.get_run(&run.id).await {
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+        out.push(ReadRun {
+            run,
+            first,
+            rest: None,
+        });
+    }
+    Ok(())
 }
 
 /// Reads runs from the source with their events and sends them in batches
@@ -249,20 +340,17 @@ async fn read_runs(
         if page.is_empty() {
             break;
         }
-        let mut reads = stream::iter(page)
-            .map(|run| read_run(from, run, max_events, opts.quarantine.as_ref()))
-            .buffered(READ_AHEAD);
-        while let Some(read) = reads.next().await {
-            let Some(ReadRun {
-                run,
-                first,
-                mut rest,
-            }) = read?
-            else {
-                continue;
-            };
+        for ReadRun {
+            run,
+            first,
+            mut rest,
+        } in read_page(from, page, max_events, opts.quarantine.as_ref()).await?
+        {
             let full = batch.len() >= opts.batch_size || batch_events + first.len() > max_events;
-            let large = rest.peek().await?.is_some();
+            let large = match rest.as_mut() {
+                Some(r) => r.peek().await?.is_some(),
+                None => false,
+            };
             if (full || large) && !batch.is_empty() {
                 batch_events = 0;
                 if tx
@@ -273,7 +361,7 @@ async fn read_runs(
                     return Ok(());
                 }
             }
-            if large {
+            if let (true, Some(rest)) = (large, rest) {
                 let item = RunItem::Large {
                     run: Box::new(run),
                     first,

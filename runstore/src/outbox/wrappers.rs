@@ -199,6 +199,10 @@ impl LogRepository for OutboxLogs {
         self.backend.event_counts(ids).await
     }
 
+    async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
+        self.backend.events_of_runs(ids).await
+    }
+
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         self.backend.get_run_by_key(workflow, key).await
     }
