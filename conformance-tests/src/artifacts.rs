@@ -500,6 +500,65 @@ pub async fn artifact_large_streams_round_trip(f: &dyn StoreFactory) -> RuleResu
     Ok(())
 }
 
+/// Most heap a put or a get of the 64 MiB artifact may add: a backend that
+/// holds the whole artifact needs at least 64 MiB, one that streams needs
+/// its buffers; the margin covers the other rules running at the same time
+/// in the same process.
+const STREAMING_HEAP_MAX: usize = 48 << 20;
+
+/// "Large artifacts stream in and out in bounded memory", measured: the
+/// heap a 64 MiB put and a 64 MiB streamed get add, each under
+/// [`STREAMING_HEAP_MAX`]. Needs [`Capability::MeasuredMemory`] (the test
+/// binary's global allocator is [`crate::PeakAlloc`]), found at run time.
+pub async fn artifact_large_streams_in_bounded_memory(f: &dyn StoreFactory) -> RuleResult {
+    const SIZE: u64 = 64 << 20;
+    let heap = crate::PeakAlloc;
+    if heap.current_usage() == 0 {
+        return Err(RuleError::Skipped(Capability::MeasuredMemory));
+    }
+    let s = f.create().await?;
+    let a = &s.stores.artifacts;
+    let key = akey("run-big", "out", "bounded.bin");
+    let mut buf = vec![0u8; 1 << 20];
+    let base = heap.current_usage();
+    heap.reset_peak_usage();
+    let body: ByteStream = Box::new(Generated::new(7, SIZE));
+    let w = a.put(&key, body, opts(1)).await?;
+    let put_heap = heap.peak_usage().saturating_sub(base);
+    ensure_eq!(w.record.size, SIZE, "put of 64 MiB: size");
+    ensure!(
+        put_heap < STREAMING_HEAP_MAX,
+        "a put of 64 MiB added {} MiB to the heap at its peak (at most {} MiB): the body must be streamed, not held",
+        put_heap >> 20,
+        STREAMING_HEAP_MAX >> 20
+    );
+    let base = heap.current_usage();
+    heap.reset_peak_usage();
+    let mut reader = a.get(&key).await?;
+    let mut size = 0u64;
+    loop {
+        let n = reader
+            .body
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::io("streaming a large artifact", e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+    }
+    drop(reader);
+    let get_heap = heap.peak_usage().saturating_sub(base);
+    ensure_eq!(size, SIZE, "64 MiB read back by streaming: size");
+    ensure!(
+        get_heap < STREAMING_HEAP_MAX,
+        "a streamed get of 64 MiB added {} MiB to the heap at its peak (at most {} MiB): the bytes must be streamed, not loaded",
+        get_heap >> 20,
+        STREAMING_HEAP_MAX >> 20
+    );
+    Ok(())
+}
+
 /// "List by run, optionally by phase, ordered by `(phase, path)`"; listing
 /// all runs is ordered by `(run_id, phase, path)` bytewise, paged.
 pub async fn artifact_list_by_run_and_phase_ordered(f: &dyn StoreFactory) -> RuleResult {

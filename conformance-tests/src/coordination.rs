@@ -248,10 +248,10 @@ pub async fn coordination_lease_one_winner_and_tokens_persist(f: &dyn StoreFacto
     ensure_eq!(winners.len(), 1, "winners among 8 racing holders");
     let won = &winners[0];
     logs.release_lease("singleton", won.token).await?;
-    if !f.capabilities().has(Capability::SharedStorage) {
+    if !f.capabilities().has(Capability::ConcurrentHandles) {
         return Ok(());
     }
-    let other = f.reopen(&s).await?;
+    let other = crate::factory::reopen_distinct(f, &s).await?;
     let next = other
         .stores
         .logs

@@ -15,10 +15,21 @@ use runstore_core::{ArtifactKey, Error, Result, StoreSet};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Capability {
-    /// [`StoreFactory::reopen`] gives a second handle on the same data, as a
-    /// second process (or a restarted one) would open it: data written
-    /// through one handle is durable and seen through the other, and both
-    /// may write at once.
+    /// [`StoreFactory::reopen`] gives a new handle on the same data, as a
+    /// restarted process would open it: what was written through the first
+    /// handle is read through the second after the first is dropped.
+    PersistsAcrossReopen,
+    /// Handles from [`StoreFactory::create`] and [`StoreFactory::reopen`]
+    /// work on one store at the same time, as several processes do: both
+    /// may write at once, and each sees the other's writes.
+    ConcurrentHandles,
+    /// Not declared by the factory but found at run time: the test binary
+    /// counts its heap with [`crate::PeakAlloc`] as its global allocator,
+    /// so the memory bounds of streaming can be checked.
+    MeasuredMemory,
+    /// Both [`Capability::PersistsAcrossReopen`] and
+    /// [`Capability::ConcurrentHandles`]: [`Capabilities::with`] declares
+    /// the two. Kept for factories written before the split.
     SharedStorage,
     /// [`StoreFactory::tamper_artifact`] can change stored artifact bytes
     /// behind the store's back, so the suite can check that reads detect it.
@@ -44,8 +55,12 @@ impl Capabilities {
     pub fn none() -> Self {
         Self::default()
     }
-    /// Adds one.
+    /// Adds one ([`Capability::SharedStorage`] adds the two it stands for).
     pub fn with(mut self, c: Capability) -> Self {
+        if c == Capability::SharedStorage {
+            self.0.insert(Capability::PersistsAcrossReopen);
+            self.0.insert(Capability::ConcurrentHandles);
+        }
         self.0.insert(c);
         self
     }
@@ -110,7 +125,8 @@ pub trait StoreFactory: Send + Sync + 'static {
     async fn create(&self) -> Result<TestStores>;
 
     /// Another handle on the data of `stores`, opened as a second process
-    /// would open it. Needed for [`Capability::SharedStorage`].
+    /// would open it. Needed for [`Capability::PersistsAcrossReopen`] and
+    /// [`Capability::ConcurrentHandles`].
     async fn reopen(&self, stores: &TestStores) -> Result<TestStores> {
         let _ = stores;
         Err(Error::backend(
@@ -139,6 +155,62 @@ pub trait StoreFactory: Send + Sync + 'static {
             None,
         ))
     }
+}
+
+/// [`StoreFactory::reopen`], refused when it gives back the handles of
+/// `stores` themselves, not one opened anew: a second handle must be opened
+/// the way a second process would open it, or the rules that need one
+/// prove nothing. (A factory for a backend of some concerns only may share
+/// the handles of the others, as the S3 factory shares its memory ones.)
+pub(crate) async fn reopen_distinct(
+    f: &dyn StoreFactory,
+    stores: &TestStores,
+) -> std::result::Result<TestStores, crate::RuleError> {
+    let other = f.reopen(stores).await?;
+    let same = |a: *const (), b: *const ()| std::ptr::eq(a, b);
+    let (x, y) = (&stores.stores, &other.stores);
+    let shared: Vec<&str> = [
+        (
+            "workflows",
+            same(
+                Arc::as_ptr(&x.workflows) as *const (),
+                Arc::as_ptr(&y.workflows) as *const (),
+            ),
+        ),
+        (
+            "logs",
+            same(
+                Arc::as_ptr(&x.logs) as *const (),
+                Arc::as_ptr(&y.logs) as *const (),
+            ),
+        ),
+        (
+            "metrics",
+            same(
+                Arc::as_ptr(&x.metrics) as *const (),
+                Arc::as_ptr(&y.metrics) as *const (),
+            ),
+        ),
+        (
+            "artifacts",
+            same(
+                Arc::as_ptr(&x.artifacts) as *const (),
+                Arc::as_ptr(&y.artifacts) as *const (),
+            ),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, same)| *same)
+    .map(|(name, _)| name)
+    .collect();
+    if shared.len() == 4 {
+        return Err(crate::RuleError::Failed(format!(
+            "reopen gave back the same handles that create made ({}): a second handle must be \
+             opened as a second process would open it",
+            shared.join(", ")
+        )));
+    }
+    Ok(other)
 }
 
 /// The factory of the reference in-memory backend.

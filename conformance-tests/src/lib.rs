@@ -16,6 +16,11 @@ pub mod workflows;
 
 pub use factory::{Capabilities, Capability, MemoryFactory, StoreFactory, TestStores};
 pub use outcome::{RuleError, RuleResult};
+/// The counting allocator the memory rules read: a test binary that sets
+/// `#[global_allocator] static A: runstore_conformance::PeakAlloc =
+/// runstore_conformance::PeakAlloc;` has them checked; without it they are
+/// skipped ([`Capability::MeasuredMemory`]).
+pub use peak_alloc::PeakAlloc;
 pub use runner::{Outcome, Report, Rule, all_rules, run_all, run_rule, run_rule_blocking};
 
 /// The one list of rules. Every rule is a `pub async fn(&dyn StoreFactory)
@@ -85,6 +90,7 @@ macro_rules! __for_each_rule {
             artifacts::artifact_read_returns_exact_bytes,
             artifacts::artifact_read_detects_tampering,
             artifacts::artifact_large_streams_round_trip,
+            artifacts::artifact_large_streams_in_bounded_memory,
             artifacts::artifact_list_by_run_and_phase_ordered,
             artifacts::artifact_delete,
             artifacts::bundle_is_deterministic_with_manifest,

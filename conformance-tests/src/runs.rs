@@ -1944,14 +1944,14 @@ pub async fn run_delete_removes_record_and_events(f: &dyn StoreFactory) -> RuleR
 /// from two handles on one storage (docs/DESIGN.md section 6: "safe with several
 /// processes", "several application processes may share one database").
 ///
-/// Needs [`Capability::SharedStorage`]. Two handles append 25 events each to
-/// one run at the same time, plus one shared idempotency key from both:
-/// numbers are 1..=51 without gaps or duplicates, and both handles list the
-/// same events.
+/// Needs [`Capability::ConcurrentHandles`]. Two handles append 25 events
+/// each to one run at the same time, plus one shared idempotency key from
+/// both: numbers are 1..=51 without gaps or duplicates, and both handles
+/// list the same events.
 pub async fn run_shared_storage_appends_from_two_handles(f: &dyn StoreFactory) -> RuleResult {
-    require!(f, Capability::SharedStorage);
+    require!(f, Capability::ConcurrentHandles);
     let s1 = f.create().await?;
-    let s2 = f.reopen(&s1).await?;
+    let s2 = crate::factory::reopen_distinct(f, &s1).await?;
     s1.stores
         .logs
         .create_run(run("shared", "etl", 1, 10))
@@ -2040,12 +2040,12 @@ pub async fn run_shared_storage_appends_from_two_handles(f: &dyn StoreFactory) -
 /// "data written via one handle is read through another": docs/DESIGN.md section
 /// 6 (durable, shared storage) for all four concerns.
 ///
-/// Needs [`Capability::SharedStorage`]. Writes a workflow, runs with events,
-/// a metric and an artifact through one handle, reopens, drops the first
-/// handle, and reads everything back through the second, which also sees
-/// writes as already stored (idempotent no-ops) and can continue them.
+/// Needs [`Capability::PersistsAcrossReopen`]. Writes a workflow, runs with
+/// events, a metric and an artifact through one handle, reopens, drops the
+/// first handle, and reads everything back through the second, which also
+/// sees writes as already stored (idempotent no-ops) and can continue them.
 pub async fn run_shared_storage_survives_reopen(f: &dyn StoreFactory) -> RuleResult {
-    require!(f, Capability::SharedStorage);
+    require!(f, Capability::PersistsAcrossReopen);
     let s1 = f.create().await?;
     let d = def("etl", 1, None);
     s1.stores.workflows.store(d.clone()).await?;
@@ -2079,7 +2079,7 @@ pub async fn run_shared_storage_survives_reopen(f: &dyn StoreFactory) -> RuleRes
         .await?
         .record;
 
-    let s2 = f.reopen(&s1).await?;
+    let s2 = crate::factory::reopen_distinct(f, &s1).await?;
     drop(s1);
 
     ensure_eq!(
@@ -2179,23 +2179,31 @@ mod tests {
         }
     }
 
+    /// A factory that claims both capabilities but "reopens" by handing
+    /// back its own handles: the rules must not pass it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn shared_storage_rules_pass_on_shared_memory() {
+    async fn a_reopen_that_returns_the_same_handles_fails_the_rules() {
         for name in [
             "run_shared_storage_appends_from_two_handles",
             "run_shared_storage_survives_reopen",
+            "coordination_lease_one_winner_and_tokens_persist",
         ] {
-            assert_eq!(
-                run_rule(&SharedMemory, name).await,
-                Outcome::Passed,
-                "{name}"
-            );
+            match run_rule(&SharedMemory, name).await {
+                Outcome::Failed(m) => assert!(m.contains("same"), "{name}: {m}"),
+                other => panic!("{name}: {other:?}"),
+            }
         }
     }
 
     #[tokio::test]
     async fn shared_storage_rules_skip_without_the_capability() {
         let outcome = run_rule(&crate::MemoryFactory, "run_shared_storage_survives_reopen").await;
-        assert_eq!(outcome, Outcome::Skipped(Capability::SharedStorage));
+        assert_eq!(outcome, Outcome::Skipped(Capability::PersistsAcrossReopen));
+        let outcome = run_rule(
+            &crate::MemoryFactory,
+            "run_shared_storage_appends_from_two_handles",
+        )
+        .await;
+        assert_eq!(outcome, Outcome::Skipped(Capability::ConcurrentHandles));
     }
 }

@@ -699,10 +699,18 @@ async fn unbroken_wrapper_passes_every_rule() {
     let report = run_all(&BrokenFactory(Break::Nothing)).await;
     eprintln!("{report}");
     report.assert_passed();
-    assert!(
-        report.skipped().len() <= 2,
-        "unexpected skips: {:?}",
-        report.skipped()
+    // A memory store has no second handle, and this binary does not count
+    // its heap.
+    let mut skipped = report.skipped();
+    skipped.sort_unstable();
+    assert_eq!(
+        skipped,
+        [
+            "artifact_large_streams_in_bounded_memory",
+            "run_shared_storage_appends_from_two_handles",
+            "run_shared_storage_survives_reopen",
+        ],
+        "unexpected skips"
     );
 }
 variant!(

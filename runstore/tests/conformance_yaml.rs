@@ -93,7 +93,9 @@ impl StoreFactory for YamlFactory {
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::none();
         if self.shared {
-            c = c.with(Capability::SharedStorage);
+            c = c
+                .with(Capability::PersistsAcrossReopen)
+                .with(Capability::ConcurrentHandles);
         }
         if self.tamper {
             c = c.with(Capability::TamperArtifacts);

@@ -1,5 +1,9 @@
 //! The whole conformance suite on the file backend, default durability.
 
+/// Counts the heap, so the memory rules run (`MeasuredMemory`).
+#[global_allocator]
+static HEAP: runstore_conformance::PeakAlloc = runstore_conformance::PeakAlloc;
+
 use std::sync::Arc;
 
 use runstore_conformance::{Capabilities, Capability, StoreFactory, TestStores};
@@ -22,7 +26,8 @@ impl StoreFactory for FileFactory {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
-            .with(Capability::SharedStorage)
+            .with(Capability::PersistsAcrossReopen)
+            .with(Capability::ConcurrentHandles)
             .with(Capability::TamperArtifacts)
     }
 

@@ -3,6 +3,10 @@
 //! Without a server (and without `RUNSTORE_REQUIRE_PG=1`) every generated
 //! test prints loudly that it did not run and returns: see `factory()`.
 
+/// Counts the heap, so the memory rules run (`MeasuredMemory`).
+#[global_allocator]
+static HEAP: runstore_conformance::PeakAlloc = runstore_conformance::PeakAlloc;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -42,7 +46,8 @@ impl StoreFactory for PgFactory {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
-            .with(Capability::SharedStorage)
+            .with(Capability::PersistsAcrossReopen)
+            .with(Capability::ConcurrentHandles)
             .with(Capability::TamperArtifacts)
     }
 

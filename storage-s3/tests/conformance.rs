@@ -5,6 +5,10 @@
 //! Without a server (and without `RUNSTORE_REQUIRE_S3=1`) every generated
 //! test prints loudly that it did not run and returns: see `factory()`.
 
+/// Counts the heap, so the memory rules run (`MeasuredMemory`).
+#[global_allocator]
+static HEAP: runstore_conformance::PeakAlloc = runstore_conformance::PeakAlloc;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -39,7 +43,8 @@ impl StoreFactory for S3Factory {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
-            .with(Capability::SharedStorage)
+            .with(Capability::PersistsAcrossReopen)
+            .with(Capability::ConcurrentHandles)
             .with(Capability::TamperArtifacts)
     }
 

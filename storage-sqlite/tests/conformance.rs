@@ -1,5 +1,9 @@
 //! The whole conformance suite on a database file per rule.
 
+/// Counts the heap, so the memory rules run (`MeasuredMemory`).
+#[global_allocator]
+static HEAP: runstore_conformance::PeakAlloc = runstore_conformance::PeakAlloc;
+
 mod common;
 
 runstore_conformance::conformance_tests!(common::SqliteFactory);

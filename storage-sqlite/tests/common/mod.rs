@@ -84,7 +84,8 @@ impl StoreFactory for SqliteFactory {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
-            .with(Capability::SharedStorage)
+            .with(Capability::PersistsAcrossReopen)
+            .with(Capability::ConcurrentHandles)
             .with(Capability::TamperArtifacts)
     }
 
