@@ -479,25 +479,34 @@ pub async fn artifact_large_streams_round_trip(f: &dyn StoreFactory) -> RuleResu
 
     let mut reader = a.get(&key).await?;
     let mut h = Sha256Hasher::new();
-    let mut size = 0u64;
-    loop {
-        let n = reader
-            .body
-            .read(&mut buf)
-            .await
-            .map_err(|e| Error::io("streaming a large artifact", e))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
+    let size = stream_to_end(&mut reader.body, &mut buf, |chunk| h.update(chunk)).await?;
     ensure_eq!(
         (size, h.finish()),
         (SIZE, want),
         "64 MiB read back by streaming: (size, sha256)"
     );
     Ok(())
+}
+
+/// Reads `body` to its end through `buf`, handing each chunk to `each`;
+/// the bytes read.
+async fn stream_to_end(
+    body: &mut ByteStream,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8]),
+) -> Result<u64, RuleError> {
+    let mut size = 0u64;
+    loop {
+        let n = body
+            .read(buf)
+            .await
+            .map_err(|e| Error::io("streaming a large artifact", e))?;
+        if n == 0 {
+            return Ok(size);
+        }
+        size += n as u64;
+        each(&buf[..n]);
+    }
 }
 
 /// Most heap a put or a get of the 64 MiB artifact may add: a backend that
@@ -535,18 +544,7 @@ pub async fn artifact_large_streams_in_bounded_memory(f: &dyn StoreFactory) -> R
     let base = heap.current_usage();
     heap.reset_peak_usage();
     let mut reader = a.get(&key).await?;
-    let mut size = 0u64;
-    loop {
-        let n = reader
-            .body
-            .read(&mut buf)
-            .await
-            .map_err(|e| Error::io("streaming a large artifact", e))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-    }
+    let size = stream_to_end(&mut reader.body, &mut buf, |_| {}).await?;
     drop(reader);
     let get_heap = heap.peak_usage().saturating_sub(base);
     ensure_eq!(size, SIZE, "64 MiB read back by streaming: size");

@@ -962,23 +962,7 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let mut n = 0u64;
-            let mut cursor = None;
-            loop {
-                let query = EventQuery::default()
-                    .with_limit(crate::MAX_PAGE_LIMIT)
-                    .with_cursor(cursor);
-                match self.list_events(id, query).await {
-                    Ok(page) => {
-                        n += page.items.len() as u64;
-                        match page.next {
-                            Some(c) => cursor = Some(c),
-                            None => break,
-                        }
-                    }
-                    Err(e) if e.kind() == crate::ErrorKind::NotFound => break,
-                    Err(e) => return Err(e),
-                }
-            }
+            each_event_page(self, id, |page| n += page.len() as u64).await?;
             out.push(n);
         }
         Ok(out)
@@ -996,23 +980,7 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let mut events = Vec::new();
-            let mut cursor = None;
-            loop {
-                let query = EventQuery::default()
-                    .with_limit(crate::MAX_PAGE_LIMIT)
-                    .with_cursor(cursor);
-                match self.list_events(id, query).await {
-                    Ok(page) => {
-                        events.extend(page.items);
-                        match page.next {
-                            Some(c) => cursor = Some(c),
-                            None => break,
-                        }
-                    }
-                    Err(e) if e.kind() == crate::ErrorKind::NotFound => break,
-                    Err(e) => return Err(e),
-                }
-            }
+            each_event_page(self, id, |page| events.extend(page)).await?;
             out.push(events);
         }
         Ok(out)
@@ -1046,6 +1014,34 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
     /// Forgets deliveries recorded strictly before `recorded_before` (their
     /// retention age) and says how many.
     async fn prune_deliveries(&self, recorded_before: Timestamp) -> Result<u64>;
+}
+
+/// Hands every page of run `id`'s events to `each`, in order; nothing for a
+/// run that is not stored. What the defaults of
+/// [`LogRepository::event_counts`] and [`LogRepository::events_of_runs`]
+/// read.
+async fn each_event_page<L: LogRepository + ?Sized>(
+    logs: &L,
+    id: &RunId,
+    mut each: impl FnMut(Vec<Event>) + Send,
+) -> Result<()> {
+    let mut cursor = None;
+    loop {
+        let query = EventQuery::default()
+            .with_limit(crate::MAX_PAGE_LIMIT)
+            .with_cursor(cursor);
+        match logs.list_events(id, query).await {
+            Ok(page) => {
+                each(page.items);
+                match page.next {
+                    Some(c) => cursor = Some(c),
+                    None => return Ok(()),
+                }
+            }
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The events of one query over several runs (ordered by run, then

@@ -127,7 +127,7 @@ impl StoreFactory for YamlFactory {
             #[cfg(feature = "sqlite")]
             runstore::BackendHandle::Sqlite(store) => {
                 let (path, key) = (store.path().to_path_buf(), key.clone());
-                tokio::task::spawn_blocking(move || sqlite_common::tamper(&path, &key))
+                tokio::task::spawn_blocking(move || runstore_sqlite::testing::tamper(&path, &key))
                     .await
                     .map_err(err)?
             }
@@ -192,11 +192,6 @@ fn tamper_file(root: &Path, key: &runstore::ArtifactKey) -> runstore::Result<()>
     }
     std::fs::write(&path, bytes).map_err(err)
 }
-
-/// The SQLite suite's raw-connection tamper (flips the first stored byte).
-#[cfg(feature = "sqlite")]
-#[path = "../../storage-sqlite/tests/common/mod.rs"]
-mod sqlite_common;
 
 /// Flips the first byte of an artifact's first chunk in its Postgres
 /// schema, or gives an empty artifact a chunk of one byte, in one statement.

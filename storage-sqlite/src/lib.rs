@@ -10,6 +10,8 @@ mod metrics;
 mod rows;
 mod schema;
 mod select;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod workflows;
 
 use std::fmt;
@@ -99,6 +101,21 @@ impl fmt::Debug for SqliteStore {
             .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
+}
+
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction of `conn`: committed if
+/// it returns `Ok`, rolled back (dropped) otherwise.
+fn immediate_tx<T>(
+    conn: &mut Connection,
+    what: &str,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx(what)?;
+    let out = f(&tx)?;
+    tx.commit().ctx(what)?;
+    Ok(out)
 }
 
 /// Staged artifact blobs older than this are from a writer that died; they
@@ -392,15 +409,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .ctx(what)?;
-            let out = f(&tx)?;
-            tx.commit().ctx(what)?;
-            Ok(out)
-        })
-        .await
+        self.write(move |conn| immediate_tx(conn, what, f)).await
     }
 
     /// [`Self::write_tx`] with the writer's foreign-key checks off for the
@@ -422,14 +431,7 @@ impl SqliteStore {
             // switched around it.
             inner.foreign_keys_off.store(true, Ordering::Release);
             conn.pragma_update(None, "foreign_keys", false).ctx(what)?;
-            let out = (|| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .ctx(what)?;
-                let out = f(&tx)?;
-                tx.commit().ctx(what)?;
-                Ok(out)
-            })();
+            let out = immediate_tx(conn, what, f);
             // The delete's own result is returned either way: when the
             // checks stay off, the flag has the next write switch them on.
             if conn.pragma_update(None, "foreign_keys", true).is_ok() {

@@ -1084,10 +1084,8 @@ impl Migrator<'_> {
     }
 
     async fn metrics(&mut self) -> Result<()> {
-        let mut src = pager::metrics(self.from, self.opts.batch_size);
-        if let Some(t) = self.opts.since {
-            src = src.keep(move |m| m.recorded_at >= t);
-        }
+        let mut src = pager::metrics(self.from, self.opts.batch_size)
+            .since(self.opts.since, |m| m.recorded_at);
         let mut batch: Vec<ExecutionMetric> = Vec::new();
         while let Some(m) = src.next().await? {
             self.report.metrics.read += 1;
@@ -1206,10 +1204,8 @@ impl Migrator<'_> {
     }
 
     async fn patterns(&mut self) -> Result<()> {
-        let mut src = pager::patterns(self.from, self.opts.batch_size);
-        if let Some(t) = self.opts.since {
-            src = src.keep(move |p| p.detected_at >= t);
-        }
+        let mut src = pager::patterns(self.from, self.opts.batch_size)
+            .since(self.opts.since, |p| p.detected_at);
         while let Some(p) = src.next().await? {
             self.report.patterns.read += 1;
             let source = self.check.is_some().then(|| p.clone());
@@ -1250,10 +1246,8 @@ impl Migrator<'_> {
     }
 
     async fn artifacts(&mut self) -> Result<()> {
-        let mut src = pager::artifacts(self.from, self.opts.batch_size);
-        if let Some(t) = self.opts.since {
-            src = src.keep(move |i| i.created_at >= t);
-        }
+        let mut src = pager::artifacts(self.from, self.opts.batch_size)
+            .since(self.opts.since, |i| i.created_at);
         while let Some(info) = src.next().await? {
             self.report.artifacts.read += 1;
             let key = info.key.to_string();

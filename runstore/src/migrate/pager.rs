@@ -9,7 +9,7 @@ use std::sync::Arc;
 use runstore_core::{
     ArtifactInfo, ArtifactQuery, Cursor, Error, Event, EventQuery, ExecutionMetric, LogRepository,
     MetricQuery, Pattern, PatternQuery, Result, Run, RunFilter, RunId, RunQuery, StoreSet,
-    WorkflowDefinition, WorkflowQuery,
+    Timestamp, WorkflowDefinition, WorkflowQuery,
 };
 
 type PageFuture<T> = Pin<Box<dyn Future<Output = Result<runstore_core::Page<T>>> + Send>>;
@@ -36,6 +36,15 @@ impl<T: Send + 'static> Pager<T> {
             started: false,
             what: what.into(),
             keep: None,
+        }
+    }
+
+    /// With `since`, passes over the records whose own time (`time`) is
+    /// before it: a pass since a watermark.
+    pub(crate) fn since(self, since: Option<Timestamp>, time: fn(&T) -> Timestamp) -> Self {
+        match since {
+            Some(t) => self.keep(move |x| time(x) >= t),
+            None => self,
         }
     }
 

@@ -394,13 +394,7 @@ impl Verifier<'_> {
     async fn metrics(&mut self) -> Result<()> {
         let ps = self.opts.page_size;
         let since = self.opts.since;
-        let metrics = |s: &StoreSet| {
-            let p = pager::metrics(s, ps);
-            match since {
-                Some(t) => p.keep(move |m| m.recorded_at >= t),
-                None => p,
-            }
-        };
+        let metrics = |s: &StoreSet| pager::metrics(s, ps).since(since, |m| m.recorded_at);
         let mut join = MergeJoin::new(metrics(self.a), metrics(self.b), |m| m.run_id.clone());
         while let Some(pair) = join.next().await? {
             self.step(
@@ -420,13 +414,7 @@ impl Verifier<'_> {
         let ps = self.opts.page_size;
         // Patterns are listed newest first: the key grows along `Reverse`.
         let since = self.opts.since;
-        let patterns = |s: &StoreSet| {
-            let p = pager::patterns(s, ps);
-            match since {
-                Some(t) => p.keep(move |p| p.detected_at >= t),
-                None => p,
-            }
-        };
+        let patterns = |s: &StoreSet| pager::patterns(s, ps).since(since, |p| p.detected_at);
         let mut join = MergeJoin::new(patterns(self.a), patterns(self.b), |p| {
             Reverse(PatternCursor::of(p))
         });
@@ -447,13 +435,7 @@ impl Verifier<'_> {
     async fn artifacts(&mut self) -> Result<()> {
         let ps = self.opts.page_size;
         let since = self.opts.since;
-        let artifacts = |s: &StoreSet| {
-            let p = pager::artifacts(s, ps);
-            match since {
-                Some(t) => p.keep(move |i| i.created_at >= t),
-                None => p,
-            }
-        };
+        let artifacts = |s: &StoreSet| pager::artifacts(s, ps).since(since, |i| i.created_at);
         let mut join = MergeJoin::new(artifacts(self.a), artifacts(self.b), |i| i.key.clone());
         while let Some(pair) = join.next().await? {
             let equal = self.step(
