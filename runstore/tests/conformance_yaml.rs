@@ -123,7 +123,9 @@ impl StoreFactory for YamlFactory {
             .ok_or_else(|| err("no backend holds the artifacts"))?;
         match handle {
             #[cfg(feature = "file")]
-            runstore::BackendHandle::File(store) => tamper_file(store.root(), key),
+            runstore::BackendHandle::File(store) => {
+                runstore_file::testing::tamper(store.root(), key)
+            }
             #[cfg(feature = "sqlite")]
             runstore::BackendHandle::Sqlite(store) => {
                 let (path, key) = (store.path().to_path_buf(), key.clone());
@@ -132,7 +134,9 @@ impl StoreFactory for YamlFactory {
                     .map_err(err)?
             }
             #[cfg(feature = "postgres")]
-            runstore::BackendHandle::Postgres(store) => tamper_postgres(store.config(), key).await,
+            runstore::BackendHandle::Postgres(store) => {
+                runstore_postgres::testing::tamper(store.config(), key).await
+            }
             #[cfg(feature = "s3")]
             runstore::BackendHandle::S3(store) => store.tamper(key).await,
             other => Err(err(format!("cannot tamper with {key} on {other:?}"))),
@@ -182,53 +186,6 @@ impl StoreFactory for YamlFactory {
 }
 
 /// Flips the first byte of an artifact kept by the file backend under `root`.
-#[cfg(feature = "file")]
-fn tamper_file(root: &Path, key: &runstore::ArtifactKey) -> runstore::Result<()> {
-    let path = runstore_file::artifact_bytes_path(root, key);
-    let mut bytes = std::fs::read(&path).map_err(err)?;
-    match bytes.first_mut() {
-        Some(b) => *b ^= 0xff,
-        None => bytes.push(0),
-    }
-    std::fs::write(&path, bytes).map_err(err)
-}
-
-/// Flips the first byte of an artifact's first chunk in its Postgres
-/// schema, or gives an empty artifact a chunk of one byte, in one statement.
-#[cfg(feature = "postgres")]
-async fn tamper_postgres(
-    config: &runstore_postgres::PostgresConfig,
-    key: &runstore::ArtifactKey,
-) -> runstore::Result<()> {
-    let client = runstore_postgres::testing::raw_client(&config.url)
-        .await
-        .map_err(err)?;
-    let s = format!("\"{}\"", config.schema);
-    let sql = format!(
-        "INSERT INTO {s}.blob_chunks AS c (blob_id, idx, data)
-         SELECT blob_id, 0, '\\x00'::bytea FROM {s}.artifacts
-          WHERE run_id = $1 AND phase = $2 AND path = $3
-         ON CONFLICT (blob_id, idx) DO UPDATE SET data = CASE
-           WHEN length(c.data) = 0 THEN '\\x00'::bytea
-           ELSE set_byte(c.data, 0, get_byte(c.data, 0) # 255) END"
-    );
-    let changed = client
-        .execute(
-            &sql,
-            &[
-                &key.run_id.as_str(),
-                &key.phase.as_str(),
-                &key.path.as_str(),
-            ],
-        )
-        .await
-        .map_err(err)?;
-    if changed == 0 {
-        return Err(runstore::Error::not_found(format!("artifact {key}")));
-    }
-    Ok(())
-}
-
 fn nothing() -> Arc<dyn Any + Send + Sync> {
     Arc::new(())
 }

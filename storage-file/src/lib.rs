@@ -8,6 +8,8 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod restore;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod workflows;
 
 use std::collections::HashSet;

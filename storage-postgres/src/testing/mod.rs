@@ -26,6 +26,9 @@ use tokio::sync::OnceCell;
 
 use crate::{PostgresConfig, PostgresStore};
 
+mod factory;
+pub use factory::{PgFactory, tamper};
+
 /// The server on 127.0.0.1:5432 tried when `RUNSTORE_PG_URL` is not set.
 pub const LOCAL_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
