@@ -107,6 +107,15 @@ impl TestStores {
     pub fn with_guard(stores: StoreSet, guard: Arc<dyn Any + Send + Sync>) -> Self {
         TestStores { stores, guard }
     }
+
+    /// The guard as the factory's own type `G`, to find its folder or
+    /// schema again in `reopen` and `tamper_artifact`; an error naming
+    /// `backend` if these stores were made by another factory.
+    pub fn guard_as<G: Any>(&self, backend: &str) -> Result<&G> {
+        self.guard
+            .downcast_ref::<G>()
+            .ok_or_else(|| Error::backend(format!("not a {backend} test store set"), None))
+    }
 }
 
 /// Makes backends for the suite. Implement it once per backend (see the

@@ -35,10 +35,7 @@ pub struct Guard {
 }
 
 fn guard_of(stores: &TestStores) -> Result<&Guard> {
-    stores
-        .guard
-        .downcast_ref::<Guard>()
-        .ok_or_else(|| Error::backend("not a file store set", None))
+    stores.guard_as("file")
 }
 
 #[async_trait::async_trait]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use runstore_conformance::{Capabilities, Capability, StoreFactory, TestStores};
-use runstore_core::{ArtifactKey, Error, Result, StoreSet};
+use runstore_core::{ArtifactKey, Result, StoreSet};
 use runstore_s3::testing::{self, TestServer};
 use runstore_s3::{S3Config, S3Store};
 
@@ -29,10 +29,7 @@ struct Guard {
 }
 
 fn guard_of(stores: &TestStores) -> Result<&Guard> {
-    stores
-        .guard
-        .downcast_ref::<Guard>()
-        .ok_or_else(|| Error::backend("not an s3 test store set", None))
+    stores.guard_as("s3")
 }
 
 #[async_trait]

@@ -28,10 +28,7 @@ pub struct Guard {
 pub struct SqliteFactory;
 
 fn guard_of(stores: &TestStores) -> Result<&Guard> {
-    stores
-        .guard
-        .downcast_ref::<Guard>()
-        .ok_or_else(|| Error::backend("not a sqlite store set", None))
+    stores.guard_as("sqlite")
 }
 
 /// Flips the first stored byte of an artifact through a raw connection.

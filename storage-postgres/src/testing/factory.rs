@@ -56,10 +56,7 @@ struct Guard {
 }
 
 fn guard_of(stores: &TestStores) -> Result<&Guard> {
-    stores
-        .guard
-        .downcast_ref::<Guard>()
-        .ok_or_else(|| Error::backend("not a postgres test store set", None))
+    stores.guard_as("postgres")
 }
 
 #[async_trait::async_trait]
