@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use crate::S3Config;
 
+mod factory;
+pub use factory::S3Factory;
+
 /// The access key and secret the harness signs with on its own server
 /// (moto accepts any).
 pub const TEST_KEY: &str = "runstore-test";
