@@ -163,26 +163,23 @@ pub fn run_child(
     dir: &Path,
     pg: Option<&(String, String)>,
 ) -> BenchResult<ChildResult> {
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--artifact-child")
-        .arg(backend_arg(backend))
-        .arg(op)
-        .arg(size.to_string())
-        .arg(dir);
-    if let Some((url, schema)) = pg {
-        cmd.arg(url).arg(schema);
-    }
-    let fields = crate::child::run(cmd, &format!("artifact {op}"))?;
-    let parsed = match fields.as_slice() {
-        [rate, peak, ..] => rate.parse().ok().zip(peak.parse().ok()),
-        _ => None,
-    };
-    parsed
-        .map(|(mib_per_sec, peak_bytes)| ChildResult {
-            mib_per_sec,
-            peak_bytes,
+    let size = size.to_string();
+    let args = [
+        std::ffi::OsStr::new(backend_arg(backend)),
+        std::ffi::OsStr::new(op),
+        std::ffi::OsStr::new(&size),
+        dir.as_os_str(),
+    ];
+    let what = format!("artifact {op}");
+    crate::child::run_parsed(exe, "--artifact-child", &args, pg, &what, |fields| {
+        let [rate, peak, ..] = fields else {
+            return None;
+        };
+        Some(ChildResult {
+            mib_per_sec: rate.parse().ok()?,
+            peak_bytes: peak.parse().ok()?,
         })
-        .ok_or_else(|| format!("bad artifact child output {fields:?}").into())
+    })
 }
 
 #[cfg(test)]

@@ -116,10 +116,7 @@ async fn child(rest: Vec<String>) -> Result<(), String> {
     };
     let backend = artifacts::parse_backend(backend).ok_or("unknown backend")?;
     let size: u64 = size.parse().map_err(|e| format!("size: {e}"))?;
-    let pg = match pg {
-        [url, schema] => Some((url.as_str(), schema.as_str())),
-        _ => None,
-    };
+    let pg = runstore_benches::child::pg_args(pg);
     artifacts::child_main(backend, op, size, Path::new(dir), pg)
         .await
         .map_err(|e| e.to_string())

@@ -51,10 +51,7 @@ pub async fn child_main(args: &[String]) -> BenchResult<()> {
         return Err("--migrate-child FROM FROM_DIR TO TO_DIR [URL SCHEMA]".into());
     };
     let backend = |name: &str| parse_backend(name).ok_or(format!("unknown backend {name:?}"));
-    let pg = match pg {
-        [url, schema] => Some((url.as_str(), schema.as_str())),
-        _ => None,
-    };
+    let pg = crate::child::pg_args(pg);
     let from = backend(from)?.reopen(Path::new(from_dir), pg).await?;
     let to = backend(to)?.reopen(Path::new(to_dir), pg).await?;
     let start = Instant::now();
@@ -74,17 +71,13 @@ pub fn run_child(
     (to, to_dir): (Backend, &Path),
     pg: Option<&(String, String)>,
 ) -> BenchResult<HopResult> {
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--migrate-child")
-        .arg(backend_arg(from))
-        .arg(from_dir)
-        .arg(backend_arg(to))
-        .arg(to_dir);
-    if let Some((url, schema)) = pg {
-        cmd.arg(url).arg(schema);
-    }
-    let fields = crate::child::run(cmd, "migration")?;
-    parse_hop(&fields).ok_or_else(|| format!("bad migration child output {fields:?}").into())
+    let args = [
+        std::ffi::OsStr::new(backend_arg(from)),
+        from_dir.as_os_str(),
+        std::ffi::OsStr::new(backend_arg(to)),
+        to_dir.as_os_str(),
+    ];
+    crate::child::run_parsed(exe, "--migrate-child", &args, pg, "migration", parse_hop)
 }
 
 /// `<records> <seconds> <peak bytes>`.

@@ -90,11 +90,9 @@ pub async fn child_main(args: &[String]) -> BenchResult<()> {
         return Err("--prune-child BACKEND DIR [URL SCHEMA]".into());
     };
     let backend = crate::artifacts::parse_backend(backend).ok_or("unknown backend")?;
-    let pg = match pg {
-        [url, schema] => Some((url.as_str(), schema.as_str())),
-        _ => None,
-    };
-    let stores = backend.reopen(Path::new(dir), pg).await?;
+    let stores = backend
+        .reopen(Path::new(dir), crate::child::pg_args(pg))
+        .await?;
     let (rate, runs) = run_prune(&stores).await?;
     let peak = crate::machine::peak_rss_bytes().ok_or("no VmHWM in /proc/self/status")?;
     println!("RESULT {rate} {runs} {peak}");
@@ -108,15 +106,11 @@ pub fn run_child(
     dir: &Path,
     pg: Option<&(String, String)>,
 ) -> BenchResult<ChildResult> {
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--prune-child")
-        .arg(crate::artifacts::backend_arg(backend))
-        .arg(dir);
-    if let Some((url, schema)) = pg {
-        cmd.arg(url).arg(schema);
-    }
-    let fields = crate::child::run(cmd, "prune")?;
-    parse_result(&fields).ok_or_else(|| format!("bad prune child output {fields:?}").into())
+    let args = [
+        std::ffi::OsStr::new(crate::artifacts::backend_arg(backend)),
+        dir.as_os_str(),
+    ];
+    crate::child::run_parsed(exe, "--prune-child", &args, pg, "prune", parse_result)
 }
 
 /// Parses the fields of the child's `RESULT` line.
