@@ -14,7 +14,7 @@ use runstore_core::{
     LogRepository, NewEvent, Page, Result, Run, RunFilter, RunId, RunQuery, RunUpdate,
     RunWithEvents, StoreSet, Timestamp, Version, WorkflowId, Written, async_trait,
 };
-use runstore_file::{Durability, FileOptions, FileStore};
+use runstore_file::{Durability, FileConfig, FileStore};
 use serde_json::json;
 
 use crate::BenchResult;
@@ -157,10 +157,7 @@ pub async fn deferred_appends(dir: &Path, n: usize) -> BenchResult<f64> {
 
 /// The file backend's durable (fsync) single appends per second, in `dir`.
 pub async fn file_durable_appends(dir: &Path, n: usize) -> BenchResult<f64> {
-    let store = FileStore::open(
-        dir,
-        FileOptions::default().with_durability(Durability::Fsync),
-    )
+    let store = FileStore::open(FileConfig::new(dir).with_durability(Durability::Fsync))
     .await?;
     let run = bench_run("file-durable");
     store.create_run(run.clone()).await?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use runstore_core::StoreSet;
-use runstore_file::{Durability, FileOptions, FileStore};
+use runstore_file::{Durability, FileConfig, FileStore};
 use runstore_postgres::PostgresStore;
 use runstore_postgres::testing::TestSchema;
 use runstore_s3::{S3Config, S3Store};
@@ -86,10 +86,7 @@ impl Backend {
         match self {
             Backend::Memory => Ok(plain(runstore_core::memory::store_set())),
             Backend::File(d) => {
-                let store = FileStore::open(
-                    scratch.join("root"),
-                    FileOptions::default().with_durability(d),
-                )
+                let store = FileStore::open(FileConfig::new(scratch.join("root")).with_durability(d))
                 .await?;
                 Ok(plain(set(store)))
             }
@@ -100,7 +97,7 @@ impl Backend {
                     .ok_or("no PostgreSQL server (set RUNSTORE_PG_URL)")?;
                 let guard = TestSchema::new(config.clone());
                 let remote = Some((config.url.clone(), config.schema.clone()));
-                let store = PostgresStore::connect(config).await?;
+                let store = PostgresStore::open(config).await?;
                 Ok(Opened {
                     stores: set(store),
                     remote,
@@ -154,7 +151,7 @@ impl Backend {
             (Backend::S3, None) => Err("s3 needs an endpoint and a bucket/prefix".into()),
             (Backend::Postgres, Some((url, schema))) => {
                 let config = runstore_postgres::PostgresConfig::new(url).with_schema(schema);
-                Ok(set(PostgresStore::connect(config).await?))
+                Ok(set(PostgresStore::open(config).await?))
             }
             (Backend::Postgres, None) => Err("postgres needs a url and a schema".into()),
             (other, _) => Ok(Box::pin(other.open(scratch)).await?.stores),
@@ -163,13 +160,13 @@ impl Backend {
 }
 
 async fn open_sqlite(scratch: &Path, full: bool) -> BenchResult<StoreSet> {
-    use runstore_sqlite::{SqliteOptions, SqliteStore, Synchronous};
-    let mut options = SqliteOptions::default();
-    options.synchronous = if full {
+    use runstore_sqlite::{SqliteConfig, SqliteStore, Synchronous};
+    let synchronous = if full {
         Synchronous::Full
     } else {
         Synchronous::Normal
     };
-    let store = SqliteStore::open(scratch.join("runstore.db"), options).await?;
+    let config = SqliteConfig::new(scratch.join("runstore.db")).with_synchronous(synchronous);
+    let store = SqliteStore::open(config).await?;
     Ok(set(store))
 }

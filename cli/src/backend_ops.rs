@@ -1,7 +1,7 @@
 //! Operations that depend on the concrete backend: the integrity checks of
 //! `runstore check`.
 
-use runstore::{BackendHandle, Result};
+use runstore::{BackendHandle, Builtin, Result};
 use serde_json::{Value, json};
 
 type CheckOutcome = (serde_json::Map<String, Value>, Vec<String>);
@@ -11,19 +11,19 @@ type CheckOutcome = (serde_json::Map<String, Value>, Vec<String>);
 pub async fn check_backend(handle: &BackendHandle, repair: bool) -> Result<CheckOutcome> {
     let mut report = serde_json::Map::new();
     let mut problems = Vec::new();
-    match handle {
-        BackendHandle::Memory => {
+    match Builtin::of(handle) {
+        Builtin::Memory => {
             report.insert(
                 "note".into(),
                 json!("in-memory: nothing persisted to check"),
             );
         }
-        BackendHandle::File(store) => {
+        Builtin::File(store) => {
             let r = store.check(repair).await?;
             report.insert("root".into(), json!(store.root().display().to_string()));
             file_report(&r, &mut report, &mut problems);
         }
-        BackendHandle::Sqlite(store) => {
+        Builtin::Sqlite(store) => {
             report.insert("path".into(), json!(store.path().display().to_string()));
             report.insert(
                 "schema_version".into(),
@@ -40,7 +40,7 @@ pub async fn check_backend(handle: &BackendHandle, repair: bool) -> Result<Check
             );
             problems.extend(issues.into_iter().map(|i| format!("integrity_check: {i}")));
         }
-        BackendHandle::Postgres(store) => {
+        Builtin::Postgres(store) => {
             report.insert("url".into(), json!(store.config().redacted_url()));
             report.insert("schema".into(), json!(store.config().schema));
             report.insert(
@@ -48,7 +48,7 @@ pub async fn check_backend(handle: &BackendHandle, repair: bool) -> Result<Check
                 json!(store.schema_version().await?),
             );
         }
-        BackendHandle::S3(store) => {
+        Builtin::S3(store) => {
             report.insert("location".into(), json!(store.config().location()));
         }
         _ => {

@@ -107,7 +107,7 @@ pub async fn import(
     if storage
         .backends()
         .iter()
-        .any(|b| matches!(b.backend.handle, runstore::BackendHandle::Memory))
+        .any(|b| b.backend.handle.is::<runstore::memory::InMemory>())
     {
         // Always on stderr (also with --json): it is what the user must know.
         eprintln!(

@@ -87,8 +87,9 @@ fn a_kill_during_backup_leaves_the_store_and_no_set_that_looks_whole() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with('.') {
+            // A kill between its manifest and its rename leaves a whole
+            // set under the hidden name: still not a set, by its name.
             assert!(name.ends_with(".partial"), "{name}");
-            assert!(!path.join("backup.json").exists(), "{name}");
             continue;
         }
         let target = tempfile::tempdir().unwrap();

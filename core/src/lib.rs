@@ -5,6 +5,7 @@ mod builder;
 
 pub mod artifact_path;
 pub mod artifacts;
+pub mod backend;
 pub mod bundle;
 pub mod coordination;
 pub mod digest;

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use runstore_core::backend::{BackendConfig, Concern};
 use runstore_core::retention::RetentionPolicy;
 use runstore_core::{Error, Result};
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
@@ -26,172 +27,6 @@ storage:
   metrics:   { type: sqlite, path: ./runstore-data/runstore.db }
   artifacts: { type: file,   path: ./runstore-data }
 ";
-
-/// One of the four concerns of docs/DESIGN.md section 1.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Concern {
-    /// Workflow definitions.
-    Workflows,
-    /// Runs and events.
-    Logs,
-    /// Metrics and patterns.
-    Metrics,
-    /// Artifacts.
-    Artifacts,
-}
-
-impl Concern {
-    /// The four concerns, in configuration order.
-    pub const ALL: [Concern; 4] = [
-        Concern::Workflows,
-        Concern::Logs,
-        Concern::Metrics,
-        Concern::Artifacts,
-    ];
-
-    /// The key of the concern under `storage:`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Concern::Workflows => "workflows",
-            Concern::Logs => "logs",
-            Concern::Metrics => "metrics",
-            Concern::Artifacts => "artifacts",
-        }
-    }
-
-    fn from_key(key: &str) -> Option<Concern> {
-        Concern::ALL.into_iter().find(|c| c.as_str() == key)
-    }
-}
-
-impl fmt::Display for Concern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The backend chosen for one concern: its `type` and the other keys of its
-/// mapping, with `${VAR}` already expanded.
-#[derive(Clone, PartialEq)]
-pub struct BackendConfig {
-    /// The concern it serves.
-    pub concern: Concern,
-    /// The `type` key: `file`, `sqlite`, `postgres`, `memory`, or a
-    /// registered name.
-    pub type_name: String,
-    /// Every other key of the mapping.
-    pub options: Mapping,
-    /// Where relative paths are resolved: the folder of the configuration
-    /// file, or the current folder for a YAML string and the default.
-    pub base_dir: PathBuf,
-    /// Where the mapping is, for messages: `file line L column C`.
-    pub origin: String,
-}
-
-impl BackendConfig {
-    /// The folder of this concern's outbox (`outbox: { path: … }`,
-    /// docs/DESIGN.md section 10), resolved against the configuration's
-    /// folder; `None` without one. Only logs and metrics take one.
-    pub fn outbox_path(&self) -> std::result::Result<Option<PathBuf>, String> {
-        let Some(value) = self.options.get(Value::String("outbox".into())) else {
-            return Ok(None);
-        };
-        if !matches!(self.concern, Concern::Logs | Concern::Metrics) {
-            return Err(format!(
-                "option `outbox` is for the logs and metrics concerns, not {}",
-                self.concern
-            ));
-        }
-        let path = value
-            .as_mapping()
-            .filter(|m| m.len() == 1)
-            .and_then(|m| m.get(Value::String("path".into())))
-            .and_then(Value::as_str)
-            .filter(|p| !p.trim().is_empty())
-            .ok_or(
-                "option `outbox` must be `{ path: FOLDER }`, e.g. `outbox: { path: ./outbox }`",
-            )?;
-        Ok(Some(self.base_dir.join(path)))
-    }
-
-    /// These options as the backend sees them: without `outbox`, which the
-    /// facade handles for every backend type.
-    pub fn for_backend(&self) -> std::borrow::Cow<'_, BackendConfig> {
-        let key = Value::String("outbox".into());
-        if !self.options.contains_key(&key) {
-            return std::borrow::Cow::Borrowed(self);
-        }
-        let mut stripped = self.clone();
-        stripped.options.remove(&key);
-        std::borrow::Cow::Owned(stripped)
-    }
-}
-
-impl fmt::Debug for BackendConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Options may hold a database URL with a password: redact it.
-        let options: Vec<(String, String)> = self
-            .options
-            .iter()
-            .map(|(k, v)| {
-                let k = k.as_str().unwrap_or("?").to_string();
-                let v = match v {
-                    Value::String(s) => redact_url(s),
-                    other => serde_yaml::to_string(other)
-                        .map(|s| s.trim_end().to_string())
-                        .unwrap_or_default(),
-                };
-                (k, v)
-            })
-            .collect();
-        f.debug_struct("BackendConfig")
-            .field("concern", &self.concern)
-            .field("type_name", &self.type_name)
-            .field("options", &options)
-            .field("base_dir", &self.base_dir)
-            .finish()
-    }
-}
-
-impl BackendConfig {
-    /// The key path of this backend in the file, e.g. `storage.logs`.
-    pub fn key(&self) -> String {
-        format!("storage.{}", self.concern)
-    }
-
-    /// An [`Error::InvalidInput`] about this backend's configuration, naming
-    /// where it is and its key.
-    pub fn error(&self, message: impl fmt::Display) -> Error {
-        Error::invalid(
-            "config",
-            format!("{}, at {}: {message}", self.origin, self.key()),
-        )
-    }
-
-    /// The options deserialized into `T` (use `#[serde(deny_unknown_fields)]`
-    /// to refuse unknown keys). The error message names the key at fault.
-    pub fn parse_options<T: serde::de::DeserializeOwned>(&self) -> std::result::Result<T, String> {
-        serde_yaml::from_value(Value::Mapping(self.options.clone())).map_err(|e| e.to_string())
-    }
-
-    /// A string option, if present.
-    pub fn str_option(&self, key: &str) -> Option<&str> {
-        self.options.get(key).and_then(Value::as_str)
-    }
-
-    /// `path` resolved against [`BackendConfig::base_dir`] when relative.
-    pub fn resolve_path(&self, path: impl AsRef<Path>) -> PathBuf {
-        let path = path.as_ref();
-        if path.is_absolute() || self.base_dir == Path::new(".") {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
-    }
-}
 
 /// The whole configuration: one backend per concern.
 #[derive(Clone, Debug, PartialEq)]
@@ -218,13 +53,9 @@ impl Default for Config {
         let backend = |concern, type_name: &str, path: &str| {
             let mut options = Mapping::new();
             options.insert(Value::from("path"), Value::from(path));
-            BackendConfig {
-                concern,
-                type_name: type_name.to_string(),
-                options,
-                base_dir: base.clone(),
-                origin: origin.clone(),
-            }
+            BackendConfig::new(concern, type_name, options)
+                .with_base_dir(base.clone())
+                .with_origin(origin.clone())
         };
         Config {
             workflows: backend(Concern::Workflows, "file", "./runstore-data"),
@@ -556,13 +387,9 @@ impl<'de> Visitor<'de> for BackendSeed<'_> {
                 self.ctx.registry.known_types().join(", ")
             ))
         })?;
-        let backend = BackendConfig {
-            concern: self.concern,
-            type_name,
-            options,
-            base_dir: self.ctx.base_dir.to_path_buf(),
-            origin: self.ctx.source.to_string(),
-        };
+        let backend = BackendConfig::new(self.concern, type_name, options)
+            .with_base_dir(self.ctx.base_dir)
+            .with_origin(self.ctx.source);
         backend.outbox_path().map_err(de::Error::custom)?;
         self.ctx
             .registry

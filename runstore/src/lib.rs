@@ -8,7 +8,6 @@
 
 #[cfg(all(feature = "file", feature = "sqlite"))]
 pub mod backup;
-mod builtin;
 pub mod config;
 pub mod dump;
 mod fsutil;
@@ -24,9 +23,10 @@ mod storage;
 /// `runstore` only.
 pub use runstore_core::*;
 
-pub use config::{BackendConfig, Concern, Config, DEFAULT_YAML};
-pub use registry::{
-    BUILTIN_TYPES, Backend, BackendFactory, BackendHandle, BackendRegistry, register_backend,
+pub use config::{Config, DEFAULT_YAML};
+pub use registry::{BUILTIN_TYPES, BackendRegistry, Builtin, register_backend};
+pub use runstore_core::backend::{
+    Backend, BackendConfig, BackendFactory, BackendHandle, Concern,
 };
 pub use storage::{OpenedBackend, Storage};
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{Concern, Config};
+use crate::{Concern, Config};
 use crate::dump::{self, ImportOptions, ImportReport, Quarantine, QuarantineSummary};
 use crate::migrate::{self, MigrateOptions, MigrationProgress, MigrationReport};
 use crate::{Error, Result, Storage, Timestamp};
@@ -209,7 +209,7 @@ pub async fn recover(
         }
         RecoverSource::FileRoot => {
             let store =
-                crate::file::FileStore::open(source, crate::file::FileOptions::default()).await?;
+                crate::file::FileStore::open(crate::file::FileConfig::new(source)).await?;
             let mut o = MigrateOptions {
                 progress,
                 ..Default::default()

@@ -1,19 +1,16 @@
-//! The backend registry: which `type` names a configuration may use, and how
-//! each one is checked and opened. Built-in types are registered when their
-//! cargo feature is on; a crate outside the workspace adds its own with
-//! [`register_backend`].
+//! The backend registry: which `type` names a configuration may use, and the
+//! [`BackendFactory`] that checks and opens each one. Each backend crate
+//! owns its factory (`runstore_file::FileBackend`, …); the built-in ones are
+//! registered here when their cargo feature is on, and a crate outside the
+//! workspace adds its own with [`register_backend`]. The trait lives in
+//! `runstore_core::backend`, so such a crate depends on core alone.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
-use async_trait::async_trait;
-use runstore_core::{
-    ArtifactStore, Error, LogRepository, MetricsRepository, Result, WorkflowRepository,
-};
-
-use crate::config::{BackendConfig, Concern};
+use runstore_core::backend::{BackendConfig, BackendFactory, BackendHandle};
+use runstore_core::{Error, Result};
 
 /// The built-in type names and the cargo feature of `runstore` that enables
 /// each one.
@@ -25,130 +22,53 @@ pub const BUILTIN_TYPES: &[(&str, Option<&str>)] = &[
     ("sqlite", Some("sqlite")),
 ];
 
-/// How a `type` is checked and opened. Implement it in a backend crate and
-/// register it with [`register_backend`].
-#[async_trait]
-pub trait BackendFactory: Send + Sync + 'static {
-    /// Checks the options when the configuration is parsed, so that a bad
-    /// option is reported with its line and column. Return a message naming
-    /// the option at fault. The default accepts anything.
-    fn validate(&self, config: &BackendConfig) -> std::result::Result<(), String> {
-        let _ = config;
-        Ok(())
-    }
-
-    /// Concerns whose configurations give the same key share one opened
-    /// backend (e.g. the canonical path of a database file). `None` (the
-    /// default) opens a backend per concern.
-    fn share_key(&self, config: &BackendConfig) -> Result<Option<String>> {
-        let _ = config;
-        Ok(None)
-    }
-
-    /// Opens the backend.
-    async fn open(&self, config: &BackendConfig) -> Result<Backend>;
-
-    /// Whether the store `config` names exists already, found without
-    /// creating anything: `Some(false)` for a missing file or folder,
-    /// `None` when the backend cannot tell without connecting (a database
-    /// server; the default). [`crate::Storage::open_existing`] refuses a
-    /// missing store instead of creating an empty one.
-    fn exists(&self, config: &BackendConfig) -> Result<Option<bool>> {
-        let _ = config;
-        Ok(None)
-    }
-}
-
-/// The concrete handle of an opened backend, for backend-specific commands
-/// (check, backup, restore).
-#[derive(Clone)]
+/// An opened backend's handle as one of the built-in stores, for the
+/// commands only a built-in backend has (check, backup, restore, tamper
+/// in tests). Made by downcasting [`BackendHandle`].
+#[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
-pub enum BackendHandle {
+pub enum Builtin<'a> {
     /// The in-memory reference backend.
     Memory,
     /// The file backend.
     #[cfg(feature = "file")]
-    File(runstore_file::FileStore),
+    File(&'a runstore_file::FileStore),
     /// The SQLite backend.
     #[cfg(feature = "sqlite")]
-    Sqlite(runstore_sqlite::SqliteStore),
+    Sqlite(&'a runstore_sqlite::SqliteStore),
     /// The PostgreSQL backend.
     #[cfg(feature = "postgres")]
-    Postgres(runstore_postgres::PostgresStore),
+    Postgres(&'a runstore_postgres::PostgresStore),
     /// The S3 artifact store.
     #[cfg(feature = "s3")]
-    S3(runstore_s3::S3Store),
-    /// A backend registered from outside; downcast to its own type.
-    Custom(Arc<dyn Any + Send + Sync>),
+    S3(&'a runstore_s3::S3Store),
+    /// A backend registered from outside; downcast the handle to its type.
+    Other(&'a BackendHandle),
 }
 
-impl fmt::Debug for BackendHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendHandle::Memory => "Memory",
-            #[cfg(feature = "file")]
-            BackendHandle::File(_) => "File",
-            #[cfg(feature = "sqlite")]
-            BackendHandle::Sqlite(_) => "Sqlite",
-            #[cfg(feature = "postgres")]
-            BackendHandle::Postgres(_) => "Postgres",
-            #[cfg(feature = "s3")]
-            BackendHandle::S3(_) => "S3",
-            BackendHandle::Custom(_) => "Custom",
-        })
-    }
-}
-
-/// An opened backend: the concerns it can hold and its concrete handle.
-#[derive(Clone)]
-pub struct Backend {
-    /// Its workflow store, if it offers one.
-    pub workflows: Option<Arc<dyn WorkflowRepository>>,
-    /// Its log store, if it offers one.
-    pub logs: Option<Arc<dyn LogRepository>>,
-    /// Its metrics store, if it offers one.
-    pub metrics: Option<Arc<dyn MetricsRepository>>,
-    /// Its artifact store, if it offers one.
-    pub artifacts: Option<Arc<dyn ArtifactStore>>,
-    /// The concrete handle.
-    pub handle: BackendHandle,
-}
-
-impl fmt::Debug for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Backend")
-            .field("handle", &self.handle)
-            .field("workflows", &self.workflows.is_some())
-            .field("logs", &self.logs.is_some())
-            .field("metrics", &self.metrics.is_some())
-            .field("artifacts", &self.artifacts.is_some())
-            .finish()
-    }
-}
-
-impl Backend {
-    /// A backend that holds all four concerns through one cloneable store.
-    pub fn all<S>(store: S, handle: BackendHandle) -> Backend
-    where
-        S: WorkflowRepository + LogRepository + MetricsRepository + ArtifactStore + Clone,
-    {
-        Backend {
-            workflows: Some(Arc::new(store.clone())),
-            logs: Some(Arc::new(store.clone())),
-            metrics: Some(Arc::new(store.clone())),
-            artifacts: Some(Arc::new(store)),
-            handle,
+impl<'a> Builtin<'a> {
+    /// Which built-in store `handle` holds, if any.
+    pub fn of(handle: &'a BackendHandle) -> Builtin<'a> {
+        if handle.is::<runstore_core::memory::InMemory>() {
+            return Builtin::Memory;
         }
-    }
-
-    /// Whether it offers `concern`.
-    pub fn offers(&self, concern: Concern) -> bool {
-        match concern {
-            Concern::Workflows => self.workflows.is_some(),
-            Concern::Logs => self.logs.is_some(),
-            Concern::Metrics => self.metrics.is_some(),
-            Concern::Artifacts => self.artifacts.is_some(),
+        #[cfg(feature = "file")]
+        if let Some(s) = handle.downcast_ref() {
+            return Builtin::File(s);
         }
+        #[cfg(feature = "sqlite")]
+        if let Some(s) = handle.downcast_ref() {
+            return Builtin::Sqlite(s);
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(s) = handle.downcast_ref() {
+            return Builtin::Postgres(s);
+        }
+        #[cfg(feature = "s3")]
+        if let Some(s) = handle.downcast_ref() {
+            return Builtin::S3(s);
+        }
+        Builtin::Other(handle)
     }
 }
 
@@ -184,21 +104,21 @@ impl BackendRegistry {
     /// The built-in types whose cargo feature is on.
     pub fn with_builtins() -> Self {
         let mut r = BackendRegistry::empty();
-        r.factories
-            .insert("memory".into(), Arc::new(crate::builtin::MemoryFactory));
+        r.insert(runstore_core::memory::TYPE_NAME, runstore_core::memory::MemoryBackend);
         #[cfg(feature = "file")]
-        r.factories
-            .insert("file".into(), Arc::new(crate::builtin::FileFactory));
+        r.insert(runstore_file::TYPE_NAME, runstore_file::FileBackend);
         #[cfg(feature = "sqlite")]
-        r.factories
-            .insert("sqlite".into(), Arc::new(crate::builtin::SqliteFactory));
+        r.insert(runstore_sqlite::TYPE_NAME, runstore_sqlite::SqliteBackend);
         #[cfg(feature = "postgres")]
-        r.factories
-            .insert("postgres".into(), Arc::new(crate::builtin::PostgresFactory));
+        r.insert(runstore_postgres::TYPE_NAME, runstore_postgres::PostgresBackend);
         #[cfg(feature = "s3")]
-        r.factories
-            .insert("s3".into(), Arc::new(crate::builtin::S3Factory));
+        r.insert(runstore_s3::TYPE_NAME, runstore_s3::S3Backend);
         r
+    }
+
+    fn insert(&mut self, type_name: &str, factory: impl BackendFactory) {
+        self.factories
+            .insert(type_name.to_string(), Arc::new(factory));
     }
 
     /// Adds (or replaces) a type. Built-in names cannot be replaced; a name
@@ -270,18 +190,19 @@ pub fn global() -> BackendRegistry {
 }
 
 /// Adds a backend type to the process-wide registry, so that configurations
-/// read afterwards can name it in `type:`.
+/// read afterwards can name it in `type:`. The factory is implemented in the
+/// backend's own crate against `runstore_core::backend` (see that module
+/// for a whole example); only this call needs the facade.
 ///
 /// ```
-/// use runstore::{Backend, BackendConfig, BackendFactory, BackendHandle, Result};
+/// use runstore::backend::{Backend, BackendConfig, BackendFactory};
+/// use runstore::Result;
 ///
 /// struct InMemory;
 /// #[runstore::async_trait]
 /// impl BackendFactory for InMemory {
 ///     async fn open(&self, _config: &BackendConfig) -> Result<Backend> {
-///         let s = runstore::memory::store_set();
-///         Ok(Backend { workflows: Some(s.workflows), logs: Some(s.logs), metrics: Some(s.metrics),
-///                      artifacts: Some(s.artifacts), handle: BackendHandle::Memory })
+///         Ok(Backend::from_store_set(runstore::memory::store_set(), runstore::memory::InMemory))
 ///     }
 /// }
 /// runstore::register_backend("my-mem", InMemory).unwrap();

@@ -8,9 +8,10 @@ use runstore_core::{
     ArtifactStore, Error, LogRepository, MetricsRepository, Result, StoreSet, WorkflowRepository,
 };
 
-use crate::config::{BackendConfig, Concern, Config};
+use crate::{BackendConfig, Concern, Config};
 use crate::outbox::Outbox;
-use crate::registry::{Backend, BackendRegistry};
+use crate::Backend;
+use crate::registry::BackendRegistry;
 
 /// One opened backend and the concerns it serves in this [`Storage`].
 #[derive(Clone, Debug)]

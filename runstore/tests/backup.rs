@@ -146,7 +146,7 @@ async fn a_restore_over_a_store_keeps_what_it_replaced() {
         .iter()
         .find(|k| k.contains("runstore.db.before-restore."))
         .unwrap();
-    let kept = runstore::sqlite::SqliteStore::open(kept_db, Default::default())
+    let kept = runstore::sqlite::SqliteStore::open(runstore::sqlite::SqliteConfig::new(kept_db))
         .await
         .unwrap();
     assert!(kept.get_run(&rid("only-in-b")).await.is_ok());
@@ -294,7 +294,7 @@ async fn postgres_restores_into_another_schema_and_over_itself() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    let kept = runstore_postgres::PostgresStore::connect(aside[0].config().clone())
+    let kept = runstore_postgres::PostgresStore::open(aside[0].config().clone())
         .await
         .unwrap();
     assert!(kept.get_run(&rid("after-backup")).await.is_ok());

@@ -1,10 +1,9 @@
 //! Configuration: parsing, errors with line/column/key, `${VAR}`, sharing of
 //! handles, the registry of backend types.
 
-use std::sync::Arc;
 
 use runstore::{
-    Backend, BackendConfig, BackendFactory, BackendHandle, BackendRegistry, Config, ErrorKind,
+    Backend, BackendConfig, BackendFactory, BackendRegistry, Config, ErrorKind,
     Storage,
 };
 
@@ -40,8 +39,8 @@ fn memory_config_parses_and_opens() {
     // No share key for memory: one backend per concern.
     assert_eq!(storage.backends().len(), 4);
     assert!(matches!(
-        storage.backends()[0].backend.handle,
-        BackendHandle::Memory
+        runstore::Builtin::of(&storage.backends()[0].backend.handle),
+        runstore::Builtin::Memory
     ));
 }
 
@@ -205,16 +204,14 @@ impl BackendFactory for MemoryBacked {
     }
 
     async fn open(&self, config: &BackendConfig) -> runstore::Result<Backend> {
-        let s = runstore::memory::store_set();
         let name = config.str_option("name").unwrap_or("").to_string();
-        Ok(Backend {
-            workflows: Some(s.workflows),
-            logs: Some(s.logs),
-            metrics: Some(s.metrics),
+        let offers_artifacts = name != "no-artifacts";
+        let mut backend = Backend::from_store_set(runstore::memory::store_set(), name);
+        if !offers_artifacts {
             // Offers no artifact store, to test that it is reported.
-            artifacts: (name != "no-artifacts").then_some(s.artifacts),
-            handle: BackendHandle::Custom(Arc::new(name)),
-        })
+            backend.artifacts = None;
+        }
+        Ok(backend)
     }
 }
 
@@ -231,10 +228,16 @@ fn registered_type_is_chosen_from_yaml_and_shares_by_key() {
         backends[0].concerns,
         vec![runstore::Concern::Workflows, runstore::Concern::Logs]
     );
-    match &backends[0].backend.handle {
-        BackendHandle::Custom(any) => assert_eq!(any.downcast_ref::<String>().unwrap(), "a"),
-        other => panic!("expected a custom handle, got {other:?}"),
-    }
+    let handle = &backends[0].backend.handle;
+    assert_eq!(
+        handle.downcast_ref::<String>().map(String::as_str),
+        Some("a"),
+        "{handle:?}"
+    );
+    assert!(matches!(
+        runstore::Builtin::of(handle),
+        runstore::Builtin::Other(_)
+    ));
 
     // Its validate() runs at parse time, with the place of the mapping.
     let m = message("storage:\n  workflows: { type: test-mem, fail: 1 }\n");

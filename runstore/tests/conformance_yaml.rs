@@ -121,24 +121,24 @@ impl StoreFactory for YamlFactory {
             .find(|b| b.concerns.contains(&runstore::Concern::Artifacts))
             .map(|b| &b.backend.handle)
             .ok_or_else(|| err("no backend holds the artifacts"))?;
-        match handle {
+        match runstore::Builtin::of(handle) {
             #[cfg(feature = "file")]
-            runstore::BackendHandle::File(store) => {
+            runstore::Builtin::File(store) => {
                 runstore_file::testing::tamper(store.root(), key)
             }
             #[cfg(feature = "sqlite")]
-            runstore::BackendHandle::Sqlite(store) => {
+            runstore::Builtin::Sqlite(store) => {
                 let (path, key) = (store.path().to_path_buf(), key.clone());
                 tokio::task::spawn_blocking(move || runstore_sqlite::testing::tamper(&path, &key))
                     .await
                     .map_err(err)?
             }
             #[cfg(feature = "postgres")]
-            runstore::BackendHandle::Postgres(store) => {
+            runstore::Builtin::Postgres(store) => {
                 runstore_postgres::testing::tamper(store.config(), key).await
             }
             #[cfg(feature = "s3")]
-            runstore::BackendHandle::S3(store) => store.tamper(key).await,
+            runstore::Builtin::S3(store) => store.tamper(key).await,
             other => Err(err(format!("cannot tamper with {key} on {other:?}"))),
         }
     }

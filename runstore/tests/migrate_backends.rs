@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use migrate_support::*;
-use runstore::file::{FileOptions, FileStore};
+use runstore::file::{FileConfig, FileStore};
 use runstore::migrate::{MigrateOptions, MigrationReport, VerifyOptions, migrate, verify};
-use runstore::sqlite::{SqliteOptions, SqliteStore};
+use runstore::sqlite::{SqliteConfig, SqliteStore};
 use runstore::{ErrorKind, StoreSet};
 use runstore_postgres::PostgresStore;
 use runstore_postgres::testing::{TestSchema, no_server, test_config, why_no_server};
@@ -26,14 +26,14 @@ fn opts() -> MigrateOptions {
 }
 
 async fn files(dir: &Path) -> StoreSet {
-    FileStore::open(dir, FileOptions::default())
+    FileStore::open(FileConfig::new(dir))
         .await
         .unwrap()
         .store_set()
 }
 
 async fn sqlite(path: &Path) -> StoreSet {
-    let s = SqliteStore::open(path, SqliteOptions::default())
+    let s = SqliteStore::open(SqliteConfig::new(path))
         .await
         .unwrap();
     StoreSet {
@@ -82,7 +82,7 @@ async fn files_to_sqlite_to_postgres_to_files_round_trip() {
     };
     let last = match &pg_guard {
         Some(guard) => {
-            let pg = PostgresStore::connect(guard.config().clone())
+            let pg = PostgresStore::open(guard.config().clone())
                 .await
                 .unwrap()
                 .store_set();

@@ -7,6 +7,7 @@ mod fsutil;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod registration;
 mod restore;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -23,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use check::{CheckReport, Finding, FindingKind};
+pub use registration::{FileBackend, TYPE_NAME};
 
 /// Where the bytes of artifact `key` live under the store's `root`, by the
 /// layout of FORMAT.md (`artifacts/<run>/phases/<phase>/(d/<dir>/)*f/<name>`):
@@ -65,15 +67,36 @@ pub enum Durability {
     None,
 }
 
-/// Options of [`FileStore::open`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Where a [`FileStore`] lives and how it writes: the options of a
+/// `type: file` section of the configuration file, or built in code.
+///
+/// ```
+/// use runstore_file::{Durability, FileConfig};
+/// let c = FileConfig::new("./runstore-data").with_durability(Durability::GroupCommit);
+/// assert_eq!(c.durability, Durability::GroupCommit);
+/// let yaml: FileConfig = serde_yaml::from_str("path: ./data\ndurability: none").unwrap();
+/// assert_eq!(yaml.durability, Durability::None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct FileOptions {
+pub struct FileConfig {
+    /// The root folder; created on open if missing.
+    pub path: PathBuf,
     /// See [`Durability`]; [`Durability::Fsync`] by default.
+    #[serde(default, deserialize_with = "registration::durability")]
     pub durability: Durability,
 }
 
-impl FileOptions {
+impl FileConfig {
+    /// A store rooted at `path`, with the defaults.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileConfig {
+            path: path.into(),
+            durability: Durability::default(),
+        }
+    }
+
     /// Sets the durability level.
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
@@ -224,14 +247,17 @@ impl FileStore {
     /// # Errors
     /// [`Error::Backend`] if the root holds a newer or another format, or
     /// cannot be created; [`Error::Corrupt`] for an unreadable format file.
-    pub async fn open(root: impl Into<PathBuf>, options: FileOptions) -> Result<FileStore> {
-        let dir: PathBuf = root.into();
+    pub async fn open(config: FileConfig) -> Result<FileStore> {
+        let FileConfig {
+            path: dir,
+            durability,
+        } = config;
         let inner = Arc::new(Inner {
             root: Root {
                 dir,
-                sync_new_dirs: options.durability != Durability::None,
+                sync_new_dirs: durability != Durability::None,
             },
-            durability: options.durability,
+            durability,
             syncer: Syncer::default(),
             runs: Mutex::new(logs::RunsState::default()),
             events: Mutex::new(logs::EventsCache::default()),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use runstore_conformance::{Capabilities, Capability, StoreFactory, TestStores};
 use runstore_core::{ArtifactKey, Error, Result};
 
-use crate::{FileOptions, FileStore};
+use crate::{FileConfig, FileStore};
 
 /// Flips the first stored byte of an artifact under `root` (an empty one
 /// gets a byte), without touching its recorded hash.
@@ -53,7 +53,7 @@ impl StoreFactory for FileFactory {
 
     async fn create(&self) -> Result<TestStores> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("creating a temp root", e))?;
-        let store = FileStore::open(dir.path(), FileOptions::default()).await?;
+        let store = FileStore::open(FileConfig::new(dir.path())).await?;
         Ok(TestStores::with_guard(
             store.store_set(),
             Arc::new(Guard { dir: Arc::new(dir) }),
@@ -62,7 +62,7 @@ impl StoreFactory for FileFactory {
 
     async fn reopen(&self, stores: &TestStores) -> Result<TestStores> {
         let guard = guard_of(stores)?;
-        let store = FileStore::open(guard.dir.path(), FileOptions::default()).await?;
+        let store = FileStore::open(FileConfig::new(guard.dir.path())).await?;
         Ok(TestStores::with_guard(
             store.store_set(),
             Arc::new(Guard {

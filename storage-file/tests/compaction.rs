@@ -9,7 +9,7 @@ use runstore_core::{
     MetricsRepository, NewEvent, PutOptions, Run, RunFilter, RunId, RunStatus, RunUpdate,
     Timestamp, Version, WorkflowId,
 };
-use runstore_file::{FileOptions, FileStore};
+use runstore_file::{FileConfig, FileStore};
 use serde_json::json;
 
 /// Bytes of every file under `dir`.
@@ -35,8 +35,8 @@ fn id(i: usize) -> RunId {
 async fn pruning_half_the_runs_shrinks_the_root_and_its_journals() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let store = FileStore::open(root, FileOptions::default()).await.unwrap();
-    let other = FileStore::open(root, FileOptions::default()).await.unwrap();
+    let store = FileStore::open(FileConfig::new(root)).await.unwrap();
+    let other = FileStore::open(FileConfig::new(root)).await.unwrap();
     let wf = WorkflowId::new("etl").unwrap();
     let n = 300;
     for i in 0..n {
@@ -123,7 +123,7 @@ async fn pruning_half_the_runs_shrinks_the_root_and_its_journals() {
 
     // Both handles, and a fresh one, see exactly the kept runs with their
     // events and metrics.
-    let fresh = FileStore::open(root, FileOptions::default()).await.unwrap();
+    let fresh = FileStore::open(FileConfig::new(root)).await.unwrap();
     for s in [&store, &other, &fresh] {
         assert_eq!(
             s.count_runs(RunFilter::default()).await.unwrap(),

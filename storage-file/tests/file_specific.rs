@@ -12,7 +12,7 @@ use runstore_core::{
     RunId, RunQuery, RunStatus, RunUpdate, SummaryQuery, Timestamp, Version, WorkflowDefinition,
     WorkflowId, WorkflowRepository,
 };
-use runstore_file::{Durability, FileOptions, FileStore, FindingKind};
+use runstore_file::{Durability, FileConfig, FileStore, FindingKind};
 use serde_json::json;
 
 fn wf() -> WorkflowId {
@@ -27,7 +27,7 @@ fn run_at(id: &str, micros: i64) -> Run {
 }
 
 async fn open(root: &Path) -> FileStore {
-    FileStore::open(root, FileOptions::default()).await.unwrap()
+    FileStore::open(FileConfig::new(root)).await.unwrap()
 }
 
 fn events_file(root: &Path, run: &str) -> PathBuf {
@@ -290,10 +290,7 @@ async fn deleted_and_stale_index_are_rebuilt() {
 #[tokio::test]
 async fn query_paths_use_the_index_and_agree_with_a_full_scan() {
     let dir = tempfile::tempdir().unwrap();
-    let s = FileStore::open(
-        dir.path(),
-        FileOptions::default().with_durability(Durability::None),
-    )
+    let s = FileStore::open(FileConfig::new(dir.path()).with_durability(Durability::None))
     .await
     .unwrap();
     let other = WorkflowId::new("other").unwrap();
@@ -313,7 +310,7 @@ async fn query_paths_use_the_index_and_agree_with_a_full_scan() {
     }
     let all: Vec<Run> = batch.iter().map(|r| r.run.clone()).collect();
     assert_eq!(s.import_runs(batch).await.unwrap().inserted, 2_000);
-    let s = FileStore::open(dir.path(), FileOptions::default())
+    let s = FileStore::open(FileConfig::new(dir.path()))
         .await
         .unwrap();
     let filter = RunFilter::default()
@@ -418,14 +415,14 @@ async fn a_newer_format_is_refused() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(rec["version"], json!(runstore_file::FORMAT_VERSION));
     std::fs::write(&path, r#"{"format":"runstore-file","version":99}"#).unwrap();
-    let err = FileStore::open(dir.path(), FileOptions::default())
+    let err = FileStore::open(FileConfig::new(dir.path()))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("newer"), "{err}");
     assert!(err.to_string().contains("99"), "{err}");
     std::fs::write(&path, r#"{"format":"something-else","version":1}"#).unwrap();
     assert!(
-        FileStore::open(dir.path(), FileOptions::default())
+        FileStore::open(FileConfig::new(dir.path()))
             .await
             .is_err()
     );
@@ -581,10 +578,7 @@ async fn summaries_agree_with_the_reference_after_reopen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_numbers_concurrent_appends_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
-    let s = FileStore::open(
-        dir.path(),
-        FileOptions::default().with_durability(Durability::GroupCommit),
-    )
+    let s = FileStore::open(FileConfig::new(dir.path()).with_durability(Durability::GroupCommit))
     .await
     .unwrap();
     let r1 = RunId::new("r1").unwrap();

@@ -34,23 +34,72 @@ const MAX_SCHEMA_LEN: usize = 63;
 /// assert_eq!(c.redacted_url(), "postgres://app:***@db.internal/runs");
 /// assert!(!format!("{c:?} {c}").contains("s3cret"));
 /// ```
+///
+/// The options of a `type: postgres` section of the configuration file are
+/// its fields; the durations take seconds or a unit (`"500ms"`, `"2m"`).
+///
+/// ```
+/// use std::time::Duration;
+/// use runstore_postgres::PostgresConfig;
+/// let c: PostgresConfig = serde_json::from_str(
+///     r#"{"url": "postgres://app:s3cret@db/runs", "operation_timeout": "10s"}"#,
+/// ).unwrap();
+/// assert_eq!((c.pool_size, c.operation_timeout), (16, Duration::from_secs(10)));
+/// ```
 #[non_exhaustive]
-#[derive(Clone)]
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// The connection URL; may hold a password, so never print it directly
     /// (use [`PostgresConfig::redacted_url`]).
     pub url: String,
     /// Most connections the pool opens. Default 16.
+    #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// The schema holding the tables, created and migrated on connect.
     /// Default `runstore`. Letters, digits and `_`, not starting with a digit.
+    #[serde(default = "default_schema")]
     pub schema: String,
     /// Longest time to open one connection. Default 5 s.
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "connect_timeout"
+    )]
     pub connect_timeout: Duration,
     /// Longest time one database step of an operation may take, waiting for
     /// a pool slot included; past it the call fails with `Unavailable`.
     /// Default 30 s.
+    #[serde(
+        default = "default_operation_timeout",
+        deserialize_with = "operation_timeout"
+    )]
     pub operation_timeout: Duration,
+}
+
+fn default_pool_size() -> usize {
+    DEFAULT_POOL_SIZE
+}
+
+fn default_schema() -> String {
+    DEFAULT_SCHEMA.to_string()
+}
+
+fn default_connect_timeout() -> Duration {
+    DEFAULT_CONNECT_TIMEOUT
+}
+
+fn default_operation_timeout() -> Duration {
+    DEFAULT_OPERATION_TIMEOUT
+}
+
+fn connect_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    runstore_core::backend::deserialize_duration("connect_timeout", d)
+}
+
+fn operation_timeout<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Duration, D::Error> {
+    runstore_core::backend::deserialize_duration("operation_timeout", d)
 }
 
 impl PostgresConfig {
@@ -89,6 +138,27 @@ impl PostgresConfig {
         self
     }
 
+    /// Checks the values serde cannot, without connecting: the schema name,
+    /// the pool size and the timeouts.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field at fault.
+    pub fn validate(&self) -> Result<()> {
+        validate_schema(&self.schema)?;
+        if self.pool_size == 0 {
+            return Err(Error::invalid("pool_size", "must be at least 1, got 0"));
+        }
+        for (field, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("operation_timeout", self.operation_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(Error::invalid(field, "must be longer than zero"));
+            }
+        }
+        Ok(())
+    }
+
     /// The URL with its password replaced by `***`, safe to log.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
@@ -107,18 +177,7 @@ impl PostgresConfig {
         tokio_postgres::Config,
         tokio_postgres_rustls::MakeRustlsConnect,
     )> {
-        validate_schema(&self.schema)?;
-        if self.pool_size == 0 {
-            return Err(Error::invalid("pool_size", "must be at least 1, got 0"));
-        }
-        for (field, d) in [
-            ("connect_timeout", self.connect_timeout),
-            ("operation_timeout", self.operation_timeout),
-        ] {
-            if d.is_zero() {
-                return Err(Error::invalid(field, "must be longer than zero"));
-            }
-        }
+        self.validate()?;
         if let Some(c) = runstore_core::redact::unencoded_userinfo(&self.url) {
             // Unencoded, the rest of the password would be taken for a host
             // name and end up in "failed to lookup address" errors.

@@ -11,6 +11,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod migrate;
+mod registration;
 mod restore;
 mod rows;
 mod tls;
@@ -31,6 +32,7 @@ pub use config::{
     PostgresConfig,
 };
 pub use migrate::LATEST_SCHEMA_VERSION;
+pub use registration::{PostgresBackend, TYPE_NAME};
 
 /// All four runstore traits on one PostgreSQL schema, through a connection
 /// pool. Cheap to clone: clones share the pool.
@@ -38,7 +40,7 @@ pub use migrate::LATEST_SCHEMA_VERSION;
 /// ```no_run
 /// # async fn demo() -> runstore_core::Result<()> {
 /// use runstore_postgres::{PostgresConfig, PostgresStore};
-/// let store = PostgresStore::connect(PostgresConfig::new("postgres://app@db.internal/runs")).await?;
+/// let store = PostgresStore::open(PostgresConfig::new("postgres://app@db.internal/runs")).await?;
 /// let stores = store.store_set(); // one handle per concern
 /// # Ok(()) }
 /// ```
@@ -78,11 +80,11 @@ impl PostgresStore {
     /// the connect timeout; [`Error::Backend`] for a schema newer than this
     /// build; [`Error::Corrupt`] for an applied migration that differs from
     /// this build's.
-    pub async fn connect(config: PostgresConfig) -> Result<PostgresStore> {
+    pub async fn open(config: PostgresConfig) -> Result<PostgresStore> {
         Self::connect_up_to(config, migrate::LATEST_SCHEMA_VERSION).await
     }
 
-    /// [`PostgresStore::connect`], migrating only up to `version` (tests of
+    /// [`PostgresStore::open`], migrating only up to `version` (tests of
     /// upgrades from older schemas).
     pub(crate) async fn connect_up_to(
         config: PostgresConfig,

@@ -86,7 +86,7 @@ async fn tasks_and_processes_append_without_gaps_or_duplicates() {
         return;
     };
     let _guard = TestSchema::new(config.clone());
-    let store = PostgresStore::connect(config.clone()).await.unwrap();
+    let store = PostgresStore::open(config.clone()).await.unwrap();
     let mut runs = Vec::new();
     for i in 0..RUNS {
         let mut run = Run::new(WorkflowId::new("concurrency").unwrap(), Version::FIRST);
@@ -188,7 +188,7 @@ async fn child_process_entry() {
     };
     let url = std::env::var("RUNSTORE_PG_CHILD_URL").unwrap();
     let schema = std::env::var("RUNSTORE_PG_CHILD_SCHEMA").unwrap();
-    let store = PostgresStore::connect(PostgresConfig::new(url).with_schema(schema))
+    let store = PostgresStore::open(PostgresConfig::new(url).with_schema(schema))
         .await
         .unwrap();
     let runs: Vec<RunId> = (0..RUNS)
@@ -218,7 +218,7 @@ async fn racing_writers_keep_every_invariant() {
         return;
     };
     let _guard = TestSchema::new(config.clone());
-    let store = PostgresStore::connect(config).await.unwrap();
+    let store = PostgresStore::open(config).await.unwrap();
     let wf = WorkflowId::new("race").unwrap();
     const N: usize = 16;
 

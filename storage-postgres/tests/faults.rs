@@ -106,7 +106,7 @@ async fn server_stopped_and_frozen_mid_workload_then_recovers() {
         .with_pool_size(4)
         .with_connect_timeout(Duration::from_secs(1))
         .with_operation_timeout(OP_TIMEOUT);
-    let store = PostgresStore::connect(config).await.unwrap();
+    let store = PostgresStore::open(config).await.unwrap();
     let run = Run::new(WorkflowId::new("faulty").unwrap(), Version::FIRST);
     store.create_run(run.clone()).await.unwrap();
     for i in 0..10 {

@@ -21,12 +21,12 @@ async fn from_empty_schema_and_every_earlier_version() {
             .unwrap();
         assert_eq!(old.schema_version().await.unwrap(), from);
         drop(old);
-        let store = PostgresStore::connect(config.clone()).await.unwrap();
+        let store = PostgresStore::open(config.clone()).await.unwrap();
         assert_eq!(store.schema_version().await.unwrap(), LATEST_SCHEMA_VERSION);
         // The migrated schema works, and connecting again changes nothing.
         let run = Run::new(WorkflowId::new("wf").unwrap(), Version::FIRST);
         store.create_run(run.clone()).await.unwrap();
-        let again = PostgresStore::connect(config.clone()).await.unwrap();
+        let again = PostgresStore::open(config.clone()).await.unwrap();
         assert_eq!(again.get_run(&run.id).await.unwrap(), run);
         assert_eq!(again.schema_version().await.unwrap(), LATEST_SCHEMA_VERSION);
     }
@@ -41,7 +41,7 @@ async fn many_connects_at_once_migrate_once() {
     let tasks: Vec<_> = (0..6)
         .map(|_| {
             let c = config.clone();
-            tokio::spawn(async move { PostgresStore::connect(c).await.map(|_| ()) })
+            tokio::spawn(async move { PostgresStore::open(c).await.map(|_| ()) })
         })
         .collect();
     for t in tasks {
@@ -69,7 +69,7 @@ async fn newer_or_altered_schema_is_refused() {
         return;
     };
     let _guard = TestSchema::new(config.clone());
-    PostgresStore::connect(config.clone()).await.unwrap();
+    PostgresStore::open(config.clone()).await.unwrap();
     let client = testing::raw_client(&config.url).await.unwrap();
     let table = format!("\"{}\".schema_migrations", config.schema);
     client
@@ -79,7 +79,7 @@ async fn newer_or_altered_schema_is_refused() {
         )
         .await
         .unwrap();
-    let err = PostgresStore::connect(config.clone()).await.unwrap_err();
+    let err = PostgresStore::open(config.clone()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
     assert!(
         err.to_string().contains("999") && err.to_string().contains("newer"),
@@ -97,7 +97,7 @@ async fn newer_or_altered_schema_is_refused() {
         )
         .await
         .unwrap();
-    let err = PostgresStore::connect(config.clone()).await.unwrap_err();
+    let err = PostgresStore::open(config.clone()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
 }
 
@@ -108,7 +108,7 @@ async fn bad_configs_are_refused_without_leaking_the_password() {
         .with_connect_timeout(Duration::from_secs(1))
         .with_operation_timeout(Duration::from_secs(3));
     let started = Instant::now();
-    let err = PostgresStore::connect(config.clone()).await.unwrap_err();
+    let err = PostgresStore::open(config.clone()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     let mut shown = format!("{err} {err:?} {config} {config:?}");
@@ -136,7 +136,7 @@ async fn bad_configs_are_refused_without_leaking_the_password() {
         ),
         ("not a url = at all '", "ok"),
     ] {
-        let err = PostgresStore::connect(PostgresConfig::new(url).with_schema(schema))
+        let err = PostgresStore::open(PostgresConfig::new(url).with_schema(schema))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url} {schema}: {err}");

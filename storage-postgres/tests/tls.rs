@@ -171,7 +171,7 @@ async fn sslmodes_encrypt_and_verify_as_libpq() {
     .into_iter()
     .enumerate()
     {
-        let store = PostgresStore::connect(try_mode(host, params.clone(), &format!("tls{i}")))
+        let store = PostgresStore::open(try_mode(host, params.clone(), &format!("tls{i}")))
             .await
             .unwrap_or_else(|e| panic!("{host} {params}: {e}"));
         store
@@ -194,7 +194,7 @@ async fn sslmodes_encrypt_and_verify_as_libpq() {
     }
 
     // disable: no TLS.
-    let store = PostgresStore::connect(try_mode("127.0.0.1", "sslmode=disable".into(), "plain"))
+    let store = PostgresStore::open(try_mode("127.0.0.1", "sslmode=disable".into(), "plain"))
         .await
         .unwrap();
     store
@@ -220,7 +220,7 @@ async fn sslmodes_encrypt_and_verify_as_libpq() {
             format!("sslmode=verify-ca&sslrootcert={other}"),
         ),
     ] {
-        let err = PostgresStore::connect(
+        let err = PostgresStore::open(
             try_mode(host, params.clone(), "refused")
                 .with_connect_timeout(std::time::Duration::from_secs(3)),
         )

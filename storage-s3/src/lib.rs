@@ -4,6 +4,7 @@ mod artifacts;
 mod config;
 mod error;
 mod layout;
+mod registration;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -15,6 +16,7 @@ use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use runstore_core::{Error, Result};
 
 pub use config::S3Config;
+pub use registration::{S3Backend, TYPE_NAME};
 
 use layout::Layout;
 

@@ -10,7 +10,7 @@ mod v1_data;
 async fn main() {
     let dest = std::env::args().nth(1).expect("usage: make_fixture <path>");
     let _ = std::fs::remove_file(&dest);
-    let store = runstore_sqlite::SqliteStore::open(&dest, Default::default())
+    let store = runstore_sqlite::SqliteStore::open(runstore_sqlite::SqliteConfig::new(&dest))
         .await
         .expect("opening the fixture");
     v1_data::write_all(&store).await;

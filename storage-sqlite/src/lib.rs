@@ -7,6 +7,7 @@ mod error;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod registration;
 mod rows;
 mod schema;
 mod select;
@@ -25,6 +26,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 pub use backup::BackupReport;
+pub use registration::{SqliteBackend, TYPE_NAME};
 
 use crate::error::Ctx;
 
@@ -48,26 +50,84 @@ impl Synchronous {
     }
 }
 
-/// Settings of [`SqliteStore::open`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a [`SqliteStore`] lives and how it commits: the options of a
+/// `type: sqlite` section of the configuration file, or built in code.
+///
+/// ```
+/// use std::time::Duration;
+/// use runstore_sqlite::{SqliteConfig, Synchronous};
+/// let c = SqliteConfig::new("./runstore-data/runstore.db").with_synchronous(Synchronous::Full);
+/// assert_eq!((c.busy_timeout, c.readers), (Duration::from_secs(5), 4));
+/// let yaml: SqliteConfig = serde_yaml::from_str("path: x.db\nbusy_timeout: 500ms").unwrap();
+/// assert_eq!(yaml.busy_timeout, Duration::from_millis(500));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct SqliteOptions {
+pub struct SqliteConfig {
+    /// The database file; it and its folder are created on open if missing.
+    pub path: PathBuf,
     /// Durability of commits; [`Synchronous::Normal`] by default.
+    #[serde(default, deserialize_with = "registration::synchronous")]
     pub synchronous: Synchronous,
     /// How long a connection waits for a lock held by another connection or
     /// process before giving up with a retryable `Unavailable`; 5000 ms.
+    #[serde(
+        default = "registration::default_busy_timeout",
+        deserialize_with = "registration::busy_timeout"
+    )]
     pub busy_timeout: Duration,
-    /// How many reader connections may run at once, beside the one writer; 4.
+    /// How many reader connections may run at once, beside the one writer;
+    /// 1 to 64, 4 by default.
+    #[serde(default = "registration::default_readers")]
     pub readers: usize,
 }
 
-impl Default for SqliteOptions {
-    fn default() -> Self {
-        SqliteOptions {
+impl SqliteConfig {
+    /// A database at `path`, with the defaults.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteConfig {
+            path: path.into(),
             synchronous: Synchronous::Normal,
-            busy_timeout: Duration::from_millis(5000),
-            readers: 4,
+            busy_timeout: registration::default_busy_timeout(),
+            readers: registration::default_readers(),
         }
+    }
+
+    /// Sets how hard commits are synced.
+    pub fn with_synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets how long a connection waits for a lock.
+    pub fn with_busy_timeout(mut self, busy_timeout: Duration) -> Self {
+        self.busy_timeout = busy_timeout;
+        self
+    }
+
+    /// Sets how many reader connections may run at once.
+    pub fn with_readers(mut self, readers: usize) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// Checks the values serde cannot: the number of readers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `readers` outside 1 to 64.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=registration::MAX_READERS).contains(&self.readers) {
+            return Err(Error::invalid(
+                "readers",
+                format!(
+                    "must be 1 to {}, got {}",
+                    registration::MAX_READERS,
+                    self.readers
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -81,7 +141,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    options: SqliteOptions,
+    options: SqliteConfig,
     /// The one writer connection. A tokio mutex, so waiting for it never
     /// blocks an executor thread; the work itself runs on the blocking pool.
     writer: Arc<AsyncMutex<Connection>>,
@@ -127,7 +187,7 @@ fn join_error(e: tokio::task::JoinError) -> Error {
 }
 
 /// Sets the per-connection settings every connection shares.
-fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
+fn configure(conn: &Connection, options: &SqliteConfig) -> Result<()> {
     conn.busy_timeout(options.busy_timeout)
         .ctx("setting busy_timeout")?;
     conn.pragma_update(None, "foreign_keys", true)
@@ -158,7 +218,7 @@ pub(crate) fn changed_one(
 /// database (header written, WAL mode set) is built in a temp file beside
 /// it and moved into place without replacing anything, so a concurrent
 /// creator's file wins and nobody ever sees a half-made one.
-fn create_if_missing(path: &Path, options: &SqliteOptions) -> Result<()> {
+fn create_if_missing(path: &Path, options: &SqliteConfig) -> Result<()> {
     if std::fs::symlink_metadata(path).is_ok() {
         return Ok(());
     }
@@ -200,7 +260,7 @@ fn create_if_missing(path: &Path, options: &SqliteOptions) -> Result<()> {
     }
 }
 
-fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+fn open_writer(path: &Path, options: &SqliteConfig) -> Result<Connection> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
@@ -260,7 +320,7 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     Ok(conn)
 }
 
-fn open_reader(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+fn open_reader(path: &Path, options: &SqliteConfig) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -277,11 +337,9 @@ impl SqliteStore {
     /// Opens (creating it and its folder if needed) the database at `path`
     /// and brings its schema to the latest version. A file whose schema is
     /// newer than this code is refused and left unchanged.
-    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore> {
-        if options.readers == 0 {
-            return Err(Error::invalid("readers", "must be at least 1, got 0"));
-        }
-        let path = path.as_ref().to_path_buf();
+    pub async fn open(options: SqliteConfig) -> Result<SqliteStore> {
+        options.validate()?;
+        let path = options.path.clone();
         let (conn, path, options) = tokio::task::spawn_blocking(move || {
             open_writer(&path, &options).map(|c| (c, path, options))
         })

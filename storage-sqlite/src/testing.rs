@@ -10,7 +10,7 @@ use std::sync::Arc;
 use runstore_conformance::{Capabilities, Capability, StoreFactory, TestStores};
 use runstore_core::{ArtifactKey, Error, Result};
 
-use crate::{SqliteOptions, SqliteStore};
+use crate::{SqliteConfig, SqliteStore};
 
 /// Keeps the temp folder alive as long as any handle on it.
 #[derive(Debug)]
@@ -88,7 +88,7 @@ impl StoreFactory for SqliteFactory {
     async fn create(&self) -> Result<TestStores> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let path = dir.path().join("runstore.db");
-        let store = SqliteStore::open(&path, SqliteOptions::default()).await?;
+        let store = SqliteStore::open(SqliteConfig::new(&path)).await?;
         let stores = store.store_set();
         Ok(TestStores::with_guard(
             stores,
@@ -102,7 +102,7 @@ impl StoreFactory for SqliteFactory {
 
     async fn reopen(&self, stores: &TestStores) -> Result<TestStores> {
         let g = guard_of(stores)?;
-        let store = SqliteStore::open(&g.path, SqliteOptions::default()).await?;
+        let store = SqliteStore::open(SqliteConfig::new(&g.path)).await?;
         Ok(TestStores::with_guard(
             store.store_set(),
             Arc::new(Guard {

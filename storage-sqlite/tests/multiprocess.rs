@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use runstore_core::{LogRepository, LogRepositoryExt, NewEvent, Run, RunId, Version, WorkflowId};
-use runstore_sqlite::{SqliteOptions, SqliteStore};
+use runstore_sqlite::{SqliteConfig, SqliteStore};
 use serde_json::json;
 
 const ENV_DB: &str = "RUNSTORE_SQLITE_CHILD_DB";
@@ -27,7 +27,7 @@ fn new_run(id: &str) -> Run {
 /// Appends `count` events tagged `tag` to `run`, one transaction each, and
 /// prints `ACK <tag> <i> <seq>` after each is acknowledged.
 async fn append_stream(db: &Path, run: &RunId, tag: &str, count: u64) -> Vec<u64> {
-    let store = SqliteStore::open(db, SqliteOptions::default())
+    let store = SqliteStore::open(SqliteConfig::new(db))
         .await
         .unwrap();
     store.create_run(new_run(run.as_str())).await.unwrap();
@@ -113,7 +113,7 @@ async fn two_processes_append_to_one_run_without_gaps() {
         ));
     }
     assert_eq!(all.len() as u64, 2 * n);
-    let store = SqliteStore::open(&db, SqliteOptions::default())
+    let store = SqliteStore::open(SqliteConfig::new(&db))
         .await
         .unwrap();
     let events = store
@@ -169,7 +169,7 @@ async fn killed_child_loses_no_acknowledged_write() {
     let acked = acks(lines.into_iter());
     assert!(acked.len() > 300);
 
-    let store = SqliteStore::open(&db, SqliteOptions::default())
+    let store = SqliteStore::open(SqliteConfig::new(&db))
         .await
         .unwrap();
     assert!(store.integrity_check().await.unwrap().is_empty());

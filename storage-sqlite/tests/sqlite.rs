@@ -14,7 +14,7 @@ use runstore_core::{
     LogRepositoryExt, MetricQuery, MetricsRepository, MetricsSummary, NewEvent, PatternId,
     PutOptions, RunId, RunQuery, RunStatus, SummaryQuery, Version, WorkflowId, WorkflowRepository,
 };
-use runstore_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use runstore_sqlite::{SqliteConfig, SqliteStore, Synchronous};
 use serde_json::json;
 
 fn raw(path: &Path) -> rusqlite::Connection {
@@ -66,7 +66,7 @@ async fn assert_fixture_content(store: &SqliteStore) {
 async fn open_creates_folder_and_file_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a/b/runstore.db");
-    let store = SqliteStore::open(&path, SqliteOptions::default())
+    let store = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap();
     assert!(path.is_file());
@@ -86,14 +86,13 @@ async fn open_creates_folder_and_file_in_wal_mode() {
         .unwrap();
     assert_eq!(n, 3);
     assert_eq!(sha.len(), 64);
-    let o = SqliteOptions::default();
+    let o = SqliteConfig::new("x.db");
     assert_eq!(
         (o.synchronous, o.busy_timeout, o.readers),
         (Synchronous::Normal, Duration::from_millis(5000), 4)
     );
-    let mut bad = SqliteOptions::default();
-    bad.readers = 0;
-    let err = SqliteStore::open(dir.path().join("x.db"), bad)
+    let bad = SqliteConfig::new(dir.path().join("x.db")).with_readers(0);
+    let err = SqliteStore::open(bad)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -103,9 +102,8 @@ async fn open_creates_folder_and_file_in_wal_mode() {
 async fn migrates_a_new_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.db");
-    let mut options = SqliteOptions::default();
-    options.synchronous = Synchronous::Full;
-    let store = SqliteStore::open(&path, options).await.unwrap();
+    let options = SqliteConfig::new(&path).with_synchronous(Synchronous::Full);
+    let store = SqliteStore::open(options).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 3);
     v1_data::write_all(&store).await;
     assert_fixture_content(&store).await;
@@ -120,7 +118,7 @@ async fn opens_the_v1_fixture_and_reads_it_back() {
         &path,
     )
     .unwrap();
-    let store = SqliteStore::open(&path, SqliteOptions::default())
+    let store = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 3);
@@ -156,7 +154,7 @@ async fn newer_schema_is_refused_and_left_untouched() {
         .unwrap();
     let before = std::fs::read(&path).unwrap();
     assert!(!Path::new(&format!("{}-wal", path.display())).exists());
-    let err = SqliteStore::open(&path, SqliteOptions::default())
+    let err = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
@@ -180,7 +178,7 @@ async fn edited_migration_checksum_is_corrupt() {
             [],
         )
         .unwrap();
-    let err = SqliteStore::open(&path, SqliteOptions::default())
+    let err = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
@@ -192,8 +190,8 @@ async fn two_handles_opening_a_new_file_at_once_both_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("race.db");
     let (a, b) = tokio::join!(
-        SqliteStore::open(&path, SqliteOptions::default()),
-        SqliteStore::open(&path, SqliteOptions::default())
+        SqliteStore::open(SqliteConfig::new(&path)),
+        SqliteStore::open(SqliteConfig::new(&path))
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.schema_version().await.unwrap(), 3);
@@ -209,7 +207,7 @@ async fn not_a_database_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junk.db");
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-    let err = SqliteStore::open(&path, SqliteOptions::default())
+    let err = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
@@ -237,7 +235,7 @@ async fn backup_then_restore_gives_equal_content() {
 
     let restored = dir.path().join("restored/runstore.db");
     SqliteStore::restore(&backup, &restored).await.unwrap();
-    let r = SqliteStore::open(&restored, SqliteOptions::default())
+    let r = SqliteStore::open(SqliteConfig::new(&restored))
         .await
         .unwrap();
     assert!(r.integrity_check().await.unwrap().is_empty());
@@ -253,7 +251,7 @@ async fn backup_then_restore_gives_equal_content() {
     let live = store.path().to_path_buf();
     drop(store);
     SqliteStore::restore(&backup, &live).await.unwrap();
-    let s = SqliteStore::open(&live, SqliteOptions::default())
+    let s = SqliteStore::open(SqliteConfig::new(&live))
         .await
         .unwrap();
     assert_eq!(
@@ -314,7 +312,7 @@ async fn damaged_pages_give_corrupt_never_a_panic() {
     std::fs::write(&path, &bytes).unwrap();
 
     let mut errors = Vec::new();
-    match SqliteStore::open(&path, SqliteOptions::default()).await {
+    match SqliteStore::open(SqliteConfig::new(&path)).await {
         Err(e) => errors.push(e),
         Ok(store) => {
             match store.integrity_check().await {
@@ -361,9 +359,8 @@ async fn busy_database_is_unavailable_and_retryable() {
     let run = runstore_core::Run::new(WorkflowId::new("etl").unwrap(), Version::FIRST);
     let id = run.id.clone();
     store.create_run(run).await.unwrap();
-    let mut options = SqliteOptions::default();
-    options.busy_timeout = Duration::from_millis(100);
-    let impatient = SqliteStore::open(&path, options).await.unwrap();
+    let options = SqliteConfig::new(&path).with_busy_timeout(Duration::from_millis(100));
+    let impatient = SqliteStore::open(options).await.unwrap();
     let locker = raw(&path);
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let err = impatient
@@ -609,12 +606,12 @@ async fn restore_replaces_a_damaged_database() {
     store.backup_to(&backup).await.unwrap();
     drop(store);
     std::fs::write(&path, vec![0x33; 16384]).unwrap();
-    let err = SqliteStore::open(&path, SqliteOptions::default())
+    let err = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     SqliteStore::restore(&backup, &path).await.unwrap();
-    let store = SqliteStore::open(&path, SqliteOptions::default())
+    let store = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap();
     assert_fixture_content(&store).await;
@@ -655,7 +652,7 @@ async fn an_existing_empty_database_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runstore.db");
     std::fs::write(&path, b"").unwrap();
-    let err = SqliteStore::open(&path, SqliteOptions::default())
+    let err = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), runstore_core::ErrorKind::Corrupt, "{err}");
@@ -663,7 +660,7 @@ async fn an_existing_empty_database_file_is_refused() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     // A missing file is still a new store.
     let fresh = dir.path().join("new.db");
-    SqliteStore::open(&fresh, SqliteOptions::default())
+    SqliteStore::open(SqliteConfig::new(&fresh))
         .await
         .unwrap();
 }

@@ -19,6 +19,7 @@
 mod artifacts;
 mod logs;
 mod metrics;
+mod registration;
 mod workflows;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 pub use artifacts::MemoryArtifacts;
 pub use logs::{ManualClock, MemoryLogs};
 pub use metrics::MemoryMetrics;
+pub use registration::{InMemory, MemoryBackend, TYPE_NAME};
 pub use workflows::MemoryWorkflows;
 
 use crate::error::Result;

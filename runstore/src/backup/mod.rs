@@ -47,10 +47,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Concern;
+use crate::Concern;
 use crate::dump::{self, DumpReport, ExportOptions, FileDigest};
 use crate::migrate::MigrationProgress;
-use crate::{BackendHandle, Error, Result, Storage, Timestamp};
+use crate::{Error, Result, Storage, Timestamp};
 
 pub use restore::{RestoreOptions, RestoreReport, restore};
 
@@ -207,7 +207,7 @@ pub(crate) fn remove_db(path: &Path) -> Result<()> {
 #[cfg(feature = "sqlite")]
 pub(crate) async fn sqlite_content(path: &Path, concerns: &[Concern]) -> Result<DumpReport> {
     let store =
-        runstore_sqlite::SqliteStore::open(path, runstore_sqlite::SqliteOptions::default()).await?;
+        runstore_sqlite::SqliteStore::open(runstore_sqlite::SqliteConfig::new(path)).await?;
     let storage = Storage::from_store_set(store.store_set());
     let report = dump::content_digest(&storage, concerns).await;
     drop(storage);
@@ -280,9 +280,9 @@ async fn write_parts(
     let mut dumped: Vec<Concern> = Vec::new();
     for opened in storage.backends() {
         let concerns = opened.concerns.clone();
-        match &opened.backend.handle {
+        match crate::Builtin::of(&opened.backend.handle) {
             #[cfg(feature = "sqlite")]
-            BackendHandle::Sqlite(store) => {
+            crate::Builtin::Sqlite(store) => {
                 let names: Vec<&str> = concerns.iter().map(|c| c.as_str()).collect();
                 let location = format!("{}.db", names.join("+"));
                 let file = staging.join(&location);

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{BackupManifest, BackupMethod, BackupPart, read_manifest, stamp};
-use crate::config::{Concern, Config};
+use crate::{Concern, Config};
 use crate::dump::{self, DumpReport, ImportOptions};
 use crate::migrate::MigrationProgress;
-use crate::registry::Backend;
-use crate::{BackendHandle, Error, Result, Storage, StoreSet, Timestamp};
+use crate::Backend;
+use crate::{Error, Result, Storage, StoreSet, Timestamp};
 
 /// The plan of the swaps, written into the set before the first one.
 const PLAN_FILE: &str = "restore-plan.json";
@@ -345,9 +345,9 @@ async fn stage(
             o.progress = options.progress.clone();
             o
         };
-        match &backend.handle {
+        match crate::Builtin::of(&backend.handle) {
             #[cfg(feature = "sqlite")]
-            BackendHandle::Sqlite(store) => {
+            crate::Builtin::Sqlite(store) => {
                 let dest = store.path().to_path_buf();
                 drop(backend);
                 if !existed {
@@ -365,7 +365,7 @@ async fn stage(
                 });
             }
             #[cfg(feature = "file")]
-            BackendHandle::File(store) => {
+            crate::Builtin::File(store) => {
                 let root = std::fs::canonicalize(store.root())
                     .map_err(|e| Error::io(format!("resolving {}", store.root().display()), e))?;
                 drop(backend);
@@ -375,7 +375,7 @@ async fn stage(
                         .map_err(|e| Error::io(format!("removing {}", staged.display()), e))?;
                 }
                 let copy =
-                    runstore_file::FileStore::open(&staged, runstore_file::FileOptions::default())
+                    runstore_file::FileStore::open(runstore_file::FileConfig::new(&staged))
                         .await?;
                 let storage = Storage::from_store_set(copy.store_set());
                 dump::import(&storage, &source, import()).await?;
@@ -389,11 +389,11 @@ async fn stage(
                 });
             }
             #[cfg(feature = "postgres")]
-            BackendHandle::Postgres(store) => {
+            crate::Builtin::Postgres(store) => {
                 let schema = store.config().schema.clone();
                 let staged = schema_name(&schema, "_restoring");
                 store.drop_other_schema(&staged).await?;
-                let copy = runstore_postgres::PostgresStore::connect(
+                let copy = runstore_postgres::PostgresStore::open(
                     store.config().clone().with_schema(&staged),
                 )
                 .await?;
@@ -460,8 +460,8 @@ async fn run_swap(config: &Config, swap: &Swap) -> Result<bool> {
             aside,
         } => {
             let backend = open_backend(config, *concern).await?;
-            match &backend.handle {
-                BackendHandle::Postgres(store) => {
+            match crate::Builtin::of(&backend.handle) {
+                crate::Builtin::Postgres(store) => {
                     store.swap_schema_in(staged, aside).await?;
                     store.schema_exists(aside).await
                 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::files::{Ndjson, artifact_parts, io, joined};
 use super::{DUMP_FORMAT, DumpCounts, DumpReport, ExportOptions, FileDigest, Step};
-use crate::config::Concern;
+use crate::Concern;
 use crate::{
     ArtifactInfo, ArtifactQuery, Error, Items, LogRepositoryExt, MetricQuery, PatternQuery, Result,
     RunQuery, RunWithEvents, Storage, WorkflowQuery,

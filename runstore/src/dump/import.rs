@@ -9,7 +9,7 @@ use super::files::{
     read_manifest,
 };
 use super::{ImportOptions, ImportReport, Step};
-use crate::config::Concern;
+use crate::Concern;
 use crate::{
     ArtifactInfo, BulkOutcome, Error, ExecutionMetric, Pattern, PutOptions, Result, RunWithEvents,
     Storage, WorkflowDefinition,

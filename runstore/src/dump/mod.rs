@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Concern;
+use crate::Concern;
 use crate::migrate::MigrationProgress;
 
 pub use export::{content_digest, export, prepare_out_dir};

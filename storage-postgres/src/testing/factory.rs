@@ -75,7 +75,7 @@ impl StoreFactory for PgFactory {
     async fn create(&self) -> Result<TestStores> {
         let config = PostgresConfig::new(&self.url).with_schema(unique_schema());
         let schema = TestSchema::new(config.clone());
-        let store = PostgresStore::connect(config).await?;
+        let store = PostgresStore::open(config).await?;
         Ok(TestStores::with_guard(
             store.store_set(),
             Arc::new(Guard { schema }),
@@ -85,7 +85,7 @@ impl StoreFactory for PgFactory {
     async fn reopen(&self, stores: &TestStores) -> Result<TestStores> {
         let config = guard_of(stores)?.schema.config().clone();
         // A second pool on the same schema, as a second process would open it.
-        let store = PostgresStore::connect(config).await?;
+        let store = PostgresStore::open(config).await?;
         Ok(TestStores::with_guard(
             store.store_set(),
             stores.guard.clone(),

@@ -9,7 +9,7 @@ use runstore_postgres::{PostgresConfig, PostgresStore};
 pub async fn store(test: &str) -> Option<(PostgresStore, TestSchema)> {
     let config = config(test).await?;
     let guard = TestSchema::new(config.clone());
-    let store = PostgresStore::connect(config)
+    let store = PostgresStore::open(config)
         .await
         .expect("connecting to the test server");
     Some((store, guard))

@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 
 pub use runstore_sqlite::testing::*;
-use runstore_sqlite::{SqliteOptions, SqliteStore};
+use runstore_sqlite::{SqliteConfig, SqliteStore};
 
 /// A fresh store in a temp folder.
 pub async fn fresh() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runstore.db");
-    let store = SqliteStore::open(&path, SqliteOptions::default())
+    let store = SqliteStore::open(SqliteConfig::new(&path))
         .await
         .unwrap();
     (dir, path, store)
