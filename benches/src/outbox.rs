@@ -157,8 +157,7 @@ pub async fn deferred_appends(dir: &Path, n: usize) -> BenchResult<f64> {
 
 /// The file backend's durable (fsync) single appends per second, in `dir`.
 pub async fn file_durable_appends(dir: &Path, n: usize) -> BenchResult<f64> {
-    let store = FileStore::open(FileConfig::new(dir).with_durability(Durability::Fsync))
-    .await?;
+    let store = FileStore::open(FileConfig::new(dir).with_durability(Durability::Fsync)).await?;
     let run = bench_run("file-durable");
     store.create_run(run.clone()).await?;
     let start = Instant::now();

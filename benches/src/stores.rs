@@ -86,8 +86,9 @@ impl Backend {
         match self {
             Backend::Memory => Ok(plain(runstore_core::memory::store_set())),
             Backend::File(d) => {
-                let store = FileStore::open(FileConfig::new(scratch.join("root")).with_durability(d))
-                .await?;
+                let store =
+                    FileStore::open(FileConfig::new(scratch.join("root")).with_durability(d))
+                        .await?;
                 Ok(plain(set(store)))
             }
             Backend::Sqlite { full } => open_sqlite(scratch, full).await.map(plain),

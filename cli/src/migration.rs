@@ -54,10 +54,11 @@ pub struct MigrateArgs {
 
 /// Opens the two sides named by configuration files. The source must
 /// exist (a typo in its path must not become an empty store that migrates
-/// "completely"), and the two must not share a store.
+/// "completely") and is opened read-only (nothing in it is created,
+/// migrated or repaired), and the two must not share a store.
 async fn open_both(from: &Path, to: &Path) -> Result<(Storage, Storage)> {
     let config = runstore::Config::from_file(from)?;
-    let source = Storage::open_existing(&config).await?;
+    let source = Storage::open_read_only(&config).await?;
     let destination = Storage::open_file(to).await?;
     if let Some(concern) = source.shares_a_store_with(&destination) {
         return Err(runstore::Error::invalid(

@@ -779,3 +779,39 @@ fn a_pass_since_the_last_watermark_copies_the_new_runs() {
         bad.stderr
     );
 }
+
+#[test]
+fn a_sqlite_source_is_read_without_a_byte_changing() {
+    let dir = seeded();
+    let d = dir.path();
+    // files -> SQLite, then SQLite (now the source) -> files.
+    rs(d, MIGRATE).code(0);
+    write(
+        d,
+        "c.yaml",
+        &all_on("{ type: file, path: c, durability: none }"),
+    );
+    let db = d.join("b/runstore.db");
+    // An abandoned staged blob: any read-write open removes it as
+    // housekeeping, so it stays only if the source is opened read-only.
+    // The checkpoint leaves every page in the main file, so the bytes
+    // compared below are the whole database.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "INSERT INTO artifact_blobs (id, staged_at, complete) VALUES (424242, 0, 0)",
+        [],
+    )
+    .unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    let before = std::fs::read(&db).unwrap();
+    let report = rs(
+        d,
+        &["migrate", "--from", "b.yaml", "--to", "c.yaml", "--json"],
+    )
+    .code(0);
+    assert_counts_add_up(&report);
+    assert!(std::fs::read(&db).unwrap() == before, "the source changed");
+    assert_eq!(stats(d, "c.yaml"), stats(d, "a.yaml"));
+}

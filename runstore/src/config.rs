@@ -139,6 +139,16 @@ impl Config {
             Concern::Artifacts => &self.artifacts,
         }
     }
+
+    /// The backend of one concern, to change.
+    pub fn backend_mut(&mut self, concern: Concern) -> &mut BackendConfig {
+        match concern {
+            Concern::Workflows => &mut self.workflows,
+            Concern::Logs => &mut self.logs,
+            Concern::Metrics => &mut self.metrics,
+            Concern::Artifacts => &mut self.artifacts,
+        }
+    }
 }
 
 /// Turns a YAML error into `InvalidInput` naming the source, line and column

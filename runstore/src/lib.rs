@@ -25,9 +25,7 @@ pub use runstore_core::*;
 
 pub use config::{Config, DEFAULT_YAML};
 pub use registry::{BUILTIN_TYPES, BackendRegistry, Builtin, register_backend};
-pub use runstore_core::backend::{
-    Backend, BackendConfig, BackendFactory, BackendHandle, Concern,
-};
+pub use runstore_core::backend::{Backend, BackendConfig, BackendFactory, BackendHandle, Concern};
 pub use storage::{OpenedBackend, Storage};
 
 /// The YAML crate the configuration is read with (`yaml_serde`, the

@@ -30,9 +30,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::{Concern, Config};
 use crate::dump::{self, ImportOptions, ImportReport, Quarantine, QuarantineSummary};
 use crate::migrate::{self, MigrateOptions, MigrationProgress, MigrationReport};
+use crate::{Concern, Config};
 use crate::{Error, Result, Storage, Timestamp};
 
 /// Options of [`recover`].
@@ -208,8 +208,7 @@ pub async fn recover(
             report.imported = Some(imported);
         }
         RecoverSource::FileRoot => {
-            let store =
-                crate::file::FileStore::open(crate::file::FileConfig::new(source)).await?;
+            let store = crate::file::FileStore::open(crate::file::FileConfig::new(source)).await?;
             let mut o = MigrateOptions {
                 progress,
                 ..Default::default()

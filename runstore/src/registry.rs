@@ -104,13 +104,19 @@ impl BackendRegistry {
     /// The built-in types whose cargo feature is on.
     pub fn with_builtins() -> Self {
         let mut r = BackendRegistry::empty();
-        r.insert(runstore_core::memory::TYPE_NAME, runstore_core::memory::MemoryBackend);
+        r.insert(
+            runstore_core::memory::TYPE_NAME,
+            runstore_core::memory::MemoryBackend,
+        );
         #[cfg(feature = "file")]
         r.insert(runstore_file::TYPE_NAME, runstore_file::FileBackend);
         #[cfg(feature = "sqlite")]
         r.insert(runstore_sqlite::TYPE_NAME, runstore_sqlite::SqliteBackend);
         #[cfg(feature = "postgres")]
-        r.insert(runstore_postgres::TYPE_NAME, runstore_postgres::PostgresBackend);
+        r.insert(
+            runstore_postgres::TYPE_NAME,
+            runstore_postgres::PostgresBackend,
+        );
         #[cfg(feature = "s3")]
         r.insert(runstore_s3::TYPE_NAME, runstore_s3::S3Backend);
         r

@@ -8,10 +8,10 @@ use runstore_core::{
     ArtifactStore, Error, LogRepository, MetricsRepository, Result, StoreSet, WorkflowRepository,
 };
 
-use crate::{BackendConfig, Concern, Config};
-use crate::outbox::Outbox;
 use crate::Backend;
+use crate::outbox::Outbox;
 use crate::registry::BackendRegistry;
+use crate::{BackendConfig, Concern, Config};
 
 /// One opened backend and the concerns it serves in this [`Storage`].
 #[derive(Clone, Debug)]
@@ -90,19 +90,65 @@ impl Storage {
     /// ```
     pub async fn open_existing(config: &Config) -> Result<Storage> {
         let registry = crate::registry::global();
-        for concern in Concern::ALL {
-            let bc = config.backend(concern).for_backend();
-            let factory = registry.factory(&bc.type_name).map_err(|e| bc.error(e))?;
-            if factory.exists(&bc)? == Some(false) {
-                return Err(Error::not_found(format!(
-                    "the {concern} store of {} ({}: {}); nothing was created there",
-                    config.source,
-                    bc.key(),
-                    bc.type_name
-                )));
-            }
-        }
+        refuse_missing(config, &registry)?;
         Storage::open_with(config, &registry).await
+    }
+
+    /// Opens `config` to read it only: every store must exist (as
+    /// [`Storage::open_existing`]), each backend is asked to open read-only
+    /// ([`BackendConfig::read_only`]: SQLite and PostgreSQL then create,
+    /// migrate and repair nothing, and their connections cannot write), and
+    /// every handle refuses writes with `InvalidInput` before they reach a
+    /// backend ([`StoreSet::read_only`]). An outbox holding writes not yet
+    /// in its store is [`Error::Conflict`]: what it holds would be missed
+    /// by a reader; drain it first. For migration and verification sources.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use runstore::{LogRepository, Run, Version, WorkflowId};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let yaml = format!(
+    ///     "storage:\n  workflows: {{ type: memory }}\n  logs: {{ type: sqlite, path: {0}/r.db }}\n  metrics: {{ type: memory }}\n  artifacts: {{ type: memory }}\n",
+    ///     dir.path().display()
+    /// );
+    /// let config = runstore::Config::from_yaml_str(&yaml).unwrap();
+    /// drop(runstore::Storage::open(&config).await.unwrap()); // creates r.db
+    /// let reader = runstore::Storage::open_read_only(&config).await.unwrap();
+    /// let run = Run::new(WorkflowId::new("etl").unwrap(), Version::FIRST);
+    /// let err = reader.logs.create_run(run).await.unwrap_err();
+    /// assert_eq!(err.kind(), runstore::ErrorKind::InvalidInput);
+    /// # });
+    /// ```
+    pub async fn open_read_only(config: &Config) -> Result<Storage> {
+        let registry = crate::registry::global();
+        refuse_missing(config, &registry)?;
+        let mut config = config.clone();
+        for concern in Concern::ALL {
+            let bc = config.backend_mut(concern);
+            bc.read_only = true;
+            if let Some(dir) = bc.outbox_path().map_err(|e| bc.error(e))?
+                && dir.exists()
+            {
+                let pending = Outbox::open(&dir)?.status().await?.total();
+                if pending > 0 {
+                    return Err(Error::conflict(format!(
+                        "the outbox {} of the {concern} store holds {pending} writes not yet in the store; a read-only open would miss them: drain it first (runstore outbox drain)",
+                        dir.display()
+                    )));
+                }
+            }
+            // Nothing to defer: a read-only storage takes no writes.
+            bc.options.remove("outbox");
+        }
+        let storage = Storage::open_with(&config, &registry).await?;
+        let view = storage.stores().read_only();
+        Ok(Storage {
+            workflows: view.workflows,
+            logs: view.logs,
+            metrics: view.metrics,
+            artifacts: view.artifacts,
+            ..storage
+        })
     }
 
     /// Whether `self` and `other` share a store for some concern (the same
@@ -274,4 +320,22 @@ impl Storage {
     pub fn config(&self) -> &Config {
         &self.config
     }
+}
+
+/// [`Error::NotFound`] for the first store of `config` that its backend can
+/// tell does not exist yet, without creating anything.
+fn refuse_missing(config: &Config, registry: &BackendRegistry) -> Result<()> {
+    for concern in Concern::ALL {
+        let bc = config.backend(concern).for_backend();
+        let factory = registry.factory(&bc.type_name).map_err(|e| bc.error(e))?;
+        if factory.exists(&bc)? == Some(false) {
+            return Err(Error::not_found(format!(
+                "the {concern} store of {} ({}: {}); nothing was created there",
+                config.source,
+                bc.key(),
+                bc.type_name
+            )));
+        }
+    }
+    Ok(())
 }

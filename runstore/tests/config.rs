@@ -1,10 +1,8 @@
 //! Configuration: parsing, errors with line/column/key, `${VAR}`, sharing of
 //! handles, the registry of backend types.
 
-
 use runstore::{
-    Backend, BackendConfig, BackendFactory, BackendRegistry, Config, ErrorKind,
-    Storage,
+    Backend, BackendConfig, BackendFactory, BackendRegistry, Config, ErrorKind, Storage,
 };
 
 const MEMORY: &str = "storage:\n  workflows: { type: memory }\n  logs: { type: memory }\n  metrics: { type: memory }\n  artifacts: { type: memory }\n";

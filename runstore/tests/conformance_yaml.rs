@@ -123,9 +123,7 @@ impl StoreFactory for YamlFactory {
             .ok_or_else(|| err("no backend holds the artifacts"))?;
         match runstore::Builtin::of(handle) {
             #[cfg(feature = "file")]
-            runstore::Builtin::File(store) => {
-                runstore_file::testing::tamper(store.root(), key)
-            }
+            runstore::Builtin::File(store) => runstore_file::testing::tamper(store.root(), key),
             #[cfg(feature = "sqlite")]
             runstore::Builtin::Sqlite(store) => {
                 let (path, key) = (store.path().to_path_buf(), key.clone());

@@ -33,9 +33,7 @@ async fn files(dir: &Path) -> StoreSet {
 }
 
 async fn sqlite(path: &Path) -> StoreSet {
-    let s = SqliteStore::open(SqliteConfig::new(path))
-        .await
-        .unwrap();
+    let s = SqliteStore::open(SqliteConfig::new(path)).await.unwrap();
     StoreSet {
         workflows: Arc::new(s.clone()),
         logs: Arc::new(s.clone()),

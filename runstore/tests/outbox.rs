@@ -507,3 +507,29 @@ async fn a_refused_write_in_a_merged_replay_is_found_and_the_rest_stored() {
     let kept = rig.raw_metrics.get(&other.run_id).await.unwrap();
     assert_eq!(kept, other);
 }
+
+#[tokio::test]
+async fn a_read_only_open_refuses_an_outbox_with_pending_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob_dir = dir.path().join("outbox");
+    let ob = serde_json::to_string(&ob_dir).unwrap();
+    let yaml = format!(
+        "storage:\n  workflows: {{ type: memory }}\n  logs: {{ type: memory, outbox: {{ path: {ob} }} }}\n  metrics: {{ type: memory }}\n  artifacts: {{ type: memory }}\n"
+    );
+    let config = runstore::Config::from_yaml_str(&yaml).unwrap();
+    // No outbox folder yet: nothing pending, and none is created.
+    let reader = Storage::open_read_only(&config).await.unwrap();
+    assert!(reader.outboxes().is_empty());
+    assert!(!ob_dir.exists());
+    let e = reader.logs.create_run(new_run("r9")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    // A write deferred by a process whose backend was down.
+    let rig = Rig::new();
+    let (_outbox, logs, _) = rig.handles(&ob_dir);
+    rig.down(true);
+    assert!(logs.create_run(new_run("r9")).await.unwrap().deferred);
+    let e = Storage::open_read_only(&config).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("drain"), "{e}");
+}

@@ -56,7 +56,9 @@ impl BackendFactory for FileBackend {
 
     /// A file root exists once its format file does.
     fn exists(&self, config: &BackendConfig) -> Result<Option<bool>> {
-        Ok(Some(path_marker_exists(&path_of(config)?.join(FORMAT_FILE))))
+        Ok(Some(path_marker_exists(
+            &path_of(config)?.join(FORMAT_FILE),
+        )))
     }
 
     async fn open(&self, config: &BackendConfig) -> Result<Backend> {

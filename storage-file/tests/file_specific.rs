@@ -291,8 +291,8 @@ async fn deleted_and_stale_index_are_rebuilt() {
 async fn query_paths_use_the_index_and_agree_with_a_full_scan() {
     let dir = tempfile::tempdir().unwrap();
     let s = FileStore::open(FileConfig::new(dir.path()).with_durability(Durability::None))
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     let other = WorkflowId::new("other").unwrap();
     let mut batch = Vec::new();
     for i in 0..2_000i64 {
@@ -310,9 +310,7 @@ async fn query_paths_use_the_index_and_agree_with_a_full_scan() {
     }
     let all: Vec<Run> = batch.iter().map(|r| r.run.clone()).collect();
     assert_eq!(s.import_runs(batch).await.unwrap().inserted, 2_000);
-    let s = FileStore::open(FileConfig::new(dir.path()))
-        .await
-        .unwrap();
+    let s = FileStore::open(FileConfig::new(dir.path())).await.unwrap();
     let filter = RunFilter::default()
         .workflow(wf())
         .trigger("schedule")
@@ -421,11 +419,7 @@ async fn a_newer_format_is_refused() {
     assert!(err.to_string().contains("newer"), "{err}");
     assert!(err.to_string().contains("99"), "{err}");
     std::fs::write(&path, r#"{"format":"something-else","version":1}"#).unwrap();
-    assert!(
-        FileStore::open(FileConfig::new(dir.path()))
-            .await
-            .is_err()
-    );
+    assert!(FileStore::open(FileConfig::new(dir.path())).await.is_err());
 }
 
 #[tokio::test]
@@ -579,8 +573,8 @@ async fn summaries_agree_with_the_reference_after_reopen() {
 async fn group_commit_numbers_concurrent_appends_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let s = FileStore::open(FileConfig::new(dir.path()).with_durability(Durability::GroupCommit))
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     let r1 = RunId::new("r1").unwrap();
     s.create_run(run_at("r1", 1)).await.unwrap();
     let mut tasks = Vec::new();

@@ -79,6 +79,21 @@ impl PostgresStore {
             .scope(deadline, tokio::time::timeout_at(deadline, fut))
             .await
         {
+            Ok(Err(Fail::Pg(e)))
+                if self.inner.config.read_only
+                    && e.code()
+                        == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) =>
+            {
+                // On a store opened read-only this is the caller's write,
+                // not a replica after failover: final, not retryable.
+                Err(Error::invalid(
+                    "store",
+                    format!(
+                        "{what}: the PostgreSQL store {} was opened read-only; it takes no writes",
+                        self.inner.config
+                    ),
+                ))
+            }
             Ok(r) => r.map_err(|f| f.into_error(what)),
             Err(_) => Err(timed_out(what, limit)),
         }

@@ -74,6 +74,14 @@ pub struct PostgresConfig {
         deserialize_with = "operation_timeout"
     )]
     pub operation_timeout: Duration,
+    /// Opens the store without writing to it: no schema is created or
+    /// migrated (the schema must exist at this build's version), every
+    /// connection's transactions are read-only on the server
+    /// (`default_transaction_read_only`), and a write fails with
+    /// `InvalidInput`. For migration sources, dashboards and replicas.
+    /// `false` by default.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 fn default_pool_size() -> usize {
@@ -92,7 +100,9 @@ fn default_operation_timeout() -> Duration {
     DEFAULT_OPERATION_TIMEOUT
 }
 
-fn connect_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+fn connect_timeout<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Duration, D::Error> {
     runstore_core::backend::deserialize_duration("connect_timeout", d)
 }
 
@@ -111,7 +121,14 @@ impl PostgresConfig {
             schema: DEFAULT_SCHEMA.to_string(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            read_only: false,
         }
+    }
+
+    /// Opens the store read-only (see [`PostgresConfig::read_only`]).
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 
     /// Sets the pool size.
@@ -214,6 +231,16 @@ impl PostgresConfig {
         // keepalives rather than by a call hanging forever.
         pg.keepalives(true);
         pg.keepalives_idle(Duration::from_secs(30));
+        if self.read_only {
+            // Enforced by the server, so no code path can write by mistake.
+            let options = match pg.get_options() {
+                Some(o) if !o.trim().is_empty() => {
+                    format!("{o} -c default_transaction_read_only=on")
+                }
+                _ => "-c default_transaction_read_only=on".to_string(),
+            };
+            pg.options(&options);
+        }
         if pg.get_application_name().is_none() {
             pg.application_name("runstore");
         }
@@ -229,6 +256,7 @@ impl fmt::Debug for PostgresConfig {
             .field("schema", &self.schema)
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }

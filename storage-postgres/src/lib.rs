@@ -119,6 +119,10 @@ impl PostgresStore {
         };
         let what = format!("connecting to {}", store.inner.config);
         let schema = store.inner.config.schema.clone();
+        if store.inner.config.read_only {
+            store.check_read_only_schema().await?;
+            return Ok(store);
+        }
         store
             .bounded(&what, async {
                 let mut client = store.client().await?;
@@ -130,6 +134,52 @@ impl PostgresStore {
             store.remove_stale_blobs().await?;
         }
         Ok(store)
+    }
+
+    /// A read-only store cannot create or migrate its schema: it must be
+    /// there, at this build's version.
+    async fn check_read_only_schema(&self) -> Result<()> {
+        let schema = self.inner.config.schema.clone();
+        let found = self
+            .bounded("reading the schema version", async {
+                let client = self.client().await?;
+                let exists = client
+                    .query_one(
+                        "SELECT count(*) FROM information_schema.tables \
+                         WHERE table_schema = $1 AND table_name = 'schema_migrations'",
+                        &[&schema],
+                    )
+                    .await?
+                    .get::<_, i64>(0)
+                    > 0;
+                Ok(if exists {
+                    Some(migrate::current_version(&client, &schema).await?)
+                } else {
+                    None
+                })
+            })
+            .await?;
+        match found {
+            None => Err(Error::not_found(format!(
+                "a runstore schema `{schema}` at {} (opened read-only, so it is not created)",
+                self.inner.config.redacted_url()
+            ))),
+            Some(v) if v < migrate::LATEST_SCHEMA_VERSION => Err(Error::invalid(
+                "read_only",
+                format!(
+                    "schema `{schema}` has version {v}, older than this build's {}; a read-only open cannot migrate it: open it once for writing",
+                    migrate::LATEST_SCHEMA_VERSION
+                ),
+            )),
+            Some(v) if v > migrate::LATEST_SCHEMA_VERSION => Err(Error::backend(
+                format!(
+                    "schema `{schema}` has version {v}, newer than the {} this runstore-postgres knows; upgrade runstore to open it",
+                    migrate::LATEST_SCHEMA_VERSION
+                ),
+                None,
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The schema version in the database (the highest applied migration).

@@ -81,6 +81,13 @@ pub struct SqliteConfig {
     /// 1 to 64, 4 by default.
     #[serde(default = "registration::default_readers")]
     pub readers: usize,
+    /// Opens the database without writing to it at all: the file must
+    /// exist with this build's schema (no migration, no housekeeping, no
+    /// switch to WAL), every connection is read-only, and every write is
+    /// refused with `InvalidInput` before it reaches SQLite. For migration
+    /// sources, dashboards and other readers. `false` by default.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl SqliteConfig {
@@ -91,7 +98,14 @@ impl SqliteConfig {
             synchronous: Synchronous::Normal,
             busy_timeout: registration::default_busy_timeout(),
             readers: registration::default_readers(),
+            read_only: false,
         }
+    }
+
+    /// Opens the database read-only (see [`SqliteConfig::read_only`]).
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 
     /// Sets how hard commits are synced.
@@ -261,6 +275,9 @@ fn create_if_missing(path: &Path, options: &SqliteConfig) -> Result<()> {
 }
 
 fn open_writer(path: &Path, options: &SqliteConfig) -> Result<Connection> {
+    if options.read_only {
+        return open_read_only(path, options);
+    }
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
@@ -320,12 +337,38 @@ fn open_writer(path: &Path, options: &SqliteConfig) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The connection of a store opened read-only: the file must exist and
+/// hold this build's schema, since nothing may be migrated.
+fn open_read_only(path: &Path, options: &SqliteConfig) -> Result<Connection> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Err(Error::not_found(format!(
+            "SQLite database {} (opened read-only, so it is not created)",
+            path.display()
+        )));
+    }
+    let conn = open_reader(path, options)?;
+    let v = schema::refuse_newer(&conn, &format!("{}", path.display()))?;
+    if v < schema::latest_version() {
+        return Err(Error::invalid(
+            "read_only",
+            format!(
+                "{} has schema version {v}, older than this build's {}; a read-only open cannot migrate it: open it once for writing",
+                path.display(),
+                schema::latest_version()
+            ),
+        ));
+    }
+    Ok(conn)
+}
+
 fn open_reader(path: &Path, options: &SqliteConfig) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ctx(&format!("opening a reader on {}", path.display()))?;
+    let flags = if options.read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .ctx(&format!("opening a reader on {}", path.display()))?;
     configure(&conn, options)?;
     // Readers never write; this makes a bug that tries fail loudly.
     conn.pragma_update(None, "query_only", true)
@@ -442,6 +485,15 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
+        if self.inner.options.read_only {
+            return Err(Error::invalid(
+                "store",
+                format!(
+                    "the SQLite store {} was opened read-only; it takes no writes",
+                    self.inner.path.display()
+                ),
+            ));
+        }
         let guard = self.inner.writer.clone().lock_owned().await;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {

@@ -27,9 +27,7 @@ fn new_run(id: &str) -> Run {
 /// Appends `count` events tagged `tag` to `run`, one transaction each, and
 /// prints `ACK <tag> <i> <seq>` after each is acknowledged.
 async fn append_stream(db: &Path, run: &RunId, tag: &str, count: u64) -> Vec<u64> {
-    let store = SqliteStore::open(SqliteConfig::new(db))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(db)).await.unwrap();
     store.create_run(new_run(run.as_str())).await.unwrap();
     let mut seqs = Vec::new();
     for i in 0..count {
@@ -113,9 +111,7 @@ async fn two_processes_append_to_one_run_without_gaps() {
         ));
     }
     assert_eq!(all.len() as u64, 2 * n);
-    let store = SqliteStore::open(SqliteConfig::new(&db))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(&db)).await.unwrap();
     let events = store
         .all_events(&RunId::new("shared-run").unwrap())
         .await
@@ -169,9 +165,7 @@ async fn killed_child_loses_no_acknowledged_write() {
     let acked = acks(lines.into_iter());
     assert!(acked.len() > 300);
 
-    let store = SqliteStore::open(SqliteConfig::new(&db))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(&db)).await.unwrap();
     assert!(store.integrity_check().await.unwrap().is_empty());
     let events = store
         .all_events(&RunId::new("victim").unwrap())

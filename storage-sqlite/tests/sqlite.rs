@@ -66,9 +66,7 @@ async fn assert_fixture_content(store: &SqliteStore) {
 async fn open_creates_folder_and_file_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a/b/runstore.db");
-    let store = SqliteStore::open(SqliteConfig::new(&path))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     assert!(path.is_file());
     assert_eq!(store.path(), path);
     assert_eq!(store.schema_version().await.unwrap(), 3);
@@ -92,9 +90,7 @@ async fn open_creates_folder_and_file_in_wal_mode() {
         (Synchronous::Normal, Duration::from_millis(5000), 4)
     );
     let bad = SqliteConfig::new(dir.path().join("x.db")).with_readers(0);
-    let err = SqliteStore::open(bad)
-        .await
-        .unwrap_err();
+    let err = SqliteStore::open(bad).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -118,9 +114,7 @@ async fn opens_the_v1_fixture_and_reads_it_back() {
         &path,
     )
     .unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(&path))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 3);
     assert!(store.integrity_check().await.unwrap().is_empty());
     assert_fixture_content(&store).await;
@@ -251,9 +245,7 @@ async fn backup_then_restore_gives_equal_content() {
     let live = store.path().to_path_buf();
     drop(store);
     SqliteStore::restore(&backup, &live).await.unwrap();
-    let s = SqliteStore::open(SqliteConfig::new(&live))
-        .await
-        .unwrap();
+    let s = SqliteStore::open(SqliteConfig::new(&live)).await.unwrap();
     assert_eq!(
         s.all_events(&RunId::new("run-2").unwrap())
             .await
@@ -611,9 +603,7 @@ async fn restore_replaces_a_damaged_database() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     SqliteStore::restore(&backup, &path).await.unwrap();
-    let store = SqliteStore::open(SqliteConfig::new(&path))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     assert_fixture_content(&store).await;
 }
 
@@ -660,7 +650,5 @@ async fn an_existing_empty_database_file_is_refused() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     // A missing file is still a new store.
     let fresh = dir.path().join("new.db");
-    SqliteStore::open(SqliteConfig::new(&fresh))
-        .await
-        .unwrap();
+    SqliteStore::open(SqliteConfig::new(&fresh)).await.unwrap();
 }

@@ -76,6 +76,12 @@ pub struct BackendConfig {
     pub base_dir: PathBuf,
     /// Where the mapping is, for messages: `file line L column C`.
     pub origin: String,
+    /// Open the store without writing to it: nothing created, migrated or
+    /// repaired, every write refused. Set by the facade for sources that
+    /// are only read (`Storage::open_read_only`); a backend that cannot
+    /// open read-only opens as usual, and the facade's read-only view
+    /// refuses the writes.
+    pub read_only: bool,
 }
 
 impl BackendConfig {
@@ -88,7 +94,15 @@ impl BackendConfig {
             options,
             base_dir: PathBuf::from("."),
             origin: "code".to_string(),
+            read_only: false,
         }
+    }
+
+    /// Asks the backend to open its store read-only (see
+    /// [`BackendConfig::read_only`]).
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 
     /// Resolves relative paths against `base_dir` (the configuration file's
@@ -199,6 +213,7 @@ impl fmt::Debug for BackendConfig {
             .field("type_name", &self.type_name)
             .field("options", &options)
             .field("base_dir", &self.base_dir)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -219,8 +234,12 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_base_dir() {
-        let c = BackendConfig::new(Concern::Logs, "sqlite", Mapping::new()).with_base_dir("/etc/app");
-        assert_eq!(c.resolve_path("data/x.db"), PathBuf::from("/etc/app/data/x.db"));
+        let c =
+            BackendConfig::new(Concern::Logs, "sqlite", Mapping::new()).with_base_dir("/etc/app");
+        assert_eq!(
+            c.resolve_path("data/x.db"),
+            PathBuf::from("/etc/app/data/x.db")
+        );
         assert_eq!(c.resolve_path("/abs"), PathBuf::from("/abs"));
     }
 }

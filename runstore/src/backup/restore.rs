@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{BackupManifest, BackupMethod, BackupPart, read_manifest, stamp};
-use crate::{Concern, Config};
+use crate::Backend;
 use crate::dump::{self, DumpReport, ImportOptions};
 use crate::migrate::MigrationProgress;
-use crate::Backend;
+use crate::{Concern, Config};
 use crate::{Error, Result, Storage, StoreSet, Timestamp};
 
 /// The plan of the swaps, written into the set before the first one.
@@ -375,8 +375,7 @@ async fn stage(
                         .map_err(|e| Error::io(format!("removing {}", staged.display()), e))?;
                 }
                 let copy =
-                    runstore_file::FileStore::open(runstore_file::FileConfig::new(&staged))
-                        .await?;
+                    runstore_file::FileStore::open(runstore_file::FileConfig::new(&staged)).await?;
                 let storage = Storage::from_store_set(copy.store_set());
                 dump::import(&storage, &source, import()).await?;
                 let found = dump::content_digest(&storage, &part.concerns).await?;

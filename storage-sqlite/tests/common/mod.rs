@@ -11,8 +11,6 @@ use runstore_sqlite::{SqliteConfig, SqliteStore};
 pub async fn fresh() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runstore.db");
-    let store = SqliteStore::open(SqliteConfig::new(&path))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     (dir, path, store)
 }
