@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use runstore::migrate::{MigrateOptions, migrate};
+use runstore::migrate::{MigrateOptions, VerifyOptions, migrate, verify};
 use runstore_core::LogRepository;
 
 use crate::BenchResult;
@@ -42,23 +42,68 @@ pub async fn seed_runs(logs: &dyn LogRepository, tag: &str, runs: usize) -> Benc
     Ok(())
 }
 
-/// The child's side of `--migrate-child FROM FROM_DIR TO TO_DIR [URL SCHEMA]`:
-/// migrates (verification off: it is a second full read) and prints
-/// `RESULT <records> <seconds> <peak bytes>`. The PostgreSQL url and schema
-/// are for whichever side is PostgreSQL.
+/// What a child does with the two stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HopMode {
+    /// Copies, verification off: the copy alone.
+    Copy,
+    /// Copies with the check made while copying (the default of
+    /// `runstore migrate`).
+    Checked,
+    /// Verifies an already copied pair, both sides read whole (`runstore
+    /// verify`): the figure the check while copying replaces.
+    Verify,
+}
+
+impl HopMode {
+    fn arg(self) -> &'static str {
+        match self {
+            HopMode::Copy => "copy",
+            HopMode::Checked => "checked",
+            HopMode::Verify => "verify",
+        }
+    }
+
+    fn parse(s: &str) -> Option<HopMode> {
+        [HopMode::Copy, HopMode::Checked, HopMode::Verify]
+            .into_iter()
+            .find(|m| m.arg() == s)
+    }
+}
+
+/// The child's side of `--migrate-child MODE FROM FROM_DIR TO TO_DIR [URL
+/// SCHEMA]`: does what [`HopMode`] says and prints `RESULT <records>
+/// <seconds> <peak bytes>` (records copied, or compared for a verify). The
+/// PostgreSQL url and schema are for whichever side is PostgreSQL.
 pub async fn child_main(args: &[String]) -> BenchResult<()> {
-    let [from, from_dir, to, to_dir, pg @ ..] = args else {
-        return Err("--migrate-child FROM FROM_DIR TO TO_DIR [URL SCHEMA]".into());
+    let [mode, from, from_dir, to, to_dir, pg @ ..] = args else {
+        return Err(
+            "--migrate-child copy|checked|verify FROM FROM_DIR TO TO_DIR [URL SCHEMA]".into(),
+        );
     };
+    let mode = HopMode::parse(mode).ok_or(format!("unknown mode {mode:?}"))?;
     let backend = |name: &str| parse_backend(name).ok_or(format!("unknown backend {name:?}"));
     let pg = crate::child::pg_args(pg);
     let from = backend(from)?.reopen(Path::new(from_dir), pg).await?;
     let to = backend(to)?.reopen(Path::new(to_dir), pg).await?;
     let start = Instant::now();
-    let options = MigrateOptions::default().batch_size(BATCH).verify(false);
-    let report = migrate(&from, &to, options).await?;
+    let records = if mode == HopMode::Verify {
+        let report = verify(&from, &to, VerifyOptions::default()).await?;
+        if !report.is_equal() {
+            return Err(format!("the copy differs in {} records", report.difference_count).into());
+        }
+        report.runs.a + report.events.a + report.metrics.a
+    } else {
+        let options = MigrateOptions::default()
+            .batch_size(BATCH)
+            .verify(mode == HopMode::Checked);
+        let report = migrate(&from, &to, options).await?;
+        if let Some(v) = report.verify.as_ref().filter(|v| !v.is_equal()) {
+            return Err(format!("the check found {} differences", v.difference_count).into());
+        }
+        report.runs.copied + report.events.copied + report.metrics.copied
+    };
     let secs = start.elapsed().as_secs_f64();
-    let records = report.runs.copied + report.events.copied + report.metrics.copied;
     let peak = crate::machine::peak_rss_bytes().ok_or("no VmHWM in /proc/self/status")?;
     println!("RESULT {records} {secs} {peak}");
     Ok(())
@@ -67,11 +112,13 @@ pub async fn child_main(args: &[String]) -> BenchResult<()> {
 /// The parent's side: runs `exe --migrate-child ...` and reads its result.
 pub fn run_child(
     exe: &Path,
+    mode: HopMode,
     (from, from_dir): (Backend, &Path),
     (to, to_dir): (Backend, &Path),
     pg: Option<&(String, String)>,
 ) -> BenchResult<HopResult> {
     let args = [
+        std::ffi::OsStr::new(mode.arg()),
         std::ffi::OsStr::new(backend_arg(from)),
         from_dir.as_os_str(),
         std::ffi::OsStr::new(backend_arg(to)),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::BenchResult;
 use crate::data;
-use crate::migration::{self, HopResult};
+use crate::migration::{self, HopMode, HopResult};
 use crate::raw;
 use crate::report::{Row, Stats, Target, Unit};
 use crate::scale::Sizes;
@@ -1157,6 +1157,7 @@ async fn migration(ctx: &mut Ctx<'_>) {
             if let Some((_, raw)) = ctx.raw_bulk.iter().find(|(k, _)| k == b) {
                 r.raw = Some(raw.clone());
             }
+            r.target = Some(Target::RatioAtLeastPeakUnder(0.5, 200.0));
             r
         })
         .collect();
@@ -1177,6 +1178,7 @@ async fn migration(ctx: &mut Ctx<'_>) {
         s.reps.min(3)
     };
     let mut hops_done: [Vec<HopResult>; 2] = [Vec::new(), Vec::new()];
+    let mut checks_done: Vec<(HopMode, HopResult)> = Vec::new();
     let mut failed: Option<String> = None;
     for rep in 0..reps {
         let r = async {
@@ -1205,7 +1207,13 @@ async fn migration(ctx: &mut Ctx<'_>) {
                 );
                 let (from, to) = (*from, *to);
                 let hop = blocking(move || {
-                    migration::run_child(&exe, (from, &src_dir), (to, &dst_dir), pg.as_ref())
+                    migration::run_child(
+                        &exe,
+                        HopMode::Copy,
+                        (from, &src_dir),
+                        (to, &dst_dir),
+                        pg.as_ref(),
+                    )
                 })
                 .await?;
                 let expected = (s.migrate_runs * 12) as u64;
@@ -1226,6 +1234,31 @@ async fn migration(ctx: &mut Ctx<'_>) {
                 hops_done[h].push(hop);
                 opened.push(dst);
             }
+            // The last hop again: the copied pair verified whole, then a
+            // copy into a fresh destination with the check made while
+            // copying.
+            let (from, to) = hops[hops.len() - 1];
+            let (src_dir, copied_dir) = (dirs[hops.len() - 1].clone(), dirs[hops.len()].clone());
+            let fresh_dir = ctx.dir()?;
+            let fresh = to.open(&fresh_dir).await?;
+            for (mode, dst_dir, pg) in [
+                (
+                    HopMode::Verify,
+                    copied_dir,
+                    opened[hops.len() - 1].remote.clone(),
+                ),
+                (HopMode::Checked, fresh_dir.clone(), fresh.remote.clone()),
+            ] {
+                ctx.log(&format!("migration {from} -> {to}: {mode:?}"));
+                let (exe, src_dir) = (ctx.plan.exe.clone(), src_dir.clone());
+                let r = blocking(move || {
+                    migration::run_child(&exe, mode, (from, &src_dir), (to, &dst_dir), pg.as_ref())
+                })
+                .await?;
+                checks_done.push((mode, r));
+            }
+            drop(fresh);
+            let _ = std::fs::remove_dir_all(fresh_dir);
             drop(opened);
             for d in dirs {
                 let _ = std::fs::remove_dir_all(d);
@@ -1252,7 +1285,60 @@ async fn migration(ctx: &mut Ctx<'_>) {
             }
         }
     }
+    if failed.is_none() {
+        rows.push(check_row(
+            &rows[rows.len() - 1],
+            &hops_done[1],
+            &checks_done,
+        ));
+    }
     ctx.rows.extend(rows);
+}
+
+/// The last hop copied with the check made while copying, beside the copy
+/// alone and a whole two-sided verify of the same pair: what the check
+/// costs, as a share of the copy.
+fn check_row(copy_row: &Row, copies: &[HopResult], checks: &[(HopMode, HopResult)]) -> Row {
+    let mut r = Row::new(
+        copy_row
+            .operation
+            .replace("migration (", "migration, checked while copying ("),
+        copy_row.backend.clone(),
+        Unit::RecordsPerSec,
+    );
+    r.raw = copy_row.raw.clone();
+    r.target = copy_row.target;
+    let secs = |mode: HopMode| {
+        let v: Vec<f64> = checks
+            .iter()
+            .filter(|(m, _)| *m == mode)
+            .map(|(_, h)| h.secs)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let copy_secs = (!copies.is_empty())
+        .then(|| copies.iter().map(|h| h.secs).sum::<f64>() / copies.len() as f64);
+    let rates: Vec<f64> = checks
+        .iter()
+        .filter(|(m, _)| *m == HopMode::Checked)
+        .map(|(_, h)| h.records as f64 / h.secs)
+        .collect();
+    r.stats = stats_of(&rates);
+    r.peak_bytes = checks
+        .iter()
+        .filter(|(m, _)| *m == HopMode::Checked)
+        .map(|(_, h)| h.peak_bytes)
+        .max();
+    r.note = match (copy_secs, secs(HopMode::Checked), secs(HopMode::Verify)) {
+        (Some(copy), Some(checked), Some(whole)) => format!(
+            "the check while copying adds {:.2} s to a {copy:.2} s copy ({:.0}% of it); a whole two-sided verify of the same pair takes {whole:.2} s ({:.0}% of the copy)",
+            checked - copy,
+            100.0 * (checked - copy) / copy,
+            100.0 * whole / copy
+        ),
+        _ => "not measured".into(),
+    };
+    r
 }
 
 /// The backend as listed in a plan (settings folded).
