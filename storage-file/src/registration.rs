@@ -32,12 +32,7 @@ pub struct FileBackend;
 /// The section's [`FileConfig`], its path resolved against the
 /// configuration file's folder.
 fn read(config: &BackendConfig) -> std::result::Result<FileConfig, String> {
-    let mut c: FileConfig = config.parse_options()?;
-    if c.path.as_os_str().is_empty() {
-        return Err("option `path` must not be empty".into());
-    }
-    c.path = config.resolve_path(&c.path);
-    Ok(c)
+    config.parse_path_options(|c: &mut FileConfig| &mut c.path)
 }
 
 fn path_of(config: &BackendConfig) -> Result<PathBuf> {

@@ -37,12 +37,8 @@ pub struct SqliteBackend;
 /// The section's [`SqliteConfig`], checked, its path resolved against the
 /// configuration file's folder.
 fn read(config: &BackendConfig) -> std::result::Result<SqliteConfig, String> {
-    let mut c: SqliteConfig = config.parse_options()?;
-    if c.path.as_os_str().is_empty() {
-        return Err("option `path` must not be empty".into());
-    }
+    let c = config.parse_path_options(|c: &mut SqliteConfig| &mut c.path)?;
     c.validate().map_err(|e| option_message(&e))?;
-    c.path = config.resolve_path(&c.path);
     Ok(c)
 }
 

@@ -175,6 +175,22 @@ impl BackendConfig {
         serde_yaml::from_value(Value::Mapping(self.options.clone())).map_err(|e| e.to_string())
     }
 
+    /// The options deserialized into `T`, a store kept at a path: the
+    /// field `path` picks must not be empty, and is resolved against
+    /// [`BackendConfig::base_dir`] (the configuration file's folder).
+    pub fn parse_path_options<T: serde::de::DeserializeOwned>(
+        &self,
+        path: impl FnOnce(&mut T) -> &mut PathBuf,
+    ) -> std::result::Result<T, String> {
+        let mut options: T = self.parse_options()?;
+        let p = path(&mut options);
+        if p.as_os_str().is_empty() {
+            return Err("option `path` must not be empty".into());
+        }
+        *p = self.resolve_path(&*p);
+        Ok(options)
+    }
+
     /// A string option, if present.
     pub fn str_option(&self, key: &str) -> Option<&str> {
         self.options.get(key).and_then(Value::as_str)
