@@ -25,8 +25,8 @@ pub use outcome::{RuleError, RuleResult};
 /// skipped ([`Capability::MeasuredMemory`]).
 pub use peak_alloc::PeakAlloc;
 pub use runner::{
-    Outcome, Report, Rule, Unavailable, all_rules, run_all, run_as_test_binary, run_rule,
-    run_rule_blocking, trial_result, trials,
+    Outcome, Report, Rule, TestBinary, Unavailable, all_rules, run_all, run_as_test_binary,
+    run_rule, run_rule_blocking, trial_result, trials, trials_in,
 };
 
 /// The one list of rules. Every rule is a `pub async fn(&dyn StoreFactory)

@@ -224,12 +224,32 @@ pub fn trial_result(backend: &str, name: &str, outcome: Outcome) -> Result<Compl
 /// rule on a fresh runtime with `factory`; if `factory` is
 /// [`Unavailable`], each is ignored with its reason.
 pub fn trials(factory: Result<Arc<dyn StoreFactory>, Unavailable>) -> Vec<Trial> {
+    named_trials(None, factory)
+}
+
+/// [`trials`] named `group::rule`, for one binary that runs the suite on
+/// several backends (e.g. `file::run_query_filters`).
+pub fn trials_in(group: &str, factory: Result<Arc<dyn StoreFactory>, Unavailable>) -> Vec<Trial> {
+    named_trials(Some(group), factory)
+}
+
+fn trial_name(group: Option<&str>, rule: &str) -> String {
+    match group {
+        Some(g) => format!("{g}::{rule}"),
+        None => rule.to_string(),
+    }
+}
+
+fn named_trials(
+    group: Option<&str>,
+    factory: Result<Arc<dyn StoreFactory>, Unavailable>,
+) -> Vec<Trial> {
     all_rules()
         .iter()
         .map(|rule| {
             let factory = factory.clone();
             let name = rule.name;
-            Trial::ignorable_test(name, move || match factory {
+            Trial::ignorable_test(trial_name(group, name), move || match factory {
                 Ok(f) => {
                     let outcome = rule_runtime().block_on(run_rule(f.as_ref(), name));
                     trial_result(&f.name(), name, outcome)
@@ -240,23 +260,83 @@ pub fn trials(factory: Result<Arc<dyn StoreFactory>, Unavailable>) -> Vec<Trial>
         .collect()
 }
 
-/// The `main` of a conformance test binary (`harness = false`), what
-/// [`crate::conformance_main!`] expands to: reads the usual test arguments
-/// (a name filter, `--list`, `--test-threads`, …), runs every rule as a
-/// trial of [`trials`] and exits with the harness's status.
+/// A conformance test binary (`harness = false`): the usual test arguments
+/// (a name filter, `--list`, `--test-threads`, …) and the trials of one or
+/// more backends, run by libtest-mimic. [`crate::conformance_main!`] builds
+/// one for a single backend; a binary testing several adds each with
+/// [`TestBinary::suite_in`].
+pub struct TestBinary {
+    args: Arguments,
+    trials: Vec<Trial>,
+}
+
+impl TestBinary {
+    /// A binary with the arguments it was started with, and no trials yet.
+    pub fn from_args() -> Self {
+        Self::with_args(Arguments::from_args())
+    }
+
+    /// A binary with the given arguments, and no trials yet.
+    pub fn with_args(args: Arguments) -> Self {
+        TestBinary {
+            args,
+            trials: Vec::new(),
+        }
+    }
+
+    /// Adds every rule on the backend of `factory`, as trials named after
+    /// the rules (see [`trials`]).
+    pub fn suite<F: StoreFactory>(self, factory: impl FnOnce() -> Result<F, Unavailable>) -> Self {
+        self.add(None, factory)
+    }
+
+    /// Adds every rule on the backend of `factory`, as trials named
+    /// `group::rule` (see [`trials_in`]).
+    pub fn suite_in<F: StoreFactory>(
+        self,
+        group: &str,
+        factory: impl FnOnce() -> Result<F, Unavailable>,
+    ) -> Self {
+        self.add(Some(group), factory)
+    }
+
+    /// `factory` is called only if one of the group's trials will run, so
+    /// `--list` or a filter naming other tests starts no server for it.
+    fn add<F: StoreFactory>(
+        mut self,
+        group: Option<&str>,
+        factory: impl FnOnce() -> Result<F, Unavailable>,
+    ) -> Self {
+        let runs = !self.args.list
+            && all_rules().iter().any(|rule| {
+                let probe = Trial::test(trial_name(group, rule.name), || Ok(()));
+                !self.args.is_filtered_out(&probe)
+            });
+        let factory = if runs {
+            factory().map(|f| Arc::new(f) as Arc<dyn StoreFactory>)
+        } else {
+            Err(Unavailable("not run".into()))
+        };
+        self.trials.extend(named_trials(group, factory));
+        self
+    }
+
+    /// Runs the trials and exits with the harness's status.
+    pub fn run(self) -> ! {
+        libtest_mimic::run(&self.args, self.trials).exit()
+    }
+}
+
+/// The `main` of a conformance test binary for one backend, what
+/// [`crate::conformance_main!`] expands to: every rule as a trial of
+/// [`trials`], run with the binary's arguments.
 ///
-/// `factory` is called once, and not at all for `--list`, so listing tests
-/// starts no server. An [`Unavailable`] from it reports every rule ignored;
-/// a factory that must not be skipped (e.g. a CI variable demanding a
-/// server) panics instead, which fails the binary.
+/// `factory` is called once, and not at all when no rule will run (for
+/// `--list`), so listing tests starts no server. An [`Unavailable`] from it
+/// reports every rule ignored; a factory that must not be skipped (e.g. a
+/// CI variable demanding a server) panics instead, which fails the binary.
 pub fn run_as_test_binary<F: StoreFactory>(factory: impl FnOnce() -> Result<F, Unavailable>) -> ! {
-    let args = Arguments::from_args();
-    let factory = if args.list {
-        Err(Unavailable("only listed".into()))
-    } else {
-        factory().map(|f| Arc::new(f) as Arc<dyn StoreFactory>)
-    };
-    libtest_mimic::run(&args, trials(factory)).exit()
+    TestBinary::from_args().suite(factory).run()
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! Proof that the trials of `conformance_main!` report a rule skipped for a
 //! missing capability as ignored, not as passed: the memory factory's
-//! trials run through libtest-mimic with arguments built here.
+//! trials run through libtest-mimic with arguments built here; and that a
+//! backend whose trials are all filtered out (or only listed) is never made.
 
 use std::sync::Arc;
 
 use runstore_conformance::libtest_mimic::{self, Arguments};
-use runstore_conformance::{MemoryFactory, StoreFactory, Unavailable, all_rules, trials};
+use runstore_conformance::{
+    MemoryFactory, StoreFactory, TestBinary, Unavailable, all_rules, trials, trials_in,
+};
 
 /// The rules the memory factory lacks a capability for in a binary without
 /// the counting allocator: no second handle, and no measured heap.
@@ -18,6 +21,7 @@ const SKIPPED_ON_MEMORY: [&str; 3] = [
 fn args() -> Arguments {
     Arguments {
         test_threads: Some(2),
+        quiet: true,
         ..Arguments::default()
     }
 }
@@ -72,4 +76,36 @@ fn trial_names_are_the_rule_names() {
         .collect();
     let rules: Vec<&str> = all_rules().iter().map(|r| r.name).collect();
     assert_eq!(names, rules);
+}
+
+#[test]
+fn grouped_trial_names_carry_the_group() {
+    let names: Vec<String> = trials_in("file", Err(Unavailable("listing".into())))
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    let rules: Vec<String> = all_rules()
+        .iter()
+        .map(|r| format!("file::{}", r.name))
+        .collect();
+    assert_eq!(names, rules);
+}
+
+#[test]
+fn a_backend_none_of_whose_rules_run_is_never_made() {
+    let never = || -> Result<MemoryFactory, Unavailable> {
+        panic!("the factory of a group whose trials are all filtered out was called")
+    };
+    let listing = Arguments {
+        list: true,
+        ..args()
+    };
+    let _ = TestBinary::with_args(listing).suite(never);
+    let elsewhere = Arguments {
+        filter: Some("memory::".into()),
+        ..args()
+    };
+    let _ = TestBinary::with_args(elsewhere)
+        .suite_in("memory", || Ok(MemoryFactory))
+        .suite_in("postgres", never);
 }
