@@ -15,13 +15,19 @@ pub mod runs;
 pub mod workflows;
 
 pub use factory::{Capabilities, Capability, MemoryFactory, StoreFactory, TestStores};
+/// The test harness [`conformance_main!`] runs the rules with, for a binary
+/// that builds its own list of [`trials`].
+pub use libtest_mimic;
 pub use outcome::{RuleError, RuleResult};
 /// The counting allocator the memory rules read: a test binary that sets
 /// `#[global_allocator] static A: runstore_conformance::PeakAlloc =
 /// runstore_conformance::PeakAlloc;` has them checked; without it they are
 /// skipped ([`Capability::MeasuredMemory`]).
 pub use peak_alloc::PeakAlloc;
-pub use runner::{Outcome, Report, Rule, all_rules, run_all, run_rule, run_rule_blocking};
+pub use runner::{
+    Outcome, Report, Rule, TestBinary, Unavailable, all_rules, run_all, run_as_test_binary,
+    run_rule, run_rule_blocking, trial_result, trials, trials_in,
+};
 
 /// The one list of rules. Every rule is a `pub async fn(&dyn StoreFactory)
 /// -> RuleResult` in the module of its concern; its name is unique across
@@ -128,10 +134,46 @@ macro_rules! __for_each_rule {
     };
 }
 
+/// Expands to `fn main()` of a test binary with `harness = false` that runs
+/// every rule as one trial named after it, each against a fresh backend from
+/// the factory: a pass passes, a failure fails with the rule's message, a
+/// rule skipped for a missing capability is reported `ignored` with the
+/// reason. See [`run_as_test_binary`].
+///
+/// - `conformance_main!(factory)`: `factory` gives an `impl StoreFactory`.
+/// - `conformance_main!(if_available: factory)`: `factory` gives a
+///   `Result<impl StoreFactory, Unavailable>`; with `Err` every rule is
+///   reported ignored with its reason (e.g. no database server).
+///
+/// The expression is evaluated once, when the tests run (not for `--list`).
+///
+/// ```rust,no_run
+/// // tests/conformance.rs, with `[[test]] name = "conformance"`,
+/// // `harness = false` in Cargo.toml.
+/// runstore_conformance::conformance_main!(runstore_conformance::MemoryFactory);
+/// ```
+#[macro_export]
+macro_rules! conformance_main {
+    (if_available: $factory:expr) => {
+        fn main() {
+            $crate::run_as_test_binary(|| $factory)
+        }
+    };
+    ($factory:expr) => {
+        fn main() {
+            $crate::run_as_test_binary(|| {
+                ::std::result::Result::<_, $crate::Unavailable>::Ok($factory)
+            })
+        }
+    };
+}
+
 /// Expands to one `#[test]` per rule, each running that rule against a
 /// fresh backend from `$factory` (an expression evaluated once per test
 /// that gives an `impl StoreFactory`). A failure names its rule; a rule
-/// skipped for a missing capability prints why and passes.
+/// skipped for a missing capability prints why and shows as `ok`, since the
+/// default test harness cannot mark a test ignored at run time. Prefer
+/// [`conformance_main!`], which reports it as `ignored`.
 ///
 /// ```rust
 /// mod conformance {

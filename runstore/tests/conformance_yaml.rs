@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runstore::Storage;
-use runstore_conformance::{Capabilities, Capability, StoreFactory, TestStores};
+use runstore_conformance::{Capabilities, Capability, StoreFactory, TestBinary, TestStores};
 
 /// Keeps a test's folder and storage alive, and remembers its config file.
 struct Guard {
@@ -227,31 +227,86 @@ async fn pg_options() -> runstore::Result<(Option<String>, Arc<dyn Any + Send + 
     Err(err("the postgres feature is off"))
 }
 
-/// The factory expression of the Postgres suites: without a server the test
-/// returns early after the harness printed loudly that it did not run (or
-/// panicked, under RUNSTORE_REQUIRE_PG=1).
+/// Whether the Postgres suites can run: without a server the harness prints
+/// loudly that they did not run (or panics, under RUNSTORE_REQUIRE_PG=1),
+/// and their rules are reported ignored.
 #[cfg(feature = "postgres")]
-macro_rules! with_pg_server {
-    ($factory:expr) => {{
-        if runstore_postgres::testing::test_server_blocking().is_none() {
-            runstore_postgres::testing::no_server(
-                "runstore facade conformance through YAML",
-                &runstore_postgres::testing::why_no_server().unwrap_or_else(|| "no server".into()),
-            );
-            return;
-        }
-        $factory
-    }};
+fn pg_server() -> Result<(), runstore_conformance::Unavailable> {
+    if runstore_postgres::testing::test_server_blocking().is_some() {
+        return Ok(());
+    }
+    let why = runstore_postgres::testing::why_no_server().unwrap_or_else(|| "no server".into());
+    runstore_postgres::testing::no_server("runstore facade conformance through YAML", &why);
+    Err(runstore_conformance::Unavailable(format!(
+        "no PostgreSQL server: {why}"
+    )))
+}
+
+/// Whether the S3 suite can run, as [`pg_server`] (RUNSTORE_REQUIRE_S3=1).
+#[cfg(feature = "s3")]
+fn s3_server() -> Result<(), runstore_conformance::Unavailable> {
+    match runstore_s3::testing::server_or_skip("runstore facade conformance through YAML (s3)") {
+        Some(_) => Ok(()),
+        None => Err(runstore_conformance::Unavailable("no S3 server".into())),
+    }
+}
+
+/// One trial per rule and backend type, named `backend::rule`
+/// (`harness = false`), so a rule skipped for a missing capability, or a
+/// whole backend without its server, is reported ignored.
+fn main() {
+    let binary = TestBinary::from_args().suite_in("memory", || {
+        Ok(YamlFactory::new("memory", memory::yaml, false))
+    });
+    #[cfg(feature = "file")]
+    let binary = binary.suite_in("file", || {
+        Ok(YamlFactory::new("file", file::yaml, true).with_tamper())
+    });
+    #[cfg(feature = "sqlite")]
+    let binary = binary.suite_in("sqlite", || {
+        Ok(YamlFactory::new("sqlite", sqlite::yaml, true).with_tamper())
+    });
+    #[cfg(feature = "postgres")]
+    let binary = binary.suite_in("postgres", || {
+        pg_server()?;
+        Ok(YamlFactory::new("postgres", postgres::yaml, true)
+            .with_postgres()
+            .with_tamper())
+    });
+    #[cfg(all(feature = "postgres", feature = "file", feature = "sqlite"))]
+    let binary = binary.suite_in("mixed", || {
+        pg_server()?;
+        Ok(YamlFactory::new("mixed", mixed::yaml, true)
+            .with_postgres()
+            .with_tamper())
+    });
+    #[cfg(all(not(feature = "postgres"), feature = "file", feature = "sqlite"))]
+    let binary = binary.suite_in("mixed_without_postgres", || {
+        Ok(
+            YamlFactory::new("mixed (no postgres)", mixed_without_postgres::yaml, true)
+                .with_tamper(),
+        )
+    });
+    #[cfg(all(feature = "postgres", feature = "s3", feature = "file"))]
+    let binary = binary.suite_in("production", || {
+        s3_server()?;
+        pg_server()?;
+        Ok(
+            YamlFactory::new("production (files, postgres, s3)", production::yaml, true)
+                .with_postgres()
+                .with_s3()
+                .with_tamper(),
+        )
+    });
+    binary.run()
 }
 
 mod memory {
     use super::*;
 
-    fn yaml(_: &Path, _: &Remote) -> String {
+    pub fn yaml(_: &Path, _: &Remote) -> String {
         "storage:\n  workflows: { type: memory }\n  logs: { type: memory }\n  metrics: { type: memory }\n  artifacts: { type: memory }\n".into()
     }
-
-    runstore_conformance::conformance_tests!(YamlFactory::new("memory", yaml, false));
 }
 
 #[cfg(feature = "file")]
@@ -260,38 +315,28 @@ mod file {
 
     // Relative paths, spelled differently: resolved against the folder of
     // the config file, and shared as one handle.
-    fn yaml(_: &Path, _: &Remote) -> String {
+    pub fn yaml(_: &Path, _: &Remote) -> String {
         "storage:\n  workflows: { type: file, path: data }\n  logs: { type: file, path: data }\n  metrics: { type: file, path: ./data }\n  artifacts: { type: file, path: data/../data }\n".into()
     }
-
-    runstore_conformance::conformance_tests!(YamlFactory::new("file", yaml, true).with_tamper());
 }
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
 
-    fn yaml(_: &Path, _: &Remote) -> String {
+    pub fn yaml(_: &Path, _: &Remote) -> String {
         "storage:\n  workflows: { type: sqlite, path: runstore.db }\n  logs: { type: sqlite, path: ./runstore.db }\n  metrics: { type: sqlite, path: runstore.db }\n  artifacts: { type: sqlite, path: runstore.db }\n".into()
     }
-
-    runstore_conformance::conformance_tests!(YamlFactory::new("sqlite", yaml, true).with_tamper());
 }
 
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
 
-    fn yaml(_: &Path, remote: &Remote) -> String {
+    pub fn yaml(_: &Path, remote: &Remote) -> String {
         let pg = remote.pg.as_deref().unwrap_or("{ type: postgres }");
         format!("storage:\n  workflows: {pg}\n  logs: {pg}\n  metrics: {pg}\n  artifacts: {pg}\n")
     }
-
-    runstore_conformance::conformance_tests!(with_pg_server!(
-        YamlFactory::new("postgres", yaml, true)
-            .with_postgres()
-            .with_tamper()
-    ));
 }
 
 /// Workflows on files, logs on SQLite, metrics on Postgres, artifacts on
@@ -300,18 +345,12 @@ mod postgres {
 mod mixed {
     use super::*;
 
-    fn yaml(_: &Path, remote: &Remote) -> String {
+    pub fn yaml(_: &Path, remote: &Remote) -> String {
         let pg = remote.pg.as_deref().unwrap_or("{ type: postgres }");
         format!(
             "storage:\n  workflows: {{ type: file, path: data }}\n  logs: {{ type: sqlite, path: data/logs.db }}\n  metrics: {pg}\n  artifacts: {{ type: file, path: data }}\n"
         )
     }
-
-    runstore_conformance::conformance_tests!(with_pg_server!(
-        YamlFactory::new("mixed", yaml, true)
-            .with_postgres()
-            .with_tamper()
-    ));
 }
 
 /// Without the postgres feature, the mixed file puts metrics on a second
@@ -320,13 +359,9 @@ mod mixed {
 mod mixed_without_postgres {
     use super::*;
 
-    fn yaml(_: &Path, _: &Remote) -> String {
+    pub fn yaml(_: &Path, _: &Remote) -> String {
         "storage:\n  workflows: { type: file, path: data }\n  logs: { type: sqlite, path: data/logs.db }\n  metrics: { type: sqlite, path: data/metrics.db }\n  artifacts: { type: file, path: data }\n".into()
     }
-
-    runstore_conformance::conformance_tests!(
-        YamlFactory::new("mixed (no postgres)", yaml, true).with_tamper()
-    );
 }
 
 /// The production layout of a system that outgrew one machine: workflows
@@ -335,25 +370,11 @@ mod mixed_without_postgres {
 mod production {
     use super::*;
 
-    fn yaml(_: &Path, remote: &Remote) -> String {
+    pub fn yaml(_: &Path, remote: &Remote) -> String {
         let pg = remote.pg.as_deref().unwrap_or("{ type: postgres }");
         let s3 = remote.s3.as_deref().unwrap_or("{ type: s3 }");
         format!(
             "storage:\n  workflows: {{ type: file, path: data }}\n  logs: {pg}\n  metrics: {pg}\n  artifacts: {s3}\n"
         )
     }
-
-    runstore_conformance::conformance_tests!({
-        if runstore_s3::testing::server_or_skip("runstore facade conformance through YAML (s3)")
-            .is_none()
-        {
-            return;
-        }
-        with_pg_server!(
-            YamlFactory::new("production (files, postgres, s3)", yaml, true)
-                .with_postgres()
-                .with_s3()
-                .with_tamper()
-        )
-    });
 }

@@ -1,37 +1,30 @@
-//! The whole conformance suite against PostgreSQL, one fresh schema per rule.
+//! The whole conformance suite against PostgreSQL, one fresh schema per
+//! rule; one trial per rule (`harness = false`).
 //!
-//! Without a server (and without `RUNSTORE_REQUIRE_PG=1`) every generated
-//! test prints loudly that it did not run and returns: see `factory()`.
+//! Without a server every rule is reported ignored, after the harness
+//! printed loudly that the suite did not run; with `RUNSTORE_REQUIRE_PG=1`
+//! a missing server fails the binary instead: see `factory()`.
 
 /// Counts the heap, so the memory rules run (`MeasuredMemory`).
 #[global_allocator]
 static HEAP: runstore_conformance::PeakAlloc = runstore_conformance::PeakAlloc;
 
+use runstore_conformance::Unavailable;
 use runstore_postgres::testing::{self, PgFactory};
 
-/// The factory, or `None` after printing loudly that there is no server
-/// (which panics instead under `RUNSTORE_REQUIRE_PG=1`).
-fn factory() -> Option<PgFactory> {
+/// The factory, or why there is none after printing loudly that there is
+/// no server (which panics instead under `RUNSTORE_REQUIRE_PG=1`).
+fn factory() -> Result<PgFactory, Unavailable> {
     match testing::test_server_blocking() {
-        Some(server) => Some(PgFactory {
+        Some(server) => Ok(PgFactory {
             url: server.url().to_string(),
         }),
         None => {
-            testing::no_server(
-                "conformance suite",
-                &testing::why_no_server().unwrap_or_else(|| "no server".into()),
-            );
-            None
+            let why = testing::why_no_server().unwrap_or_else(|| "no server".into());
+            testing::no_server("conformance suite", &why);
+            Err(Unavailable(format!("no PostgreSQL server: {why}")))
         }
     }
 }
 
-mod conformance {
-    use super::factory;
-    // Each generated test returns early (after the loud message) when there
-    // is no server and RUNSTORE_REQUIRE_PG is not set.
-    runstore_conformance::conformance_tests!(match factory() {
-        Some(f) => f,
-        None => return,
-    });
-}
+runstore_conformance::conformance_main!(if_available: factory());

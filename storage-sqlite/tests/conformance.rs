@@ -1,4 +1,5 @@
-//! The whole conformance suite on a database file per rule.
+//! The whole conformance suite on a database file per rule; one trial per
+//! rule (`harness = false`).
 
 /// Counts the heap, so the memory rules run (`MeasuredMemory`).
 #[global_allocator]
@@ -6,4 +7,4 @@ static HEAP: runstore_conformance::PeakAlloc = runstore_conformance::PeakAlloc;
 
 mod common;
 
-runstore_conformance::conformance_tests!(common::SqliteFactory);
+runstore_conformance::conformance_main!(common::SqliteFactory);

@@ -114,7 +114,7 @@ pub fn why_no_server() -> Option<String> {
 }
 
 /// [`test_server`] from synchronous code (outside any runtime), e.g. the
-/// factory expression of `conformance_tests!`.
+/// factory of `conformance_main!`, which is called in the test binary's `main`.
 pub fn test_server_blocking() -> Option<TestServer> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
