@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use runstore_core::{Appended, Event, NewEvent, Result, RunId, run_not_found};
 
-use super::event_cache::{Events, EventsState, with_events};
+use super::event_cache::{Events, EventsState, Handles, with_events};
 use super::journal::{refresh_runs, to_line};
 use super::lock::{finish, lock};
 use crate::Inner;
@@ -98,7 +98,7 @@ fn append_numbered(
 /// The kept append handle of a run's events file `id`, opening (and
 /// keeping) one if needed; `None` if the file at `path` is not `id`.
 fn appender(
-    handles: &mut HashMap<RunId, (fsutil::FileId, Arc<File>)>,
+    handles: &mut Handles,
     run: &RunId,
     path: &Path,
     id: fsutil::FileId,

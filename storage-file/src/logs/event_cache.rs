@@ -46,16 +46,19 @@ impl EventsState {
     }
 }
 
+/// Open append handles by run, with the identity of the file each was
+/// opened on; used only while that is still the run's file.
+pub(super) type Handles = HashMap<RunId, (fsutil::FileId, Arc<File>)>;
+
 /// Per-run event caches, and append handles of the runs written lately.
 #[derive(Default)]
 pub(crate) struct EventsCache {
     runs: HashMap<RunId, EventsState>,
-    /// Open append handles by run, with the identity of the file each
-    /// was opened on; used only while that is still the run's file.
-    handles: HashMap<RunId, (fsutil::FileId, Arc<File>)>,
+    handles: Handles,
 }
 
-fn events_name(run: &RunId) -> String {
+/// The name of a run's events file in `logs/events/`.
+pub(super) fn events_name(run: &RunId) -> String {
     format!("{}.ndjson", run.as_str())
 }
 
@@ -68,7 +71,7 @@ pub(crate) fn events_path(inner: &Inner, run: &RunId) -> Result<PathBuf> {
 /// hands it out (under the logs lock and the cache mutex).
 pub(super) struct Events<'a> {
     pub(super) st: &'a mut EventsState,
-    pub(super) handles: &'a mut HashMap<RunId, (fsutil::FileId, Arc<File>)>,
+    pub(super) handles: &'a mut Handles,
     pub(super) path: &'a Path,
     /// The file exists, is the one `st` was read from, and ends where `st`
     /// ends (so its last line is whole): appends may skip every check.

@@ -9,7 +9,7 @@ use runstore_core::{
     BulkOutcome, Result, Run, RunWithEvents, external_key_conflict, external_key_of, run_conflict,
 };
 
-use super::event_cache::{forget_events, with_events};
+use super::event_cache::{events_name, forget_events, with_events};
 use super::journal::{RunLine, append_journal, refresh_runs, to_line};
 use super::lock::{finish, lock};
 use crate::{Inner, fsutil};
@@ -58,7 +58,7 @@ pub(super) fn import_runs(inner: &Inner, runs: Vec<RunWithEvents>) -> Result<Bul
     let dir = inner.root.dir(&["logs", "events"])?;
     let mut journal = Vec::new();
     for r in &fresh {
-        let name = format!("{}.ndjson", r.run.id.as_str());
+        let name = events_name(&r.run.id);
         inner.root.path(&["logs", "events", &name])?;
         forget_events(inner, &r.run.id);
         if r.events.is_empty() {

@@ -90,6 +90,15 @@ impl RunsState {
         }
     }
 
+    /// The order keys of every run, or of `workflow`'s runs; `None` if
+    /// `workflow` has none.
+    fn ordered(&self, workflow: Option<&WorkflowId>) -> Option<&BTreeSet<OrderKey>> {
+        match workflow {
+            Some(w) => self.by_workflow.get(w),
+            None => Some(&self.order),
+        }
+    }
+
     /// A page of the runs matching `f`, newest first, after the cursor
     /// `before`.
     pub(super) fn query(
@@ -98,12 +107,8 @@ impl RunsState {
         before: Option<RunCursor>,
         limit: usize,
     ) -> Result<Page<Run>> {
-        let set = match &f.workflow_id {
-            Some(w) => match self.by_workflow.get(w) {
-                Some(s) => s,
-                None => return Ok(Page::empty()),
-            },
-            None => &self.order,
+        let Some(set) = self.ordered(f.workflow_id.as_ref()) else {
+            return Ok(Page::empty());
         };
         // Walk newest first, from just below the cursor and the
         // `started_before` bound, stopping at `started_from`.
@@ -142,12 +147,8 @@ impl RunsState {
 
     /// How many runs match `filter`.
     pub(super) fn count(&self, filter: &RunFilter) -> u64 {
-        let set = match &filter.workflow_id {
-            Some(w) => match self.by_workflow.get(w) {
-                Some(s) => s,
-                None => return 0,
-            },
-            None => &self.order,
+        let Some(set) = self.ordered(filter.workflow_id.as_ref()) else {
+            return 0;
         };
         set.iter()
             .filter_map(|(_, id)| self.runs.get(id))
