@@ -14,6 +14,7 @@ use super::journal::{RunLine, append_journal, refresh_runs, to_line};
 use super::lock::{finish, lock};
 use crate::{Inner, fsutil};
 
+/// Imports `runs` as the module doc says, under the exclusive lock.
 pub(super) fn import_runs(inner: &Inner, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
     let locked = lock(inner, true)?;
     let st = refresh_runs(inner, true)?;
