@@ -333,9 +333,9 @@ pub async fn demo(storage: &Storage, runs: u32, out: &Out) -> Result<ExitCode> {
             ));
         }
         s.push_str(&format!("\n{total_runs} runs of {id} stored in all\n"));
-        s.push_str(&crate::commands::summary_text(&summary));
+        s.push_str(&crate::metrics::summary_text(&summary));
         s.push('\n');
-        s.push_str(&crate::commands::summary_text(&summary_v2));
+        s.push_str(&crate::metrics::summary_text(&summary_v2));
         s.push_str(&format!("\n{}", where_and_next(storage, &id)));
         s
     })?;

@@ -1,20 +1,27 @@
 //! `runstore`: the command line of runstore. See `cli/README.md`.
 
+mod args;
+mod artifacts;
 mod backend_ops;
 mod backup;
-mod commands;
+mod check;
 mod coordination;
 mod csv_export;
 mod demo;
 mod dump;
+mod init;
 mod lifecycle;
+mod metrics;
 mod migration;
 mod outbox;
 mod output;
 mod paging;
 mod progress;
 mod references;
+mod runs;
 mod serve;
+mod stats;
+mod workflows;
 mod writes;
 
 use std::path::PathBuf;
@@ -618,9 +625,7 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
                 deep,
                 skip_corrupt,
                 quarantine,
-                since: since
-                    .map(|t| commands::parse_time("since", &t))
-                    .transpose()?,
+                since: since.map(|t| args::parse_time("since", &t)).transpose()?,
             };
             migration::migrate(&args, out).await
         }
@@ -630,9 +635,7 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
             deep,
             since,
         } => {
-            let since = since
-                .map(|t| commands::parse_time("since", &t))
-                .transpose()?;
+            let since = since.map(|t| args::parse_time("since", &t)).transpose()?;
             migration::verify(&from, &to, deep, since, out).await
         }
         // Reads only the outbox folders: works while the database is down.
@@ -698,7 +701,6 @@ fn writes(command: &Command) -> bool {
 }
 
 async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<ExitCode> {
-    use commands as c;
     match command {
         Command::Prune(args) => lifecycle::prune_cmd(storage, args, out.json(), out).await,
         Command::Workflow(WorkflowCmd::Delete(args)) => {
@@ -711,15 +713,17 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
         Command::Metrics(MetricsCmd::Delete(args)) => {
             lifecycle::metrics_delete(storage, args, out).await
         }
-        Command::Init => c::init(storage, out).await,
-        Command::Stats => c::stats(storage, out).await,
-        Command::Check { repair } => c::check(storage, repair, out).await,
-        Command::Workflow(WorkflowCmd::Put { file }) => c::workflow_put(storage, &file, out).await,
+        Command::Init => init::init(storage, out).await,
+        Command::Stats => stats::stats(storage, out).await,
+        Command::Check { repair } => check::check(storage, repair, out).await,
+        Command::Workflow(WorkflowCmd::Put { file }) => {
+            workflows::workflow_put(storage, &file, out).await
+        }
         Command::Workflow(WorkflowCmd::Get { id, version }) => {
-            c::workflow_get(storage, &id, version, out).await
+            workflows::workflow_get(storage, &id, version, out).await
         }
         Command::Workflow(WorkflowCmd::List { id }) => {
-            c::workflow_list(storage, id.as_deref(), out).await
+            workflows::workflow_list(storage, id.as_deref(), out).await
         }
         Command::Run(RunCmd::Show {
             id,
@@ -729,8 +733,8 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             last,
         }) => {
             let which = match (id, key, workflow) {
-                (Some(id), _, _) => c::RunRef::Id(id),
-                (None, Some(key), Some(workflow)) => c::RunRef::Key { workflow, key },
+                (Some(id), _, _) => runs::RunRef::Id(id),
+                (None, Some(key), Some(workflow)) => runs::RunRef::Key { workflow, key },
                 _ => {
                     return Err(Error::invalid(
                         "run",
@@ -738,7 +742,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
                     ));
                 }
             };
-            c::run_show(storage, which, kind, last, out).await
+            runs::run_show(storage, which, kind, last, out).await
         }
         Command::Run(RunCmd::List {
             workflow,
@@ -750,7 +754,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             limit,
             cursor,
         }) => {
-            let filter = c::RunListArgs {
+            let filter = runs::RunListArgs {
                 workflow,
                 version,
                 status,
@@ -760,7 +764,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
                 limit,
                 cursor,
             };
-            c::run_list(storage, filter, out).await
+            runs::run_list(storage, filter, out).await
         }
         Command::Artifact(ArtifactCmd::Put {
             run,
@@ -770,7 +774,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             content_type,
             overwrite_token,
         }) => {
-            c::artifact_put(
+            artifacts::artifact_put(
                 storage,
                 (&run, &phase, &path),
                 &file,
@@ -785,12 +789,12 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             phase,
             path,
             out: file,
-        }) => c::artifact_get(storage, (&run, &phase, &path), file.as_deref(), out).await,
+        }) => artifacts::artifact_get(storage, (&run, &phase, &path), file.as_deref(), out).await,
         Command::Artifact(ArtifactCmd::List { run, phase }) => {
-            c::artifact_list(storage, &run, phase.as_deref(), out).await
+            artifacts::artifact_list(storage, &run, phase.as_deref(), out).await
         }
         Command::Artifact(ArtifactCmd::Bundle { run, path, members }) => {
-            c::artifact_bundle(storage, &run, &path, &members, out).await
+            artifacts::artifact_bundle(storage, &run, &path, &members, out).await
         }
         Command::Run(RunCmd::Create {
             workflow,
@@ -841,7 +845,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             counters,
         }) => writes::metrics_record(storage, &run, duration_ms, &values, &counters, out).await,
         Command::Metrics(MetricsCmd::Summary { workflow, version }) => {
-            c::metrics_summary(storage, &workflow, version, out).await
+            metrics::metrics_summary(storage, &workflow, version, out).await
         }
         Command::Backup { to } => backup::backup(storage, &to, out).await,
         Command::Export {

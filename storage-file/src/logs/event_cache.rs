@@ -1,0 +1,191 @@
+//! Events files `logs/events/<run_id>.ndjson` in memory: one cache per
+//! run, checked with one `stat` and read only for new bytes, the append
+//! handles kept beside them, and the reads of events served from them.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runstore_core::{Error, Event, EventQuery, Page, Result, RunId, run_not_found};
+
+use super::journal::refresh_runs;
+use super::lock::lock;
+use crate::fsutil::{self, file_id, lock_mutex};
+use crate::{FileStore, Inner};
+
+/// Cached event files kept per process before the cache is dropped.
+const EVENTS_CACHE_MAX: usize = 1024;
+
+/// A run's events in memory, valid for its file up to `offset`.
+#[derive(Default)]
+pub(super) struct EventsState {
+    pub(super) file: Option<fsutil::FileId>,
+    pub(super) offset: u64,
+    pub(super) events: Vec<Event>,
+    pub(super) keys: HashMap<String, u64>,
+    pub(super) max_seq: u64,
+}
+
+impl EventsState {
+    /// Adds the next event read from `run`'s file, or says why it does not
+    /// belong there.
+    pub(super) fn accept(&mut self, run: &RunId, e: Event) -> std::result::Result<(), String> {
+        if e.run_id != *run {
+            return Err(format!("belongs to run {}", e.run_id));
+        }
+        if e.seq <= self.max_seq {
+            return Err(format!("repeats sequence number {}", e.seq));
+        }
+        if let Some(k) = &e.idempotency_key {
+            self.keys.entry(k.clone()).or_insert(e.seq);
+        }
+        self.max_seq = e.seq;
+        self.events.push(e);
+        Ok(())
+    }
+}
+
+/// Open append handles by run, with the identity of the file each was
+/// opened on; used only while that is still the run's file.
+pub(super) type Handles = HashMap<RunId, (fsutil::FileId, Arc<File>)>;
+
+/// Per-run event caches, and append handles of the runs written lately.
+#[derive(Default)]
+pub(crate) struct EventsCache {
+    runs: HashMap<RunId, EventsState>,
+    handles: Handles,
+}
+
+/// The name of a run's events file in `logs/events/`.
+pub(super) fn events_name(run: &RunId) -> String {
+    format!("{}.ndjson", run.as_str())
+}
+
+pub(crate) fn events_path(inner: &Inner, run: &RunId) -> Result<PathBuf> {
+    inner.root.dir(&["logs", "events"])?;
+    inner.root.path(&["logs", "events", &events_name(run)])
+}
+
+/// A run's events cache, up to date with its file, as [`with_events`]
+/// hands it out (under the logs lock and the cache mutex).
+pub(super) struct Events<'a> {
+    pub(super) st: &'a mut EventsState,
+    pub(super) handles: &'a mut Handles,
+    pub(super) path: &'a Path,
+    /// The file exists, is the one `st` was read from, and ends where `st`
+    /// ends (so its last line is whole): appends may skip every check.
+    pub(super) current: bool,
+}
+
+/// Brings a run's events up to date with its file, and runs `f` on them.
+/// One `stat` of the file checks the cache (identity and length, see
+/// FORMAT.md); only new bytes are read.
+pub(super) fn with_events<T>(
+    inner: &Inner,
+    run: &RunId,
+    exclusive: bool,
+    f: impl FnOnce(Events<'_>) -> Result<T>,
+) -> Result<T> {
+    let name = events_name(run);
+    let (path, meta) = inner.root.file(&["logs", "events", &name])?;
+    let mut guard = lock_mutex(&inner.events);
+    let cache = &mut *guard;
+    let Some(meta) = meta else {
+        // The first append creates the file, in a folder that must exist.
+        let path = events_path(inner, run)?;
+        cache.runs.remove(run);
+        cache.handles.remove(run);
+        return f(Events {
+            st: &mut EventsState::default(),
+            handles: &mut cache.handles,
+            path: &path,
+            current: false,
+        });
+    };
+    if exclusive {
+        // Writes never go through a file with another name.
+        fsutil::refuse_hard_links(&path, &meta)?;
+    }
+    let id = file_id(&meta);
+    if cache.runs.len() >= EVENTS_CACHE_MAX && !cache.runs.contains_key(run) {
+        cache.runs.clear();
+    }
+    let st = cache.runs.entry(run.clone()).or_default();
+    if st.file != Some(id) || meta.len() < st.offset {
+        *st = EventsState {
+            file: Some(id),
+            ..EventsState::default()
+        };
+    }
+    if meta.len() > st.offset {
+        // No writer can replace the file while we hold the logs lock, so
+        // this opens the file just checked.
+        let Some(mut file) = fsutil::open_read(&path)? else {
+            return Err(Error::backend(
+                format!("{} vanished under the logs lock", path.display()),
+                None,
+            ));
+        };
+        let (from, cut) = (st.offset, exclusive.then_some(id));
+        st.offset = inner.replay(&mut file, &path, from, cut, "event", |e| st.accept(run, e))?;
+    }
+    let current = st.offset == meta.len();
+    f(Events {
+        st,
+        handles: &mut cache.handles,
+        path: &path,
+        current,
+    })
+}
+
+/// Drops a run's cache and append handle, before its file is replaced or
+/// removed.
+pub(crate) fn forget_events(inner: &Inner, run: &RunId) {
+    let mut cache = lock_mutex(&inner.events);
+    cache.runs.remove(run);
+    cache.handles.remove(run);
+}
+
+/// A page of a run's events.
+pub(super) fn list(inner: &Inner, run_id: &RunId, query: &EventQuery) -> Result<Page<Event>> {
+    let _l = lock(inner, false)?;
+    let st = refresh_runs(inner, false)?;
+    if !st.runs.contains_key(run_id) {
+        return Err(run_not_found(run_id));
+    }
+    drop(st);
+    // Sequence numbers increase along the file.
+    with_events(inner, run_id, false, |ev| query.page_of(&ev.st.events))
+}
+
+impl FileStore {
+    /// `f` of the events of each run of `ids` (`None` for a run that is not
+    /// stored), in the order of `ids`, under one read lock and one trip to
+    /// the blocking pool: a batch of runs costs what one run does.
+    pub(super) async fn read_events_of<T: Send + 'static>(
+        &self,
+        ids: &[RunId],
+        f: fn(Option<&[Event]>) -> T,
+    ) -> Result<Vec<T>> {
+        runstore_core::validate_delete_batch("run_ids", ids)?;
+        let ids = ids.to_vec();
+        self.inner
+            .blocking(move |inner| {
+                let _l = lock(inner, false)?;
+                let st = refresh_runs(inner, false)?;
+                let stored: Vec<bool> = ids.iter().map(|id| st.runs.contains_key(id)).collect();
+                drop(st);
+                ids.iter()
+                    .zip(stored)
+                    .map(|(id, stored)| {
+                        if !stored {
+                            return Ok(f(None));
+                        }
+                        with_events(inner, id, false, |ev| Ok(f(Some(&ev.st.events))))
+                    })
+                    .collect()
+            })
+            .await
+    }
+}

@@ -1,0 +1,122 @@
+//! `import_runs`, all or nothing: every run is checked first (one stored
+//! with the same content is unchanged, another is a conflict), then the
+//! new runs' events files are written, then their records in one journal
+//! append.
+
+use std::path::Path;
+
+use runstore_core::{
+    BulkOutcome, Result, Run, RunWithEvents, external_key_conflict, external_key_of, run_conflict,
+};
+
+use super::event_cache::{events_name, forget_events, with_events};
+use super::journal::{RunLine, append_journal, refresh_runs, to_line};
+use super::lock::{finish, lock};
+use crate::{Inner, fsutil};
+
+/// Imports `runs` as the module doc says, under the exclusive lock.
+pub(super) fn import_runs(inner: &Inner, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
+    let locked = lock(inner, true)?;
+    let st = refresh_runs(inner, true)?;
+    let existing: Vec<Option<Run>> = runs
+        .iter()
+        .map(|r| st.runs.get(&r.run.id).cloned())
+        .collect();
+    drop(st);
+    // Check everything first: all or nothing.
+    let mut outcome = BulkOutcome::default();
+    let mut fresh = Vec::new();
+    for (r, stored) in runs.into_iter().zip(existing) {
+        match stored {
+            Some(s) => {
+                if stored_with_events(inner, &s)?.same_content(&r) {
+                    outcome.unchanged += 1;
+                } else {
+                    return Err(run_conflict(&r.run.id));
+                }
+            }
+            None => {
+                outcome.inserted += 1;
+                fresh.push(r);
+            }
+        }
+    }
+    let st = refresh_runs(inner, true)?;
+    for r in &fresh {
+        if let Some((w, k)) = external_key_of(&r.run)
+            && let Some(holder) = st.by_key(w, k)
+        {
+            return Err(external_key_conflict(&r.run, &holder.id));
+        }
+    }
+    drop(st);
+    if fresh.is_empty() {
+        return finish(inner, locked, outcome, Vec::new());
+    }
+    // Events files first, then the run records in one append: a
+    // crash leaves at most orphan events files, which a later
+    // import or create overwrites.
+    let dir = inner.root.dir(&["logs", "events"])?;
+    let mut journal = Vec::new();
+    for r in &fresh {
+        let name = events_name(&r.run.id);
+        inner.root.path(&["logs", "events", &name])?;
+        forget_events(inner, &r.run.id);
+        if r.events.is_empty() {
+            fsutil::remove_file(&dir.join(&name), crate::Durability::None)?;
+        } else {
+            let mut bytes = Vec::new();
+            for e in &r.events {
+                bytes.extend(to_line(e)?);
+            }
+            // The folder is synced once below, not per file.
+            write_events_file(&dir, &name, &bytes, inner.durability)?;
+        }
+        journal.extend(to_line(&RunLine::Put { run: r.run.clone() })?);
+    }
+    if inner.durability != crate::Durability::None {
+        fsutil::sync_dir(&dir)?;
+    }
+    let mut tickets = Vec::new();
+    append_journal(inner, &journal, &mut tickets)?;
+    finish(inner, locked, outcome, tickets)
+}
+
+fn stored_with_events(inner: &Inner, run: &Run) -> Result<RunWithEvents> {
+    with_events(inner, &run.id, true, |ev| {
+        Ok(RunWithEvents {
+            run: run.clone(),
+            events: ev.st.events.clone(),
+        })
+    })
+}
+
+/// Replaces an events file atomically without syncing the folder (the
+/// caller syncs it once for the whole batch).
+fn write_events_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    durability: crate::Durability,
+) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| fsutil::io_err("creating a temp file in", dir, e))?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::fs::Permissions::from_mode(fsutil::FILE_MODE),
+    )
+    .map_err(|e| fsutil::io_err("setting permissions of", tmp.path(), e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| fsutil::io_err("writing", tmp.path(), e))?;
+    if durability != crate::Durability::None {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| fsutil::io_err("fsync of", tmp.path(), e))?;
+    }
+    let dest = dir.join(name);
+    tmp.persist(&dest)
+        .map_err(|e| fsutil::io_err("renaming a temp file to", &dest, e.error))?;
+    Ok(())
+}
