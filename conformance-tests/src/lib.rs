@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod outcome;
+pub mod read_only;
 pub mod runner;
 pub mod runs;
 pub mod workflows;

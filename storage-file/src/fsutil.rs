@@ -43,6 +43,9 @@ pub(crate) struct Root {
     /// Whether a new folder's entry is fsynced in its parent (every
     /// durability level but `None`).
     pub(crate) sync_new_dirs: bool,
+    /// Opened read-only: every exclusive lock, which every write takes, is
+    /// refused, so no write gets as far as the files.
+    pub(crate) read_only: bool,
 }
 
 impl Root {
@@ -198,6 +201,15 @@ pub(crate) struct LockGuard {
 }
 
 pub(crate) fn take_lock(root: &Root, name: &str, exclusive: bool) -> Result<LockGuard> {
+    if exclusive && root.read_only {
+        return Err(runstore_core::Error::invalid(
+            "store",
+            format!(
+                "the file store at {} was opened read-only; it takes no writes",
+                root.dir.display()
+            ),
+        ));
+    }
     let path = root.path(&["locks", name])?;
     let open = || {
         OpenOptions::new()
@@ -549,6 +561,7 @@ mod tests {
         let root = Root {
             dir: dir.path().to_path_buf(),
             sync_new_dirs: true,
+            read_only: false,
         };
         assert_eq!(
             root.path(&["logs", "x"]).unwrap_err().kind(),

@@ -86,6 +86,13 @@ pub struct FileConfig {
     /// See [`Durability`]; [`Durability::Fsync`] by default.
     #[serde(default, deserialize_with = "registration::durability")]
     pub durability: Durability,
+    /// Opens the root without writing to it: it must exist with its format
+    /// file, nothing is created, repaired or compacted (a torn tail is read
+    /// around, a stale index replayed in memory), and every write is
+    /// refused with `InvalidInput`. For migration sources and other
+    /// readers. `false` by default.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl FileConfig {
@@ -94,7 +101,14 @@ impl FileConfig {
         FileConfig {
             path: path.into(),
             durability: Durability::default(),
+            read_only: false,
         }
+    }
+
+    /// Opens the root read-only (see [`FileConfig::read_only`]).
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 
     /// Sets the durability level.
@@ -251,11 +265,13 @@ impl FileStore {
         let FileConfig {
             path: dir,
             durability,
+            read_only,
         } = config;
         let inner = Arc::new(Inner {
             root: Root {
                 dir,
                 sync_new_dirs: durability != Durability::None,
+                read_only,
             },
             durability,
             syncer: Syncer::default(),
@@ -268,6 +284,16 @@ impl FileStore {
         });
         inner
             .blocking(|inner| {
+                if inner.root.read_only {
+                    // Reads refresh lazily under shared locks, which never
+                    // cut, rebuild or compact anything.
+                    return read_format(inner)?.ok_or_else(|| {
+                        Error::not_found(format!(
+                            "a runstore file store at {} (opened read-only, so it is not created)",
+                            inner.root.dir.display()
+                        ))
+                    });
+                }
                 init_root(inner)?;
                 logs::recover(inner)?;
                 metrics::recover(inner)?;
@@ -324,50 +350,56 @@ fn init_root(inner: &Inner) -> Result<()> {
         }
     }
     let _guard = fsutil::take_lock(&inner.root, "format.lock", true)?;
-    let path = inner.root.path(&[FORMAT_FILE])?;
-    match fsutil::open_read(&path)? {
-        Some(mut f) => {
-            use std::io::Read;
-            let mut text = String::new();
-            f.read_to_string(&mut text)
-                .map_err(|e| fsutil::io_err("reading", &path, e))?;
-            let rec: FormatRecord = serde_json::from_str(&text).map_err(|e| {
-                Error::corrupt(
-                    path.display().to_string(),
-                    format!("not a format record: {e}"),
-                )
-            })?;
-            if rec.format != FORMAT_NAME {
-                return Err(Error::backend(
-                    format!(
-                        "{} holds format {:?}, not {FORMAT_NAME:?}: not a runstore file store",
-                        path.display(),
-                        rec.format
-                    ),
-                    None,
-                ));
-            }
-            if rec.version > FORMAT_VERSION {
-                return Err(Error::backend(
-                    format!(
-                        "{} was written in layout version {} by a newer runstore; this one reads up to version {FORMAT_VERSION}: upgrade runstore to open it",
-                        dir.display(),
-                        rec.version
-                    ),
-                    None,
-                ));
-            }
-            Ok(())
-        }
-        None => {
-            let rec = FormatRecord {
-                format: FORMAT_NAME.into(),
-                version: FORMAT_VERSION,
-            };
-            let mut bytes = serde_json::to_vec_pretty(&rec)
-                .map_err(|e| Error::backend("writing the format record", Some(e.into())))?;
-            bytes.push(b'\n');
-            fsutil::write_atomic(dir, FORMAT_FILE, &bytes, inner.durability)
-        }
+    if read_format(inner)?.is_some() {
+        return Ok(());
     }
+    let rec = FormatRecord {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&rec)
+        .map_err(|e| Error::backend("writing the format record", Some(e.into())))?;
+    bytes.push(b'\n');
+    fsutil::write_atomic(dir, FORMAT_FILE, &bytes, inner.durability)
+}
+
+/// Reads and checks the root's format record: `None` when there is none
+/// (a new root, or no root at all).
+fn read_format(inner: &Inner) -> Result<Option<()>> {
+    let dir = &inner.root.dir;
+    let path = inner.root.path(&[FORMAT_FILE])?;
+    let Some(mut f) = fsutil::open_read(&path)? else {
+        return Ok(None);
+    };
+    use std::io::Read;
+    let mut text = String::new();
+    f.read_to_string(&mut text)
+        .map_err(|e| fsutil::io_err("reading", &path, e))?;
+    let rec: FormatRecord = serde_json::from_str(&text).map_err(|e| {
+        Error::corrupt(
+            path.display().to_string(),
+            format!("not a format record: {e}"),
+        )
+    })?;
+    if rec.format != FORMAT_NAME {
+        return Err(Error::backend(
+            format!(
+                "{} holds format {:?}, not {FORMAT_NAME:?}: not a runstore file store",
+                path.display(),
+                rec.format
+            ),
+            None,
+        ));
+    }
+    if rec.version > FORMAT_VERSION {
+        return Err(Error::backend(
+            format!(
+                "{} was written in layout version {} by a newer runstore; this one reads up to version {FORMAT_VERSION}: upgrade runstore to open it",
+                dir.display(),
+                rec.version
+            ),
+            None,
+        ));
+    }
+    Ok(Some(()))
 }

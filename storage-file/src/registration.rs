@@ -57,7 +57,8 @@ impl BackendFactory for FileBackend {
     }
 
     async fn open(&self, config: &BackendConfig) -> Result<Backend> {
-        let c = read(config).map_err(|e| config.error(e))?;
+        let mut c = read(config).map_err(|e| config.error(e))?;
+        c.read_only |= config.read_only;
         Ok(Backend::all(FileStore::open(c).await?))
     }
 }

@@ -76,6 +76,7 @@ impl FileStore {
             let r = Root {
                 dir: root.clone(),
                 sync_new_dirs: true,
+                read_only: false,
             };
             for (folders, locks) in layouts {
                 let _guards = locks

@@ -38,10 +38,19 @@ macro_rules! with_tx {
         store
             .retrying($what, || async {
                 let mut client = store.client().await?;
-                let $tx = client.transaction().await?;
-                let out = $body?;
-                $tx.commit().await?;
-                Ok(out)
+                let result: std::result::Result<_, $crate::error::Fail> = async {
+                    let $tx = client.transaction().await?;
+                    let out = $body?;
+                    $tx.commit().await?;
+                    Ok(out)
+                }
+                .await;
+                if let Err(f) = &result
+                    && f.may_break_the_connection()
+                {
+                    client.discard();
+                }
+                result
             })
             .await
     }};
@@ -79,22 +88,22 @@ impl PostgresStore {
             .scope(deadline, tokio::time::timeout_at(deadline, fut))
             .await
         {
-            Ok(Err(Fail::Pg(e)))
-                if self.inner.config.read_only
-                    && e.code()
-                        == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) =>
-            {
-                // On a store opened read-only this is the caller's write,
-                // not a replica after failover: final, not retryable.
-                Err(Error::invalid(
-                    "store",
-                    format!(
-                        "{what}: the PostgreSQL store {} was opened read-only; it takes no writes",
-                        self.inner.config
-                    ),
-                ))
-            }
-            Ok(r) => r.map_err(|f| f.into_error(what)),
+            Ok(r) => r.map_err(|f| {
+                let e = f.into_error(what);
+                if self.inner.config.read_only && refused_as_read_only(&e) {
+                    // On a store opened read-only this is the caller's
+                    // write, not a replica after failover: final, not
+                    // retryable.
+                    return Error::invalid(
+                        "store",
+                        format!(
+                            "{what}: the PostgreSQL store {} was opened read-only; it takes no writes",
+                            self.inner.config
+                        ),
+                    );
+                }
+                e
+            }),
             Err(_) => Err(timed_out(what, limit)),
         }
     }
@@ -188,6 +197,22 @@ impl PostgresStore {
     }
 }
 
+/// Whether the server refused `e`'s statement because the transaction is
+/// read-only (SQLSTATE 25006), wherever in the error's chain the driver's
+/// error sits.
+fn refused_as_read_only(e: &Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(pg) = s.downcast_ref::<tokio_postgres::Error>()
+            && pg.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Starts a binary `COPY … FROM STDIN` of rows of `types` in `tx`; the
 /// caller pins the writer, writes its rows and calls `finish`.
 pub(crate) async fn copy_writer(
@@ -212,13 +237,28 @@ impl std::ops::Deref for Conn {
     type Target = deadpool_postgres::Object;
     fn deref(&self) -> &Self::Target {
         // Present until drop.
-        self.obj.as_ref().expect("connection used after drop")
+        self.obj
+            .as_ref()
+            .expect("connection used after drop or discard")
     }
 }
 
 impl std::ops::DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.obj.as_mut().expect("connection used after drop")
+        self.obj
+            .as_mut()
+            .expect("connection used after drop or discard")
+    }
+}
+
+impl Conn {
+    /// Closes the connection instead of handing it back to the pool: after
+    /// a driver error mid-transaction (a `COPY` the server refused, say) it
+    /// may be left unusable, and the next caller would get its error.
+    pub(crate) fn discard(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            drop(deadpool_postgres::Object::take(obj));
+        }
     }
 }
 

@@ -166,6 +166,13 @@ impl Fail {
         }
     }
 
+    /// Whether the connection that met this failure should not be reused:
+    /// a driver error other than the contention that is retried (those
+    /// leave the connection sound, and are frequent under load).
+    pub(crate) fn may_break_the_connection(&self) -> bool {
+        matches!(self, Fail::Pg(e) if classify(e) != Class::Retry)
+    }
+
     /// Whether running the attempt again may succeed.
     pub(crate) fn is_retry(&self) -> bool {
         match self {
