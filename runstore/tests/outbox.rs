@@ -533,3 +533,62 @@ async fn a_read_only_open_refuses_an_outbox_with_pending_writes() {
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("drain"), "{e}");
 }
+
+#[tokio::test]
+async fn a_deferred_keyed_run_whose_key_was_taken_meanwhile_keeps_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::new();
+    let (outbox, logs, metrics) = rig.handles(dir.path());
+    let mut mine = new_run("r-mine");
+    mine.external_key = Some("ticket-7".into());
+    rig.down(true);
+    assert!(logs.create_run(mine.clone()).await.unwrap().deferred);
+    for i in 0..2 {
+        assert!(logs.append_event(&mine.id, ev(i)).await.unwrap().deferred);
+    }
+    // Meanwhile another worker created the run of that key, directly.
+    let mut theirs = new_run("r-theirs");
+    theirs.external_key = Some("ticket-7".into());
+    rig.raw_logs.create_run(theirs.clone()).await.unwrap();
+    rig.down(false);
+
+    let r = outbox.drain().await.unwrap();
+    assert_eq!((r.drained, r.rejected), (3, 0), "{r:?}");
+    // The keyed create returned the run holding the key; the writes made
+    // to the deferred run went there, as they would have online.
+    let order = |events: Vec<Event>| -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| e.payload["i"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(order(rig.events(&theirs.id).await), vec![0, 1]);
+    assert_eq!(
+        rig.raw_logs.get_run(&mine.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    // Later writes naming the deferred run go there directly, reads too.
+    logs.append_event(&mine.id, ev(2)).await.unwrap();
+    assert_eq!(logs.get_run(&mine.id).await.unwrap().id, theirs.id);
+    let done = runstore::ExecutionMetric {
+        run_id: mine.id.clone(),
+        workflow_id: mine.workflow_id.clone(),
+        workflow_version: mine.workflow_version,
+        status: RunStatus::Succeeded,
+        duration_micros: 10,
+        recorded_at: Timestamp::now(),
+        counters: Default::default(),
+        values: Default::default(),
+    };
+    metrics.record(done).await.unwrap();
+    assert_eq!(
+        rig.raw_metrics.get(&theirs.id).await.unwrap().run_id,
+        theirs.id
+    );
+
+    // Another process on the same folder finds the remap on disk.
+    drop((outbox, logs, metrics));
+    let (_outbox, logs, _) = rig.handles(dir.path());
+    logs.append_event(&mine.id, ev(3)).await.unwrap();
+    assert_eq!(order(rig.events(&theirs.id).await), vec![0, 1, 2, 3]);
+}

@@ -1,6 +1,8 @@
 //! The outbox folder on disk: `journal.ndjson` (deferred writes, one JSON
 //! line each, in the order they were acknowledged), `rejected.ndjson`
 //! (writes the backend refused for good at drain time, with the reason) and
+//! `remaps.ndjson` (deferred runs whose external key turned out, at drain
+//! time, to belong to another run: their writes go to that run), and
 //! `outbox.lock`. Every change holds the exclusive lock, so processes may
 //! share one folder; a line is acknowledged only after `fsync`, and a torn
 //! last line (a crash mid-append, never acknowledged) is cut before the
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 const JOURNAL: &str = "journal.ndjson";
 const REJECTED: &str = "rejected.ndjson";
 const LOCK: &str = "outbox.lock";
+const REMAPS: &str = "remaps.ndjson";
 
 /// One deferred write.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -190,6 +193,48 @@ impl Journal {
         let bytes = ndjson(entries, "encoding an outbox entry")?;
         let _lock = self.lock(true)?;
         append_synced(&self.path(JOURNAL), &bytes)
+    }
+
+    /// Records durably that writes naming run `from` go to run `to`.
+    pub fn append_remap(&self, from: &RunId, to: &RunId) -> Result<()> {
+        let bytes = ndjson(
+            &[Remap {
+                from: from.clone(),
+                to: to.clone(),
+            }],
+            "encoding an outbox remap",
+        )?;
+        let _lock = self.lock(true)?;
+        append_synced(&self.path(REMAPS), &bytes).map(drop)
+    }
+
+    /// The length of the remaps file now (zero when missing), to tell
+    /// whether [`Journal::read_remaps`] would find anything new.
+    pub fn remaps_len(&self) -> Result<u64> {
+        let path = self.path(REMAPS);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io("inspecting", &path, e)),
+        }
+    }
+
+    /// Every remap, in the order found, and the length read. Unreadable
+    /// lines (a torn tail) are skipped.
+    pub fn read_remaps(&self) -> Result<(Vec<(RunId, RunId)>, u64)> {
+        let path = self.path(REMAPS);
+        let _lock = self.lock(false)?;
+        let text = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+            Err(e) => return Err(io("reading", &path, e)),
+        };
+        let remaps = text
+            .split(|&b| b == b'\n')
+            .filter_map(|line| serde_json::from_slice::<Remap>(line).ok())
+            .map(|r| (r.from, r.to))
+            .collect();
+        Ok((remaps, text.len() as u64))
     }
 
     /// Calls `each` with every entry from byte `from` on (whole lines
@@ -364,6 +409,13 @@ fn stamp_of(m: &fs::Metadata) -> Stamp {
         len: m.len(),
         mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
     }
+}
+
+/// A line of `remaps.ndjson`.
+#[derive(Serialize, Deserialize)]
+struct Remap {
+    from: RunId,
+    to: RunId,
 }
 
 #[derive(Deserialize)]

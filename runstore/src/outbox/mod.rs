@@ -20,8 +20,11 @@
 //! and on demand ([`Outbox::drain`], `runstore outbox drain`). Every event
 //! gets an idempotency key before its first attempt (`outbox-<uuid>` when
 //! the caller gave none), so a write whose outcome was unknown (stored, then
-//! the connection died) is not stored twice. Reads go to the backend:
-//! deferred writes show once drained.
+//! the connection died) is not stored twice. A run created deferred with an
+//! external key another run took meanwhile resolves, at drain, to that run
+//! (the keyed create's rule); its writes follow it there, durably remapped
+//! (`remaps.ndjson`). Reads go to the backend: deferred writes show once
+//! drained.
 //!
 //! `update_status` can be deferred when the outbox knows the run's state
 //! (the run was created or last read or written through this handle);
@@ -30,13 +33,15 @@
 mod journal;
 mod wrappers;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use runstore_core::{ErrorKind, LogRepository, MetricsRepository, Result, RunId, Timestamp};
+use runstore_core::{
+    ErrorKind, ExecutionMetric, LogRepository, MetricsRepository, Result, RunId, Timestamp,
+};
 use serde::Serialize;
 
 use journal::{Entry, Journal, Op, Stamp};
@@ -205,6 +210,9 @@ pub(crate) struct Inner {
     counters: OutboxCounters,
     /// One drain at a time per handle.
     draining: tokio::sync::Mutex<()>,
+    /// Runs whose writes go to another run, and the length of the remaps
+    /// file they were read from.
+    remaps: Mutex<(u64, HashMap<RunId, RunId>)>,
 }
 
 /// A local outbox folder (see the module documentation). Cheap to clone.
@@ -243,8 +251,35 @@ impl Outbox {
                 view: Mutex::new(View::default()),
                 counters: OutboxCounters::default(),
                 draining: tokio::sync::Mutex::new(()),
+                remaps: Mutex::new((0, HashMap::new())),
             }),
         })
+    }
+
+    /// `metrics` with each run id [`Outbox::resolve`]d.
+    pub(crate) fn resolve_metrics(
+        &self,
+        mut metrics: Vec<ExecutionMetric>,
+    ) -> Result<Vec<ExecutionMetric>> {
+        for m in &mut metrics {
+            m.run_id = self.resolve(&m.run_id)?;
+        }
+        Ok(metrics)
+    }
+
+    /// The run that writes naming `run` go to: `run` itself, unless a
+    /// drain found that `run`, created deferred with an external key, was
+    /// already held by another run under that key (a keyed create returns
+    /// the run holding the key, so the writer would have written to that
+    /// one had the backend been up). One `stat` when nothing changed.
+    pub(crate) fn resolve(&self, run: &RunId) -> Result<RunId> {
+        let len = self.inner.journal.remaps_len()?;
+        let mut remaps = lock(&self.inner.remaps);
+        if len != remaps.0 {
+            let (pairs, read) = self.inner.journal.read_remaps()?;
+            *remaps = (read, pairs.into_iter().collect());
+        }
+        Ok(remaps.1.get(run).cloned().unwrap_or_else(|| run.clone()))
     }
 
     /// The folder.
@@ -482,13 +517,26 @@ impl Outbox {
             })
         };
         match op {
-            Op::CreateRun { run } => logs()?.create_run(run.clone()).await.map(drop),
+            Op::CreateRun { run } => {
+                let written = logs()?.create_run(run.clone()).await?;
+                if written.record.id != run.id {
+                    // Its external key is another run's: what the writer
+                    // wrote to this run goes there, as it would have had
+                    // the create not been deferred.
+                    let (from, to) = (run.id.clone(), written.record.id.clone());
+                    let journal = self.inner.journal.clone();
+                    blocking(move || journal.append_remap(&from, &to)).await?;
+                    tracing::info!(run = %run.id, held_by = %written.record.id, "a deferred keyed run resolved to the run holding its key");
+                }
+                Ok(())
+            }
             Op::UpdateStatus {
                 run_id,
                 status,
                 ended_at,
                 summaries,
             } => {
+                let run_id = &self.resolve(run_id)?;
                 let update = Op::update(*status, *ended_at, summaries.clone());
                 let logs = logs()?;
                 match logs.update_status(run_id, update.clone()).await {
@@ -507,7 +555,7 @@ impl Outbox {
                 }
             }
             Op::AppendEvents { run_id, events } => logs()?
-                .append_events(run_id, events.clone())
+                .append_events(&self.resolve(run_id)?, events.clone())
                 .await
                 .map(drop),
             Op::RecordMetrics { metrics } => {
@@ -517,7 +565,10 @@ impl Outbox {
                         None,
                     )
                 })?;
-                backend.record_many(metrics.clone()).await.map(drop)
+                backend
+                    .record_many(self.resolve_metrics(metrics.clone())?)
+                    .await
+                    .map(drop)
             }
         }
     }

@@ -75,7 +75,8 @@ impl OutboxLogs {
         let events = Self::keyed(events);
         let n = events.len();
         if !self.outbox.holds_logs_of(run_id).await? {
-            match self.backend.append_events(run_id, events.clone()).await {
+            let target = self.outbox.resolve(run_id)?;
+            match self.backend.append_events(&target, events.clone()).await {
                 Err(e) if unavailable(&e) => {}
                 other => return other,
             }
@@ -112,7 +113,7 @@ impl LogRepository for OutboxLogs {
     }
 
     async fn get_run(&self, id: &RunId) -> Result<Run> {
-        let run = self.backend.get_run(id).await?;
+        let run = self.backend.get_run(&self.outbox.resolve(id)?).await?;
         // A run with writes still in the outbox is ahead of the backend.
         if !self.outbox.holds_logs_of(id).await? {
             self.remember(&run);
@@ -126,7 +127,11 @@ impl LogRepository for OutboxLogs {
         let failure = if held {
             None
         } else {
-            match self.backend.update_status(id, update.clone()).await {
+            match self
+                .backend
+                .update_status(&self.outbox.resolve(id)?, update.clone())
+                .await
+            {
                 Ok(run) => {
                     self.remember(&run);
                     return Ok(run);
@@ -172,7 +177,9 @@ impl LogRepository for OutboxLogs {
     }
 
     async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {
-        self.backend.list_events(run_id, query).await
+        self.backend
+            .list_events(&self.outbox.resolve(run_id)?, query)
+            .await
     }
 
     async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
@@ -270,8 +277,10 @@ impl OutboxMetrics {
 impl MetricsRepository for OutboxMetrics {
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
         let one = std::slice::from_ref(&metric);
+        let mut direct = metric.clone();
+        direct.run_id = self.outbox.resolve(&metric.run_id)?;
         match self
-            .record_or_defer(one, self.backend.record(metric.clone()))
+            .record_or_defer(one, self.backend.record(direct))
             .await?
         {
             Some(w) => Ok(w),
@@ -282,7 +291,11 @@ impl MetricsRepository for OutboxMetrics {
     async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
         let n = metrics.len() as u64;
         match self
-            .record_or_defer(&metrics, self.backend.record_many(metrics.clone()))
+            .record_or_defer(
+                &metrics,
+                self.backend
+                    .record_many(self.outbox.resolve_metrics(metrics.clone())?),
+            )
             .await?
         {
             Some(out) => Ok(out),
