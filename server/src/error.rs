@@ -25,6 +25,16 @@ impl ApiError {
         }
     }
 
+    /// A request this server refuses to serve whoever sends it.
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "forbidden",
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
     /// A body larger than the server takes.
     pub(crate) fn too_large(message: impl Into<String>) -> Self {
         ApiError {

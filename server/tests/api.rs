@@ -478,3 +478,63 @@ async fn the_openapi_description_lists_every_route() {
         .unwrap();
     assert_eq!(served, spec);
 }
+
+#[tokio::test]
+async fn without_a_token_only_loopback_hosts_and_pages_are_served() {
+    let storage = Storage::from_yaml_str(
+        "storage:\n  workflows: { type: memory }\n  logs: { type: memory }\n  metrics: { type: memory }\n  artifacts: { type: memory }\n",
+    )
+    .await
+    .unwrap();
+    let server = start(storage.clone(), ServeOptions::default()).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/runs", server.base);
+    let run = json!({"id": "r1", "workflow_id": "etl", "workflow_version": 1});
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+
+    // A name rebound to 127.0.0.1 by another site's DNS: refused, reads too.
+    for (method, host) in [
+        (reqwest::Method::GET, "evil.example"),
+        (reqwest::Method::POST, "evil.example:80"),
+    ] {
+        let r = http
+            .request(method, &url)
+            .header("host", host)
+            .json(&run)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{host}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body.to_string().contains("loopback"), "{body}");
+    }
+    // Another site's page posting here: refused, nothing written.
+    let r = http
+        .post(&url)
+        .header("origin", "https://evil.example")
+        .json(&run)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        storage
+            .logs
+            .get_run(&"r1".parse().unwrap())
+            .await
+            .unwrap_err()
+            .kind(),
+        runstore::ErrorKind::NotFound
+    );
+    // A loopback page, and a client that is not a browser (no Origin).
+    let r = http
+        .post(&url)
+        .header("origin", format!("http://localhost:{port}"))
+        .json(&run)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
