@@ -7,6 +7,7 @@ pub mod artifact_path;
 pub mod artifacts;
 pub mod backend;
 pub mod bundle;
+pub mod chunked;
 pub mod coordination;
 pub mod digest;
 pub mod error;
@@ -31,6 +32,7 @@ pub use artifacts::{
     ArtifactCursor, ArtifactInfo, ArtifactQuery, ArtifactReader, ArtifactStore, BundleRequest,
     ByteStream, HashingReader, PutDecision, PutOptions, VerifyingReader, decide_put,
 };
+pub use chunked::{ChunkFuture, ChunkSource, ChunkedReader, changed_while_reading};
 pub use coordination::{
     Delivery, Lease, LeaseCursor, LeaseQuery, LeaseRequest, MAX_LEASE_TTL, decide_lease_acquire,
     decide_lease_release, decide_run_create, external_key_conflict, external_key_of, key_not_found,

@@ -2,18 +2,15 @@
 //! while hashing into a staged blob, then linked (or discarded) in one
 //! transaction; reads stream chunk by chunk through a verifying reader.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use runstore_core::{
     ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader, ArtifactStore,
-    ByteStream, Error, Page, Phase, PutDecision, PutOptions, Result, RunId, Sha256Digest,
-    Sha256Hasher, Timestamp, VerifyingReader, Written, decide_put, validate_limit,
+    ByteStream, ChunkFuture, ChunkSource, ChunkedReader, Error, Page, Phase, PutDecision,
+    PutOptions, Result, RunId, Sha256Digest, Sha256Hasher, Timestamp, VerifyingReader, Written,
+    decide_put, validate_limit,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -291,17 +288,14 @@ impl ArtifactStore for PostgresStore {
             .await?
             .ok_or_else(|| not_found(key))?;
         let (info, blob_id, chunks) = (info_of(&row)?, row.get::<_, i64>(8), row.get::<_, i32>(9));
-        let chunks = ChunkReader {
+        let source = BlobChunks {
             store: self.clone(),
             key: key.clone(),
             blob_id,
-            chunks,
-            next: 0,
-            buf: Vec::new(),
-            pos: 0,
-            pending: None,
-            done: false,
         };
+        let count = u64::try_from(chunks)
+            .map_err(|_| Error::corrupt(format!("artifacts ({key})"), "negative chunk count"))?;
+        let chunks = ChunkedReader::new(std::sync::Arc::new(source), count, key.clone());
         let body = VerifyingReader::new(chunks, &info);
         Ok(ArtifactReader {
             info,
@@ -391,102 +385,41 @@ impl ArtifactStore for PostgresStore {
     }
 }
 
-type ChunkFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>>> + Send>>;
-
-/// Streams a blob's chunk rows one at a time, so a read holds one chunk.
-struct ChunkReader {
+/// The chunk rows of one blob, for [`ChunkedReader`].
+struct BlobChunks {
     store: PostgresStore,
     key: ArtifactKey,
     blob_id: i64,
-    /// Chunks the artifact row says it has.
-    chunks: i32,
-    next: i32,
-    buf: Vec<u8>,
-    pos: usize,
-    pending: Option<ChunkFuture>,
-    done: bool,
 }
 
-/// Reads chunk `idx` of a blob; `None` past its last chunk. A missing chunk
-/// of a blob that no longer exists means the artifact was deleted or
-/// replaced during the read.
-async fn fetch_chunk(
-    store: PostgresStore,
-    key: ArtifactKey,
-    blob_id: i64,
-    idx: i32,
-    chunks: i32,
-) -> Result<Option<Vec<u8>>> {
-    let what = format!("reading chunk {idx} of artifact {key}");
-    let row = store
-        .query_opt(
-            &what,
-            "SELECT data FROM {s}.blob_chunks WHERE blob_id = $1 AND idx = $2",
-            &[&blob_id, &idx],
-        )
-        .await?;
-    if let Some(row) = row {
-        return Ok(Some(row.get::<_, Vec<u8>>(0)));
-    }
-    if idx < chunks
-        && store
-            .query_opt(&what, "SELECT 1 FROM {s}.blobs WHERE id = $1", &[&blob_id])
-            .await?
-            .is_none()
-    {
-        return Err(Error::not_found(format!(
-            "artifact {key}: it was deleted or replaced while being read"
-        )));
-    }
-    // End of the stored bytes; the verifying reader checks that they are
-    // all there.
-    Ok(None)
-}
-
-impl AsyncRead for ChunkReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            if this.pos < this.buf.len() {
-                let n = (this.buf.len() - this.pos).min(out.remaining());
-                out.put_slice(&this.buf[this.pos..this.pos + n]);
-                this.pos += n;
-                return Poll::Ready(Ok(()));
+impl ChunkSource for BlobChunks {
+    fn chunk(&self, idx: u64) -> ChunkFuture {
+        let (store, key, blob_id) = (self.store.clone(), self.key.clone(), self.blob_id);
+        Box::pin(async move {
+            let what = format!("reading chunk {idx} of artifact {key}");
+            let idx = i32::try_from(idx)
+                .map_err(|_| Error::corrupt(key.to_string(), "chunk index out of range"))?;
+            let row = store
+                .query_opt(
+                    &what,
+                    "SELECT data FROM {s}.blob_chunks WHERE blob_id = $1 AND idx = $2",
+                    &[&blob_id, &idx],
+                )
+                .await?;
+            if let Some(row) = row {
+                return Ok(Some(row.get::<_, Vec<u8>>(0)));
             }
-            if this.done {
-                return Poll::Ready(Ok(()));
+            let blob = store
+                .query_opt(&what, "SELECT 1 FROM {s}.blobs WHERE id = $1", &[&blob_id])
+                .await?;
+            match blob {
+                // The blob is gone: replaced or deleted since the read began.
+                None => Ok(None),
+                Some(_) => Err(Error::corrupt(
+                    format!("blob_chunks ({blob_id}, {idx})"),
+                    format!("chunk {idx} of artifact {key} is missing"),
+                )),
             }
-            let fut = this.pending.get_or_insert_with(|| {
-                Box::pin(fetch_chunk(
-                    this.store.clone(),
-                    this.key.clone(),
-                    this.blob_id,
-                    this.next,
-                    this.chunks,
-                ))
-            });
-            match fut.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => {
-                    this.pending = None;
-                    match r {
-                        Ok(Some(data)) => {
-                            this.buf = data;
-                            this.pos = 0;
-                            this.next = this.next.saturating_add(1);
-                        }
-                        Ok(None) => this.done = true,
-                        Err(e) => {
-                            this.done = true;
-                            return Poll::Ready(Err(e.into_io()));
-                        }
-                    }
-                }
-            }
-        }
+        })
     }
 }

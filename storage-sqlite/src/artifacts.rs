@@ -7,19 +7,16 @@
 //! blob in one final transaction. A body that fits one chunk takes a single
 //! transaction.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use async_trait::async_trait;
 use runstore_core::{
     ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader, ArtifactStore,
-    ByteStream, Error, Page, Phase, PutDecision, PutOptions, Result, RunId, Sha256Digest,
-    Sha256Hasher, Timestamp, VerifyingReader, Written, decide_put, validate_limit,
+    ByteStream, ChunkFuture, ChunkSource, ChunkedReader, Error, Page, Phase, PutDecision,
+    PutOptions, Result, RunId, Sha256Digest, Sha256Hasher, Timestamp, VerifyingReader, Written,
+    decide_put, validate_limit,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 
 use crate::SqliteStore;
 use crate::error::Ctx;
@@ -165,97 +162,50 @@ impl SqliteStore {
     }
 }
 
-/// One chunk being fetched.
-type ChunkFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>>> + Send>>;
-
-/// Streams a blob's chunks, one short read per chunk, so a slow consumer
-/// holds no connection and no snapshot. The next chunk is fetched while the
-/// consumer reads (and hashes) the current one.
-struct ChunkStream {
+/// The chunk rows of one blob, for [`ChunkedReader`]: each fetched in a
+/// short read of its own, so a slow consumer holds no connection and no
+/// snapshot.
+struct BlobChunks {
     store: SqliteStore,
+    key: ArtifactKey,
     blob: i64,
-    key: String,
-    next: i64,
-    count: i64,
-    buf: Vec<u8>,
-    pos: usize,
-    pending: Option<ChunkFuture>,
 }
 
-impl ChunkStream {
-    /// Starts fetching the next chunk if there is one and none is under way.
-    fn prefetch(&mut self) {
-        if self.pending.is_some() || self.next >= self.count {
-            return;
-        }
-        let (store, blob, idx, key) = (self.store.clone(), self.blob, self.next, self.key.clone());
-        self.next += 1;
-        self.pending = Some(Box::pin(async move {
+impl ChunkSource for BlobChunks {
+    fn chunk(&self, idx: u64) -> ChunkFuture {
+        let (store, key, blob) = (self.store.clone(), self.key.clone(), self.blob);
+        Box::pin(async move {
+            let idx = rows::signed("chunk index", idx)?;
             store
                 .read(move |conn| {
-                    conn.prepare_cached(
-                        "SELECT data FROM artifact_chunks WHERE blob_id = ?1 AND idx = ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![blob, idx], |r| r.get::<_, Vec<u8>>(0))
-                            .optional()
-                    })
-                    .ctx("reading an artifact chunk")?
-                    .ok_or_else(|| {
-                        // Replaced or deleted by another writer since `get`.
-                        Error::unavailable(
-                            format!(
-                                "artifact {key} changed while it was being read; read it again"
-                            ),
-                            None,
+                    let data = conn
+                        .prepare_cached(
+                            "SELECT data FROM artifact_chunks WHERE blob_id = ?1 AND idx = ?2",
                         )
-                    })
+                        .and_then(|mut s| {
+                            s.query_row(params![blob, idx], |r| r.get::<_, Vec<u8>>(0))
+                                .optional()
+                        })
+                        .ctx("reading an artifact chunk")?;
+                    if data.is_some() {
+                        return Ok(data);
+                    }
+                    let exists = conn
+                        .prepare_cached("SELECT 1 FROM artifact_blobs WHERE id = ?1")
+                        .and_then(|mut s| s.query_row([blob], |_| Ok(())).optional())
+                        .ctx("reading an artifact chunk")?
+                        .is_some();
+                    if exists {
+                        return Err(Error::corrupt(
+                            format!("artifact_chunks ({blob}, {idx})"),
+                            format!("chunk {idx} of artifact {key} is missing"),
+                        ));
+                    }
+                    // The blob is gone: replaced or deleted since the read began.
+                    Ok(None)
                 })
                 .await
-        }));
-    }
-}
-
-impl AsyncRead for ChunkStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            if this.pos < this.buf.len() {
-                // Polling once hands the fetch to a reader thread, which
-                // then runs while the caller consumes this chunk; a wake-up
-                // it causes is harmless.
-                this.prefetch();
-                if let Some(fut) = this.pending.as_mut()
-                    && let Poll::Ready(done) = fut.as_mut().poll(cx)
-                {
-                    this.pending = Some(Box::pin(std::future::ready(done)));
-                }
-                let n = (this.buf.len() - this.pos).min(out.remaining());
-                out.put_slice(&this.buf[this.pos..this.pos + n]);
-                this.pos += n;
-                return Poll::Ready(Ok(()));
-            }
-            this.prefetch();
-            let Some(fut) = this.pending.as_mut() else {
-                return Poll::Ready(Ok(()));
-            };
-            match fut.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    this.pending = None;
-                    return Poll::Ready(Err(e.into_io()));
-                }
-                Poll::Ready(Ok(data)) => {
-                    this.pending = None;
-                    this.buf = data;
-                    this.pos = 0;
-                }
-            }
-        }
+        })
     }
 }
 
@@ -359,16 +309,13 @@ impl ArtifactStore for SqliteStore {
                 Ok((info, blob, count))
             })
             .await?;
-        let stream = ChunkStream {
+        let source = BlobChunks {
             store: self.clone(),
+            key: key.clone(),
             blob,
-            key: key.to_string(),
-            next: 0,
-            count,
-            buf: Vec::new(),
-            pos: 0,
-            pending: None,
         };
+        let count = rows::unsigned("artifact_chunks", count)?;
+        let stream = ChunkedReader::new(std::sync::Arc::new(source), count, key.clone());
         let body = VerifyingReader::new(stream, &info);
         Ok(ArtifactReader {
             info,
