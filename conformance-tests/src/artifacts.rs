@@ -515,6 +515,55 @@ async fn stream_to_end(
 /// in the same process.
 const STREAMING_HEAP_MAX: usize = 48 << 20;
 
+/// A read begun before the artifact was replaced (overwrite token) returns
+/// either every byte it began with, verified, or fails `Unavailable`
+/// (retryable: read it again); never a mix of old and new bytes, and never
+/// a `Corrupt` that is not. The new bytes read whole afterwards. 3 MiB, so
+/// that stores keeping chunks have several left when the replacement lands.
+pub async fn artifact_read_of_a_replaced_artifact_is_whole_or_unavailable(
+    f: &dyn StoreFactory,
+) -> RuleResult {
+    let s = f.create().await?;
+    let a = &s.stores.artifacts;
+    let key = akey("run-1", "p", "replaced.bin");
+    let old: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let new: Vec<u8> = old.iter().map(|b| b.wrapping_add(1)).collect();
+    let v1 = a.put_bytes(&key, old.clone(), opts(1)).await?.record;
+    let mut reader = a.get(&key).await?;
+    let mut begun = vec![0u8; 64 * 1024];
+    reader
+        .body
+        .read_exact(&mut begun)
+        .await
+        .map_err(|e| Error::io("reading the first bytes", e))?;
+    a.put_bytes(&key, new.clone(), opts(2).overwrite_token(v1.sha256))
+        .await?;
+    let mut rest = Vec::new();
+    match reader.body.read_to_end(&mut rest).await {
+        Ok(_) => {
+            begun.extend(rest);
+            ensure!(
+                begun == old,
+                "a read begun before the replacement returned {} bytes that are not the ones it began with",
+                begun.len()
+            );
+        }
+        Err(io) => {
+            let e = Error::io("reading on after the replacement", io);
+            ensure_eq!(
+                e.kind(),
+                ErrorKind::Unavailable,
+                "a read cut short by a replacement failed with {e}"
+            );
+        }
+    }
+    ensure!(
+        read_all(a.as_ref(), &key).await? == new,
+        "after the replacement the artifact does not read back as the new bytes"
+    );
+    Ok(())
+}
+
 /// "Large artifacts stream in and out in bounded memory", measured: the
 /// heap a 64 MiB put and a 64 MiB streamed get add, each under
 /// [`STREAMING_HEAP_MAX`]. Needs [`Capability::MeasuredMemory`] (the test

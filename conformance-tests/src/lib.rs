@@ -98,6 +98,7 @@ macro_rules! __for_each_rule {
             artifacts::artifact_read_detects_tampering,
             artifacts::artifact_large_streams_round_trip,
             artifacts::artifact_large_streams_in_bounded_memory,
+            artifacts::artifact_read_of_a_replaced_artifact_is_whole_or_unavailable,
             artifacts::artifact_list_by_run_and_phase_ordered,
             artifacts::artifact_delete,
             artifacts::bundle_is_deterministic_with_manifest,
