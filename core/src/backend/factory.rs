@@ -122,6 +122,27 @@ impl fmt::Debug for Backend {
 }
 
 impl Backend {
+    /// A backend that offers no concern yet, with `handle` as its concrete
+    /// handle: set the concerns it holds.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use runstore_core::backend::{Backend, Concern};
+    /// use runstore_core::memory::MemoryLogs;
+    /// let mut logs_only = Backend::new("my-log-store");
+    /// logs_only.logs = Some(Arc::new(MemoryLogs::default()));
+    /// assert!(logs_only.offers(Concern::Logs) && !logs_only.offers(Concern::Artifacts));
+    /// ```
+    pub fn new<H: Any + Send + Sync>(handle: H) -> Backend {
+        Backend {
+            workflows: None,
+            logs: None,
+            metrics: None,
+            artifacts: None,
+            handle: BackendHandle::new(handle),
+        }
+    }
+
     /// A backend that holds all four concerns through one cloneable store,
     /// which is also its handle.
     pub fn all<S>(store: S) -> Backend
