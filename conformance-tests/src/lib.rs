@@ -82,6 +82,7 @@ macro_rules! __for_each_rule {
             metrics::metric_record_many_is_all_or_nothing,
             metrics::metric_list_paged_by_run_id,
             metrics::metric_delete,
+            metrics::metric_reads_of_several_runs_at_once,
             metrics::metric_summary_counts_and_rates,
             metrics::metric_summary_percentiles_by_nearest_rank,
             metrics::metric_summary_matches_reference,

@@ -428,6 +428,49 @@ pub async fn metric_list_paged_by_run_id(f: &dyn StoreFactory) -> RuleResult {
     Ok(())
 }
 
+/// `metrics_of_runs` answers a batch in the order asked, `None` for a run
+/// without a metric, each metric as `get` gives it; an id twice is
+/// `InvalidInput`, no id is no metric.
+pub async fn metric_reads_of_several_runs_at_once(f: &dyn StoreFactory) -> RuleResult {
+    let s = f.create().await?;
+    let m = s.stores.metrics.as_ref();
+    m.record(metric("a", "etl", 1, RunStatus::Succeeded, 1_000))
+        .await?;
+    m.record(metric("c", "etl", 2, RunStatus::Failed, 3_000))
+        .await?;
+    let ids = [rid("c"), rid("nope"), rid("a")];
+    let got = m.metrics_of_runs(&ids).await?;
+    ensure_eq!(
+        got.len(),
+        ids.len(),
+        "metrics_of_runs(c, nope, a): one answer per id"
+    );
+    for (id, one) in ids.iter().zip(&got) {
+        let single = match m.get(id).await {
+            Ok(x) => Some(x),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        ensure_eq!(
+            *one,
+            single,
+            "metrics_of_runs: the metric of run {id}, as get gives it"
+        );
+    }
+    ensure!(got[1].is_none(), "metrics_of_runs: a run without a metric");
+    ensure_err!(
+        m.metrics_of_runs(&[rid("a"), rid("a")]).await,
+        ErrorKind::InvalidInput,
+        "metrics_of_runs with an id twice"
+    );
+    ensure_eq!(
+        m.metrics_of_runs(&[]).await?,
+        Vec::<Option<ExecutionMetric>>::new(),
+        "metrics_of_runs of no id"
+    );
+    Ok(())
+}
+
 /// "One execution metric per run" (section 4); "Deletes a run's metric;
 /// `NotFound` if absent" (trait doc, used by retention):
 /// the metric leaves reads, lists and summaries, and may be recorded anew.

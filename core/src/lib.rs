@@ -52,7 +52,8 @@ pub use logs::{
 };
 pub use metrics::{
     DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,
-    Pattern, PatternCursor, PatternQuery, SummaryQuery, ValueStats, metric_conflict, nearest_rank,
+    Pattern, PatternCursor, PatternQuery, SummaryQuery, ValueStats, metric_conflict,
+    metrics_by_run, nearest_rank,
 };
 pub use page::{Cursor, Cursors, DEFAULT_PAGE_LIMIT, Items, MAX_PAGE_LIMIT, Page, validate_limit};
 pub use stores::StoreSet;

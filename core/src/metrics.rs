@@ -196,6 +196,19 @@ pub struct MetricsSummary {
     pub values: BTreeMap<String, ValueStats>,
 }
 
+/// `metrics` (found by one query, in any order) placed in the order of
+/// `run_ids`, `None` where a run has none: the answer of
+/// [`MetricsRepository::metrics_of_runs`] for backends that read a batch at
+/// once.
+pub fn metrics_by_run(
+    run_ids: &[RunId],
+    metrics: Vec<ExecutionMetric>,
+) -> Vec<Option<ExecutionMetric>> {
+    let mut by_run: std::collections::HashMap<RunId, ExecutionMetric> =
+        metrics.into_iter().map(|m| (m.run_id.clone(), m)).collect();
+    run_ids.iter().map(|id| by_run.remove(id)).collect()
+}
+
 /// The rank (1-based) of the p-th percentile of `n` values by nearest rank.
 pub fn nearest_rank(p: u32, n: u64) -> u64 {
     (u64::from(p) * n).div_ceil(100).max(1)
@@ -537,6 +550,24 @@ pub trait MetricsRepository: Send + Sync + Debug + 'static {
 
     /// A page of patterns, newest first.
     async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>>;
+
+    /// The metric of each run of `run_ids`, in their order (at most
+    /// [`crate::MAX_DELETE_BATCH`] ids, each once); `None` for a run without
+    /// one. One call for a batch, as a migration checks what it wrote. The
+    /// default looks them up one by one; the SQL backends answer with one
+    /// query.
+    async fn metrics_of_runs(&self, run_ids: &[RunId]) -> Result<Vec<Option<ExecutionMetric>>> {
+        crate::validate_delete_batch("run_ids", run_ids)?;
+        let mut out = Vec::with_capacity(run_ids.len());
+        for id in run_ids {
+            out.push(match self.get(id).await {
+                Ok(m) => Some(m),
+                Err(e) if e.kind() == crate::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(out)
+    }
 
     /// Deletes the metrics of these runs, at most
     /// [`crate::MAX_DELETE_BATCH`] ids each once; absent ones are reported.

@@ -171,6 +171,9 @@ impl MetricsRepository for ReadOnly<dyn MetricsRepository> {
     async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
         self.0.get(run_id).await
     }
+    async fn metrics_of_runs(&self, run_ids: &[RunId]) -> Result<Vec<Option<ExecutionMetric>>> {
+        self.0.metrics_of_runs(run_ids).await
+    }
     async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
         self.0.list(query).await
     }

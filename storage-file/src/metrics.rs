@@ -255,6 +255,18 @@ impl MetricsRepository for FileStore {
             .await
     }
 
+    async fn metrics_of_runs(&self, run_ids: &[RunId]) -> Result<Vec<Option<ExecutionMetric>>> {
+        runstore_core::validate_delete_batch("run_ids", run_ids)?;
+        let ids = run_ids.to_vec();
+        self.inner
+            .blocking(move |inner| {
+                let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
+                let st = refresh(inner, &inner.metrics, false)?;
+                Ok(ids.iter().map(|id| st.metrics.get(id).cloned()).collect())
+            })
+            .await
+    }
+
     async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<MetricCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;

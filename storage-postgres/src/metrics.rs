@@ -319,6 +319,25 @@ impl MetricsRepository for PostgresStore {
         .await
     }
 
+    async fn metrics_of_runs(&self, run_ids: &[RunId]) -> Result<Vec<Option<ExecutionMetric>>> {
+        runstore_core::validate_delete_batch("run_ids", run_ids)?;
+        let keys: Vec<&str> = run_ids.iter().map(RunId::as_str).collect();
+        let rows = self
+            .query_all(
+                "reading the metrics of runs",
+                // One primary-key probe per id, as `events_of_runs` does.
+                &format!(
+                    "SELECT m.* FROM unnest($1::text[]) AS r(id) \
+                     CROSS JOIN LATERAL (SELECT {METRIC_COLUMNS} FROM {{s}}.metrics \
+                     WHERE run_id = r.id COLLATE \"C\") m"
+                ),
+                &[&keys],
+            )
+            .await?;
+        let metrics = rows.iter().map(metric_of).collect::<Result<Vec<_>>>()?;
+        Ok(runstore_core::metrics_by_run(run_ids, metrics))
+    }
+
     async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<MetricCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;

@@ -278,6 +278,26 @@ impl MetricsRepository for SqliteStore {
         .await
     }
 
+    async fn metrics_of_runs(&self, run_ids: &[RunId]) -> Result<Vec<Option<ExecutionMetric>>> {
+        crate::lifecycle::check_batch(run_ids)?;
+        let ids = run_ids.to_vec();
+        self.read(move |conn| {
+            let list = crate::lifecycle::id_list(&ids, "reading the metrics of runs")?;
+            let metrics = query_rows(
+                conn,
+                &format!(
+                    "SELECT {METRIC_COLUMNS} FROM metrics \
+                     WHERE run_id IN (SELECT value FROM json_each(?1))"
+                ),
+                [list],
+                convert_metric,
+                "reading the metrics of runs",
+            )?;
+            Ok(runstore_core::metrics_by_run(&ids, metrics))
+        })
+        .await
+    }
+
     async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
         let limit = validate_limit(query.limit)?;
         let after: Option<MetricCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;

@@ -172,10 +172,6 @@ enum RunItem {
 /// trips of a networked source.
 const READ_AHEAD: usize = 4;
 
-/// Metrics read back at once by the check made while copying: one lookup
-/// each, so they are overlapped more deeply than the reads of runs.
-const CHECK_READS: usize = 16;
-
 /// A run read from the source with its first chunk of events, and a pager
 /// positioned after them.
 struct ReadRun {
@@ -1102,27 +1098,21 @@ impl Migrator<'_> {
     }
 
     /// [`Self::flush_metrics`], then reads the batch back from the
-    /// destination (a few at a time) for the check made while copying.
+    /// destination (one `metrics_of_runs`) for the check made while copying.
     async fn flush_and_check_metrics(&mut self, batch: Vec<ExecutionMetric>) -> Result<()> {
         let sources = match self.check {
             Some(_) => batch.clone(),
             None => Vec::new(),
         };
         self.flush_metrics(batch).await?;
-        let to = self.to;
-        let mut read = stream::iter(sources)
-            .map(|m| async move {
-                let dst = match to.metrics.get(&m.run_id).await {
-                    Ok(d) => Some(super::verify::metric_hash(&d)?),
-                    Err(e) if is_not_found(&e) => None,
-                    Err(e) => return Err(e),
-                };
-                Ok((m, dst))
-            })
-            .buffered(CHECK_READS);
-        while let Some(pair) = read.next().await {
-            let (m, dst) = pair?;
-            let src = super::verify::metric_hash(&m)?;
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<RunId> = sources.iter().map(|m| m.run_id.clone()).collect();
+        let stored = self.to.metrics.metrics_of_runs(&ids).await?;
+        for (m, dst) in sources.iter().zip(stored) {
+            let src = super::verify::metric_hash(m)?;
+            let dst = dst.as_ref().map(super::verify::metric_hash).transpose()?;
             if let Some(check) = self.check.as_mut() {
                 check.record(
                     Concern::Metrics,

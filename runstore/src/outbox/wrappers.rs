@@ -310,6 +310,10 @@ impl MetricsRepository for OutboxMetrics {
         self.backend.get(run_id).await
     }
 
+    async fn metrics_of_runs(&self, run_ids: &[RunId]) -> Result<Vec<Option<ExecutionMetric>>> {
+        self.backend.metrics_of_runs(run_ids).await
+    }
+
     async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
         self.backend.list(query).await
     }
