@@ -46,8 +46,7 @@ impl StoreFactory for FileFactory {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
-            .with(Capability::PersistsAcrossReopen)
-            .with(Capability::ConcurrentHandles)
+            .with(Capability::SharedStorage)
             .with(Capability::TamperArtifacts)
     }
 

@@ -80,8 +80,7 @@ impl StoreFactory for SqliteFactory {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
-            .with(Capability::PersistsAcrossReopen)
-            .with(Capability::ConcurrentHandles)
+            .with(Capability::SharedStorage)
             .with(Capability::TamperArtifacts)
     }
 

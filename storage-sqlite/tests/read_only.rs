@@ -42,13 +42,7 @@ async fn reads_work_and_every_write_is_refused_leaving_the_file_unchanged() {
 
 #[tokio::test]
 async fn an_older_schema_is_refused_not_migrated() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v1.db");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1.db"),
-        &path,
-    )
-    .unwrap();
+    let (_dir, path) = common::v1_copy();
     let before = std::fs::read(&path).unwrap();
     let err = SqliteStore::open(SqliteConfig::new(&path).with_read_only(true))
         .await

@@ -107,13 +107,7 @@ async fn migrates_a_new_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opens_the_v1_fixture_and_reads_it_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v1.db");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1.db"),
-        &path,
-    )
-    .unwrap();
+    let (_dir, path) = common::v1_copy();
     let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 3);
     assert!(store.integrity_check().await.unwrap().is_empty());

@@ -67,8 +67,7 @@ impl StoreFactory for PgFactory {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
-            .with(Capability::PersistsAcrossReopen)
-            .with(Capability::ConcurrentHandles)
+            .with(Capability::SharedStorage)
             .with(Capability::TamperArtifacts)
     }
 

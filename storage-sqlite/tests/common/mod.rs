@@ -14,3 +14,15 @@ pub async fn fresh() -> (tempfile::TempDir, PathBuf, SqliteStore) {
     let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     (dir, path, store)
 }
+
+/// A copy of the schema version 1 fixture in a temp folder.
+pub fn v1_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1.db"),
+        &path,
+    )
+    .unwrap();
+    (dir, path)
+}
