@@ -898,6 +898,14 @@ async fn queries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
     }
 }
 
+/// Records per second of `rows` records done in `secs`, as one figure.
+fn rate(rows: usize, secs: f64) -> Option<Stats> {
+    stats_of(&[rows as f64 / secs.max(1e-9)])
+}
+
+/// The summary over `rows` metrics, and the recording of those metrics
+/// (`record_many` of 10,000, which keeps the summary counters) beside the
+/// raw library inserting the same rows.
 async fn summaries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
     let s = ctx.plan.sizes.clone();
     let reps = s.reps.max(5);
@@ -909,31 +917,59 @@ async fn summaries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
             let d = dir.clone();
             blocking(move || {
                 let mut conn = raw::sqlite_open(&d.join("m.db"), "NORMAL")?;
+                let start = Instant::now();
                 raw::sqlite_load_metrics(&mut conn, rows)?;
+                let load = rate(rows, start.elapsed().as_secs_f64());
                 conn.execute_batch("ANALYZE")?;
-                stats_of(&raw::sqlite_summary(&conn, reps)?).ok_or_else(|| "no figures".into())
+                let summary = stats_of(&raw::sqlite_summary(&conn, reps)?);
+                Ok((summary.ok_or("no figures")?, load.ok_or("no figures")?))
             })
             .await
         };
-        let sq = raw_named("rusqlite aggregate", sq, notes);
-        let mut pgr = None;
+        let (sq, sq_load) = match sq {
+            Ok((a, b)) => (
+                Some(("rusqlite aggregate".to_string(), a)),
+                Some(("rusqlite tx".to_string(), b)),
+            ),
+            Err(e) => {
+                notes.push(format!("raw rusqlite aggregate failed: {e}"));
+                (None, None)
+            }
+        };
+        let (mut pgr, mut pg_load) = (None, None);
         if let Some((url, schema)) = pg {
             let r = async {
                 let c = raw::pg_connect(url, schema).await?;
                 c.batch_execute("TRUNCATE metrics").await?;
+                let start = Instant::now();
                 raw::pg_load_metrics(&c, rows).await?;
+                let load = rate(rows, start.elapsed().as_secs_f64());
                 let v = raw::pg_summary(&c, reps).await?;
                 c.batch_execute("TRUNCATE metrics").await?;
-                stats_of(&v).ok_or_else(|| crate::BenchError::from("no figures"))
+                Ok::<_, crate::BenchError>((
+                    stats_of(&v).ok_or_else(|| crate::BenchError::from("no figures"))?,
+                    load.ok_or_else(|| crate::BenchError::from("no figures"))?,
+                ))
             }
             .await;
-            pgr = raw_named("tokio-postgres aggregate", r, notes);
+            match r {
+                Ok((a, b)) => {
+                    pgr = Some(("tokio-postgres aggregate".to_string(), a));
+                    pg_load = Some(("tokio-postgres COPY".to_string(), b));
+                }
+                Err(e) => notes.push(format!("raw tokio-postgres aggregate failed: {e}")),
+            }
         }
         for b in ctx.record_backends() {
             let mut row = Row::new(
                 format!("summary over {label} metrics"),
                 b.to_string(),
                 Unit::Millis,
+            );
+            let mut load_row = Row::new(
+                format!("record metrics ({label}, record_many of 10k)"),
+                b.to_string(),
+                Unit::RecordsPerSec,
             );
             if rows >= 1_000_000 {
                 row.target = Some(Target::UnderMillis(10.0));
@@ -950,20 +986,34 @@ async fn summaries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
             let dir = ctx.dir().unwrap_or_else(|_| ctx.plan.scratch.clone());
             let r = async {
                 let o = b.open(&dir).await?;
+                let start = Instant::now();
                 load_metrics(&*o.stores.metrics, rows).await?;
-                summary(&*o.stores.metrics, rows, reps).await
+                let load = rate(rows, start.elapsed().as_secs_f64());
+                Ok::<_, crate::BenchError>((summary(&*o.stores.metrics, rows, reps).await?, load))
             }
             .await;
             match r {
-                Ok(v) => row.stats = stats_of(&v),
+                Ok((v, load)) => {
+                    row.stats = stats_of(&v);
+                    load_row.stats = load;
+                }
                 Err(e) => row.note = format!("failed: {e}"),
             }
             match b {
-                Backend::Sqlite { .. } => row.raw = sq.clone(),
-                Backend::Postgres => row.raw = pgr.clone(),
+                Backend::Sqlite { .. } => {
+                    row.raw = sq.clone();
+                    load_row.raw = sq_load.clone();
+                }
+                Backend::Postgres => {
+                    row.raw = pgr.clone();
+                    load_row.raw = pg_load.clone();
+                }
                 _ => {}
             }
             ctx.rows.push(row);
+            if load_row.stats.is_some() {
+                ctx.rows.push(load_row);
+            }
             let _ = std::fs::remove_dir_all(&dir);
         }
     }

@@ -88,6 +88,7 @@ macro_rules! __for_each_rule {
             metrics::metric_summary_matches_reference,
             metrics::metric_summary_of_unknown_workflow_is_empty,
             metrics::metric_summary_sum_beyond_f64_is_infinite_not_an_error,
+            metrics::metric_summary_is_kept_through_every_write,
             metrics::pattern_upsert_by_id,
             metrics::pattern_list_newest_first_and_paged,
             // Artifacts and bundles

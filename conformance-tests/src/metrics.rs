@@ -966,10 +966,128 @@ pub async fn pattern_list_newest_first_and_paged(f: &dyn StoreFactory) -> RuleRe
     Ok(())
 }
 
+/// Summaries are exact after every kind of write, not only after inserts:
+/// single and batched records, re-recording (counted once), single and
+/// batched deletes, and records again after deletes. Durations crowd into
+/// one narrow band (so a percentile lies inside a range of several
+/// durations), sit below 256 µs, or are huge; values mix `±1e300` with
+/// small numbers, so a sum kept by adding and subtracting must be exact to
+/// come back (`1e300 + 1.5 - 1e300` is `1.5`).
+pub async fn metric_summary_is_kept_through_every_write(f: &dyn StoreFactory) -> RuleResult {
+    let s = f.create().await?;
+    let m = &s.stores.metrics;
+    let mut rng = SplitMix::new(0x5eed_0002);
+    let workflows = ["kept-a", "kept-b"];
+    let statuses = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+    let mut all = Vec::new();
+    for i in 0..240u64 {
+        let mut values = BTreeMap::new();
+        if rng.below(2) == 0 {
+            values.insert("small".to_string(), (rng.below(2001) as f64 - 1000.0) / 8.0);
+        }
+        if rng.below(4) == 0 {
+            let huge = if rng.below(2) == 0 { 1e300 } else { -1e300 };
+            values.insert("mixed".to_string(), huge);
+        } else if rng.below(2) == 0 {
+            values.insert("mixed".to_string(), 1.5 + rng.below(100) as f64);
+        }
+        all.push(ExecutionMetric {
+            run_id: rid(&format!("kept-{i:04}-{:08x}", rng.next_u64() as u32)),
+            workflow_id: wf(workflows[rng.below(2) as usize]),
+            workflow_version: v(1 + rng.below(3) as u32),
+            status: statuses[rng.below(3) as usize],
+            duration_micros: match rng.below(10) {
+                0 => rng.below(256),
+                1 => rng.below(i64::MAX as u64),
+                // 10 s within 2 ms: one bucket of the summary counters.
+                _ => 10_000_000 + rng.below(2_000),
+            },
+            recorded_at: t(rng.below(1_000_000) as i64, rng.below(1_000_000) as i64),
+            counters: BTreeMap::new(),
+            values,
+        });
+    }
+    let check = |stored: Vec<ExecutionMetric>, step: &'static str| async move {
+        for w in workflows {
+            for version in [None, Some(v(1)), Some(v(2)), Some(v(3)), Some(v(4))] {
+                let mut q = SummaryQuery::default();
+                q.workflow_version = version;
+                let got = m.summary(&wf(w), q).await?;
+                let mine = stored.iter().filter(|x| {
+                    x.workflow_id == wf(w) && version.is_none_or(|ver| ver == x.workflow_version)
+                });
+                let want = MetricsSummary::compute(wf(w), version, mine);
+                ensure!(
+                    got.agrees_with(&want),
+                    "after {step}: summary of {w} version {version:?} differs from MetricsSummary::compute\n backend: {got:?}\nreference: {want:?}"
+                );
+            }
+        }
+        Ok::<(), crate::RuleError>(())
+    };
+    // Single records, then batches, then the same batch again.
+    for x in &all[..30] {
+        m.record(x.clone()).await?;
+    }
+    for chunk in all[30..].chunks(70) {
+        m.record_many(chunk.to_vec()).await?;
+    }
+    m.record_many(all[100..170].to_vec()).await?;
+    m.record(all[5].clone()).await?;
+    check(all.clone(), "records").await?;
+    // Single deletes of every huge value among the first 60.
+    let mut kept = Vec::new();
+    for x in all[..60].iter() {
+        if x.values.get("mixed").is_some_and(|v| v.abs() > 1e200) {
+            m.delete(&x.run_id).await?;
+        } else {
+            kept.push(x.clone());
+        }
+    }
+    kept.extend(all[60..].iter().cloned());
+    check(kept.clone(), "single deletes").await?;
+    // A batched delete of every third, unknown ids among them.
+    let mut doomed: Vec<_> = kept.iter().step_by(3).map(|x| x.run_id.clone()).collect();
+    doomed.push(rid("kept-never-recorded"));
+    m.delete_many(&doomed).await?;
+    kept.retain(|x| !doomed.contains(&x.run_id));
+    check(kept.clone(), "a batched delete").await?;
+    // Deleted metrics recorded again.
+    let back: Vec<_> = all
+        .iter()
+        .filter(|x| doomed.contains(&x.run_id))
+        .take(40)
+        .cloned()
+        .collect();
+    m.record_many(back.clone()).await?;
+    kept.extend(back);
+    check(kept.clone(), "records after deletes").await?;
+    // Exactly: whatever huge values remain cancel, the small ones stay.
+    for w in workflows {
+        let got = m.summary(&wf(w), SummaryQuery::default()).await?;
+        let want = runstore_core::summary::ExactSum::of(
+            kept.iter()
+                .filter(|x| x.workflow_id == wf(w))
+                .filter_map(|x| x.values.get("mixed").copied()),
+        )
+        .to_f64();
+        let sum = got.values.get("mixed").map_or(0.0, |s| s.sum);
+        ensure!(
+            sum == want,
+            "the exact sum of `mixed` in {w} is {want}, the summary says {sum}"
+        );
+    }
+    Ok(())
+}
+
 /// "Every backend returns the reference's answer", also when a value sum
 /// leaves the range of f64: two values of 1.5e308 sum to infinity (the
-/// reference's sequential f64 sum), and the summary is still served, not
-/// an error.
+/// exact sum rounded to f64), the mean is still the finite 1e308, and the
+/// summary is served, not an error.
 pub async fn metric_summary_sum_beyond_f64_is_infinite_not_an_error(
     f: &dyn StoreFactory,
 ) -> RuleResult {
@@ -991,6 +1109,11 @@ pub async fn metric_summary_sum_beyond_f64_is_infinite_not_an_error(
     ensure!(
         big.sum.is_infinite() && big.sum > 0.0 && big.count == 3,
         "the sum of 1.5e308 + 1.5e308 - 1 is +inf as an f64 sum, got {big:?}"
+    );
+    ensure!(
+        big.mean.is_finite() && (big.mean - 1e308).abs() <= 1e296,
+        "the mean of 1.5e308, 1.5e308 and -1 is 1e308, got {}",
+        big.mean
     );
     ensure!(
         got.agrees_with(&want),

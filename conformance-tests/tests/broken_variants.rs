@@ -76,6 +76,11 @@ enum Break {
     ExternalKeyIgnored,
     /// Every delivery is reported new.
     DeliveryAlwaysNew,
+    /// Summaries keep counting deleted metrics (counters only ever grow).
+    SummaryIgnoresDeletes,
+    /// Value sums added up as plain f64 in run id order, so huge values
+    /// that cancel swallow the small ones.
+    SummarySumNotExact,
 }
 
 fn ctrl_to(s: &str, with: char) -> String {
@@ -299,12 +304,16 @@ struct Metrics {
     inner: MemoryMetrics,
     brk: Break,
     dups: AtomicU64,
+    /// Every metric ever recorded, never deleted: the summaries of
+    /// [`Break::SummaryIgnoresDeletes`].
+    shadow: MemoryMetrics,
 }
 
 #[async_trait]
 impl MetricsRepository for Metrics {
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
         let w = self.inner.record(metric.clone()).await?;
+        let _ = self.shadow.record(metric.clone()).await;
         if !w.inserted && self.brk == Break::MetricCountedTwice {
             // A retried writer that inserts another row: counted twice.
             let n = self.dups.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +335,11 @@ impl MetricsRepository for Metrics {
             }
             return Ok(out);
         }
-        self.inner.record_many(metrics).await
+        let out = self.inner.record_many(metrics.clone()).await?;
+        for m in metrics {
+            let _ = self.shadow.record(m).await;
+        }
+        Ok(out)
     }
     async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
         self.inner.get(run_id).await
@@ -349,7 +362,20 @@ impl MetricsRepository for Metrics {
         query: SummaryQuery,
     ) -> Result<MetricsSummary> {
         let version = query.workflow_version;
+        if self.brk == Break::SummaryIgnoresDeletes {
+            return self.shadow.summary(workflow_id, query).await;
+        }
         let mut s = self.inner.summary(workflow_id, query).await?;
+        if self.brk == Break::SummarySumNotExact {
+            let q = MetricQuery::default()
+                .with_workflow(workflow_id.clone(), version)
+                .with_limit(10_000);
+            let all = self.inner.list(q).await?.items;
+            for (name, stats) in s.values.iter_mut() {
+                stats.sum = all.iter().filter_map(|m| m.values.get(name)).sum();
+                stats.mean = stats.sum / stats.count as f64;
+            }
+        }
         if self.brk == Break::PercentileByFloorIndex
             && let Some(d) = s.duration.as_mut()
         {
@@ -531,6 +557,7 @@ impl StoreFactory for BrokenFactory {
                 inner: MemoryMetrics::default(),
                 brk,
                 dups: AtomicU64::new(0),
+                shadow: MemoryMetrics::default(),
             }),
             artifacts: Arc::new(Artifacts {
                 inner: raw.clone(),
@@ -691,6 +718,17 @@ variant!(
         "artifact_put_records_hash_size_type_creator_time",
         MODEL
     ]
+);
+
+variant!(
+    summary_ignoring_deletes_is_caught,
+    Break::SummaryIgnoresDeletes,
+    ["metric_summary_is_kept_through_every_write"]
+);
+variant!(
+    summary_sum_not_exact_is_caught,
+    Break::SummarySumNotExact,
+    ["metric_summary_is_kept_through_every_write"]
 );
 
 /// The wrapper itself is faithful: without a break every rule passes.

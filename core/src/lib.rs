@@ -22,6 +22,7 @@ mod read_only;
 pub mod redact;
 pub mod retention;
 pub mod stores;
+pub mod summary;
 pub mod text;
 pub mod timestamp;
 pub mod workflows;

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::id::{PatternId, RunId, Version, WorkflowId};
 use crate::logs::RunStatus;
 use crate::page::{Cursor, Page};
+use crate::summary::ExactSum;
 use crate::text::{validate_json, validate_label, validate_text};
 use crate::timestamp::Timestamp;
 use crate::written::{BulkOutcome, Written};
@@ -141,13 +142,15 @@ impl ExecutionMetric {
 pub struct ValueStats {
     /// How many metrics carry it.
     pub count: u64,
-    /// Their sum.
+    /// Their exact sum, rounded once ([`ExactSum`]); infinite if it is
+    /// beyond the range of `f64`.
     pub sum: f64,
     /// The least.
     pub min: f64,
     /// The greatest.
     pub max: f64,
-    /// `sum / count`.
+    /// Their mean ([`ExactSum::mean`]): finite whenever it fits, even
+    /// where the sum does not.
     pub mean: f64,
 }
 
@@ -216,7 +219,9 @@ pub fn nearest_rank(p: u32, n: u64) -> u64 {
 
 impl MetricsSummary {
     /// The reference computation every backend must agree with: the summary
-    /// of `metrics` (already filtered to the workflow and version).
+    /// of `metrics` (already filtered to the workflow and version), by
+    /// sorting every duration and adding every value exactly. Backends
+    /// keep counters instead ([`crate::summary`]).
     pub fn compute<'a>(
         workflow_id: WorkflowId,
         workflow_version: Option<Version>,
@@ -225,6 +230,7 @@ impl MetricsSummary {
         let mut s = MetricsSummary::empty(workflow_id, workflow_version);
         let mut durations = Vec::new();
         let mut duration_sum: u128 = 0;
+        let mut sums: BTreeMap<String, (ValueStats, ExactSum)> = BTreeMap::new();
         for m in metrics {
             s.executions += 1;
             match m.status {
@@ -244,21 +250,26 @@ impl MetricsSummary {
                     .map_or(m.recorded_at, |t| t.max(m.recorded_at)),
             );
             for (name, &v) in &m.values {
-                let e = s.values.entry(name.clone()).or_insert(ValueStats {
-                    count: 0,
-                    sum: 0.0,
-                    min: v,
-                    max: v,
-                    mean: 0.0,
-                });
-                e.count += 1;
-                e.sum += v;
-                e.min = e.min.min(v);
-                e.max = e.max.max(v);
+                let (stats, sum) = sums.entry(name.clone()).or_insert((
+                    ValueStats {
+                        count: 0,
+                        sum: 0.0,
+                        min: v,
+                        max: v,
+                        mean: 0.0,
+                    },
+                    ExactSum::default(),
+                ));
+                stats.count += 1;
+                sum.add(v);
+                stats.min = stats.min.min(v);
+                stats.max = stats.max.max(v);
             }
         }
-        for e in s.values.values_mut() {
-            e.mean = e.sum / e.count as f64;
+        for (name, (mut stats, sum)) in sums {
+            stats.sum = sum.to_f64();
+            stats.mean = sum.mean(stats.count);
+            s.values.insert(name, stats);
         }
         if s.executions > 0 {
             durations.sort_unstable();

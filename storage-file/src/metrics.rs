@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use runstore_core::summary::SummaryIndex;
 use runstore_core::{
     BulkOutcome, Error, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository,
     MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery, Result, RunId,
-    SummaryQuery, Version, WorkflowId, Written, metric_conflict, validate_limit,
+    SummaryQuery, WorkflowId, Written, metric_conflict, validate_limit,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -35,23 +36,26 @@ pub(crate) trait Journal: Default {
     fn position(&mut self) -> (&mut Option<fsutil::FileId>, &mut u64);
 }
 
-/// Metrics by run, and run ids by workflow (so a summary reads one workflow).
+/// Metrics by run, run ids by workflow (so a list reads one workflow), and
+/// the summary counters kept as lines are replayed.
 #[derive(Default)]
 pub(crate) struct MetricsState {
     file: Option<fsutil::FileId>,
     offset: u64,
     pub(crate) metrics: BTreeMap<RunId, ExecutionMetric>,
     by_workflow: HashMap<WorkflowId, BTreeSet<RunId>>,
+    summaries: SummaryIndex,
 }
 
 impl MetricsState {
     fn remove(&mut self, run_id: &RunId) {
-        if let Some(old) = self.metrics.remove(run_id)
-            && let Some(set) = self.by_workflow.get_mut(&old.workflow_id)
-        {
-            set.remove(run_id);
-            if set.is_empty() {
-                self.by_workflow.remove(&old.workflow_id);
+        if let Some(old) = self.metrics.remove(run_id) {
+            self.summaries.remove(&old);
+            if let Some(set) = self.by_workflow.get_mut(&old.workflow_id) {
+                set.remove(run_id);
+                if set.is_empty() {
+                    self.by_workflow.remove(&old.workflow_id);
+                }
             }
         }
     }
@@ -68,6 +72,7 @@ impl Journal for MetricsState {
                     .entry(metric.workflow_id.clone())
                     .or_default()
                     .insert(metric.run_id.clone());
+                self.summaries.insert(&metric);
                 self.metrics.insert(metric.run_id.clone(), metric);
             }
             MetricLine::Delete { run_id } => self.remove(&run_id),
@@ -324,23 +329,11 @@ impl MetricsRepository for FileStore {
         query: SummaryQuery,
     ) -> Result<MetricsSummary> {
         let workflow_id = workflow_id.clone();
-        let version: Option<Version> = query.workflow_version;
         self.inner
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
                 let st = refresh(inner, &inner.metrics, false)?;
-                let Some(ids) = st.by_workflow.get(&workflow_id) else {
-                    return Ok(MetricsSummary::empty(workflow_id, version));
-                };
-                let selected = ids
-                    .iter()
-                    .filter_map(|id| st.metrics.get(id))
-                    .filter(|m| version.is_none_or(|v| v == m.workflow_version));
-                Ok(MetricsSummary::compute(
-                    workflow_id.clone(),
-                    version,
-                    selected,
-                ))
+                st.summaries.summary(&workflow_id, &query)
             })
             .await
     }

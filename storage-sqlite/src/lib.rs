@@ -11,6 +11,7 @@ mod registration;
 mod rows;
 mod schema;
 mod select;
+mod summaries;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod workflows;

@@ -52,16 +52,6 @@ pub(crate) fn delete_runs(tx: &Transaction<'_>, ids: &[RunId]) -> Result<Deleted
     )
 }
 
-/// Deletes metrics; their named values go with them (ON DELETE CASCADE).
-pub(crate) fn delete_metrics(tx: &Transaction<'_>, ids: &[RunId]) -> Result<Deleted<RunId>> {
-    delete_set(
-        tx,
-        "DELETE FROM metrics WHERE run_id IN (SELECT value FROM json_each(?1)) RETURNING run_id",
-        ids,
-        "deleting metrics",
-    )
-}
-
 /// Checks a batch before a transaction is opened.
 pub(crate) fn check_batch(ids: &[RunId]) -> Result<()> {
     validate_delete_batch("run_ids", ids)

@@ -1,31 +1,30 @@
 //! [`MetricsRepository`] on SQLite: metrics, summaries computed in SQL, and
 //! patterns.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use runstore_core::{
-    BulkOutcome, DurationStats, Error, ExecutionMetric, MetricCursor, MetricQuery,
-    MetricsRepository, MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery,
-    Result, RunId, SummaryQuery, ValueStats, WorkflowId, Written, metric_conflict, nearest_rank,
-    validate_limit,
+    BulkOutcome, Error, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository,
+    MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery, Result, RunId,
+    SummaryQuery, WorkflowId, Written, metric_conflict, validate_limit,
 };
 use rusqlite::types::Value;
-use rusqlite::{Connection, params, params_from_iter};
+use rusqlite::{Connection, params};
 
 use crate::error::Ctx;
 use crate::rows;
 use crate::select::{Order, Select, query_rows};
+use crate::summaries;
 use crate::{SqliteStore, changed_one};
+use runstore_core::summary::SummaryChange;
 
-const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
+pub(crate) const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
 const PATTERN_COLUMNS: &str =
     "id, workflow_id, kind, description, data, confidence, evidence, detected_at";
 
 type RawMetric = (String, String, i64, String, i64, i64, String, String);
 type RawPattern = (String, String, String, String, String, f64, String, i64);
 
-fn convert_metric(raw: RawMetric) -> Result<ExecutionMetric> {
+pub(crate) fn convert_metric(raw: RawMetric) -> Result<ExecutionMetric> {
     let (run_id, wf, ver, status, dur, rec, counters, values) = raw;
     let loc = format!("metrics row {run_id}");
     Ok(ExecutionMetric {
@@ -125,113 +124,43 @@ fn record_in_tx(conn: &Connection, m: &ExecutionMetric, json: &[String; 2]) -> R
     Ok(true)
 }
 
-/// The summary, computed by SQL over the covering indexes: one aggregate
-/// pass, one indexed `LIMIT 1 OFFSET rank-1` per percentile, one grouped
-/// pass over the named values. No metric is loaded into memory.
-fn summary_in_tx(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Result<MetricsSummary> {
-    let mut s = MetricsSummary::empty(wf.clone(), q.workflow_version);
-    let (cond, args): (&str, Vec<Value>) = match q.workflow_version {
-        Some(v) => (
-            "workflow_id = ?1 AND workflow_version = ?2",
-            vec![
-                Value::Text(wf.as_str().into()),
-                Value::Integer(i64::from(v.get())),
-            ],
-        ),
-        None => ("workflow_id = ?1", vec![Value::Text(wf.as_str().into())]),
-    };
-    let index = if q.workflow_version.is_some() {
-        "metrics_by_version"
-    } else {
-        "metrics_by_workflow"
-    };
-    type Agg = (
-        i64,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        f64,
-        Option<i64>,
-        Option<i64>,
-    );
-    let agg: Agg = conn
-        .prepare_cached(&format!(
-            "SELECT count(*),
-                    coalesce(sum(status = 'succeeded'), 0),
-                    coalesce(sum(status = 'failed'), 0),
-                    coalesce(sum(status = 'cancelled'), 0),
-                    min(duration_micros), max(duration_micros), total(duration_micros),
-                    min(recorded_at), max(recorded_at)
-             FROM metrics INDEXED BY {index} WHERE {cond}"
-        ))
-        .and_then(|mut st| st.query_row(params_from_iter(args.iter()), |r| Agg::try_from(r)))
-        .ctx("summarizing metrics")?;
-    let loc = format!("metrics of workflow {wf}");
-    let (n, ok, failed, cancelled, dmin, dmax, dsum, first, last) = agg;
-    if n == 0 {
-        return Ok(s);
+/// Records metrics and brings the summary counters up to date, in the
+/// caller's write transaction; how many were inserted.
+fn record_all_in_tx(
+    conn: &Connection,
+    metrics: &[ExecutionMetric],
+    json: &[[String; 2]],
+) -> Result<BulkOutcome> {
+    let mut outcome = BulkOutcome::default();
+    let mut change = SummaryChange::default();
+    for (m, json) in metrics.iter().zip(json) {
+        if record_in_tx(conn, m, json)? {
+            outcome.inserted += 1;
+            change.insert(m);
+        } else {
+            outcome.unchanged += 1;
+        }
     }
-    let n = rows::unsigned(&loc, n)?;
-    s.executions = n;
-    s.succeeded = rows::unsigned(&loc, ok)?;
-    s.failed = rows::unsigned(&loc, failed)?;
-    s.cancelled = rows::unsigned(&loc, cancelled)?;
-    s.success_rate = Some(s.succeeded as f64 / n as f64);
-    s.first_recorded_at = first.map(|t| rows::ts(&loc, t)).transpose()?;
-    s.last_recorded_at = last.map(|t| rows::ts(&loc, t)).transpose()?;
-    let mut pct = conn
-        .prepare_cached(&format!(
-            "SELECT duration_micros FROM metrics INDEXED BY {index} WHERE {cond}
-             ORDER BY duration_micros LIMIT 1 OFFSET ?{}",
-            args.len() + 1
-        ))
-        .ctx("computing percentiles")?;
-    let mut at = |p: u32| -> Result<u64> {
-        let offset = rows::signed("rank", nearest_rank(p, n) - 1)?;
-        let mut a = args.clone();
-        a.push(Value::Integer(offset));
-        let d: i64 = pct
-            .query_row(params_from_iter(a), |r| r.get(0))
-            .ctx("computing percentiles")?;
-        rows::unsigned(&loc, d)
-    };
-    let (p50, p95, p99) = (at(50)?, at(95)?, at(99)?);
-    s.duration = Some(DurationStats {
-        min: rows::unsigned(&loc, dmin.unwrap_or(0))?,
-        max: rows::unsigned(&loc, dmax.unwrap_or(0))?,
-        mean: dsum / n as f64,
-        p50,
-        p95,
-        p99,
-    });
-    let raws: Vec<(String, i64, f64, f64, f64)> = query_rows(
+    summaries::apply(conn, &change)?;
+    Ok(outcome)
+}
+
+/// Deletes metrics (their named values go with them, ON DELETE CASCADE)
+/// and takes them out of the summary counters.
+pub(crate) fn delete_in_tx(conn: &Connection, ids: &[RunId]) -> Result<Vec<ExecutionMetric>> {
+    let list = crate::lifecycle::id_list(ids, "deleting metrics")?;
+    let gone = query_rows(
         conn,
         &format!(
-            "SELECT name, count(*), total(value), min(value), max(value)
-             FROM metric_values WHERE {cond} GROUP BY name ORDER BY name"
+            "DELETE FROM metrics WHERE run_id IN (SELECT value FROM json_each(?1)) \
+             RETURNING {METRIC_COLUMNS}"
         ),
-        params_from_iter(args.iter()),
-        Ok,
-        "summarizing metric values",
+        [list],
+        convert_metric,
+        "deleting metrics",
     )?;
-    let mut values = BTreeMap::new();
-    for (name, count, sum, min, max) in raws {
-        let count = rows::unsigned(&loc, count)?;
-        values.insert(
-            name,
-            ValueStats {
-                count,
-                sum,
-                min,
-                max,
-                mean: sum / count as f64,
-            },
-        );
-    }
-    s.values = values;
-    Ok(s)
+    summaries::apply(conn, &SummaryChange::deleting(&gone))?;
+    Ok(gone)
 }
 
 #[async_trait]
@@ -240,7 +169,8 @@ impl MetricsRepository for SqliteStore {
         metric.validate()?;
         let json = metric_json(&metric)?;
         self.write_tx("recording a metric", move |tx| {
-            if record_in_tx(tx, &metric, &json)? {
+            let outcome = record_all_in_tx(tx, std::slice::from_ref(&metric), &[json])?;
+            if outcome.inserted == 1 {
                 Ok(Written::inserted(metric))
             } else {
                 Ok(Written::unchanged(metric))
@@ -256,15 +186,7 @@ impl MetricsRepository for SqliteStore {
             .map(metric_json)
             .collect::<Result<Vec<_>>>()?;
         self.write_tx("recording metrics", move |tx| {
-            let mut outcome = BulkOutcome::default();
-            for (m, json) in metrics.iter().zip(&json) {
-                if record_in_tx(tx, m, json)? {
-                    outcome.inserted += 1;
-                } else {
-                    outcome.unchanged += 1;
-                }
-            }
-            Ok(outcome)
+            record_all_in_tx(tx, &metrics, &json)
         })
         .await
     }
@@ -326,9 +248,7 @@ impl MetricsRepository for SqliteStore {
     async fn delete(&self, run_id: &RunId) -> Result<()> {
         let run_id = run_id.clone();
         self.write_tx("deleting a metric", move |tx| {
-            // Its named values go with it (ON DELETE CASCADE).
-            let sql = "DELETE FROM metrics WHERE run_id = ?1";
-            if !changed_one(tx, sql, [run_id.as_str()], "deleting a metric")? {
+            if delete_in_tx(tx, std::slice::from_ref(&run_id))?.is_empty() {
                 return Err(Error::not_found(format!("metric of run {run_id}")));
             }
             Ok(())
@@ -343,7 +263,7 @@ impl MetricsRepository for SqliteStore {
     ) -> Result<MetricsSummary> {
         let wf = workflow_id.clone();
         self.read_tx("summarizing metrics", move |tx| {
-            summary_in_tx(tx, &wf, &query)
+            summaries::read(tx, &wf, &query)
         })
         .await
     }
@@ -427,7 +347,12 @@ impl MetricsRepository for SqliteStore {
         crate::lifecycle::check_batch(run_ids)?;
         let ids = run_ids.to_vec();
         self.write_tx("deleting metrics", move |tx| {
-            crate::lifecycle::delete_metrics(tx, &ids)
+            let gone = delete_in_tx(tx, &ids)?;
+            let gone: std::collections::HashSet<&str> =
+                gone.iter().map(|m| m.run_id.as_str()).collect();
+            Ok(runstore_core::Deleted::split(&ids, |id| {
+                gone.contains(id.as_str())
+            }))
         })
         .await
     }

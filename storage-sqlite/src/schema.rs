@@ -19,6 +19,9 @@ pub(crate) struct Migration {
     pub name: &'static str,
     /// The SQL.
     pub sql: &'static str,
+    /// What runs after the SQL, in its transaction: data the SQL cannot
+    /// compute (the summary counters, computed by core's rules).
+    pub then: Option<fn(&Connection) -> Result<()>>,
 }
 
 /// Every step this code knows, in order.
@@ -27,16 +30,25 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "initial",
         sql: include_str!("../migrations/0001_initial.sql"),
+        then: None,
     },
     Migration {
         version: 2,
         name: "retention",
         sql: include_str!("../migrations/0002_retention.sql"),
+        then: None,
     },
     Migration {
         version: 3,
         name: "coordination",
         sql: include_str!("../migrations/0003_coordination.sql"),
+        then: None,
+    },
+    Migration {
+        version: 4,
+        name: "summaries",
+        sql: include_str!("../migrations/0004_summaries.sql"),
+        then: Some(crate::summaries::rebuild),
     },
 ];
 
@@ -121,6 +133,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32> {
             "applying schema migration {} ({})",
             step.version, step.name
         ))?;
+        if let Some(then) = step.then {
+            then(&tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, sha256, applied_at) VALUES (?1, ?2, ?3, ?4)",
             params![step.version, step.name, checksum(step), Timestamp::now().as_micros()],

@@ -47,8 +47,25 @@ async fn assert_fixture_content(store: &SqliteStore) {
             .collect();
         assert_eq!(events, want);
     }
-    for m in v1_data::metrics() {
-        assert_eq!(MetricsRepository::get(store, &m.run_id).await.unwrap(), m);
+    let metrics = v1_data::metrics();
+    for m in &metrics {
+        assert_eq!(&MetricsRepository::get(store, &m.run_id).await.unwrap(), m);
+    }
+    // The summary counters of a file older than them are built when it is
+    // migrated, and agree with the reference.
+    let workflows: std::collections::BTreeSet<_> =
+        metrics.iter().map(|m| m.workflow_id.clone()).collect();
+    for wf in workflows {
+        let got = store.summary(&wf, SummaryQuery::default()).await.unwrap();
+        let want = runstore_core::MetricsSummary::compute(
+            wf.clone(),
+            None,
+            metrics.iter().filter(|m| m.workflow_id == wf),
+        );
+        assert!(
+            got.executions > 0 && got.agrees_with(&want),
+            "{got:?}\n{want:?}"
+        );
     }
     assert_eq!(
         store
@@ -69,7 +86,7 @@ async fn open_creates_folder_and_file_in_wal_mode() {
     let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     assert!(path.is_file());
     assert_eq!(store.path(), path);
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     assert!(store.integrity_check().await.unwrap().is_empty());
     let mode: String = raw(&path)
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -82,7 +99,7 @@ async fn open_creates_folder_and_file_in_wal_mode() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
     assert_eq!(sha.len(), 64);
     let o = SqliteConfig::new("x.db");
     assert_eq!(
@@ -100,7 +117,7 @@ async fn migrates_a_new_file() {
     let path = dir.path().join("new.db");
     let options = SqliteConfig::new(&path).with_synchronous(Synchronous::Full);
     let store = SqliteStore::open(options).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     v1_data::write_all(&store).await;
     assert_fixture_content(&store).await;
 }
@@ -109,7 +126,7 @@ async fn migrates_a_new_file() {
 async fn opens_the_v1_fixture_and_reads_it_back() {
     let (_dir, path) = common::v1_copy();
     let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     assert!(store.integrity_check().await.unwrap().is_empty());
     assert_fixture_content(&store).await;
     // And it keeps working: numbering continues after the stored events.
@@ -136,7 +153,7 @@ async fn newer_schema_is_refused_and_left_untouched() {
     drop(store);
     raw(&path)
         .execute(
-            "INSERT INTO schema_migrations (version, name, sha256, applied_at) VALUES (4, 'x', 'x', 0), (999, 'future', 'x', 0)",
+            "INSERT INTO schema_migrations (version, name, sha256, applied_at) VALUES (5, 'x', 'x', 0), (999, 'future', 'x', 0)",
             [],
         )
         .unwrap();
@@ -182,12 +199,12 @@ async fn two_handles_opening_a_new_file_at_once_both_succeed() {
         SqliteStore::open(SqliteConfig::new(&path))
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.schema_version().await.unwrap(), 3);
-    assert_eq!(b.schema_version().await.unwrap(), 3);
+    assert_eq!(a.schema_version().await.unwrap(), 4);
+    assert_eq!(b.schema_version().await.unwrap(), 4);
     let n: i64 = raw(&path)
         .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +226,7 @@ async fn backup_then_restore_gives_equal_content() {
     std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
     let report = store.backup_to(&backup).await.unwrap();
     assert_eq!(report.path, backup);
-    assert_eq!(report.schema_version, 3);
+    assert_eq!(report.schema_version, 4);
     assert!(report.pages > 0);
     assert_eq!(report.bytes, std::fs::metadata(&backup).unwrap().len());
     // Writes after the backup are not in it.
@@ -252,7 +269,7 @@ async fn backup_then_restore_gives_equal_content() {
     // A target with a newer schema is not rolled back.
     raw(&restored)
         .execute(
-            "INSERT INTO schema_migrations VALUES (4, 'next', 'x', 0)",
+            "INSERT INTO schema_migrations VALUES (5, 'next', 'x', 0)",
             [],
         )
         .unwrap();

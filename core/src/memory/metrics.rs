@@ -11,6 +11,7 @@ use crate::metrics::{
     PatternCursor, PatternQuery, SummaryQuery, metric_conflict,
 };
 use crate::page::{Page, validate_limit};
+use crate::summary::SummaryIndex;
 use crate::written::{BulkOutcome, Written};
 
 /// In-memory [`MetricsRepository`].
@@ -22,6 +23,7 @@ pub struct MemoryMetrics {
 #[derive(Debug, Default)]
 struct State {
     metrics: BTreeMap<RunId, ExecutionMetric>,
+    summaries: SummaryIndex,
     patterns: BTreeMap<PatternId, Pattern>,
 }
 
@@ -34,6 +36,7 @@ impl MetricsRepository for MemoryMetrics {
             Some(stored) if stored.same_content(&metric) => Ok(Written::unchanged(stored.clone())),
             Some(_) => Err(metric_conflict(&metric.run_id)),
             None => {
+                st.summaries.insert(&metric);
                 st.metrics.insert(metric.run_id.clone(), metric.clone());
                 Ok(Written::inserted(metric))
             }
@@ -55,6 +58,9 @@ impl MetricsRepository for MemoryMetrics {
                     fresh.insert(m.run_id.clone(), m);
                 }
             }
+        }
+        for m in fresh.values() {
+            st.summaries.insert(m);
         }
         st.metrics.extend(fresh);
         Ok(outcome)
@@ -81,11 +87,13 @@ impl MetricsRepository for MemoryMetrics {
     }
 
     async fn delete(&self, run_id: &RunId) -> Result<()> {
-        lock(&self.state)
+        let mut st = lock(&self.state);
+        let gone = st
             .metrics
             .remove(run_id)
-            .map(|_| ())
-            .ok_or_else(|| Error::not_found(format!("metric of run {run_id}")))
+            .ok_or_else(|| Error::not_found(format!("metric of run {run_id}")))?;
+        st.summaries.remove(&gone);
+        Ok(())
     }
 
     async fn summary(
@@ -93,14 +101,7 @@ impl MetricsRepository for MemoryMetrics {
         workflow_id: &WorkflowId,
         query: SummaryQuery,
     ) -> Result<MetricsSummary> {
-        let st = lock(&self.state);
-        let filter =
-            MetricQuery::default().with_workflow(workflow_id.clone(), query.workflow_version);
-        Ok(MetricsSummary::compute(
-            workflow_id.clone(),
-            query.workflow_version,
-            st.metrics.values().filter(|m| filter.matches(m)),
-        ))
+        lock(&self.state).summaries.summary(workflow_id, &query)
     }
 
     async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
@@ -141,8 +142,15 @@ impl MetricsRepository for MemoryMetrics {
     async fn delete_many(&self, run_ids: &[RunId]) -> Result<crate::Deleted<RunId>> {
         crate::lifecycle::validate_delete_batch("run_ids", run_ids)?;
         let mut st = lock(&self.state);
+        let st = &mut *st;
         Ok(crate::Deleted::split(run_ids, |id| {
-            st.metrics.remove(id).is_some()
+            match st.metrics.remove(id) {
+                Some(gone) => {
+                    st.summaries.remove(&gone);
+                    true
+                }
+                None => false,
+            }
         }))
     }
 }
