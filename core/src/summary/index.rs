@@ -2,7 +2,6 @@
 //! their metrics in memory (the reference store, the file backend).
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 
 use super::change::{ValueTotals, VersionTotals};
 use super::duration_buckets::{RankProbe, bucket_of};
@@ -46,10 +45,11 @@ pub struct SummaryIndex {
 #[derive(Debug, Default)]
 struct VersionIndex {
     totals: VersionTotals,
-    buckets: BTreeMap<u32, u64>,
-    /// Count per distinct duration: extremes, and the durations of one
-    /// bucket for a percentile.
-    durations: BTreeMap<u64, u64>,
+    /// The durations of each bucket, unsorted: a bucket's count is its
+    /// length, and a percentile sorts the one bucket it falls in. (A
+    /// count per distinct duration would cost a large ordered map per
+    /// insert.)
+    buckets: BTreeMap<u32, Vec<u64>>,
     recorded: BTreeMap<Timestamp, u64>,
     values: BTreeMap<String, ValueIndex>,
 }
@@ -106,7 +106,15 @@ impl SummaryIndex {
     }
 
     fn update(&mut self, m: &ExecutionMetric, add: bool) {
-        let versions = self.workflows.entry(m.workflow_id.clone()).or_default();
+        // Look up before inserting: most metrics find their workflow and
+        // value names there, and need no clone of them.
+        if !self.workflows.contains_key(&m.workflow_id) {
+            self.workflows
+                .insert(m.workflow_id.clone(), BTreeMap::new());
+        }
+        let Some(versions) = self.workflows.get_mut(&m.workflow_id) else {
+            return;
+        };
         let v = versions.entry(m.workflow_version).or_default();
         let t = &mut v.totals;
         step(&mut t.executions, add);
@@ -122,11 +130,25 @@ impl SummaryIndex {
         } else {
             t.duration_sum.saturating_sub(d)
         };
-        step_key(&mut v.buckets, bucket_of(m.duration_micros), add);
-        step_key(&mut v.durations, m.duration_micros, add);
+        let bucket = bucket_of(m.duration_micros);
+        if add {
+            v.buckets.entry(bucket).or_default().push(m.duration_micros);
+        } else if let Some(held) = v.buckets.get_mut(&bucket) {
+            if let Some(at) = held.iter().position(|&d| d == m.duration_micros) {
+                held.swap_remove(at);
+            }
+            if held.is_empty() {
+                v.buckets.remove(&bucket);
+            }
+        }
         step_key(&mut v.recorded, m.recorded_at, add);
         for (name, &x) in &m.values {
-            let value = v.values.entry(name.clone()).or_default();
+            if !v.values.contains_key(name) {
+                v.values.insert(name.clone(), ValueIndex::default());
+            }
+            let Some(value) = v.values.get_mut(name) else {
+                continue;
+            };
             step(&mut value.totals.count, add);
             if add {
                 value.totals.sum.add(x)
@@ -161,19 +183,19 @@ impl SummaryIndex {
             };
         for v in &selected {
             let extremes = match (
-                v.durations.first_key_value(),
-                v.durations.last_key_value(),
+                v.buckets
+                    .first_key_value()
+                    .and_then(|(_, d)| d.iter().min()),
+                v.buckets.last_key_value().and_then(|(_, d)| d.iter().max()),
                 v.recorded.first_key_value(),
                 v.recorded.last_key_value(),
             ) {
-                (Some((&lo, _)), Some((&hi, _)), Some((&first, _)), Some((&last, _))) => {
-                    Some(Extremes {
-                        min_duration: lo,
-                        max_duration: hi,
-                        first_recorded_at: first,
-                        last_recorded_at: last,
-                    })
-                }
+                (Some(&lo), Some(&hi), Some((&first, _)), Some((&last, _))) => Some(Extremes {
+                    min_duration: lo,
+                    max_duration: hi,
+                    first_recorded_at: first,
+                    last_recorded_at: last,
+                }),
                 _ => None,
             };
             parts.add_version(&v.totals, extremes)?;
@@ -185,22 +207,24 @@ impl SummaryIndex {
                     parts.add_value(name, &value.totals, from_order_key(lo), from_order_key(hi))?;
                 }
             }
-            for (&b, &c) in &v.buckets {
-                parts.add_bucket(b, c);
+            for (&b, held) in &v.buckets {
+                parts.add_bucket(b, held.len() as u64);
             }
         }
         let mut found = Vec::new();
         for probe in parts.probes()? {
             found.push(match probe {
                 RankProbe::Exact(d) => d,
-                RankProbe::Within { lo, hi, offset } => {
-                    let mut within: BTreeMap<u64, u64> = BTreeMap::new();
-                    for v in &selected {
-                        for (&d, &c) in v.durations.range((Bound::Included(lo), upper(hi))) {
-                            *within.entry(d).or_default() += c;
-                        }
-                    }
-                    nth_counted(&within, offset).unwrap_or(lo)
+                RankProbe::Within { lo, offset, .. } => {
+                    let bucket = bucket_of(lo);
+                    let mut within: Vec<u64> = selected
+                        .iter()
+                        .filter_map(|v| v.buckets.get(&bucket))
+                        .flatten()
+                        .copied()
+                        .collect();
+                    within.sort_unstable();
+                    within.get(offset as usize).copied().unwrap_or(lo)
                 }
             });
         }
@@ -208,30 +232,67 @@ impl SummaryIndex {
     }
 }
 
-/// The end of a bucket's range: `u64::MAX` belongs to the last bucket.
-fn upper(hi: u64) -> Bound<u64> {
-    if hi == u64::MAX {
-        Bound::Unbounded
-    } else {
-        Bound::Excluded(hi)
-    }
-}
-
-/// The `offset`-th (0-based) key of a map of counts.
-fn nth_counted(counts: &BTreeMap<u64, u64>, offset: u64) -> Option<u64> {
-    let mut before = 0;
-    for (&k, &c) in counts {
-        if before + c > offset {
-            return Some(k);
-        }
-        before += c;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agrees_with_the_reference_through_inserts_and_removes() {
+        use crate::id::RunId;
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let wf = WorkflowId::new("w").unwrap();
+        let mut index = SummaryIndex::default();
+        let mut stored: Vec<ExecutionMetric> = Vec::new();
+        for i in 0..3000u64 {
+            if next(4) == 0 && !stored.is_empty() {
+                let m = stored.swap_remove(next(stored.len() as u64) as usize);
+                index.remove(&m);
+            } else {
+                let m = ExecutionMetric {
+                    run_id: RunId::new(format!("r{i}")).unwrap(),
+                    workflow_id: wf.clone(),
+                    workflow_version: Version::new(1 + next(3) as u32).unwrap(),
+                    status: [
+                        RunStatus::Succeeded,
+                        RunStatus::Failed,
+                        RunStatus::Cancelled,
+                    ][next(3) as usize],
+                    duration_micros: match next(3) {
+                        0 => next(300),
+                        1 => 5_000_000 + next(5_000),
+                        _ => next(1 << 40),
+                    },
+                    recorded_at: Timestamp::from_micros(next(1_000_000) as i64).unwrap(),
+                    counters: Default::default(),
+                    values: [("x".to_string(), next(1000) as f64 - 500.5)].into(),
+                };
+                index.insert(&m);
+                stored.push(m);
+            }
+            if i % 250 == 0 {
+                for version in [None, Some(Version::FIRST), Some(Version::new(3).unwrap())] {
+                    let q = SummaryQuery {
+                        workflow_version: version,
+                    };
+                    let got = index.summary(&wf, &q).unwrap();
+                    let want = MetricsSummary::compute(
+                        wf.clone(),
+                        version,
+                        stored
+                            .iter()
+                            .filter(|m| version.is_none_or(|v| v == m.workflow_version)),
+                    );
+                    assert!(got.agrees_with(&want), "step {i}\n{got:?}\n{want:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn order_keys_order_numbers() {
