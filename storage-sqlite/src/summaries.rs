@@ -184,11 +184,11 @@ pub(crate) fn read(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Resu
         None => "",
     };
     let mut parts = SummaryParts::new(wf.clone(), q.workflow_version);
-    type TotalsRow = (i64, i64, i64, i64, Vec<u8>, i64, i64, i64, i64);
+    type TotalsRow = (i64, i64, i64, i64, i64, Vec<u8>, i64, i64, i64, i64);
     let versions: Vec<TotalsRow> = query_rows(
         conn,
         &format!(
-            "SELECT t.executions, t.succeeded, t.failed, t.cancelled, t.duration_sum,
+            "SELECT t.workflow_version, t.executions, t.succeeded, t.failed, t.cancelled, t.duration_sum,
                (SELECT duration_micros FROM metrics m INDEXED BY metrics_by_version
                  WHERE m.workflow_id = t.workflow_id AND m.workflow_version = t.workflow_version
                  ORDER BY duration_micros LIMIT 1),
@@ -207,7 +207,9 @@ pub(crate) fn read(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Resu
         Ok,
         what,
     )?;
-    for (n, ok, failed, cancelled, sum, dmin, dmax, first, last) in versions {
+    let mut selected = Vec::new();
+    for (version, n, ok, failed, cancelled, sum, dmin, dmax, first, last) in versions {
+        selected.push(version);
         let totals = VersionTotals {
             executions: rows::unsigned(&loc, n)?,
             succeeded: rows::unsigned(&loc, ok)?,
@@ -263,30 +265,25 @@ pub(crate) fn read(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Resu
         })?;
         parts.add_bucket(bucket, rows::unsigned(&loc, count)?);
     }
-    let (index, cond) = match q.workflow_version {
-        Some(_) => (
-            "metrics_by_version",
-            "workflow_id = ?1 AND workflow_version = ?2",
-        ),
-        None => ("metrics_by_workflow", "workflow_id = ?1"),
-    };
-    let n = args.len();
+    // The versions summarized, so the one index serves one version or all.
+    let selected = rows::to_json("versions", &selected)?;
     let mut within = conn
-        .prepare_cached(&format!(
-            "SELECT duration_micros FROM metrics INDEXED BY {index}
-             WHERE {cond} AND duration_micros BETWEEN ?{} AND ?{}
-             ORDER BY duration_micros LIMIT 1 OFFSET ?{}",
-            n + 1,
-            n + 2,
-            n + 3
-        ))
+        .prepare_cached(
+            "SELECT duration_micros FROM metrics INDEXED BY metrics_by_version
+             WHERE workflow_id = ?1 AND workflow_version IN (SELECT value FROM json_each(?2))
+               AND duration_micros BETWEEN ?3 AND ?4
+             ORDER BY duration_micros LIMIT 1 OFFSET ?5",
+        )
         .ctx(what)?;
     let mut found = Vec::new();
     for probe in parts.probes()? {
         found.push(match probe {
             RankProbe::Exact(d) => d,
             RankProbe::Within { lo, hi, offset } => {
-                let mut a = args.clone();
+                let mut a = vec![
+                    Value::Text(wf.as_str().into()),
+                    Value::Text(selected.clone()),
+                ];
                 a.push(Value::Integer(rows::signed("duration", lo)?));
                 // Durations fit i64; the last bucket ends past it.
                 a.push(Value::Integer(i64::try_from(hi - 1).unwrap_or(i64::MAX)));

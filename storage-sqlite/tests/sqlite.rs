@@ -549,6 +549,8 @@ async fn every_query_of_section_4_uses_an_index() {
         "SELECT * FROM patterns ORDER BY detected_at DESC, id DESC LIMIT 50",
         "SELECT * FROM artifacts WHERE run_id = 'a' AND phase = 'b' ORDER BY run_id, phase, path LIMIT 50",
         "SELECT duration_micros FROM metrics INDEXED BY metrics_by_version WHERE workflow_id = 'a' AND workflow_version = 1 ORDER BY duration_micros LIMIT 1 OFFSET 5",
+        "SELECT recorded_at FROM metrics INDEXED BY metrics_by_time WHERE workflow_id = 'a' AND workflow_version = 1 ORDER BY recorded_at DESC LIMIT 1",
+        "SELECT value FROM metric_values INDEXED BY metric_values_by_version WHERE workflow_id = 'a' AND workflow_version = 1 AND name = 'x' ORDER BY value LIMIT 1",
     ];
     for sql in plans {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -567,6 +569,22 @@ async fn every_query_of_section_4_uses_an_index() {
             "{sql}: {text}"
         );
     }
+    // A percentile of all versions reads one bucket's range of each version
+    // through the index, and sorts only those rows.
+    let sql = "EXPLAIN QUERY PLAN SELECT duration_micros FROM metrics INDEXED BY metrics_by_version
+               WHERE workflow_id = 'a' AND workflow_version IN (SELECT value FROM json_each('[1,2]'))
+                 AND duration_micros BETWEEN 10 AND 20 ORDER BY duration_micros LIMIT 1 OFFSET 5";
+    let text: Vec<String> = conn
+        .prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        text[0].contains("workflow_version=? AND duration_micros>? AND duration_micros<?"),
+        "{text:?}"
+    );
     // A batch's idempotency keys are looked up in one query, through the
     // partial unique index (not by scanning the run's events).
     let sql = "EXPLAIN QUERY PLAN SELECT idempotency_key, seq FROM events
