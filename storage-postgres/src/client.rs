@@ -82,7 +82,19 @@ impl PostgresStore {
         what: &str,
         fut: impl Future<Output = std::result::Result<T, Fail>>,
     ) -> Result<T> {
-        let limit = self.inner.config.operation_timeout;
+        self.bounded_by(what, self.inner.config.operation_timeout, fut)
+            .await
+    }
+
+    /// [`PostgresStore::bounded`] with another limit: schema migrations,
+    /// which may rebuild indexes of a large database, get
+    /// `migration_timeout`.
+    pub(crate) async fn bounded_by<T>(
+        &self,
+        what: &str,
+        limit: std::time::Duration,
+        fut: impl Future<Output = std::result::Result<T, Fail>>,
+    ) -> Result<T> {
         let deadline = Instant::now() + limit;
         match DEADLINE
             .scope(deadline, tokio::time::timeout_at(deadline, fut))

@@ -15,6 +15,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time one operation may take: waiting for a pool slot plus its
 /// statements.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`PostgresConfig::migration_timeout`].
+pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest schema name PostgreSQL keeps (NAMEDATALEN - 1).
 const MAX_SCHEMA_LEN: usize = 63;
 
@@ -74,6 +76,15 @@ pub struct PostgresConfig {
         deserialize_with = "operation_timeout"
     )]
     pub operation_timeout: Duration,
+    /// Longest time `open` may take to create or migrate the schema. A
+    /// step that builds an index or fills summary tables from millions of
+    /// rows takes minutes; other processes opening meanwhile wait for it.
+    /// Default 1 hour.
+    #[serde(
+        default = "default_migration_timeout",
+        deserialize_with = "migration_timeout"
+    )]
+    pub migration_timeout: Duration,
     /// Opens the store without writing to it: no schema is created or
     /// migrated (the schema must exist at this build's version), every
     /// connection's transactions are read-only on the server
@@ -100,6 +111,16 @@ fn default_operation_timeout() -> Duration {
     DEFAULT_OPERATION_TIMEOUT
 }
 
+fn default_migration_timeout() -> Duration {
+    DEFAULT_MIGRATION_TIMEOUT
+}
+
+fn migration_timeout<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Duration, D::Error> {
+    runstore_core::backend::deserialize_duration("migration_timeout", d)
+}
+
 fn connect_timeout<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Duration, D::Error> {
@@ -121,6 +142,7 @@ impl PostgresConfig {
             schema: DEFAULT_SCHEMA.to_string(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            migration_timeout: DEFAULT_MIGRATION_TIMEOUT,
             read_only: false,
         }
     }
@@ -152,6 +174,12 @@ impl PostgresConfig {
     /// Sets the operation timeout.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PostgresConfig::migration_timeout`].
+    pub fn with_migration_timeout(mut self, timeout: Duration) -> Self {
+        self.migration_timeout = timeout;
         self
     }
 
@@ -256,6 +284,7 @@ impl fmt::Debug for PostgresConfig {
             .field("schema", &self.schema)
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
+            .field("migration_timeout", &self.migration_timeout)
             .field("read_only", &self.read_only)
             .finish()
     }

@@ -14,6 +14,7 @@ mod migrate;
 mod registration;
 mod restore;
 mod rows;
+mod summaries;
 mod tls;
 mod workflows;
 
@@ -28,8 +29,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use runstore_core::{Error, Result, StoreSet};
 
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_SCHEMA,
-    PostgresConfig,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MIGRATION_TIMEOUT, DEFAULT_OPERATION_TIMEOUT,
+    DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PostgresConfig,
 };
 pub use migrate::LATEST_SCHEMA_VERSION;
 pub use registration::{PostgresBackend, TYPE_NAME};
@@ -123,8 +124,9 @@ impl PostgresStore {
             store.check_read_only_schema().await?;
             return Ok(store);
         }
+        let limit = store.inner.config.migration_timeout;
         store
-            .bounded(&what, async {
+            .bounded_by(&what, limit, async {
                 let mut client = store.client().await?;
                 migrate::migrate(&mut client, &schema, version).await?;
                 Ok(())

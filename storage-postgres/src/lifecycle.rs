@@ -12,6 +12,7 @@ use runstore_core::{
 use crate::PostgresStore;
 use crate::client::with_tx;
 use crate::error::Fail;
+use crate::metrics::{METRIC_COLUMNS, forget_deleted, metric_of};
 use crate::rows::{v32, version};
 
 impl PostgresStore {
@@ -40,19 +41,27 @@ impl PostgresStore {
         Ok(Deleted::split(ids, |id| gone.contains(id.as_str())))
     }
 
-    /// Deletes metrics (their named values cascade).
+    /// Deletes metrics and their named values and counts them out of the
+    /// summaries, in one transaction.
     pub(crate) async fn lifecycle_delete_metrics(&self, ids: &[RunId]) -> Result<Deleted<RunId>> {
         validate_delete_batch("run_ids", ids)?;
         let keys: Vec<&str> = ids.iter().map(RunId::as_str).collect();
         let (keys, this) = (&keys, self);
         let gone: HashSet<String> = with_tx!(self, "deleting metrics", |tx| {
             let st = tx
-                .prepare_cached(
-                    &this.sql("DELETE FROM {s}.metrics WHERE run_id = ANY($1) RETURNING run_id"),
-                )
+                .prepare_cached(&this.sql(&format!(
+                    "DELETE FROM {{s}}.metrics WHERE run_id = ANY($1) RETURNING {METRIC_COLUMNS}"
+                )))
                 .await?;
             let rows = tx.query(&st, &[keys]).await?;
-            Ok::<_, Fail>(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+            let deleted = rows.iter().map(metric_of).collect::<Result<Vec<_>>>()?;
+            forget_deleted(&tx, &this.inner.schema_sql, &deleted).await?;
+            Ok::<_, Fail>(
+                deleted
+                    .into_iter()
+                    .map(|m| m.run_id.as_str().to_string())
+                    .collect(),
+            )
         })?;
         Ok(Deleted::split(ids, |id| gone.contains(id.as_str())))
     }

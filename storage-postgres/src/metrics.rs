@@ -1,20 +1,20 @@
 //! [`MetricsRepository`] on PostgreSQL: one row per metric plus one per
-//! named value, summaries aggregated in SQL, bulk writes through binary
-//! `COPY`.
+//! named value, bulk writes through binary `COPY`, summaries from counters
+//! kept in the same transaction as every write (`crate::summaries`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
-use futures_util::{TryStreamExt, pin_mut};
+use futures_util::pin_mut;
+use runstore_core::summary::SummaryChange;
 use runstore_core::{
-    BulkOutcome, DurationStats, Error, ExecutionMetric, MetricCursor, MetricQuery,
-    MetricsRepository, MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery,
-    Result, RunId, RunStatus, SummaryQuery, ValueStats, WorkflowId, Written, validate_limit,
+    BulkOutcome, Error, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository,
+    MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery, Result, RunId,
+    RunStatus, SummaryQuery, WorkflowId, Written, validate_limit,
 };
 use tokio_postgres::Row;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 
 use crate::PostgresStore;
 use crate::client::{copy_writer, with_tx};
@@ -22,11 +22,12 @@ use crate::error::Fail;
 use crate::filter::{Where, overfetch_limit};
 use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
 
-const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
+pub(crate) const METRIC_COLUMNS: &str = "run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, \"values\"";
 const PATTERN_COLUMNS: &str =
     "id, workflow_id, kind, description, data, confidence, evidence, detected_at";
 
-fn metric_of(row: &Row) -> Result<ExecutionMetric> {
+/// A metric read from a row of [`METRIC_COLUMNS`].
+pub(crate) fn metric_of(row: &Row) -> Result<ExecutionMetric> {
     let run_id: String = row.get(0);
     let loc = || format!("metrics {run_id}");
     let status: String = row.get(3);
@@ -65,6 +66,71 @@ fn metric_conflict(run_id: &RunId) -> Fail {
     Fail::Core(runstore_core::metric_conflict(run_id))
 }
 
+/// Deletes named value rows by their whole key (the primary key of
+/// `metric_values`), one row per element of the arrays.
+const DELETE_VALUES: &str = "DELETE FROM {s}.metric_values x
+ USING unnest($1::text[], $2::int4[], $3::text[], $4::float8[], $5::text[]) AS u(w, v, n, val, r)
+ WHERE x.workflow_id = u.w COLLATE \"C\" AND x.workflow_version = u.v
+   AND x.name = u.n COLLATE \"C\" AND x.value = u.val AND x.run_id = u.r COLLATE \"C\"";
+
+/// The keys of named value rows, as statement parameters.
+#[derive(Default)]
+struct ValueKeys<'a> {
+    workflows: Vec<&'a str>,
+    versions: Vec<i32>,
+    names: Vec<&'a str>,
+    values: Vec<f64>,
+    runs: Vec<&'a str>,
+}
+
+/// In the transaction that deleted `deleted` from `metrics` (schema
+/// `schema`, quoted): deletes their named values and counts them out of
+/// the summaries. Values the metrics name but that are not stored are
+/// `Corrupt` (the transaction rolls back).
+pub(crate) async fn forget_deleted(
+    tx: &Transaction<'_>,
+    schema: &str,
+    deleted: &[ExecutionMetric],
+) -> std::result::Result<(), Fail> {
+    let mut keys = ValueKeys::default();
+    for m in deleted {
+        for (name, &x) in &m.values {
+            keys.workflows.push(m.workflow_id.as_str());
+            keys.versions.push(v32(m.workflow_version));
+            keys.names.push(name);
+            keys.values.push(x);
+            keys.runs.push(m.run_id.as_str());
+        }
+    }
+    if !keys.runs.is_empty() {
+        let st = tx
+            .prepare_cached(&DELETE_VALUES.replace("{s}", schema))
+            .await?;
+        let n = tx
+            .execute(
+                &st,
+                &[
+                    &keys.workflows,
+                    &keys.versions,
+                    &keys.names,
+                    &keys.values,
+                    &keys.runs,
+                ],
+            )
+            .await?;
+        if n != keys.runs.len() as u64 {
+            return Err(Fail::Core(Error::corrupt(
+                "metric_values",
+                format!(
+                    "the deleted metrics name {} values, {n} of them were stored",
+                    keys.runs.len()
+                ),
+            )));
+        }
+    }
+    crate::summaries::apply(tx, schema, &SummaryChange::deleting(deleted)).await
+}
+
 /// A metric's JSON columns as stored.
 struct MetricText {
     counters: String,
@@ -79,26 +145,47 @@ fn metric_text(m: &ExecutionMetric) -> Result<MetricText> {
 }
 
 impl PostgresStore {
-    /// One attempt of `record_many` over distinct metrics: stage with
-    /// binary COPY, compare those already stored, insert the rest.
+    /// One attempt of `record_many` over distinct metrics: compare those
+    /// already stored, stream the rest straight into `metrics` and
+    /// `metric_values` with binary COPY, and count them into the
+    /// summaries. A racing recorder of one of them makes a COPY a unique
+    /// violation: the retry finds its metric and compares.
     async fn record_many_attempt(
         &self,
         tx: &Transaction<'_>,
         metrics: &[(ExecutionMetric, MetricText)],
     ) -> std::result::Result<u64, Fail> {
-        tx.batch_execute(
-            "CREATE TEMP TABLE rs_stage_metrics (
-                 run_id text COLLATE \"C\", workflow_id text, workflow_version integer, status text,
-                 duration_micros bigint, recorded_at bigint, counters text, \"values\" text) ON COMMIT DROP;
-             CREATE TEMP TABLE rs_stage_values (
-                 run_id text COLLATE \"C\", workflow_id text, workflow_version integer, name text,
-                 value double precision) ON COMMIT DROP;",
-        )
-        .await?;
-        {
+        let ids: Vec<&str> = metrics.iter().map(|(m, _)| m.run_id.as_str()).collect();
+        // One primary-key probe per id, as `metrics_of_runs` does.
+        let st = tx
+            .prepare_cached(&self.sql(&format!(
+                "SELECT m.* FROM unnest($1::text[]) AS r(id) \
+                 CROSS JOIN LATERAL (SELECT {METRIC_COLUMNS} FROM {{s}}.metrics \
+                 WHERE run_id = r.id COLLATE \"C\") m"
+            )))
+            .await?;
+        let rows = tx.query(&st, &[&ids]).await?;
+        let by_id: BTreeMap<&RunId, &ExecutionMetric> =
+            metrics.iter().map(|(m, _)| (&m.run_id, m)).collect();
+        let mut existing = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let stored = metric_of(row)?;
+            match by_id.get(&stored.run_id) {
+                Some(offered) if offered.same_content(&stored) => {}
+                _ => return Err(metric_conflict(&stored.run_id)),
+            }
+            existing.insert(stored.run_id);
+        }
+        let fresh: Vec<&(ExecutionMetric, MetricText)> = metrics
+            .iter()
+            .filter(|(m, _)| !existing.contains(&m.run_id))
+            .collect();
+        if !fresh.is_empty() {
             let writer = copy_writer(
                 tx,
-                &format!("COPY rs_stage_metrics ({METRIC_COLUMNS}) FROM STDIN (FORMAT binary)"),
+                &self.sql(&format!(
+                    "COPY {{s}}.metrics ({METRIC_COLUMNS}) FROM STDIN (FORMAT binary)"
+                )),
                 &[
                     Type::TEXT,
                     Type::TEXT,
@@ -112,7 +199,7 @@ impl PostgresStore {
             )
             .await?;
             pin_mut!(writer);
-            for (m, text) in metrics {
+            for (m, text) in &fresh {
                 writer
                     .as_mut()
                     .write(&[
@@ -129,16 +216,18 @@ impl PostgresStore {
             }
             writer.finish().await?;
         }
-        {
+        if fresh.iter().any(|(m, _)| !m.values.is_empty()) {
             let writer = copy_writer(
                 tx,
-                "COPY rs_stage_values (run_id, workflow_id, workflow_version, name, value)
-                 FROM STDIN (FORMAT binary)",
+                &self.sql(
+                    "COPY {s}.metric_values (run_id, workflow_id, workflow_version, name, value)
+                     FROM STDIN (FORMAT binary)",
+                ),
                 &[Type::TEXT, Type::TEXT, Type::INT4, Type::TEXT, Type::FLOAT8],
             )
             .await?;
             pin_mut!(writer);
-            for (m, _) in metrics {
+            for (m, _) in &fresh {
                 for (name, value) in &m.values {
                     writer
                         .as_mut()
@@ -154,49 +243,8 @@ impl PostgresStore {
             }
             writer.finish().await?;
         }
-        let cols = METRIC_COLUMNS
-            .split(", ")
-            .map(|c| format!("m.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = tx
-            .query(
-                &self.sql(&format!(
-                    "SELECT {cols} FROM {{s}}.metrics m JOIN rs_stage_metrics s ON s.run_id = m.run_id"
-                )),
-                &[],
-            )
-            .await?;
-        let by_id: BTreeMap<&RunId, &ExecutionMetric> =
-            metrics.iter().map(|(m, _)| (&m.run_id, m)).collect();
-        let mut existing = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let stored = metric_of(row)?;
-            match by_id.get(&stored.run_id) {
-                Some(offered) if offered.same_content(&stored) => {}
-                _ => return Err(metric_conflict(&stored.run_id)),
-            }
-            existing.push(stored.run_id.as_str().to_string());
-        }
-        // A racing recorder of the same run makes these a unique violation:
-        // the retry finds its metric and compares.
-        tx.execute(
-            &self.sql(&format!(
-                "INSERT INTO {{s}}.metrics ({METRIC_COLUMNS})
-                 SELECT {METRIC_COLUMNS} FROM rs_stage_metrics WHERE run_id <> ALL($1)"
-            )),
-            &[&existing],
-        )
-        .await?;
-        tx.execute(
-            &self.sql(
-                "INSERT INTO {s}.metric_values (run_id, workflow_id, workflow_version, name, value)
-                 SELECT run_id, workflow_id, workflow_version, name, value FROM rs_stage_values
-                 WHERE run_id <> ALL($1)",
-            ),
-            &[&existing],
-        )
-        .await?;
+        let change = SummaryChange::inserting(fresh.iter().map(|(m, _)| m));
+        crate::summaries::apply(tx, &self.inner.schema_sql, &change).await?;
         Ok(existing.len() as u64)
     }
 }
@@ -267,6 +315,8 @@ impl MetricsRepository for PostgresStore {
                 )
                 .await?;
             }
+            let change = SummaryChange::inserting([m]);
+            crate::summaries::apply(&tx, &self.inner.schema_sql, &change).await?;
             Ok::<_, Fail>(Written::inserted(m.clone()))
         })
     }
@@ -364,16 +414,25 @@ impl MetricsRepository for PostgresStore {
     }
 
     async fn delete(&self, run_id: &RunId) -> Result<()> {
-        let n = self
-            .execute(
-                &format!("deleting the metric of run {run_id}"),
-                "DELETE FROM {s}.metrics WHERE run_id = $1",
-                &[&run_id.as_str()],
-            )
-            .await?;
-        match n {
-            0 => Err(Error::not_found(format!("metric of run {run_id}"))),
-            _ => Ok(()),
+        let what = format!("deleting the metric of run {run_id}");
+        let found = with_tx!(self, &what, |tx| {
+            let st = tx
+                .prepare_cached(&self.sql(&format!(
+                    "DELETE FROM {{s}}.metrics WHERE run_id = $1 RETURNING {METRIC_COLUMNS}"
+                )))
+                .await?;
+            match tx.query_opt(&st, &[&run_id.as_str()]).await? {
+                None => Ok::<_, Fail>(false),
+                Some(row) => {
+                    forget_deleted(&tx, &self.inner.schema_sql, &[metric_of(&row)?]).await?;
+                    Ok(true)
+                }
+            }
+        })?;
+        if found {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("metric of run {run_id}")))
         }
     }
 
@@ -382,120 +441,7 @@ impl MetricsRepository for PostgresStore {
         workflow_id: &WorkflowId,
         query: SummaryQuery,
     ) -> Result<MetricsSummary> {
-        let what = format!("summarizing the metrics of workflow {workflow_id}");
-        let version_clause = if query.workflow_version.is_some() {
-            "AND workflow_version = $2"
-        } else {
-            ""
-        };
-        let version = query.workflow_version.map(v32);
-        let wf = workflow_id.as_str();
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&wf];
-        if let Some(v) = &version {
-            params.push(v);
-        }
-        // Nearest rank: percentile_disc(p) is the value at rank ceil(p * n).
-        let totals_sql = self.sql(&format!(
-            "SELECT count(*),
-                    count(*) FILTER (WHERE status = 'succeeded'),
-                    count(*) FILTER (WHERE status = 'failed'),
-                    count(*) FILTER (WHERE status = 'cancelled'),
-                    min(duration_micros), max(duration_micros), sum(duration_micros)::float8,
-                    percentile_disc(ARRAY[0.5, 0.95, 0.99]::float8[]) WITHIN GROUP (ORDER BY duration_micros),
-                    min(recorded_at), max(recorded_at)
-             FROM {{s}}.metrics WHERE workflow_id = $1 {version_clause}"
-        ));
-        // Summed in run id order, the order of the reference computation,
-        // so float sums agree bit for bit.
-        let values_sql = self.sql(&format!(
-            "SELECT name, count(*), sum(value ORDER BY run_id), min(value), max(value)
-             FROM {{s}}.metric_values WHERE workflow_id = $1 {version_clause}
-             GROUP BY name ORDER BY name"
-        ));
-        let values_each_sql = self.sql(&format!(
-            "SELECT name, value FROM {{s}}.metric_values WHERE workflow_id = $1 {version_clause}
-             ORDER BY name, run_id"
-        ));
-        self.bounded(&what, async {
-            let client = self.client().await?;
-            let st = client.prepare_cached(&totals_sql).await?;
-            let row = client.query_one(&st, &params).await?;
-            let mut s = MetricsSummary::empty(workflow_id.clone(), query.workflow_version);
-            let n: i64 = row.get(0);
-            if n == 0 {
-                return Ok(s);
-            }
-            let loc = || format!("metrics of workflow {workflow_id}");
-            s.executions = n as u64;
-            s.succeeded = row.get::<_, i64>(1) as u64;
-            s.failed = row.get::<_, i64>(2) as u64;
-            s.cancelled = row.get::<_, i64>(3) as u64;
-            s.success_rate = Some(s.succeeded as f64 / s.executions as f64);
-            let pct: Vec<i64> = row.get(7);
-            let (min, max): (i64, i64) = (row.get(4), row.get(5));
-            let sum: f64 = row.get(6);
-            if pct.len() != 3 {
-                return Err(Fail::Core(Error::corrupt(
-                    loc(),
-                    "percentile_disc returned no percentiles",
-                )));
-            }
-            s.duration = Some(DurationStats {
-                min: min as u64,
-                max: max as u64,
-                mean: sum / s.executions as f64,
-                p50: pct[0] as u64,
-                p95: pct[1] as u64,
-                p99: pct[2] as u64,
-            });
-            s.first_recorded_at = Some(ts(loc, row.get(8))?);
-            s.last_recorded_at = Some(ts(loc, row.get(9))?);
-            let st = client.prepare_cached(&values_sql).await?;
-            match client.query(&st, &params).await {
-                Ok(rows) => {
-                    for r in rows {
-                        let count = r.get::<_, i64>(1) as u64;
-                        let sum: f64 = r.get(2);
-                        let stats = ValueStats {
-                            count,
-                            sum,
-                            min: r.get(3),
-                            max: r.get(4),
-                            mean: sum / count as f64,
-                        };
-                        s.values.insert(r.get(0), stats);
-                    }
-                }
-                // A float8 sum that leaves the range of f64 is an error in
-                // PostgreSQL and infinity in the reference: sum the values
-                // here, in the same order, streamed.
-                Err(e) if e.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => {
-                    let st = client.prepare_cached(&values_each_sql).await?;
-                    let rows = client.query_raw(&st, params.iter().copied()).await?;
-                    pin_mut!(rows);
-                    while let Some(r) = rows.try_next().await? {
-                        let (name, x): (String, f64) = (r.get(0), r.get(1));
-                        let stats = s.values.entry(name).or_insert(ValueStats {
-                            count: 0,
-                            sum: 0.0,
-                            min: x,
-                            max: x,
-                            mean: 0.0,
-                        });
-                        stats.count += 1;
-                        stats.sum += x;
-                        stats.min = stats.min.min(x);
-                        stats.max = stats.max.max(x);
-                    }
-                    for stats in s.values.values_mut() {
-                        stats.mean = stats.sum / stats.count as f64;
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-            Ok(s)
-        })
-        .await
+        self.read_summary(workflow_id, &query).await
     }
 
     async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {

@@ -14,6 +14,18 @@ pub(crate) struct Migration {
     pub name: &'static str,
     /// The SQL, with `{schema}` standing for the quoted schema name.
     pub sql: &'static str,
+    /// What the step does in Rust after its SQL, in the same transaction.
+    pub then: Then,
+}
+
+/// The Rust part of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// Nothing: the SQL is the whole step.
+    Nothing,
+    /// Fill the metrics summary tables from the metrics already stored
+    /// (`summaries::build`).
+    BuildSummaries,
 }
 
 /// Every step, in order. Append only: an applied step is never edited (its
@@ -23,26 +35,36 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "initial",
         sql: include_str!("../migrations/0001_initial.sql"),
+        then: Then::Nothing,
     },
     Migration {
         version: 2,
         name: "events_without_foreign_key",
         sql: include_str!("../migrations/0002_events_without_foreign_key.sql"),
+        then: Then::Nothing,
     },
     Migration {
         version: 3,
         name: "retention",
         sql: include_str!("../migrations/0003_retention.sql"),
+        then: Then::Nothing,
     },
     Migration {
         version: 4,
         name: "coordination",
         sql: include_str!("../migrations/0004_coordination.sql"),
+        then: Then::Nothing,
+    },
+    Migration {
+        version: 5,
+        name: "summaries",
+        sql: include_str!("../migrations/0005_summaries.sql"),
+        then: Then::BuildSummaries,
     },
 ];
 
 /// The schema version this build creates and understands.
-pub const LATEST_SCHEMA_VERSION: u32 = 4;
+pub const LATEST_SCHEMA_VERSION: u32 = 5;
 
 impl Migration {
     /// SHA-256 of the step's SQL text as embedded (before the schema name
@@ -75,7 +97,7 @@ fn db(what: &str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
 /// [`Error::Corrupt`] if an applied step's checksum differs from the
 /// embedded one; driver errors as mapped by [`crate::error`].
 pub(crate) async fn migrate(
-    client: &mut tokio_postgres::Client,
+    client: &mut deadpool_postgres::ClientWrapper,
     schema: &str,
     up_to: u32,
 ) -> Result<u32> {
@@ -126,6 +148,12 @@ pub(crate) async fn migrate(
         tx.batch_execute(&step.sql.replace("{schema}", &q))
             .await
             .map_err(db(&step_what))?;
+        match step.then {
+            Then::Nothing => {}
+            Then::BuildSummaries => crate::summaries::build(&tx, &q)
+                .await
+                .map_err(|f| f.into_error(&step_what))?,
+        }
         tx.execute(
             &format!(
                 "INSERT INTO {q}.schema_migrations (version, name, sha256) VALUES ($1, $2, $3)"

@@ -1,11 +1,16 @@
 //! Schema migrations: from an empty schema, from every earlier version,
-//! several processes at once, and refusal of unknown or altered schemas.
+//! several processes at once, refusal of unknown or altered schemas, and
+//! the summaries of metrics stored before version 5 built when migrating.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use runstore_core::{ErrorKind, LogRepository, Run, Version, WorkflowId};
+use runstore_core::{
+    ErrorKind, ExecutionMetric, LogRepository, MetricsRepository, MetricsSummary, Run, RunId,
+    RunStatus, SummaryQuery, Timestamp, Version, WorkflowId,
+};
 use runstore_postgres::testing::{self, TestSchema};
 use runstore_postgres::{LATEST_SCHEMA_VERSION, PostgresConfig, PostgresStore};
 
@@ -142,4 +147,217 @@ async fn bad_configs_are_refused_without_leaking_the_password() {
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{url} {schema}: {err}");
         assert!(!format!("{err:?}").contains("sekret"), "{err:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_stored_at_version_4_are_summarized_after_migrating() {
+    let Some(config) = common::config("migrations::metrics_at_version_4_summarized").await else {
+        return;
+    };
+    let _guard = TestSchema::new(config.clone());
+    let old = testing::connect_at_version(config.clone(), 4)
+        .await
+        .unwrap();
+    drop(old);
+    // Stored as a version-4 build stored them, more than one page of the
+    // build (10,000) of them.
+    let mut seed = 0x0DDB_1A5E_5BAD_5EEDu64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let workflows = [
+        WorkflowId::new("old-a").unwrap(),
+        WorkflowId::new("old-b").unwrap(),
+    ];
+    let mut metrics = Vec::new();
+    for i in 0..23_456u64 {
+        let mut values = BTreeMap::new();
+        values.insert("tokens".to_string(), (next() % 10_000) as f64 / 3.0);
+        match next() % 8 {
+            0 => values.insert("cost".to_string(), 1e300),
+            1 => values.insert("cost".to_string(), -1e300),
+            _ => values.insert("cost".to_string(), (next() % 1000) as f64 * 0.01),
+        };
+        metrics.push(ExecutionMetric {
+            run_id: RunId::new(format!("old-{:08x}-{i}", next() as u32)).unwrap(),
+            workflow_id: workflows[(next() % 2) as usize].clone(),
+            workflow_version: Version::new(1 + (next() % 3) as u32).unwrap(),
+            status: match next() % 3 {
+                0 => RunStatus::Succeeded,
+                1 => RunStatus::Failed,
+                _ => RunStatus::Cancelled,
+            },
+            duration_micros: match next() % 10 {
+                0 => next() % 256,
+                _ => 1_000 + next() % 20_000_000,
+            },
+            recorded_at: Timestamp::from_micros(
+                1_700_000_000_000_000 + (next() % 1_000_000_000) as i64,
+            )
+            .unwrap(),
+            counters: BTreeMap::from([("steps".to_string(), (next() % 10) as i64)]),
+            values,
+        });
+    }
+    let client = testing::raw_client(&config.url).await.unwrap();
+    let q = format!("\"{}\"", config.schema);
+    let col = |f: fn(&ExecutionMetric) -> String| metrics.iter().map(f).collect::<Vec<_>>();
+    let (ids, wfs, statuses) = (
+        col(|m| m.run_id.to_string()),
+        col(|m| m.workflow_id.to_string()),
+        col(|m| m.status.as_str().to_string()),
+    );
+    let (counters, values) = (
+        col(|m| serde_json::to_string(&m.counters).unwrap()),
+        col(|m| serde_json::to_string(&m.values).unwrap()),
+    );
+    let versions: Vec<i32> = metrics
+        .iter()
+        .map(|m| m.workflow_version.get() as i32)
+        .collect();
+    let durations: Vec<i64> = metrics.iter().map(|m| m.duration_micros as i64).collect();
+    let times: Vec<i64> = metrics.iter().map(|m| m.recorded_at.as_micros()).collect();
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {q}.metrics (run_id, workflow_id, workflow_version, status, \
+                 duration_micros, recorded_at, counters, \"values\") \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], \
+                 $6::int8[], $7::text[], $8::text[])"
+            ),
+            &[
+                &ids, &wfs, &versions, &statuses, &durations, &times, &counters, &values,
+            ],
+        )
+        .await
+        .unwrap();
+    // One row per named value, from the metrics' values as stored.
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {q}.metric_values (run_id, workflow_id, workflow_version, name, value) \
+                 SELECT m.run_id, m.workflow_id, m.workflow_version, v.key, v.value::float8 \
+                 FROM {q}.metrics m, json_each_text(m.\"values\"::json) AS v"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let store = PostgresStore::open(config.clone()).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), LATEST_SCHEMA_VERSION);
+    let check = |metrics: Vec<ExecutionMetric>, step: &'static str| {
+        let store = store.clone();
+        let workflows = workflows.clone();
+        async move {
+            for wf in &workflows {
+                for version in [None, Some(1), Some(2), Some(3)] {
+                    let version = version.map(|v| Version::new(v).unwrap());
+                    let mut q = SummaryQuery::default();
+                    q.workflow_version = version;
+                    let got = store.summary(wf, q).await.unwrap();
+                    let want = MetricsSummary::compute(
+                        wf.clone(),
+                        version,
+                        metrics.iter().filter(|m| {
+                            &m.workflow_id == wf && version.is_none_or(|v| v == m.workflow_version)
+                        }),
+                    );
+                    assert!(
+                        got.agrees_with(&want),
+                        "{step}: {wf} {version:?}\n got {got:?}\nwant {want:?}"
+                    );
+                    assert_eq!(
+                        got.values["cost"].sum.to_bits(),
+                        want.values["cost"].sum.to_bits()
+                    );
+                }
+            }
+        }
+    };
+    check(metrics.clone(), "migrated").await;
+    // The built counters are kept from then on.
+    let (gone, kept) = metrics.split_at(1_000);
+    let ids: Vec<RunId> = gone.iter().map(|m| m.run_id.clone()).collect();
+    store.delete_many(&ids).await.unwrap();
+    check(kept.to_vec(), "deleted after migrating").await;
+    // Their named values went with them.
+    let n: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {q}.metric_values"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    let values: usize = kept.iter().map(|m| m.values.len()).sum();
+    assert_eq!(n as usize, values);
+}
+
+/// How long step 5 takes on a schema holding a million metrics
+/// (`cargo test --release -p runstore-postgres --test migrations --
+/// --ignored --nocapture`): the metrics are made by SQL at version 4, then
+/// the store is opened (with the default operation timeout, which the
+/// step must fit in) and its summary compared with the values in SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: a million metrics, minutes"]
+async fn migrating_a_million_metrics() {
+    let Some(config) = common::config("migrations::migrating_a_million_metrics").await else {
+        return;
+    };
+    let _guard = TestSchema::new(config.clone());
+    drop(
+        testing::connect_at_version(config.clone(), 4)
+            .await
+            .unwrap(),
+    );
+    let client = testing::raw_client(&config.url).await.unwrap();
+    let q = format!("\"{}\"", config.schema);
+    let started = Instant::now();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {q}.metrics (run_id, workflow_id, workflow_version, status, \
+             duration_micros, recorded_at, counters, \"values\")
+             SELECT 'r' || lpad(i::text, 8, '0'), 'scale', 1 + i % 3,
+                    (ARRAY['succeeded', 'failed', 'cancelled'])[1 + i % 3],
+                    1000 + (i::int8 * 7919) % 9999000, 1700000000000000 + i, '{{}}',
+                    '{{\"cost\":' || ((i % 1000) * 0.25)::float8 || ',\"tokens\":' || (i % 77)::float8 || '}}'
+             FROM generate_series(1, 1000000) AS i;
+             INSERT INTO {q}.metric_values (run_id, workflow_id, workflow_version, name, value)
+             SELECT 'r' || lpad(i::text, 8, '0'), 'scale', 1 + i % 3, n.name,
+                    CASE n.name WHEN 'cost' THEN ((i % 1000) * 0.25)::float8 ELSE (i % 77)::float8 END
+             FROM generate_series(1, 1000000) AS i, (VALUES ('cost'), ('tokens')) AS n(name);"
+        ))
+        .await
+        .unwrap();
+    eprintln!(
+        "a million metrics stored at version 4 in {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let store = PostgresStore::open(config.clone()).await.unwrap();
+    eprintln!(
+        "migrated to version {LATEST_SCHEMA_VERSION} in {:?}",
+        started.elapsed()
+    );
+    let wf = WorkflowId::new("scale").unwrap();
+    let got = store.summary(&wf, SummaryQuery::default()).await.unwrap();
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), sum(duration_micros)::float8, min(duration_micros), \
+                 max(duration_micros) FROM {q}.metrics"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.executions, row.get::<_, i64>(0) as u64);
+    let d = got.duration.unwrap();
+    assert_eq!(d.mean, row.get::<_, f64>(1) / 1e6);
+    assert_eq!(
+        (d.min, d.max),
+        (row.get::<_, i64>(2) as u64, row.get::<_, i64>(3) as u64)
+    );
+    assert_eq!(got.values["cost"].count, 1_000_000);
 }
