@@ -1485,7 +1485,7 @@ async fn prunes(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Ve
         pgr = raw_named("tokio-postgres batched DELETE", r, notes);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    for b in ctx.plan.backends.clone() {
+    for b in ctx.record_backends() {
         let n = match b {
             Backend::File(_) => s.prune_runs.min(s.file_prune_cap),
             _ => s.prune_runs,
