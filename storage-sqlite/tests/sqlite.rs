@@ -536,6 +536,16 @@ async fn artifacts_are_chunked_and_refused_puts_leave_nothing_staged() {
     assert_eq!(chunks, 1, "only exact.bin's chunk is left");
 }
 
+/// The lines of SQLite's plan for `sql`.
+fn query_plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_of_section_4_uses_an_index() {
     let (_dir, path, _store) = common::fresh().await;
@@ -553,13 +563,7 @@ async fn every_query_of_section_4_uses_an_index() {
         "SELECT value FROM metric_values INDEXED BY metric_values_by_version WHERE workflow_id = 'a' AND workflow_version = 1 AND name = 'x' ORDER BY value LIMIT 1",
     ];
     for sql in plans {
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let detail: Vec<String> = stmt
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let text = detail.join(" | ");
+        let text = query_plan(&conn, sql).join(" | ");
         assert!(
             !text.contains("USE TEMP B-TREE FOR ORDER BY"),
             "{sql}: {text}"
@@ -571,31 +575,23 @@ async fn every_query_of_section_4_uses_an_index() {
     }
     // A percentile of all versions reads one bucket's range of each version
     // through the index, and sorts only those rows.
-    let sql = "EXPLAIN QUERY PLAN SELECT duration_micros FROM metrics INDEXED BY metrics_by_version
-               WHERE workflow_id = 'a' AND workflow_version IN (SELECT value FROM json_each('[1,2]'))
-                 AND duration_micros BETWEEN 10 AND 20 ORDER BY duration_micros LIMIT 1 OFFSET 5";
-    let text: Vec<String> = conn
-        .prepare(sql)
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let text = query_plan(
+        &conn,
+        "SELECT duration_micros FROM metrics INDEXED BY metrics_by_version
+         WHERE workflow_id = 'a' AND workflow_version IN (SELECT value FROM json_each('[1,2]'))
+           AND duration_micros BETWEEN 10 AND 20 ORDER BY duration_micros LIMIT 1 OFFSET 5",
+    );
     assert!(
         text[0].contains("workflow_version=? AND duration_micros>? AND duration_micros<?"),
         "{text:?}"
     );
     // A batch's idempotency keys are looked up in one query, through the
     // partial unique index (not by scanning the run's events).
-    let sql = "EXPLAIN QUERY PLAN SELECT idempotency_key, seq FROM events
-               WHERE run_id = 'a' AND idempotency_key IN (SELECT value FROM json_each('[\"k\"]'))";
-    let detail: Vec<String> = conn
-        .prepare(sql)
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let detail = query_plan(
+        &conn,
+        "SELECT idempotency_key, seq FROM events
+         WHERE run_id = 'a' AND idempotency_key IN (SELECT value FROM json_each('[\"k\"]'))",
+    );
     assert!(
         detail.iter().any(|d| d.contains("events_by_key")),
         "{detail:?}"
