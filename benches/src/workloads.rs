@@ -1656,9 +1656,9 @@ mod tests {
         let (rows, notes) = run_all(&plan).await;
         assert!(notes.is_empty(), "{notes:?}");
         let memory: Vec<&Row> = rows.iter().filter(|r| r.backend == "memory").collect();
-        // 4 append rows, 1 import, 2 queries, 1 summary, 1 prune and 1
-        // outbox drain at tiny scale.
-        assert_eq!(memory.len(), 10, "{rows:#?}");
+        // 4 append rows, 1 import, 2 queries, 1 summary, 1 recording of
+        // metrics, 1 prune and 1 outbox drain at tiny scale.
+        assert_eq!(memory.len(), 11, "{rows:#?}");
         let deferred = rows
             .iter()
             .find(|r| r.backend == "outbox")
