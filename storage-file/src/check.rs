@@ -261,7 +261,7 @@ fn check_logs(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<(
     // A fresh look at the journal and the index, as a new process has.
     logs::reload_runs(inner);
     let before = lock_mutex(&inner.found).len();
-    let ids = logs::run_ids(inner, repair)?;
+    drop(logs::refresh_runs(inner, repair)?);
     for f in lock_mutex(&inner.found).drain(before..) {
         report.add(f.kind, f.location, f.detail, f.repaired);
     }
@@ -274,7 +274,7 @@ fn check_logs(inner: &Inner, repair: bool, report: &mut CheckReport) -> Result<(
         let Some(run) = run.filter(|_| ft.is_file()) else {
             continue;
         };
-        if !ids.contains(&run) {
+        if logs::stored(inner, repair, std::slice::from_ref(&run))? != [true] {
             if repair {
                 fsutil::remove_file(&path, inner.durability)?;
             }

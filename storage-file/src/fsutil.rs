@@ -266,11 +266,44 @@ pub(crate) struct ReadLines {
 
 /// Reads every complete line of `file` from `from` on.
 pub(crate) fn read_lines(file: &mut File, path: &Path, from: u64) -> Result<ReadLines> {
+    let (read, _) = read_line_chunk(file, path, from, u64::MAX)?;
+    Ok(read)
+}
+
+/// Bytes a replay reads at a time, so that memory does not grow with the
+/// journal (a longer line is still read whole).
+pub(crate) const REPLAY_CHUNK: u64 = 8 << 20;
+
+/// Reads the complete lines of `file` from `from` on, about `max` bytes of
+/// them (at least one whole line if there is one). Returns them and whether
+/// the read reached the end of the file; `torn` counts only there.
+pub(crate) fn read_line_chunk(
+    file: &mut File,
+    path: &Path,
+    from: u64,
+    max: u64,
+) -> Result<(ReadLines, bool)> {
     file.seek(SeekFrom::Start(from))
         .map_err(|e| io_err("seeking in", path, e))?;
     let mut buf = Vec::new();
-    file.read_to_end(&mut buf)
-        .map_err(|e| io_err("reading", path, e))?;
+    let mut at_eof = false;
+    // Read `max` bytes, then more until a newline or the end.
+    let mut want = max;
+    loop {
+        let before = buf.len();
+        (&mut *file)
+            .take(want)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err("reading", path, e))?;
+        if ((buf.len() - before) as u64) < want {
+            at_eof = true;
+            break;
+        }
+        if buf[before..].contains(&b'\n') {
+            break;
+        }
+        want = want.min(1 << 20);
+    }
     let mut lines = Vec::new();
     let mut start = 0usize;
     for (i, b) in buf.iter().enumerate() {
@@ -284,11 +317,19 @@ pub(crate) fn read_lines(file: &mut File, path: &Path, from: u64) -> Result<Read
             start = i + 1;
         }
     }
-    Ok(ReadLines {
-        lines,
-        end: from + start as u64,
-        torn: (buf.len() - start) as u64,
-    })
+    let torn = if at_eof {
+        (buf.len() - start) as u64
+    } else {
+        0
+    };
+    Ok((
+        ReadLines {
+            lines,
+            end: from + start as u64,
+            torn,
+        },
+        at_eof,
+    ))
 }
 
 /// Cuts everything after the last newline of `file` (a line torn by a
@@ -449,12 +490,29 @@ pub(crate) fn write_atomic(
     bytes: &[u8],
     durability: Durability,
 ) -> Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    write_atomic_with(dir, name, durability, |w| {
+        w.write_all(bytes)
+            .map_err(|e| io_err("writing a temp file in", dir, e))
+    })
+}
+
+/// [`write_atomic`] with the content streamed by `fill` (through a buffer),
+/// so that a large file is never held in memory.
+pub(crate) fn write_atomic_with(
+    dir: &Path,
+    name: &str,
+    durability: Durability,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| io_err("creating a temp file in", dir, e))?;
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(FILE_MODE))
         .map_err(|e| io_err("setting permissions of", tmp.path(), e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| io_err("writing", tmp.path(), e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+    fill(&mut w)?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| io_err("writing a temp file in", dir, e.into_error()))?;
     if durability != Durability::None {
         tmp.as_file()
             .sync_all()

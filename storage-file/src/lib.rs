@@ -4,6 +4,7 @@ mod artifacts;
 mod check;
 mod coordination;
 mod fsutil;
+mod journal_index;
 mod lifecycle;
 mod logs;
 mod metrics;
@@ -140,7 +141,7 @@ pub(crate) struct Inner {
     pub(crate) root: Root,
     pub(crate) durability: Durability,
     pub(crate) syncer: Syncer,
-    pub(crate) runs: Mutex<logs::RunsState>,
+    pub(crate) runs: Mutex<journal_index::IndexSlot>,
     pub(crate) events: Mutex<logs::EventsCache>,
     pub(crate) metrics: Mutex<metrics::MetricsState>,
     pub(crate) patterns: Mutex<metrics::PatternsState>,
@@ -197,41 +198,65 @@ impl Inner {
         what: &str,
         mut apply: impl FnMut(L) -> std::result::Result<(), String>,
     ) -> Result<u64> {
-        let read = fsutil::read_lines(file, path, from)?;
-        for (off, line) in read.lines {
-            let applied = line
-                .map_err(|()| "not UTF-8".to_string())
-                .and_then(|l| serde_json::from_str::<L>(&l).map_err(|e| e.to_string()))
-                .and_then(&mut apply);
-            if let Err(e) = applied {
+        self.replay_into(file, path, from, cut_torn, what, |l| Ok(apply(l)))
+    }
+
+    /// [`Inner::replay`] where `apply` may also fail as a whole (an index
+    /// write), which stops the replay. Reads the journal a chunk at a time,
+    /// so memory does not grow with it.
+    pub(crate) fn replay_into<L: DeserializeOwned>(
+        &self,
+        file: &mut File,
+        path: &Path,
+        mut from: u64,
+        cut_torn: Option<fsutil::FileId>,
+        what: &str,
+        mut apply: impl FnMut(L) -> Result<std::result::Result<(), String>>,
+    ) -> Result<u64> {
+        loop {
+            let (read, at_eof) = fsutil::read_line_chunk(file, path, from, fsutil::REPLAY_CHUNK)?;
+            for (off, line) in read.lines {
+                let parsed = line
+                    .map_err(|()| "not UTF-8".to_string())
+                    .and_then(|l| serde_json::from_str::<L>(&l).map_err(|e| e.to_string()));
+                let applied = match parsed {
+                    Ok(l) => apply(l)?,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = applied {
+                    self.report(
+                        FindingKind::CorruptLine,
+                        path,
+                        off,
+                        format!("skipped an unreadable {what}: {e}"),
+                        false,
+                    );
+                }
+            }
+            from = read.end;
+            if !at_eof {
+                continue;
+            }
+            if read.torn > 0
+                && let Some(id) = cut_torn
+            {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| fsutil::io_err("opening", path, e))?;
+                let cut = fsutil::cut_torn_tail(&f, path)?;
+                self.syncer.forget(id);
                 self.report(
-                    FindingKind::CorruptLine,
+                    FindingKind::TornTail,
                     path,
-                    off,
-                    format!("skipped an unreadable {what}: {e}"),
-                    false,
+                    read.end,
+                    format!("cut a torn last line of {cut} bytes left by a crash"),
+                    true,
                 );
             }
+            return Ok(from);
         }
-        if read.torn > 0
-            && let Some(id) = cut_torn
-        {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|e| fsutil::io_err("opening", path, e))?;
-            let cut = fsutil::cut_torn_tail(&f, path)?;
-            self.syncer.forget(id);
-            self.report(
-                FindingKind::TornTail,
-                path,
-                read.end,
-                format!("cut a torn last line of {cut} bytes left by a crash"),
-                true,
-            );
-        }
-        Ok(read.end)
     }
 
     /// Runs blocking file work off the async executor.
@@ -275,7 +300,7 @@ impl FileStore {
             },
             durability,
             syncer: Syncer::default(),
-            runs: Mutex::new(logs::RunsState::default()),
+            runs: Mutex::new(journal_index::IndexSlot::default()),
             events: Mutex::new(logs::EventsCache::default()),
             metrics: Mutex::new(metrics::MetricsState::default()),
             patterns: Mutex::new(metrics::PatternsState::default()),

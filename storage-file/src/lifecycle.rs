@@ -17,9 +17,9 @@ const DELETED_PREFIX: &str = ".deleted-";
 /// next prune deletes; never events without their run.
 pub(crate) fn delete_runs(inner: &Inner, ids: &[RunId]) -> Result<Deleted<RunId>> {
     let locked = logs::lock(inner, true)?;
-    let st = logs::refresh_runs(inner, true)?;
-    let out = Deleted::split(ids, |id| st.runs.contains_key(id));
-    drop(st);
+    let stored = logs::stored(inner, true, ids)?;
+    let mut stored = stored.into_iter();
+    let out = Deleted::split(ids, |_| stored.next().unwrap_or(false));
     if out.deleted.is_empty() {
         return logs::finish(inner, locked, out, Vec::new());
     }

@@ -205,7 +205,16 @@ async fn corrupt_line_in_the_middle_is_skipped_and_reported() {
 async fn deleted_and_stale_index_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let index = root.join("index/runs.ndjson");
+    let index = root.join("index/runs.sqlite");
+    let remove_index = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", index.display()));
+        }
+    };
+    let tamper = |sql: &str| {
+        let c = rusqlite::Connection::open(&index).unwrap();
+        c.execute_batch(sql).unwrap();
+    };
     {
         let s = open(root).await;
         for i in 0..5 {
@@ -214,12 +223,10 @@ async fn deleted_and_stale_index_are_rebuilt() {
                 .unwrap();
         }
     }
-    // Reopening writes the index (the journal is not empty).
     {
         let s = open(root).await;
         assert!(index.exists());
         assert_eq!(s.get_recent(&wf(), None, 50).await.unwrap().len(), 5);
-        // More runs after the index: served from index plus journal tail.
         s.create_run(run_at("r5", 2_000)).await.unwrap();
     }
     {
@@ -239,7 +246,7 @@ async fn deleted_and_stale_index_are_rebuilt() {
     }
 
     // Deleted: rebuilt on open and reported.
-    std::fs::remove_file(&index).unwrap();
+    remove_index();
     {
         let s = open(root).await;
         assert!(index.exists());
@@ -253,11 +260,12 @@ async fn deleted_and_stale_index_are_rebuilt() {
         assert_eq!(s.count_runs(RunFilter::default()).await.unwrap(), 6);
     }
 
-    // Stale: the index says r0 is running, the journal says pending.
-    let text = std::fs::read_to_string(&index).unwrap();
-    let changed = text.replacen("\"status\":\"pending\"", "\"status\":\"running\"", 1);
-    assert_ne!(text, changed);
-    std::fs::write(&index, &changed).unwrap();
+    // Stale: an index made from another journal (its fingerprint differs)
+    // that says r0 is running, where the journal says pending.
+    tamper(
+        "UPDATE runs SET status = 'running', run = replace(run, '\"status\":\"pending\"', '\"status\":\"running\"') WHERE id = 'r0';
+         UPDATE cover SET tail_sha256 = 'another journal';",
+    );
     {
         let s = open(root).await;
         let report = s.check(false).await.unwrap();
@@ -268,23 +276,31 @@ async fn deleted_and_stale_index_are_rebuilt() {
         let runs = s.get_recent(&wf(), None, 50).await.unwrap();
         assert_eq!(runs.len(), 6);
         assert!(runs.iter().all(|r| r.status == RunStatus::Pending));
-        assert_ne!(std::fs::read_to_string(&index).unwrap(), changed);
     }
 
     // Stale the other way: an index made from a longer journal.
-    let text = std::fs::read_to_string(&index).unwrap();
-    let mut header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    header["journal_len"] = json!(10_000_000);
-    let rest: Vec<&str> = text.lines().skip(1).collect();
-    std::fs::write(&index, format!("{header}\n{}\n", rest.join("\n"))).unwrap();
+    tamper("UPDATE cover SET covered = 10000000;");
+    {
+        let s = open(root).await;
+        let report = s.check(true).await.unwrap();
+        assert!(
+            report.of_kind(FindingKind::StaleIndex).next().is_some(),
+            "{report:?}"
+        );
+        assert_eq!(s.count_runs(RunFilter::default()).await.unwrap(), 6);
+        assert!(s.check(false).await.unwrap().is_clean());
+    }
+
+    // Unreadable: not a database at all.
+    remove_index();
+    std::fs::write(&index, vec![b'x'; 8192]).unwrap();
     let s = open(root).await;
-    let report = s.check(true).await.unwrap();
+    let report = s.check(false).await.unwrap();
     assert!(
-        report.of_kind(FindingKind::StaleIndex).next().is_some(),
+        report.of_kind(FindingKind::StaleIndex).any(|f| f.repaired),
         "{report:?}"
     );
     assert_eq!(s.count_runs(RunFilter::default()).await.unwrap(), 6);
-    assert!(s.check(false).await.unwrap().is_clean());
 }
 
 #[tokio::test]

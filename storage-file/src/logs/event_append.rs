@@ -13,6 +13,7 @@ use runstore_core::{Appended, Event, NewEvent, Result, RunId, run_not_found};
 use super::event_cache::{Events, EventsState, Handles, with_events};
 use super::journal::{refresh_runs, to_line};
 use super::lock::{finish, lock};
+use super::run_table;
 use crate::Inner;
 use crate::fsutil::{self, SyncTicket, file_id};
 
@@ -28,7 +29,7 @@ pub(super) fn append(
 ) -> Result<Vec<Appended>> {
     let locked = lock(inner, true)?;
     let st = refresh_runs(inner, true)?;
-    if !st.runs.contains_key(run_id) {
+    if !run_table::contains(&st, run_id)? {
         return Err(run_not_found(run_id));
     }
     drop(st);

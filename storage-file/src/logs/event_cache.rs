@@ -11,6 +11,7 @@ use runstore_core::{Error, Event, EventQuery, Page, Result, RunId, run_not_found
 
 use super::journal::refresh_runs;
 use super::lock::lock;
+use super::run_table;
 use crate::fsutil::{self, file_id, lock_mutex};
 use crate::{FileStore, Inner};
 
@@ -151,7 +152,7 @@ pub(crate) fn forget_events(inner: &Inner, run: &RunId) {
 pub(super) fn list(inner: &Inner, run_id: &RunId, query: &EventQuery) -> Result<Page<Event>> {
     let _l = lock(inner, false)?;
     let st = refresh_runs(inner, false)?;
-    if !st.runs.contains_key(run_id) {
+    if !run_table::contains(&st, run_id)? {
         return Err(run_not_found(run_id));
     }
     drop(st);
@@ -174,7 +175,10 @@ impl FileStore {
             .blocking(move |inner| {
                 let _l = lock(inner, false)?;
                 let st = refresh_runs(inner, false)?;
-                let stored: Vec<bool> = ids.iter().map(|id| st.runs.contains_key(id)).collect();
+                let stored = ids
+                    .iter()
+                    .map(|id| run_table::contains(&st, id))
+                    .collect::<Result<Vec<bool>>>()?;
                 drop(st);
                 ids.iter()
                     .zip(stored)

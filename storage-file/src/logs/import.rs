@@ -12,16 +12,17 @@ use runstore_core::{
 use super::event_cache::{events_name, forget_events, with_events};
 use super::journal::{RunLine, append_journal, refresh_runs, to_line};
 use super::lock::{finish, lock};
+use super::run_table;
 use crate::{Inner, fsutil};
 
 /// Imports `runs` as the module doc says, under the exclusive lock.
 pub(super) fn import_runs(inner: &Inner, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
     let locked = lock(inner, true)?;
     let st = refresh_runs(inner, true)?;
-    let existing: Vec<Option<Run>> = runs
+    let existing = runs
         .iter()
-        .map(|r| st.runs.get(&r.run.id).cloned())
-        .collect();
+        .map(|r| run_table::get(&st, &r.run.id))
+        .collect::<Result<Vec<Option<Run>>>>()?;
     drop(st);
     // Check everything first: all or nothing.
     let mut outcome = BulkOutcome::default();
@@ -44,7 +45,7 @@ pub(super) fn import_runs(inner: &Inner, runs: Vec<RunWithEvents>) -> Result<Bul
     let st = refresh_runs(inner, true)?;
     for r in &fresh {
         if let Some((w, k)) = external_key_of(&r.run)
-            && let Some(holder) = st.by_key(w, k)
+            && let Some(holder) = run_table::by_key(&st, w, k)?
         {
             return Err(external_key_conflict(&r.run, &holder.id));
         }

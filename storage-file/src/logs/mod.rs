@@ -9,7 +9,6 @@ mod event_cache;
 mod import;
 mod journal;
 mod lock;
-mod run_index;
 mod run_table;
 mod runs;
 
@@ -25,10 +24,9 @@ use crate::FileStore;
 
 pub(crate) use event_cache::{EventsCache, events_path, forget_events};
 pub(crate) use journal::{
-    RunLine, append_journal, compact_journal, recover, refresh_runs, reload_runs, run_ids, to_line,
+    RunLine, append_journal, compact_journal, recover, refresh_runs, reload_runs, stored, to_line,
 };
 pub(crate) use lock::{LOCK, finish, lock};
-pub(crate) use run_table::RunsState;
 
 #[async_trait]
 impl LogRepository for FileStore {

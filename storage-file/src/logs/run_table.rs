@@ -1,158 +1,251 @@
-//! The run table: every stored run in memory, ordered by `(started_at,
-//! id)` overall and per workflow and found by external key, and the queries
-//! served from it. The journal module keeps it up to date.
+//! The run table: the run index `index/runs.sqlite` (see
+//! [`crate::journal_index`]), one row per stored run, ordered by
+//! `(started_at, id)` overall and per workflow and found by external key,
+//! and the queries served from it. Every query reads only the rows it
+//! returns or filters, so memory does not grow with the number of runs.
 
-use std::collections::{BTreeSet, HashMap};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use runstore_core::{
-    Page, Result, Run, RunCursor, RunFilter, RunId, Timestamp, WorkflowId, external_key_of,
+    Error, Page, Result, Run, RunCursor, RunFilter, RunId, WorkflowId, external_key_of,
 };
 
 use super::journal::RunLine;
-use crate::fsutil;
+use crate::journal_index::{Indexed, SqlCtx};
 
-/// A run's place in the table: newest last.
-type OrderKey = (Timestamp, RunId);
+/// The run journal's index.
+pub(crate) struct RunIndex;
 
-/// The run table in memory, valid for the journal file `file` up to `offset`.
-#[derive(Default)]
-pub(crate) struct RunsState {
-    pub(super) file: Option<fsutil::FileId>,
-    pub(super) offset: u64,
-    /// Journal bytes covered by the index file on disk.
-    pub(super) indexed: u64,
-    /// The index must be rewritten at the next exclusive lock.
-    pub(super) index_dirty: bool,
-    pub(crate) runs: HashMap<RunId, Run>,
-    pub(super) order: BTreeSet<OrderKey>,
-    by_workflow: HashMap<WorkflowId, BTreeSet<OrderKey>>,
-    /// `(workflow, external key)` to the run holding it.
-    by_key: HashMap<(WorkflowId, String), RunId>,
+impl Indexed for RunIndex {
+    type Line = RunLine;
+    const DB: [&'static str; 2] = ["index", "runs.sqlite"];
+    const JOURNAL: [&'static str; 2] = ["logs", "runs.ndjson"];
+    const WHAT: &'static str = "run record";
+    // The filter columns beside the run, so that a query skips rows
+    // without decoding them.
+    const SCHEMA: &'static str = "
+        CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY, started_at INTEGER NOT NULL, workflow_id TEXT NOT NULL,
+            workflow_version INTEGER NOT NULL, status TEXT NOT NULL, ended_at INTEGER,
+            external_key TEXT, run TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS runs_by_time ON runs (started_at, id);
+        CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_id, started_at, id);
+        CREATE INDEX IF NOT EXISTS runs_by_key ON runs (workflow_id, external_key)
+            WHERE external_key IS NOT NULL;";
+    const CLEAR: &'static str = "DELETE FROM runs";
+
+    fn apply(conn: &Connection, line: RunLine) -> Result<std::result::Result<bool, String>> {
+        match line {
+            RunLine::Put { run } => {
+                let json = serde_json::to_string(&run)
+                    .map_err(|e| Error::backend("encoding a run", Some(e.into())))?;
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO runs (id, started_at, workflow_id, workflow_version,
+                       status, ended_at, external_key, run)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        run.id.as_str(),
+                        run.started_at.as_micros(),
+                        run.workflow_id.as_str(),
+                        run.workflow_version.get(),
+                        run.status.as_str(),
+                        run.ended_at.map(|t| t.as_micros()),
+                        external_key_of(&run).map(|(_, k)| k),
+                        json
+                    ])
+                })
+                .sql("indexing a run")?;
+            }
+            RunLine::Delete { id } => {
+                conn.prepare_cached("DELETE FROM runs WHERE id = ?1")
+                    .and_then(|mut s| s.execute([id.as_str()]))
+                    .sql("removing a run from the index")?;
+            }
+        }
+        Ok(Ok(false))
+    }
 }
 
-impl RunsState {
-    pub(super) fn clear(&mut self) {
-        *self = RunsState::default();
-    }
+fn decode(json: &str) -> Result<Run> {
+    serde_json::from_str(json).map_err(|e| {
+        Error::corrupt(
+            "index/runs.sqlite",
+            format!("a run does not parse ({e}); delete the index to rebuild it"),
+        )
+    })
+}
 
-    /// The index must be (re)written: it is missing or stale, or the
-    /// journal outgrew it.
-    pub(super) fn index_due(&self) -> bool {
-        let outgrown = self.offset - self.indexed > (1 << 20).max(self.indexed / 2);
-        self.index_dirty || outgrown
-    }
+/// The run `id`.
+pub(crate) fn get(conn: &Connection, id: &RunId) -> Result<Option<Run>> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT run FROM runs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())
+        .sql("reading a run")?;
+    json.as_deref().map(decode).transpose()
+}
 
-    pub(super) fn put(&mut self, run: Run) {
-        self.remove(&run.id.clone());
-        let key = (run.started_at, run.id.clone());
-        self.order.insert(key.clone());
-        self.by_workflow
-            .entry(run.workflow_id.clone())
-            .or_default()
-            .insert(key);
-        if let Some((w, k)) = external_key_of(&run) {
-            self.by_key
-                .insert((w.clone(), k.to_owned()), run.id.clone());
-        }
-        self.runs.insert(run.id.clone(), run);
-    }
+/// Whether run `id` is stored.
+pub(crate) fn contains(conn: &Connection, id: &RunId) -> Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM runs WHERE id = ?1")
+        .and_then(|mut s| s.exists([id.as_str()]))
+        .sql("looking up a run")
+}
 
-    /// The run holding `key` of `workflow`.
-    pub(super) fn by_key(&self, workflow: &WorkflowId, key: &str) -> Option<&Run> {
-        self.by_key
-            .get(&(workflow.clone(), key.to_owned()))
-            .and_then(|id| self.runs.get(id))
-    }
+/// The run holding external key `key` of `workflow`.
+pub(crate) fn by_key(conn: &Connection, workflow: &WorkflowId, key: &str) -> Result<Option<Run>> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT run FROM runs WHERE workflow_id = ?1 AND external_key = ?2 LIMIT 1")
+        .and_then(|mut s| {
+            s.query_row(params![workflow.as_str(), key], |r| r.get(0))
+                .optional()
+        })
+        .sql("looking up a run by key")?;
+    json.as_deref().map(decode).transpose()
+}
 
-    fn remove(&mut self, id: &RunId) {
-        if let Some(old) = self.runs.remove(id) {
-            let key = (old.started_at, old.id.clone());
-            self.order.remove(&key);
-            if let Some(set) = self.by_workflow.get_mut(&old.workflow_id) {
-                set.remove(&key);
-                if set.is_empty() {
-                    self.by_workflow.remove(&old.workflow_id);
-                }
-            }
-            if let Some((w, k)) = external_key_of(&old) {
-                let pair = (w.clone(), k.to_owned());
-                if self.by_key.get(&pair) == Some(&old.id) {
-                    self.by_key.remove(&pair);
-                }
-            }
-        }
+/// The `WHERE` conditions of a filter that its columns decide, with their
+/// arguments; what they do not decide (the trigger) is checked on the
+/// decoded run with [`RunFilter::matches`].
+fn conditions(f: &RunFilter, upper: Option<(i64, String)>) -> (String, Vec<Value>) {
+    let mut cond = vec!["1 = 1".to_string()];
+    let mut args = Vec::new();
+    let mut arg = |cond: &mut Vec<String>, sql: &str, v: Value| {
+        args.push(v);
+        cond.push(sql.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(w) = &f.workflow_id {
+        arg(&mut cond, "workflow_id = ?", Value::Text(w.as_str().into()));
     }
-
-    pub(super) fn apply(&mut self, line: RunLine) {
-        match line {
-            RunLine::Put { run } => self.put(run),
-            RunLine::Delete { id } => self.remove(&id),
-        }
+    if let Some(v) = f.workflow_version {
+        arg(
+            &mut cond,
+            "workflow_version = ?",
+            Value::Integer(v.get().into()),
+        );
     }
-
-    /// The order keys of every run, or of `workflow`'s runs; `None` if
-    /// `workflow` has none.
-    fn ordered(&self, workflow: Option<&WorkflowId>) -> Option<&BTreeSet<OrderKey>> {
-        match workflow {
-            Some(w) => self.by_workflow.get(w),
-            None => Some(&self.order),
-        }
+    if !f.statuses.is_empty() {
+        let list: Vec<String> = f
+            .statuses
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        // Status names are fixed identifiers of core, never user text.
+        cond.push(format!("status IN ({})", list.join(", ")));
     }
+    if let Some(t) = f.started_from {
+        arg(&mut cond, "started_at >= ?", Value::Integer(t.as_micros()));
+    }
+    if let Some(t) = f.started_before {
+        arg(&mut cond, "started_at < ?", Value::Integer(t.as_micros()));
+    }
+    if let Some(t) = f.ended_from {
+        arg(&mut cond, "ended_at >= ?", Value::Integer(t.as_micros()));
+    }
+    if let Some(t) = f.ended_before {
+        arg(&mut cond, "ended_at < ?", Value::Integer(t.as_micros()));
+    }
+    if let Some((at, id)) = upper {
+        args.push(Value::Integer(at));
+        args.push(Value::Text(id));
+        let n = args.len();
+        cond.push(format!("(started_at, id) < (?{}, ?{n})", n - 1));
+    }
+    (cond.join(" AND "), args)
+}
 
-    /// A page of the runs matching `f`, newest first, after the cursor
-    /// `before`.
-    pub(super) fn query(
-        &self,
-        f: &RunFilter,
-        before: Option<RunCursor>,
-        limit: usize,
-    ) -> Result<Page<Run>> {
-        let Some(set) = self.ordered(f.workflow_id.as_ref()) else {
-            return Ok(Page::empty());
-        };
-        // Walk newest first, from just below the cursor and the
-        // `started_before` bound, stopping at `started_from`.
-        let mut upper: Option<OrderKey> = before.map(|b| (b.started_at, b.id));
-        if let Some(b) = f.started_before {
-            // "-" is the least valid run id, so every run started at
-            // `b` or later lies at or above this key.
-            let bound = (b, RunId::new("-")?);
-            if upper.as_ref().is_none_or(|u| bound < *u) {
-                upper = Some(bound);
-            }
-        }
-        let iter: Box<dyn Iterator<Item = &OrderKey>> = match upper {
-            Some(u) => Box::new(set.range(..u).rev()),
-            None => Box::new(set.iter().rev()),
-        };
-        let mut items = Vec::new();
-        for (at, id) in iter {
-            if f.started_before.is_some_and(|b| *at >= b) {
-                continue;
-            }
-            if f.started_from.is_some_and(|from| *at < from) {
+/// The index that serves a filter's order.
+fn order_index(f: &RunFilter) -> &'static str {
+    if f.workflow_id.is_some() {
+        "runs_by_workflow"
+    } else {
+        "runs_by_time"
+    }
+}
+
+/// A page of the runs matching `f`, newest first, after the cursor
+/// `before`.
+pub(crate) fn query(
+    conn: &Connection,
+    f: &RunFilter,
+    before: Option<RunCursor>,
+    limit: usize,
+) -> Result<Page<Run>> {
+    let upper = before.map(|b| (b.started_at.as_micros(), b.id.as_str().to_owned()));
+    let (cond, args) = conditions(f, upper);
+    let sql = format!(
+        "SELECT run FROM runs INDEXED BY {} WHERE {cond}
+         ORDER BY started_at DESC, id DESC",
+        order_index(f)
+    );
+    let mut stmt = conn.prepare_cached(&sql).sql("querying runs")?;
+    let mut rows = stmt.query(params_from_iter(args)).sql("querying runs")?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next().sql("querying runs")? {
+        let json: String = row.get(0).sql("querying runs")?;
+        let run = decode(&json)?;
+        if f.matches(&run) {
+            items.push(run);
+            if items.len() > limit {
                 break;
             }
-            if let Some(run) = self.runs.get(id)
-                && f.matches(run)
-            {
-                items.push(run.clone());
-                if items.len() > limit {
-                    break;
-                }
-            }
         }
-        Ok(Page::from_overfetch(items, limit, RunCursor::of))
     }
+    Ok(Page::from_overfetch(items, limit, RunCursor::of))
+}
 
-    /// How many runs match `filter`.
-    pub(super) fn count(&self, filter: &RunFilter) -> u64 {
-        let Some(set) = self.ordered(filter.workflow_id.as_ref()) else {
-            return 0;
-        };
-        set.iter()
-            .filter_map(|(_, id)| self.runs.get(id))
-            .filter(|r| filter.matches(r))
-            .count() as u64
+/// How many runs match `filter`.
+pub(crate) fn count(conn: &Connection, f: &RunFilter) -> Result<u64> {
+    let (cond, args) = conditions(f, None);
+    if f.trigger.is_none() {
+        let n: i64 = conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM runs WHERE {cond}"))
+            .and_then(|mut s| s.query_row(params_from_iter(args), |r| r.get(0)))
+            .sql("counting runs")?;
+        return Ok(n.max(0) as u64);
     }
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT run FROM runs WHERE {cond}"))
+        .sql("counting runs")?;
+    let mut rows = stmt.query(params_from_iter(args)).sql("counting runs")?;
+    let mut n = 0;
+    while let Some(row) = rows.next().sql("counting runs")? {
+        let json: String = row.get(0).sql("counting runs")?;
+        if f.matches(&decode(&json)?) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Every run, oldest first, for a compaction: `f` takes each in turn.
+pub(crate) fn each_oldest_first(
+    conn: &Connection,
+    mut f: impl FnMut(Run) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn
+        .prepare("SELECT run FROM runs INDEXED BY runs_by_time ORDER BY started_at, id")
+        .sql("reading every run")?;
+    let mut rows = stmt.query([]).sql("reading every run")?;
+    while let Some(row) = rows.next().sql("reading every run")? {
+        let json: String = row.get(0).sql("reading every run")?;
+        f(decode(&json)?)?;
+    }
+    Ok(())
+}
+
+/// The bytes the live runs take as `put` lines of the journal: what a
+/// compaction would write.
+pub(crate) fn live_bytes(conn: &Connection) -> Result<u64> {
+    // `{"op":"put","run":` + the run + `}` + newline.
+    let n: i64 = conn
+        .query_row(
+            "SELECT COALESCE(SUM(length(CAST(run AS BLOB)) + 20), 0) FROM runs",
+            [],
+            |r| r.get(0),
+        )
+        .sql("measuring the runs")?;
+    Ok(n.max(0) as u64)
 }

@@ -9,15 +9,19 @@ use runstore_core::{
 use super::event_cache::{events_path, forget_events};
 use super::journal::{RunLine, append_journal, refresh_runs, to_line};
 use super::lock::{finish, lock};
+use super::run_table;
 use crate::{FindingKind, Inner, fsutil};
 
 /// Stores a new run (or finds it already stored, see `decide_run_create`).
 pub(super) fn create(inner: &Inner, run: Run) -> Result<Written<Run>> {
     let locked = lock(inner, true)?;
     let st = refresh_runs(inner, true)?;
-    let by_key = external_key_of(&run).and_then(|(w, k)| st.by_key(w, k));
-    let by_id = st.runs.get(&run.id);
-    let written = decide_run_create(run, by_id, by_key)?;
+    let by_key = match external_key_of(&run) {
+        Some((w, k)) => run_table::by_key(&st, w, k)?,
+        None => None,
+    };
+    let by_id = run_table::get(&st, &run.id)?;
+    let written = decide_run_create(run, by_id.as_ref(), by_key.as_ref())?;
     if !written.inserted {
         return Ok(written);
     }
@@ -49,23 +53,21 @@ pub(super) fn create(inner: &Inner, run: Run) -> Result<Written<Run>> {
 pub(super) fn get(inner: &Inner, id: &RunId) -> Result<Run> {
     let _l = lock(inner, false)?;
     let st = refresh_runs(inner, false)?;
-    st.runs.get(id).cloned().ok_or_else(|| run_not_found(id))
+    run_table::get(&st, id)?.ok_or_else(|| run_not_found(id))
 }
 
 /// The run holding external key `key` of `workflow`.
 pub(super) fn get_by_key(inner: &Inner, workflow: &WorkflowId, key: &str) -> Result<Run> {
     let _l = lock(inner, false)?;
     let st = refresh_runs(inner, false)?;
-    st.by_key(workflow, key)
-        .cloned()
-        .ok_or_else(|| key_not_found(workflow, key))
+    run_table::by_key(&st, workflow, key)?.ok_or_else(|| key_not_found(workflow, key))
 }
 
 /// Applies a status update (see `Run::apply_update`); appends only a change.
 pub(super) fn update_status(inner: &Inner, id: &RunId, update: &RunUpdate) -> Result<Run> {
     let locked = lock(inner, true)?;
     let st = refresh_runs(inner, true)?;
-    let stored = st.runs.get(id).ok_or_else(|| run_not_found(id))?;
+    let stored = run_table::get(&st, id)?.ok_or_else(|| run_not_found(id))?;
     let (next, changed) = stored.apply_update(update)?;
     drop(st);
     let mut tickets = Vec::new();
@@ -88,12 +90,12 @@ pub(super) fn query(
 ) -> Result<Page<Run>> {
     let _l = lock(inner, false)?;
     let st = refresh_runs(inner, false)?;
-    st.query(filter, before, limit)
+    run_table::query(&st, filter, before, limit)
 }
 
 /// How many runs match `filter`.
 pub(super) fn count(inner: &Inner, filter: &RunFilter) -> Result<u64> {
     let _l = lock(inner, false)?;
     let st = refresh_runs(inner, false)?;
-    Ok(st.count(filter))
+    run_table::count(&st, filter)
 }
