@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use runstore_core::{Error, Event, Result, RunId, Sha256Hasher, WorkflowId};
 
 use crate::fsutil::{self, lock_mutex};
-use crate::{Inner, artifacts, logs, metrics, workflows};
+use crate::{Inner, artifacts, journal_index, logs, metrics, workflows};
 
 /// What kind of problem a [`Finding`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -301,6 +301,13 @@ fn check_metrics(inner: &Inner, repair: bool, report: &mut CheckReport) -> Resul
     let _g = fsutil::take_lock(&inner.root, metrics::LOCK, repair)?;
     let m = inner.root.path(&["metrics", "metrics.ndjson"])?;
     scan_ndjson(inner, report, &m, repair, parses::<metrics::MetricLine>)?;
+    // A fresh look at the journal and its index, as a new process takes.
+    journal_index::reload(&inner.metrics);
+    let before = lock_mutex(&inner.found).len();
+    drop(metrics::refresh_metrics(inner, repair)?);
+    for f in lock_mutex(&inner.found).drain(before..) {
+        report.add(f.kind, f.location, f.detail, f.repaired);
+    }
     let p = inner.root.path(&["metrics", "patterns.ndjson"])?;
     scan_ndjson(inner, report, &p, repair, parses::<runstore_core::Pattern>)?;
     Ok(())

@@ -13,8 +13,9 @@
 //! journal's concern: the journal cannot change while the lock is held, so
 //! concurrent catch-ups compute the same rows, and SQLite's write lock
 //! (`BEGIN IMMEDIATE`, with the cover re-read inside) lets one of them do
-//! it. A root opened read-only never writes: when the shared index is not
-//! up to date, the process builds a private one in a temporary folder.
+//! it. A root opened read-only never writes, not even the files SQLite keeps
+//! beside an index it reads: the process builds a private index of its own
+//! in a temporary folder.
 
 use std::fs::File;
 use std::ops::{Deref, DerefMut};
@@ -61,12 +62,19 @@ pub(crate) trait Indexed {
     const SCHEMA: &'static str;
     /// Empties the tables before a rebuild.
     const CLEAR: &'static str;
-    /// Applies one line inside the catch-up transaction. `Ok(Err(why))`
+    /// Drops what only served the old journal, after a compaction.
+    const COMPACTED: &'static str;
+    /// Applies one line (starting at byte `offset` of the journal) inside
+    /// the catch-up transaction. `Ok(Err(why))`
     /// refuses the line, which is reported and skipped; `Ok(Ok(true))`
     /// says the line replaced or removed a record in a way a follower of
     /// the journal cannot apply from the line alone (see
     /// [`Cover::rewrites`]).
-    fn apply(conn: &Connection, line: Self::Line) -> Result<std::result::Result<bool, String>>;
+    fn apply(
+        conn: &Connection,
+        offset: u64,
+        line: Self::Line,
+    ) -> Result<std::result::Result<bool, String>>;
 }
 
 /// Which journal bytes an index holds.
@@ -93,7 +101,6 @@ struct IndexDb {
     /// path means the folder was swapped, by a restore); `None` for a
     /// private index.
     file: Option<FileId>,
-    read_only: bool,
     /// The journal whose fingerprint this process checked.
     checked: Option<FileId>,
     /// Keeps a private index's folder until the connection is dropped.
@@ -130,7 +137,7 @@ impl IndexGuard<'_> {
     /// Records that the journal was replaced by a compaction with the same
     /// records: the rows stay, the cover moves to the new file. The caller
     /// holds the exclusive lock.
-    pub(crate) fn moved_to(&mut self, file: &File, path: &Path) -> Result<()> {
+    pub(crate) fn moved_to<J: Indexed>(&mut self, file: &File, path: &Path) -> Result<()> {
         let meta = file
             .metadata()
             .map_err(|e| fsutil::io_err("inspecting", path, e))?;
@@ -142,6 +149,9 @@ impl IndexGuard<'_> {
             .as_mut()
             .expect("an IndexGuard holds an index");
         let rewrites = read_cover(&db.conn)?.map_or(0, |c| c.rewrites);
+        db.conn
+            .execute_batch(J::COMPACTED)
+            .sql("tidying the index after a compaction")?;
         write_cover(
             &db.conn,
             &Cover {
@@ -301,56 +311,43 @@ fn create_tables<J: Indexed>(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(J::SCHEMA)
 }
 
-/// Opens the shared index file, creating it (mode 0640) if the root is
-/// writable.
-fn open_shared<J: Indexed>(inner: &Inner) -> Result<Option<IndexDb>> {
-    let read_only = inner.root.read_only;
-    let (path, meta) = if read_only {
-        inner.root.file(&J::DB)?
-    } else {
-        inner.root.dir(&J::DB[..1])?;
-        let (path, meta) = inner.root.file(&J::DB)?;
-        if meta.is_none() {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(fsutil::FILE_MODE)
-                .open(&path)
-                .map_err(|e| fsutil::io_err("creating", &path, e))?;
-        }
-        inner.root.file(&J::DB)?
+/// Opens the shared index file, creating it (mode 0640) if missing.
+fn open_shared<J: Indexed>(inner: &Inner) -> Result<IndexDb> {
+    inner.root.dir(&J::DB[..1])?;
+    let (path, meta) = inner.root.file(&J::DB)?;
+    if meta.is_none() {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(fsutil::FILE_MODE)
+            .open(&path)
+            .map_err(|e| fsutil::io_err("creating", &path, e))?;
+    }
+    let (path, Some(meta)) = inner.root.file(&J::DB)? else {
+        return Err(Error::backend(
+            format!("{} vanished as it was created", path.display()),
+            None,
+        ));
     };
-    let Some(meta) = meta else {
-        return Ok(None);
-    };
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let opened = Connection::open_with_flags(&path, flags).and_then(|conn| {
-        if read_only {
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-            // A read-only open of an index whose tables are missing is of
-            // no use; read_cover fails and a private index is built.
-        } else {
-            configure(&conn, inner.durability, false)?;
-            create_tables::<J>(&conn)?;
-        }
+    let opened = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|conn| {
+        configure(&conn, inner.durability, false)?;
+        create_tables::<J>(&conn)?;
         Ok(conn)
     });
     match opened {
-        Ok(conn) => Ok(Some(IndexDb {
+        Ok(conn) => Ok(IndexDb {
             conn,
             file: Some(file_id(&meta)),
-            read_only,
             checked: None,
             _private: None,
-        })),
-        Err(e) if is_unreadable(&e) && !read_only => {
+        }),
+        Err(e) if is_unreadable(&e) => {
             // The index is derived: an unreadable one is removed and built
             // again from the journal.
             inner.report(
@@ -366,16 +363,11 @@ fn open_shared<J: Indexed>(inner: &Inner) -> Result<Option<IndexDb>> {
             }
             open_shared::<J>(inner)
         }
-        Err(e) if read_only => {
-            tracing::debug!(error = %e, "the shared index cannot be read; using a private one");
-            Ok(None)
-        }
         Err(e) => Err(sql_err("opening the index", &path, e)),
     }
 }
 
-/// A private index in a temporary folder, for a read-only root whose
-/// shared index is missing or behind.
+/// A private index in a temporary folder, for a read-only root.
 fn open_private<J: Indexed>() -> Result<IndexDb> {
     let dir = tempfile::TempDir::new()
         .map_err(|e| Error::io("creating a temporary folder for a private index", e))?;
@@ -390,7 +382,6 @@ fn open_private<J: Indexed>() -> Result<IndexDb> {
     Ok(IndexDb {
         conn,
         file: None,
-        read_only: false,
         checked: None,
         _private: Some(dir),
     })
@@ -416,20 +407,16 @@ pub(crate) fn refresh<'a, J: Indexed>(
         }
     }
     if guard.db.is_none() {
-        guard.db = match open_shared::<J>(inner)? {
-            Some(db) => Some(db),
-            None => Some(open_private::<J>()?),
-        };
+        guard.db = Some(if inner.root.read_only {
+            open_private::<J>()?
+        } else {
+            open_shared::<J>(inner)?
+        });
     }
     let (jpath, jmeta) = inner.root.file(&J::JOURNAL)?;
     let journal = jmeta.as_ref().map(|m| (file_id(m), m.len()));
     let db = guard.db.as_mut().expect("opened above");
-    let cover = match read_cover(&db.conn) {
-        Ok(c) => c,
-        // A read-only open of an index without tables: go private.
-        Err(_) if db.read_only => None,
-        Err(e) => return Err(e),
-    };
+    let cover = read_cover(&db.conn)?;
     // The fast path: one `stat` of each file and one row read.
     if let (Some((id, len)), Some(c)) = (journal, &cover)
         && c.journal == id
@@ -437,24 +424,6 @@ pub(crate) fn refresh<'a, J: Indexed>(
         && db.checked == Some(id)
     {
         return Ok(IndexGuard { guard });
-    }
-    if db.read_only {
-        let current = match (journal, &cover) {
-            (Some((id, len)), Some(c)) => {
-                c.journal == id && c.covered == len && {
-                    let f = fsutil::open_read(&jpath)?;
-                    f.map(|f| tail_print(&f, &jpath, len)).transpose()?
-                        == Some(c.tail_sha256.clone())
-                }
-            }
-            (None, None) => true,
-            _ => false,
-        };
-        if current {
-            db.checked = journal.map(|(id, _)| id);
-            return Ok(IndexGuard { guard });
-        }
-        *db = open_private::<J>()?;
     }
     catch_up::<J>(inner, db, &jpath, exclusive)?;
     Ok(IndexGuard { guard })
@@ -540,8 +509,8 @@ fn catch_up<J: Indexed>(
         from,
         exclusive.then_some(id),
         J::WHAT,
-        |line: J::Line| {
-            Ok(J::apply(&tx, line)?.map(|rewrote| {
+        |offset, line: J::Line| {
+            Ok(J::apply(&tx, offset, line)?.map(|rewrote| {
                 if rewrote {
                     rewrites += 1;
                 }

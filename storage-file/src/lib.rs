@@ -7,6 +7,7 @@ mod fsutil;
 mod journal_index;
 mod lifecycle;
 mod logs;
+mod metric_index;
 mod metrics;
 mod registration;
 mod restore;
@@ -143,7 +144,9 @@ pub(crate) struct Inner {
     pub(crate) syncer: Syncer,
     pub(crate) runs: Mutex<journal_index::IndexSlot>,
     pub(crate) events: Mutex<logs::EventsCache>,
-    pub(crate) metrics: Mutex<metrics::MetricsState>,
+    pub(crate) metrics: Mutex<journal_index::IndexSlot>,
+    /// The summary counters, following the metric journal.
+    pub(crate) summaries: Mutex<metric_index::SummaryFollower>,
     pub(crate) patterns: Mutex<metrics::PatternsState>,
     /// Problems met by normal operations since open (reported by `check`).
     pub(crate) found: Mutex<Vec<Finding>>,
@@ -198,11 +201,11 @@ impl Inner {
         what: &str,
         mut apply: impl FnMut(L) -> std::result::Result<(), String>,
     ) -> Result<u64> {
-        self.replay_into(file, path, from, cut_torn, what, |l| Ok(apply(l)))
+        self.replay_into(file, path, from, cut_torn, what, |_, l| Ok(apply(l)))
     }
 
-    /// [`Inner::replay`] where `apply` may also fail as a whole (an index
-    /// write), which stops the replay. Reads the journal a chunk at a time,
+    /// [`Inner::replay`] where `apply` also gets each line's offset and may
+    /// fail as a whole (an index write), which stops the replay. Reads the journal a chunk at a time,
     /// so memory does not grow with it.
     pub(crate) fn replay_into<L: DeserializeOwned>(
         &self,
@@ -211,7 +214,7 @@ impl Inner {
         mut from: u64,
         cut_torn: Option<fsutil::FileId>,
         what: &str,
-        mut apply: impl FnMut(L) -> Result<std::result::Result<(), String>>,
+        mut apply: impl FnMut(u64, L) -> Result<std::result::Result<(), String>>,
     ) -> Result<u64> {
         loop {
             let (read, at_eof) = fsutil::read_line_chunk(file, path, from, fsutil::REPLAY_CHUNK)?;
@@ -220,7 +223,7 @@ impl Inner {
                     .map_err(|()| "not UTF-8".to_string())
                     .and_then(|l| serde_json::from_str::<L>(&l).map_err(|e| e.to_string()));
                 let applied = match parsed {
-                    Ok(l) => apply(l)?,
+                    Ok(l) => apply(off, l)?,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = applied {
@@ -302,7 +305,8 @@ impl FileStore {
             syncer: Syncer::default(),
             runs: Mutex::new(journal_index::IndexSlot::default()),
             events: Mutex::new(logs::EventsCache::default()),
-            metrics: Mutex::new(metrics::MetricsState::default()),
+            metrics: Mutex::new(journal_index::IndexSlot::default()),
+            summaries: Mutex::new(metric_index::SummaryFollower::default()),
             patterns: Mutex::new(metrics::PatternsState::default()),
             found: Mutex::new(Vec::new()),
             warned: Mutex::new(HashSet::new()),

@@ -6,7 +6,8 @@ use runstore_core::{
 };
 
 use crate::logs::{self, RunLine};
-use crate::metrics::{self, Journal, MetricLine, MetricsState};
+use crate::metric_index;
+use crate::metrics::{self, METRICS_JOURNAL, MetricLine};
 use crate::{Durability, Inner, artifacts, fsutil, workflows};
 
 /// Prefix of a run's artifacts folder moved into `tmp/` to be removed.
@@ -56,37 +57,42 @@ pub(crate) fn worth_compacting(len: u64, live: u64) -> bool {
 }
 
 /// Rewrites the metrics journal with one `put` line per live metric when
-/// worth it (the caller holds the exclusive metrics lock and has synced).
+/// worth it, streaming from the index (the caller holds the exclusive
+/// metrics lock and has synced).
 fn compact_metrics(inner: &Inner) -> Result<bool> {
-    let mut st = metrics::refresh(inner, &inner.metrics, true)?;
-    let path = metrics::journal_path(inner, MetricsState::NAME)?;
+    let mut st = metrics::refresh_metrics(inner, true)?;
+    let path = metrics::journal_path(inner, METRICS_JOURNAL)?;
     let Some(meta) = fsutil::regular_file_meta(&path)? else {
         return Ok(false);
     };
-    let mut body = Vec::new();
-    for m in st.metrics.values() {
-        body.extend(metrics::to_line(&MetricLine::Put { metric: m.clone() })?);
-    }
-    if !worth_compacting(meta.len(), body.len() as u64) {
+    if !worth_compacting(meta.len(), metric_index::live_bytes(&st)?) {
         return Ok(false);
     }
     let dir = inner.root.dir(&["metrics"])?;
-    fsutil::write_atomic(&dir, MetricsState::NAME, &body, inner.durability)?;
-    let meta = fsutil::regular_file_meta(&path)?.ok_or_else(|| {
+    fsutil::write_atomic_with(&dir, METRICS_JOURNAL, inner.durability, |w| {
+        metric_index::each(&st, |metric| {
+            w.write_all(&metrics::to_line(&MetricLine::Put { metric })?)
+                .map_err(|e| fsutil::io_err("writing a temp file in", &dir, e))
+        })
+    })?;
+    let file = fsutil::open_read(&path)?.ok_or_else(|| {
         runstore_core::Error::backend("the compacted metrics journal vanished", None)
     })?;
-    let (file, offset) = st.position();
-    *file = Some(fsutil::file_id(&meta));
-    *offset = meta.len();
+    st.moved_to::<metric_index::MetricIndex>(&file, &path)?;
     Ok(true)
 }
 
 /// Deletes metrics with one append of their `delete` lines.
 pub(crate) fn delete_metrics(inner: &Inner, ids: &[RunId]) -> Result<Deleted<RunId>> {
     let g = fsutil::take_lock(&inner.root, metrics::LOCK, true)?;
-    let st = metrics::refresh(inner, &inner.metrics, true)?;
-    let out = Deleted::split(ids, |id| st.metrics.contains_key(id));
+    let st = metrics::refresh_metrics(inner, true)?;
+    let stored = ids
+        .iter()
+        .map(|id| metric_index::contains(&st, id))
+        .collect::<Result<Vec<bool>>>()?;
     drop(st);
+    let mut found = stored.into_iter();
+    let out = Deleted::split(ids, |_| found.next().unwrap_or(false));
     if out.deleted.is_empty() {
         drop(g);
         return Ok(out);
@@ -97,7 +103,7 @@ pub(crate) fn delete_metrics(inner: &Inner, ids: &[RunId]) -> Result<Deleted<Run
             run_id: id.clone(),
         })?);
     }
-    if let Some(t) = metrics::append_to(inner, MetricsState::NAME, &journal)? {
+    if let Some(t) = metrics::append_to(inner, METRICS_JOURNAL, &journal)? {
         inner.syncer.sync(t)?;
     }
     compact_metrics(inner)?;

@@ -2,11 +2,10 @@
 //! `metrics/patterns.ndjson`, journals where the latest line for a key wins,
 //! cached in memory and checked against the file length under the lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use runstore_core::summary::SummaryIndex;
 use runstore_core::{
     BulkOutcome, Error, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository,
     MetricsSummary, Page, Pattern, PatternCursor, PatternId, PatternQuery, Result, RunId,
@@ -16,6 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, SyncTicket, file_id, lock_mutex};
+use crate::journal_index::{self, IndexGuard};
+use crate::metric_index::{self, MetricIndex};
 use crate::{FileStore, Inner};
 
 pub(crate) const LOCK: &str = "metrics.lock";
@@ -28,6 +29,9 @@ pub(crate) enum MetricLine {
     Delete { run_id: RunId },
 }
 
+/// The metric journal's file name under `metrics/`.
+pub(crate) const METRICS_JOURNAL: &str = "metrics.ndjson";
+
 /// A journal replayed into memory, valid for `file` up to `offset`.
 pub(crate) trait Journal: Default {
     type Line: DeserializeOwned;
@@ -36,51 +40,10 @@ pub(crate) trait Journal: Default {
     fn position(&mut self) -> (&mut Option<fsutil::FileId>, &mut u64);
 }
 
-/// Metrics by run, run ids by workflow (so a list reads one workflow), and
-/// the summary counters kept as lines are replayed.
-#[derive(Default)]
-pub(crate) struct MetricsState {
-    file: Option<fsutil::FileId>,
-    offset: u64,
-    pub(crate) metrics: BTreeMap<RunId, ExecutionMetric>,
-    by_workflow: HashMap<WorkflowId, BTreeSet<RunId>>,
-    summaries: SummaryIndex,
-}
-
-impl MetricsState {
-    fn remove(&mut self, run_id: &RunId) {
-        if let Some(old) = self.metrics.remove(run_id) {
-            self.summaries.remove(&old);
-            if let Some(set) = self.by_workflow.get_mut(&old.workflow_id) {
-                set.remove(run_id);
-                if set.is_empty() {
-                    self.by_workflow.remove(&old.workflow_id);
-                }
-            }
-        }
-    }
-}
-
-impl Journal for MetricsState {
-    type Line = MetricLine;
-    const NAME: &'static str = "metrics.ndjson";
-    fn apply(&mut self, line: MetricLine) {
-        match line {
-            MetricLine::Put { metric } => {
-                self.remove(&metric.run_id.clone());
-                self.by_workflow
-                    .entry(metric.workflow_id.clone())
-                    .or_default()
-                    .insert(metric.run_id.clone());
-                self.summaries.insert(&metric);
-                self.metrics.insert(metric.run_id.clone(), metric);
-            }
-            MetricLine::Delete { run_id } => self.remove(&run_id),
-        }
-    }
-    fn position(&mut self) -> (&mut Option<fsutil::FileId>, &mut u64) {
-        (&mut self.file, &mut self.offset)
-    }
+/// The metric index brought up to date with the journal (see
+/// [`crate::journal_index`]); under the exclusive lock a torn tail is cut.
+pub(crate) fn refresh_metrics(inner: &Inner, exclusive: bool) -> Result<IndexGuard<'_>> {
+    journal_index::refresh::<MetricIndex>(inner, &inner.metrics, exclusive)
 }
 
 /// Patterns by id.
@@ -152,9 +115,9 @@ pub(crate) fn refresh<'a, J: Journal>(
 /// Open-time recovery: cut torn tails of both journals.
 pub(crate) fn recover(inner: &Inner) -> Result<()> {
     let _g = fsutil::take_lock(&inner.root, LOCK, true)?;
-    *lock_mutex(&inner.metrics) = MetricsState::default();
+    journal_index::reload(&inner.metrics);
     *lock_mutex(&inner.patterns) = PatternsState::default();
-    drop(refresh(inner, &inner.metrics, true)?);
+    drop(refresh_metrics(inner, true)?);
     drop(refresh(inner, &inner.patterns, true)?);
     Ok(())
 }
@@ -190,16 +153,16 @@ impl MetricsRepository for FileStore {
         self.inner
             .blocking(move |inner| {
                 let g = fsutil::take_lock(&inner.root, LOCK, true)?;
-                let st = refresh(inner, &inner.metrics, true)?;
-                match st.metrics.get(&metric.run_id) {
-                    Some(s) if s.same_content(&metric) => return Ok(Written::unchanged(s.clone())),
+                let st = refresh_metrics(inner, true)?;
+                match metric_index::get(&st, &metric.run_id)? {
+                    Some(s) if s.same_content(&metric) => return Ok(Written::unchanged(s)),
                     Some(_) => return Err(metric_conflict(&metric.run_id)),
                     None => {}
                 }
                 drop(st);
                 let t = append_to(
                     inner,
-                    MetricsState::NAME,
+                    METRICS_JOURNAL,
                     &to_line(&MetricLine::Put {
                         metric: metric.clone(),
                     })?,
@@ -215,16 +178,16 @@ impl MetricsRepository for FileStore {
         self.inner
             .blocking(move |inner| {
                 let g = fsutil::take_lock(&inner.root, LOCK, true)?;
-                let st = refresh(inner, &inner.metrics, true)?;
+                let st = refresh_metrics(inner, true)?;
                 let mut outcome = BulkOutcome::default();
                 let mut fresh: BTreeMap<RunId, &ExecutionMetric> = BTreeMap::new();
                 let mut bytes = Vec::new();
                 for m in &metrics {
-                    match st
-                        .metrics
-                        .get(&m.run_id)
-                        .or_else(|| fresh.get(&m.run_id).copied())
-                    {
+                    let stored = match fresh.get(&m.run_id) {
+                        Some(f) => Some((*f).clone()),
+                        None => metric_index::get(&st, &m.run_id)?,
+                    };
+                    match stored {
                         Some(s) if s.same_content(m) => outcome.unchanged += 1,
                         Some(_) => return Err(metric_conflict(&m.run_id)),
                         None => {
@@ -238,7 +201,7 @@ impl MetricsRepository for FileStore {
                 let t = if bytes.is_empty() {
                     None
                 } else {
-                    append_to(inner, MetricsState::NAME, &bytes)?
+                    append_to(inner, METRICS_JOURNAL, &bytes)?
                 };
                 sync_after(inner, g, t)?;
                 Ok(outcome)
@@ -251,10 +214,8 @@ impl MetricsRepository for FileStore {
         self.inner
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
-                let st = refresh(inner, &inner.metrics, false)?;
-                st.metrics
-                    .get(&run_id)
-                    .cloned()
+                let st = refresh_metrics(inner, false)?;
+                metric_index::get(&st, &run_id)?
                     .ok_or_else(|| Error::not_found(format!("metric of run {run_id}")))
             })
             .await
@@ -266,8 +227,8 @@ impl MetricsRepository for FileStore {
         self.inner
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
-                let st = refresh(inner, &inner.metrics, false)?;
-                Ok(ids.iter().map(|id| st.metrics.get(id).cloned()).collect())
+                let st = refresh_metrics(inner, false)?;
+                ids.iter().map(|id| metric_index::get(&st, id)).collect()
             })
             .await
     }
@@ -278,24 +239,9 @@ impl MetricsRepository for FileStore {
         self.inner
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
-                let st = refresh(inner, &inner.metrics, false)?;
-                let lower = std::ops::Bound::Excluded(after.map(|a| a.run_id));
-                let range: Box<dyn Iterator<Item = &ExecutionMetric>> = match lower {
-                    std::ops::Bound::Excluded(Some(ref id)) => Box::new(
-                        st.metrics
-                            .range((
-                                std::ops::Bound::Excluded(id.clone()),
-                                std::ops::Bound::Unbounded,
-                            ))
-                            .map(|(_, m)| m),
-                    ),
-                    _ => Box::new(st.metrics.values()),
-                };
-                let items: Vec<ExecutionMetric> = range
-                    .filter(|m| query.matches(m))
-                    .take(limit + 1)
-                    .cloned()
-                    .collect();
+                let st = refresh_metrics(inner, false)?;
+                let after = after.map(|a| a.run_id);
+                let items = metric_index::list(&st, &query, after.as_ref(), limit)?;
                 Ok(Page::from_overfetch(items, limit, |m| MetricCursor {
                     run_id: m.run_id.clone(),
                 }))
@@ -308,14 +254,14 @@ impl MetricsRepository for FileStore {
         self.inner
             .blocking(move |inner| {
                 let g = fsutil::take_lock(&inner.root, LOCK, true)?;
-                let st = refresh(inner, &inner.metrics, true)?;
-                if !st.metrics.contains_key(&run_id) {
+                let st = refresh_metrics(inner, true)?;
+                if !metric_index::contains(&st, &run_id)? {
                     return Err(Error::not_found(format!("metric of run {run_id}")));
                 }
                 drop(st);
                 let t = append_to(
                     inner,
-                    MetricsState::NAME,
+                    METRICS_JOURNAL,
                     &to_line(&MetricLine::Delete { run_id })?,
                 )?;
                 sync_after(inner, g, t)
@@ -332,8 +278,10 @@ impl MetricsRepository for FileStore {
         self.inner
             .blocking(move |inner| {
                 let _g = fsutil::take_lock(&inner.root, LOCK, false)?;
-                let st = refresh(inner, &inner.metrics, false)?;
-                st.summaries.summary(&workflow_id, &query)
+                let st = refresh_metrics(inner, false)?;
+                let mut follower = lock_mutex(&inner.summaries);
+                follower.follow(inner, &st)?;
+                follower.counters.summary(&workflow_id, &query)
             })
             .await
     }

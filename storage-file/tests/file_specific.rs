@@ -585,6 +585,78 @@ async fn summaries_agree_with_the_reference_after_reopen() {
     }
 }
 
+/// A handle's summary counters follow what another handle (another process,
+/// as far as the files go) records and deletes, through single deletes,
+/// batched deletes and the compaction they trigger, and a reopen.
+#[tokio::test]
+async fn summaries_follow_another_handles_records_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let metric = |i: u64| {
+        let mut m = ExecutionMetric {
+            run_id: RunId::new(format!("m{i:05}")).unwrap(),
+            workflow_id: wf(),
+            workflow_version: Version::new(1 + (i % 2) as u32).unwrap(),
+            status: [RunStatus::Succeeded, RunStatus::Failed][(i % 2) as usize],
+            duration_micros: (i * 7919) % 100_003,
+            recorded_at: Timestamp::from_micros(i as i64 * 1_000).unwrap(),
+            counters: Default::default(),
+            values: Default::default(),
+        };
+        m.values.insert("tokens".into(), (i as f64).powi(3) * 0.37);
+        // Wide enough that deleting most of them compacts the journal.
+        for k in 0..20 {
+            m.values
+                .insert(format!("value-{k:02}"), (i * k) as f64 + 0.5);
+        }
+        m
+    };
+    let writer = open(dir.path()).await;
+    let reader = open(dir.path()).await;
+    let mut stored: std::collections::BTreeMap<u64, ExecutionMetric> = Default::default();
+    let check = |stored: &std::collections::BTreeMap<u64, ExecutionMetric>, s: &FileStore| {
+        let expected = MetricsSummary::compute(wf(), None, stored.values());
+        let s = s.clone();
+        async move {
+            let got = s.summary(&wf(), SummaryQuery::default()).await.unwrap();
+            assert!(got.agrees_with(&expected), "{got:?} vs {expected:?}");
+            assert_eq!(got.executions, expected.executions);
+        }
+    };
+    // The reader's counters start before anything is recorded.
+    check(&stored, &reader).await;
+    let batch: Vec<ExecutionMetric> = (0..600).map(metric).collect();
+    writer.record_many(batch.clone()).await.unwrap();
+    stored.extend(batch.into_iter().enumerate().map(|(i, m)| (i as u64, m)));
+    check(&stored, &reader).await;
+    for i in (0..600).step_by(7) {
+        MetricsRepository::delete(&writer, &metric(i).run_id)
+            .await
+            .unwrap();
+        stored.remove(&i);
+    }
+    writer.record(metric(7)).await.unwrap();
+    stored.insert(7, metric(7));
+    check(&stored, &reader).await;
+    // Batched deletes of most metrics: the journal is compacted.
+    let journal = dir.path().join("metrics/metrics.ndjson");
+    let len_before = std::fs::metadata(&journal).unwrap().len();
+    let doomed: Vec<u64> = stored.keys().copied().filter(|i| i % 5 != 0).collect();
+    for chunk in doomed.chunks(100) {
+        let ids: Vec<RunId> = chunk.iter().map(|i| metric(*i).run_id).collect();
+        writer.delete_many(&ids).await.unwrap();
+        for i in chunk {
+            stored.remove(i);
+        }
+        check(&stored, &reader).await;
+    }
+    assert!(std::fs::metadata(&journal).unwrap().len() < len_before / 2);
+    writer.record(metric(1)).await.unwrap();
+    stored.insert(1, metric(1));
+    check(&stored, &reader).await;
+    check(&stored, &writer).await;
+    check(&stored, &open(dir.path()).await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_numbers_concurrent_appends_without_gaps() {
     let dir = tempfile::tempdir().unwrap();

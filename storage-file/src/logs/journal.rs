@@ -121,6 +121,6 @@ pub(crate) fn compact_journal(inner: &Inner) -> Result<bool> {
     let file = fsutil::open_read(&path)?
         .ok_or_else(|| Error::backend("the compacted run journal vanished", None))?;
     // The table is unchanged; only the file under it is new.
-    st.moved_to(&file, &path)?;
+    st.moved_to::<RunIndex>(&file, &path)?;
     Ok(true)
 }

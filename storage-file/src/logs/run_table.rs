@@ -34,8 +34,13 @@ impl Indexed for RunIndex {
         CREATE INDEX IF NOT EXISTS runs_by_key ON runs (workflow_id, external_key)
             WHERE external_key IS NOT NULL;";
     const CLEAR: &'static str = "DELETE FROM runs";
+    const COMPACTED: &'static str = "";
 
-    fn apply(conn: &Connection, line: RunLine) -> Result<std::result::Result<bool, String>> {
+    fn apply(
+        conn: &Connection,
+        _offset: u64,
+        line: RunLine,
+    ) -> Result<std::result::Result<bool, String>> {
         match line {
             RunLine::Put { run } => {
                 let json = serde_json::to_string(&run)
