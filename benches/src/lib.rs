@@ -6,6 +6,7 @@ pub mod child;
 pub mod data;
 pub mod machine;
 pub mod migration;
+pub mod open_root;
 pub mod outbox;
 pub mod prune;
 pub mod raw;

@@ -132,6 +132,11 @@ async fn main() {
                 .await
                 .map_err(|e| e.to_string()),
         ),
+        Some("--open-child") => Some(
+            runstore_benches::open_root::child_main(&argv[1..])
+                .await
+                .map_err(|e| e.to_string()),
+        ),
         Some("--migrate-child") => Some(
             runstore_benches::migration::child_main(&argv[1..])
                 .await

@@ -893,9 +893,49 @@ async fn queries(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut V
             }
             ctx.rows.push(recent_row);
             ctx.rows.push(filt_row);
+            if matches!(b, Backend::File(_)) {
+                let row = open_row(ctx, b, &dir, rows).await;
+                ctx.rows.push(row);
+            }
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// Opening the loaded root in a child process and answering the
+/// dashboard's reads, after a metric is recorded for every run: the time
+/// and the child's peak memory.
+async fn open_row(ctx: &mut Ctx<'_>, b: Backend, dir: &Path, rows: usize) -> Row {
+    let mut row = Row::new(
+        format!(
+            "open + get_recent + filtered + summary @ {} runs",
+            count_label(rows)
+        ),
+        b.to_string(),
+        Unit::Millis,
+    );
+    ctx.log(&format!("open at {rows} runs: recording metrics into {b}"));
+    let loaded = async {
+        let o = b.open(dir).await?;
+        load_metrics(&*o.stores.metrics, rows).await
+    }
+    .await;
+    if let Err(e) = loaded {
+        row.note = format!("failed: {e}");
+        return row;
+    }
+    ctx.log(&format!("open at {rows} runs: {b} in a child process"));
+    let (exe, d) = (ctx.plan.exe.clone(), dir.to_path_buf());
+    match blocking(move || crate::open_root::run_child(&exe, b, &d, rows, rows)).await {
+        Ok(r) => {
+            row.stats = stats_of(&[r.millis]);
+            row.peak_bytes = Some(r.peak_bytes);
+            row.target = Some(Target::PeakUnderMib(256.0));
+            row.note = "a new process opens the root (indexes on disk) and reads; peak RSS is that process's".into();
+        }
+        Err(e) => row.note = format!("failed: {e}"),
+    }
+    row
 }
 
 /// Records per second of `rows` records done in `secs`, as one figure.

@@ -370,6 +370,27 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     f.sync_all().map_err(|e| io_err("syncing folder", dir, e))
 }
 
+/// Makes files just written in `dir`, and their names, durable. On Linux
+/// one `syncfs` of the file system does it for any number of files (a
+/// batch of a thousand new events files costs one flush, not a thousand);
+/// elsewhere each file is fsynced, then the folder.
+pub(crate) fn sync_new_files(dir: &Path, files: Vec<File>) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        drop(files);
+        let d = File::open(dir).map_err(|e| io_err("opening folder", dir, e))?;
+        rustix::fs::syncfs(&d).map_err(|e| io_err("syncing the file system of", dir, e.into()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        for f in files {
+            f.sync_all()
+                .map_err(|e| io_err("fsync of a file in", dir, e))?;
+        }
+        sync_dir(dir)
+    }
+}
+
 /// What must still be fsynced after the lock is released (group commit).
 #[derive(Debug)]
 pub(crate) struct SyncTicket {

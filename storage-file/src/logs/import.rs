@@ -59,24 +59,25 @@ pub(super) fn import_runs(inner: &Inner, runs: Vec<RunWithEvents>) -> Result<Bul
     // import or create overwrites.
     let dir = inner.root.dir(&["logs", "events"])?;
     let mut journal = Vec::new();
+    let mut written = Vec::new();
+    let mut bytes = Vec::new();
     for r in &fresh {
         let name = events_name(&r.run.id);
         inner.root.path(&["logs", "events", &name])?;
         forget_events(inner, &r.run.id);
-        if r.events.is_empty() {
-            fsutil::remove_file(&dir.join(&name), crate::Durability::None)?;
-        } else {
-            let mut bytes = Vec::new();
+        let path = dir.join(&name);
+        fsutil::remove_file(&path, crate::Durability::None)?;
+        if !r.events.is_empty() {
+            bytes.clear();
             for e in &r.events {
                 bytes.extend(to_line(e)?);
             }
-            // The folder is synced once below, not per file.
-            write_events_file(&dir, &name, &bytes, inner.durability)?;
+            written.push(write_events_file(&path, &bytes)?);
         }
         journal.extend(to_line(&RunLine::Put { run: r.run.clone() })?);
     }
     if inner.durability != crate::Durability::None {
-        fsutil::sync_dir(&dir)?;
+        fsutil::sync_new_files(&dir, written)?;
     }
     let mut tickets = Vec::new();
     append_journal(inner, &journal, &mut tickets)?;
@@ -92,32 +93,19 @@ fn stored_with_events(inner: &Inner, run: &Run) -> Result<RunWithEvents> {
     })
 }
 
-/// Replaces an events file atomically without syncing the folder (the
-/// caller syncs it once for the whole batch).
-fn write_events_file(
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    durability: crate::Durability,
-) -> Result<()> {
+/// Writes a new events file (the old one was removed, so `create_new`
+/// never follows a link planted there), without syncing it: the caller
+/// makes the whole batch durable at once.
+fn write_events_file(path: &Path, bytes: &[u8]) -> Result<std::fs::File> {
     use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| fsutil::io_err("creating a temp file in", dir, e))?;
-    std::fs::set_permissions(
-        tmp.path(),
-        std::fs::Permissions::from_mode(fsutil::FILE_MODE),
-    )
-    .map_err(|e| fsutil::io_err("setting permissions of", tmp.path(), e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| fsutil::io_err("writing", tmp.path(), e))?;
-    if durability != crate::Durability::None {
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| fsutil::io_err("fsync of", tmp.path(), e))?;
-    }
-    let dest = dir.join(name);
-    tmp.persist(&dest)
-        .map_err(|e| fsutil::io_err("renaming a temp file to", &dest, e.error))?;
-    Ok(())
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(fsutil::FILE_MODE)
+        .open(path)
+        .map_err(|e| fsutil::io_err("creating", path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| fsutil::io_err("writing", path, e))?;
+    Ok(f)
 }
