@@ -90,9 +90,9 @@ pub struct FileConfig {
     pub durability: Durability,
     /// Opens the root without writing to it: it must exist with its format
     /// file, nothing is created, repaired or compacted (a torn tail is read
-    /// around, a stale index replayed in memory), and every write is
-    /// refused with `InvalidInput`. For migration sources and other
-    /// readers. `false` by default.
+    /// around; the journals' indexes are built in a private temporary
+    /// folder), and every write is refused with `InvalidInput`. For
+    /// migration sources and other readers. `false` by default.
     #[serde(default)]
     pub read_only: bool,
 }
@@ -205,7 +205,8 @@ impl Inner {
     }
 
     /// [`Inner::replay`] where `apply` also gets each line's offset and may
-    /// fail as a whole (an index write), which stops the replay. Reads the journal a chunk at a time,
+    /// fail as a whole (an index write), which stops the replay. Reads the
+    /// journal a chunk at a time,
     /// so memory does not grow with it.
     pub(crate) fn replay_into<L: DeserializeOwned>(
         &self,
