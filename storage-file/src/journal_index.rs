@@ -196,9 +196,8 @@ pub(crate) fn sql_err(what: &str, path: &Path, err: rusqlite::Error) -> Error {
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
                 Error::corrupt(path.display().to_string(), format!("{what}: {err}"))
             }
-            ErrorCode::DiskFull | ErrorCode::CannotOpen => {
-                Error::unavailable(what, Some(Box::new(err)))
-            }
+            // A full disk, like any other I/O failure of the backend, is
+            // not retryable (README, "Errors and faults").
             _ => Error::backend(what, Some(Box::new(err))),
         },
         _ => Error::backend(what, Some(Box::new(err))),

@@ -116,47 +116,55 @@ pub(crate) fn by_key(conn: &Connection, workflow: &WorkflowId, key: &str) -> Res
 /// decoded run with [`RunFilter::matches`].
 fn conditions(f: &RunFilter, upper: Option<(i64, String)>) -> (String, Vec<Value>) {
     let mut cond = vec!["1 = 1".to_string()];
-    let mut args = Vec::new();
-    let mut arg = |cond: &mut Vec<String>, sql: &str, v: Value| {
-        args.push(v);
-        cond.push(sql.replace('?', &format!("?{}", args.len())));
+    let mut args: Vec<Value> = Vec::new();
+    // Each `?` of `sql` becomes the next numbered parameter, bound to `v`.
+    let mut arg = |sql: &str, values: Vec<Value>| {
+        let mut out = String::new();
+        let mut values = values.into_iter();
+        for part in sql.split_inclusive('?') {
+            match part.strip_suffix('?') {
+                Some(head) => {
+                    args.extend(values.next());
+                    out.push_str(&format!("{head}?{}", args.len()));
+                }
+                None => out.push_str(part),
+            }
+        }
+        cond.push(out);
     };
     if let Some(w) = &f.workflow_id {
-        arg(&mut cond, "workflow_id = ?", Value::Text(w.as_str().into()));
+        arg("workflow_id = ?", vec![Value::Text(w.as_str().into())]);
     }
     if let Some(v) = f.workflow_version {
-        arg(
-            &mut cond,
-            "workflow_version = ?",
-            Value::Integer(v.get().into()),
-        );
+        arg("workflow_version = ?", vec![Value::Integer(v.get().into())]);
     }
     if !f.statuses.is_empty() {
-        let list: Vec<String> = f
+        let marks = vec!["?"; f.statuses.len()].join(", ");
+        let values = f
             .statuses
             .iter()
-            .map(|s| format!("'{}'", s.as_str()))
+            .map(|s| Value::Text(s.as_str().into()))
             .collect();
-        // Status names are fixed identifiers of core, never user text.
-        cond.push(format!("status IN ({})", list.join(", ")));
+        arg(&format!("status IN ({marks})"), values);
     }
+    let time = |t: runstore_core::Timestamp| vec![Value::Integer(t.as_micros())];
     if let Some(t) = f.started_from {
-        arg(&mut cond, "started_at >= ?", Value::Integer(t.as_micros()));
+        arg("started_at >= ?", time(t));
     }
     if let Some(t) = f.started_before {
-        arg(&mut cond, "started_at < ?", Value::Integer(t.as_micros()));
+        arg("started_at < ?", time(t));
     }
     if let Some(t) = f.ended_from {
-        arg(&mut cond, "ended_at >= ?", Value::Integer(t.as_micros()));
+        arg("ended_at >= ?", time(t));
     }
     if let Some(t) = f.ended_before {
-        arg(&mut cond, "ended_at < ?", Value::Integer(t.as_micros()));
+        arg("ended_at < ?", time(t));
     }
     if let Some((at, id)) = upper {
-        args.push(Value::Integer(at));
-        args.push(Value::Text(id));
-        let n = args.len();
-        cond.push(format!("(started_at, id) < (?{}, ?{n})", n - 1));
+        arg(
+            "(started_at, id) < (?, ?)",
+            vec![Value::Integer(at), Value::Text(id)],
+        );
     }
     (cond.join(" AND "), args)
 }
