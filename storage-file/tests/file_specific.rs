@@ -303,6 +303,32 @@ async fn deleted_and_stale_index_are_rebuilt() {
     assert_eq!(s.count_runs(RunFilter::default()).await.unwrap(), 6);
 }
 
+/// A root written before the indexes moved into SQLite has a checkpoint
+/// `index/runs.ndjson` and no `index/runs.sqlite`: it opens, the index is
+/// built from the journal, and the old checkpoint is removed.
+#[tokio::test]
+async fn a_root_with_the_older_run_checkpoint_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    {
+        let s = open(root).await;
+        for i in 0..3 {
+            s.create_run(run_at(&format!("r{i}"), 10 + i))
+                .await
+                .unwrap();
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(root.join(format!("index/runs.sqlite{suffix}")));
+    }
+    let old = root.join("index/runs.ndjson");
+    std::fs::write(&old, "{\"index\":\"runs\",\"format\":1}\n").unwrap();
+    let s = open(root).await;
+    assert!(!old.exists());
+    assert!(root.join("index/runs.sqlite").exists());
+    assert_eq!(s.get_recent(&wf(), None, 50).await.unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn query_paths_use_the_index_and_agree_with_a_full_scan() {
     let dir = tempfile::tempdir().unwrap();
@@ -749,8 +775,131 @@ fn child_appender() {
     rt.block_on(async {
         let s = open(Path::new(root)).await;
         let mut out = std::io::stdout();
-        append_loop(&s, name, &runs, count, &mut out).await;
+        if name == "create" {
+            create_loop(&s, &runs[0], count, &mut out).await;
+        } else {
+            append_loop(&s, name, &runs, count, &mut out).await;
+        }
     });
+}
+
+/// Creates runs `<prefix>-0`, `<prefix>-1`, … each with a metric, reading
+/// the newest run back after each (so this process brings the shared
+/// indexes up to date between its writes), printing `ACK <run>`.
+async fn create_loop(s: &FileStore, prefix: &str, count: u64, out: &mut dyn Write) {
+    let mut n = 0u64;
+    while count == 0 || n < count {
+        let id = format!("{prefix}-{n}");
+        s.create_run(run_at(&id, n as i64 + 1)).await.unwrap();
+        s.record(ExecutionMetric {
+            run_id: RunId::new(id.as_str()).unwrap(),
+            workflow_id: wf(),
+            workflow_version: Version::FIRST,
+            status: RunStatus::Succeeded,
+            duration_micros: n * 13 % 1_000,
+            recorded_at: Timestamp::from_micros(n as i64 + 1).unwrap(),
+            counters: Default::default(),
+            values: Default::default(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.get_recent(&wf(), None, 1).await.unwrap().len(), 1);
+        writeln!(out, "\nACK {id}").unwrap();
+        out.flush().unwrap();
+        n += 1;
+    }
+}
+
+/// The live ids of a journal where the last line per id wins, read the way
+/// the format says (not through the backend).
+fn live_ids(path: &Path, record: &str, id_field: &str) -> std::collections::BTreeSet<String> {
+    let mut live = std::collections::BTreeSet::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match v["op"].as_str() {
+            Some("put") => {
+                live.insert(v[record][id_field].as_str().unwrap().to_string());
+            }
+            Some("delete") => {
+                live.remove(v[id_field].as_str().unwrap());
+            }
+            _ => {}
+        }
+    }
+    live
+}
+
+/// Two processes write runs and metrics into one root, each bringing the
+/// shared indexes up to date between its writes, and one is killed with
+/// SIGKILL at a random point: afterwards every acknowledged run and metric
+/// is found, and the indexes agree with the journals exactly.
+#[tokio::test]
+async fn indexes_shared_by_processes_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    drop(open(root).await);
+    let mut victim = spawn_child(root, "create:v:0");
+    let steady = spawn_child(root, "create:s:120");
+    let mut stdout = BufReader::new(victim.stdout.take().unwrap());
+    let mut acked: Vec<String> = Vec::new();
+    let mut line = String::new();
+    while acked.len() < 80 {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child ended");
+        if let Some(id) = line.trim().strip_prefix("ACK ") {
+            acked.push(id.to_string());
+        }
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let out = steady.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let steady_acks = String::from_utf8(out.stdout).unwrap();
+    acked.extend(
+        steady_acks
+            .lines()
+            .filter_map(|l| l.strip_prefix("ACK "))
+            .map(str::to_string),
+    );
+    assert_eq!(acked.len(), 200);
+
+    let s = open(root).await;
+    let runs = live_ids(&root.join("logs/runs.ndjson"), "run", "id");
+    let metrics = live_ids(&root.join("metrics/metrics.ndjson"), "metric", "run_id");
+    for id in &acked {
+        let id = RunId::new(id.as_str()).unwrap();
+        s.get_run(&id).await.unwrap();
+        MetricsRepository::get(&s, &id).await.unwrap();
+    }
+    assert_eq!(
+        s.count_runs(RunFilter::default()).await.unwrap(),
+        runs.len() as u64
+    );
+    let mut listed = std::collections::BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let mut q = RunQuery::new(RunFilter::default()).with_limit(37);
+        q.cursor = cursor;
+        let page = s.query_runs(q).await.unwrap();
+        listed.extend(page.items.iter().map(|r| r.id.to_string()));
+        if page.next.is_none() {
+            break;
+        }
+        cursor = page.next;
+    }
+    assert_eq!(listed, runs);
+    let summary = s.summary(&wf(), SummaryQuery::default()).await.unwrap();
+    assert_eq!(summary.executions, metrics.len() as u64);
+    let report = s.check(false).await.unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.kind == FindingKind::TornTail),
+        "{report:?}"
+    );
 }
 
 async fn append_loop(
