@@ -88,19 +88,14 @@ impl SummaryParts {
         let what = self.what();
         let overflow = || Error::corrupt(what.clone(), "counters overflow");
         let t = &mut self.totals;
-        t.executions = t
-            .executions
-            .checked_add(totals.executions)
-            .ok_or_else(overflow)?;
-        t.succeeded = t
-            .succeeded
-            .checked_add(totals.succeeded)
-            .ok_or_else(overflow)?;
-        t.failed = t.failed.checked_add(totals.failed).ok_or_else(overflow)?;
-        t.cancelled = t
-            .cancelled
-            .checked_add(totals.cancelled)
-            .ok_or_else(overflow)?;
+        for (sum, add) in [
+            (&mut t.executions, totals.executions),
+            (&mut t.succeeded, totals.succeeded),
+            (&mut t.failed, totals.failed),
+            (&mut t.cancelled, totals.cancelled),
+        ] {
+            *sum = sum.checked_add(add).ok_or_else(overflow)?;
+        }
         t.duration_sum = t
             .duration_sum
             .checked_add(totals.duration_sum)
