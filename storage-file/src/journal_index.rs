@@ -531,6 +531,47 @@ fn catch_up<J: Indexed>(
     Ok(())
 }
 
+/// Runs `sql` (its first column a record as JSON, which the index stores as
+/// the journal line held it) and hands each row's record to `f` until `f`
+/// returns `false`. `index` names the file in a `Corrupt` error.
+pub(crate) fn each_record<T: DeserializeOwned>(
+    conn: &Connection,
+    index: &str,
+    sql: &str,
+    params: impl rusqlite::Params,
+    what: &str,
+    mut f: impl FnMut(T) -> Result<bool>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql).sql(what)?;
+    let mut rows = stmt.query(params).sql(what)?;
+    while let Some(row) = rows.next().sql(what)? {
+        let json: String = row.get(0).sql(what)?;
+        if !f(decode_record(index, &json)?)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A record the index stores as JSON; one that does not parse is
+/// `Corrupt`, naming the index (which can be deleted and rebuilt).
+pub(crate) fn decode_record<T: DeserializeOwned>(index: &str, json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        Error::corrupt(
+            index,
+            format!("a record does not parse ({e}); delete the index to rebuild it"),
+        )
+    })
+}
+
+/// The sum of `sql`'s single integer (the bytes a compaction would write).
+pub(crate) fn sum_of(conn: &Connection, sql: &str) -> Result<u64> {
+    let n: i64 = conn
+        .query_row(sql, [], |r| r.get(0))
+        .sql("measuring the live records")?;
+    Ok(n.max(0) as u64)
+}
+
 /// Forgets this process's index connection, so the next access opens the
 /// index afresh and checks it against its journal as a new process would.
 pub(crate) fn reload(slot: &Mutex<IndexSlot>) {

@@ -10,7 +10,7 @@ use runstore_core::{Error, ExecutionMetric, MetricQuery, Result, RunId};
 
 use crate::Inner;
 use crate::fsutil::{self, FileId};
-use crate::journal_index::{IndexGuard, Indexed, SqlCtx};
+use crate::journal_index::{IndexGuard, Indexed, SqlCtx, decode_record, each_record, sum_of};
 use crate::metrics::MetricLine;
 
 /// The metric journal's index.
@@ -90,13 +90,10 @@ fn encode(m: &ExecutionMetric) -> Result<String> {
     serde_json::to_string(m).map_err(|e| Error::backend("encoding a metric", Some(e.into())))
 }
 
+const INDEX: &str = "metrics/index.sqlite";
+
 fn decode(json: &str) -> Result<ExecutionMetric> {
-    serde_json::from_str(json).map_err(|e| {
-        Error::corrupt(
-            "metrics/index.sqlite",
-            format!("a metric does not parse ({e}); delete the index to rebuild it"),
-        )
-    })
+    decode_record(INDEX, json)
 }
 
 /// The metric of run `run_id` with `gone` (0: the stored one).
@@ -140,16 +137,20 @@ pub(crate) fn list(
         cond.join(" AND "),
         args.len()
     );
-    let mut stmt = conn.prepare_cached(&sql).sql("listing metrics")?;
-    let mut rows = stmt.query(params_from_iter(args)).sql("listing metrics")?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next().sql("listing metrics")? {
-        let json: String = row.get(0).sql("listing metrics")?;
-        let m = decode(&json)?;
-        if query.matches(&m) {
-            out.push(m);
-        }
-    }
+    each_record(
+        conn,
+        INDEX,
+        &sql,
+        params_from_iter(args),
+        "listing metrics",
+        |m| {
+            if query.matches(&m) {
+                out.push(m);
+            }
+            Ok(true)
+        },
+    )?;
     Ok(out)
 }
 
@@ -159,29 +160,24 @@ pub(crate) fn each(
     conn: &Connection,
     mut f: impl FnMut(ExecutionMetric) -> Result<()>,
 ) -> Result<()> {
-    let mut stmt = conn
-        .prepare("SELECT metric FROM metrics WHERE gone = 0 ORDER BY run_id")
-        .sql("reading every metric")?;
-    let mut rows = stmt.query([]).sql("reading every metric")?;
-    while let Some(row) = rows.next().sql("reading every metric")? {
-        let json: String = row.get(0).sql("reading every metric")?;
-        f(decode(&json)?)?;
-    }
-    Ok(())
+    each_record(
+        conn,
+        INDEX,
+        "SELECT metric FROM metrics WHERE gone = 0 ORDER BY run_id",
+        [],
+        "reading every metric",
+        |m| f(m).map(|()| true),
+    )
 }
 
 /// The bytes the live metrics take as `put` lines of the journal.
 pub(crate) fn live_bytes(conn: &Connection) -> Result<u64> {
     // `{"op":"put","metric":` + the metric + `}` + newline.
-    let n: i64 = conn
-        .query_row(
-            "SELECT COALESCE(SUM(length(CAST(metric AS BLOB)) + 23), 0) FROM metrics
-             WHERE gone = 0",
-            [],
-            |r| r.get(0),
-        )
-        .sql("measuring the metrics")?;
-    Ok(n.max(0) as u64)
+    sum_of(
+        conn,
+        "SELECT COALESCE(SUM(length(CAST(metric AS BLOB)) + 23), 0) FROM metrics
+         WHERE gone = 0",
+    )
 }
 
 /// The summary counters of this process (core's [`SummaryIndex`]), valid

@@ -12,7 +12,7 @@ use runstore_core::{
 };
 
 use super::journal::RunLine;
-use crate::journal_index::{Indexed, SqlCtx};
+use crate::journal_index::{Indexed, SqlCtx, decode_record, each_record, sum_of};
 
 /// The run journal's index.
 pub(crate) struct RunIndex;
@@ -74,13 +74,10 @@ impl Indexed for RunIndex {
     }
 }
 
+const INDEX: &str = "index/runs.sqlite";
+
 fn decode(json: &str) -> Result<Run> {
-    serde_json::from_str(json).map_err(|e| {
-        Error::corrupt(
-            "index/runs.sqlite",
-            format!("a run does not parse ({e}); delete the index to rebuild it"),
-        )
-    })
+    decode_record(INDEX, json)
 }
 
 /// The run `id`.
@@ -193,19 +190,20 @@ pub(crate) fn query(
          ORDER BY started_at DESC, id DESC",
         order_index(f)
     );
-    let mut stmt = conn.prepare_cached(&sql).sql("querying runs")?;
-    let mut rows = stmt.query(params_from_iter(args)).sql("querying runs")?;
     let mut items = Vec::new();
-    while let Some(row) = rows.next().sql("querying runs")? {
-        let json: String = row.get(0).sql("querying runs")?;
-        let run = decode(&json)?;
-        if f.matches(&run) {
-            items.push(run);
-            if items.len() > limit {
-                break;
+    each_record(
+        conn,
+        INDEX,
+        &sql,
+        params_from_iter(args),
+        "querying runs",
+        |run: Run| {
+            if f.matches(&run) {
+                items.push(run);
             }
-        }
-    }
+            Ok(items.len() <= limit)
+        },
+    )?;
     Ok(Page::from_overfetch(items, limit, RunCursor::of))
 }
 
@@ -219,17 +217,19 @@ pub(crate) fn count(conn: &Connection, f: &RunFilter) -> Result<u64> {
             .sql("counting runs")?;
         return Ok(n.max(0) as u64);
     }
-    let mut stmt = conn
-        .prepare_cached(&format!("SELECT run FROM runs WHERE {cond}"))
-        .sql("counting runs")?;
-    let mut rows = stmt.query(params_from_iter(args)).sql("counting runs")?;
     let mut n = 0;
-    while let Some(row) = rows.next().sql("counting runs")? {
-        let json: String = row.get(0).sql("counting runs")?;
-        if f.matches(&decode(&json)?) {
-            n += 1;
-        }
-    }
+    let sql = format!("SELECT run FROM runs WHERE {cond}");
+    each_record(
+        conn,
+        INDEX,
+        &sql,
+        params_from_iter(args),
+        "counting runs",
+        |run: Run| {
+            n += u64::from(f.matches(&run));
+            Ok(true)
+        },
+    )?;
     Ok(n)
 }
 
@@ -238,27 +238,22 @@ pub(crate) fn each_oldest_first(
     conn: &Connection,
     mut f: impl FnMut(Run) -> Result<()>,
 ) -> Result<()> {
-    let mut stmt = conn
-        .prepare("SELECT run FROM runs INDEXED BY runs_by_time ORDER BY started_at, id")
-        .sql("reading every run")?;
-    let mut rows = stmt.query([]).sql("reading every run")?;
-    while let Some(row) = rows.next().sql("reading every run")? {
-        let json: String = row.get(0).sql("reading every run")?;
-        f(decode(&json)?)?;
-    }
-    Ok(())
+    each_record(
+        conn,
+        INDEX,
+        "SELECT run FROM runs INDEXED BY runs_by_time ORDER BY started_at, id",
+        [],
+        "reading every run",
+        |run| f(run).map(|()| true),
+    )
 }
 
 /// The bytes the live runs take as `put` lines of the journal: what a
 /// compaction would write.
 pub(crate) fn live_bytes(conn: &Connection) -> Result<u64> {
     // `{"op":"put","run":` + the run + `}` + newline.
-    let n: i64 = conn
-        .query_row(
-            "SELECT COALESCE(SUM(length(CAST(run AS BLOB)) + 20), 0) FROM runs",
-            [],
-            |r| r.get(0),
-        )
-        .sql("measuring the runs")?;
-    Ok(n.max(0) as u64)
+    sum_of(
+        conn,
+        "SELECT COALESCE(SUM(length(CAST(run AS BLOB)) + 20), 0) FROM runs",
+    )
 }
