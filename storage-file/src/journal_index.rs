@@ -305,9 +305,21 @@ fn configure(conn: &Connection, durability: Durability, private: bool) -> rusqli
     conn.pragma_update(None, "synchronous", sync)
 }
 
-fn create_tables<J: Indexed>(conn: &Connection) -> rusqlite::Result<()> {
+/// The layout of the index files (`PRAGMA user_version`); an index of
+/// another layout is rebuilt.
+const INDEX_LAYOUT: i64 = 1;
+
+/// Creates the tables of an empty index; `Ok(false)` for an index of
+/// another layout, which the caller replaces.
+fn create_tables<J: Indexed>(conn: &Connection) -> rusqlite::Result<bool> {
+    let layout: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if layout != 0 && layout != INDEX_LAYOUT {
+        return Ok(false);
+    }
     conn.execute_batch(COVER_SCHEMA)?;
-    conn.execute_batch(J::SCHEMA)
+    conn.execute_batch(J::SCHEMA)?;
+    conn.pragma_update(None, "user_version", INDEX_LAYOUT)?;
+    Ok(true)
 }
 
 /// Opens the shared index file, creating it (mode 0640) if missing.
@@ -336,34 +348,35 @@ fn open_shared<J: Indexed>(inner: &Inner) -> Result<IndexDb> {
     )
     .and_then(|conn| {
         configure(&conn, inner.durability, false)?;
-        create_tables::<J>(&conn)?;
-        Ok(conn)
+        let ours = create_tables::<J>(&conn)?;
+        Ok((conn, ours))
     });
-    match opened {
-        Ok(conn) => Ok(IndexDb {
-            conn,
-            file: Some(file_id(&meta)),
-            checked: None,
-            _private: None,
-        }),
-        Err(e) if is_unreadable(&e) => {
-            // The index is derived: an unreadable one is removed and built
-            // again from the journal.
-            inner.report(
-                FindingKind::StaleIndex,
-                &path,
-                0,
-                format!("the index is unreadable ({e}); rebuilt from its journal"),
-                true,
-            );
-            for suffix in ["", "-wal", "-shm"] {
-                let p = PathBuf::from(format!("{}{suffix}", path.display()));
-                fsutil::remove_file(&p, Durability::None)?;
-            }
-            open_shared::<J>(inner)
+    let why = match opened {
+        Ok((conn, true)) => {
+            return Ok(IndexDb {
+                conn,
+                file: Some(file_id(&meta)),
+                checked: None,
+                _private: None,
+            });
         }
-        Err(e) => Err(sql_err("opening the index", &path, e)),
+        Ok((_, false)) => "it has another layout".to_string(),
+        Err(e) if is_unreadable(&e) => format!("it is unreadable: {e}"),
+        Err(e) => return Err(sql_err("opening the index", &path, e)),
+    };
+    // The index is derived: it is removed and built again from the journal.
+    inner.report(
+        FindingKind::StaleIndex,
+        &path,
+        0,
+        format!("the index was replaced ({why}); rebuilt from its journal"),
+        true,
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        fsutil::remove_file(&p, Durability::None)?;
     }
+    open_shared::<J>(inner)
 }
 
 /// A private index in a temporary folder, for a read-only root.

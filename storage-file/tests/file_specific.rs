@@ -291,6 +291,18 @@ async fn deleted_and_stale_index_are_rebuilt() {
         assert!(s.check(false).await.unwrap().is_clean());
     }
 
+    // Another layout (a later version's): replaced.
+    tamper("PRAGMA user_version = 99;");
+    {
+        let s = open(root).await;
+        let report = s.check(false).await.unwrap();
+        assert!(
+            report.of_kind(FindingKind::StaleIndex).any(|f| f.repaired),
+            "{report:?}"
+        );
+        assert_eq!(s.count_runs(RunFilter::default()).await.unwrap(), 6);
+    }
+
     // Unreadable: not a database at all.
     remove_index();
     std::fs::write(&index, vec![b'x'; 8192]).unwrap();
