@@ -160,6 +160,19 @@ pub(super) fn list(inner: &Inner, run_id: &RunId, query: &EventQuery) -> Result<
     with_events(inner, run_id, false, |ev| query.page_of(&ev.st.events))
 }
 
+/// A run's events read straight from its file in `dir` (the events
+/// folder, checked for links by the caller), without the cache: a batch
+/// read (migration, export) would only churn it.
+fn read_uncached(inner: &Inner, dir: &Path, run: &RunId) -> Result<Vec<Event>> {
+    let path = dir.join(events_name(run));
+    let Some(mut file) = fsutil::open_read(&path)? else {
+        return Ok(Vec::new());
+    };
+    let mut st = EventsState::default();
+    inner.replay(&mut file, &path, 0, None, "event", |e| st.accept(run, e))?;
+    Ok(st.events)
+}
+
 impl FileStore {
     /// `f` of the events of each run of `ids` (`None` for a run that is not
     /// stored), in the order of `ids`, under one read lock and one trip to
@@ -167,7 +180,7 @@ impl FileStore {
     pub(super) async fn read_events_of<T: Send + 'static>(
         &self,
         ids: &[RunId],
-        f: fn(Option<&[Event]>) -> T,
+        f: fn(Option<Vec<Event>>) -> T,
     ) -> Result<Vec<T>> {
         runstore_core::validate_delete_batch("run_ids", ids)?;
         let ids = ids.to_vec();
@@ -180,13 +193,16 @@ impl FileStore {
                     .map(|id| run_table::contains(&st, id))
                     .collect::<Result<Vec<bool>>>()?;
                 drop(st);
+                let dir = inner.root.path(&["logs", "events"])?;
                 ids.iter()
                     .zip(stored)
                     .map(|(id, stored)| {
-                        if !stored {
-                            return Ok(f(None));
-                        }
-                        with_events(inner, id, false, |ev| Ok(f(Some(&ev.st.events))))
+                        let events = if stored {
+                            Some(read_uncached(inner, &dir, id)?)
+                        } else {
+                            None
+                        };
+                        Ok(f(events))
                     })
                     .collect()
             })

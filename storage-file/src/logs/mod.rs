@@ -121,10 +121,7 @@ impl LogRepository for FileStore {
     }
 
     async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
-        self.read_events_of(ids, |events| {
-            events.map(<[Event]>::to_vec).unwrap_or_default()
-        })
-        .await
+        self.read_events_of(ids, Option::unwrap_or_default).await
     }
 
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
