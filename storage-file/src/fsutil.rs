@@ -272,7 +272,7 @@ pub(crate) fn read_lines(file: &mut File, path: &Path, from: u64) -> Result<Read
 
 /// Bytes a replay reads at a time, so that memory does not grow with the
 /// journal (a longer line is still read whole).
-pub(crate) const REPLAY_CHUNK: u64 = 8 << 20;
+pub(crate) const REPLAY_CHUNK: u64 = 1 << 20;
 
 /// Reads the complete lines of `file` from `from` on, about `max` bytes of
 /// them (at least one whole line if there is one). Returns them and whether

@@ -17,6 +17,7 @@
 //! beside an index it reads: the process builds a private index of its own
 //! in a temporary folder.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ use crate::{Durability, FindingKind, Inner};
 const TAIL_PRINT: u64 = 4096;
 
 /// SQLite's page cache per index connection (KiB): what bounds memory.
-const CACHE_KIB: i64 = 16 * 1024;
+const CACHE_KIB: i64 = 8 * 1024;
 
 /// How long a process waits for another one's catch-up (a rebuild of a
 /// million records takes seconds).
@@ -103,6 +104,13 @@ struct IndexDb {
     file: Option<FileId>,
     /// The journal whose fingerprint this process checked.
     checked: Option<FileId>,
+    /// The journal (identity, length) this process last found the index up
+    /// to date with: while the journal is unchanged, so is the index (no
+    /// record changes without a line), and a refresh costs one `stat`.
+    current: Option<(FileId, u64)>,
+    /// Keys found stored while the journal is at `current` (see
+    /// [`IndexGuard::known`]).
+    known: HashSet<String>,
     /// Keeps a private index's folder until the connection is dropped.
     _private: Option<tempfile::TempDir>,
 }
@@ -127,6 +135,17 @@ impl IndexGuard<'_> {
             .db
             .as_ref()
             .expect("an IndexGuard always holds an open index")
+    }
+
+    /// Keys (run ids) this process found stored since the journal last
+    /// changed: a steady appender to one run looks it up once.
+    pub(crate) fn known(&mut self) -> &mut HashSet<String> {
+        &mut self
+            .guard
+            .db
+            .as_mut()
+            .expect("an IndexGuard always holds an open index")
+            .known
     }
 
     /// What the index covers now.
@@ -162,6 +181,8 @@ impl IndexGuard<'_> {
             },
         )?;
         db.checked = Some(id);
+        db.current = Some((id, len));
+        db.known.clear();
         // The journal shrank; so does the index: its free pages and its
         // write-ahead log go back to the file system.
         if db.file.is_some() {
@@ -357,6 +378,8 @@ fn open_shared<J: Indexed>(inner: &Inner) -> Result<IndexDb> {
                 conn,
                 file: Some(file_id(&meta)),
                 checked: None,
+                current: None,
+                known: HashSet::new(),
                 _private: None,
             });
         }
@@ -395,6 +418,8 @@ fn open_private<J: Indexed>() -> Result<IndexDb> {
         conn,
         file: None,
         checked: None,
+        current: None,
+        known: HashSet::new(),
         _private: Some(dir),
     })
 }
@@ -408,6 +433,14 @@ pub(crate) fn refresh<'a, J: Indexed>(
     exclusive: bool,
 ) -> Result<IndexGuard<'a>> {
     let mut guard = lock_mutex(slot);
+    let (jpath, jmeta) = inner.root.file(&J::JOURNAL)?;
+    let journal = jmeta.as_ref().map(|m| (file_id(m), m.len()));
+    if let Some(db) = &guard.db
+        && journal.is_some()
+        && db.current == journal
+    {
+        return Ok(IndexGuard { guard });
+    }
     // A shared index replaced under us (a restore swapped the folder) is
     // reopened.
     if let Some(db) = &guard.db
@@ -425,9 +458,9 @@ pub(crate) fn refresh<'a, J: Indexed>(
             open_shared::<J>(inner)?
         });
     }
-    let (jpath, jmeta) = inner.root.file(&J::JOURNAL)?;
-    let journal = jmeta.as_ref().map(|m| (file_id(m), m.len()));
     let db = guard.db.as_mut().expect("opened above");
+    db.known.clear();
+    db.current = None;
     let cover = read_cover(&db.conn)?;
     // The fast path: one `stat` of each file and one row read.
     if let (Some((id, len)), Some(c)) = (journal, &cover)
@@ -435,9 +468,15 @@ pub(crate) fn refresh<'a, J: Indexed>(
         && c.covered == len
         && db.checked == Some(id)
     {
+        db.current = journal;
         return Ok(IndexGuard { guard });
     }
-    catch_up::<J>(inner, db, &jpath, exclusive)?;
+    let covered = catch_up::<J>(inner, db, &jpath, exclusive)?;
+    // A torn tail (cut only under the exclusive lock) leaves the index
+    // short of the journal: the next refresh looks again.
+    if journal.is_some_and(|(_, len)| Some(len) == covered) {
+        db.current = journal;
+    }
     Ok(IndexGuard { guard })
 }
 
@@ -448,7 +487,7 @@ fn catch_up<J: Indexed>(
     db: &mut IndexDb,
     jpath: &Path,
     exclusive: bool,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     let ipath = inner.root.path(&J::DB)?;
     let tx = db
         .conn
@@ -466,7 +505,7 @@ fn catch_up<J: Indexed>(
         tx.commit()
             .map_err(|e| sql_err("updating the index", &ipath, e))?;
         db.checked = None;
-        return Ok(());
+        return Ok(None);
     };
     let meta = file
         .metadata()
@@ -541,7 +580,7 @@ fn catch_up<J: Indexed>(
     tx.commit()
         .map_err(|e| sql_err("updating the index", &ipath, e))?;
     db.checked = Some(id);
-    Ok(())
+    Ok(Some(end))
 }
 
 /// Runs `sql` (its first column a record as JSON, which the index stores as

@@ -28,8 +28,8 @@ pub(super) fn append(
     events: Vec<NewEvent>,
 ) -> Result<Vec<Appended>> {
     let locked = lock(inner, true)?;
-    let st = refresh_runs(inner, true)?;
-    if !run_table::contains(&st, run_id)? {
+    let mut st = refresh_runs(inner, true)?;
+    if !run_table::contains_known(&mut st, run_id)? {
         return Err(run_not_found(run_id));
     }
     drop(st);

@@ -12,7 +12,7 @@ use runstore_core::{
 };
 
 use super::journal::RunLine;
-use crate::journal_index::{Indexed, SqlCtx, decode_record, each_record, sum_of};
+use crate::journal_index::{IndexGuard, Indexed, SqlCtx, decode_record, each_record, sum_of};
 
 /// The run journal's index.
 pub(crate) struct RunIndex;
@@ -88,6 +88,26 @@ pub(crate) fn get(conn: &Connection, id: &RunId) -> Result<Option<Run>> {
         .sql("reading a run")?;
     json.as_deref().map(decode).transpose()
 }
+
+/// Whether run `id` is stored, remembered while the journal is unchanged
+/// (the check every append makes).
+pub(crate) fn contains_known(index: &mut IndexGuard<'_>, id: &RunId) -> Result<bool> {
+    if index.known().contains(id.as_str()) {
+        return Ok(true);
+    }
+    let found = contains(index, id)?;
+    if found {
+        let known = index.known();
+        if known.len() >= KNOWN_MAX {
+            known.clear();
+        }
+        known.insert(id.as_str().to_owned());
+    }
+    Ok(found)
+}
+
+/// Run ids remembered as stored before the memory is cleared.
+const KNOWN_MAX: usize = 4096;
 
 /// Whether run `id` is stored.
 pub(crate) fn contains(conn: &Connection, id: &RunId) -> Result<bool> {
