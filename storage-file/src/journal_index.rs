@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -140,12 +140,15 @@ impl IndexGuard<'_> {
     /// Keys (run ids) this process found stored since the journal last
     /// changed: a steady appender to one run looks it up once.
     pub(crate) fn known(&mut self) -> &mut HashSet<String> {
-        &mut self
-            .guard
+        &mut self.db_mut().known
+    }
+
+    fn db_mut(&mut self) -> &mut IndexDb {
+        // `refresh` returns a guard only with the index open.
+        self.guard
             .db
             .as_mut()
             .expect("an IndexGuard always holds an open index")
-            .known
     }
 
     /// What the index covers now.
@@ -162,11 +165,7 @@ impl IndexGuard<'_> {
             .map_err(|e| fsutil::io_err("inspecting", path, e))?;
         let (id, len) = (file_id(&meta), meta.len());
         let tail = tail_print(file, path, len)?;
-        let db = self
-            .guard
-            .db
-            .as_mut()
-            .expect("an IndexGuard holds an index");
+        let db = self.db_mut();
         let rewrites = read_cover(&db.conn)?.map_or(0, |c| c.rewrites);
         db.conn
             .execute_batch(J::COMPACTED)
@@ -191,17 +190,6 @@ impl IndexGuard<'_> {
                 .sql("shrinking the index")?;
         }
         Ok(())
-    }
-}
-
-impl<'a> DerefMut for IndexGuard<'a> {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self
-            .guard
-            .db
-            .as_mut()
-            .expect("an IndexGuard always holds an open index")
-            .conn
     }
 }
 
