@@ -14,7 +14,7 @@ pub use runstore_core::retention::*;
 
 use runstore_core::{
     ArtifactQuery, Cursor, Error, ErrorKind, LogRepositoryExt, MAX_PAGE_LIMIT, Result, Run,
-    RunFilter, RunId, RunQuery, RunStatus, RunWithEvents, StoreSet, Timestamp,
+    RunFilter, RunId, RunQuery, RunWithEvents, StoreSet, Timestamp,
 };
 use serde::Serialize;
 
@@ -170,15 +170,16 @@ async fn prune_inner(
     let mut ranker = policy.ranker();
     let mut per_rule: BTreeMap<usize, RuleReport> = BTreeMap::new();
     let mut examined = 0u64;
-    let mut filter = RunFilter::default().statuses([
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-    ]);
+    // Only finished runs are pruned, but the walk does not filter by
+    // status: every run in start order is one index scan in each backend,
+    // while a filter on the three finished statuses makes SQLite merge
+    // three index ranges and sort each page. Unfinished runs are few and
+    // are skipped below.
+    let mut filter = RunFilter::default();
     // Without `keep_last`, no rank is needed: a pruned run ended at least
-    // the shortest `max_age` ago, so only those are read (by the end-time
-    // index of the SQL backends). With `keep_last`, every finished run
-    // counts towards the ranks and all are read.
+    // the shortest `max_age` ago, so only those are returned (an unfinished
+    // run has no end time). With `keep_last`, every finished run counts
+    // towards the ranks and all are read.
     if policy.rules.iter().all(|r| r.keep_last.is_none()) {
         match policy.rules.iter().filter_map(|r| r.max_age).min() {
             Some(age) => {
@@ -204,16 +205,20 @@ async fn prune_inner(
         )
     };
     let mut page = read_page(None).await?;
+    // The records of one page are deleted while the next page is read and
+    // its dependents are deleted: the two pages hold other runs, and a
+    // page's records still go after its own dependents.
+    let mut records: Option<Records> = None;
     loop {
         let mut doomed: Vec<(usize, Run)> = Vec::new();
-        for run in &page.items {
+        for run in page.items.iter().filter(|r| r.status.is_terminal()) {
             examined += 1;
             if let Decision::Prune { rule } = ranker.next(run, now) {
                 doomed.push((rule, run.clone()));
             }
         }
-        // The next page is read while this one is deleted: its cursor lies
-        // past every run of this page, so the deletes cannot move it.
+        // The next page's cursor lies past every run of this page, so the
+        // deletes cannot move it.
         let next = async {
             match page.next.clone() {
                 Some(cursor) => read_page(Some(cursor)).await.map(Some),
@@ -222,13 +227,24 @@ async fn prune_inner(
         };
         let this = async {
             if doomed.is_empty() {
-                Ok(0)
+                Ok((0, None))
             } else {
                 prune_page(stores, policy, &options, &doomed, &mut per_rule).await
             }
         };
-        let (this, next) = tokio::join!(this, next);
-        quarantined += this?;
+        let (this, next, before) = tokio::join!(this, next, delete_records(stores, records.take()));
+        let (kept, pending) = this?;
+        quarantined += kept;
+        records = pending;
+        let next = next?;
+        for rule in before? {
+            entry(&mut per_rule, rule).runs += 1;
+        }
+        if next.is_none() {
+            for rule in delete_records(stores, records.take()).await? {
+                entry(&mut per_rule, rule).runs += 1;
+            }
+        }
         let report = PruneReport {
             dry_run: options.dry_run,
             examined,
@@ -237,7 +253,7 @@ async fn prune_inner(
             quarantined,
         };
         progress(&report);
-        match next? {
+        match next {
             Some(next) => page = next,
             None => {
                 tracing::info!(examined, pruned = report.total().runs, "prune finished");
@@ -245,6 +261,36 @@ async fn prune_inner(
             }
         }
     }
+}
+
+/// The runs of a page whose dependents are deleted: their records, with
+/// their events, go next.
+struct Records {
+    ids: Vec<RunId>,
+    /// The rule that pruned each, in `ids` order.
+    rules: Vec<usize>,
+}
+
+/// Deletes the records of `records`; the rule of each run deleted now.
+/// Runs already absent were pruned by an earlier, interrupted prune: done,
+/// and counted there.
+async fn delete_records(stores: &StoreSet, records: Option<Records>) -> Result<Vec<usize>> {
+    let Some(Records { ids, rules }) = records else {
+        return Ok(Vec::new());
+    };
+    let runs = stores.logs.delete_runs(&ids).await?;
+    tracing::debug!(
+        deleted = runs.deleted.len(),
+        absent = runs.absent.len(),
+        "pruned a page"
+    );
+    let rule_of: BTreeMap<&RunId, usize> = ids.iter().zip(rules).collect();
+    // An id the backend did not ask about is not counted.
+    Ok(runs
+        .deleted
+        .iter()
+        .filter_map(|id| rule_of.get(id).copied())
+        .collect())
 }
 
 /// A run's artifacts: count and bytes, page by page.
@@ -271,15 +317,16 @@ async fn artifact_totals(stores: &StoreSet, id: &RunId) -> Result<(u64, u64)> {
     }
 }
 
-/// Prunes the runs of one page; how many were kept because they could not
-/// be archived (with a quarantine).
+/// Prunes the dependents of one page's runs (archiving them first, with an
+/// archive): how many runs were kept because they could not be archived
+/// (with a quarantine), and the records to delete next (none in a dry run).
 async fn prune_page(
     stores: &StoreSet,
     policy: &RetentionPolicy,
     options: &PruneOptions,
     doomed: &[(usize, Run)],
     per_rule: &mut BTreeMap<usize, RuleReport>,
-) -> Result<u64> {
+) -> Result<(u64, Option<Records>)> {
     let delete_artifacts = policy.artifacts == ArtifactRetention::Delete;
     if options.archive.is_some() && options.dry_run {
         // What would be archived.
@@ -321,16 +368,19 @@ async fn prune_page(
                 .collect();
             let mut unarchived = options.clone();
             unarchived.archive = None;
-            if !rest.is_empty() {
-                Box::pin(prune_page(stores, policy, &unarchived, &rest, per_rule)).await?;
-            }
-            return Ok(kept.len() as u64);
+            let records = if rest.is_empty() {
+                None
+            } else {
+                Box::pin(prune_page(stores, policy, &unarchived, &rest, per_rule))
+                    .await?
+                    .1
+            };
+            return Ok((kept.len() as u64, records));
         }
     }
     // Counted and deleted a page at a time: one call per concern, not
     // one per run.
     let ids: Vec<RunId> = doomed.iter().map(|(_, run)| run.id.clone()).collect();
-    let rule_of: BTreeMap<&RunId, usize> = doomed.iter().map(|(r, run)| (&run.id, *r)).collect();
     if options.dry_run {
         let events = stores.logs.event_counts(&ids).await?;
         for ((rule, run), n) in doomed.iter().zip(&events) {
@@ -351,7 +401,7 @@ async fn prune_page(
             r.metrics += u64::from(has_metric);
             r.runs += 1;
         }
-        return Ok(0);
+        return Ok((0, None));
     }
     // A page at a time, one call per concern; the run's dependents (its
     // artifacts and metric) at once, the records last, so an interrupted
@@ -377,21 +427,17 @@ async fn prune_page(
         r.artifacts += d.count;
         r.bytes += d.bytes;
     }
-    for id in &metrics.deleted {
-        entry(per_rule, rule_of[id]).metrics += 1;
+    let rule_of: BTreeMap<&RunId, usize> = doomed.iter().map(|(r, run)| (&run.id, *r)).collect();
+    for rule in metrics.deleted.iter().filter_map(|id| rule_of.get(id)) {
+        entry(per_rule, *rule).metrics += 1;
     }
-    // Runs already absent were pruned by an earlier, interrupted prune:
-    // done, and counted there.
-    let runs = stores.logs.delete_runs(&ids).await?;
-    for id in &runs.deleted {
-        entry(per_rule, rule_of[id]).runs += 1;
-    }
-    tracing::debug!(
-        deleted = runs.deleted.len(),
-        absent = runs.absent.len(),
-        "pruned a page"
-    );
-    Ok(0)
+    Ok((
+        0,
+        Some(Records {
+            ids,
+            rules: doomed.iter().map(|(rule, _)| *rule).collect(),
+        }),
+    ))
 }
 
 fn entry(per_rule: &mut BTreeMap<usize, RuleReport>, rule: usize) -> &mut RuleReport {

@@ -94,3 +94,12 @@ pub(crate) fn default_busy_timeout() -> Duration {
 pub(crate) fn default_readers() -> usize {
     4
 }
+
+/// The accepted `checkpoint_pages`: below 100 pages a busy writer copies
+/// the log almost every commit; above 1,000,000 (4 GiB) the log is a
+/// second database.
+pub(crate) const CHECKPOINT_PAGES: std::ops::RangeInclusive<u32> = 100..=1_000_000;
+
+pub(crate) fn default_checkpoint_pages() -> u32 {
+    10_000
+}

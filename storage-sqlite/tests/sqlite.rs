@@ -103,12 +103,52 @@ async fn open_creates_folder_and_file_in_wal_mode() {
     assert_eq!(sha.len(), 64);
     let o = SqliteConfig::new("x.db");
     assert_eq!(
-        (o.synchronous, o.busy_timeout, o.readers),
-        (Synchronous::Normal, Duration::from_millis(5000), 4)
+        (o.synchronous, o.busy_timeout, o.readers, o.checkpoint_pages),
+        (Synchronous::Normal, Duration::from_millis(5000), 4, 10_000)
     );
     let bad = SqliteConfig::new(dir.path().join("x.db")).with_readers(0);
     let err = SqliteStore::open(bad).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    for pages in [0, 99, 1_000_001] {
+        let bad = SqliteConfig::new(dir.path().join("y.db")).with_checkpoint_pages(pages);
+        let err = SqliteStore::open(bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("checkpoint_pages"), "{err}");
+    }
+    assert!(!dir.path().join("y.db").exists(), "nothing created");
+}
+
+/// The write-ahead log's size after many small commits: about
+/// `checkpoint_pages` pages, so the setting reaches the writer.
+async fn wal_bytes_after_small_commits(checkpoint_pages: u32) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let config = SqliteConfig::new(&path).with_checkpoint_pages(checkpoint_pages);
+    let store = SqliteStore::open(config).await.unwrap();
+    let run = runstore_core::Run::new(WorkflowId::new("etl").unwrap(), Version::FIRST);
+    let id = run.id.clone();
+    store.create_run(run).await.unwrap();
+    // About 2 KiB per commit, 2,000 commits: about 1,000 pages of log.
+    for i in 0..2000 {
+        store
+            .append_event(
+                &id,
+                NewEvent::new("step", json!({ "i": i, "pad": "x".repeat(2000) })),
+            )
+            .await
+            .unwrap();
+    }
+    std::fs::metadata(dir.path().join("wal.db-wal"))
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_pages_bounds_the_write_ahead_log() {
+    let small = wal_bytes_after_small_commits(100).await;
+    let large = wal_bytes_after_small_commits(10_000).await;
+    assert!(small < 200 * 4096, "100 pages: the log is {small} bytes");
+    assert!(large > 500 * 4096, "10,000 pages: the log is {large} bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
