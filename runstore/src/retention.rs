@@ -237,13 +237,12 @@ async fn prune_inner(
         quarantined += kept;
         records = pending;
         let next = next?;
-        for rule in before? {
-            entry(&mut per_rule, rule).runs += 1;
-        }
+        let mut deleted = before?;
         if next.is_none() {
-            for rule in delete_records(stores, records.take()).await? {
-                entry(&mut per_rule, rule).runs += 1;
-            }
+            deleted.extend(delete_records(stores, records.take()).await?);
+        }
+        for rule in deleted {
+            entry(&mut per_rule, rule).runs += 1;
         }
         let report = PruneReport {
             dry_run: options.dry_run,
