@@ -3,9 +3,10 @@
 //! both stores opened, every page and batch in flight.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use runstore::migrate::{MigrateOptions, VerifyOptions, migrate, verify};
+use runstore::migrate::{MigrateOptions, MigrationProgress, VerifyOptions, migrate, verify};
 use runstore_core::LogRepository;
 
 use crate::BenchResult;
@@ -96,7 +97,8 @@ pub async fn child_main(args: &[String]) -> BenchResult<()> {
     } else {
         let options = MigrateOptions::default()
             .batch_size(BATCH)
-            .verify(mode == HopMode::Checked);
+            .verify(mode == HopMode::Checked)
+            .progress(Arc::new(PhaseTimes::new()));
         let report = migrate(&from, &to, options).await?;
         if let Some(v) = report.verify.as_ref().filter(|v| !v.is_equal()) {
             return Err(format!("the check found {} differences", v.difference_count).into());
@@ -107,6 +109,31 @@ pub async fn child_main(args: &[String]) -> BenchResult<()> {
     let peak = crate::machine::peak_rss_bytes().ok_or("no VmHWM in /proc/self/status")?;
     println!("RESULT {records} {secs} {peak}");
     Ok(())
+}
+
+/// Prints each concern's time to stderr as it finishes, so a slow hop
+/// shows where its time went (the parent keeps stderr for failures only).
+struct PhaseTimes {
+    last: Mutex<Instant>,
+}
+
+impl PhaseTimes {
+    fn new() -> Self {
+        PhaseTimes {
+            last: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl MigrationProgress for PhaseTimes {
+    fn on_progress(&self, _: &str, _: u64, _: Option<u64>) {}
+
+    fn on_finish(&self, concern: &str, done: u64) {
+        if let Ok(mut last) = self.last.lock() {
+            eprintln!("{concern}: {done} in {:.2} s", last.elapsed().as_secs_f64());
+            *last = Instant::now();
+        }
+    }
 }
 
 /// The parent's side: runs `exe --migrate-child ...` and reads its result.

@@ -152,6 +152,12 @@ enum Command {
         /// Records read per page and written per batch (1 to 10000).
         #[arg(long, value_name = "N", default_value = "500", value_parser = paging::parse_page_size)]
         batch_size: usize,
+        /// Batches of runs written at once (1 to 8): while one is written,
+        /// the next is looked up and prepared, and a destination with a pool
+        /// of connections writes both. Runs go one batch at a time when the
+        /// check is made while copying (without --deep).
+        #[arg(long, value_name = "N", default_value = "2", value_parser = migration::parse_writers)]
+        writers: usize,
         /// Verify with a whole comparison of both sides at the end, artifact
         /// bytes re-read and hashed. Without it, each batch is read back from
         /// the destination as it is written and compared with the source
@@ -611,6 +617,7 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
             dry_run,
             on_conflict,
             batch_size,
+            writers,
             deep,
             skip_corrupt,
             quarantine,
@@ -622,6 +629,7 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
                 dry_run,
                 on_conflict,
                 batch_size,
+                writers,
                 deep,
                 skip_corrupt,
                 quarantine,

@@ -38,6 +38,15 @@ impl From<ConflictPolicy> for OnConflict {
     }
 }
 
+/// Parses `--writers`: 1 to [`runstore::migrate::MAX_WRITERS`].
+pub fn parse_writers(s: &str) -> std::result::Result<usize, String> {
+    let max = runstore::migrate::MAX_WRITERS;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from 1 to {max}, got {s:?}")),
+    }
+}
+
 /// The arguments of `runstore migrate`.
 #[derive(Debug)]
 pub struct MigrateArgs {
@@ -46,6 +55,7 @@ pub struct MigrateArgs {
     pub dry_run: bool,
     pub on_conflict: ConflictPolicy,
     pub batch_size: usize,
+    pub writers: usize,
     pub deep: bool,
     pub skip_corrupt: bool,
     pub quarantine: Option<PathBuf>,
@@ -110,6 +120,7 @@ pub async fn migrate(args: &MigrateArgs, out: &Out) -> Result<ExitCode> {
     }
     let options = MigrateOptions::default()
         .batch_size(args.batch_size)
+        .writers(args.writers)
         .on_conflict(args.on_conflict.into())
         .dry_run(args.dry_run)
         .verify_options(
@@ -552,6 +563,16 @@ mod tests {
         assert!(
             crate::paging::parse_page_size(&(runstore::MAX_PAGE_LIMIT + 1).to_string()).is_err()
         );
+    }
+
+    #[test]
+    fn writers_are_checked() {
+        assert_eq!(parse_writers("1"), Ok(1));
+        assert_eq!(parse_writers("8"), Ok(8));
+        for bad in ["0", "9", "-1", "two", ""] {
+            let err = parse_writers(bad).unwrap_err();
+            assert!(err.contains("1 to 8"), "{err}");
+        }
     }
 
     #[test]

@@ -348,6 +348,26 @@ fn usage_errors_exit_2() {
             "--json",
         ],
         vec!["migrate", "--from", "a.yaml", "--to", "./a.yaml", "--json"],
+        vec![
+            "migrate",
+            "--from",
+            "a.yaml",
+            "--to",
+            "b.yaml",
+            "--writers",
+            "0",
+            "--json",
+        ],
+        vec![
+            "migrate",
+            "--from",
+            "a.yaml",
+            "--to",
+            "b.yaml",
+            "--writers",
+            "9",
+            "--json",
+        ],
         vec!["verify", "--to", "b.yaml", "--json"],
         vec!["verify", "--from", "b.yaml", "--to", "b.yaml", "--json"],
     ] {
@@ -459,8 +479,14 @@ fn killed_with_sigkill_part_way_then_resumed_is_equal() {
     // Part way is not equal.
     rs(d, VERIFY).code(1);
 
-    // Resume: the runs already there are skipped, the rest copied.
-    let r = rs_owned(d, &with(MIGRATE, &["--batch-size", "50"])).code(0);
+    // Resume, with four writers (a whole verification at the end, so the
+    // runs are not checked one batch at a time): the runs already there are
+    // skipped, the rest copied.
+    let r = rs_owned(
+        d,
+        &with(MIGRATE, &["--batch-size", "50", "--writers", "4", "--deep"]),
+    )
+    .code(0);
     assert_eq!(r["complete"], json!(true), "{r}");
     let copied = r["runs"]["copied"].as_u64().unwrap();
     let unchanged = r["runs"]["unchanged"].as_u64().unwrap();

@@ -125,3 +125,56 @@ async fn fail_writes_nothing_of_the_batch_holding_the_conflict() {
     );
     assert_eq!(to.logs.all_events(&rid("r2")).await.unwrap().len(), 2);
 }
+
+/// `read = copied + unchanged + conflicts + updated`, for runs and events.
+fn assert_columns_add_up(report: &runstore::migrate::MigrationReport) {
+    for c in [report.runs, report.events] {
+        assert_eq!(
+            c.read,
+            c.copied + c.unchanged + c.conflicts + c.updated,
+            "{report:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn several_writers_copy_what_one_does_and_report_it_the_same() {
+    let runs: Vec<RunWithEvents> = (0..40)
+        .map(|i| run(&format!("r{i:02}"), ts(1_000 + i), (i % 5) as u64))
+        .collect();
+    let mut reports = Vec::new();
+    for writers in [1, 3] {
+        let from = with_workflow().await;
+        from.logs.import_runs(runs.clone()).await.unwrap();
+        let to = with_workflow().await;
+        // Every seventh run is already there identically; r10 with another
+        // trigger; r22 with the same record and other events, so the batch
+        // holding it is refused and handled run by run.
+        let mut held: Vec<RunWithEvents> = runs.iter().step_by(7).cloned().collect();
+        let mut other_trigger = runs[10].clone();
+        other_trigger.run.trigger = "webhook".into();
+        let mut other_events = runs[22].clone();
+        other_events.events[0].payload = json!({"changed": true});
+        held.extend([other_trigger, other_events]);
+        to.logs.import_runs(held).await.unwrap();
+
+        let report = migrate(&from, &to, opts().batch_size(2).writers(writers))
+            .await
+            .unwrap();
+        assert_columns_add_up(&report);
+        assert_eq!(report.runs.read, 40);
+        assert_eq!(report.runs.conflicts, 2, "{report:#?}");
+        let keys: Vec<&str> = report.conflicts.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["r10", "r22"]);
+        // Everything else is there, and a second pass finds nothing to do.
+        let again = migrate(&from, &to, opts().batch_size(2).writers(writers))
+            .await
+            .unwrap();
+        assert_eq!((again.runs.copied, again.runs.unchanged), (0, 38));
+        assert_columns_add_up(&again);
+        reports.push(report);
+    }
+    let counts = |r: &runstore::migrate::MigrationReport| (r.runs, r.events, r.metrics);
+    assert_eq!(counts(&reports[0]), counts(&reports[1]));
+    assert_eq!(reports[0].conflicts, reports[1].conflicts);
+}

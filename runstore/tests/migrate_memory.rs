@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use migrate_support::*;
 use runstore::memory::{self, MemoryArtifacts, MemoryLogs, MemoryMetrics, MemoryWorkflows};
 use runstore::migrate::{
-    Concern, DifferenceKind, MigrateOptions, MigrationProgress, OnConflict, VerifyOptions, migrate,
-    verify,
+    Concern, DifferenceKind, MAX_WRITERS, MigrateOptions, MigrationProgress, OnConflict,
+    VerifyOptions, migrate, verify,
 };
 use runstore::{
     ArtifactKey, ArtifactStoreExt, ErrorKind, ExecutionMetric, LogRepositoryExt, PatternId,
@@ -135,9 +135,15 @@ async fn dry_run_writes_nothing_and_says_what_it_would_copy() {
 #[tokio::test]
 async fn bad_options_are_invalid_input() {
     let s = memory::store_set();
-    for o in [opts().batch_size(0), opts().max_events_per_batch(10_001)] {
+    for (o, field) in [
+        (opts().batch_size(0), "batch_size"),
+        (opts().max_events_per_batch(10_001), "max_events_per_batch"),
+        (opts().writers(0), "writers"),
+        (opts().writers(MAX_WRITERS + 1), "writers"),
+    ] {
         let err = migrate(&s, &s, o).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains(field), "{err}");
     }
     let err = verify(&s, &s, VerifyOptions::default().page_size(0))
         .await
@@ -246,8 +252,8 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
             keys,
             vec![
                 (Concern::Workflows, "etl@1"),
-                (Concern::Runs, "run-3-1"),
                 (Concern::Runs, "run-2-0"),
+                (Concern::Runs, "run-3-1"),
                 (Concern::Metrics, "run-4-0"),
                 (Concern::Patterns, "pat-1"),
                 (Concern::Artifacts, "run-2-0/train/logs/stdout.txt"),
@@ -258,12 +264,12 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
         assert_eq!(report.conflict_count(), 6);
         assert!(!report.is_complete());
         assert!(
-            report.conflicts[1].detail.contains("event 2"),
+            report.conflicts[1].detail.contains("trigger"),
             "{}",
             report.conflicts[1].detail
         );
         assert!(
-            report.conflicts[2].detail.contains("trigger"),
+            report.conflicts[2].detail.contains("event 2"),
             "{}",
             report.conflicts[2].detail
         );

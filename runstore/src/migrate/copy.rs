@@ -1,6 +1,7 @@
 //! [`migrate`]: the copy, concern by concern.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, stream};
@@ -8,7 +9,7 @@ use runstore_core::{
     ArtifactInfo, Error, ErrorKind, Event, ExecutionMetric, NewEvent, PutOptions, Result, Run,
     RunFilter, RunId, RunWithEvents, Sha256Digest, StoreSet, Timestamp, WorkflowDefinition,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use super::pager::{self, Pager};
 use super::verify::{Tally, verify};
@@ -44,17 +45,15 @@ pub async fn migrate(
     // The source is only read: through a read-only view, no write of the
     // migration can reach it.
     let from = &from.read_only();
-    let mut m = Migrator {
+    let read = ReadSoFar::default();
+    let checking = options.verify && !options.dry_run && !options.verify_options.deep;
+    // A part of the migration, with its own counts and check.
+    let part = |check: bool| Migrator {
         from,
         to,
-        report: MigrationReport {
-            dry_run: options.dry_run,
-            since: options.since,
-            next_since: Some(started.saturating_add_micros(-WATERMARK_MARGIN_SECS * 1_000_000)),
-            ..Default::default()
-        },
+        report: MigrationReport::default(),
         opts: &options,
-        check: (options.verify && !options.dry_run && !options.verify_options.deep).then(|| {
+        check: check.then(|| {
             Tally::new(
                 VerifyReport {
                     since: options.since,
@@ -64,13 +63,37 @@ pub async fn migrate(
                 options.verify_options.max_reported,
             )
         }),
+        read: &read,
+    };
+    let mut m = part(checking);
+    m.report = MigrationReport {
+        dry_run: options.dry_run,
+        since: options.since,
+        next_since: Some(started.saturating_add_micros(-WATERMARK_MARGIN_SECS * 1_000_000)),
+        ..Default::default()
     };
     m.workflows().await?;
-    m.runs().await?;
-    m.metrics().await?;
+    // Metrics do not depend on runs: they are copied alongside, so the two
+    // keep both sides busy. The extra writers of runs share the work of
+    // one reader (see `MigrateOptions::writers`).
+    let mut metrics = part(checking);
+    let writers = if checking { 1 } else { options.writers };
+    let mut helpers: Vec<Migrator<'_>> = (1..writers).map(|_| part(false)).collect();
+    tokio::try_join!(m.runs(&mut helpers), metrics.metrics())?;
+    for h in helpers {
+        m.report.absorb(h.report, options.max_reported);
+    }
+    m.report.absorb(metrics.report, options.max_reported);
+    if let (Some(check), Some(other)) = (m.check.as_mut(), metrics.check) {
+        check.absorb(other, Concern::Metrics);
+    }
     m.patterns().await?;
     m.artifacts().await?;
     let mut report = m.report;
+    // The parts list theirs as they meet them: one order for every run.
+    report
+        .conflicts
+        .sort_by(|a, b| (a.concern, &a.key).cmp(&(b.concern, &b.key)));
     if let Some(check) = m.check {
         report.verify = Some(check.finish());
     } else if options.verify && !options.dry_run {
@@ -111,10 +134,19 @@ struct Migrator<'a> {
     from: &'a StoreSet,
     to: &'a StoreSet,
     opts: &'a MigrateOptions,
+    /// This part's counts (the parts' are added up at the end).
     report: MigrationReport,
     /// The check made while copying (see [`MigrateOptions::verify`]).
     check: Option<Tally>,
+    /// Shared by the parts, for progress.
+    read: &'a ReadSoFar,
 }
+
+/// Records read so far per concern (indexed by [`Concern`]), over every
+/// part of a migration: what progress shows while parts copy alongside
+/// each other.
+#[derive(Default)]
+struct ReadSoFar([AtomicU64; 6]);
 
 /// How a destination run's events compare with the source's.
 enum EventsState {
@@ -493,17 +525,23 @@ struct RunCount {
     events: u64,
 }
 
-impl Migrator<'_> {
-    /// Records of `concern` read so far.
+impl<'a> Migrator<'a> {
+    /// Records of `concern` read so far, by every part.
     fn done(&self, concern: Concern) -> u64 {
-        match concern {
-            Concern::Workflows => self.report.workflows.read,
-            Concern::Runs => self.report.runs.read,
-            Concern::Events => self.report.events.read,
-            Concern::Metrics => self.report.metrics.read,
-            Concern::Patterns => self.report.patterns.read,
-            Concern::Artifacts => self.report.artifacts.read,
-        }
+        self.read.0[concern as usize].load(Ordering::Relaxed)
+    }
+
+    /// Takes back `n` records of `concern` counted as read (they are read
+    /// again).
+    fn uncount_read(&mut self, concern: Concern, n: u64) {
+        self.report.counts_mut(concern).read -= n;
+        self.read.0[concern as usize].fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` records of `concern` read from the source.
+    fn count_read(&mut self, concern: Concern, n: u64) {
+        self.report.counts_mut(concern).read += n;
+        self.read.0[concern as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     fn progress(&self, concern: Concern, total: Option<u64>) {
@@ -619,7 +657,7 @@ impl Migrator<'_> {
     async fn workflows(&mut self) -> Result<()> {
         let mut src = pager::workflows(self.from, self.opts.batch_size);
         while let Some(def) = src.next().await? {
-            self.report.workflows.read += 1;
+            self.count_read(Concern::Workflows, 1);
             // Storing is idempotent: try it first, look only when refused.
             // A dry run (and the `Fail` policy, which must not write before
             // it knows) looks first.
@@ -683,7 +721,10 @@ impl Migrator<'_> {
         )
     }
 
-    async fn runs(&mut self) -> Result<()> {
+    /// Copies the runs with their events: one reader, and this part with
+    /// `helpers` writing the batches it reads, each taking the next batch
+    /// when done with one.
+    async fn runs(&mut self, helpers: &mut [Migrator<'a>]) -> Result<()> {
         // The total only feeds the progress bar; a failing count is no reason to stop.
         let filters = match self.opts.since {
             Some(t) => run_filters_since(t),
@@ -695,15 +736,23 @@ impl Migrator<'_> {
             total = total.zip(n).map(|(a, b)| a + b);
         }
         // Reading the source and writing the destination overlap: the reader
-        // fills the next batch while the writer stores the last one. At most
-        // two batches wait in the channel, which bounds the memory.
-        let (tx, rx) = mpsc::channel(2);
-        let (read, written) = tokio::join!(
-            read_runs(self.from, self.opts, tx),
-            self.write_runs(rx, total)
-        );
-        // A writer that stops drops the channel, which ends the reader
-        // quietly: the writer's error is the one to report.
+        // fills the next batch while the writers store the last ones. One
+        // batch waits in the channel, which bounds the memory.
+        let (from, opts) = (self.from, self.opts);
+        let (tx, rx) = mpsc::channel(1);
+        let rx = AsyncMutex::new(rx);
+        let writing = async {
+            let writers = std::iter::once(&mut *self)
+                .map(|w| w.write_runs(&rx, total))
+                .chain(helpers.iter_mut().map(|w| w.write_runs(&rx, total)));
+            let written = futures_util::future::try_join_all(writers).await;
+            // A writer that fails stops the others (dropped with the join);
+            // closing the channel then ends the reader quietly.
+            rx.lock().await.close();
+            written
+        };
+        let (read, written) = tokio::join!(read_runs(from, opts, tx), writing);
+        // The writer's error is the one to report.
         written?;
         read?;
         self.finish(Concern::Runs);
@@ -712,16 +761,21 @@ impl Migrator<'_> {
         Ok(())
     }
 
+    /// Writes batches taken from `rx` until it is empty and closed.
     async fn write_runs(
         &mut self,
-        mut rx: mpsc::Receiver<RunItem>,
+        rx: &AsyncMutex<mpsc::Receiver<RunItem>>,
         total: Option<u64>,
     ) -> Result<()> {
-        while let Some(item) = rx.recv().await {
+        loop {
+            // The lock is held while waiting, so one writer waits at a time.
+            let Some(item) = rx.lock().await.recv().await else {
+                return Ok(());
+            };
             match item {
                 RunItem::Batch(batch) => {
-                    self.report.runs.read += batch.len() as u64;
-                    self.report.events.read += event_count(&batch);
+                    self.count_read(Concern::Runs, batch.len() as u64);
+                    self.count_read(Concern::Events, event_count(&batch));
                     let sources: Vec<RunCount> = match self.check {
                         Some(_) => batch
                             .iter()
@@ -736,12 +790,12 @@ impl Migrator<'_> {
                     self.check_runs(sources).await?;
                 }
                 RunItem::Large { run, first, rest } => {
-                    self.report.runs.read += 1;
-                    self.report.events.read += first.len() as u64;
+                    self.count_read(Concern::Runs, 1);
+                    self.count_read(Concern::Events, first.len() as u64);
                     let mut events = SourceEvents::new(first, Some(rest));
                     let source_run = self.check.is_some().then(|| (*run).clone());
                     let done = self.large_run(*run, &mut events).await;
-                    self.report.events.read += events.read_from_rest;
+                    self.count_read(Concern::Events, events.read_from_rest);
                     done?;
                     if let Some(run) = source_run {
                         // The events not taken (a conflict stopped the
@@ -754,7 +808,6 @@ impl Migrator<'_> {
             }
             self.progress(Concern::Runs, total);
         }
-        Ok(())
     }
 
     /// Stores a batch of runs. The destination's copies of them are fetched
@@ -795,17 +848,20 @@ impl Migrator<'_> {
                     new_events += r.events.len() as u64;
                 }
             }
-            match self.to.logs.import_runs(batch.clone()).await {
+            // The records only: a refused batch is read again rather than
+            // kept twice in memory.
+            let runs: Vec<Run> = batch.iter().map(|r| r.run.clone()).collect();
+            return match self.to.logs.import_runs(batch).await {
                 Ok(outcome) => {
                     self.report.runs.copied += outcome.inserted;
                     self.report.runs.unchanged += outcome.unchanged;
                     self.report.events.copied += new_events;
                     self.report.events.unchanged += old_events;
-                    return Ok(());
+                    Ok(())
                 }
-                Err(e) if is_conflict(&e) => {}
-                Err(e) => return Err(e),
-            }
+                Err(e) if is_conflict(&e) => self.one_by_one(runs, new_events + old_events).await,
+                Err(e) => Err(e),
+            };
         }
         let mut absent = Vec::new();
         for r in batch {
@@ -818,6 +874,36 @@ impl Migrator<'_> {
             }
         }
         self.import_absent(absent).await
+    }
+
+    /// Runs whose batch the destination refused (written meanwhile by
+    /// someone else, or events that differ), one by one: each is read
+    /// again from the source with its events and looked up on its own, so
+    /// the one that conflicts is reported. `events_read` is what the batch
+    /// held: the counts of what was read follow the second reading.
+    async fn one_by_one(&mut self, runs: Vec<Run>, events_read: u64) -> Result<()> {
+        let n = runs.len() as u64;
+        let q = self.opts.quarantine.as_ref();
+        let again = read_page(self.from, runs, self.opts.max_events_per_batch, q).await?;
+        self.uncount_read(Concern::Runs, n);
+        self.uncount_read(Concern::Events, events_read);
+        for ReadRun { run, first, rest } in again {
+            self.count_read(Concern::Runs, 1);
+            self.count_read(Concern::Events, first.len() as u64);
+            let (run, first, rest) = match rest {
+                // All its events are in hand: repaired as the batch was.
+                None => match checked(RunWithEvents { run, events: first }, self.opts)? {
+                    Some(r) => (r.run, r.events, None),
+                    None => continue,
+                },
+                Some(rest) => (run, first, Some(rest)),
+            };
+            let mut events = SourceEvents::new(first, rest);
+            let done = self.large_run(run, &mut events).await;
+            self.count_read(Concern::Events, events.read_from_rest);
+            done?;
+        }
+        Ok(())
     }
 
     /// A run the destination holds as `stored`: the same record (compare the
@@ -911,31 +997,15 @@ impl Migrator<'_> {
             return Ok(());
         }
         let events = event_count(&absent);
-        match self.to.logs.import_runs(absent.clone()).await {
+        let runs: Vec<Run> = absent.iter().map(|r| r.run.clone()).collect();
+        match self.to.logs.import_runs(absent).await {
             Ok(outcome) => {
                 self.report.runs.copied += outcome.inserted;
                 self.report.runs.unchanged += outcome.unchanged;
                 self.report.events.copied += events;
                 Ok(())
             }
-            Err(e) if is_conflict(&e) => {
-                for r in absent {
-                    let id = r.run.id.to_string();
-                    let n = r.events.len() as u64;
-                    match self.to.logs.import_runs(vec![r]).await {
-                        Ok(o) => {
-                            self.report.runs.copied += o.inserted;
-                            self.report.runs.unchanged += o.unchanged;
-                            self.report.events.copied += n;
-                        }
-                        Err(e) if is_conflict(&e) => {
-                            self.conflict(Concern::Runs, id, e.to_string())?
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
-            }
+            Err(e) if is_conflict(&e) => self.one_by_one(runs, events).await,
             Err(e) => Err(e),
         }
     }
@@ -1075,7 +1145,12 @@ impl Migrator<'_> {
                 self.report.events.unchanged += n;
                 self.append_rest(id, src, n + 1).await
             }
-            EventsState::Differ(detail) => self.conflict(Concern::Runs, id.to_string(), detail),
+            EventsState::Differ(detail) => {
+                // The run's events read so far go with the conflict, so the
+                // columns add up (those still unread are not counted).
+                self.report.events.conflicts += n + src.head.len() as u64;
+                self.conflict(Concern::Runs, id.to_string(), detail)
+            }
         }
     }
 
@@ -1084,7 +1159,7 @@ impl Migrator<'_> {
             .since(self.opts.since, |m| m.recorded_at);
         let mut batch: Vec<ExecutionMetric> = Vec::new();
         while let Some(m) = src.next().await? {
-            self.report.metrics.read += 1;
+            self.count_read(Concern::Metrics, 1);
             batch.push(m);
             if batch.len() >= self.opts.batch_size {
                 self.flush_and_check_metrics(std::mem::take(&mut batch))
@@ -1197,7 +1272,7 @@ impl Migrator<'_> {
         let mut src = pager::patterns(self.from, self.opts.batch_size)
             .since(self.opts.since, |p| p.detected_at);
         while let Some(p) = src.next().await? {
-            self.report.patterns.read += 1;
+            self.count_read(Concern::Patterns, 1);
             let source = self.check.is_some().then(|| p.clone());
             match self.to.metrics.get_pattern(&p.id).await {
                 Ok(stored) if stored.same_content(&p) => self.report.patterns.unchanged += 1,
@@ -1239,7 +1314,7 @@ impl Migrator<'_> {
         let mut src = pager::artifacts(self.from, self.opts.batch_size)
             .since(self.opts.since, |i| i.created_at);
         while let Some(info) = src.next().await? {
-            self.report.artifacts.read += 1;
+            self.count_read(Concern::Artifacts, 1);
             let key = info.key.to_string();
             match self.to.artifacts.head(&info.key).await {
                 Ok(stored) => match artifact_difference(&info, &stored) {

@@ -90,6 +90,14 @@ pub struct MigrateOptions {
     /// events is imported alone, its events in chunks of this size.
     /// 1 to [`MAX_PAGE_LIMIT`]. Default 10,000.
     pub max_events_per_batch: usize,
+    /// Batches of runs written at once, 1 to [`MAX_WRITERS`]. Default 2:
+    /// while one batch is being written, the next is looked up in the
+    /// destination and prepared, and a destination with a pool of
+    /// connections writes both at once. The metrics are copied alongside
+    /// the runs in any case. With the check made while copying (see
+    /// [`MigrateOptions::verify`]) runs go one batch at a time, because its
+    /// digests follow the source's order.
+    pub writers: usize,
     /// Conflicting records: report (default) or fail.
     pub on_conflict: OnConflict,
     /// Say what would be copied and what conflicts exist; write nothing.
@@ -151,6 +159,10 @@ pub(crate) fn run_filters_since(t: Timestamp) -> Vec<RunFilter> {
     ]
 }
 
+/// The most batches of runs a migration writes at once
+/// ([`MigrateOptions::writers`]).
+pub const MAX_WRITERS: usize = 8;
+
 /// How far before a pass's start the next pass's watermark lies: a margin
 /// for writers whose clocks run behind the migrating machine's.
 pub const WATERMARK_MARGIN_SECS: i64 = 60;
@@ -160,6 +172,7 @@ impl Default for MigrateOptions {
         MigrateOptions {
             batch_size: 500,
             max_events_per_batch: MAX_PAGE_LIMIT,
+            writers: 2,
             on_conflict: OnConflict::Report,
             dry_run: false,
             verify: true,
@@ -177,6 +190,7 @@ impl fmt::Debug for MigrateOptions {
         f.debug_struct("MigrateOptions")
             .field("batch_size", &self.batch_size)
             .field("max_events_per_batch", &self.max_events_per_batch)
+            .field("writers", &self.writers)
             .field("on_conflict", &self.on_conflict)
             .field("dry_run", &self.dry_run)
             .field("verify", &self.verify)
@@ -198,6 +212,12 @@ impl MigrateOptions {
     /// Sets the most events per batch.
     pub fn max_events_per_batch(mut self, n: usize) -> Self {
         self.max_events_per_batch = n;
+        self
+    }
+    /// Sets how many batches of runs are written at once (see
+    /// [`MigrateOptions::writers`]).
+    pub fn writers(mut self, n: usize) -> Self {
+        self.writers = n;
         self
     }
     /// Sets the conflict policy.
@@ -243,6 +263,12 @@ impl MigrateOptions {
     fn validate(&self) -> Result<()> {
         check_limit("batch_size", self.batch_size)?;
         check_limit("max_events_per_batch", self.max_events_per_batch)?;
+        if !(1..=MAX_WRITERS).contains(&self.writers) {
+            return Err(Error::invalid(
+                "writers",
+                format!("must be between 1 and {MAX_WRITERS}, got {}", self.writers),
+            ));
+        }
         self.verify_options.validate()
     }
 }
@@ -396,7 +422,8 @@ pub struct MigrationReport {
     pub artifacts: ConcernCounts,
     /// Bytes of artifacts copied (in a dry run: that would be).
     pub artifact_bytes_copied: u64,
-    /// Conflicts, one by one, up to [`MigrateOptions::max_reported`].
+    /// Conflicts, one by one, up to [`MigrateOptions::max_reported`], by
+    /// concern, then key.
     pub conflicts: Vec<ConflictRecord>,
     /// Whether some conflicts were counted but not listed.
     pub conflicts_truncated: bool,
@@ -405,7 +432,40 @@ pub struct MigrationReport {
     pub verify: Option<VerifyReport>,
 }
 
+impl ConcernCounts {
+    fn add(&mut self, other: ConcernCounts) {
+        self.read += other.read;
+        self.copied += other.copied;
+        self.unchanged += other.unchanged;
+        self.conflicts += other.conflicts;
+        self.updated += other.updated;
+    }
+}
+
 impl MigrationReport {
+    /// Adds the counts and conflicts of `other`, a part of the same
+    /// migration copied alongside (its conflicts listed after these, up to
+    /// `max_reported` in all).
+    pub(crate) fn absorb(&mut self, other: MigrationReport, max_reported: usize) {
+        for (mine, theirs) in [
+            (&mut self.workflows, other.workflows),
+            (&mut self.runs, other.runs),
+            (&mut self.events, other.events),
+            (&mut self.metrics, other.metrics),
+            (&mut self.patterns, other.patterns),
+            (&mut self.artifacts, other.artifacts),
+        ] {
+            mine.add(theirs);
+        }
+        self.runs_resumed += other.runs_resumed;
+        self.runs_forwarded += other.runs_forwarded;
+        self.artifact_bytes_copied += other.artifact_bytes_copied;
+        let room = max_reported.saturating_sub(self.conflicts.len());
+        self.conflicts_truncated |= other.conflicts_truncated || other.conflicts.len() > room;
+        self.conflicts
+            .extend(other.conflicts.into_iter().take(room));
+    }
+
     /// All conflicts, counted over every concern.
     pub fn conflict_count(&self) -> u64 {
         self.workflows.conflicts

@@ -220,6 +220,24 @@ impl Tally {
         false
     }
 
+    /// Takes in the counts, digests and differences of `concern` from
+    /// `other`, which tallied that concern alongside this one (and only
+    /// it); its differences are listed after these.
+    pub(crate) fn absorb(&mut self, mut other: Tally, concern: Concern) {
+        let i = index(concern);
+        self.digests[i] = std::mem::take(&mut other.digests[i]);
+        *self.counts(concern) = std::mem::take(other.counts(concern));
+        self.report.difference_count += other.report.difference_count;
+        self.report.differences_truncated |= other.report.differences_truncated;
+        for d in other.report.differences {
+            if self.report.differences.len() < self.max_reported {
+                self.report.differences.push(d);
+            } else {
+                self.report.differences_truncated = true;
+            }
+        }
+    }
+
     /// The report, with every concern's digests.
     pub(crate) fn finish(mut self) -> VerifyReport {
         let digests = std::mem::take(&mut self.digests);
