@@ -14,7 +14,7 @@ use crate::artifacts::{backend_arg, parse_backend};
 use crate::data;
 use crate::stores::Backend;
 
-/// Runs per `import_runs` batch when seeding, and per migration batch.
+/// Runs per `import_runs` batch when seeding.
 pub const BATCH: usize = 1000;
 
 /// What one hop measured.
@@ -95,8 +95,8 @@ pub async fn child_main(args: &[String]) -> BenchResult<()> {
         }
         report.runs.a + report.events.a + report.metrics.a
     } else {
+        // The library's defaults (batch size, writers), as a user gets them.
         let options = MigrateOptions::default()
-            .batch_size(BATCH)
             .verify(mode == HopMode::Checked)
             .progress(Arc::new(PhaseTimes::new()));
         let report = migrate(&from, &to, options).await?;

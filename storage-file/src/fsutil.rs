@@ -285,7 +285,9 @@ pub(crate) fn read_line_chunk(
 ) -> Result<(ReadLines, bool)> {
     file.seek(SeekFrom::Start(from))
         .map_err(|e| io_err("seeking in", path, e))?;
-    let mut buf = Vec::new();
+    // Room for a small file up front: reading into an empty buffer would
+    // grow it (and call `read`) several times for a few kilobytes.
+    let mut buf = Vec::with_capacity(usize::try_from(max.min(64 << 10)).unwrap_or(64 << 10));
     let mut at_eof = false;
     // Read `max` bytes, then more until a newline or the end.
     let mut want = max;

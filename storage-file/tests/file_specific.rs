@@ -201,6 +201,59 @@ async fn corrupt_line_in_the_middle_is_skipped_and_reported() {
     assert_eq!(next.seq, 5);
 }
 
+/// `event_counts` reads lines without building their payloads: it must
+/// still count exactly the events that a whole read keeps, whatever is
+/// wrong with the others.
+#[tokio::test]
+async fn event_counts_agree_with_the_events_read_past_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let r1 = RunId::new("r1").unwrap();
+    let r2 = RunId::new("r2").unwrap();
+    let s = open(root).await;
+    s.create_run(run_at("r1", 1_000)).await.unwrap();
+    s.create_run(run_at("r2", 2_000)).await.unwrap();
+    for i in 0..3 {
+        s.append_event(
+            &r1,
+            NewEvent::new("step", json!({"i": i, "deep": [[1], {"a": null}]})),
+        )
+        .await
+        .unwrap();
+    }
+    drop(s);
+    let at = "\"1970-01-01T00:00:00.001Z\"";
+    let bad = [
+        // Not JSON; the payload not JSON; a bad time; no kind; the kind
+        // not a string; another run's event; a number already used; a
+        // payload nested past the parser's limit.
+        "{this is not json".to_string(),
+        format!(r#"{{"run_id":"r1","seq":10,"kind":"k","at":{at},"payload":{{"a":}}}}"#),
+        r#"{"run_id":"r1","seq":11,"kind":"k","at":"yesterday","payload":1}"#.to_string(),
+        format!(r#"{{"run_id":"r1","seq":12,"at":{at},"payload":1}}"#),
+        format!(r#"{{"run_id":"r1","seq":13,"kind":7,"at":{at},"payload":1}}"#),
+        format!(r#"{{"run_id":"r2","seq":14,"kind":"k","at":{at},"payload":1}}"#),
+        format!(r#"{{"run_id":"r1","seq":2,"kind":"k","at":{at},"payload":1}}"#),
+        format!(
+            r#"{{"run_id":"r1","seq":15,"kind":"k","at":{at},"payload":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        ),
+        // Good ones: no payload at all, a key, unknown fields.
+        format!(r#"{{"run_id":"r1","seq":20,"kind":"k","at":{at}}}"#),
+        format!(
+            r#"{{"run_id":"r1","seq":21,"kind":"k","at":{at},"payload":{{"x":[1,2]}},"idempotency_key":"k1","extra":true}}"#
+        ),
+    ];
+    append_raw(&events_file(root, "r1"), (bad.join("\n") + "\n").as_bytes());
+
+    let s = open(root).await;
+    let read = s.events_of_runs(&[r1.clone(), r2.clone()]).await.unwrap();
+    let seqs: Vec<u64> = read[0].iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 20, 21]);
+    assert_eq!(s.event_counts(&[r1, r2]).await.unwrap(), vec![5, 0]);
+}
+
 #[tokio::test]
 async fn deleted_and_stale_index_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();

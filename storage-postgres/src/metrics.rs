@@ -3,6 +3,7 @@
 //! kept in the same transaction as every write (`crate::summaries`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -145,26 +146,50 @@ fn metric_text(m: &ExecutionMetric) -> Result<MetricText> {
 }
 
 impl PostgresStore {
-    /// One attempt of `record_many` over distinct metrics: compare those
-    /// already stored, stream the rest straight into `metrics` and
-    /// `metric_values` with binary COPY, and count them into the
-    /// summaries. A racing recorder of one of them makes a COPY a unique
-    /// violation: the retry finds its metric and compares.
+    /// One attempt of `record_many` over distinct metrics, as
+    /// `import_runs` makes one: optimistic first, the batch streamed
+    /// straight into `metrics` and `metric_values` with binary COPY and
+    /// counted into the summaries, without looking for stored metrics; one
+    /// already there makes the COPY a unique violation. Then (`careful`
+    /// set) every later attempt compares the metrics already stored first
+    /// and copies only the others; a racing recorder of one of them is
+    /// again a unique violation, and the retry compares against its metric.
     async fn record_many_attempt(
         &self,
         tx: &Transaction<'_>,
         metrics: &[(ExecutionMetric, MetricText)],
+        careful: &AtomicBool,
     ) -> std::result::Result<u64, Fail> {
-        let ids: Vec<&str> = metrics.iter().map(|(m, _)| m.run_id.as_str()).collect();
-        // One primary-key probe per id, as `metrics_of_runs` does.
-        let st = tx
-            .prepare_cached(&self.sql(&format!(
-                "SELECT m.* FROM unnest($1::text[]) AS r(id) \
-                 CROSS JOIN LATERAL (SELECT {METRIC_COLUMNS} FROM {{s}}.metrics \
-                 WHERE run_id = r.id COLLATE \"C\") m"
-            )))
-            .await?;
-        let rows = tx.query(&st, &[&ids]).await?;
+        let check = careful.load(Ordering::Relaxed);
+        let r = self.record_many_in(tx, metrics, check).await;
+        if r.is_err() {
+            careful.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// [`PostgresStore::record_many_attempt`], comparing the stored
+    /// metrics first when `check`; how many were stored identically.
+    async fn record_many_in(
+        &self,
+        tx: &Transaction<'_>,
+        metrics: &[(ExecutionMetric, MetricText)],
+        check: bool,
+    ) -> std::result::Result<u64, Fail> {
+        let rows = if check {
+            let ids: Vec<&str> = metrics.iter().map(|(m, _)| m.run_id.as_str()).collect();
+            // One primary-key probe per id, as `metrics_of_runs` does.
+            let st = tx
+                .prepare_cached(&self.sql(&format!(
+                    "SELECT m.* FROM unnest($1::text[]) AS r(id) \
+                     CROSS JOIN LATERAL (SELECT {METRIC_COLUMNS} FROM {{s}}.metrics \
+                     WHERE run_id = r.id COLLATE \"C\") m"
+                )))
+                .await?;
+            tx.query(&st, &[&ids]).await?
+        } else {
+            Vec::new()
+        };
         let by_id: BTreeMap<&RunId, &ExecutionMetric> =
             metrics.iter().map(|(m, _)| (&m.run_id, m)).collect();
         let mut existing = HashSet::with_capacity(rows.len());
@@ -348,8 +373,9 @@ impl MetricsRepository for PostgresStore {
             .map(|m| metric_text(&m).map(|t| (m, t)))
             .collect::<Result<Vec<_>>>()?;
         let what = format!("recording {} metrics", batch.len());
+        let careful = AtomicBool::new(false);
         let unchanged = with_tx!(self, &what, |tx| {
-            self.record_many_attempt(&tx, &batch).await
+            self.record_many_attempt(&tx, &batch, &careful).await
         })?;
         Ok(BulkOutcome {
             inserted: batch.len() as u64 - unchanged,

@@ -111,6 +111,37 @@ fn run_json(run: &Run) -> Result<[String; 2]> {
     let attributes = rows::to_json("attributes", &run.attributes)?;
     Ok([attributes, rows::to_json("summaries", &run.summaries)?])
 }
+/// The writes of `import_runs`, inside its transaction: each run inserted
+/// with its events, or found identical (unchanged), or a conflict.
+fn import_in_tx(
+    tx: &Connection,
+    runs: &[RunWithEvents],
+    json: &[([String; 2], Vec<String>)],
+) -> Result<BulkOutcome> {
+    let mut outcome = BulkOutcome::default();
+    let mut insert = tx.prepare_cached(INSERT_EVENT).ctx("inserting an event")?;
+    for (r, (run_json, payloads)) in runs.iter().zip(json) {
+        check_key_free(tx, &r.run)?;
+        // Insert first: a new run (the usual case) costs no lookup.
+        if !insert_run_if_new(tx, &r.run, run_json)? {
+            let stored = RunWithEvents {
+                run: load_run(tx, &r.run.id)?.ok_or_else(|| run_not_found(&r.run.id))?,
+                events: load_events(tx, &r.run.id, 0, None)?,
+            };
+            if !stored.same_content(r) {
+                return Err(run_conflict(&r.run.id));
+            }
+            outcome.unchanged += 1;
+            continue;
+        }
+        for (e, payload) in r.events.iter().zip(payloads) {
+            let key = e.idempotency_key.as_deref();
+            insert_event(&mut insert, &e.run_id, e.seq, &e.kind, e.at, payload, key)?;
+        }
+        outcome.inserted += 1;
+    }
+    Ok(outcome)
+}
 
 /// Inserts a run unless one with its id is stored (then nothing changes);
 /// `true` if it was inserted. Only the id conflict is ignored: any other
@@ -452,32 +483,16 @@ impl LogRepository for SqliteStore {
             })
             .collect::<Result<Vec<_>>>()?;
         // One transaction: an error anywhere rolls the whole batch back.
-        self.write_tx("importing runs", move |tx| {
-            let mut outcome = BulkOutcome::default();
-            let mut insert = tx.prepare_cached(INSERT_EVENT).ctx("inserting an event")?;
-            for (r, (run_json, payloads)) in runs.iter().zip(&json) {
-                check_key_free(tx, &r.run)?;
-                // Insert first: a new run (the usual case) costs no lookup.
-                if !insert_run_if_new(tx, &r.run, run_json)? {
-                    let stored = RunWithEvents {
-                        run: load_run(tx, &r.run.id)?.ok_or_else(|| run_not_found(&r.run.id))?,
-                        events: load_events(tx, &r.run.id, 0, None)?,
-                    };
-                    if !stored.same_content(r) {
-                        return Err(run_conflict(&r.run.id));
-                    }
-                    outcome.unchanged += 1;
-                    continue;
-                }
-                for (e, payload) in r.events.iter().zip(payloads) {
-                    let key = e.idempotency_key.as_deref();
-                    insert_event(&mut insert, &e.run_id, e.seq, &e.kind, e.at, payload, key)?;
-                }
-                outcome.inserted += 1;
-            }
-            Ok(outcome)
-        })
-        .await
+        let (outcome, spent) = self
+            .write_tx("importing runs", move |tx| {
+                let outcome = import_in_tx(tx, &runs, &json)?;
+                // Handed back so that they are freed after the writer is
+                // released, not while it is held.
+                Ok((outcome, (runs, json)))
+            })
+            .await?;
+        drop(spent);
+        Ok(outcome)
     }
 
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {

@@ -32,18 +32,98 @@ impl EventsState {
     /// Adds the next event read from `run`'s file, or says why it does not
     /// belong there.
     pub(super) fn accept(&mut self, run: &RunId, e: Event) -> std::result::Result<(), String> {
-        if e.run_id != *run {
-            return Err(format!("belongs to run {}", e.run_id));
-        }
-        if e.seq <= self.max_seq {
-            return Err(format!("repeats sequence number {}", e.seq));
-        }
+        follows(run, self.max_seq, &e.run_id, e.seq)?;
         if let Some(k) = &e.idempotency_key {
             self.keys.entry(k.clone()).or_insert(e.seq);
         }
         self.max_seq = e.seq;
         self.events.push(e);
         Ok(())
+    }
+}
+
+/// Whether an event of `run_id` numbered `seq` may follow `max_seq` in
+/// `run`'s file; why not.
+fn follows(run: &RunId, max_seq: u64, run_id: &RunId, seq: u64) -> std::result::Result<(), String> {
+    if run_id != run {
+        return Err(format!("belongs to run {run_id}"));
+    }
+    if seq <= max_seq {
+        return Err(format!("repeats sequence number {seq}"));
+    }
+    Ok(())
+}
+
+/// An events line as counting reads it: every field of [`Event`] is read
+/// and checked as a whole read checks it, but the payload is only parsed,
+/// not built. So a line counts exactly when [`read_uncached`] keeps it, at
+/// a fraction of the allocations.
+#[derive(serde::Deserialize)]
+struct EventHead {
+    run_id: RunId,
+    seq: u64,
+    #[serde(rename = "kind")]
+    _kind: String,
+    #[serde(rename = "at")]
+    _at: runstore_core::Timestamp,
+    #[serde(default, rename = "payload")]
+    _payload: Skipped,
+    #[serde(default, rename = "idempotency_key")]
+    _idempotency_key: Option<String>,
+}
+
+/// A JSON value read and dropped as it is read. Unlike
+/// [`serde::de::IgnoredAny`] (which serde_json skips without its nesting
+/// limit), every array, object and string goes through the parser as for a
+/// `serde_json::Value`, so the same lines fail.
+#[derive(Default)]
+struct Skipped;
+
+impl<'de> serde::Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+    type Value = Skipped;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Skipped, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Skipped, A::Error> {
+        while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+        Ok(Skipped)
     }
 }
 
@@ -173,14 +253,40 @@ fn read_uncached(inner: &Inner, dir: &Path, run: &RunId) -> Result<Vec<Event>> {
     Ok(st.events)
 }
 
+/// How many events [`read_uncached`] would return, without building them.
+fn count_uncached(inner: &Inner, dir: &Path, run: &RunId) -> Result<u64> {
+    let path = dir.join(events_name(run));
+    let Some(mut file) = fsutil::open_read(&path)? else {
+        return Ok(0);
+    };
+    let (mut n, mut max_seq) = (0u64, 0u64);
+    inner.replay(&mut file, &path, 0, None, "event", |e: EventHead| {
+        follows(run, max_seq, &e.run_id, e.seq)?;
+        max_seq = e.seq;
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
 impl FileStore {
-    /// `f` of the events of each run of `ids` (`None` for a run that is not
+    /// The events of each run of `ids` (none for a run that is not
     /// stored), in the order of `ids`, under one read lock and one trip to
     /// the blocking pool: a batch of runs costs what one run does.
-    pub(super) async fn read_events_of<T: Send + 'static>(
+    pub(super) async fn events_of(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
+        self.read_events_of(ids, read_uncached).await
+    }
+
+    /// How many events each run of `ids` has, as [`Self::events_of`].
+    pub(super) async fn counts_of(&self, ids: &[RunId]) -> Result<Vec<u64>> {
+        self.read_events_of(ids, count_uncached).await
+    }
+
+    /// `read` of each stored run of `ids`, the default for the others.
+    async fn read_events_of<T: Default + Send + 'static>(
         &self,
         ids: &[RunId],
-        f: fn(Option<Vec<Event>>) -> T,
+        read: fn(&Inner, &Path, &RunId) -> Result<T>,
     ) -> Result<Vec<T>> {
         runstore_core::validate_delete_batch("run_ids", ids)?;
         let ids = ids.to_vec();
@@ -188,21 +294,17 @@ impl FileStore {
             .blocking(move |inner| {
                 let _l = lock(inner, false)?;
                 let st = refresh_runs(inner, false)?;
-                let stored = ids
-                    .iter()
-                    .map(|id| run_table::contains(&st, id))
-                    .collect::<Result<Vec<bool>>>()?;
+                let stored = run_table::contains_each(&st, &ids)?;
                 drop(st);
                 let dir = inner.root.path(&["logs", "events"])?;
                 ids.iter()
                     .zip(stored)
                     .map(|(id, stored)| {
-                        let events = if stored {
-                            Some(read_uncached(inner, &dir, id)?)
+                        if stored {
+                            read(inner, &dir, id)
                         } else {
-                            None
-                        };
-                        Ok(f(events))
+                            Ok(T::default())
+                        }
                     })
                     .collect()
             })

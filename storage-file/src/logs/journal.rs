@@ -89,7 +89,7 @@ pub(crate) fn recover(inner: &Inner) -> Result<()> {
 /// For `check`: whether each run of `ids` is stored (after a refresh).
 pub(crate) fn stored(inner: &Inner, exclusive: bool, ids: &[RunId]) -> Result<Vec<bool>> {
     let st = refresh_runs(inner, exclusive)?;
-    ids.iter().map(|id| run_table::contains(&st, id)).collect()
+    run_table::contains_each(&st, ids)
 }
 
 /// For `check`: forces a fresh look at the index, as a new process takes.

@@ -116,12 +116,11 @@ impl LogRepository for FileStore {
     }
 
     async fn event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
-        self.read_events_of(ids, |events| events.map_or(0, |e| e.len() as u64))
-            .await
+        self.counts_of(ids).await
     }
 
     async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
-        self.read_events_of(ids, Option::unwrap_or_default).await
+        self.events_of(ids).await
     }
 
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {

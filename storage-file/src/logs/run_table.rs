@@ -116,6 +116,18 @@ pub(crate) fn contains(conn: &Connection, id: &RunId) -> Result<bool> {
         .sql("looking up a run")
 }
 
+/// Whether each run of `ids` is stored, looked up in one read transaction
+/// of the index (one lock of its shared memory, not one per run).
+pub(crate) fn contains_each(conn: &Connection, ids: &[RunId]) -> Result<Vec<bool>> {
+    let tx = conn.unchecked_transaction().sql("looking up runs")?;
+    let found = ids
+        .iter()
+        .map(|id| contains(&tx, id))
+        .collect::<Result<Vec<bool>>>()?;
+    tx.commit().sql("looking up runs")?;
+    Ok(found)
+}
+
 /// The run holding external key `key` of `workflow`.
 pub(crate) fn by_key(conn: &Connection, workflow: &WorkflowId, key: &str) -> Result<Option<Run>> {
     let json: Option<String> = conn
