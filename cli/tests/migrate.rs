@@ -315,59 +315,20 @@ fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     configs(d);
+    // `migrate --from a.yaml --to b.yaml` with one bad option.
+    let bad = |option: &'static str, value: &'static str| {
+        vec![
+            "migrate", "--from", "a.yaml", "--to", "b.yaml", option, value, "--json",
+        ]
+    };
     for args in [
         vec!["migrate", "--from", "a.yaml", "--json"],
-        vec![
-            "migrate",
-            "--from",
-            "a.yaml",
-            "--to",
-            "b.yaml",
-            "--batch-size",
-            "0",
-            "--json",
-        ],
-        vec![
-            "migrate",
-            "--from",
-            "a.yaml",
-            "--to",
-            "b.yaml",
-            "--batch-size",
-            "x",
-            "--json",
-        ],
-        vec![
-            "migrate",
-            "--from",
-            "a.yaml",
-            "--to",
-            "b.yaml",
-            "--on-conflict",
-            "overwrite",
-            "--json",
-        ],
+        bad("--batch-size", "0"),
+        bad("--batch-size", "x"),
+        bad("--on-conflict", "overwrite"),
+        bad("--writers", "0"),
+        bad("--writers", "9"),
         vec!["migrate", "--from", "a.yaml", "--to", "./a.yaml", "--json"],
-        vec![
-            "migrate",
-            "--from",
-            "a.yaml",
-            "--to",
-            "b.yaml",
-            "--writers",
-            "0",
-            "--json",
-        ],
-        vec![
-            "migrate",
-            "--from",
-            "a.yaml",
-            "--to",
-            "b.yaml",
-            "--writers",
-            "9",
-            "--json",
-        ],
         vec!["verify", "--to", "b.yaml", "--json"],
         vec!["verify", "--from", "b.yaml", "--to", "b.yaml", "--json"],
     ] {

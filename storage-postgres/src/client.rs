@@ -7,6 +7,7 @@
 //! retried transaction ([`with_tx!`]).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use runstore_core::{Error, Result};
@@ -56,6 +57,29 @@ macro_rules! with_tx {
     }};
 }
 pub(crate) use with_tx;
+
+/// Whether the attempts of an optimistic bulk write look for stored
+/// records first: none does until one fails (a record already stored makes
+/// the write a unique violation, which is retried), then every later one.
+#[derive(Default)]
+pub(crate) struct Careful(AtomicBool);
+
+impl Careful {
+    /// Runs one attempt, `check` telling it whether to look first.
+    pub(crate) async fn attempt<T, Fut>(
+        &self,
+        attempt: impl FnOnce(bool) -> Fut,
+    ) -> std::result::Result<T, Fail>
+    where
+        Fut: Future<Output = std::result::Result<T, Fail>>,
+    {
+        let r = attempt(self.0.load(Ordering::Relaxed)).await;
+        if r.is_err() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
 
 /// Statement parameters as the driver takes them.
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];

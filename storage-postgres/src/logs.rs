@@ -2,7 +2,7 @@
 //! row lock, keyset paging, and bulk import through binary `COPY`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::PostgresStore;
-use crate::client::{copy_writer, with_tx};
+use crate::client::{Careful, copy_writer, with_tx};
 use crate::error::Fail;
 use crate::filter::{Where, overfetch_limit};
 use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
@@ -260,28 +260,12 @@ impl PostgresStore {
     /// One attempt of an import, in `tx`: stream the runs not stored yet
     /// and their events with binary `COPY` straight into the tables.
     ///
-    /// Optimistic first: the batch is copied without looking for stored
-    /// runs, and a run already there makes the `COPY` a unique violation.
-    /// Then (`careful` set) every later attempt locks and compares the
-    /// runs already stored first and copies only the others; a racing
-    /// importer of the same run is again a unique violation, and the retry
-    /// compares against its run.
-    async fn import_attempt(
-        &self,
-        tx: &Transaction<'_>,
-        batch: &[RunWithEvents],
-        careful: &AtomicBool,
-    ) -> std::result::Result<BulkOutcome, Fail> {
-        let check = careful.load(Ordering::Relaxed);
-        let r = self.import_in(tx, batch, check).await;
-        if r.is_err() {
-            careful.store(true, Ordering::Relaxed);
-        }
-        r
-    }
-
-    /// [`PostgresStore::import_attempt`], looking for stored runs first
-    /// when `check`.
+    /// Optimistic first (see [`Careful`]): the batch is copied without
+    /// looking for stored runs, and a run already there makes the `COPY` a
+    /// unique violation. Then (`check`) every later attempt locks and
+    /// compares the runs already stored first and copies only the others;
+    /// a racing importer of the same run is again a unique violation, and
+    /// the retry compares against its run.
     async fn import_in(
         &self,
         tx: &Transaction<'_>,
@@ -709,9 +693,11 @@ impl LogRepository for PostgresStore {
             return Ok(BulkOutcome::default());
         }
         let what = format!("importing {} runs", runs.len());
-        let careful = AtomicBool::new(false);
+        let careful = Careful::default();
         let out = with_tx!(self, &what, |tx| {
-            self.import_attempt(&tx, &runs, &careful).await
+            careful
+                .attempt(|check| self.import_in(&tx, &runs, check))
+                .await
         })?;
         if out.inserted > 0 {
             self.refresh_run_stats(out.inserted).await;

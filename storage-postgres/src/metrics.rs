@@ -3,7 +3,6 @@
 //! kept in the same transaction as every write (`crate::summaries`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -18,7 +17,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
 use crate::PostgresStore;
-use crate::client::{copy_writer, with_tx};
+use crate::client::{Careful, copy_writer, with_tx};
 use crate::error::Fail;
 use crate::filter::{Where, overfetch_limit};
 use crate::rows::{from_json, i64_of, json_text, stored, ts, v32, version};
@@ -147,29 +146,14 @@ fn metric_text(m: &ExecutionMetric) -> Result<MetricText> {
 
 impl PostgresStore {
     /// One attempt of `record_many` over distinct metrics, as
-    /// `import_runs` makes one: optimistic first, the batch streamed
-    /// straight into `metrics` and `metric_values` with binary COPY and
-    /// counted into the summaries, without looking for stored metrics; one
-    /// already there makes the COPY a unique violation. Then (`careful`
-    /// set) every later attempt compares the metrics already stored first
-    /// and copies only the others; a racing recorder of one of them is
-    /// again a unique violation, and the retry compares against its metric.
-    async fn record_many_attempt(
-        &self,
-        tx: &Transaction<'_>,
-        metrics: &[(ExecutionMetric, MetricText)],
-        careful: &AtomicBool,
-    ) -> std::result::Result<u64, Fail> {
-        let check = careful.load(Ordering::Relaxed);
-        let r = self.record_many_in(tx, metrics, check).await;
-        if r.is_err() {
-            careful.store(true, Ordering::Relaxed);
-        }
-        r
-    }
-
-    /// [`PostgresStore::record_many_attempt`], comparing the stored
-    /// metrics first when `check`; how many were stored identically.
+    /// `import_runs` makes one: optimistic first (see [`Careful`]), the
+    /// batch streamed straight into `metrics` and `metric_values` with
+    /// binary COPY and counted into the summaries, without looking for
+    /// stored metrics; one already there makes the COPY a unique violation.
+    /// Then (`check`) every later attempt compares the metrics already
+    /// stored first and copies only the others; a racing recorder of one
+    /// of them is again a unique violation, and the retry compares against
+    /// its metric. How many were stored identically.
     async fn record_many_in(
         &self,
         tx: &Transaction<'_>,
@@ -373,9 +357,11 @@ impl MetricsRepository for PostgresStore {
             .map(|m| metric_text(&m).map(|t| (m, t)))
             .collect::<Result<Vec<_>>>()?;
         let what = format!("recording {} metrics", batch.len());
-        let careful = AtomicBool::new(false);
+        let careful = Careful::default();
         let unchanged = with_tx!(self, &what, |tx| {
-            self.record_many_attempt(&tx, &batch, &careful).await
+            careful
+                .attempt(|check| self.record_many_in(&tx, &batch, check))
+                .await
         })?;
         Ok(BulkOutcome {
             inserted: batch.len() as u64 - unchanged,

@@ -560,6 +560,27 @@ impl SqliteStore {
         self.write(move |conn| immediate_tx(conn, what, f)).await
     }
 
+    /// [`Self::write_tx`] of a bulk write over `batch`: the batch is moved
+    /// into the transaction and freed after the writer is released (freeing
+    /// 10,000 events took a fifth of the writer's time in a migration).
+    pub(crate) async fn write_tx_over<B, T, F>(
+        &self,
+        what: &'static str,
+        batch: B,
+        f: F,
+    ) -> Result<T>
+    where
+        B: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, &B) -> Result<T> + Send + 'static,
+    {
+        let (out, spent) = self
+            .write_tx(what, move |tx| Ok((f(tx, &batch)?, batch)))
+            .await?;
+        drop(spent);
+        Ok(out)
+    }
+
     /// [`Self::write_tx`] with the writer's foreign-key checks off for the
     /// transaction: SQLite looks up the parent of every child row deleted
     /// and scans the children of every parent deleted, which triples the

@@ -483,16 +483,10 @@ impl LogRepository for SqliteStore {
             })
             .collect::<Result<Vec<_>>>()?;
         // One transaction: an error anywhere rolls the whole batch back.
-        let (outcome, spent) = self
-            .write_tx("importing runs", move |tx| {
-                let outcome = import_in_tx(tx, &runs, &json)?;
-                // Handed back so that they are freed after the writer is
-                // released, not while it is held.
-                Ok((outcome, (runs, json)))
-            })
-            .await?;
-        drop(spent);
-        Ok(outcome)
+        self.write_tx_over("importing runs", (runs, json), |tx, (runs, json)| {
+            import_in_tx(tx, runs, json)
+        })
+        .await
     }
 
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {

@@ -185,15 +185,12 @@ impl MetricsRepository for SqliteStore {
             .iter()
             .map(metric_json)
             .collect::<Result<Vec<_>>>()?;
-        let (outcome, spent) = self
-            .write_tx("recording metrics", move |tx| {
-                let outcome = record_all_in_tx(tx, &metrics, &json)?;
-                // Freed after the writer is released, not while it is held.
-                Ok((outcome, (metrics, json)))
-            })
-            .await?;
-        drop(spent);
-        Ok(outcome)
+        self.write_tx_over(
+            "recording metrics",
+            (metrics, json),
+            |tx, (metrics, json)| record_all_in_tx(tx, metrics, json),
+        )
+        .await
     }
 
     async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
