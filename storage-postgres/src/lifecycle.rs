@@ -136,7 +136,9 @@ impl PostgresStore {
             .collect())
     }
 
-    /// Events per run in one query, in `ids` order.
+    /// Events per run in one query, in `ids` order. A run's events are
+    /// numbered 1..=n without gaps (every write checks it), so its last
+    /// number is its count: one index seek per run, whatever its size.
     pub(crate) async fn lifecycle_event_counts(&self, ids: &[RunId]) -> Result<Vec<u64>> {
         validate_delete_batch("run_ids", ids)?;
         let keys: Vec<&str> = ids.iter().map(RunId::as_str).collect();
@@ -145,13 +147,16 @@ impl PostgresStore {
                 "counting events of runs",
                 // One index probe per id: `run_id = ANY($1) GROUP BY` can
                 // plan as a scan of every event when statistics are stale.
-                "SELECT r.id, (SELECT count(*) FROM {s}.events e WHERE e.run_id = r.id COLLATE \"C\") \
+                "SELECT r.id, (SELECT e.seq FROM {s}.events e WHERE e.run_id = r.id COLLATE \"C\" \
+                               ORDER BY e.seq DESC LIMIT 1) \
                  FROM unnest($1::text[]) AS r(id)",
                 &[&keys],
             )
             .await?;
-        let counts: std::collections::HashMap<String, i64> =
-            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let counts: std::collections::HashMap<String, i64> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).unwrap_or(0)))
+            .collect();
         Ok(ids
             .iter()
             .map(|id| u64::try_from(counts.get(id.as_str()).copied().unwrap_or(0)).unwrap_or(0))

@@ -81,19 +81,25 @@ pub(crate) fn delete_run_artifacts(
     Ok(out)
 }
 
-/// Events per run, in `ids` order: one grouped query over the batch (the
-/// ids passed as one JSON array parameter).
+/// Events per run, in `ids` order: one query over the batch (the ids
+/// passed as one JSON array parameter). A run's events are numbered 1..=n
+/// without gaps (every write checks it), so its last number is its count:
+/// one seek to the end of its key range, where `COUNT(*)` would read every
+/// event row with its payload (a sixth of a migration's reading).
 pub(crate) fn event_counts(conn: &rusqlite::Connection, ids: &[RunId]) -> Result<Vec<u64>> {
     let what = "counting events of runs";
     let list = id_list(ids, what)?;
     let counts: std::collections::HashMap<String, i64> = conn
         .prepare_cached(
-            "SELECT run_id, COUNT(*) FROM events \
-             WHERE run_id IN (SELECT value FROM json_each(?1)) GROUP BY run_id",
+            "SELECT j.value, (SELECT e.seq FROM events e WHERE e.run_id = j.value \
+                              ORDER BY e.seq DESC LIMIT 1) \
+             FROM json_each(?1) AS j",
         )
         .and_then(|mut s| {
-            s.query_map([list], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()
+            s.query_map([list], |r| {
+                Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0)))
+            })?
+            .collect::<rusqlite::Result<_>>()
         })
         .ctx(what)?;
     Ok(ids
