@@ -25,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use runstore_core::{Error, Result, Sha256Digest};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 
@@ -295,6 +296,9 @@ fn write_cover(conn: &Connection, c: &Cover) -> Result<()> {
 fn configure(conn: &Connection, durability: Durability, private: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    // Without it, SQLite re-prepares a cached statement each time its
+    // `LIMIT ?` is bound again (a page of metrics is one such query).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if private {
         conn.pragma_update(None, "journal_mode", "OFF")?;
         conn.pragma_update(None, "synchronous", "OFF")?;
