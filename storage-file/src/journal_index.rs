@@ -621,3 +621,38 @@ pub(crate) fn sum_of(conn: &Connection, sql: &str) -> Result<u64> {
 pub(crate) fn reload(slot: &Mutex<IndexSlot>) {
     lock_mutex(slot).db = None;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    /// An index query binds a new `LIMIT` on every page; the cached
+    /// statement must run again without being compiled again.
+    #[test]
+    fn a_cached_page_query_is_not_prepared_again_for_a_new_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("index.sqlite")).unwrap();
+        configure(&conn, Durability::None, false).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);",
+        )
+        .unwrap();
+        for limit in [1_i64, 3, 2] {
+            let mut stmt = conn
+                .prepare_cached("SELECT k FROM t ORDER BY k LIMIT ?1")
+                .unwrap();
+            let rows: Vec<i64> = stmt
+                .query_map([limit], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert_eq!(rows.len() as i64, limit);
+            assert_eq!(
+                stmt.get_status(StatementStatus::RePrepare),
+                0,
+                "limit {limit}"
+            );
+        }
+    }
+}

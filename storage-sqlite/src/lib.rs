@@ -245,8 +245,8 @@ fn configure(conn: &Connection, options: &SqliteConfig) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(64);
     // Without the query planner stability guarantee, SQLite (3.54) compiles
     // a bound `LIMIT ?` into the plan as a constant and re-prepares the
-    // cached statement every time the limit is bound again: a third of a
-    // `get_recent(50)`'s time went to re-parsing its SQL. The plans do not
+    // cached statement every time the limit is bound again: about a quarter
+    // of a `get_recent(50)`'s time went to re-parsing its SQL. The plans do not
     // depend on bound values here (no ANALYZE statistics, no `LIKE ?`).
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .ctx("enabling the query planner stability guarantee")?;
