@@ -21,6 +21,7 @@ use runstore_postgres::testing::{TestSchema, no_server, test_config, why_no_serv
 fn opts() -> MigrateOptions {
     MigrateOptions::default()
         .batch_size(4)
+        .metrics_per_batch(3)
         .max_events_per_batch(LONG_RUN_BATCH)
         .verify_options(VerifyOptions::default().page_size(3).deep(true))
 }

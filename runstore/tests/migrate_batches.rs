@@ -9,10 +9,13 @@ use migrate_support::*;
 use runstore::memory;
 use runstore::migrate::{MigrateOptions, OnConflict, migrate};
 use runstore::{
-    ErrorKind, Event, LogRepositoryExt, Run, RunFilter, RunStatus, RunWithEvents, StoreSet,
-    Timestamp, WorkflowDefinition,
+    BulkOutcome, ErrorKind, Event, ExecutionMetric, LogRepositoryExt, MetricQuery,
+    MetricsRepository, MetricsSummary, Page, Pattern, PatternId, PatternQuery, Result, Run,
+    RunFilter, RunId, RunStatus, RunWithEvents, StoreSet, SummaryQuery, Timestamp,
+    WorkflowDefinition, WorkflowId, Written, async_trait,
 };
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 
 /// A run of workflow `etl@1` started at `started`, with `events` events.
 fn run(id: &str, started: Timestamp, events: u64) -> RunWithEvents {
@@ -45,7 +48,7 @@ async fn with_workflow() -> StoreSet {
 }
 
 fn opts() -> MigrateOptions {
-    MigrateOptions::default().batch_size(5)
+    MigrateOptions::default().batch_size(5).metrics_per_batch(5)
 }
 
 #[tokio::test]
@@ -177,4 +180,95 @@ async fn several_writers_copy_what_one_does_and_report_it_the_same() {
     let counts = |r: &runstore::migrate::MigrationReport| (r.runs, r.events, r.metrics);
     assert_eq!(counts(&reports[0]), counts(&reports[1]));
     assert_eq!(reports[0].conflicts, reports[1].conflicts);
+}
+
+/// The destination's metrics, counting the size of each `record_many`.
+#[derive(Debug)]
+struct CountedMetrics {
+    inner: Arc<dyn MetricsRepository>,
+    batches: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl MetricsRepository for CountedMetrics {
+    async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
+        self.inner.record(metric).await
+    }
+    async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
+        self.batches.lock().unwrap().push(metrics.len());
+        self.inner.record_many(metrics).await
+    }
+    async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric> {
+        self.inner.get(run_id).await
+    }
+    async fn list(&self, query: MetricQuery) -> Result<Page<ExecutionMetric>> {
+        self.inner.list(query).await
+    }
+    async fn delete(&self, run_id: &RunId) -> Result<()> {
+        self.inner.delete(run_id).await
+    }
+    async fn summary(&self, w: &WorkflowId, q: SummaryQuery) -> Result<MetricsSummary> {
+        self.inner.summary(w, q).await
+    }
+    async fn upsert_pattern(&self, pattern: Pattern) -> Result<Written<Pattern>> {
+        self.inner.upsert_pattern(pattern).await
+    }
+    async fn get_pattern(&self, id: &PatternId) -> Result<Pattern> {
+        self.inner.get_pattern(id).await
+    }
+    async fn list_patterns(&self, query: PatternQuery) -> Result<Page<Pattern>> {
+        self.inner.list_patterns(query).await
+    }
+    async fn delete_many(&self, ids: &[RunId]) -> Result<runstore::Deleted<RunId>> {
+        self.inner.delete_many(ids).await
+    }
+}
+
+fn metric(i: u64) -> ExecutionMetric {
+    ExecutionMetric {
+        run_id: rid(&format!("m{i:02}")),
+        workflow_id: wid("etl"),
+        workflow_version: v(1),
+        status: RunStatus::Succeeded,
+        duration_micros: 10 * i,
+        recorded_at: ts(2_000 + i as i64),
+        counters: Default::default(),
+        values: [("cost".to_string(), i as f64)].into(),
+    }
+}
+
+#[tokio::test]
+async fn metrics_go_in_batches_of_their_own_size_and_all_arrive() {
+    let from = with_workflow().await;
+    from.metrics
+        .record_many((0..23).map(metric).collect())
+        .await
+        .unwrap();
+    for (per_batch, expected) in [(10, vec![10, 10, 3]), (5_000, vec![23])] {
+        let base = with_workflow().await;
+        let counted = Arc::new(CountedMetrics {
+            inner: base.metrics.clone(),
+            batches: Mutex::new(Vec::new()),
+        });
+        let to = StoreSet {
+            metrics: counted.clone(),
+            ..base
+        };
+        // Pages of 4 are read; the writes follow `metrics_per_batch` alone.
+        let report = migrate(
+            &from,
+            &to,
+            MigrateOptions::default()
+                .batch_size(4)
+                .metrics_per_batch(per_batch),
+        )
+        .await
+        .unwrap();
+        assert_eq!(*counted.batches.lock().unwrap(), expected);
+        assert_eq!((report.metrics.read, report.metrics.copied), (23, 23));
+        let check = report.verify.expect("checked while copying");
+        assert!(check.is_equal(), "{check:#?}");
+        let stored = to.metrics.list(MetricQuery::default()).await.unwrap();
+        assert_eq!(stored.items, (0..23).map(metric).collect::<Vec<_>>());
+    }
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 fn opts() -> MigrateOptions {
     MigrateOptions::default()
         .batch_size(3)
+        .metrics_per_batch(2)
         .verify_options(VerifyOptions::default().deep(true))
 }
 

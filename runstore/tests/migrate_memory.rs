@@ -21,6 +21,7 @@ use serde_json::json;
 fn opts() -> MigrateOptions {
     MigrateOptions::default()
         .batch_size(4)
+        .metrics_per_batch(3)
         .max_events_per_batch(LONG_RUN_BATCH)
         .verify_options(VerifyOptions::default().page_size(3).deep(true))
 }
@@ -137,6 +138,8 @@ async fn bad_options_are_invalid_input() {
     let s = memory::store_set();
     for (o, field) in [
         (opts().batch_size(0), "batch_size"),
+        (opts().metrics_per_batch(0), "metrics_per_batch"),
+        (opts().metrics_per_batch(10_001), "metrics_per_batch"),
         (opts().max_events_per_batch(10_001), "max_events_per_batch"),
         (opts().writers(0), "writers"),
         (opts().writers(MAX_WRITERS + 1), "writers"),
@@ -570,6 +573,7 @@ async fn a_run_deleted_from_the_source_meanwhile_is_skipped() {
 fn checked_while_copying() -> MigrateOptions {
     MigrateOptions::default()
         .batch_size(4)
+        .metrics_per_batch(3)
         .max_events_per_batch(LONG_RUN_BATCH)
 }
 

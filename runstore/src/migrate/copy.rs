@@ -1161,7 +1161,7 @@ impl<'a> Migrator<'a> {
         while let Some(m) = src.next().await? {
             self.count_read(Concern::Metrics, 1);
             batch.push(m);
-            if batch.len() >= self.opts.batch_size {
+            if batch.len() >= self.opts.metrics_per_batch {
                 self.flush_and_check_metrics(std::mem::take(&mut batch))
                     .await?;
                 self.progress(Concern::Metrics, None);

@@ -83,9 +83,19 @@ pub enum OnConflict {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct MigrateOptions {
-    /// Records read per page and written per batch (runs per `import_runs`,
-    /// metrics per `record_many`); 1 to [`MAX_PAGE_LIMIT`]. Default 500.
+    /// Records read per page and written per batch (runs per
+    /// `import_runs`); 1 to [`MAX_PAGE_LIMIT`]. Default 500.
     pub batch_size: usize,
+    /// Metrics written per `record_many` (one transaction); 1 to
+    /// [`MAX_PAGE_LIMIT`]. Default 5,000. Metrics are small, and a database
+    /// keeps indexes over their durations and named values in an order
+    /// unrelated to the copy's: a commit writes each index page it touched
+    /// once, however many metrics it holds, so fewer, larger commits write
+    /// fewer pages. Measured at 1,000,000 runs: files -> SQLite took 112 s
+    /// instead of 121 s, SQLite -> PostgreSQL 66 s instead of 86 s; 10,000
+    /// was no faster into PostgreSQL and took 200 MiB at its peak instead
+    /// of 135 MiB.
+    pub metrics_per_batch: usize,
     /// Most events held in memory and written in one batch; a run with more
     /// events is imported alone, its events in chunks of this size.
     /// 1 to [`MAX_PAGE_LIMIT`]. Default 10,000.
@@ -171,6 +181,7 @@ impl Default for MigrateOptions {
     fn default() -> Self {
         MigrateOptions {
             batch_size: 500,
+            metrics_per_batch: 5_000,
             max_events_per_batch: MAX_PAGE_LIMIT,
             writers: 2,
             on_conflict: OnConflict::Report,
@@ -189,6 +200,7 @@ impl fmt::Debug for MigrateOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MigrateOptions")
             .field("batch_size", &self.batch_size)
+            .field("metrics_per_batch", &self.metrics_per_batch)
             .field("max_events_per_batch", &self.max_events_per_batch)
             .field("writers", &self.writers)
             .field("on_conflict", &self.on_conflict)
@@ -207,6 +219,12 @@ impl MigrateOptions {
     /// Sets the batch size.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n;
+        self
+    }
+    /// Sets how many metrics go in one `record_many` (see
+    /// [`MigrateOptions::metrics_per_batch`]).
+    pub fn metrics_per_batch(mut self, n: usize) -> Self {
+        self.metrics_per_batch = n;
         self
     }
     /// Sets the most events per batch.
@@ -262,6 +280,7 @@ impl MigrateOptions {
 
     fn validate(&self) -> Result<()> {
         check_limit("batch_size", self.batch_size)?;
+        check_limit("metrics_per_batch", self.metrics_per_batch)?;
         check_limit("max_events_per_batch", self.max_events_per_batch)?;
         if !(1..=MAX_WRITERS).contains(&self.writers) {
             return Err(Error::invalid(
