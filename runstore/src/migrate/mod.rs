@@ -91,10 +91,10 @@ pub struct MigrateOptions {
     /// keeps indexes over their durations and named values in an order
     /// unrelated to the copy's: a commit writes each index page it touched
     /// once, however many metrics it holds, so fewer, larger commits write
-    /// fewer pages. Measured at 1,000,000 runs: files -> SQLite took 112 s
-    /// instead of 121 s, SQLite -> PostgreSQL 66 s instead of 86 s; 10,000
-    /// was no faster into PostgreSQL and took 200 MiB at its peak instead
-    /// of 135 MiB.
+    /// fewer pages. Measured at 1,000,000 runs against 500: files ->
+    /// SQLite 86-91 s instead of 104-133 s (two interleaved pairs),
+    /// SQLite -> PostgreSQL 66 s instead of 86 s, for 20-45 MiB more peak
+    /// memory; 10,000 was no faster into PostgreSQL and peaked at 200 MiB.
     pub metrics_per_batch: usize,
     /// Most events held in memory and written in one batch; a run with more
     /// events is imported alone, its events in chunks of this size.
