@@ -342,7 +342,7 @@ enum RunCmd {
         #[arg(long = "summary", value_name = "KEY=VALUE")]
         summaries: Vec<String>,
     },
-    /// Lists runs, newest first.
+    /// Lists runs, newest first (or oldest first).
     List {
         /// Only this workflow.
         #[arg(long, value_name = "ID")]
@@ -363,12 +363,16 @@ enum RunCmd {
         /// Only runs started before T (same forms as --since).
         #[arg(long, value_name = "T")]
         until: Option<String>,
-        /// Continue after the cursor a previous listing printed.
+        /// Continue after the cursor a previous listing printed (in the
+        /// same order).
         #[arg(long, value_name = "CURSOR")]
         cursor: Option<String>,
         /// At most this many runs (1 to 10,000).
         #[arg(long, value_name = "N", default_value = "100", value_parser = paging::parse_page_size)]
         limit: usize,
+        /// Oldest start first, instead of newest first.
+        #[arg(long)]
+        oldest_first: bool,
     },
     /// Deletes runs with their events, metrics and artifacts (needs --yes).
     Delete(lifecycle::RunDeleteArgs),
@@ -761,6 +765,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
             until,
             limit,
             cursor,
+            oldest_first,
         }) => {
             let filter = runs::RunListArgs {
                 workflow,
@@ -771,6 +776,7 @@ async fn dispatch(command: Command, storage: &Storage, out: &Out) -> Result<Exit
                 until,
                 limit,
                 cursor,
+                oldest_first,
             };
             runs::run_list(storage, filter, out).await
         }

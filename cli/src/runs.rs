@@ -126,6 +126,7 @@ pub struct RunListArgs {
     pub until: Option<String>,
     pub limit: usize,
     pub cursor: Option<String>,
+    pub oldest_first: bool,
 }
 
 /// A run id as given, or the one stored run whose id starts with it (at
@@ -212,14 +213,13 @@ pub async fn run_list(storage: &Storage, args: RunListArgs, out: &Out) -> Result
     while left > 0
         && let Some(cursor) = pages.next()
     {
-        let page = storage
-            .logs
-            .query_runs(
-                RunQuery::new(filter.clone())
-                    .with_limit(left.min(MAX_PAGE_LIMIT))
-                    .with_cursor(cursor),
-            )
-            .await?;
+        let mut query = RunQuery::new(filter.clone())
+            .with_limit(left.min(MAX_PAGE_LIMIT))
+            .with_cursor(cursor);
+        if args.oldest_first {
+            query = query.oldest_first();
+        }
+        let page = storage.logs.query_runs(query).await?;
         left -= page.items.len().min(left);
         for run in &page.items {
             list.item(run, || run_line(run))?;

@@ -202,6 +202,38 @@ fn demo_runs_twice_and_queries_work() {
     let mut sorted = starts.clone();
     sorted.sort_by(|x, y| y.cmp(x));
     assert_eq!(starts, sorted, "newest first");
+    // --oldest-first: the same runs, reversed; its cursor continues in order.
+    let oldest = rs(d, &["run", "list", "--oldest-first", "--json"]).ok();
+    let mut reversed = all.as_array().unwrap().clone();
+    reversed.reverse();
+    assert_eq!(oldest.as_array().unwrap(), &reversed);
+    let o = rs(
+        d,
+        &["run", "list", "--oldest-first", "--limit", "4", "--json"],
+    );
+    let first = o.code(0);
+    assert_eq!(first.as_array().unwrap()[..], reversed[..4]);
+    let cursor = o
+        .stderr
+        .trim()
+        .strip_prefix("more runs: --cursor ")
+        .expect(&o.stderr)
+        .to_string();
+    let rest = rs(
+        d,
+        &[
+            "run",
+            "list",
+            "--oldest-first",
+            "--limit",
+            "4",
+            "--cursor",
+            &cursor,
+            "--json",
+        ],
+    )
+    .ok();
+    assert_eq!(rest.as_array().unwrap()[..], reversed[4..8]);
     let v = rs(d, &["run", "list", "--limit", "2", "--json"]).ok();
     assert_eq!(v.as_array().unwrap().len(), 2);
     let v = rs(

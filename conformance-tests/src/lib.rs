@@ -70,6 +70,7 @@ macro_rules! __for_each_rule {
             runs::run_import_continues_numbering_and_keys,
             runs::run_query_filters,
             runs::run_query_orders_by_start_then_id_descending,
+            runs::run_query_oldest_first,
             runs::run_query_cursor_stable_under_inserts,
             runs::run_get_recent_returns_newest_first,
             runs::run_count_matches_query,

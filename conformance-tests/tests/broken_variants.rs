@@ -49,6 +49,8 @@ enum Break {
     RunQueryIgnoresCursor,
     /// `query_runs` returns each page oldest first.
     RunQueryIgnoresOrder,
+    /// `query_runs` ignores `oldest_first`: always newest first.
+    RunQueryIgnoresOldestFirst,
     /// Metric `list` ignores its cursor.
     MetricListIgnoresCursor,
     /// Artifact `list` sorts by the string `run/phase/path`, not the tuple.
@@ -250,6 +252,9 @@ impl LogRepository for Logs {
             // Stop the caller's loop: the first page again, as the last.
             p.next = None;
             return Ok(p);
+        }
+        if self.brk == Break::RunQueryIgnoresOldestFirst {
+            query.ascending = false;
         }
         let mut p = self.inner.query_runs(query).await?;
         if self.brk == Break::RunQueryIgnoresOrder {
@@ -675,6 +680,11 @@ variant!(
     run_query_ignoring_order_is_caught,
     Break::RunQueryIgnoresOrder,
     ["run_query_orders_by_start_then_id_descending", MODEL]
+);
+variant!(
+    run_query_ignoring_oldest_first_is_caught,
+    Break::RunQueryIgnoresOldestFirst,
+    ["run_query_oldest_first"]
 );
 variant!(
     metric_list_ignoring_cursor_is_caught,

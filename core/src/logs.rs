@@ -751,7 +751,15 @@ impl RunFilter {
 }
 
 /// A page of runs: [`RunFilter`] plus paging. Ordered by `started_at`
-/// descending, then run id descending (bytewise).
+/// descending, then run id descending (bytewise): newest first. With
+/// [`oldest_first`](Self::oldest_first), the reverse.
+///
+/// ```
+/// use runstore_core::{RunFilter, RunQuery};
+/// // Every run, oldest first, 1,000 at a time (a copy in start order).
+/// let q = RunQuery::new(RunFilter::default()).oldest_first().with_limit(1_000);
+/// assert!(q.ascending);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RunQuery {
@@ -761,10 +769,13 @@ pub struct RunQuery {
     pub limit: usize,
     /// Start after this position.
     pub cursor: Option<Cursor>,
+    /// Oldest first: `(started_at, id)` ascending, instead of descending.
+    pub ascending: bool,
 }
 
 paged_query!(RunQuery {
-    filter: RunFilter::default()
+    filter: RunFilter::default(),
+    ascending: false,
 });
 
 impl RunQuery {
@@ -775,10 +786,54 @@ impl RunQuery {
             ..Default::default()
         }
     }
+
+    /// Oldest first: `(started_at, id)` ascending. A copy that reads in
+    /// this order writes each destination's indexes in key order.
+    pub fn oldest_first(mut self) -> Self {
+        self.ascending = true;
+        self
+    }
+
+    /// Whether `run` comes after the cursor position `cursor` in this
+    /// query's order.
+    pub fn comes_after(&self, run: &Run, cursor: &RunCursor) -> bool {
+        let key = (run.started_at, &run.id);
+        let at = (cursor.started_at, &cursor.id);
+        if self.ascending { key > at } else { key < at }
+    }
+
+    /// The reference: one page of the runs in `runs` (any order) that pass
+    /// the filter, in this query's order after its cursor. The semantics
+    /// every backend's query matches.
+    pub fn page_of<'a>(&self, runs: impl IntoIterator<Item = &'a Run>) -> Result<Page<Run>> {
+        self.filter.validate()?;
+        let limit = crate::page::validate_limit(self.limit)?;
+        let after: Option<RunCursor> = self.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let mut items: Vec<&Run> = runs
+            .into_iter()
+            .filter(|r| self.filter.matches(r))
+            .filter(|r| after.as_ref().is_none_or(|a| self.comes_after(r, a)))
+            .collect();
+        items.sort_by(|a, b| {
+            let order = (a.started_at, &a.id).cmp(&(b.started_at, &b.id));
+            if self.ascending {
+                order
+            } else {
+                order.reverse()
+            }
+        });
+        items.truncate(limit.saturating_add(1));
+        Ok(Page::from_overfetch(
+            items.into_iter().cloned().collect(),
+            limit,
+            RunCursor::of,
+        ))
+    }
 }
 
 /// The key in a [`RunQuery`] cursor: the last run's `(started_at, id)`.
-/// The next page holds runs strictly *less* than it in that order.
+/// The next page holds runs strictly *less* than it in that order (newest
+/// first), or strictly greater (oldest first).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunCursor {

@@ -121,9 +121,13 @@ async fn interrupted_migration_into_sqlite_resumes_to_equal() {
         .unwrap();
     let total = budget.spent();
     // Interrupt at the start, in the workflows, runs (inside the chunked
-    // import of the long run too), metrics and artifacts, and at the end.
+    // import of the long run too: after each of its appended chunks),
+    // metrics and artifacts, and at the end.
     let mut points: Vec<i64> = (0..total).step_by(3).collect();
+    points.extend(budget.appends());
     points.push(total - 1);
+    points.sort_unstable();
+    points.dedup();
     let mut resumed = 0;
     for n in points {
         let path = dir.path().join(format!("cut-{n}.db"));

@@ -432,8 +432,9 @@ async fn verify_reports_runs_and_workflows_missing_on_either_side() {
         got,
         vec![
             (Concern::Workflows, DifferenceKind::OnlyInB, "only-b@1"),
-            (Concern::Runs, DifferenceKind::OnlyInA, "same-start-a"),
+            // Runs in the order verification walks them: oldest first.
             (Concern::Runs, DifferenceKind::OnlyInB, "run-1-1"),
+            (Concern::Runs, DifferenceKind::OnlyInA, "same-start-a"),
         ]
     );
     assert_eq!(

@@ -30,6 +30,17 @@ impl Params {
         }
     }
 
+    /// `order=asc|desc`: whether the listing is descending; `default`
+    /// without the parameter.
+    pub(crate) fn descending(&mut self, default: bool) -> Result<bool> {
+        match self.take("order").as_deref() {
+            None => Ok(default),
+            Some("asc") => Ok(false),
+            Some("desc") => Ok(true),
+            Some(o) => Err(Error::invalid("order", format!("`{o}`: asc or desc"))),
+        }
+    }
+
     pub(crate) fn cursor(&mut self) -> Option<Cursor> {
         self.take("cursor").map(Cursor::from_string)
     }

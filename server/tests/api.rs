@@ -206,6 +206,30 @@ async fn the_api_behaves_like_the_library(storage: Storage) {
     assert!(v["error"]["message"].as_str().unwrap().contains("exploded"));
     let (st, v) = c.get("/v1/runs?colour=red").await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // Newest first unless asked: a second, later run comes first, and
+    // last with order=asc.
+    let (st, v) = c
+        .post(
+            "/v1/runs",
+            json!({"id": "r2", "workflow_id": "etl", "workflow_version": 1, "trigger": "api", "started_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let order = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, v) = c.get("/v1/runs?workflow=etl").await;
+    assert_eq!(order(&v), ["r2", "r1"]);
+    let (_, v) = c.get("/v1/runs?workflow=etl&order=asc").await;
+    assert_eq!(order(&v), ["r1", "r2"]);
+    let (st, v) = c.get("/v1/runs?order=sideways").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("sideways"));
 
     // Metrics and the summary.
     let m = json!({"run_id": "r1", "workflow_id": "etl", "workflow_version": 1, "status": "failed", "duration_micros": 1500000, "recorded_at": "2026-12-01T00:00:02Z"});

@@ -640,9 +640,14 @@ impl LogRepository for PostgresStore {
         let limit = validate_limit(query.limit)?;
         let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let mut w = filter_where(&query.filter);
+        let (cmp, dir) = if query.ascending {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
         if let Some(b) = &before {
             w.and(
-                "(started_at, id) < (?, ?)",
+                &format!("(started_at, id) {cmp} (?, ?)"),
                 vec![
                     Box::new(b.started_at.as_micros()),
                     Box::new(b.id.as_str().to_string()),
@@ -651,7 +656,7 @@ impl LogRepository for PostgresStore {
         }
         let limit_sql = overfetch_limit(limit);
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM {{s}}.runs {} ORDER BY started_at DESC, id DESC {limit_sql}",
+            "SELECT {RUN_COLUMNS} FROM {{s}}.runs {} ORDER BY started_at {dir}, id {dir} {limit_sql}",
             w.sql()
         );
         let rows = self.query_all("querying runs", &sql, &w.params()).await?;

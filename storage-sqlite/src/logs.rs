@@ -435,8 +435,13 @@ impl LogRepository for SqliteStore {
                 Value::Text(c.id.into_string()),
             ]
         });
+        let order = if query.ascending {
+            Order::Asc
+        } else {
+            Order::Desc
+        };
         let select = select_runs(RUN_COLUMNS, &query.filter).page(
-            Order::Desc,
+            order,
             &["started_at", "id"],
             cursor,
             Some(limit + 1),

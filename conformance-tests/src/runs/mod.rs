@@ -30,7 +30,7 @@ pub use import::{
 };
 pub use queries::{
     run_count_matches_query, run_get_recent_returns_newest_first,
-    run_query_cursor_stable_under_inserts, run_query_filters,
+    run_query_cursor_stable_under_inserts, run_query_filters, run_query_oldest_first,
     run_query_orders_by_start_then_id_descending,
 };
 pub use records::{
@@ -48,13 +48,26 @@ pub(crate) async fn query_all(
     filter: RunFilter,
     limit: usize,
 ) -> Result<Vec<Run>, RuleError> {
-    let call = format!("query_runs({filter:?}, limit {limit})");
-    all_pages_checked(&call, "runs", limit, |cursor| {
-        logs.query_runs(
-            RunQuery::new(filter.clone())
-                .with_limit(limit)
-                .with_cursor(cursor),
-        )
+    query_all_of(logs, RunQuery::new(filter).with_limit(limit)).await
+}
+
+/// [`query_all`] of a whole query (its filter, limit and order), from its
+/// first page.
+pub(crate) async fn query_all_of(
+    logs: &dyn LogRepository,
+    query: RunQuery,
+) -> Result<Vec<Run>, RuleError> {
+    let order = if query.ascending {
+        ", oldest first"
+    } else {
+        ""
+    };
+    let call = format!(
+        "query_runs({:?}, limit {}{order})",
+        query.filter, query.limit
+    );
+    all_pages_checked(&call, "runs", query.limit, |cursor| {
+        logs.query_runs(query.clone().with_cursor(cursor))
     })
     .await
 }

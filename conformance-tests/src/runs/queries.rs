@@ -11,7 +11,7 @@ use crate::fixtures::{rid, run, t, v, wf};
 use crate::outcome::{RuleError, RuleResult};
 use crate::{ensure, ensure_eq};
 
-use super::{ids, query_all, sort_newest_first};
+use super::{ids, query_all, query_all_of, sort_newest_first};
 
 /// Runs for the query rules: several workflows, versions, statuses,
 /// triggers and start times (some equal).
@@ -239,6 +239,113 @@ pub async fn run_query_orders_by_start_then_id_descending(f: &dyn StoreFactory) 
             "query_runs(limit {limit}) must order by started_at descending, then id descending bytewise"
         );
     }
+    Ok(())
+}
+
+/// "Asked for, the order is the reverse: oldest first."
+///
+/// With `oldest_first`, every filter of [`run_query_filters`]' kinds lists
+/// exactly the reverse of its newest-first listing (equal start times by
+/// ascending bytewise id), in pages of 1, 2, 3 and 100. A cursor of an
+/// oldest-first page continues after its run in that order while runs
+/// arrive: a later arrival, and one with the boundary's start and a higher
+/// id, are on the next pages; an earlier one, and one with the boundary's
+/// start and a lower id, are not.
+pub async fn run_query_oldest_first(f: &dyn StoreFactory) -> RuleResult {
+    let s = f.create().await?;
+    let logs = &s.stores.logs;
+    let runs = seed_query_runs(logs.as_ref()).await?;
+    let filters = [
+        ("no filter", RunFilter::default()),
+        ("workflow etl", RunFilter::default().workflow(wf("etl"))),
+        (
+            "etl version 2",
+            RunFilter::default().workflow(wf("etl")).version(v(2)),
+        ),
+        (
+            "statuses pending or running",
+            RunFilter::default().statuses([RunStatus::Running, RunStatus::Pending]),
+        ),
+        (
+            "started in [110, 150)",
+            RunFilter::default().started_between(Some(t(110, 0)), Some(t(150, 0))),
+        ),
+        ("trigger manual", RunFilter::default().trigger("manual")),
+    ];
+    for (what, filter) in filters {
+        let mut want: Vec<Run> = runs.iter().filter(|r| filter.matches(r)).cloned().collect();
+        want.reverse();
+        for limit in [1, 2, 3, 100] {
+            let query = RunQuery::new(filter.clone())
+                .oldest_first()
+                .with_limit(limit);
+            let got = query_all_of(logs.as_ref(), query).await?;
+            ensure_eq!(
+                ids(&got),
+                ids(&want),
+                "query_runs({what}, oldest first, limit {limit}) must order by started_at ascending, then id ascending bytewise"
+            );
+            ensure_eq!(
+                got,
+                want,
+                "query_runs({what}, oldest first) must return whole runs"
+            );
+        }
+    }
+
+    // Keyset paging oldest first while runs arrive. The 12 runs start at
+    // 100 ... 200 s; r04 and r05 share 130 s.
+    let first = RunQuery::default().oldest_first().with_limit(4);
+    let p1 = logs.query_runs(first.clone()).await?;
+    let mut oldest: Vec<Run> = runs.clone();
+    oldest.reverse();
+    ensure_eq!(
+        ids(&p1.items),
+        ids(&oldest[..4]),
+        "page 1 of query_runs(oldest first, limit 4)"
+    );
+    ensure!(
+        p1.next.is_some(),
+        "page 1 of 12 runs with limit 4 must set next"
+    );
+    let boundary = p1.items[3].clone(); // r04 at 130 s
+    let mut late = Vec::new();
+    for (id, at) in [
+        ("r04a", boundary.started_at),
+        ("r00", t(50, 0)),
+        ("r99", t(900, 0)),
+    ] {
+        let mut r = run(id, "etl", 1, 0);
+        r.started_at = at;
+        logs.create_run(r.clone()).await?;
+        late.push(r);
+    }
+    // Same start as r04, lower id: belongs before the boundary.
+    let mut r03z = run("r03z", "etl", 1, 0);
+    r03z.started_at = boundary.started_at;
+    logs.create_run(r03z).await?;
+    let mut rest = Vec::new();
+    let mut cursor = p1.next.clone();
+    while let Some(c) = cursor {
+        let page = logs.query_runs(first.clone().with_cursor(Some(c))).await?;
+        rest.extend(page.items);
+        cursor = page.next;
+        ensure!(
+            rest.len() <= 100,
+            "query_runs pages (oldest first) do not end"
+        );
+    }
+    let mut want: Vec<Run> = oldest[4..].to_vec();
+    want.extend(late.into_iter().filter(|r| r.id.as_str() != "r00"));
+    want.sort_by(|a, b| {
+        (a.started_at, a.id.as_str().as_bytes()).cmp(&(b.started_at, b.id.as_str().as_bytes()))
+    });
+    ensure_eq!(
+        ids(&rest),
+        ids(&want),
+        "oldest-first pages after page 1 must continue exactly after {} (keyset), including later arrivals that sort after it and none that sort before it",
+        boundary.id
+    );
     Ok(())
 }
 

@@ -15,8 +15,8 @@ use crate::error::Result;
 use crate::id::{RunId, WorkflowId};
 use crate::lifecycle::Deleted;
 use crate::logs::{
-    Appended, Event, EventCursor, EventQuery, LogRepository, NewEvent, Run, RunCursor, RunFilter,
-    RunQuery, RunUpdate, RunWithEvents, run_conflict, run_not_found,
+    Appended, Event, EventCursor, EventQuery, LogRepository, NewEvent, Run, RunFilter, RunQuery,
+    RunUpdate, RunWithEvents, run_conflict, run_not_found,
 };
 use crate::page::{Page, validate_limit};
 use crate::timestamp::Timestamp;
@@ -160,18 +160,8 @@ impl LogRepository for MemoryLogs {
     }
 
     async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
-        query.filter.validate()?;
-        let limit = validate_limit(query.limit)?;
-        let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let runs = lock(&self.runs);
-        Ok(Page::descending_before(
-            runs.values()
-                .map(|s| &s.run)
-                .filter(|r| query.filter.matches(r)),
-            limit,
-            before.as_ref(),
-            RunCursor::of,
-        ))
+        query.page_of(runs.values().map(|s| &s.run))
     }
 
     async fn count_runs(&self, filter: RunFilter) -> Result<u64> {

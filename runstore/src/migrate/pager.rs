@@ -110,14 +110,19 @@ pub(crate) fn runs(stores: &StoreSet, limit: usize) -> Pager<Run> {
     runs_where(stores, RunFilter::default(), limit)
 }
 
-/// The runs that pass `filter`, newest start first.
+/// The runs that pass `filter`, oldest start first: a destination that
+/// numbers or orders runs by time (time-ordered ids, start-time indexes)
+/// then appends to its indexes instead of splitting their first pages.
 pub(crate) fn runs_where(stores: &StoreSet, filter: RunFilter, limit: usize) -> Pager<Run> {
     let repo = stores.logs.clone();
     Pager::new(
         "runs",
         Box::new(move |cursor| {
             let repo = repo.clone();
-            let mut query = RunQuery::default().with_limit(limit).with_cursor(cursor);
+            let mut query = RunQuery::default()
+                .oldest_first()
+                .with_limit(limit)
+                .with_cursor(cursor);
             query.filter = filter.clone();
             Box::pin(async move { repo.query_runs(query).await })
         }),

@@ -343,7 +343,7 @@ impl Verifier<'_> {
 
     async fn runs(&mut self) -> Result<()> {
         let ps = self.opts.page_size;
-        // Runs are listed newest first: the key grows along `Reverse`.
+        // Runs are listed oldest first: the key grows.
         // Since a watermark: one listing kept to the runs that changed
         // (one rule for both sides), so a run is paired with itself even
         // when the two sides hold it at different states.
@@ -354,7 +354,7 @@ impl Verifier<'_> {
                 None => p,
             }
         };
-        let mut join = MergeJoin::new(runs(self.a), runs(self.b), |r| Reverse(RunCursor::of(r)));
+        let mut join = MergeJoin::new(runs(self.a), runs(self.b), RunCursor::of);
         while let Some(pair) = join.next().await? {
             self.step(
                 Concern::Runs,

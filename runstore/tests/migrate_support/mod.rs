@@ -419,7 +419,13 @@ pub mod failing {
     /// acknowledges the writes: the last event of every imported run with
     /// more than one, and a microsecond of every metric's duration.
     #[derive(Debug, Clone)]
-    pub struct Budget(Arc<AtomicI64>, i64, Arc<AtomicI64>, bool);
+    pub struct Budget(
+        Arc<AtomicI64>,
+        i64,
+        Arc<AtomicI64>,
+        bool,
+        Arc<std::sync::Mutex<Vec<i64>>>,
+    );
 
     impl Budget {
         fn spend(&self) -> Result<()> {
@@ -438,6 +444,11 @@ pub mod failing {
         }
         fn saw_events(&self, n: usize) {
             self.2.fetch_max(n as i64, Ordering::SeqCst);
+        }
+        /// The write numbers (1-based, as [`Self::spent`] counts) of every
+        /// `append_events` call: the chunks of a long run after its first.
+        pub fn appends(&self) -> Vec<i64> {
+            self.4.lock().map(|a| a.clone()).unwrap_or_default()
         }
         /// Writes attempted so far.
         pub fn spent(&self) -> i64 {
@@ -466,6 +477,7 @@ pub mod failing {
             writes,
             Arc::new(AtomicI64::new(0)),
             lossy,
+            Arc::default(),
         );
         let set = StoreSet {
             workflows: Arc::new(W(inner.clone(), b.clone())),
@@ -533,6 +545,9 @@ pub mod failing {
         ) -> Result<Vec<Appended>> {
             self.1.spend()?;
             self.1.saw_events(events.len());
+            if let Ok(mut a) = self.1.4.lock() {
+                a.push(self.1.spent());
+            }
             self.0.logs.append_events(run_id, events).await
         }
         async fn list_events(&self, run_id: &RunId, query: EventQuery) -> Result<Page<Event>> {

@@ -82,9 +82,10 @@ pub(crate) async fn list(State(s): State<AppState>, q: RawQuery) -> ApiResult {
     filter.trigger = p.take("trigger");
     filter.started_from = p.time("since")?;
     filter.started_before = p.time("until")?;
-    let query = RunQuery::new(filter)
+    let mut query = RunQuery::new(filter)
         .with_limit(p.limit()?)
         .with_cursor(p.cursor());
+    query.ascending = !p.descending(true)?;
     p.done()?;
     ok(&s.storage.logs.query_runs(query).await?)
 }
@@ -145,13 +146,7 @@ pub(crate) async fn events(
         .with_limit(p.limit()?)
         .with_cursor(p.cursor());
     query.kind = p.take("kind");
-    query.descending = match p.take("order").as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(o) => {
-            return Err(Error::invalid("order", format!("`{o}`: asc or desc")).into());
-        }
-    };
+    query.descending = p.descending(false)?;
     p.done()?;
     ok(&s.storage.logs.list_events(&id, query).await?)
 }

@@ -81,9 +81,9 @@ impl LogRepository for FileStore {
     async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
         query.filter.validate()?;
         let limit = validate_limit(query.limit)?;
-        let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let after: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         self.inner
-            .blocking(move |inner| runs::query(inner, &query.filter, before, limit))
+            .blocking(move |inner| runs::query(inner, &query, after, limit))
             .await
     }
 

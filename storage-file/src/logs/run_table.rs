@@ -143,7 +143,7 @@ pub(crate) fn by_key(conn: &Connection, workflow: &WorkflowId, key: &str) -> Res
 /// The `WHERE` conditions of a filter that its columns decide, with their
 /// arguments; what they do not decide (the trigger) is checked on the
 /// decoded run with [`RunFilter::matches`].
-fn conditions(f: &RunFilter, upper: Option<(i64, String)>) -> (String, Vec<Value>) {
+fn conditions(f: &RunFilter, bound: Option<Bound>) -> (String, Vec<Value>) {
     let mut cond = vec!["1 = 1".to_string()];
     let mut args: Vec<Value> = Vec::new();
     // Each `?` of `sql` becomes the next numbered parameter, bound to `v`.
@@ -189,9 +189,9 @@ fn conditions(f: &RunFilter, upper: Option<(i64, String)>) -> (String, Vec<Value
     if let Some(t) = f.ended_before {
         arg("ended_at < ?", time(t));
     }
-    if let Some((at, id)) = upper {
+    if let Some(Bound { at, id, cmp }) = bound {
         arg(
-            "(started_at, id) < (?, ?)",
+            &format!("(started_at, id) {cmp} (?, ?)"),
             vec![Value::Integer(at), Value::Text(id)],
         );
     }
@@ -207,19 +207,33 @@ fn order_index(f: &RunFilter) -> &'static str {
     }
 }
 
-/// A page of the runs matching `f`, newest first, after the cursor
-/// `before`.
+/// A cursor's position as a condition: runs strictly before it (`<`,
+/// newest first) or after it (`>`, oldest first).
+struct Bound {
+    at: i64,
+    id: String,
+    cmp: &'static str,
+}
+
+/// A page of the runs matching `f`, newest first (oldest first when
+/// `ascending`), after the cursor `after`.
 pub(crate) fn query(
     conn: &Connection,
     f: &RunFilter,
-    before: Option<RunCursor>,
+    after: Option<RunCursor>,
+    ascending: bool,
     limit: usize,
 ) -> Result<Page<Run>> {
-    let upper = before.map(|b| (b.started_at.as_micros(), b.id.as_str().to_owned()));
-    let (cond, args) = conditions(f, upper);
+    let (cmp, dir) = if ascending { (">", "") } else { ("<", " DESC") };
+    let bound = after.map(|a| Bound {
+        at: a.started_at.as_micros(),
+        id: a.id.into_string(),
+        cmp,
+    });
+    let (cond, args) = conditions(f, bound);
     let sql = format!(
         "SELECT run FROM runs INDEXED BY {} WHERE {cond}
-         ORDER BY started_at DESC, id DESC",
+         ORDER BY started_at{dir}, id{dir}",
         order_index(f)
     );
     let mut items = Vec::new();

@@ -2,7 +2,7 @@
 //! queries, each on the run table brought up to date with the journal.
 
 use runstore_core::{
-    Page, Result, Run, RunCursor, RunFilter, RunId, RunUpdate, WorkflowId, Written,
+    Page, Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, WorkflowId, Written,
     decide_run_create, external_key_of, key_not_found, run_not_found,
 };
 
@@ -84,13 +84,13 @@ pub(super) fn update_status(inner: &Inner, id: &RunId, update: &RunUpdate) -> Re
 /// A page of the runs matching `filter`, see `RunsState::query`.
 pub(super) fn query(
     inner: &Inner,
-    filter: &RunFilter,
-    before: Option<RunCursor>,
+    query: &RunQuery,
+    after: Option<RunCursor>,
     limit: usize,
 ) -> Result<Page<Run>> {
     let _l = lock(inner, false)?;
     let st = refresh_runs(inner, false)?;
-    run_table::query(&st, filter, before, limit)
+    run_table::query(&st, &query.filter, after, query.ascending, limit)
 }
 
 /// How many runs match `filter`.
