@@ -7,7 +7,7 @@
 //! retried transaction ([`with_tx!`]).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use runstore_core::{Error, Result};
@@ -58,13 +58,47 @@ macro_rules! with_tx {
 }
 pub(crate) use with_tx;
 
-/// Whether the attempts of an optimistic bulk write look for stored
-/// records first: none does until one fails (a record already stored makes
-/// the write a unique violation, which is retried), then every later one.
-#[derive(Default)]
-pub(crate) struct Careful(AtomicBool);
+/// What a store remembers of one kind of optimistic bulk write
+/// (`import_runs`, `record_many`) between calls: whether the next call
+/// starts by looking for stored records. A call that found some (a
+/// repeated migration pass) leaves the next one careful, so a pass over
+/// stored records costs one failed `COPY` (one unique-violation error in
+/// the server's log), not one per batch; a careful call that found none
+/// (new records again) lets the next one be optimistic. Only a hint:
+/// both ways store the same.
+#[derive(Debug, Default)]
+pub(crate) struct CarefulHint {
+    careful: AtomicBool,
+    /// Optimistic attempts that failed, for the tests.
+    misses: AtomicU64,
+}
 
-impl Careful {
+impl CarefulHint {
+    /// How many optimistic attempts have failed.
+    #[cfg(test)]
+    pub(crate) fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether the attempts of one optimistic bulk write look for stored
+/// records first: from the store's [`CarefulHint`], and after an attempt
+/// fails (a record already stored makes the write a unique violation,
+/// which is retried) every later one does.
+pub(crate) struct Careful<'a> {
+    check: AtomicBool,
+    hint: &'a CarefulHint,
+}
+
+impl<'a> Careful<'a> {
+    /// A write that starts as `hint` says.
+    pub(crate) fn new(hint: &'a CarefulHint) -> Self {
+        Careful {
+            check: AtomicBool::new(hint.careful.load(Ordering::Relaxed)),
+            hint,
+        }
+    }
+
     /// Runs one attempt, `check` telling it whether to look first.
     pub(crate) async fn attempt<T, Fut>(
         &self,
@@ -73,11 +107,22 @@ impl Careful {
     where
         Fut: Future<Output = std::result::Result<T, Fail>>,
     {
-        let r = attempt(self.0.load(Ordering::Relaxed)).await;
+        let check = self.check.load(Ordering::Relaxed);
+        let r = attempt(check).await;
         if r.is_err() {
-            self.0.store(true, Ordering::Relaxed);
+            self.check.store(true, Ordering::Relaxed);
+            self.hint.careful.store(true, Ordering::Relaxed);
+            if !check {
+                self.hint.misses.fetch_add(1, Ordering::Relaxed);
+            }
         }
         r
+    }
+
+    /// After the write succeeded: the store's next one starts careful
+    /// only if this one `found` records already stored.
+    pub(crate) fn settle(&self, found: bool) {
+        self.hint.careful.store(found, Ordering::Relaxed);
     }
 }
 
@@ -313,4 +358,108 @@ fn timed_out(what: &str, limit: Duration) -> Error {
         format!("{what}: PostgreSQL did not answer within the operation timeout of {limit:?}"),
         None,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use runstore_core::{
+        ExecutionMetric, LogRepository, MetricsRepository, Run, RunId, RunStatus, RunWithEvents,
+        Timestamp, Version, WorkflowId,
+    };
+
+    use crate::PostgresStore;
+    use crate::testing::{self, TestSchema};
+
+    fn runs(ids: std::ops::Range<u32>) -> Vec<RunWithEvents> {
+        ids.map(|i| {
+            let mut run = Run::new(WorkflowId::new("etl").unwrap(), Version::FIRST);
+            run.id = RunId::new(format!("run-{i:04}")).unwrap();
+            run.started_at = Timestamp::from_micros(i64::from(i) * 1_000_000).unwrap();
+            RunWithEvents {
+                run,
+                events: Vec::new(),
+            }
+        })
+        .collect()
+    }
+
+    fn metrics(ids: std::ops::Range<u32>) -> Vec<ExecutionMetric> {
+        ids.map(|i| ExecutionMetric {
+            run_id: RunId::new(format!("run-{i:04}")).unwrap(),
+            workflow_id: WorkflowId::new("etl").unwrap(),
+            workflow_version: Version::FIRST,
+            status: RunStatus::Succeeded,
+            duration_micros: u64::from(i) + 1,
+            recorded_at: Timestamp::from_micros(i64::from(i)).unwrap(),
+            counters: BTreeMap::new(),
+            values: BTreeMap::new(),
+        })
+        .collect()
+    }
+
+    /// A repeated pass over stored records fails one optimistic `COPY`,
+    /// not one per batch; new records after a clean look go optimistic
+    /// again; what is stored is the same either way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bulk_writes_remember_between_calls_whether_to_look_first() {
+        let test = "client::bulk_writes_remember_between_calls_whether_to_look_first";
+        if testing::server_or_skip(test).await.is_none() {
+            return;
+        }
+        let config = testing::test_config().await.expect("a test server");
+        let _guard = TestSchema::new(config.clone());
+        let store = PostgresStore::open(config).await.unwrap();
+        let hints = [&store.inner.import_hint, &store.inner.record_hint];
+
+        // New records: optimistic, nothing fails.
+        for b in 0..3 {
+            let out = store.import_runs(runs(b * 10..b * 10 + 10)).await.unwrap();
+            assert_eq!(out.inserted, 10);
+            let out = store
+                .record_many(metrics(b * 10..b * 10 + 10))
+                .await
+                .unwrap();
+            assert_eq!(out.inserted, 10);
+        }
+        assert_eq!(hints.map(|h| h.misses()), [0, 0]);
+
+        // A second pass over the same records: one miss each, then careful.
+        for b in 0..3 {
+            let out = store.import_runs(runs(b * 10..b * 10 + 10)).await.unwrap();
+            assert_eq!((out.inserted, out.unchanged), (0, 10));
+            let out = store
+                .record_many(metrics(b * 10..b * 10 + 10))
+                .await
+                .unwrap();
+            assert_eq!((out.inserted, out.unchanged), (0, 10));
+        }
+        assert_eq!(hints.map(|h| h.misses()), [1, 1]);
+
+        // New records again: the first call looks and finds none, so the
+        // ones after it are optimistic; a half-stored batch is one miss.
+        for b in 3..6 {
+            let out = store.import_runs(runs(b * 10..b * 10 + 10)).await.unwrap();
+            assert_eq!(out.inserted, 10);
+            let out = store
+                .record_many(metrics(b * 10..b * 10 + 10))
+                .await
+                .unwrap();
+            assert_eq!(out.inserted, 10);
+        }
+        assert_eq!(hints.map(|h| h.misses()), [1, 1]);
+        let out = store.import_runs(runs(55..65)).await.unwrap();
+        assert_eq!((out.inserted, out.unchanged), (5, 5));
+        let out = store.record_many(metrics(55..65)).await.unwrap();
+        assert_eq!((out.inserted, out.unchanged), (5, 5));
+        assert_eq!(hints.map(|h| h.misses()), [2, 2]);
+        assert_eq!(
+            store
+                .count_runs(runstore_core::RunFilter::default())
+                .await
+                .unwrap(),
+            65
+        );
+    }
 }

@@ -58,6 +58,10 @@ struct Inner {
     /// Runs imported through this store since it last had the `runs`
     /// table analyzed (see `import_runs`).
     unanalyzed: AtomicU64,
+    /// Whether the next `import_runs` looks for stored runs first.
+    import_hint: client::CarefulHint,
+    /// Whether the next `record_many` looks for stored metrics first.
+    record_hint: client::CarefulHint,
     /// Single appends waiting per run, for group commit.
     appends: group::AppendQueues,
 }
@@ -115,6 +119,8 @@ impl PostgresStore {
                 schema_sql: config::quote_ident(&config.schema),
                 config,
                 unanalyzed: AtomicU64::new(0),
+                import_hint: client::CarefulHint::default(),
+                record_hint: client::CarefulHint::default(),
                 appends: group::AppendQueues::default(),
             }),
         };

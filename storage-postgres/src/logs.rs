@@ -698,12 +698,13 @@ impl LogRepository for PostgresStore {
             return Ok(BulkOutcome::default());
         }
         let what = format!("importing {} runs", runs.len());
-        let careful = Careful::default();
+        let careful = Careful::new(&self.inner.import_hint);
         let out = with_tx!(self, &what, |tx| {
             careful
                 .attempt(|check| self.import_in(&tx, &runs, check))
                 .await
         })?;
+        careful.settle(out.unchanged > 0);
         if out.inserted > 0 {
             self.refresh_run_stats(out.inserted).await;
         }

@@ -357,12 +357,13 @@ impl MetricsRepository for PostgresStore {
             .map(|m| metric_text(&m).map(|t| (m, t)))
             .collect::<Result<Vec<_>>>()?;
         let what = format!("recording {} metrics", batch.len());
-        let careful = Careful::default();
+        let careful = Careful::new(&self.inner.record_hint);
         let unchanged = with_tx!(self, &what, |tx| {
             careful
                 .attempt(|check| self.record_many_in(&tx, &batch, check))
                 .await
         })?;
+        careful.settle(unchanged > 0);
         Ok(BulkOutcome {
             inserted: batch.len() as u64 - unchanged,
             unchanged: unchanged + repeats,
