@@ -213,12 +213,7 @@ fn demo_runs_twice_and_queries_work() {
     );
     let first = o.code(0);
     assert_eq!(first.as_array().unwrap()[..], reversed[..4]);
-    let cursor = o
-        .stderr
-        .trim()
-        .strip_prefix("more runs: --cursor ")
-        .expect(&o.stderr)
-        .to_string();
+    let cursor = o.more_cursor();
     let rest = rs(
         d,
         &[
@@ -1446,12 +1441,7 @@ fn run_list_filters_times_cursor_and_show_by_prefix() {
     // Two at a time: the cursor printed on stderr continues the listing.
     let o = rs(d, &["run", "list", "--limit", "2", "--json"]);
     let first = o.code(0);
-    let cursor = o
-        .stderr
-        .trim()
-        .strip_prefix("more runs: --cursor ")
-        .expect(&o.stderr)
-        .to_string();
+    let cursor = o.more_cursor();
     let rest = rs(
         d,
         &["run", "list", "--limit", "2", "--cursor", &cursor, "--json"],

@@ -413,46 +413,34 @@ mod tests {
         let store = PostgresStore::open(config).await.unwrap();
         let hints = [&store.inner.import_hint, &store.inner.record_hint];
 
+        // Runs and metrics of `ids`, each in one bulk write: (inserted,
+        // unchanged), the same for both.
+        let both = async |ids: std::ops::Range<u32>| {
+            let r = store.import_runs(runs(ids.clone())).await.unwrap();
+            let m = store.record_many(metrics(ids)).await.unwrap();
+            assert_eq!((r.inserted, r.unchanged), (m.inserted, m.unchanged));
+            (r.inserted, r.unchanged)
+        };
+
         // New records: optimistic, nothing fails.
         for b in 0..3 {
-            let out = store.import_runs(runs(b * 10..b * 10 + 10)).await.unwrap();
-            assert_eq!(out.inserted, 10);
-            let out = store
-                .record_many(metrics(b * 10..b * 10 + 10))
-                .await
-                .unwrap();
-            assert_eq!(out.inserted, 10);
+            assert_eq!(both(b * 10..b * 10 + 10).await, (10, 0));
         }
         assert_eq!(hints.map(|h| h.misses()), [0, 0]);
 
         // A second pass over the same records: one miss each, then careful.
         for b in 0..3 {
-            let out = store.import_runs(runs(b * 10..b * 10 + 10)).await.unwrap();
-            assert_eq!((out.inserted, out.unchanged), (0, 10));
-            let out = store
-                .record_many(metrics(b * 10..b * 10 + 10))
-                .await
-                .unwrap();
-            assert_eq!((out.inserted, out.unchanged), (0, 10));
+            assert_eq!(both(b * 10..b * 10 + 10).await, (0, 10));
         }
         assert_eq!(hints.map(|h| h.misses()), [1, 1]);
 
         // New records again: the first call looks and finds none, so the
         // ones after it are optimistic; a half-stored batch is one miss.
         for b in 3..6 {
-            let out = store.import_runs(runs(b * 10..b * 10 + 10)).await.unwrap();
-            assert_eq!(out.inserted, 10);
-            let out = store
-                .record_many(metrics(b * 10..b * 10 + 10))
-                .await
-                .unwrap();
-            assert_eq!(out.inserted, 10);
+            assert_eq!(both(b * 10..b * 10 + 10).await, (10, 0));
         }
         assert_eq!(hints.map(|h| h.misses()), [1, 1]);
-        let out = store.import_runs(runs(55..65)).await.unwrap();
-        assert_eq!((out.inserted, out.unchanged), (5, 5));
-        let out = store.record_many(metrics(55..65)).await.unwrap();
-        assert_eq!((out.inserted, out.unchanged), (5, 5));
+        assert_eq!(both(55..65).await, (5, 5));
         assert_eq!(hints.map(|h| h.misses()), [2, 2]);
         assert_eq!(
             store

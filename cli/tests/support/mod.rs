@@ -16,6 +16,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The cursor a listing cut at `--limit` printed on stderr (`more
+    /// runs: --cursor C`); panics with stderr if there is none.
+    pub fn more_cursor(&self) -> String {
+        self.stderr
+            .trim()
+            .strip_prefix("more runs: --cursor ")
+            .expect(&self.stderr)
+            .to_string()
+    }
+
     /// Stdout parsed as JSON (panics with both streams if it is not).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {

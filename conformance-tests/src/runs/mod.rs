@@ -3,7 +3,7 @@
 //! are shared by them and by other rule modules.
 
 use runstore_core::{
-    Event, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunFilter, RunId, RunQuery,
+    Cursor, Event, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunFilter, RunId, RunQuery,
     RunStatus, RunUpdate, RunWithEvents,
 };
 use serde_json::json;
@@ -49,6 +49,36 @@ pub(crate) async fn query_all(
     limit: usize,
 ) -> Result<Vec<Run>, RuleError> {
     query_all_of(logs, RunQuery::new(filter).with_limit(limit)).await
+}
+
+/// Creates a run of `etl` v1 named `id` that started at `at`.
+pub(crate) async fn create_started(
+    logs: &dyn LogRepository,
+    id: &str,
+    at: runstore_core::Timestamp,
+) -> Result<Run, RuleError> {
+    let mut r = run(id, "etl", 1, 0);
+    r.started_at = at;
+    logs.create_run(r.clone()).await?;
+    Ok(r)
+}
+
+/// The runs of every page after `next` (the cursor a first page of
+/// `query` returned), read while the caller's arrivals are in place.
+pub(crate) async fn pages_after(
+    logs: &dyn LogRepository,
+    query: &RunQuery,
+    next: Option<Cursor>,
+) -> Result<Vec<Run>, RuleError> {
+    let mut rest = Vec::new();
+    let mut cursor = next;
+    while let Some(c) = cursor {
+        let page = logs.query_runs(query.clone().with_cursor(Some(c))).await?;
+        rest.extend(page.items);
+        cursor = page.next;
+        crate::ensure!(rest.len() <= 100, "query_runs pages do not end");
+    }
+    Ok(rest)
 }
 
 /// [`query_all`] of a whole query (its filter, limit and order), from its

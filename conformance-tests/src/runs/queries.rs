@@ -11,7 +11,7 @@ use crate::fixtures::{rid, run, t, v, wf};
 use crate::outcome::{RuleError, RuleResult};
 use crate::{ensure, ensure_eq};
 
-use super::{ids, query_all, query_all_of, sort_newest_first};
+use super::{create_started, ids, pages_after, query_all, query_all_of, sort_newest_first};
 
 /// Runs for the query rules: several workflows, versions, statuses,
 /// triggers and start times (some equal).
@@ -219,10 +219,7 @@ pub async fn run_query_orders_by_start_then_id_descending(f: &dyn StoreFactory) 
         ("mid", t(500, 1)),
         ("000-new", t(900, 0)),
     ] {
-        let mut r = run(id, "etl", 1, 0);
-        r.started_at = start;
-        logs.create_run(r.clone()).await?;
-        all.push(r);
+        all.push(create_started(logs.as_ref(), id, start).await?);
     }
     sort_newest_first(&mut all);
     let want = ids(&all);
@@ -315,26 +312,11 @@ pub async fn run_query_oldest_first(f: &dyn StoreFactory) -> RuleResult {
         ("r00", t(50, 0)),
         ("r99", t(900, 0)),
     ] {
-        let mut r = run(id, "etl", 1, 0);
-        r.started_at = at;
-        logs.create_run(r.clone()).await?;
-        late.push(r);
+        late.push(create_started(logs.as_ref(), id, at).await?);
     }
     // Same start as r04, lower id: belongs before the boundary.
-    let mut r03z = run("r03z", "etl", 1, 0);
-    r03z.started_at = boundary.started_at;
-    logs.create_run(r03z).await?;
-    let mut rest = Vec::new();
-    let mut cursor = p1.next.clone();
-    while let Some(c) = cursor {
-        let page = logs.query_runs(first.clone().with_cursor(Some(c))).await?;
-        rest.extend(page.items);
-        cursor = page.next;
-        ensure!(
-            rest.len() <= 100,
-            "query_runs pages (oldest first) do not end"
-        );
-    }
+    create_started(logs.as_ref(), "r03z", boundary.started_at).await?;
+    let rest = pages_after(logs.as_ref(), &first, p1.next.clone()).await?;
     let mut want: Vec<Run> = oldest[4..].to_vec();
     want.extend(late.into_iter().filter(|r| r.id.as_str() != "r00"));
     want.sort_by(|a, b| {
@@ -394,16 +376,8 @@ pub async fn run_query_cursor_stable_under_inserts(f: &dyn StoreFactory) -> Rule
         logs.create_run(r.clone()).await?;
     }
 
-    let mut rest = Vec::new();
-    let mut cursor = p1.next.clone();
-    while let Some(c) = cursor {
-        let page = logs
-            .query_runs(RunQuery::default().with_limit(4).with_cursor(Some(c)))
-            .await?;
-        rest.extend(page.items);
-        cursor = page.next;
-        ensure!(rest.len() <= 100, "query_runs pages do not end");
-    }
+    let query = RunQuery::default().with_limit(4);
+    let rest = pages_after(logs.as_ref(), &query, p1.next.clone()).await?;
     let mut want: Vec<Run> = original[4..].to_vec();
     want.push(lower);
     want.push(run("old-x", "etl", 1, 50));
