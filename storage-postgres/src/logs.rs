@@ -638,14 +638,15 @@ impl LogRepository for PostgresStore {
     async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
         query.filter.validate()?;
         let limit = validate_limit(query.limit)?;
-        let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        // The last run returned: the page goes on past it, in either order.
+        let after: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
         let mut w = filter_where(&query.filter);
         let (cmp, dir) = if query.ascending {
             (">", "ASC")
         } else {
             ("<", "DESC")
         };
-        if let Some(b) = &before {
+        if let Some(b) = &after {
             w.and(
                 &format!("(started_at, id) {cmp} (?, ?)"),
                 vec![

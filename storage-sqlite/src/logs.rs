@@ -428,8 +428,9 @@ impl LogRepository for SqliteStore {
     async fn query_runs(&self, query: RunQuery) -> Result<Page<Run>> {
         query.filter.validate()?;
         let limit = validate_limit(query.limit)?;
-        let before: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
-        let cursor = before.map(|c| {
+        // The last run returned: the page goes on past it, in either order.
+        let after: Option<RunCursor> = query.cursor.as_ref().map(|c| c.decode()).transpose()?;
+        let cursor = after.map(|c| {
             vec![
                 Value::Integer(c.started_at.as_micros()),
                 Value::Text(c.id.into_string()),
