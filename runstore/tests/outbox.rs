@@ -16,18 +16,26 @@ use runstore::{
 };
 use serde_json::json;
 
-/// Makes a backend unavailable (`down`), or lets the next `unknown` writes
-/// through and then reports them unavailable.
+/// Makes a backend unavailable (`down`, or after `up_for` more calls), or
+/// lets the next `unknown` writes through and then reports them
+/// unavailable.
 #[derive(Debug, Default)]
 struct Switch {
     down: AtomicBool,
     unknown: AtomicU32,
+    up_for: std::sync::Mutex<Option<u32>>,
 }
 
 impl Switch {
     fn check(&self) -> Result<()> {
         if self.down.load(Ordering::SeqCst) {
             return Err(Error::unavailable("switched off", None));
+        }
+        let mut left = self.up_for.lock().unwrap();
+        match *left {
+            Some(0) => return Err(Error::unavailable("switched off after a while", None)),
+            Some(n) => *left = Some(n - 1),
+            None => {}
         }
         Ok(())
     }
@@ -200,6 +208,11 @@ impl Rig {
 
     fn down(&self, down: bool) {
         self.switch.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Up for `calls` more calls, then down (`None`: up).
+    fn up_for(&self, calls: Option<u32>) {
+        *self.switch.up_for.lock().unwrap() = calls;
     }
 
     async fn events(&self, run: &RunId) -> Vec<Event> {
@@ -591,4 +604,65 @@ async fn a_deferred_keyed_run_whose_key_was_taken_meanwhile_keeps_its_writes() {
     let (_outbox, logs, _) = rig.handles(dir.path());
     logs.append_event(&mine.id, ev(3)).await.unwrap();
     assert_eq!(order(rig.events(&theirs.id).await), vec![0, 1, 2, 3]);
+}
+
+/// A drain that stops part way moves the journal's head and leaves the
+/// journal file as it is; another handle on the folder (as another process
+/// would) sees the drained writes gone and sends each run's next write
+/// where its earlier ones are.
+#[tokio::test]
+async fn a_partial_drain_is_seen_by_every_handle_on_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::new();
+    let (outbox, logs, _) = rig.handles(dir.path());
+    let (other, other_logs, _) = rig.handles(dir.path());
+    let runs: Vec<Run> = (0..6).map(|i| new_run(&format!("p{i}"))).collect();
+    for run in &runs {
+        logs.create_run(run.clone()).await.unwrap();
+        other_logs.get_run(&run.id).await.unwrap();
+    }
+    rig.down(true);
+    for run in &runs {
+        logs.update_status(&run.id, RunUpdate::running())
+            .await
+            .unwrap();
+    }
+    assert_eq!(other.status().await.unwrap().pending["logs"], 6);
+    let journal = dir.path().join("journal.ndjson");
+    let ino =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = ino(&journal);
+
+    rig.down(false);
+    rig.up_for(Some(2));
+    let report = outbox.drain().await.unwrap();
+    assert_eq!((report.drained, report.left), (2, 4), "{report:?}");
+    assert_eq!(
+        ino(&journal),
+        before,
+        "a head move does not rewrite the journal"
+    );
+    assert!(dir.path().join("journal.head").exists());
+    let seen = other.status().await.unwrap();
+    assert_eq!(seen, outbox.status().await.unwrap());
+    assert_eq!(seen.pending["logs"], 4);
+
+    rig.up_for(None);
+    let drained = other_logs.append_event(&runs[0].id, ev(1)).await.unwrap();
+    assert!(!drained.deferred, "run p0 has nothing pending: {drained:?}");
+    let held = other_logs.append_event(&runs[5].id, ev(1)).await.unwrap();
+    assert!(held.deferred, "run p5 still has a pending write: {held:?}");
+    assert_eq!(outbox.status().await.unwrap().pending["logs"], 5);
+
+    let report = other.drain().await.unwrap();
+    assert_eq!((report.drained, report.left), (5, 0), "{report:?}");
+    for handle in [&outbox, &other] {
+        let status = handle.status().await.unwrap();
+        assert_eq!((status.total(), status.bytes, status.oldest), (0, 0, None));
+    }
+    for run in &runs {
+        let stored = rig.raw_logs.get_run(&run.id).await.unwrap();
+        assert_eq!(stored.status, RunStatus::Running, "{}", run.id);
+    }
+    assert_eq!(rig.events(&runs[5].id).await.len(), 1);
 }

@@ -33,7 +33,7 @@
 mod journal;
 mod wrappers;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -44,14 +44,40 @@ use runstore_core::{
 };
 use serde::Serialize;
 
-use journal::{Entry, Journal, Op, Stamp};
+use journal::{Change, Entry, Journal, Op, Seen, Stamp};
 pub use wrappers::{OutboxLogs, OutboxMetrics};
 
 /// How often the background task looks at a non-empty outbox.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(500);
-/// Entries replayed between two rewrites of the journal: each rewrite
-/// copies the rest, so batches are large (a few MiB of entries in memory).
-const DRAIN_BATCH: usize = 10_000;
+/// How a drain goes.
+///
+/// ```
+/// use runstore::outbox::DrainOptions;
+/// assert_eq!(DrainOptions::default().batch, 10_000);
+/// assert_eq!(DrainOptions::default().with_batch(500).batch, 500);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainOptions {
+    /// Entries read and replayed between two moves of the journal's head:
+    /// the entries in memory at once (a few MiB at the default, 10,000),
+    /// and the most a drain killed part way replays again.
+    pub batch: usize,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        DrainOptions { batch: 10_000 }
+    }
+}
+
+impl DrainOptions {
+    /// Sets [`DrainOptions::batch`] (at least 1).
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+}
 
 /// Counters since this handle was opened.
 #[derive(Debug, Default)]
@@ -88,7 +114,7 @@ pub struct OutboxStatus {
     pub oldest: Option<Timestamp>,
     /// Writes rejected for good so far (in `rejected.ndjson`).
     pub rejected: u64,
-    /// Size of the journal in bytes.
+    /// Size of the pending entries in the journal, in bytes.
     pub bytes: u64,
 }
 
@@ -173,32 +199,65 @@ fn merge(entries: &[Entry]) -> Op {
     }
 }
 
-/// The cached view of the journal: which runs have pending writes.
+/// The cached view of the journal: which runs have pending writes. It
+/// counts per run, so entries drained since the last look are taken out
+/// without reading the rest of the journal again.
 #[derive(Default)]
 struct View {
     stamp: Stamp,
-    /// Journal bytes read into the view.
-    offset: u64,
-    log_runs: HashSet<RunId>,
-    metric_runs: HashSet<RunId>,
+    /// What of the journal the view holds.
+    seen: Seen,
+    log_runs: BTreeMap<RunId, u64>,
+    metric_runs: BTreeMap<RunId, u64>,
     logs: u64,
     metrics: u64,
-    oldest: Option<Timestamp>,
+    /// When pending entries were deferred, with how many at each time.
+    deferred_at: BTreeMap<Timestamp, u64>,
+}
+
+/// Adds one to `key`'s count (`up`), or takes one away, dropping it at zero.
+fn bump<K: Ord + Clone>(map: &mut BTreeMap<K, u64>, key: &K, up: bool) {
+    if up {
+        *map.entry(key.clone()).or_default() += 1;
+    } else if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
 }
 
 impl View {
-    fn add(&mut self, e: &Entry) {
+    /// Takes in a change the journal reported.
+    fn apply(&mut self, change: Change<'_>) {
+        match change {
+            Change::Reset => *self = View::default(),
+            Change::Added(e) => self.count(e, true),
+            Change::Drained(e) => self.count(e, false),
+        }
+    }
+
+    fn count(&mut self, e: &Entry, up: bool) {
+        let step = |n: &mut u64| {
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        };
         if let Some(r) = e.op.log_run() {
-            self.log_runs.insert(r.clone());
-            self.logs += 1;
+            bump(&mut self.log_runs, r, up);
+            step(&mut self.logs);
         }
         let mut metric = false;
         for r in e.op.metric_runs() {
-            self.metric_runs.insert(r.clone());
+            bump(&mut self.metric_runs, r, up);
             metric = true;
         }
-        self.metrics += u64::from(metric);
-        self.oldest = Some(self.oldest.map_or(e.at, |o| o.min(e.at)));
+        if metric {
+            step(&mut self.metrics);
+        }
+        bump(&mut self.deferred_at, &e.at, up);
+    }
+
+    fn oldest(&self) -> Option<Timestamp> {
+        self.deferred_at.keys().next().copied()
     }
 }
 
@@ -304,22 +363,18 @@ impl Outbox {
         &self.inner.counters
     }
 
-    /// Brings the cached view up to the journal on disk: only the bytes
-    /// appended since the last look, unless the journal was replaced.
+    /// Brings the cached view up to the journal on disk: only the entries
+    /// appended or drained since the last look, unless the journal was
+    /// replaced.
     fn refresh(&self) -> Result<()> {
         let stamp = self.inner.journal.stamp()?;
         let mut view = lock(&self.inner.view);
         if stamp == view.stamp {
             return Ok(());
         }
-        let replaced =
-            (stamp.ino, stamp.dev) != (view.stamp.ino, view.stamp.dev) || stamp.len < view.offset;
-        if replaced {
-            *view = View::default();
-        }
-        let from = view.offset;
-        let end = self.inner.journal.scan_from(from, |e| view.add(e))?;
-        view.offset = end;
+        let seen = view.seen;
+        let now = self.inner.journal.sync(seen, |c| view.apply(c))?;
+        view.seen = now;
         view.stamp = stamp;
         Ok(())
     }
@@ -328,12 +383,12 @@ impl Outbox {
     /// must follow them there).
     pub(crate) async fn holds_logs_of(&self, run: &RunId) -> Result<bool> {
         let run = run.clone();
-        self.ask(move |view| view.log_runs.contains(&run)).await
+        self.ask(move |view| view.log_runs.contains_key(&run)).await
     }
 
     /// Whether the outbox holds metrics of any of `runs`.
     pub(crate) async fn holds_metrics_of(&self, runs: Vec<RunId>) -> Result<bool> {
-        self.ask(move |view| runs.iter().any(|r| view.metric_runs.contains(r)))
+        self.ask(move |view| runs.iter().any(|r| view.metric_runs.contains_key(r)))
             .await
     }
 
@@ -370,12 +425,13 @@ impl Outbox {
             let mut view = lock(&this.inner.view);
             // Nobody else appended since the view was read: add the entry
             // without reading it back.
-            if view.offset == before
+            if view.seen.end == before
                 && view.stamp.len == before
-                && (view.stamp.ino, view.stamp.dev) == (after.ino, after.dev)
+                && (view.stamp.ino, view.stamp.dev, view.stamp.head)
+                    == (after.ino, after.dev, after.head)
             {
-                view.add(&entry);
-                view.offset = after.len;
+                view.apply(Change::Added(&entry));
+                view.seen.end = after.len;
                 view.stamp = after;
                 return Ok(());
             }
@@ -401,9 +457,9 @@ impl Outbox {
             Ok(OutboxStatus {
                 path: this.path().to_path_buf(),
                 pending,
-                oldest: view.oldest,
+                oldest: view.oldest(),
                 rejected,
-                bytes: view.stamp.len,
+                bytes: view.stamp.len.saturating_sub(view.seen.head),
             })
         })
         .await
@@ -414,15 +470,22 @@ impl Outbox {
     /// unavailable again; a write the backend refuses for good (a
     /// contradiction found only now) moves to `rejected.ndjson`.
     pub async fn drain(&self) -> Result<DrainReport> {
+        self.drain_with(DrainOptions::default()).await
+    }
+
+    /// [`Outbox::drain`] with options.
+    pub async fn drain_with(&self, options: DrainOptions) -> Result<DrainReport> {
+        let batch_size = options.batch.max(1);
         let _one = self.inner.draining.lock().await;
         let mut report = DrainReport::default();
         loop {
             let journal = self.inner.journal.clone();
-            let batch = blocking(move || journal.read_head(DRAIN_BATCH)).await?;
+            let batch = blocking(move || journal.read_head(batch_size)).await?;
             if batch.is_empty() {
                 return Ok(report);
             }
-            let mut done = HashSet::new();
+            // In journal order: the head moves past them.
+            let mut done = Vec::new();
             let mut rejected = Vec::new();
             let mut stopped = false;
             let mut drained = 0;
@@ -464,7 +527,7 @@ impl Outbox {
                 for (e, outcome) in head.iter().zip(outcomes) {
                     match outcome {
                         Ok(()) => {
-                            done.insert(e.entry.clone());
+                            done.push(e.entry.clone());
                             drained += 1;
                         }
                         Err(err) if err.kind() == ErrorKind::Unavailable => {
@@ -473,7 +536,7 @@ impl Outbox {
                         }
                         Err(err) => {
                             tracing::warn!(error = %err, "the backend refused a deferred write");
-                            done.insert(e.entry.clone());
+                            done.push(e.entry.clone());
                             rejected.push((e.clone(), err.to_string()));
                             report.rejected += 1;
                         }
