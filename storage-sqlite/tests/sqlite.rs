@@ -490,6 +490,64 @@ async fn summaries_in_sql_agree_with_the_reference() {
     assert_eq!(page.items[0], all[1]);
 }
 
+/// `record_many` writes rows in index order, not the caller's: the outcome
+/// must not show it. Of two conflicts, the one first in the batch is
+/// named (the later one sorts first by duration), and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_many_reports_the_first_conflict_in_the_callers_order() {
+    let (_dir, _path, store) = common::fresh().await;
+    let metric = |id: &str, duration_micros: u64| {
+        let mut values = std::collections::BTreeMap::new();
+        values.insert("cost".to_string(), duration_micros as f64);
+        ExecutionMetric {
+            run_id: RunId::new(id).unwrap(),
+            workflow_id: WorkflowId::new("etl").unwrap(),
+            workflow_version: Version::FIRST,
+            status: RunStatus::Succeeded,
+            duration_micros,
+            recorded_at: v1_data::t(0),
+            counters: Default::default(),
+            values,
+        }
+    };
+    let stored = [metric("late", 900), metric("early", 100)];
+    store.record_many(stored.to_vec()).await.unwrap();
+    let batch = vec![
+        metric("new-1", 500),
+        metric("late", 901),
+        metric("new-2", 50),
+        metric("early", 99),
+    ];
+    let err = store.record_many(batch).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string().contains("run late;"),
+        "names the first conflict of the batch: {err}"
+    );
+    for id in ["new-1", "new-2"] {
+        let r = MetricsRepository::get(&store, &RunId::new(id).unwrap()).await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound, "{id}");
+    }
+    // Given out of order, a batch reads back whole, values included.
+    let batch: Vec<_> = [7, 3, 9, 1, 5]
+        .iter()
+        .map(|d| metric(&format!("m{d}"), *d))
+        .collect();
+    let out = store.record_many(batch.clone()).await.unwrap();
+    assert_eq!((out.inserted, out.unchanged), (5, 0));
+    for m in &batch {
+        let got = MetricsRepository::get(&store, &m.run_id).await.unwrap();
+        assert!(got.same_content(m), "{got:?}");
+    }
+    let sum = store
+        .summary(&WorkflowId::new("etl").unwrap(), SummaryQuery::default())
+        .await
+        .unwrap();
+    let duration = sum.duration.unwrap();
+    assert_eq!((sum.executions, duration.min, duration.max), (7, 1, 900));
+    assert_eq!((sum.values["cost"].min, sum.values["cost"].count), (1.0, 7));
+}
+
 fn chunk_rows(path: &Path, key: &ArtifactKey) -> i64 {
     raw(path)
         .query_row(
