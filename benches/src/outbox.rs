@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use runstore::outbox::Outbox;
+use runstore::outbox::{DrainOptions, Outbox};
 use runstore_core::{
     Appended, BulkOutcome, Delivery, Error, Event, EventQuery, Lease, LeaseQuery, LeaseRequest,
     LogRepository, NewEvent, Page, Result, Run, RunFilter, RunId, RunQuery, RunUpdate,
@@ -168,12 +168,19 @@ pub async fn file_durable_appends(dir: &Path, n: usize) -> BenchResult<f64> {
 }
 
 /// Defers `n` appends while `stores`'s logs backend is "down", brings it
-/// back and drains: drained writes per second.
-pub async fn drain_into(stores: &StoreSet, dir: &Path, run: &str, n: usize) -> BenchResult<f64> {
+/// back and drains, `batch` entries between two moves of the journal's
+/// head: drained writes per second.
+pub async fn drain_into(
+    stores: &StoreSet,
+    dir: &Path,
+    run: &str,
+    n: usize,
+    batch: DrainOptions,
+) -> BenchResult<f64> {
     let (_, outbox, down) = fill(dir, stores.logs.clone(), run, n).await?;
     down.store(false, Ordering::SeqCst);
     let start = Instant::now();
-    let report = outbox.drain().await?;
+    let report = outbox.drain_with(batch).await?;
     let rate = report.drained as f64 / start.elapsed().as_secs_f64();
     if report.left > 0 || report.rejected > 0 || report.drained != n as u64 + 1 {
         return Err(format!(

@@ -18,6 +18,7 @@ use crate::raw;
 use crate::report::{Row, Stats, Target, Unit};
 use crate::scale::Sizes;
 use crate::stores::Backend;
+use runstore::outbox::DrainOptions;
 
 /// A running run to append to.
 async fn open_run(logs: &dyn LogRepository, id: &str) -> BenchResult<RunId> {
@@ -1665,7 +1666,16 @@ async fn outboxes(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
             for i in 0..reps {
                 let o = b.open(&dir.join(format!("store{i}"))).await?;
                 let ob = dir.join(format!("outbox{i}"));
-                v.push(crate::outbox::drain_into(&o.stores, &ob, &format!("drain-{i}"), n).await?);
+                v.push(
+                    crate::outbox::drain_into(
+                        &o.stores,
+                        &ob,
+                        &format!("drain-{i}"),
+                        n,
+                        DrainOptions::default(),
+                    )
+                    .await?,
+                );
             }
             Ok::<_, crate::BenchError>(v)
         }
@@ -1679,6 +1689,43 @@ async fn outboxes(ctx: &mut Ctx<'_>, notes: &mut Vec<String>) {
         }
         ctx.rows.push(row);
     }
+    // A long outage: a journal 100 times longer, drained in 200 batches.
+    // The journal's head moves past each batch, so the rate per entry
+    // should stay near the short drain's; a drain that rewrote the rest of
+    // the journal after every batch slows down with the journal's length.
+    let long = n * 100;
+    let batch = (long / 200).max(1);
+    let mut row = Row::new(
+        format!("outbox drain, long outage ({long} appends, batches of {batch})"),
+        Backend::Memory.to_string(),
+        Unit::OpsPerSec,
+    );
+    ctx.log(&format!(
+        "outbox drain of {long} appends in batches of {batch}"
+    ));
+    let r = async {
+        let dir = ctx.dir()?;
+        let o = Backend::Memory.open(&dir.join("store")).await?;
+        crate::outbox::drain_into(
+            &o.stores,
+            &dir.join("outbox"),
+            "drain-long",
+            long,
+            DrainOptions::default().with_batch(batch),
+        )
+        .await
+    }
+    .await;
+    match r {
+        Ok(rate) => {
+            row.stats = stats_of(&[rate]);
+            row.note = format!(
+                "one run; deferred appends stored per second, {batch} replayed between two moves of the journal's head (compare the {n}-append drain into memory above)"
+            );
+        }
+        Err(e) => row.note = format!("failed: {e}"),
+    }
+    ctx.rows.push(row);
 }
 
 #[cfg(test)]
@@ -1701,8 +1748,9 @@ mod tests {
         assert!(notes.is_empty(), "{notes:?}");
         let memory: Vec<&Row> = rows.iter().filter(|r| r.backend == "memory").collect();
         // 4 append rows, 1 import, 2 queries, 1 summary, 1 recording of
-        // metrics, 1 prune and 1 outbox drain at tiny scale.
-        assert_eq!(memory.len(), 11, "{rows:#?}");
+        // metrics, 1 prune and 2 outbox drains (a short one and a long
+        // outage) at tiny scale.
+        assert_eq!(memory.len(), 12, "{rows:#?}");
         let deferred = rows
             .iter()
             .find(|r| r.backend == "outbox")

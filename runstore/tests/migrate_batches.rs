@@ -222,6 +222,11 @@ impl MetricsRepository for CountedMetrics {
     async fn delete_many(&self, ids: &[RunId]) -> Result<runstore::Deleted<RunId>> {
         self.inner.delete_many(ids).await
     }
+    // Forwarded, so the migration's check reads through the backend's own
+    // batch read, not the trait's one-by-one default.
+    async fn metrics_of_runs(&self, ids: &[RunId]) -> Result<Vec<Option<ExecutionMetric>>> {
+        self.inner.metrics_of_runs(ids).await
+    }
 }
 
 fn metric(i: u64) -> ExecutionMetric {
