@@ -479,14 +479,14 @@ impl Journal {
     }
 
     /// Replaces the journal (the caller holds the exclusive lock) with the
-    /// lines `reader` has left, leaving out those whose entry id `drop`
+    /// lines `reader` has left, leaving out those whose entry id `leave_out`
     /// says so (the id is `None` for an unreadable line) and a torn tail;
     /// the head file goes with the old journal. Streamed: the rest of a
     /// long outage's journal is copied line by line, never held in memory.
     fn rewrite(
         &self,
         mut reader: impl std::io::BufRead,
-        drop: impl Fn(Option<&str>) -> bool,
+        leave_out: impl Fn(Option<&str>) -> bool,
     ) -> Result<()> {
         let (path, tmp) = (self.path(JOURNAL), self.path(".journal.tmp"));
         let mut out =
@@ -502,7 +502,7 @@ impl Journal {
                 break;
             }
             let id = serde_json::from_slice::<IdOnly>(&line).ok();
-            if drop(id.as_ref().map(|e| e.entry.as_str())) {
+            if leave_out(id.as_ref().map(|e| e.entry.as_str())) {
                 continue;
             }
             out.write_all(&line).map_err(|e| io("writing", &tmp, e))?;
