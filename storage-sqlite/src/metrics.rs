@@ -118,9 +118,8 @@ fn insert_metric_row(conn: &Connection, m: &ExecutionMetric, json: &[String; 2])
 /// indexes; in index order a page is changed by consecutive inserts, so
 /// the small page cache no longer spills it to the log and reads it back
 /// between them (1,000,000 metrics in batches of 5,000: 12.0 to 6.7 GB
-/// written; `record_many` 10-29% faster in the bench).
-/// The other indexes are keyed by run id or time, which a batch already
-/// fills together. The
+/// written; `record_many` 10-29% faster in the bench). The other indexes
+/// are keyed by run id or time, which a batch already fills together. The
 /// outcome does not depend on the order: the batch is one transaction, and
 /// of several conflicts the one earliest in the caller's order is reported.
 fn record_all_in_tx(
