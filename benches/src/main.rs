@@ -137,6 +137,11 @@ async fn main() {
                 .await
                 .map_err(|e| e.to_string()),
         ),
+        Some("--seed-child") => Some(
+            runstore_benches::migration::seed_child_main(&argv[1..])
+                .await
+                .map_err(|e| e.to_string()),
+        ),
         Some("--migrate-child") => Some(
             runstore_benches::migration::child_main(&argv[1..])
                 .await

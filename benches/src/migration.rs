@@ -43,11 +43,35 @@ pub async fn seed_runs(logs: &dyn LogRepository, tag: &str, runs: usize) -> Benc
     Ok(())
 }
 
+/// `--seed-child DIR RUNS`: fills a file store at `DIR` with the
+/// migration workload's source (`RUNS` runs of 10 events, one metric each),
+/// so that a hop can be measured by hand with `--migrate-child` against the
+/// same source several times.
+pub async fn seed_child_main(args: &[String]) -> BenchResult<()> {
+    let [dir, runs] = args else {
+        return Err("--seed-child DIR RUNS".into());
+    };
+    let runs: usize = runs
+        .parse()
+        .map_err(|_| format!("RUNS {runs:?} is not a count"))?;
+    let src = Backend::File(runstore_file::Durability::None)
+        .open(Path::new(dir))
+        .await?;
+    seed_runs(&*src.stores.logs, "mig0", runs).await?;
+    crate::workloads::load_metrics(&*src.stores.metrics, runs).await?;
+    println!("RESULT {runs}");
+    Ok(())
+}
+
 /// What a child does with the two stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HopMode {
     /// Copies, verification off: the copy alone.
     Copy,
+    /// [`HopMode::Copy`] without telling the destination of a bulk load
+    /// (`MigrateOptions::bulk_load(false)`): its indexes kept throughout,
+    /// for measuring what the bulk load saves.
+    CopyKeepingIndexes,
     /// Copies with the check made while copying (the default of
     /// `runstore migrate`).
     Checked,
@@ -60,15 +84,21 @@ impl HopMode {
     fn arg(self) -> &'static str {
         match self {
             HopMode::Copy => "copy",
+            HopMode::CopyKeepingIndexes => "copy-keeping-indexes",
             HopMode::Checked => "checked",
             HopMode::Verify => "verify",
         }
     }
 
     fn parse(s: &str) -> Option<HopMode> {
-        [HopMode::Copy, HopMode::Checked, HopMode::Verify]
-            .into_iter()
-            .find(|m| m.arg() == s)
+        [
+            HopMode::Copy,
+            HopMode::CopyKeepingIndexes,
+            HopMode::Checked,
+            HopMode::Verify,
+        ]
+        .into_iter()
+        .find(|m| m.arg() == s)
     }
 }
 
@@ -79,7 +109,7 @@ impl HopMode {
 pub async fn child_main(args: &[String]) -> BenchResult<()> {
     let [mode, from, from_dir, to, to_dir, pg @ ..] = args else {
         return Err(
-            "--migrate-child copy|checked|verify FROM FROM_DIR TO TO_DIR [URL SCHEMA]".into(),
+            "--migrate-child copy|copy-keeping-indexes|checked|verify FROM FROM_DIR TO TO_DIR [URL SCHEMA]".into(),
         );
     };
     let mode = HopMode::parse(mode).ok_or(format!("unknown mode {mode:?}"))?;
@@ -98,6 +128,7 @@ pub async fn child_main(args: &[String]) -> BenchResult<()> {
         // The library's defaults (batch size, writers), as a user gets them.
         let options = MigrateOptions::default()
             .verify(mode == HopMode::Checked)
+            .bulk_load(mode != HopMode::CopyKeepingIndexes)
             .progress(Arc::new(PhaseTimes::new()));
         let report = migrate(&from, &to, options).await?;
         if let Some(v) = report.verify.as_ref().filter(|v| !v.is_equal()) {

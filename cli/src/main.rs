@@ -180,6 +180,12 @@ enum Command {
         /// artifacts since then. The verification covers the same.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Keep the destination's secondary indexes while copying, so that
+        /// its readers stay fast. Without it, a destination that can (SQLite)
+        /// drops them for a copy that brings more runs than it holds and
+        /// builds each once at the end, which is faster.
+        #[arg(long)]
+        keep_indexes: bool,
     },
     /// Serves the HTTP API (`/v1`, described at `/v1/openapi.json`) and a web
     /// page of runs on the configured storage until interrupted. With
@@ -626,6 +632,7 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
             skip_corrupt,
             quarantine,
             since,
+            keep_indexes,
         } => {
             let args = migration::MigrateArgs {
                 from,
@@ -638,6 +645,7 @@ async fn run(cli: Cli, out: &Out) -> Result<ExitCode> {
                 skip_corrupt,
                 quarantine,
                 since: since.map(|t| args::parse_time("since", &t)).transpose()?,
+                keep_indexes,
             };
             migration::migrate(&args, out).await
         }

@@ -60,6 +60,7 @@ pub struct MigrateArgs {
     pub skip_corrupt: bool,
     pub quarantine: Option<PathBuf>,
     pub since: Option<runstore::Timestamp>,
+    pub keep_indexes: bool,
 }
 
 /// Opens the two sides named by configuration files. The source must
@@ -123,6 +124,7 @@ pub async fn migrate(args: &MigrateArgs, out: &Out) -> Result<ExitCode> {
         .writers(args.writers)
         .on_conflict(args.on_conflict.into())
         .dry_run(args.dry_run)
+        .bulk_load(!args.keep_indexes)
         .verify_options(
             VerifyOptions::default()
                 .page_size(args.batch_size)

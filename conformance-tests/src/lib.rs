@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod artifacts;
+pub mod bulk_load;
 pub mod coordination;
 pub mod event_reads;
 pub mod factory;
@@ -135,6 +136,9 @@ macro_rules! __for_each_rule {
             coordination::coordination_external_key_create_is_idempotent,
             coordination::coordination_external_key_import_and_delete,
             coordination::coordination_delivery_recorded_once,
+            // Bulk loads
+            bulk_load::bulk_load_changes_no_answer,
+            bulk_load::bulk_load_unended_is_whole_after_reopen,
         }
     };
 }

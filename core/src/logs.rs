@@ -1001,6 +1001,22 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
     /// the batch is written.
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome>;
 
+    /// Hints that a large import follows (see [`crate::BulkLoadOptions`]):
+    /// the backend may put off work it does faster once at the end. Every
+    /// write keeps its rules and every read its answer meanwhile. Calling it
+    /// again while a load is under way is allowed. The default does nothing.
+    async fn begin_bulk_load(&self, options: crate::BulkLoadOptions) -> Result<()> {
+        let _ = options;
+        Ok(())
+    }
+
+    /// Ends a bulk load: whatever was put off is done when this returns. A
+    /// no-op without a load under way. A store left mid-load by a crash
+    /// finishes that work when it is next opened. The default does nothing.
+    async fn end_bulk_load(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Deletes runs with their events, at most
     /// [`crate::MAX_DELETE_BATCH`] ids each once (checked by
     /// [`crate::validate_delete_batch`]). A run's events never outlive its

@@ -536,6 +536,20 @@ pub trait MetricsRepository: Send + Sync + Debug + 'static {
     /// Records many metrics, all or nothing, with the rules of `record`.
     async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome>;
 
+    /// As [`crate::LogRepository::begin_bulk_load`], for metrics: the
+    /// backend may put off work until [`MetricsRepository::end_bulk_load`];
+    /// every answer stays the same meanwhile. The default does nothing.
+    async fn begin_bulk_load(&self, options: crate::BulkLoadOptions) -> Result<()> {
+        let _ = options;
+        Ok(())
+    }
+
+    /// Ends a bulk load of metrics: whatever was put off is done when this
+    /// returns. A no-op without a load under way. The default does nothing.
+    async fn end_bulk_load(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// One run's metric, or [`Error::NotFound`].
     async fn get(&self, run_id: &RunId) -> Result<ExecutionMetric>;
 

@@ -151,3 +151,121 @@ async fn interrupted_migration_into_sqlite_resumes_to_equal() {
         "no cut fell inside the chunked import of the long run"
     );
 }
+
+/// Looks into the SQLite destination each time the copy of runs reports
+/// progress: whether a run index the bulk load drops was ever missing.
+struct IndexProbe {
+    path: std::path::PathBuf,
+    saw_missing: std::sync::atomic::AtomicBool,
+}
+
+impl IndexProbe {
+    fn new(path: &Path) -> Arc<Self> {
+        Arc::new(IndexProbe {
+            path: path.to_path_buf(),
+            saw_missing: Default::default(),
+        })
+    }
+}
+
+impl runstore::migrate::MigrationProgress for IndexProbe {
+    fn on_progress(&self, concern: &str, _: u64, _: Option<u64>) {
+        if concern != "runs" {
+            return;
+        }
+        if let Some(names) = sqlite_indexes(&self.path)
+            && !names.iter().any(|n| n == "runs_by_status")
+        {
+            self.saw_missing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// The SQL-created indexes of the database at `path` (None before it exists).
+fn sqlite_indexes(path: &Path) -> Option<Vec<String>> {
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()?;
+    let mut stmt = c
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+        )
+        .ok()?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .ok()?
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    Some(names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_into_sqlite_is_a_bulk_load_that_leaves_every_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = files(&dir.path().join("src")).await;
+    populate_with(&src, 1024).await;
+    let fresh = |name: &str| dir.path().join(name);
+    let all = {
+        let p = fresh("empty.db");
+        drop(sqlite(&p).await);
+        sqlite_indexes(&p).unwrap()
+    };
+
+    // Into an empty store: the run indexes are gone while runs are copied,
+    // and all are back when the migration returns.
+    let path = fresh("a.db");
+    let dst = sqlite(&path).await;
+    let probe = IndexProbe::new(&path);
+    let report = migrate(&src, &dst, opts().progress(probe.clone()))
+        .await
+        .unwrap();
+    assert!(report.is_complete(), "{report:#?}");
+    assert!(probe.saw_missing.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(sqlite_indexes(&path).unwrap(), all);
+    assert_same(&src, &dst).await;
+
+    // A second full pass brings nothing new: the indexes stay.
+    let probe = IndexProbe::new(&path);
+    let again = migrate(&src, &dst, opts().progress(probe.clone()))
+        .await
+        .unwrap();
+    assert!(again.is_complete());
+    assert!(!probe.saw_missing.load(std::sync::atomic::Ordering::SeqCst));
+
+    // Without a bulk load, and in a dry run, nothing is dropped.
+    for (name, options) in [
+        ("b.db", opts().bulk_load(false)),
+        ("c.db", opts().dry_run(true)),
+    ] {
+        let path = fresh(name);
+        let dst = sqlite(&path).await;
+        let probe = IndexProbe::new(&path);
+        migrate(&src, &dst, options.progress(probe.clone()))
+            .await
+            .unwrap();
+        assert!(
+            !probe.saw_missing.load(std::sync::atomic::Ordering::SeqCst),
+            "{name}"
+        );
+        assert_eq!(sqlite_indexes(&path).unwrap(), all, "{name}");
+    }
+
+    // A migration that stops on a conflict still ends the load.
+    let path = fresh("d.db");
+    let dst = sqlite(&path).await;
+    let mut other = src.logs.get_run(&rid("run-2-1")).await.unwrap();
+    other.trigger = "elsewhere".into();
+    dst.logs.create_run(other).await.unwrap();
+    let probe = IndexProbe::new(&path);
+    let failed = migrate(
+        &src,
+        &dst,
+        opts()
+            .on_conflict(runstore::migrate::OnConflict::Fail)
+            .progress(probe.clone()),
+    )
+    .await;
+    assert_eq!(failed.unwrap_err().kind(), ErrorKind::Conflict);
+    assert!(probe.saw_missing.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(sqlite_indexes(&path).unwrap(), all);
+}

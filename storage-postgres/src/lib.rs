@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod artifacts;
+mod bulk_load;
 mod client;
 mod config;
 mod coordination;
@@ -139,6 +140,9 @@ impl PostgresStore {
             })
             .await?;
         if version == migrate::LATEST_SCHEMA_VERSION {
+            // A bulk load cut short (a crash, a killed migration) left
+            // indexes out.
+            store.ensure_indexes(None).await?;
             store.remove_stale_blobs().await?;
         }
         Ok(store)

@@ -693,6 +693,16 @@ impl LogRepository for PostgresStore {
         })
     }
 
+    async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
+        self.begin_load_of(crate::bulk_load::Concern::Logs, options)
+            .await
+    }
+
+    async fn end_bulk_load(&self) -> Result<()> {
+        self.ensure_indexes(Some(crate::bulk_load::Concern::Logs))
+            .await
+    }
+
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
         RunWithEvents::validate_batch(&runs)?;
         if runs.is_empty() {

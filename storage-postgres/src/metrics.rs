@@ -260,6 +260,16 @@ impl PostgresStore {
 
 #[async_trait]
 impl MetricsRepository for PostgresStore {
+    async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
+        self.begin_load_of(crate::bulk_load::Concern::Metrics, options)
+            .await
+    }
+
+    async fn end_bulk_load(&self) -> Result<()> {
+        self.ensure_indexes(Some(crate::bulk_load::Concern::Metrics))
+            .await
+    }
+
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
         metric.validate()?;
         let text = metric_text(&metric)?;

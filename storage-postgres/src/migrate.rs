@@ -76,7 +76,7 @@ impl Migration {
 
 /// The advisory lock key of a schema's migrations: stable across processes
 /// and builds, distinct per schema.
-fn lock_key(schema: &str) -> i64 {
+pub(crate) fn lock_key(schema: &str) -> i64 {
     let d = Sha256Digest::of(format!("runstore-postgres migrations {schema}").as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(&d.as_bytes()[..8]);

@@ -293,3 +293,70 @@ async fn metrics_stored_at_version_4_are_summarized_after_migrating() {
     let values: usize = kept.iter().map(|m| m.values.len()).sum();
     assert_eq!(n as usize, values);
 }
+
+/// The schema's index definitions by name (`pg_indexes.indexdef`).
+async fn index_defs(config: &PostgresConfig) -> BTreeMap<String, String> {
+    let client = testing::raw_client(&config.url).await.unwrap();
+    client
+        .query(
+            "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = $1",
+            &[&config.schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_drops_secondary_indexes_and_any_open_builds_them_again() {
+    use runstore_core::BulkLoadOptions;
+    let Some(config) = common::config("migrations::bulk_load").await else {
+        return;
+    };
+    let _guard = TestSchema::new(config.clone());
+    let store = PostgresStore::open(config.clone()).await.unwrap();
+    let all = index_defs(&config).await;
+    LogRepository::begin_bulk_load(&store, BulkLoadOptions::default())
+        .await
+        .unwrap();
+    MetricsRepository::begin_bulk_load(&store, BulkLoadOptions::default())
+        .await
+        .unwrap();
+    let during = index_defs(&config).await;
+    for kept in [
+        "runs_by_start",
+        "runs_by_external_key",
+        "events_idempotency",
+    ] {
+        assert!(during.contains_key(kept), "{kept} is kept: {during:?}");
+    }
+    for dropped in ["runs_by_status", "metrics_by_duration", "metrics_by_time"] {
+        assert!(!during.contains_key(dropped), "{dropped} is dropped");
+    }
+    // Killed mid-load: the handle goes without ending it. Opening the
+    // schema again builds what the load left out, as the migrations did.
+    drop(store);
+    let store = PostgresStore::open(config.clone()).await.unwrap();
+    assert_eq!(
+        index_defs(&config).await,
+        all,
+        "an open builds every missing index"
+    );
+    // A load of 2 runs into a store of 2 keeps the indexes.
+    for id in ["r1", "r2"] {
+        let mut run = Run::new(WorkflowId::new("w").unwrap(), Version::FIRST);
+        run.id = RunId::new(id).unwrap();
+        store.create_run(run).await.unwrap();
+    }
+    let small = BulkLoadOptions::default().with_expected_runs(2);
+    LogRepository::begin_bulk_load(&store, small).await.unwrap();
+    assert_eq!(index_defs(&config).await, all);
+    LogRepository::begin_bulk_load(&store, BulkLoadOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(index_defs(&config).await, all);
+    LogRepository::end_bulk_load(&store).await.unwrap();
+    assert_eq!(index_defs(&config).await, all, "end builds the run indexes");
+}

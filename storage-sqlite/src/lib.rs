@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod backup;
+mod bulk_load;
 mod coordination;
 mod error;
 mod lifecycle;
@@ -367,6 +368,8 @@ fn open_writer(path: &Path, options: &SqliteConfig) -> Result<Connection> {
     conn.pragma_update(None, "wal_autocheckpoint", options.checkpoint_pages)
         .ctx("setting wal_autocheckpoint")?;
     schema::migrate(&mut conn)?;
+    // A bulk load cut short (a crash, a killed migration) left indexes out.
+    bulk_load::ensure(&mut conn, None)?;
     let cutoff = Timestamp::now().as_micros() - STALE_STAGING_MICROS;
     // Housekeeping, not needed to open: on a damaged file it may fail, and
     // the store must still open so that `integrity_check` (and `check`)
@@ -617,6 +620,29 @@ impl SqliteStore {
             out
         })
         .await
+    }
+
+    /// Starts a bulk load of `concern` (see [`bulk_load`]); nothing to do
+    /// on a read-only store, which takes no load.
+    pub(crate) async fn begin_load_of(
+        &self,
+        concern: bulk_load::Concern,
+        options: runstore_core::BulkLoadOptions,
+    ) -> Result<()> {
+        if self.inner.options.read_only {
+            return Ok(());
+        }
+        self.write(move |conn| bulk_load::begin(conn, concern, options))
+            .await
+    }
+
+    /// Ends a bulk load of `concern`: builds what it left out.
+    pub(crate) async fn end_load_of(&self, concern: bulk_load::Concern) -> Result<()> {
+        if self.inner.options.read_only {
+            return Ok(());
+        }
+        self.write(move |conn| bulk_load::ensure(conn, Some(concern)))
+            .await
     }
 
     /// Runs `f` with a reader connection on the blocking pool, concurrently

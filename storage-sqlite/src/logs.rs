@@ -475,6 +475,15 @@ impl LogRepository for SqliteStore {
         Ok(())
     }
 
+    async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
+        self.begin_load_of(crate::bulk_load::Concern::Logs, options)
+            .await
+    }
+
+    async fn end_bulk_load(&self) -> Result<()> {
+        self.end_load_of(crate::bulk_load::Concern::Logs).await
+    }
+
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
         RunWithEvents::validate_batch(&runs)?;
         let json = runs

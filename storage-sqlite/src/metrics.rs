@@ -205,6 +205,15 @@ pub(crate) fn delete_in_tx(conn: &Connection, ids: &[RunId]) -> Result<Vec<Execu
 
 #[async_trait]
 impl MetricsRepository for SqliteStore {
+    async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
+        self.begin_load_of(crate::bulk_load::Concern::Metrics, options)
+            .await
+    }
+
+    async fn end_bulk_load(&self) -> Result<()> {
+        self.end_load_of(crate::bulk_load::Concern::Metrics).await
+    }
+
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
         metric.validate()?;
         let json = metric_json(&metric)?;

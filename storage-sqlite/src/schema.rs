@@ -24,7 +24,10 @@ pub(crate) struct Migration {
     pub then: Option<fn(&Connection) -> Result<()>>,
 }
 
-/// Every step this code knows, in order.
+/// Every step this code knows, in order. A step that drops or redefines an
+/// index a bulk load may have dropped (`bulk_load::DEFERRABLE`) must say
+/// `IF EXISTS`, and that list must then follow it: a store can be upgraded
+/// in the middle of a load cut short.
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,

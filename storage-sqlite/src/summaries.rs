@@ -11,6 +11,7 @@ use runstore_core::{ExecutionMetric, MetricsSummary, Result, SummaryQuery, Workf
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use crate::bulk_load;
 use crate::error::Ctx;
 use crate::rows;
 use crate::select::query_rows;
@@ -184,21 +185,25 @@ pub(crate) fn read(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Resu
         None => "",
     };
     let mut parts = SummaryParts::new(wf.clone(), q.workflow_version);
+    // A bulk load may have dropped these indexes (see `bulk_load`).
+    let by_duration = bulk_load::indexed_by(conn, "metrics_by_version")?;
+    let by_time = bulk_load::indexed_by(conn, "metrics_by_time")?;
+    let by_value = bulk_load::indexed_by(conn, "metric_values_by_version")?;
     type TotalsRow = (i64, i64, i64, i64, i64, Vec<u8>, i64, i64, i64, i64);
     let versions: Vec<TotalsRow> = query_rows(
         conn,
         &format!(
             "SELECT t.workflow_version, t.executions, t.succeeded, t.failed, t.cancelled, t.duration_sum,
-               (SELECT duration_micros FROM metrics m INDEXED BY metrics_by_version
+               (SELECT duration_micros FROM metrics m {by_duration}
                  WHERE m.workflow_id = t.workflow_id AND m.workflow_version = t.workflow_version
                  ORDER BY duration_micros LIMIT 1),
-               (SELECT duration_micros FROM metrics m INDEXED BY metrics_by_version
+               (SELECT duration_micros FROM metrics m {by_duration}
                  WHERE m.workflow_id = t.workflow_id AND m.workflow_version = t.workflow_version
                  ORDER BY duration_micros DESC LIMIT 1),
-               (SELECT recorded_at FROM metrics m INDEXED BY metrics_by_time
+               (SELECT recorded_at FROM metrics m {by_time}
                  WHERE m.workflow_id = t.workflow_id AND m.workflow_version = t.workflow_version
                  ORDER BY recorded_at LIMIT 1),
-               (SELECT recorded_at FROM metrics m INDEXED BY metrics_by_time
+               (SELECT recorded_at FROM metrics m {by_time}
                  WHERE m.workflow_id = t.workflow_id AND m.workflow_version = t.workflow_version
                  ORDER BY recorded_at DESC LIMIT 1)
              FROM metric_totals t WHERE t.workflow_id = ?1 {version_cond}"
@@ -230,10 +235,10 @@ pub(crate) fn read(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Resu
         conn,
         &format!(
             "SELECT t.name, t.count, t.sum,
-               (SELECT value FROM metric_values x INDEXED BY metric_values_by_version
+               (SELECT value FROM metric_values x {by_value}
                  WHERE x.workflow_id = t.workflow_id AND x.workflow_version = t.workflow_version
                    AND x.name = t.name ORDER BY value LIMIT 1),
-               (SELECT value FROM metric_values x INDEXED BY metric_values_by_version
+               (SELECT value FROM metric_values x {by_value}
                  WHERE x.workflow_id = t.workflow_id AND x.workflow_version = t.workflow_version
                    AND x.name = t.name ORDER BY value DESC LIMIT 1)
              FROM metric_value_totals t WHERE t.workflow_id = ?1 {version_cond}"
@@ -268,12 +273,12 @@ pub(crate) fn read(conn: &Connection, wf: &WorkflowId, q: &SummaryQuery) -> Resu
     // The versions summarized, so the one index serves one version or all.
     let selected = rows::to_json("versions", &selected)?;
     let mut within = conn
-        .prepare_cached(
-            "SELECT duration_micros FROM metrics INDEXED BY metrics_by_version
+        .prepare_cached(&format!(
+            "SELECT duration_micros FROM metrics {by_duration}
              WHERE workflow_id = ?1 AND workflow_version IN (SELECT value FROM json_each(?2))
                AND duration_micros BETWEEN ?3 AND ?4
-             ORDER BY duration_micros LIMIT 1 OFFSET ?5",
-        )
+             ORDER BY duration_micros LIMIT 1 OFFSET ?5"
+        ))
         .ctx(what)?;
     let mut found = Vec::new();
     for probe in parts.probes()? {

@@ -775,3 +775,79 @@ async fn an_existing_empty_database_file_is_refused() {
     let fresh = dir.path().join("new.db");
     SqliteStore::open(SqliteConfig::new(&fresh)).await.unwrap();
 }
+
+/// The names of the database's indexes that SQL created (not the automatic
+/// ones of primary keys).
+fn index_names(path: &Path) -> Vec<String> {
+    raw(path)
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_drops_secondary_indexes_and_any_open_builds_them_again() {
+    use runstore_core::BulkLoadOptions;
+    let (dir, path, store) = common::fresh().await;
+    let all = index_names(&path);
+    LogRepository::begin_bulk_load(&store, BulkLoadOptions::default())
+        .await
+        .unwrap();
+    MetricsRepository::begin_bulk_load(&store, BulkLoadOptions::default())
+        .await
+        .unwrap();
+    let during = index_names(&path);
+    for kept in ["runs_by_start", "runs_by_external_key", "events_by_key"] {
+        assert!(
+            during.iter().any(|n| n == kept),
+            "{kept} is kept: {during:?}"
+        );
+    }
+    for dropped in [
+        "runs_by_status",
+        "metrics_by_version",
+        "metric_values_by_version",
+    ] {
+        assert!(!during.iter().any(|n| n == dropped), "{dropped} is dropped");
+    }
+    // Killed mid-load: the handle goes without ending it. Opening the file
+    // again builds what the load left out.
+    drop(store);
+    let store = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    assert_eq!(
+        index_names(&path),
+        all,
+        "an open builds every missing index"
+    );
+    // A load of 2 runs into a store of 2 keeps the indexes: a rebuild of
+    // every row costs more than inserting what may be there already.
+    for (id, at) in [("r1", 1), ("r2", 2)] {
+        let mut run = runstore_core::Run::new(WorkflowId::new("w").unwrap(), Version::FIRST);
+        run.id = RunId::new(id).unwrap();
+        run.started_at = runstore_core::Timestamp::from_micros(at).unwrap();
+        store.create_run(run).await.unwrap();
+    }
+    let small = BulkLoadOptions::default().with_expected_runs(2);
+    LogRepository::begin_bulk_load(&store, small).await.unwrap();
+    assert_eq!(index_names(&path), all);
+    LogRepository::begin_bulk_load(&store, BulkLoadOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(index_names(&path), all);
+    LogRepository::end_bulk_load(&store).await.unwrap();
+    assert_eq!(index_names(&path), all, "end builds the run indexes");
+    // A read-only handle takes no load and changes nothing.
+    let ro = SqliteStore::open(SqliteConfig::new(&path).with_read_only(true))
+        .await
+        .unwrap();
+    LogRepository::begin_bulk_load(&ro, BulkLoadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(index_names(&path), all);
+    drop(dir);
+}

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, stream};
 use runstore_core::{
-    ArtifactInfo, Error, ErrorKind, Event, ExecutionMetric, NewEvent, PutOptions, Result, Run,
-    RunFilter, RunId, RunWithEvents, Sha256Digest, StoreSet, Timestamp, WorkflowDefinition,
+    ArtifactInfo, BulkLoadOptions, Error, ErrorKind, Event, ExecutionMetric, NewEvent, PutOptions,
+    Result, Run, RunFilter, RunId, RunWithEvents, Sha256Digest, StoreSet, Timestamp,
+    WorkflowDefinition,
 };
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
@@ -79,7 +80,13 @@ pub async fn migrate(
     let mut metrics = part(checking);
     let writers = if checking { 1 } else { options.writers };
     let mut helpers: Vec<Migrator<'_>> = (1..writers).map(|_| part(false)).collect();
-    tokio::try_join!(m.runs(&mut helpers), metrics.metrics())?;
+    let copy = async { tokio::try_join!(m.runs(&mut helpers), metrics.metrics()) };
+    if options.bulk_load && !options.dry_run {
+        let expected = source_runs(from, options.since).await;
+        bulk_loading(to, expected, copy).await?;
+    } else {
+        copy.await?;
+    }
     for h in helpers {
         m.report.absorb(h.report, options.max_reported);
     }
@@ -128,6 +135,47 @@ pub async fn migrate(
         }
     }
     Ok(report)
+}
+
+/// How many runs the source holds (since `since`), if it can say: the
+/// total of the progress bar and the size of a bulk load. A failing count
+/// is no reason to stop.
+async fn source_runs(from: &StoreSet, since: Option<Timestamp>) -> Option<u64> {
+    let filters = match since {
+        Some(t) => run_filters_since(t),
+        None => vec![RunFilter::default()],
+    };
+    let mut total = Some(0u64);
+    for f in filters {
+        let n = from.logs.count_runs(f).await.ok();
+        total = total.zip(n).map(|(a, b)| a + b);
+    }
+    total
+}
+
+/// Runs `copy` inside a bulk load of the destination's logs and metrics
+/// (see [`MigrateOptions::bulk_load`]). The load is ended whether the copy
+/// succeeds or not, so a failed migration leaves the destination with its
+/// indexes; the copy's error comes first.
+async fn bulk_loading<T>(
+    to: &StoreSet,
+    expected_runs: Option<u64>,
+    copy: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let mut options = BulkLoadOptions::default();
+    options.expected_runs = expected_runs;
+    to.logs.begin_bulk_load(options).await?;
+    if let Err(e) = to.metrics.begin_bulk_load(options).await {
+        let _ = to.logs.end_bulk_load().await;
+        return Err(e);
+    }
+    let copied = copy.await;
+    let logs = to.logs.end_bulk_load().await;
+    let metrics = to.metrics.end_bulk_load().await;
+    let out = copied?;
+    logs?;
+    metrics?;
+    Ok(out)
 }
 
 struct Migrator<'a> {
@@ -725,16 +773,7 @@ impl<'a> Migrator<'a> {
     /// `helpers` writing the batches it reads, each taking the next batch
     /// when done with one.
     async fn runs(&mut self, helpers: &mut [Migrator<'a>]) -> Result<()> {
-        // The total only feeds the progress bar; a failing count is no reason to stop.
-        let filters = match self.opts.since {
-            Some(t) => run_filters_since(t),
-            None => vec![RunFilter::default()],
-        };
-        let mut total = Some(0u64);
-        for f in filters {
-            let n = self.from.logs.count_runs(f).await.ok();
-            total = total.zip(n).map(|(a, b)| a + b);
-        }
+        let total = source_runs(self.from, self.opts.since).await;
         // Reading the source and writing the destination overlap: the reader
         // fills the next batch while the writers store the last ones. One
         // batch waits in the channel, which bounds the memory.

