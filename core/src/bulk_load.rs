@@ -11,6 +11,33 @@
 //! returns or, after a crash mid-load, when the store is next opened. The
 //! default of both methods does nothing.
 
+/// Which repository a bulk load is of. Backends that list what a load puts
+/// off tag each item with it, so a load of logs leaves the metrics' alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BulkLoadOf {
+    /// [`crate::LogRepository`]: runs and their events.
+    Logs,
+    /// [`crate::MetricsRepository`]: metrics and their named values.
+    Metrics,
+}
+
+impl BulkLoadOf {
+    /// The records whose number [`BulkLoadOptions::pays_off`] weighs
+    /// against the load's runs: `runs`, or `metrics` (one per run). The SQL
+    /// backends keep them in tables of these names.
+    ///
+    /// ```
+    /// use runstore_core::BulkLoadOf;
+    /// assert_eq!(BulkLoadOf::Metrics.sized_by(), "metrics");
+    /// ```
+    pub fn sized_by(self) -> &'static str {
+        match self {
+            BulkLoadOf::Logs => "runs",
+            BulkLoadOf::Metrics => "metrics",
+        }
+    }
+}
+
 /// What a bulk load is told when it starts. `#[non_exhaustive]` so that it
 /// can grow; build it with [`Default`] and the `with_` methods.
 ///

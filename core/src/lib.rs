@@ -34,7 +34,7 @@ pub use artifacts::{
     ArtifactCursor, ArtifactInfo, ArtifactQuery, ArtifactReader, ArtifactStore, BundleRequest,
     ByteStream, HashingReader, PutDecision, PutOptions, VerifyingReader, decide_put,
 };
-pub use bulk_load::BulkLoadOptions;
+pub use bulk_load::{BulkLoadOf, BulkLoadOptions};
 pub use chunked::{ChunkFuture, ChunkSource, ChunkedReader, changed_while_reading};
 pub use coordination::{
     Delivery, Lease, LeaseCursor, LeaseQuery, LeaseRequest, MAX_LEASE_TTL, decide_lease_acquire,

@@ -12,82 +12,63 @@
 //! without its indexes. Every drop and build takes the schema's migration
 //! lock, so two processes opening at once do not build one index twice.
 
-use runstore_core::{BulkLoadOptions, Result};
+use runstore_core::{BulkLoadOf, BulkLoadOptions, Result};
 
 use crate::PostgresStore;
 use crate::error::Fail;
-
-/// Which trait's load an index belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Concern {
-    /// Runs and events.
-    Logs,
-    /// Metrics and their named values.
-    Metrics,
-}
-
-impl Concern {
-    /// The table whose size decides whether dropping pays.
-    fn table(self) -> &'static str {
-        match self {
-            Concern::Logs => "runs",
-            Concern::Metrics => "metrics",
-        }
-    }
-}
 
 /// A secondary index a bulk load drops, with its definition (`{schema}`
 /// stands for the quoted schema): the newest migration's (checked by a
 /// test against a new schema).
 struct Deferrable {
-    concern: Concern,
+    concern: BulkLoadOf,
     name: &'static str,
     on: &'static str,
 }
 
 const DEFERRABLE: &[Deferrable] = &[
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_workflow",
         on: "{schema}.runs (workflow_id, workflow_version, started_at DESC, id DESC)",
     },
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_workflow_any_version",
         on: "{schema}.runs (workflow_id, started_at DESC, id DESC)",
     },
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_status",
         on: "{schema}.runs (status, started_at DESC, id DESC)",
     },
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_trigger",
         on: "{schema}.runs (trigger, started_at DESC, id DESC)",
     },
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_end",
         on: "{schema}.runs (ended_at, status) WHERE ended_at IS NOT NULL",
     },
     Deferrable {
-        concern: Concern::Metrics,
+        concern: BulkLoadOf::Metrics,
         name: "metrics_by_workflow",
         on: "{schema}.metrics (workflow_id, workflow_version, run_id)",
     },
     Deferrable {
-        concern: Concern::Metrics,
+        concern: BulkLoadOf::Metrics,
         name: "metrics_by_version",
         on: "{schema}.metrics (workflow_version, run_id)",
     },
     Deferrable {
-        concern: Concern::Metrics,
+        concern: BulkLoadOf::Metrics,
         name: "metrics_by_duration",
         on: "{schema}.metrics (workflow_id, workflow_version, duration_micros)",
     },
     Deferrable {
-        concern: Concern::Metrics,
+        concern: BulkLoadOf::Metrics,
         name: "metrics_by_time",
         on: "{schema}.metrics (workflow_id, workflow_version, recorded_at)",
     },
@@ -96,7 +77,10 @@ const DEFERRABLE: &[Deferrable] = &[
 impl PostgresStore {
     /// The deferrable indexes of `concern` (all with `None`) missing from
     /// the schema.
-    async fn missing_indexes(&self, concern: Option<Concern>) -> Result<Vec<&'static Deferrable>> {
+    async fn missing_indexes(
+        &self,
+        concern: Option<BulkLoadOf>,
+    ) -> Result<Vec<&'static Deferrable>> {
         let schema = self.inner.config.schema.clone();
         let present: Vec<String> = self
             .bounded("looking up indexes", async {
@@ -122,7 +106,7 @@ impl PostgresStore {
     /// Nothing to do on a read-only store, which takes no load.
     pub(crate) async fn begin_load_of(
         &self,
-        concern: Concern,
+        concern: BulkLoadOf,
         options: BulkLoadOptions,
     ) -> Result<()> {
         if self.inner.config.read_only {
@@ -140,7 +124,7 @@ impl PostgresStore {
                     .await?;
                 let stored: i64 = tx
                     .query_one(
-                        &format!("SELECT count(*) FROM {q}.{}", concern.table()),
+                        &format!("SELECT count(*) FROM {q}.{}", concern.sized_by()),
                         &[],
                     )
                     .await?
@@ -161,7 +145,7 @@ impl PostgresStore {
     /// Builds every missing deferrable index of `concern` (all of them with
     /// `None`), one transaction each, within the migration timeout: what a
     /// load's end and every open do.
-    pub(crate) async fn ensure_indexes(&self, concern: Option<Concern>) -> Result<()> {
+    pub(crate) async fn ensure_indexes(&self, concern: Option<BulkLoadOf>) -> Result<()> {
         if self.inner.config.read_only {
             return Ok(());
         }

@@ -694,12 +694,12 @@ impl LogRepository for PostgresStore {
     }
 
     async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
-        self.begin_load_of(crate::bulk_load::Concern::Logs, options)
+        self.begin_load_of(runstore_core::BulkLoadOf::Logs, options)
             .await
     }
 
     async fn end_bulk_load(&self) -> Result<()> {
-        self.ensure_indexes(Some(crate::bulk_load::Concern::Logs))
+        self.ensure_indexes(Some(runstore_core::BulkLoadOf::Logs))
             .await
     }
 

@@ -261,12 +261,12 @@ impl PostgresStore {
 #[async_trait]
 impl MetricsRepository for PostgresStore {
     async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
-        self.begin_load_of(crate::bulk_load::Concern::Metrics, options)
+        self.begin_load_of(runstore_core::BulkLoadOf::Metrics, options)
             .await
     }
 
     async fn end_bulk_load(&self) -> Result<()> {
-        self.ensure_indexes(Some(crate::bulk_load::Concern::Metrics))
+        self.ensure_indexes(Some(runstore_core::BulkLoadOf::Metrics))
             .await
     }
 

@@ -16,72 +16,53 @@
 //! the open returns ([`ensure`]), so a load cut short by a crash leaves no
 //! store without its indexes.
 
-use runstore_core::{BulkLoadOptions, Result};
+use runstore_core::{BulkLoadOf, BulkLoadOptions, Result};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::Ctx;
-
-/// Which trait's load an index belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Concern {
-    /// Runs and events.
-    Logs,
-    /// Metrics and their named values.
-    Metrics,
-}
-
-impl Concern {
-    /// The table whose size decides whether dropping pays.
-    fn table(self) -> &'static str {
-        match self {
-            Concern::Logs => "runs",
-            Concern::Metrics => "metrics",
-        }
-    }
-}
 
 /// A secondary index a bulk load drops, with the statement that builds it:
 /// the same definition as the newest schema migration's (checked by a
 /// test against a new database).
 struct Deferrable {
-    concern: Concern,
+    concern: BulkLoadOf,
     name: &'static str,
     create: &'static str,
 }
 
 const DEFERRABLE: &[Deferrable] = &[
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_workflow",
         create: "CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_id, started_at DESC, id DESC)",
     },
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_version",
         create: "CREATE INDEX IF NOT EXISTS runs_by_version ON runs (workflow_id, workflow_version, started_at DESC, id DESC)",
     },
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_status",
         create: "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, started_at DESC, id DESC)",
     },
     Deferrable {
-        concern: Concern::Logs,
+        concern: BulkLoadOf::Logs,
         name: "runs_by_end",
         create: "CREATE INDEX IF NOT EXISTS runs_by_end ON runs (ended_at, status) WHERE ended_at IS NOT NULL",
     },
     Deferrable {
-        concern: Concern::Metrics,
+        concern: BulkLoadOf::Metrics,
         name: "metrics_by_version",
         create: "CREATE INDEX IF NOT EXISTS metrics_by_version ON metrics (workflow_id, workflow_version, duration_micros)",
     },
     Deferrable {
-        concern: Concern::Metrics,
+        concern: BulkLoadOf::Metrics,
         name: "metrics_by_time",
         create: "CREATE INDEX IF NOT EXISTS metrics_by_time ON metrics (workflow_id, workflow_version, recorded_at)",
     },
     Deferrable {
-        concern: Concern::Metrics,
+        concern: BulkLoadOf::Metrics,
         name: "metric_values_by_version",
         create: "CREATE INDEX IF NOT EXISTS metric_values_by_version ON metric_values (workflow_id, workflow_version, name, value)",
     },
@@ -114,7 +95,7 @@ pub(crate) fn indexed_by(conn: &Connection, name: &str) -> Result<String> {
 /// transaction, if [`BulkLoadOptions::pays_off`] for the rows stored.
 pub(crate) fn begin(
     conn: &mut Connection,
-    concern: Concern,
+    concern: BulkLoadOf,
     options: BulkLoadOptions,
 ) -> Result<()> {
     let what = "starting a bulk load";
@@ -123,7 +104,7 @@ pub(crate) fn begin(
         .ctx(what)?;
     let stored: i64 = tx
         .query_row(
-            &format!("SELECT count(*) FROM {}", concern.table()),
+            &format!("SELECT count(*) FROM {}", concern.sized_by()),
             [],
             |r| r.get(0),
         )
@@ -141,7 +122,7 @@ pub(crate) fn begin(
 /// Builds every missing deferrable index of `concern` (all of them with
 /// `None`), one transaction each, so that the write lock is never held for
 /// more than one index's build.
-pub(crate) fn ensure(conn: &mut Connection, concern: Option<Concern>) -> Result<()> {
+pub(crate) fn ensure(conn: &mut Connection, concern: Option<BulkLoadOf>) -> Result<()> {
     for d in DEFERRABLE
         .iter()
         .filter(|d| concern.is_none_or(|c| c == d.concern))
@@ -186,14 +167,14 @@ mod tests {
                 d.name
             );
         }
-        for c in [Concern::Logs, Concern::Metrics] {
+        for c in [BulkLoadOf::Logs, BulkLoadOf::Metrics] {
             begin(&mut conn, c, BulkLoadOptions::default()).unwrap();
         }
         let during = definitions(&conn);
         assert_eq!(during.len(), before.len() - DEFERRABLE.len());
         assert!(during.iter().any(|(n, _)| n == "runs_by_start"));
         assert_eq!(indexed_by(&conn, "metrics_by_version").unwrap(), "");
-        ensure(&mut conn, Some(Concern::Logs)).unwrap();
+        ensure(&mut conn, Some(BulkLoadOf::Logs)).unwrap();
         assert_eq!(
             definitions(&conn).len(),
             before.len() - 3,
@@ -219,14 +200,14 @@ mod tests {
         .unwrap();
         let n = definitions(&conn).len();
         let two = BulkLoadOptions::default().with_expected_runs(2);
-        begin(&mut conn, Concern::Logs, two).unwrap();
+        begin(&mut conn, BulkLoadOf::Logs, two).unwrap();
         assert_eq!(
             definitions(&conn).len(),
             n,
             "2 runs into 2 are not worth a rebuild"
         );
         let three = BulkLoadOptions::default().with_expected_runs(3);
-        begin(&mut conn, Concern::Logs, three).unwrap();
+        begin(&mut conn, BulkLoadOf::Logs, three).unwrap();
         assert_eq!(definitions(&conn).len(), n - 4);
     }
 }

@@ -626,7 +626,7 @@ impl SqliteStore {
     /// on a read-only store, which takes no load.
     pub(crate) async fn begin_load_of(
         &self,
-        concern: bulk_load::Concern,
+        concern: runstore_core::BulkLoadOf,
         options: runstore_core::BulkLoadOptions,
     ) -> Result<()> {
         if self.inner.options.read_only {
@@ -637,7 +637,7 @@ impl SqliteStore {
     }
 
     /// Ends a bulk load of `concern`: builds what it left out.
-    pub(crate) async fn end_load_of(&self, concern: bulk_load::Concern) -> Result<()> {
+    pub(crate) async fn end_load_of(&self, concern: runstore_core::BulkLoadOf) -> Result<()> {
         if self.inner.options.read_only {
             return Ok(());
         }

@@ -476,12 +476,12 @@ impl LogRepository for SqliteStore {
     }
 
     async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
-        self.begin_load_of(crate::bulk_load::Concern::Logs, options)
+        self.begin_load_of(runstore_core::BulkLoadOf::Logs, options)
             .await
     }
 
     async fn end_bulk_load(&self) -> Result<()> {
-        self.end_load_of(crate::bulk_load::Concern::Logs).await
+        self.end_load_of(runstore_core::BulkLoadOf::Logs).await
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {

@@ -206,12 +206,12 @@ pub(crate) fn delete_in_tx(conn: &Connection, ids: &[RunId]) -> Result<Vec<Execu
 #[async_trait]
 impl MetricsRepository for SqliteStore {
     async fn begin_bulk_load(&self, options: runstore_core::BulkLoadOptions) -> Result<()> {
-        self.begin_load_of(crate::bulk_load::Concern::Metrics, options)
+        self.begin_load_of(runstore_core::BulkLoadOf::Metrics, options)
             .await
     }
 
     async fn end_bulk_load(&self) -> Result<()> {
-        self.end_load_of(crate::bulk_load::Concern::Metrics).await
+        self.end_load_of(runstore_core::BulkLoadOf::Metrics).await
     }
 
     async fn record(&self, metric: ExecutionMetric) -> Result<Written<ExecutionMetric>> {
