@@ -142,6 +142,11 @@ async fn main() {
                 .await
                 .map_err(|e| e.to_string()),
         ),
+        Some("--raw-child") => Some(
+            runstore_benches::migration::raw_child_main(&argv[1..])
+                .await
+                .map_err(|e| e.to_string()),
+        ),
         Some("--migrate-child") => Some(
             runstore_benches::migration::child_main(&argv[1..])
                 .await

@@ -63,6 +63,54 @@ pub async fn seed_child_main(args: &[String]) -> BenchResult<()> {
     Ok(())
 }
 
+/// The destination's raw bulk insert of the records a hop copies
+/// (`runs` runs of 10 events and a metric each, see
+/// [`crate::raw::sqlite_bulk_sized`]), into a fresh raw database in `dir`
+/// or a fresh raw schema on the server at `url`: the baseline a hop is
+/// held to, measured at the hop's own size, since a load of a few
+/// thousand runs into an empty database stays in the page cache and
+/// never checkpoints gigabytes. Records/s.
+pub async fn raw_sized(to: Backend, dir: &Path, runs: usize, url: Option<&str>) -> BenchResult<f64> {
+    match to {
+        Backend::Sqlite { .. } => {
+            let path = dir.join("raw-sized.db");
+            tokio::task::spawn_blocking(move || {
+                let mut conn = crate::raw::sqlite_open(&path, "NORMAL")?;
+                crate::raw::sqlite_bulk_sized(&mut conn, "raw", runs)
+            })
+            .await?
+        }
+        Backend::Postgres => {
+            let url = url.ok_or("no PostgreSQL server")?;
+            let schema = format!("bench_raw_sized_{}", std::process::id());
+            let c = crate::raw::pg_connect(url, &schema).await?;
+            crate::raw::pg_drop(&c, &schema).await?;
+            let c = crate::raw::pg_connect(url, &schema).await?;
+            crate::raw::pg_create_tables(&c).await?;
+            let rate = crate::raw::pg_copy_bulk_sized(&c, "raw", runs).await;
+            crate::raw::pg_drop(&c, &schema).await?;
+            rate
+        }
+        other => Err(format!("no raw bulk insert for {other}").into()),
+    }
+}
+
+/// `--raw-child BACKEND DIR RUNS [URL]`: prints `RESULT <records/s>` of
+/// [`raw_sized`], to set a hand-run hop beside its baseline.
+pub async fn raw_child_main(args: &[String]) -> BenchResult<()> {
+    let [to, dir, runs, url @ ..] = args else {
+        return Err("--raw-child sqlite|postgres DIR RUNS [URL]".into());
+    };
+    let to = parse_backend(to).ok_or(format!("unknown backend {to:?}"))?;
+    let runs: usize = runs
+        .parse()
+        .map_err(|_| format!("RUNS {runs:?} is not a count"))?;
+    std::fs::create_dir_all(dir)?;
+    let rate = raw_sized(to, Path::new(dir), runs, url.first().map(String::as_str)).await?;
+    println!("RESULT {rate}");
+    Ok(())
+}
+
 /// What a child does with the two stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HopMode {

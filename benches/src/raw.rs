@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use runstore_core::RunWithEvents;
+use runstore_core::{ExecutionMetric, RunWithEvents};
 use rusqlite::{Connection, params};
 use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -463,30 +463,66 @@ pub fn sqlite_load_metrics(conn: &mut Connection, rows: usize) -> BenchResult<()
     let mut i = 0;
     while i < rows {
         let end = (i + 10_000).min(rows);
+        let metrics: Vec<_> = (i..end).map(data::metric).collect();
         let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO metrics (run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, vals)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for k in i..end {
-                let m = data::metric(k);
-                stmt.execute(params![
-                    m.run_id.as_str(),
-                    m.workflow_id.as_str(),
-                    m.workflow_version.get(),
-                    m.status.as_str(),
-                    m.duration_micros as i64,
-                    m.recorded_at.as_micros(),
-                    serde_json::to_string(&m.counters)?,
-                    serde_json::to_string(&m.values)?,
-                ])?;
-            }
-        }
+        sqlite_insert_metrics(&tx, &metrics)?;
         tx.commit()?;
         i = end;
     }
     Ok(())
+}
+
+fn sqlite_insert_metrics(
+    tx: &rusqlite::Transaction<'_>,
+    metrics: &[ExecutionMetric],
+) -> BenchResult<usize> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO metrics (run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, vals)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for m in metrics {
+        stmt.execute(params![
+            m.run_id.as_str(),
+            m.workflow_id.as_str(),
+            m.workflow_version.get(),
+            m.status.as_str(),
+            m.duration_micros as i64,
+            m.recorded_at.as_micros(),
+            serde_json::to_string(&m.counters)?,
+            serde_json::to_string(&m.values)?,
+        ])?;
+    }
+    Ok(metrics.len())
+}
+
+/// The records of chunk `i..end` of a migration-sized load: runs of 10
+/// events and one metric each, as the migration workload's source holds.
+fn sized_chunk(tag: &str, i: usize, end: usize) -> (Vec<RunWithEvents>, Vec<ExecutionMetric>) {
+    (
+        (i..end).map(|k| data::run_with_events(tag, k, 10)).collect(),
+        (i..end).map(data::metric).collect(),
+    )
+}
+
+/// The raw bulk insert at a migration's size: `runs` runs of 10 events
+/// and a metric each (the records a migration hop copies), one transaction
+/// per 1,000 runs. Each chunk is generated off the clock, so memory stays
+/// at one chunk and the figure is the inserts alone. Records/s.
+pub fn sqlite_bulk_sized(conn: &mut Connection, tag: &str, runs: usize) -> BenchResult<f64> {
+    let (mut records, mut busy) = (0, std::time::Duration::ZERO);
+    let mut i = 0;
+    while i < runs {
+        let end = (i + 1000).min(runs);
+        let (chunk, metrics) = sized_chunk(tag, i, end);
+        let start = Instant::now();
+        let tx = conn.transaction()?;
+        records += sqlite_insert_runs(&tx, &chunk)?;
+        records += sqlite_insert_metrics(&tx, &metrics)?;
+        tx.commit()?;
+        busy += start.elapsed();
+        i = end;
+    }
+    Ok(records as f64 / busy.as_secs_f64())
 }
 
 /// The raw part of a summary: counts by status and duration min/max/mean
@@ -806,44 +842,80 @@ pub async fn pg_load_metrics(client: &Client, rows: usize) -> BenchResult<()> {
     let mut i = 0;
     while i < rows {
         let end = (i + 50_000).min(rows);
-        let sink = client
-            .copy_in("COPY metrics (run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, vals) FROM STDIN BINARY")
-            .await?;
-        let types = [
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT4,
-            Type::TEXT,
-            Type::INT8,
-            Type::INT8,
-            Type::JSONB,
-            Type::JSONB,
-        ];
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        let mut writer = std::pin::pin!(writer);
-        for k in i..end {
-            let m = data::metric(k);
-            let version = m.workflow_version.get() as i32;
-            let duration = m.duration_micros as i64;
-            let counters = serde_json::to_value(&m.counters)?;
-            let vals = serde_json::to_value(&m.values)?;
-            let row: [&(dyn ToSql + Sync); 8] = [
-                &m.run_id.as_str(),
-                &m.workflow_id.as_str(),
-                &version,
-                &m.status.as_str(),
-                &duration,
-                &m.recorded_at.as_micros(),
-                &counters,
-                &vals,
-            ];
-            writer.as_mut().write(&row).await?;
-        }
-        writer.finish().await?;
+        let metrics: Vec<_> = (i..end).map(data::metric).collect();
+        pg_copy_metrics(client, &metrics).await?;
         i = end;
     }
     client.batch_execute("ANALYZE metrics").await?;
     Ok(())
+}
+
+async fn pg_copy_metrics(client: &Client, metrics: &[ExecutionMetric]) -> BenchResult<usize> {
+    let sink = client
+        .copy_in("COPY metrics (run_id, workflow_id, workflow_version, status, duration_micros, recorded_at, counters, vals) FROM STDIN BINARY")
+        .await?;
+    let types = [
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::JSONB,
+        Type::JSONB,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for m in metrics {
+        let version = m.workflow_version.get() as i32;
+        let duration = m.duration_micros as i64;
+        let counters = serde_json::to_value(&m.counters)?;
+        let vals = serde_json::to_value(&m.values)?;
+        let row: [&(dyn ToSql + Sync); 8] = [
+            &m.run_id.as_str(),
+            &m.workflow_id.as_str(),
+            &version,
+            &m.status.as_str(),
+            &duration,
+            &m.recorded_at.as_micros(),
+            &counters,
+            &vals,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(metrics.len())
+}
+
+/// [`sqlite_bulk_sized`] by binary `COPY`: `runs` runs of 10 events and a
+/// metric each, one transaction per 1,000 runs, each chunk generated off
+/// the clock. Records/s.
+pub async fn pg_copy_bulk_sized(client: &Client, tag: &str, runs: usize) -> BenchResult<f64> {
+    let (mut records, mut busy) = (0, std::time::Duration::ZERO);
+    let mut i = 0;
+    while i < runs {
+        let end = (i + 1000).min(runs);
+        let (chunk, metrics) = sized_chunk(tag, i, end);
+        let start = Instant::now();
+        client.batch_execute("BEGIN").await?;
+        let copied = async {
+            Ok::<_, crate::BenchError>(
+                pg_copy_runs(client, &chunk).await? + pg_copy_metrics(client, &metrics).await?,
+            )
+        }
+        .await;
+        match copied {
+            Ok(n) => records += n,
+            Err(e) => {
+                client.batch_execute("ROLLBACK").await?;
+                return Err(e);
+            }
+        }
+        client.batch_execute("COMMIT").await?;
+        busy += start.elapsed();
+        i = end;
+    }
+    Ok(records as f64 / busy.as_secs_f64())
 }
 
 /// The raw part of a summary (see [`sqlite_summary`]). Milliseconds each.

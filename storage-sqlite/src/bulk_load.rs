@@ -68,7 +68,8 @@ const DEFERRABLE: &[Deferrable] = &[
     },
 ];
 
-fn exists(conn: &Connection, name: &str) -> Result<bool> {
+/// Whether index `name` exists (a bulk load may have dropped it).
+pub(crate) fn exists(conn: &Connection, name: &str) -> Result<bool> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1",

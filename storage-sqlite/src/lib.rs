@@ -200,7 +200,7 @@ struct Inner {
     idle_readers: std::sync::Mutex<Vec<Connection>>,
     reader_slots: Arc<Semaphore>,
     /// Set when the writer's foreign-key checks could not be switched on
-    /// again after [`SqliteStore::delete_tx_unchecked`]; the next write
+    /// again after [`SqliteStore::write_tx_unchecked`]; the next write
     /// switches them on before anything else.
     foreign_keys_off: std::sync::atomic::AtomicBool,
 }
@@ -235,6 +235,15 @@ const STALE_STAGING_MICROS: i64 = 3600 * 1_000_000;
 
 fn join_error(e: tokio::task::JoinError) -> Error {
     Error::backend("a blocking SQLite task failed", Some(Box::new(e)))
+}
+
+/// `f` over `batch`, handing the batch back with the result so that the
+/// caller frees it after the writer is released.
+fn keeping<B, T, F>(batch: B, f: F) -> impl FnOnce(&Transaction<'_>) -> Result<(T, B)>
+where
+    F: FnOnce(&Transaction<'_>, &B) -> Result<T>,
+{
+    move |tx| Ok((f(tx, &batch)?, batch))
 }
 
 /// Sets the per-connection settings every connection shares.
@@ -585,22 +594,42 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, &B) -> Result<T> + Send + 'static,
     {
-        let (out, spent) = self
-            .write_tx(what, move |tx| Ok((f(tx, &batch)?, batch)))
-            .await?;
+        let (out, spent) = self.write_tx(what, keeping(batch, f)).await?;
+        drop(spent);
+        Ok(out)
+    }
+
+    /// [`Self::write_tx_over`] with the writer's foreign-key checks off
+    /// (see [`Self::write_tx_unchecked`]): for imports that insert each
+    /// parent row before its children in the same transaction, where
+    /// SQLite's lookup of the parent of every child inserted finds what the
+    /// transaction itself just wrote.
+    pub(crate) async fn write_tx_over_unchecked<B, T, F>(
+        &self,
+        what: &'static str,
+        batch: B,
+        f: F,
+    ) -> Result<T>
+    where
+        B: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, &B) -> Result<T> + Send + 'static,
+    {
+        let (out, spent) = self.write_tx_unchecked(what, keeping(batch, f)).await?;
         drop(spent);
         Ok(out)
     }
 
     /// [`Self::write_tx`] with the writer's foreign-key checks off for the
-    /// transaction: SQLite looks up the parent of every child row deleted
-    /// and scans the children of every parent deleted, which triples the
-    /// cost of deleting runs with their events. Only for deletes that
-    /// remove the children themselves, first, in the same transaction, so
-    /// no row is left without its parent. The checks are on again before
-    /// the writer is released; if that fails, the next write switches them
-    /// on before it does anything else.
-    pub(crate) async fn delete_tx_unchecked<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    /// transaction. SQLite looks up the parent of every child row written
+    /// or deleted and scans the children of every parent deleted, which
+    /// triples the cost of deleting runs with their events. Only for
+    /// transactions that keep every child's parent themselves: deletes that
+    /// remove the children first, imports that insert each parent before
+    /// its children. The checks are on again before the writer is
+    /// released; if that fails, the next write switches them on before it
+    /// does anything else.
+    pub(crate) async fn write_tx_unchecked<T, F>(&self, what: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
@@ -612,7 +641,7 @@ impl SqliteStore {
             inner.foreign_keys_off.store(true, Ordering::Release);
             conn.pragma_update(None, "foreign_keys", false).ctx(what)?;
             let out = immediate_tx(conn, what, f);
-            // The delete's own result is returned either way: when the
+            // The transaction's own result is returned either way: when the
             // checks stay off, the flag has the next write switch them on.
             if conn.pragma_update(None, "foreign_keys", true).is_ok() {
                 inner.foreign_keys_off.store(false, Ordering::Release);

@@ -36,7 +36,7 @@ fn delete_set(
 }
 
 /// Deletes runs with their events, events first, in one transaction of
-/// [`crate::SqliteStore::delete_tx_unchecked`]: the explicit delete of the
+/// [`crate::SqliteStore::write_tx_unchecked`]: the explicit delete of the
 /// events is what lets it skip the foreign-key cascade.
 pub(crate) fn delete_runs(tx: &Transaction<'_>, ids: &[RunId]) -> Result<Deleted<RunId>> {
     let what = "deleting the events of runs";

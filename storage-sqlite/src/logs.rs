@@ -465,7 +465,7 @@ impl LogRepository for SqliteStore {
     async fn delete_run(&self, id: &RunId) -> Result<()> {
         let ids = vec![id.clone()];
         let deleted = self
-            .delete_tx_unchecked("deleting a run", move |tx| {
+            .write_tx_unchecked("deleting a run", move |tx| {
                 crate::lifecycle::delete_runs(tx, &ids)
             })
             .await?;
@@ -498,7 +498,9 @@ impl LogRepository for SqliteStore {
             })
             .collect::<Result<Vec<_>>>()?;
         // One transaction: an error anywhere rolls the whole batch back.
-        self.write_tx_over("importing runs", (runs, json), |tx, (runs, json)| {
+        // Each run's events are inserted right after the run itself (and
+        // only then), so the parent check of every event is left out.
+        self.write_tx_over_unchecked("importing runs", (runs, json), |tx, (runs, json)| {
             import_in_tx(tx, runs, json)
         })
         .await
@@ -507,7 +509,7 @@ impl LogRepository for SqliteStore {
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
         crate::lifecycle::check_batch(ids)?;
         let ids = ids.to_vec();
-        self.delete_tx_unchecked("deleting runs", move |tx| {
+        self.write_tx_unchecked("deleting runs", move |tx| {
             crate::lifecycle::delete_runs(tx, &ids)
         })
         .await
