@@ -51,7 +51,7 @@ pub use lifecycle::{
 pub use logs::{
     Appended, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunCursor,
     RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents, events_by_run, run_conflict,
-    run_not_found,
+    run_not_found, validate_small_runs_request,
 };
 pub use metrics::{
     DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,

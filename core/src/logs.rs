@@ -955,6 +955,18 @@ pub struct EventCursor {
     pub seq: u64,
 }
 
+/// Checks a request of [`LogRepository::events_of_small_runs`]: a batch of
+/// ids as [`crate::validate_delete_batch`] takes it, and a `max_events` of
+/// at least 1 (with 0 no run would be small, and every run would be told
+/// apart by reading nothing).
+pub fn validate_small_runs_request(ids: &[RunId], max_events: usize) -> Result<()> {
+    crate::validate_delete_batch("run_ids", ids)?;
+    if max_events == 0 {
+        return Err(Error::invalid("max_events", "must be at least 1"));
+    }
+    Ok(())
+}
+
 /// Stores runs and their events. See docs/DESIGN.md section 4, "Runs and events".
 #[async_trait]
 pub trait LogRepository: Send + Sync + Debug + 'static {
@@ -1055,6 +1067,46 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
             out.push(events);
         }
         Ok(out)
+    }
+
+    /// The events of each run of `ids` that holds fewer than `max_events`
+    /// events, in sequence order; `None` for a run that holds `max_events`
+    /// or more, which the caller pages with [`LogRepository::list_events`].
+    /// In the order of `ids` (at most [`crate::MAX_DELETE_BATCH`], each
+    /// once); a run that is not stored has `Some` of none. `max_events` is
+    /// at least 1 ([`validate_small_runs_request`]).
+    ///
+    /// What [`LogRepository::event_counts`] and then
+    /// [`LogRepository::events_of_runs`] of the small runs answer, in one
+    /// call: a migration reads its source's runs so. The default makes
+    /// those two calls; a backend that counts a run's events by reading
+    /// them (the file backend) overrides it to read each run once, holding
+    /// at most `max_events` events of a large run while it tells it apart.
+    async fn events_of_small_runs(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<Event>>>> {
+        validate_small_runs_request(ids, max_events)?;
+        let counts = self.event_counts(ids).await?;
+        let small = |n: u64| usize::try_from(n).is_ok_and(|n| n < max_events);
+        let wanted: Vec<RunId> = ids
+            .iter()
+            .zip(&counts)
+            .filter(|&(_, &n)| small(n))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut events = self.events_of_runs(&wanted).await?.into_iter();
+        Ok(counts
+            .into_iter()
+            .map(|n| {
+                if small(n) {
+                    Some(events.next().unwrap_or_default())
+                } else {
+                    None
+                }
+            })
+            .collect())
     }
 
     /// The run of `workflow` with external key `key`, or [`Error::NotFound`].

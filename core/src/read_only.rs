@@ -140,6 +140,13 @@ impl LogRepository for ReadOnly<dyn LogRepository> {
     async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
         self.0.events_of_runs(ids).await
     }
+    async fn events_of_small_runs(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<Event>>>> {
+        self.0.events_of_small_runs(ids, max_events).await
+    }
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         self.0.get_run_by_key(workflow, key).await
     }

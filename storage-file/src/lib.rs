@@ -155,6 +155,13 @@ pub(crate) struct Inner {
     pub(crate) warned: Mutex<HashSet<(String, u64)>>,
 }
 
+/// Whether a replay reads on after a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Next,
+    Stop,
+}
+
 impl Inner {
     /// Records a problem met during normal work: logged once, kept for
     /// the next [`FileStore::check`].
@@ -212,11 +219,44 @@ impl Inner {
         &self,
         file: &mut File,
         path: &Path,
-        mut from: u64,
+        from: u64,
         cut_torn: Option<fsutil::FileId>,
         what: &str,
         mut apply: impl FnMut(u64, L) -> Result<std::result::Result<(), String>>,
     ) -> Result<u64> {
+        let end = self.replay_lines(file, path, from, cut_torn, what, |off, l| {
+            Ok(apply(off, l)?.map(|()| Flow::Next))
+        })?;
+        Ok(end.unwrap_or(from))
+    }
+
+    /// [`Inner::replay`] from the start of `file` that stops after the line
+    /// for which `apply` says `true`: the lines after it are neither read
+    /// nor reported. Whether it stopped. A torn tail is left as it is.
+    pub(crate) fn replay_until<L: DeserializeOwned>(
+        &self,
+        file: &mut File,
+        path: &Path,
+        what: &str,
+        mut apply: impl FnMut(L) -> std::result::Result<bool, String>,
+    ) -> Result<bool> {
+        let end = self.replay_lines(file, path, 0, None, what, |_, l| {
+            Ok(apply(l).map(|stop| if stop { Flow::Stop } else { Flow::Next }))
+        })?;
+        Ok(end.is_none())
+    }
+
+    /// The loop of [`Inner::replay_into`] and [`Inner::replay_until`]: the
+    /// offset the replay covers, `None` if `apply` stopped it.
+    fn replay_lines<L: DeserializeOwned>(
+        &self,
+        file: &mut File,
+        path: &Path,
+        mut from: u64,
+        cut_torn: Option<fsutil::FileId>,
+        what: &str,
+        mut apply: impl FnMut(u64, L) -> Result<std::result::Result<Flow, String>>,
+    ) -> Result<Option<u64>> {
         loop {
             let (read, at_eof) = fsutil::read_line_chunk(file, path, from, fsutil::REPLAY_CHUNK)?;
             for (off, line) in read.lines {
@@ -227,6 +267,9 @@ impl Inner {
                     Ok(l) => apply(off, l)?,
                     Err(e) => Err(e),
                 };
+                if applied == Ok(Flow::Stop) {
+                    return Ok(None);
+                }
                 if let Err(e) = applied {
                     self.report(
                         FindingKind::CorruptLine,
@@ -259,7 +302,7 @@ impl Inner {
                     true,
                 );
             }
-            return Ok(from);
+            return Ok(Some(from));
         }
     }
 

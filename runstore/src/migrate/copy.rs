@@ -298,11 +298,11 @@ async fn read_run(
 }
 
 /// Reads a page of runs with their events: the runs that hold fewer
-/// events than a batch with one `events_of_runs` call per batch's worth
-/// (their sizes from one `event_counts`), the others with [`read_run`].
-/// In page order; a run deleted from the source since it was listed is
-/// left out. With a quarantine, a batch whose events cannot be read is
-/// read again run by run, so only the unreadable run is noted and left out.
+/// events than a batch with one `events_of_small_runs` (each run read
+/// once), the others with [`read_run`]. In page order; a run deleted from
+/// the source since it was listed is left out. With a quarantine, a page
+/// whose events cannot be read is read again run by run, so only the
+/// unreadable run is noted and left out.
 async fn read_page(
     from: &StoreSet,
     page: Vec<Run>,
@@ -311,9 +311,8 @@ async fn read_page(
 ) -> Result<Vec<ReadRun>> {
     let ids: Vec<RunId> = page.iter().map(|r| r.id.clone()).collect();
     let mut out: Vec<ReadRun> = Vec::with_capacity(page.len());
-    let counts = match from.logs.event_counts(&ids).await {
-        Ok(counts) => counts,
-        // A backend that counts by reading: run by run, to find the one.
+    let read = match from.logs.events_of_small_runs(&ids, max_events).await {
+        Ok(read) => read,
         Err(e) if e.kind() == ErrorKind::Corrupt && q.is_some() => {
             for run in page {
                 out.extend(read_run(from, run, max_events, q).await?);
@@ -322,50 +321,11 @@ async fn read_page(
         }
         Err(e) => return Err(e),
     };
-    let mut small: Vec<Run> = Vec::new();
-    let mut small_events = 0usize;
-    for (run, n) in page.into_iter().zip(counts) {
-        let n = usize::try_from(n).unwrap_or(usize::MAX);
-        if n >= max_events {
-            read_small(from, std::mem::take(&mut small), max_events, q, &mut out).await?;
-            small_events = 0;
+    for (run, events) in page.into_iter().zip(read) {
+        let Some(first) = events else {
             out.extend(read_run(from, run, max_events, q).await?);
             continue;
-        }
-        if small_events + n > max_events {
-            read_small(from, std::mem::take(&mut small), max_events, q, &mut out).await?;
-            small_events = 0;
-        }
-        small_events += n;
-        small.push(run);
-    }
-    read_small(from, small, max_events, q, &mut out).await?;
-    Ok(out)
-}
-
-/// The small runs of [`read_page`], with one `events_of_runs`.
-async fn read_small(
-    from: &StoreSet,
-    runs: Vec<Run>,
-    max_events: usize,
-    q: Option<&Arc<Mutex<Quarantine>>>,
-    out: &mut Vec<ReadRun>,
-) -> Result<()> {
-    if runs.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<RunId> = runs.iter().map(|r| r.id.clone()).collect();
-    let all = match from.logs.events_of_runs(&ids).await {
-        Ok(all) => all,
-        Err(e) if e.kind() == ErrorKind::Corrupt && q.is_some() => {
-            for run in runs {
-                out.extend(read_run(from, run, max_events, q).await?);
-            }
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
-    for (run, first) in runs.into_iter().zip(all) {
+        };
         // No events: a run without any, or one deleted since it was listed.
         if first.is_empty() {
             match from.logs.get_run(&run.id).await {
@@ -380,7 +340,7 @@ async fn read_small(
             rest: None,
         });
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Reads runs from the source with their events and sends them in batches

@@ -220,6 +220,14 @@ impl LogRepository for OutboxLogs {
         self.backend.events_of_runs(ids).await
     }
 
+    async fn events_of_small_runs(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<Event>>>> {
+        self.backend.events_of_small_runs(ids, max_events).await
+    }
+
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         self.backend.get_run_by_key(workflow, key).await
     }

@@ -269,7 +269,50 @@ fn count_uncached(inner: &Inner, dir: &Path, run: &RunId) -> Result<u64> {
     Ok(n)
 }
 
+/// [`read_uncached`] of a run with fewer than `max` events; `None` once
+/// `max` are read (the rest of the file is not parsed, so a large run costs
+/// at most `max` events in memory, and the lines past them are not
+/// reported here: a later full read reports them).
+fn read_if_small(inner: &Inner, dir: &Path, run: &RunId, max: usize) -> Result<IfSmall> {
+    let path = dir.join(events_name(run));
+    let Some(mut file) = fsutil::open_read(&path)? else {
+        return Ok(IfSmall::default());
+    };
+    let mut st = EventsState::default();
+    let large = inner.replay_until(&mut file, &path, "event", |e| {
+        st.accept(run, e)?;
+        Ok(st.events.len() >= max)
+    })?;
+    Ok(IfSmall((!large).then_some(st.events)))
+}
+
+/// What [`read_if_small`] gives; a run that is not stored is small, with
+/// no events.
+struct IfSmall(Option<Vec<Event>>);
+
+impl Default for IfSmall {
+    fn default() -> Self {
+        IfSmall(Some(Vec::new()))
+    }
+}
+
 impl FileStore {
+    /// [`runstore_core::LogRepository::events_of_small_runs`]: each events
+    /// file read once, where counting first would read it twice.
+    pub(super) async fn small_runs_of(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<Event>>>> {
+        runstore_core::validate_small_runs_request(ids, max_events)?;
+        let read = self
+            .read_events_of(ids, move |inner, dir, id| {
+                read_if_small(inner, dir, id, max_events)
+            })
+            .await?;
+        Ok(read.into_iter().map(|r| r.0).collect())
+    }
+
     /// The events of each run of `ids` (none for a run that is not
     /// stored), in the order of `ids`, under one read lock and one trip to
     /// the blocking pool: a batch of runs costs what one run does.
@@ -286,7 +329,7 @@ impl FileStore {
     async fn read_events_of<T: Default + Send + 'static>(
         &self,
         ids: &[RunId],
-        read: fn(&Inner, &Path, &RunId) -> Result<T>,
+        read: impl Fn(&Inner, &Path, &RunId) -> Result<T> + Send + Sync + 'static,
     ) -> Result<Vec<T>> {
         runstore_core::validate_delete_batch("run_ids", ids)?;
         let ids = ids.to_vec();

@@ -123,6 +123,14 @@ impl LogRepository for FileStore {
         self.events_of(ids).await
     }
 
+    async fn events_of_small_runs(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<Event>>>> {
+        self.small_runs_of(ids, max_events).await
+    }
+
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
         runstore_core::validate_delete_batch("run_ids", ids)?;
         let ids = ids.to_vec();
