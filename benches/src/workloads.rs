@@ -375,7 +375,7 @@ pub async fn run_all(plan: &Plan) -> (Vec<Row>, Vec<String>) {
         artifacts(&mut ctx, &mut raw_notes).await;
     }
     if runs("migration") {
-        migration(&mut ctx).await;
+        migration(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
     }
     if runs("prune") {
         prunes(&mut ctx, pg_raw.as_ref(), &mut raw_notes).await;
@@ -1261,9 +1261,45 @@ impl RawArtifact {
 
 /// Migration per hop, files -> SQLite -> PostgreSQL, with
 /// `runstore::migrate` in a child process per hop (see [`migration`]).
-/// Records are runs + events + metrics copied.
-async fn migration(ctx: &mut Ctx<'_>) {
+/// Records are runs + events + metrics copied. Each hop is held to its
+/// destination's raw bulk insert of the same records
+/// ([`migration::raw_sized`]); the bulk-import baseline of a few
+/// thousand runs is given beside it in the note.
+async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
     let s = ctx.plan.sizes.clone();
+    let mut sized: Vec<(Backend, (String, Stats))> = Vec::new();
+    if ctx.has(Backend::Sqlite { full: false }) && ctx.has(Backend::File(Durability::Fsync)) {
+        ctx.log(&format!(
+            "migration: raw rusqlite insert of {} runs' records",
+            s.migrate_runs
+        ));
+        let r = async {
+            let dir = ctx.dir()?;
+            let rate = migration::raw_sized(Backend::Sqlite { full: false }, &dir, s.migrate_runs, None).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            Stats::of(&[rate?]).ok_or_else(|| crate::BenchError::from("no figure"))
+        }
+        .await;
+        if let Some(r) = raw_named("rusqlite tx, same records", r, notes) {
+            sized.push((Backend::Sqlite { full: false }, r));
+        }
+    }
+    if let (true, Some((url, _))) = (ctx.has(Backend::Postgres), pg) {
+        ctx.log(&format!(
+            "migration: raw COPY of {} runs' records",
+            s.migrate_runs
+        ));
+        let r = async {
+            let dir = ctx.dir()?;
+            let rate = migration::raw_sized(Backend::Postgres, &dir, s.migrate_runs, Some(url)).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            Stats::of(&[rate?]).ok_or_else(|| crate::BenchError::from("no figure"))
+        }
+        .await;
+        if let Some(r) = raw_named("binary COPY, same records", r, notes) {
+            sized.push((Backend::Postgres, r));
+        }
+    }
     let hops = [
         (
             Backend::File(Durability::Fsync),
@@ -1287,7 +1323,7 @@ async fn migration(ctx: &mut Ctx<'_>) {
                 ),
                 Unit::RecordsPerSec,
             );
-            if let Some((_, raw)) = ctx.raw_bulk.iter().find(|(k, _)| k == b) {
+            if let Some((_, raw)) = sized.iter().find(|(k, _)| k == b) {
                 r.raw = Some(raw.clone());
             }
             r.target = Some(Target::RatioAtLeastPeakUnder(0.5, 200.0));
@@ -1414,7 +1450,18 @@ async fn migration(ctx: &mut Ctx<'_>) {
                     .collect();
                 r.stats = stats_of(&rates);
                 r.peak_bytes = hops_done[h].iter().map(|x| x.peak_bytes).max();
-                r.note = "peak RSS = the migrating child process's whole peak (both stores open); raw = the bulk-import baseline of the destination".into();
+                r.note = "peak RSS = the migrating child process's whole peak (both stores open); raw = the destination's raw bulk insert of the same records, in transactions of 1,000 runs".into();
+                let small = hops[h].1;
+                if let (Some((name, small)), Some(rate)) = (
+                    ctx.raw_bulk.iter().find(|(k, _)| *k == small).map(|(_, r)| r),
+                    r.stats,
+                ) {
+                    r.note.push_str(&format!(
+                        "; against the {name} bulk import of {} runs, {:.2}x",
+                        s.import_runs,
+                        rate.median / small.median
+                    ));
+                }
             }
         }
     }

@@ -222,3 +222,64 @@ pub async fn event_reads_of_several_runs_at_once(f: &dyn StoreFactory) -> RuleRe
     );
     Ok(())
 }
+
+/// "`events_of_small_runs(ids, max)` gives the events of each run of `ids`
+/// that holds fewer than `max`, as `events_of_runs` gives them, and `None`
+/// for a run that holds `max` or more; a run that is not stored is small
+/// with none; an id twice or a `max` of 0 is InvalidInput."
+pub async fn event_reads_of_small_runs_tell_large_ones_apart(f: &dyn StoreFactory) -> RuleResult {
+    let s = f.create().await?;
+    let logs = s.stores.logs.as_ref();
+    let sizes = [("a", 10, 3i64), ("b", 11, 0), ("c", 12, 25), ("d", 13, 4)];
+    for (id, start, n) in sizes {
+        logs.create_run(run(id, "etl", 1, start)).await?;
+        if n > 0 {
+            logs.append_events(&rid(id), (1..=n).map(|i| event("step", i)).collect())
+                .await?;
+        }
+    }
+    let ids = [rid("c"), rid("nope"), rid("a"), rid("b"), rid("d")];
+    let whole = logs.events_of_runs(&ids).await?;
+    // Around each size: a run of exactly `max` events is large.
+    for max in [1usize, 3, 4, 5, 25, 26, 1000] {
+        let got = logs.events_of_small_runs(&ids, max).await?;
+        ensure_eq!(
+            got.len(),
+            ids.len(),
+            "events_of_small_runs(c, nope, a, b, d; {max}): one answer per id"
+        );
+        for ((id, events), all) in ids.iter().zip(&got).zip(&whole) {
+            if all.len() < max {
+                ensure_eq!(
+                    events.as_ref(),
+                    Some(all),
+                    "events_of_small_runs(max {max}): run {id} with {} events is small, with the events events_of_runs gives",
+                    all.len()
+                );
+            } else {
+                ensure_eq!(
+                    events.as_ref(),
+                    None,
+                    "events_of_small_runs(max {max}): run {id} with {} events is large",
+                    all.len()
+                );
+            }
+        }
+    }
+    ensure_err!(
+        logs.events_of_small_runs(&[rid("a"), rid("a")], 10).await,
+        ErrorKind::InvalidInput,
+        "events_of_small_runs with an id twice"
+    );
+    ensure_err!(
+        logs.events_of_small_runs(&[rid("a")], 0).await,
+        ErrorKind::InvalidInput,
+        "events_of_small_runs with max 0"
+    );
+    ensure_eq!(
+        logs.events_of_small_runs(&[], 10).await?,
+        Vec::<Option<Vec<Event>>>::new(),
+        "events_of_small_runs of no id"
+    );
+    Ok(())
+}

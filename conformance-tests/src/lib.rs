@@ -120,6 +120,7 @@ macro_rules! __for_each_rule {
             event_reads::event_list_newest_first,
             event_reads::event_list_filter_input_checked,
             event_reads::event_reads_of_several_runs_at_once,
+            event_reads::event_reads_of_small_runs_tell_large_ones_apart,
             // Lifecycle: deletes and selection for retention
             lifecycle::lifecycle_delete_runs_cascades_events,
             lifecycle::lifecycle_delete_batch_validated,

@@ -86,6 +86,9 @@ enum Break {
     /// While a bulk load is under way, `query_runs` ignores the status
     /// filter (as a backend reading around an index it dropped might).
     BulkLoadStatusFilterIgnored,
+    /// `events_of_small_runs` takes a run of exactly `max` events for a
+    /// small one (`<=` for `<`).
+    SmallRunsBoundInclusive,
 }
 
 fn ctrl_to(s: &str, with: char) -> String {
@@ -244,6 +247,16 @@ impl LogRepository for Logs {
             e.seq = self.renumber(e.seq);
         }
         Ok(p)
+    }
+    async fn events_of_small_runs(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<Event>>>> {
+        if self.brk == Break::SmallRunsBoundInclusive {
+            return self.inner.events_of_small_runs(ids, max_events.saturating_add(1)).await;
+        }
+        self.inner.events_of_small_runs(ids, max_events).await
     }
     async fn query_runs(&self, mut query: RunQuery) -> Result<Page<Run>> {
         if self.brk == Break::BulkLoadStatusFilterIgnored && self.loading.load(Ordering::SeqCst) {
@@ -760,6 +773,12 @@ variant!(
     bulk_load_status_filter_ignored_is_caught,
     Break::BulkLoadStatusFilterIgnored,
     ["bulk_load_changes_no_answer"]
+);
+
+variant!(
+    small_runs_bound_inclusive_is_caught,
+    Break::SmallRunsBoundInclusive,
+    ["event_reads_of_small_runs_tell_large_ones_apart"]
 );
 
 /// The wrapper itself is faithful: without a break every rule passes.

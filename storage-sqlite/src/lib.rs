@@ -712,6 +712,104 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use rusqlite::StatementStatus;
+    use runstore_core::{
+        Event, ExecutionMetric, JsonMap, LogRepository, MetricsRepository, Run, RunId,
+        RunStatus, RunWithEvents, Version, WorkflowId,
+    };
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_micros(1_700_000_000_000_000 + secs * 1_000_000).unwrap()
+    }
+
+    fn run_with_events(id: &str, trigger: &str) -> RunWithEvents {
+        let run = Run {
+            id: RunId::new(id).unwrap(),
+            workflow_id: WorkflowId::new("etl").unwrap(),
+            workflow_version: Version::FIRST,
+            status: RunStatus::Succeeded,
+            trigger: trigger.into(),
+            started_at: at(1),
+            ended_at: Some(at(2)),
+            attributes: JsonMap::new(),
+            summaries: JsonMap::new(),
+            external_key: None,
+        };
+        let events = (1..=2)
+            .map(|seq| Event {
+                run_id: run.id.clone(),
+                seq,
+                kind: "step".into(),
+                at: at(1),
+                payload: serde_json::json!({ "seq": seq }),
+                idempotency_key: None,
+            })
+            .collect();
+        RunWithEvents { run, events }
+    }
+
+    async fn foreign_keys(store: &SqliteStore) -> i64 {
+        store
+            .write(|conn| {
+                conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+                    .ctx("reading foreign_keys")
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Imports and `record_many` run with the writer's foreign-key checks
+    /// off; afterwards, also after one that failed, they are on again and
+    /// a child without its parent is refused.
+    #[tokio::test]
+    async fn bulk_writes_switch_the_writers_foreign_keys_on_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("store.db")))
+            .await
+            .unwrap();
+        assert_eq!(foreign_keys(&store).await, 1);
+        let outcome = store
+            .import_runs(vec![run_with_events("r1", "manual")])
+            .await
+            .unwrap();
+        assert_eq!(outcome.inserted, 1);
+        assert_eq!(store.event_counts(&[RunId::new("r1").unwrap()]).await.unwrap(), vec![2]);
+        assert_eq!(foreign_keys(&store).await, 1);
+        // Another run under the same id: the import fails as a whole.
+        let refused = store
+            .import_runs(vec![run_with_events("r2", "manual"), run_with_events("r1", "webhook")])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), runstore_core::ErrorKind::Conflict);
+        assert!(matches!(
+            store.get_run(&RunId::new("r2").unwrap()).await,
+            Err(e) if e.kind() == runstore_core::ErrorKind::NotFound
+        ));
+        assert_eq!(foreign_keys(&store).await, 1);
+        let mut values = std::collections::BTreeMap::new();
+        values.insert("cost".to_string(), 1.5);
+        let metric = ExecutionMetric {
+            run_id: RunId::new("r1").unwrap(),
+            workflow_id: WorkflowId::new("etl").unwrap(),
+            workflow_version: Version::FIRST,
+            status: RunStatus::Succeeded,
+            duration_micros: 10,
+            recorded_at: at(3),
+            counters: std::collections::BTreeMap::new(),
+            values,
+        };
+        store.record_many(vec![metric]).await.unwrap();
+        assert_eq!(foreign_keys(&store).await, 1);
+        let orphan = store
+            .write_tx("inserting an orphan event", |tx| {
+                tx.execute(
+                    "INSERT INTO events (run_id, seq, kind, at, payload) VALUES ('nope', 1, 'step', 0, '{}')",
+                    [],
+                )
+                .ctx("inserting an orphan event")
+            })
+            .await;
+        assert!(orphan.is_err(), "a child without its parent is refused");
+    }
 
     /// A paged query binds a new `LIMIT` on every call; the cached
     /// statement must run again without being compiled again.
