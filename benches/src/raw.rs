@@ -499,7 +499,9 @@ fn sqlite_insert_metrics(
 /// events and one metric each, as the migration workload's source holds.
 fn sized_chunk(tag: &str, i: usize, end: usize) -> (Vec<RunWithEvents>, Vec<ExecutionMetric>) {
     (
-        (i..end).map(|k| data::run_with_events(tag, k, 10)).collect(),
+        (i..end)
+            .map(|k| data::run_with_events(tag, k, 10))
+            .collect(),
         (i..end).map(data::metric).collect(),
     )
 }

@@ -1268,36 +1268,29 @@ impl RawArtifact {
 async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
     let s = ctx.plan.sizes.clone();
     let mut sized: Vec<(Backend, (String, Stats))> = Vec::new();
-    if ctx.has(Backend::Sqlite { full: false }) && ctx.has(Backend::File(Durability::Fsync)) {
-        ctx.log(&format!(
-            "migration: raw rusqlite insert of {} runs' records",
-            s.migrate_runs
-        ));
+    let url = pg.map(|(url, _)| url.as_str());
+    for (b, name, url) in [
+        (
+            Backend::Sqlite { full: false },
+            "rusqlite tx, same records",
+            None,
+        ),
+        (Backend::Postgres, "binary COPY, same records", url),
+    ] {
+        if !ctx.has(b) || (b == Backend::Postgres && url.is_none()) {
+            continue;
+        }
+        ctx.log(&format!("migration: raw {name} ({} runs)", s.migrate_runs));
         let r = async {
             let dir = ctx.dir()?;
-            let rate = migration::raw_sized(Backend::Sqlite { full: false }, &dir, s.migrate_runs, None).await;
+            migration::write_back()?;
+            let rate = migration::raw_sized(b, &dir, s.migrate_runs, url).await;
             let _ = std::fs::remove_dir_all(&dir);
             Stats::of(&[rate?]).ok_or_else(|| crate::BenchError::from("no figure"))
         }
         .await;
-        if let Some(r) = raw_named("rusqlite tx, same records", r, notes) {
-            sized.push((Backend::Sqlite { full: false }, r));
-        }
-    }
-    if let (true, Some((url, _))) = (ctx.has(Backend::Postgres), pg) {
-        ctx.log(&format!(
-            "migration: raw COPY of {} runs' records",
-            s.migrate_runs
-        ));
-        let r = async {
-            let dir = ctx.dir()?;
-            let rate = migration::raw_sized(Backend::Postgres, &dir, s.migrate_runs, Some(url)).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            Stats::of(&[rate?]).ok_or_else(|| crate::BenchError::from("no figure"))
-        }
-        .await;
-        if let Some(r) = raw_named("binary COPY, same records", r, notes) {
-            sized.push((Backend::Postgres, r));
+        if let Some(r) = raw_named(name, r, notes) {
+            sized.push((b, r));
         }
     }
     let hops = [
@@ -1367,6 +1360,7 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
             let mut opened = Vec::new();
             for (h, (from, to)) in hops.iter().enumerate() {
                 ctx.log(&format!("migration hop {}: {from} -> {to}", h + 1));
+                migration::write_back()?;
                 let dst = to.open(&dirs[h + 1]).await?;
                 let (exe, src_dir, dst_dir, pg) = (
                     ctx.plan.exe.clone(),
@@ -1453,7 +1447,10 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
                 r.note = "peak RSS = the migrating child process's whole peak (both stores open); raw = the destination's raw bulk insert of the same records, in transactions of 1,000 runs".into();
                 let small = hops[h].1;
                 if let (Some((name, small)), Some(rate)) = (
-                    ctx.raw_bulk.iter().find(|(k, _)| *k == small).map(|(_, r)| r),
+                    ctx.raw_bulk
+                        .iter()
+                        .find(|(k, _)| *k == small)
+                        .map(|(_, r)| r),
                     r.stats,
                 ) {
                     r.note.push_str(&format!(

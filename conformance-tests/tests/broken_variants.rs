@@ -254,7 +254,10 @@ impl LogRepository for Logs {
         max_events: usize,
     ) -> Result<Vec<Option<Vec<Event>>>> {
         if self.brk == Break::SmallRunsBoundInclusive {
-            return self.inner.events_of_small_runs(ids, max_events.saturating_add(1)).await;
+            return self
+                .inner
+                .events_of_small_runs(ids, max_events.saturating_add(1))
+                .await;
         }
         self.inner.events_of_small_runs(ids, max_events).await
     }

@@ -711,11 +711,11 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::StatementStatus;
     use runstore_core::{
-        Event, ExecutionMetric, JsonMap, LogRepository, MetricsRepository, Run, RunId,
-        RunStatus, RunWithEvents, Version, WorkflowId,
+        Event, ExecutionMetric, JsonMap, LogRepository, MetricsRepository, Run, RunId, RunStatus,
+        RunWithEvents, Version, WorkflowId,
     };
+    use rusqlite::StatementStatus;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_micros(1_700_000_000_000_000 + secs * 1_000_000).unwrap()
@@ -772,11 +772,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(outcome.inserted, 1);
-        assert_eq!(store.event_counts(&[RunId::new("r1").unwrap()]).await.unwrap(), vec![2]);
+        assert_eq!(
+            store
+                .event_counts(&[RunId::new("r1").unwrap()])
+                .await
+                .unwrap(),
+            vec![2]
+        );
         assert_eq!(foreign_keys(&store).await, 1);
         // Another run under the same id: the import fails as a whole.
         let refused = store
-            .import_runs(vec![run_with_events("r2", "manual"), run_with_events("r1", "webhook")])
+            .import_runs(vec![
+                run_with_events("r2", "manual"),
+                run_with_events("r1", "webhook"),
+            ])
             .await
             .unwrap_err();
         assert_eq!(refused.kind(), runstore_core::ErrorKind::Conflict);

@@ -180,7 +180,9 @@ fn record_all_in_tx(
         });
     } else {
         // The metrics went in by run id; their values (by name) follow.
-        values.sort_by(|(a, an, _), (b, bn, _)| (a.run_id.as_str(), an).cmp(&(b.run_id.as_str(), bn)));
+        values.sort_by(|(a, an, _), (b, bn, _)| {
+            (a.run_id.as_str(), an).cmp(&(b.run_id.as_str(), bn))
+        });
     }
     let mut stmt = conn
         .prepare_cached(
