@@ -136,7 +136,10 @@ fn record_all_in_tx(
     json: &[[String; 2]],
 ) -> Result<BulkOutcome> {
     let mut order: Vec<usize> = (0..metrics.len()).collect();
-    if bulk_load::exists(conn, "metrics_by_version")? {
+    // A single `record` has nothing to order by value: it skips the look
+    // at the schema.
+    let several = metrics.len() > 1;
+    if several && bulk_load::exists(conn, "metrics_by_version")? {
         order.sort_by_key(|&i| {
             let m = &metrics[i];
             (
@@ -172,7 +175,7 @@ fn record_all_in_tx(
     if let Some((_, e)) = first_conflict {
         return Err(e);
     }
-    if bulk_load::exists(conn, "metric_values_by_version")? {
+    if several && bulk_load::exists(conn, "metric_values_by_version")? {
         values.sort_by(|(a, an, av), (b, bn, bv)| {
             (a.workflow_id.as_str(), a.workflow_version, an)
                 .cmp(&(b.workflow_id.as_str(), b.workflow_version, bn))
