@@ -729,19 +729,29 @@ pub async fn pg_copy_bulk(client: &Client, runs: &[RunWithEvents]) -> BenchResul
     let start = Instant::now();
     let mut records = 0;
     for chunk in runs.chunks(1000) {
-        // A transaction per chunk, like the backend's batch (COPY is not
-        // reachable through `Transaction`, so BEGIN/COMMIT by hand).
-        client.batch_execute("BEGIN").await?;
-        match pg_copy_runs(client, chunk).await {
-            Ok(n) => records += n,
-            Err(e) => {
-                client.batch_execute("ROLLBACK").await?;
-                return Err(e);
-            }
-        }
-        client.batch_execute("COMMIT").await?;
+        // A transaction per chunk, like the backend's batch.
+        records += pg_copy_in_tx(client, pg_copy_runs(client, chunk)).await?;
     }
     Ok(records as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Runs `copy` in a transaction of its own, rolled back if it fails.
+/// `COPY` is not reachable through `Transaction`, so BEGIN/COMMIT by hand.
+async fn pg_copy_in_tx(
+    client: &Client,
+    copy: impl std::future::Future<Output = BenchResult<usize>>,
+) -> BenchResult<usize> {
+    client.batch_execute("BEGIN").await?;
+    match copy.await {
+        Ok(n) => {
+            client.batch_execute("COMMIT").await?;
+            Ok(n)
+        }
+        Err(e) => {
+            client.batch_execute("ROLLBACK").await?;
+            Err(e)
+        }
+    }
 }
 
 /// Loads runs `0..rows` of `tag` (no events) by `COPY`, then `ANALYZE`.
@@ -899,21 +909,10 @@ pub async fn pg_copy_bulk_sized(client: &Client, tag: &str, runs: usize) -> Benc
         let end = (i + 1000).min(runs);
         let (chunk, metrics) = sized_chunk(tag, i, end);
         let start = Instant::now();
-        client.batch_execute("BEGIN").await?;
-        let copied = async {
-            Ok::<_, crate::BenchError>(
-                pg_copy_runs(client, &chunk).await? + pg_copy_metrics(client, &metrics).await?,
-            )
-        }
-        .await;
-        match copied {
-            Ok(n) => records += n,
-            Err(e) => {
-                client.batch_execute("ROLLBACK").await?;
-                return Err(e);
-            }
-        }
-        client.batch_execute("COMMIT").await?;
+        let copy = async {
+            Ok(pg_copy_runs(client, &chunk).await? + pg_copy_metrics(client, &metrics).await?)
+        };
+        records += pg_copy_in_tx(client, copy).await?;
         busy += start.elapsed();
         i = end;
     }
