@@ -327,6 +327,53 @@ async fn conflicting_destination_is_reported_and_left_untouched() {
     );
 }
 
+/// A destination empty when the migration began takes its batches without
+/// looking their runs up first; a run someone else writes there meanwhile
+/// is still a conflict, reported or failed on as with the lookup, and left
+/// as it is.
+#[tokio::test]
+async fn a_run_written_meanwhile_into_an_empty_destination_is_a_conflict() {
+    let from = source().await;
+    let mut other_run = from.logs.get_run(&rid("run-2-0")).await.unwrap();
+    other_run.trigger = "manual".into();
+    let other = RunWithEvents {
+        run: other_run.clone(),
+        events: vec![],
+    };
+
+    let to = memory::store_set();
+    let meddled = migrate_support::failing::meddled(&to, other.clone());
+    let err = migrate(&from, &meddled, opts().on_conflict(OnConflict::Fail))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("run-2-0"), "{err}");
+
+    let to = memory::store_set();
+    let meddled = migrate_support::failing::meddled(&to, other);
+    let report = migrate(&from, &meddled, opts()).await.unwrap();
+    let keys: Vec<(Concern, &str)> = report
+        .conflicts
+        .iter()
+        .map(|c| (c.concern, c.key.as_str()))
+        .collect();
+    assert_eq!(keys, vec![(Concern::Runs, "run-2-0")], "{report:#?}");
+    assert!(
+        report.conflicts[0].detail.contains("trigger"),
+        "{}",
+        report.conflicts[0].detail
+    );
+    let stored = to.logs.get_run(&other_run.id).await.unwrap();
+    assert!(stored.same_content(&other_run));
+    // Every other run was copied.
+    let source_runs = from.logs.count_runs(Default::default()).await.unwrap();
+    assert_eq!(report.runs.copied, source_runs - 1, "{report:#?}");
+    assert_eq!(
+        to.logs.all_events(&rid("long-run")).await.unwrap().len() as u64,
+        LONG_RUN_EVENTS
+    );
+}
+
 struct Handles {
     set: StoreSet,
     logs: Arc<MemoryLogs>,

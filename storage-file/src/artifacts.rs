@@ -67,10 +67,10 @@ pub(crate) fn run_infos(inner: &Inner, run: &RunId) -> Result<BTreeMap<ArtifactK
         return Ok(out);
     };
     let read = fsutil::read_lines(&mut file, &path, 0)?;
-    for (off, line) in read.lines {
+    for (off, line) in read.lines() {
         let parsed = line
             .map_err(|()| "not UTF-8".to_string())
-            .and_then(|l| serde_json::from_str::<InfoLine>(&l).map_err(|e| e.to_string()));
+            .and_then(|l| serde_json::from_str::<InfoLine>(l).map_err(|e| e.to_string()));
         match parsed {
             Ok(InfoLine::Put { info }) if info.key.run_id == *run => {
                 out.insert(info.key.clone(), info);

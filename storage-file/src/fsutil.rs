@@ -254,14 +254,36 @@ pub(crate) fn file_id(meta: &fs::Metadata) -> FileId {
 
 /// Complete lines read from an offset on.
 pub(crate) struct ReadLines {
-    /// `(offset, line)` without the newline; a line that is not UTF-8 comes
-    /// back as `Err(offset)`.
-    pub(crate) lines: Vec<(u64, std::result::Result<String, ()>)>,
+    /// The bytes read: every line is a slice of them, so a replay of
+    /// millions of lines allocates per chunk, not per line.
+    buf: Vec<u8>,
+    /// Each non-empty line's offset in the file and its bytes in `buf`,
+    /// without the newline.
+    spans: Vec<(u64, std::ops::Range<usize>)>,
     /// Offset just after the last complete line.
     pub(crate) end: u64,
     /// Bytes after `end` without a final newline (a torn tail, if no writer
     /// is active, which holds under any of our locks).
     pub(crate) torn: u64,
+}
+
+impl ReadLines {
+    /// `(offset, line)` of each non-empty complete line, in file order; a
+    /// line that is not UTF-8 comes back as `Err(())`.
+    pub(crate) fn lines(&self) -> impl Iterator<Item = (u64, std::result::Result<&str, ()>)> {
+        self.spans.iter().map(|(off, r)| {
+            (
+                *off,
+                std::str::from_utf8(&self.buf[r.clone()]).map_err(|_| ()),
+            )
+        })
+    }
+
+    /// How many lines [`Self::lines`] yields.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.spans.len()
+    }
 }
 
 /// Reads every complete line of `file` from `from` on.
@@ -306,15 +328,12 @@ pub(crate) fn read_line_chunk(
         }
         want = want.min(1 << 20);
     }
-    let mut lines = Vec::new();
+    let mut spans = Vec::new();
     let mut start = 0usize;
     for (i, b) in buf.iter().enumerate() {
         if *b == b'\n' {
-            let raw = &buf[start..i];
-            let off = from + start as u64;
-            if !raw.is_empty() {
-                let line = std::str::from_utf8(raw).map(str::to_owned).map_err(|_| ());
-                lines.push((off, line));
+            if i > start {
+                spans.push((from + start as u64, start..i));
             }
             start = i + 1;
         }
@@ -326,7 +345,8 @@ pub(crate) fn read_line_chunk(
     };
     Ok((
         ReadLines {
-            lines,
+            buf,
+            spans,
             end: from + start as u64,
             torn,
         },
@@ -624,7 +644,7 @@ mod tests {
         fs::write(&path, b"one\ntw").unwrap();
         let mut f = File::open(&path).unwrap();
         let read = read_lines(&mut f, &path, 0).unwrap();
-        assert_eq!(read.lines.len(), 1);
+        assert_eq!(read.count(), 1);
         assert_eq!((read.end, read.torn), (4, 2));
         let syncer = Syncer::default();
         let (_, cut) = append(&path, b"two\n", Durability::Fsync, &syncer).unwrap();

@@ -259,10 +259,10 @@ impl Inner {
     ) -> Result<Option<u64>> {
         loop {
             let (read, at_eof) = fsutil::read_line_chunk(file, path, from, fsutil::REPLAY_CHUNK)?;
-            for (off, line) in read.lines {
+            for (off, line) in read.lines() {
                 let parsed = line
                     .map_err(|()| "not UTF-8".to_string())
-                    .and_then(|l| serde_json::from_str::<L>(&l).map_err(|e| e.to_string()));
+                    .and_then(|l| serde_json::from_str::<L>(l).map_err(|e| e.to_string()));
                 let applied = match parsed {
                     Ok(l) => apply(off, l)?,
                     Err(e) => Err(e),

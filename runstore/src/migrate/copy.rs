@@ -48,6 +48,7 @@ pub async fn migrate(
     let from = &from.read_only();
     let read = ReadSoFar::default();
     let checking = options.verify && !options.dry_run && !options.verify_options.deep;
+    let fresh = holds_no_runs(to).await?;
     // A part of the migration, with its own counts and check.
     let part = |check: bool| Migrator {
         from,
@@ -65,6 +66,7 @@ pub async fn migrate(
             )
         }),
         read: &read,
+        fresh,
     };
     let mut m = part(checking);
     m.report = MigrationReport {
@@ -188,6 +190,11 @@ struct Migrator<'a> {
     check: Option<Tally>,
     /// Shared by the parts, for progress.
     read: &'a ReadSoFar,
+    /// The destination held no run when the migration began: a run it
+    /// holds now was put there by this migration, or by someone else
+    /// meanwhile, which `import_runs` refuses as a conflict. So a batch
+    /// goes straight to `import_runs`, without looking up its runs first.
+    fresh: bool,
 }
 
 /// Records read so far per concern (indexed by [`Concern`]), over every
@@ -204,6 +211,12 @@ enum EventsState {
     Prefix,
     /// Other events.
     Differ(String),
+}
+
+/// Whether `to` held no run when the migration began (one page of one
+/// run, cheap on every backend, unlike a count).
+async fn holds_no_runs(to: &StoreSet) -> Result<bool> {
+    Ok(pager::runs(to, 1).next().await?.is_none())
 }
 
 fn is_not_found(e: &Error) -> bool {
@@ -810,7 +823,8 @@ impl<'a> Migrator<'a> {
     }
 
     /// Stores a batch of runs. The destination's copies of them are fetched
-    /// with one query (the batch's `started_at` window); when none differs,
+    /// with one query (the batch's `started_at` window; none into a
+    /// destination that was empty, see [`Migrator::fresh`]); when none differs,
     /// the whole batch goes in one `import_runs`, which leaves identical runs
     /// as they are. Otherwise, or when the destination refuses the batch
     /// (events that differ, a prefix left by an interrupted import, a write
@@ -819,7 +833,11 @@ impl<'a> Migrator<'a> {
         if batch.is_empty() {
             return Ok(());
         }
-        let stored = self.stored_runs(&batch).await?;
+        let stored = if self.fresh && !self.opts.dry_run {
+            HashMap::new()
+        } else {
+            self.stored_runs(&batch).await?
+        };
         let differs = |r: &RunWithEvents| {
             stored
                 .get(&r.run.id)

@@ -425,6 +425,7 @@ pub mod failing {
         Arc<AtomicI64>,
         bool,
         Arc<std::sync::Mutex<Vec<i64>>>,
+        Arc<std::sync::Mutex<Option<RunWithEvents>>>,
     );
 
     impl Budget {
@@ -471,12 +472,21 @@ pub mod failing {
         wrap_with(inner, i64::MAX, true).0
     }
 
+    /// `inner`, where someone else imports `run` just before the first
+    /// `import_runs` goes through: a write made while a migration runs.
+    pub fn meddled(inner: &StoreSet, run: RunWithEvents) -> StoreSet {
+        let (set, b) = wrap_with(inner, i64::MAX, false);
+        *b.5.lock().unwrap() = Some(run);
+        set
+    }
+
     fn wrap_with(inner: &StoreSet, writes: i64, lossy: bool) -> (StoreSet, Budget) {
         let b = Budget(
             Arc::new(AtomicI64::new(writes)),
             writes,
             Arc::new(AtomicI64::new(0)),
             lossy,
+            Arc::default(),
             Arc::default(),
         );
         let set = StoreSet {
@@ -566,6 +576,10 @@ pub mod failing {
         async fn import_runs(&self, mut runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
             self.1.spend()?;
             self.1.saw_events(runs.iter().map(|r| r.events.len()).sum());
+            let meddling = self.1.5.lock().unwrap().take();
+            if let Some(other) = meddling {
+                self.0.logs.import_runs(vec![other]).await?;
+            }
             if self.1.3 {
                 for r in &mut runs {
                     if r.events.len() > 1 {
