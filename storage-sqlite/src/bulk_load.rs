@@ -124,16 +124,31 @@ pub(crate) fn begin(
 /// `None`), one transaction each, so that the write lock is never held for
 /// more than one index's build.
 pub(crate) fn ensure(conn: &mut Connection, concern: Option<BulkLoadOf>) -> Result<()> {
+    let mut missing = Vec::new();
     for d in DEFERRABLE
         .iter()
         .filter(|d| concern.is_none_or(|c| c == d.concern))
     {
         if !exists(conn, d.name)? {
-            conn.execute_batch(d.create)
-                .ctx(&format!("building the index {}", d.name))?;
+            missing.push(d);
         }
     }
-    Ok(())
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // The sort of a build is most of its cost, and SQLite sorts on helper
+    // threads when allowed; the connection goes back to sorting alone.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    conn.pragma_update(None, "threads", threads as i64)
+        .ctx("allowing sorter threads")?;
+    let built = missing.iter().try_for_each(|d| {
+        conn.execute_batch(d.create)
+            .ctx(&format!("building the index {}", d.name))
+    });
+    let reset = conn
+        .pragma_update(None, "threads", 0)
+        .ctx("sorting alone again");
+    built.and(reset)
 }
 
 #[cfg(test)]
@@ -183,6 +198,11 @@ mod tests {
         );
         ensure(&mut conn, None).unwrap();
         assert_eq!(definitions(&conn), before);
+        let threads: i64 = conn.query_row("PRAGMA threads", [], |r| r.get(0)).unwrap();
+        assert_eq!(
+            threads, 0,
+            "the connection sorts alone again after the builds"
+        );
         assert_eq!(
             indexed_by(&conn, "metrics_by_version").unwrap(),
             "INDEXED BY metrics_by_version"

@@ -485,24 +485,27 @@ impl LogRepository for SqliteStore {
     }
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
-        RunWithEvents::validate_batch(&runs)?;
-        let json = runs
-            .iter()
-            .map(|r| {
-                let payloads = r
-                    .events
-                    .iter()
-                    .map(|e| rows::to_json("payload", &e.payload))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((run_json(&r.run)?, payloads))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // One transaction: an error anywhere rolls the whole batch back.
-        // Each run's events are inserted right after the run itself (and
-        // only then), so the parent check of every event is left out.
-        self.write_tx_over_unchecked("importing runs", (runs, json), |tx, (runs, json)| {
-            import_in_tx(tx, runs, json)
-        })
+        self.write_tx_over_unchecked(
+            "importing runs",
+            runs,
+            |runs| {
+                RunWithEvents::validate_batch(runs)?;
+                runs.iter()
+                    .map(|r| {
+                        let payloads = r
+                            .events
+                            .iter()
+                            .map(|e| rows::to_json("payload", &e.payload))
+                            .collect::<Result<Vec<_>>>()?;
+                        Ok((run_json(&r.run)?, payloads))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            },
+            // One transaction: an error anywhere rolls the whole batch back.
+            // Each run's events are inserted right after the run itself (and
+            // only then), so the parent check of every event is left out.
+            |tx, runs, json| import_in_tx(tx, runs, json),
+        )
         .await
     }
 

@@ -251,17 +251,16 @@ impl MetricsRepository for SqliteStore {
     }
 
     async fn record_many(&self, metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
-        metrics.iter().try_for_each(ExecutionMetric::validate)?;
-        let json = metrics
-            .iter()
-            .map(metric_json)
-            .collect::<Result<Vec<_>>>()?;
         // Named values are inserted only for the metrics the transaction
         // itself inserted, so the parent check of each is left out.
         self.write_tx_over_unchecked(
             "recording metrics",
-            (metrics, json),
-            |tx, (metrics, json)| record_all_in_tx(tx, metrics, json),
+            metrics,
+            |metrics| {
+                metrics.iter().try_for_each(ExecutionMetric::validate)?;
+                metrics.iter().map(metric_json).collect::<Result<Vec<_>>>()
+            },
+            |tx, metrics, json| record_all_in_tx(tx, metrics, json),
         )
         .await
     }
