@@ -250,10 +250,12 @@ async fn a_migration_into_sqlite_is_a_bulk_load_that_leaves_every_index() {
         assert_eq!(sqlite_indexes(&path).unwrap(), all, "{name}");
     }
 
-    // A migration that stops on a conflict still ends the load.
+    // A migration that stops on a conflict still ends the load. The
+    // conflict is in the last batch (runs go oldest first): by the time a
+    // writer meets it, earlier batches are written and progress reported.
     let path = fresh("d.db");
     let dst = sqlite(&path).await;
-    let mut other = src.logs.get_run(&rid("run-2-1")).await.unwrap();
+    let mut other = src.logs.get_run(&rid("same-start-b")).await.unwrap();
     other.trigger = "elsewhere".into();
     dst.logs.create_run(other).await.unwrap();
     let probe = IndexProbe::new(&path);

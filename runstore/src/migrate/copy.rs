@@ -435,6 +435,80 @@ async fn read_runs(
     Ok(())
 }
 
+/// The records `dest` holds of the runs of `batch`, read with one paged
+/// query (pages of `page`) over the batch's `started_at` window, or run by
+/// run when that window holds many more runs than the batch.
+async fn stored_in(dest: &StoreSet, page: usize, batch: &[&Run]) -> Result<HashMap<RunId, Run>> {
+    let mut found = HashMap::new();
+    let (Some(from), Some(to)) = (
+        batch.iter().map(|r| r.started_at).min(),
+        batch.iter().map(|r| r.started_at).max(),
+    ) else {
+        return Ok(found);
+    };
+    let wanted: HashSet<&RunId> = batch.iter().map(|r| &r.id).collect();
+    // `started_before` is exclusive; no time is after `Timestamp::MAX`.
+    let before = (to < Timestamp::MAX).then(|| to.saturating_add_micros(1));
+    let filter = RunFilter::default().started_between(Some(from), before);
+    // A window that holds many more runs than the batch (the runs of a
+    // pass since a watermark are spread over all of time) is cheaper
+    // looked up run by run.
+    let in_window = dest.logs.count_runs(filter.clone()).await?;
+    if in_window > 4 * batch.len() as u64 + 100 {
+        let mut lookups = stream::iter(batch)
+            .map(|r| async move {
+                match dest.logs.get_run(&r.id).await {
+                    Ok(run) => Ok(Some(run)),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(READ_AHEAD);
+        while let Some(run) = lookups.next().await {
+            if let Some(run) = run? {
+                found.insert(run.id.clone(), run);
+            }
+        }
+        return Ok(found);
+    }
+    let mut dst = pager::runs_where(dest, filter, page);
+    while let Some(run) = dst.next().await? {
+        if wanted.contains(&run.id) {
+            found.insert(run.id.clone(), run);
+        }
+    }
+    Ok(found)
+}
+
+/// Runs read back from the destination for the check made while copying:
+/// the source's, with the destination's records (those it holds) and event
+/// counts.
+struct ReadBack {
+    sources: Vec<RunCount>,
+    stored: HashMap<RunId, Run>,
+    counts: Vec<u64>,
+}
+
+/// Reads the runs of `sources` back from `to` with two calls: their
+/// records by one query over their start-time window, their event counts
+/// by one `event_counts`. Needs no migrator, so it can run while the
+/// migrator writes the next batch.
+async fn read_back(to: &StoreSet, page: usize, sources: Vec<RunCount>) -> Result<ReadBack> {
+    let runs: Vec<&Run> = sources.iter().map(|s| &s.run).collect();
+    let stored = stored_in(to, page, &runs).await?;
+    let ids: Vec<RunId> = sources.iter().map(|s| s.run.id.clone()).collect();
+    let counts = if ids.is_empty() {
+        Vec::new()
+    } else {
+        to.logs.event_counts(&ids).await?
+    };
+    Ok(ReadBack {
+        sources,
+        stored,
+        counts,
+    })
+}
+
 /// Notes a record in the quarantine, if there is one; whether there is.
 fn note(
     q: Option<&Arc<Mutex<Quarantine>>>,
@@ -609,24 +683,25 @@ impl<'a> Migrator<'a> {
         Ok(())
     }
 
-    /// Reads the runs of `sources` back from the destination with two
-    /// calls (their records by one query over their start-time window,
-    /// their event counts by one `event_counts`) and records each against
-    /// the source: the record by content hash, the events by count.
+    /// Reads the runs of `sources` back from the destination and records
+    /// each against the source (see [`read_back`]).
     async fn check_runs(&mut self, sources: Vec<RunCount>) -> Result<()> {
         if self.check.is_none() || sources.is_empty() {
             return Ok(());
         }
-        let runs: Vec<&Run> = sources.iter().map(|s| &s.run).collect();
-        let stored = self.stored(&runs).await?;
-        let ids: Vec<RunId> = sources.iter().map(|s| s.run.id.clone()).collect();
-        let counts = self.to.logs.event_counts(&ids).await?;
+        let back = read_back(self.to, self.opts.batch_size, sources).await?;
+        self.record_runs(back)
+    }
+
+    /// Records runs read back from the destination against the source: the
+    /// record by content hash, the events by count.
+    fn record_runs(&mut self, back: ReadBack) -> Result<()> {
         let Some(check) = self.check.as_mut() else {
             return Ok(());
         };
-        for (src, n) in sources.iter().zip(counts) {
+        for (src, n) in back.sources.iter().zip(back.counts) {
             let id = src.run.id.to_string();
-            let dst = stored.get(&src.run.id);
+            let dst = back.stored.get(&src.run.id);
             check.record(
                 Concern::Runs,
                 id.clone(),
@@ -773,16 +848,20 @@ impl<'a> Migrator<'a> {
         Ok(())
     }
 
-    /// Writes batches taken from `rx` until it is empty and closed.
+    /// Writes batches taken from `rx` until it is empty and closed. With the
+    /// check made while copying, a batch is read back while the next one is
+    /// written, so the destination's writer does not wait for the reads.
     async fn write_runs(
         &mut self,
         rx: &AsyncMutex<mpsc::Receiver<RunItem>>,
         total: Option<u64>,
     ) -> Result<()> {
+        // Written, not yet read back.
+        let mut unchecked: Vec<RunCount> = Vec::new();
         loop {
             // The lock is held while waiting, so one writer waits at a time.
             let Some(item) = rx.lock().await.recv().await else {
-                return Ok(());
+                return self.check_runs(unchecked).await;
             };
             match item {
                 RunItem::Batch(batch) => {
@@ -798,10 +877,15 @@ impl<'a> Migrator<'a> {
                             .collect(),
                         None => Vec::new(),
                     };
-                    self.flush_runs(batch).await?;
-                    self.check_runs(sources).await?;
+                    let (to, page) = (self.to, self.opts.batch_size);
+                    let earlier = std::mem::replace(&mut unchecked, sources);
+                    let (written, back) =
+                        tokio::join!(self.flush_runs(batch), read_back(to, page, earlier));
+                    written?;
+                    self.record_runs(back?)?;
                 }
                 RunItem::Large { run, first, rest } => {
+                    self.check_runs(std::mem::take(&mut unchecked)).await?;
                     self.count_read(Concern::Runs, 1);
                     self.count_read(Concern::Events, first.len() as u64);
                     let mut events = SourceEvents::new(first, Some(rest));
@@ -961,45 +1045,7 @@ impl<'a> Migrator<'a> {
 
     /// [`Self::stored_runs`] of bare run records.
     async fn stored(&self, batch: &[&Run]) -> Result<HashMap<RunId, Run>> {
-        let mut found = HashMap::new();
-        let (Some(from), Some(to)) = (
-            batch.iter().map(|r| r.started_at).min(),
-            batch.iter().map(|r| r.started_at).max(),
-        ) else {
-            return Ok(found);
-        };
-        let wanted: HashSet<&RunId> = batch.iter().map(|r| &r.id).collect();
-        // `started_before` is exclusive; no time is after `Timestamp::MAX`.
-        let before = (to < Timestamp::MAX).then(|| to.saturating_add_micros(1));
-        let filter = RunFilter::default().started_between(Some(from), before);
-        // A window that holds many more runs than the batch (the runs of a
-        // pass since a watermark are spread over all of time) is cheaper
-        // looked up run by run.
-        let in_window = self.to.logs.count_runs(filter.clone()).await?;
-        if in_window > 4 * batch.len() as u64 + 100 {
-            let mut lookups = stream::iter(batch)
-                .map(|r| async move {
-                    match self.to.logs.get_run(&r.id).await {
-                        Ok(run) => Ok(Some(run)),
-                        Err(e) if is_not_found(&e) => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                })
-                .buffer_unordered(READ_AHEAD);
-            while let Some(run) = lookups.next().await {
-                if let Some(run) = run? {
-                    found.insert(run.id.clone(), run);
-                }
-            }
-            return Ok(found);
-        }
-        let mut dst = pager::runs_where(self.to, filter, self.opts.batch_size);
-        while let Some(run) = dst.next().await? {
-            if wanted.contains(&run.id) {
-                found.insert(run.id.clone(), run);
-            }
-        }
-        Ok(found)
+        stored_in(self.to, self.opts.batch_size, batch).await
     }
 
     /// Imports runs absent from the destination, as one batch; if it is
