@@ -654,6 +654,22 @@ async fn the_check_made_while_copying_covers_everything_copied() {
 }
 
 #[tokio::test]
+async fn the_check_made_while_copying_is_the_same_with_any_number_of_writers() {
+    let from = source().await;
+    let mut reports = Vec::new();
+    for writers in [1, 3] {
+        let to = memory::store_set();
+        let report = migrate(&from, &to, checked_while_copying().writers(writers))
+            .await
+            .unwrap();
+        assert!(report.is_complete(), "{report:?}");
+        reports.push(report.verify.unwrap());
+    }
+    assert_eq!(reports[0].runs.a, RUNS);
+    assert_eq!(reports[0], reports[1]);
+}
+
+#[tokio::test]
 async fn the_check_made_while_copying_finds_what_a_lossy_destination_dropped() {
     let from = source().await;
     let behind = memory::store_set();

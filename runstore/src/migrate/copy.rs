@@ -13,6 +13,7 @@ use runstore_core::{
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use super::pager::{self, Pager};
+use super::runs_check::{RunCount, RunsCheck, read_back};
 use super::verify::{Tally, verify};
 use super::{
     Concern, ConflictRecord, MigrateOptions, MigrationReport, OnConflict, VerifyReport,
@@ -80,8 +81,7 @@ pub async fn migrate(
     // keep both sides busy. The extra writers of runs share the work of
     // one reader (see `MigrateOptions::writers`).
     let mut metrics = part(checking);
-    let writers = if checking { 1 } else { options.writers };
-    let mut helpers: Vec<Migrator<'_>> = (1..writers).map(|_| part(false)).collect();
+    let mut helpers: Vec<Migrator<'_>> = (1..options.writers).map(|_| part(false)).collect();
     let copy = async { tokio::try_join!(m.runs(&mut helpers), metrics.metrics()) };
     if options.bulk_load && !options.dry_run {
         let expected = source_runs(from, options.since).await;
@@ -438,7 +438,11 @@ async fn read_runs(
 /// The records `dest` holds of the runs of `batch`, read with one paged
 /// query (pages of `page`) over the batch's `started_at` window, or run by
 /// run when that window holds many more runs than the batch.
-async fn stored_in(dest: &StoreSet, page: usize, batch: &[&Run]) -> Result<HashMap<RunId, Run>> {
+pub(super) async fn stored_in(
+    dest: &StoreSet,
+    page: usize,
+    batch: &[&Run],
+) -> Result<HashMap<RunId, Run>> {
     let mut found = HashMap::new();
     let (Some(from), Some(to)) = (
         batch.iter().map(|r| r.started_at).min(),
@@ -478,35 +482,6 @@ async fn stored_in(dest: &StoreSet, page: usize, batch: &[&Run]) -> Result<HashM
         }
     }
     Ok(found)
-}
-
-/// Runs read back from the destination for the check made while copying:
-/// the source's, with the destination's records (those it holds) and event
-/// counts.
-struct ReadBack {
-    sources: Vec<RunCount>,
-    stored: HashMap<RunId, Run>,
-    counts: Vec<u64>,
-}
-
-/// Reads the runs of `sources` back from `to` with two calls: their
-/// records by one query over their start-time window, their event counts
-/// by one `event_counts`. Needs no migrator, so it can run while the
-/// migrator writes the next batch.
-async fn read_back(to: &StoreSet, page: usize, sources: Vec<RunCount>) -> Result<ReadBack> {
-    let runs: Vec<&Run> = sources.iter().map(|s| &s.run).collect();
-    let stored = stored_in(to, page, &runs).await?;
-    let ids: Vec<RunId> = sources.iter().map(|s| s.run.id.clone()).collect();
-    let counts = if ids.is_empty() {
-        Vec::new()
-    } else {
-        to.logs.event_counts(&ids).await?
-    };
-    Ok(ReadBack {
-        sources,
-        stored,
-        counts,
-    })
 }
 
 /// Notes a record in the quarantine, if there is one; whether there is.
@@ -613,11 +588,37 @@ impl SourceEvents {
     }
 }
 
-/// A source run as the check made while copying compares it: its record,
-/// and how many events it has.
-struct RunCount {
-    run: Run,
-    events: u64,
+/// The reader's items as the writers of runs take them, numbered in the
+/// order taken (the check records them in that order).
+struct Taken {
+    rx: AsyncMutex<mpsc::Receiver<RunItem>>,
+    count: AtomicU64,
+}
+
+impl Taken {
+    /// The next item and its number; `None` once the reader is done.
+    async fn next(&self) -> Option<(u64, RunItem)> {
+        // The lock is held while waiting, so one writer waits at a time and
+        // the numbers follow the channel's order.
+        let mut rx = self.rx.lock().await;
+        let item = rx.recv().await?;
+        Some((self.count.fetch_add(1, Ordering::Relaxed), item))
+    }
+}
+
+/// Reads batch `batch` (its number and runs) back from `to` and records it
+/// in `check`; nothing without a check or a batch.
+async fn check_runs(
+    to: &StoreSet,
+    opts: &MigrateOptions,
+    check: Option<&RunsCheck>,
+    batch: Option<(u64, Vec<RunCount>)>,
+) -> Result<()> {
+    let (Some(check), Some((seq, sources))) = (check, batch) else {
+        return Ok(());
+    };
+    let back = read_back(to, opts.batch_size, sources).await?;
+    check.record(seq, back).await
 }
 
 impl<'a> Migrator<'a> {
@@ -679,45 +680,6 @@ impl<'a> Migrator<'a> {
             });
         } else {
             self.report.conflicts_truncated = true;
-        }
-        Ok(())
-    }
-
-    /// Reads the runs of `sources` back from the destination and records
-    /// each against the source (see [`read_back`]).
-    async fn check_runs(&mut self, sources: Vec<RunCount>) -> Result<()> {
-        if self.check.is_none() || sources.is_empty() {
-            return Ok(());
-        }
-        let back = read_back(self.to, self.opts.batch_size, sources).await?;
-        self.record_runs(back)
-    }
-
-    /// Records runs read back from the destination against the source: the
-    /// record by content hash, the events by count.
-    fn record_runs(&mut self, back: ReadBack) -> Result<()> {
-        let Some(check) = self.check.as_mut() else {
-            return Ok(());
-        };
-        for (src, n) in back.sources.iter().zip(back.counts) {
-            let id = src.run.id.to_string();
-            let dst = back.stored.get(&src.run.id);
-            check.record(
-                Concern::Runs,
-                id.clone(),
-                Some(runstore_core::content_hash(&src.run)?),
-                dst.map(runstore_core::content_hash).transpose()?,
-                || {
-                    dst.map(|d| describe_run_difference(&src.run, d))
-                        .unwrap_or_default()
-                },
-            );
-            check.record_count(
-                Concern::Events,
-                format!("{id}#*"),
-                src.events,
-                dst.map(|_| n),
-            );
         }
         Ok(())
     }
@@ -827,69 +789,78 @@ impl<'a> Migrator<'a> {
         // batch waits in the channel, which bounds the memory.
         let (from, opts) = (self.from, self.opts);
         let (tx, rx) = mpsc::channel(1);
-        let rx = AsyncMutex::new(rx);
+        let taken = Taken {
+            rx: AsyncMutex::new(rx),
+            count: AtomicU64::new(0),
+        };
+        // This part's check of runs goes to every writer for the copy.
+        let check = self.check.take().map(RunsCheck::new);
         let writing = async {
             let writers = std::iter::once(&mut *self)
-                .map(|w| w.write_runs(&rx, total))
-                .chain(helpers.iter_mut().map(|w| w.write_runs(&rx, total)));
+                .map(|w| w.write_runs(&taken, check.as_ref(), total))
+                .chain(
+                    helpers
+                        .iter_mut()
+                        .map(|w| w.write_runs(&taken, check.as_ref(), total)),
+                );
             let written = futures_util::future::try_join_all(writers).await;
             // A writer that fails stops the others (dropped with the join);
             // closing the channel then ends the reader quietly.
-            rx.lock().await.close();
+            taken.rx.lock().await.close();
             written
         };
         let (read, written) = tokio::join!(read_runs(from, opts, tx), writing);
         // The writer's error is the one to report.
         written?;
         read?;
+        self.check = check.map(RunsCheck::into_tally).transpose()?;
         self.finish(Concern::Runs);
         // Its bar (if a long run drew one) must not stay through what follows.
         self.finish(Concern::Events);
         Ok(())
     }
 
-    /// Writes batches taken from `rx` until it is empty and closed. With the
-    /// check made while copying, a batch is read back while the next one is
-    /// written, so the destination's writer does not wait for the reads.
+    /// Writes batches taken from `taken` until it is empty and closed. With
+    /// the check made while copying, a batch is read back while the next
+    /// one is written, so the destination's writer does not wait for the
+    /// reads.
     async fn write_runs(
         &mut self,
-        rx: &AsyncMutex<mpsc::Receiver<RunItem>>,
+        taken: &Taken,
+        check: Option<&RunsCheck>,
         total: Option<u64>,
     ) -> Result<()> {
-        // Written, not yet read back.
-        let mut unchecked: Vec<RunCount> = Vec::new();
+        // Written, not yet read back, with its number.
+        let mut unchecked: Option<(u64, Vec<RunCount>)> = None;
         loop {
-            // The lock is held while waiting, so one writer waits at a time.
-            let Some(item) = rx.lock().await.recv().await else {
-                return self.check_runs(unchecked).await;
+            let Some((seq, item)) = taken.next().await else {
+                return check_runs(self.to, self.opts, check, unchecked).await;
             };
             match item {
                 RunItem::Batch(batch) => {
                     self.count_read(Concern::Runs, batch.len() as u64);
                     self.count_read(Concern::Events, event_count(&batch));
-                    let sources: Vec<RunCount> = match self.check {
-                        Some(_) => batch
-                            .iter()
-                            .map(|r| RunCount {
-                                run: r.run.clone(),
-                                events: r.events.len() as u64,
-                            })
-                            .collect(),
-                        None => Vec::new(),
-                    };
-                    let (to, page) = (self.to, self.opts.batch_size);
+                    let sources = check.map(|_| {
+                        let counts = batch.iter().map(|r| RunCount {
+                            run: r.run.clone(),
+                            events: r.events.len() as u64,
+                        });
+                        (seq, counts.collect())
+                    });
                     let earlier = std::mem::replace(&mut unchecked, sources);
-                    let (written, back) =
-                        tokio::join!(self.flush_runs(batch), read_back(to, page, earlier));
+                    let (to, opts) = (self.to, self.opts);
+                    let (written, checked) =
+                        tokio::join!(self.flush_runs(batch), check_runs(to, opts, check, earlier));
                     written?;
-                    self.record_runs(back?)?;
+                    checked?;
                 }
                 RunItem::Large { run, first, rest } => {
-                    self.check_runs(std::mem::take(&mut unchecked)).await?;
+                    let earlier = unchecked.take();
+                    check_runs(self.to, self.opts, check, earlier).await?;
                     self.count_read(Concern::Runs, 1);
                     self.count_read(Concern::Events, first.len() as u64);
                     let mut events = SourceEvents::new(first, Some(rest));
-                    let source_run = self.check.is_some().then(|| (*run).clone());
+                    let source_run = check.is_some().then(|| (*run).clone());
                     let done = self.large_run(*run, &mut events).await;
                     self.count_read(Concern::Events, events.read_from_rest);
                     done?;
@@ -898,7 +869,8 @@ impl<'a> Migrator<'a> {
                         // copy) are counted too: the check compares them all.
                         while events.next().await?.is_some() {}
                         let events = events.taken;
-                        self.check_runs(vec![RunCount { run, events }]).await?;
+                        let this = Some((seq, vec![RunCount { run, events }]));
+                        check_runs(self.to, self.opts, check, this).await?;
                     }
                 }
             }

@@ -2,6 +2,7 @@
 
 mod copy;
 mod pager;
+mod runs_check;
 mod verify;
 
 use std::fmt;
@@ -105,8 +106,9 @@ pub struct MigrateOptions {
     /// destination and prepared, and a destination with a pool of
     /// connections writes both at once. The metrics are copied alongside
     /// the runs in any case. With the check made while copying (see
-    /// [`MigrateOptions::verify`]) runs go one batch at a time, because its
-    /// digests follow the source's order.
+    /// [`MigrateOptions::verify`]) each writer reads its batches back, and
+    /// they are recorded in the order the source gave them, which the
+    /// check's digests follow.
     pub writers: usize,
     /// Conflicting records: report (default) or fail.
     pub on_conflict: OnConflict,
