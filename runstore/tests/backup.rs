@@ -9,6 +9,7 @@ use runstore::backup::{self, BackupMethod};
 use runstore::{
     ArtifactKey, ArtifactStoreExt, Concern, Config, ErrorKind, LogRepository, Run, Storage,
 };
+#[cfg(feature = "postgres")]
 use runstore_postgres::testing::{TestSchema, no_server, test_config, why_no_server};
 
 /// The embedded default's layout under `dir`: workflows and artifacts in a
@@ -40,6 +41,7 @@ async fn digest(config: &Config) -> runstore::dump::DumpReport {
 }
 
 /// A PostgreSQL test schema and its YAML mapping; `None` (said loudly) without a server.
+#[cfg(feature = "postgres")]
 async fn pg(test: &str) -> Option<(TestSchema, String)> {
     let Some(config) = test_config().await else {
         no_server(test, &why_no_server().unwrap_or_default());
@@ -54,6 +56,7 @@ async fn pg(test: &str) -> Option<(TestSchema, String)> {
 }
 
 /// Guards for the schemas a restore leaves beside `schema`.
+#[cfg(feature = "postgres")]
 fn guard_aside(guard: &TestSchema, kept: &[String]) -> Vec<TestSchema> {
     kept.iter()
         .filter_map(|k| k.strip_prefix("schema "))
