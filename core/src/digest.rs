@@ -122,40 +122,74 @@ impl fmt::Debug for Sha256Hasher {
 /// assert_eq!(runstore_core::canonical_json(&json!({"b": 1, "a": [true, null]})), r#"{"a":[true,null],"b":1}"#);
 /// ```
 pub fn canonical_json(value: &serde_json::Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
-    out
+    // serde_json writes UTF-8 only, and so does every push below.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
+/// SHA-256 of [`canonical_json`] of `value`.
+pub(crate) fn canonical_hash(value: &serde_json::Value) -> Sha256Digest {
+    let mut out = Vec::with_capacity(256);
+    write_canonical(value, &mut out);
+    Sha256Digest::of(&out)
+}
+
+/// Writes `value` as canonical JSON to `out`. Keys and scalars go straight
+/// into `out` through `serde_json`'s writer: formatting each into a string
+/// of its own, and each object's entries into a vector for sorting, was
+/// most of the cost of hashing a run's events (digests are taken of every
+/// record a migration checks or verifies).
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(v, out);
+            out.push(b'{');
+            // `serde_json::Map` is a `BTreeMap` keyed by `String`, already in
+            // bytewise order, unless `preserve_order` is on in the build.
+            if map.keys().is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes()) {
+                write_entries(map.iter(), out);
+            } else {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                write_entries(entries.into_iter(), out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_scalar(scalar, out),
     }
+}
+
+fn write_entries<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a serde_json::Value)>,
+    out: &mut Vec<u8>,
+) {
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_scalar(k.as_str(), out);
+        out.push(b':');
+        write_canonical(v, out);
+    }
+}
+
+/// A string, number, boolean or null as `serde_json` writes it compactly
+/// (what `Value`'s `Display` gives).
+fn write_scalar<T: Serialize + ?Sized>(scalar: &T, out: &mut Vec<u8>) {
+    // Writing a scalar into a vector cannot fail: no I/O, and a string key
+    // or a JSON scalar always serializes.
+    let _ = serde_json::to_writer(&mut *out, scalar);
 }
 
 /// SHA-256 of the canonical JSON of any serializable value.
@@ -165,5 +199,76 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
 pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> Result<Sha256Digest> {
     let json = serde_json::to_value(value)
         .map_err(|e| Error::invalid("value", format!("cannot be written as JSON: {e}")))?;
-    Ok(Sha256Digest::of(canonical_json(&json).as_bytes()))
+    Ok(canonical_hash(&json))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// The canonical form as first written (each key and scalar formatted
+    /// on its own, entries sorted in a vector): digests already stored
+    /// were taken of it, so the writer must give the same bytes.
+    fn reference(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                let inner: Vec<String> = entries
+                    .into_iter()
+                    .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), reference(v)))
+                    .collect();
+                format!("{{{}}}", inner.join(","))
+            }
+            Value::Array(items) => {
+                let inner: Vec<String> = items.iter().map(reference).collect();
+                format!("[{}]", inner.join(","))
+            }
+            scalar => scalar.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_is_the_one_digests_were_taken_of() {
+        let values = [
+            json!(null),
+            json!(true),
+            json!(-0.0),
+            json!(1e23),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(0.1),
+            json!("quote \" backslash \\ tab \t nul \u{0} bell \u{7} é 😀 \u{2028}"),
+            json!({}),
+            json!([]),
+            json!({"b": 1, "a": [true, null, {"z": "x", "é": 2, "A": {"": []}}], "aa": 1.5}),
+            json!({"\u{7f}": 1, "~": 2, "\u{e9}": 3, "e\u{301}": 4, "Z": 5}),
+            json!([[[[{"deep": [1, 2, {"k": "v"}]}]]]]),
+        ];
+        for v in &values {
+            assert_eq!(canonical_json(v), reference(v), "{v}");
+            assert_eq!(canonical_hash(v), Sha256Digest::of(reference(v).as_bytes()));
+        }
+        assert_eq!(
+            canonical_json(&values[10]),
+            r#"{"a":[true,null,{"A":{"":[]},"z":"x","é":2}],"aa":1.5,"b":1}"#
+        );
+    }
+
+    #[test]
+    fn content_hash_is_the_digest_of_the_canonical_form() {
+        #[derive(Serialize)]
+        struct Record<'a> {
+            z: u32,
+            a: &'a str,
+        }
+        let h = content_hash(&Record { z: 7, a: "x" }).unwrap();
+        assert_eq!(h, Sha256Digest::of(br#"{"a":"x","z":7}"#));
+        assert_eq!(
+            h.to_string(),
+            Sha256Digest::of(r#"{"a":"x","z":7}"#.as_bytes()).to_hex()
+        );
+    }
 }

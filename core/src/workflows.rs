@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Sha256Digest, canonical_json};
+use crate::digest::{Sha256Digest, canonical_hash, canonical_json};
 use crate::error::{Error, Result};
 use crate::id::{Version, WorkflowId};
 use crate::page::{Cursor, Page};
@@ -101,7 +101,7 @@ impl WorkflowDefinition {
         };
         // A struct of plain fields always converts to a JSON value.
         let value = serde_json::to_value(&content).unwrap_or_default();
-        Sha256Digest::of(canonical_json(&value).as_bytes())
+        canonical_hash(&value)
     }
 
     /// Whether two definitions have the same content (ignores `created_at`).

@@ -606,6 +606,32 @@ impl Taken {
     }
 }
 
+/// Up to `n` metrics from `src`, in its order; empty when it is read to
+/// the end.
+async fn metrics_batch(src: &mut Pager<ExecutionMetric>, n: usize) -> Result<Vec<ExecutionMetric>> {
+    let mut batch = Vec::new();
+    while batch.len() < n {
+        match src.next().await? {
+            Some(m) => batch.push(m),
+            None => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// The destination's metrics of the runs of `sources` (one
+/// `metrics_of_runs`), in their order; nothing for no sources.
+async fn read_back_metrics(
+    to: &StoreSet,
+    sources: &[ExecutionMetric],
+) -> Result<Vec<Option<ExecutionMetric>>> {
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<RunId> = sources.iter().map(|m| m.run_id.clone()).collect();
+    to.metrics.metrics_of_runs(&ids).await
+}
+
 /// Reads batch `batch` (its number and runs) back from `to` and records it
 /// in `check`; nothing without a check or a batch.
 async fn check_runs(
@@ -1189,49 +1215,64 @@ impl<'a> Migrator<'a> {
         }
     }
 
+    /// Copies the metrics in batches, three steps overlapped: the next batch
+    /// is read from the source while this one is written and, for the check
+    /// made while copying, the one before is read back. One after another,
+    /// each step left the other side idle (a checked SQLite -> PostgreSQL
+    /// hop spent 40 s on its metrics, against 25 s for the copy alone).
     async fn metrics(&mut self) -> Result<()> {
         let mut src = pager::metrics(self.from, self.opts.batch_size)
             .since(self.opts.since, |m| m.recorded_at);
-        let mut batch: Vec<ExecutionMetric> = Vec::new();
-        while let Some(m) = src.next().await? {
-            self.count_read(Concern::Metrics, 1);
-            batch.push(m);
-            if batch.len() >= self.opts.metrics_per_batch {
-                self.flush_and_check_metrics(std::mem::take(&mut batch))
-                    .await?;
-                self.progress(Concern::Metrics, None);
-            }
+        let per_batch = self.opts.metrics_per_batch;
+        let to = self.to;
+        let mut next = metrics_batch(&mut src, per_batch).await?;
+        // Copied and waiting to be read back: the source's side of each.
+        let mut unchecked: Vec<ExecutionMetric> = Vec::new();
+        while !next.is_empty() {
+            let batch = std::mem::take(&mut next);
+            self.count_read(Concern::Metrics, batch.len() as u64);
+            let sources = match self.check {
+                Some(_) => batch.clone(),
+                None => Vec::new(),
+            };
+            let earlier = std::mem::replace(&mut unchecked, sources);
+            let (read, written, back) = tokio::join!(
+                metrics_batch(&mut src, per_batch),
+                self.flush_metrics(batch),
+                read_back_metrics(to, &earlier),
+            );
+            written?;
+            self.check_metrics(&earlier, back?)?;
+            next = read?;
+            self.progress(Concern::Metrics, None);
         }
-        self.flush_and_check_metrics(batch).await?;
+        let back = read_back_metrics(to, &unchecked).await?;
+        self.check_metrics(&unchecked, back)?;
         self.finish(Concern::Metrics);
         Ok(())
     }
 
-    /// [`Self::flush_metrics`], then reads the batch back from the
-    /// destination (one `metrics_of_runs`) for the check made while copying.
-    async fn flush_and_check_metrics(&mut self, batch: Vec<ExecutionMetric>) -> Result<()> {
-        let sources = match self.check {
-            Some(_) => batch.clone(),
-            None => Vec::new(),
-        };
-        self.flush_metrics(batch).await?;
-        if sources.is_empty() {
+    /// Records in the check made while copying each metric of `sources`
+    /// against what the destination gave back for it (`stored`, in the same
+    /// order).
+    fn check_metrics(
+        &mut self,
+        sources: &[ExecutionMetric],
+        stored: Vec<Option<ExecutionMetric>>,
+    ) -> Result<()> {
+        let Some(check) = self.check.as_mut() else {
             return Ok(());
-        }
-        let ids: Vec<RunId> = sources.iter().map(|m| m.run_id.clone()).collect();
-        let stored = self.to.metrics.metrics_of_runs(&ids).await?;
+        };
         for (m, dst) in sources.iter().zip(stored) {
             let src = super::verify::metric_hash(m)?;
             let dst = dst.as_ref().map(super::verify::metric_hash).transpose()?;
-            if let Some(check) = self.check.as_mut() {
-                check.record(
-                    Concern::Metrics,
-                    m.run_id.to_string(),
-                    Some(src),
-                    dst,
-                    || "content differs".into(),
-                );
-            }
+            check.record(
+                Concern::Metrics,
+                m.run_id.to_string(),
+                Some(src),
+                dst,
+                || "content differs".into(),
+            );
         }
         Ok(())
     }
