@@ -197,6 +197,12 @@ fn write_scalar<T: Serialize + ?Sized>(scalar: &T, out: &mut Vec<u8>) {
 /// # Errors
 /// [`Error::InvalidInput`] if the value cannot be represented as JSON.
 pub fn content_hash<T: Serialize + ?Sized>(value: &T) -> Result<Sha256Digest> {
+    // Straight from the value's `Serialize`, as a rule; what the writer
+    // leaves out goes through a `serde_json::Value`, the same bytes.
+    let mut out = Vec::with_capacity(256);
+    if crate::canonical_writer::write(value, &mut out).is_ok() {
+        return Ok(Sha256Digest::of(&out));
+    }
     let json = serde_json::to_value(value)
         .map_err(|e| Error::invalid("value", format!("cannot be written as JSON: {e}")))?;
     Ok(canonical_hash(&json))

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod builder;
+mod canonical_writer;
 
 pub mod artifact_path;
 pub mod artifacts;
