@@ -53,6 +53,33 @@ fn scalar<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> Res {
     serde_json::to_writer(out, v).map_err(|_| Unsupported)
 }
 
+/// Calls `$then!` with serde's methods for booleans and integers up to 64
+/// bits and their types, which both serializers here treat alike.
+macro_rules! integer_and_bool_methods {
+    ($then:ident) => {
+        $then!(
+            serialize_bool: bool,
+            serialize_i8: i8,
+            serialize_i16: i16,
+            serialize_i32: i32,
+            serialize_i64: i64,
+            serialize_u8: u8,
+            serialize_u16: u16,
+            serialize_u32: u32,
+            serialize_u64: u64
+        );
+    };
+}
+
+/// Scalars written as `serde_json` writes them, the same as their `Value`.
+macro_rules! write_scalars {
+    ($($method:ident : $ty:ty),*) => {$(
+        fn $method(self, v: $ty) -> Res {
+            scalar(self.out, &v)
+        }
+    )*};
+}
+
 struct Canonical<'a> {
     out: &'a mut Vec<u8>,
 }
@@ -78,33 +105,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
     type SerializeStruct = Object<'a>;
     type SerializeStructVariant = Object<'a>;
 
-    fn serialize_bool(self, v: bool) -> Res {
-        scalar(self.out, &v)
-    }
-    fn serialize_i8(self, v: i8) -> Res {
-        scalar(self.out, &v)
-    }
-    fn serialize_i16(self, v: i16) -> Res {
-        scalar(self.out, &v)
-    }
-    fn serialize_i32(self, v: i32) -> Res {
-        scalar(self.out, &v)
-    }
-    fn serialize_i64(self, v: i64) -> Res {
-        scalar(self.out, &v)
-    }
-    fn serialize_u8(self, v: u8) -> Res {
-        scalar(self.out, &v)
-    }
-    fn serialize_u16(self, v: u16) -> Res {
-        scalar(self.out, &v)
-    }
-    fn serialize_u32(self, v: u32) -> Res {
-        scalar(self.out, &v)
-    }
-    fn serialize_u64(self, v: u64) -> Res {
-        scalar(self.out, &v)
-    }
+    integer_and_bool_methods!(write_scalars);
     fn serialize_f32(self, _: f32) -> Res {
         // A `Value` holds it widened to f64, which prints other digits.
         Err(Unsupported)
@@ -234,49 +235,28 @@ impl Seq<'_> {
     }
 }
 
-impl ser::SerializeSeq for Seq<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Res {
-        self.element(value)
-    }
-    fn end(self) -> Res {
-        self.close()
-    }
+/// The four array kinds of serde, each written by [`Seq`].
+macro_rules! array_kind {
+    ($($kind:ident :: $method:ident),*) => {$(
+        impl ser::$kind for Seq<'_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Res {
+                self.element(value)
+            }
+            fn end(self) -> Res {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Seq<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Res {
-        self.element(value)
-    }
-    fn end(self) -> Res {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Res {
-        self.element(value)
-    }
-    fn end(self) -> Res {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Res {
-        self.element(value)
-    }
-    fn end(self) -> Res {
-        self.close()
-    }
-}
+array_kind!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 /// An object being written. Each entry is written as it comes, `key:value`
 /// after a comma, and its span remembered; at the end the entries are put
@@ -368,26 +348,36 @@ impl ser::SerializeMap for Object<'_> {
     }
 }
 
-impl ser::SerializeStruct for Object<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Res {
-        self.entry(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Res {
-        self.close()
-    }
+/// The two struct kinds of serde, each written by [`Object`].
+macro_rules! struct_kind {
+    ($($kind:ident),*) => {$(
+        impl ser::$kind for Object<'_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Res {
+                self.entry(Cow::Borrowed(key), value)
+            }
+            fn end(self) -> Res {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Object<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Res {
-        self.entry(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Res {
-        self.close()
-    }
+struct_kind!(SerializeStruct, SerializeStructVariant);
+
+/// Map keys of a scalar type other than a string, which `serde_json`
+/// writes as strings of its own making: left to the `Value` path.
+macro_rules! refuse_keys {
+    ($($method:ident : $ty:ty),*) => {$(
+        fn $method(self, _: $ty) -> Result<String, Unsupported> {
+            Err(Unsupported)
+        }
+    )*};
 }
 
 /// A map key: a string (or a char) only; `serde_json` turns numbers and
@@ -418,39 +408,8 @@ impl ser::Serializer for KeyOnly {
     ) -> Result<String, Unsupported> {
         value.serialize(self)
     }
-    fn serialize_bool(self, _: bool) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_i8(self, _: i8) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_i16(self, _: i16) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_i32(self, _: i32) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_i64(self, _: i64) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_u8(self, _: u8) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_u16(self, _: u16) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_u32(self, _: u32) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_u64(self, _: u64) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_f32(self, _: f32) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
-    fn serialize_f64(self, _: f64) -> Result<String, Unsupported> {
-        Err(Unsupported)
-    }
+    integer_and_bool_methods!(refuse_keys);
+    refuse_keys!(serialize_f32: f32, serialize_f64: f64);
     fn serialize_bytes(self, _: &[u8]) -> Result<String, Unsupported> {
         Err(Unsupported)
     }
