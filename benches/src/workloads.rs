@@ -17,7 +17,7 @@ use crate::migration::{self, HopMode, HopResult};
 use crate::raw;
 use crate::report::{Row, Stats, Target, Unit};
 use crate::scale::Sizes;
-use crate::stores::Backend;
+use crate::stores::{Backend, Opened};
 use runstore::outbox::DrainOptions;
 
 /// A running run to append to.
@@ -1263,36 +1263,16 @@ impl RawArtifact {
 /// `runstore::migrate` in a child process per hop (see [`migration`]).
 /// Records are runs + events + metrics copied. Each hop is held to its
 /// destination's raw bulk insert of the same records
-/// ([`migration::raw_sized`]); the bulk-import baseline of a few
-/// thousand runs is given beside it in the note.
+/// ([`migration::raw_sized`]), measured right before the hop: on a shared
+/// machine both figures swing by a quarter between runs minutes apart
+/// (rusqlite at 287,000 and 364,000 records/s within ten minutes, the same
+/// hop at 58 and 78 s), so a baseline taken long before its hop decides the
+/// ratio as much as the hop does. The pairs are measured `reps` times from
+/// one seeded source, and each row gives the medians. The bulk-import
+/// baseline of a few thousand runs is given beside it in the note.
 async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut Vec<String>) {
     let s = ctx.plan.sizes.clone();
-    let mut sized: Vec<(Backend, (String, Stats))> = Vec::new();
     let url = pg.map(|(url, _)| url.as_str());
-    for (b, name, url) in [
-        (
-            Backend::Sqlite { full: false },
-            "rusqlite tx, same records",
-            None,
-        ),
-        (Backend::Postgres, "binary COPY, same records", url),
-    ] {
-        if !ctx.has(b) || (b == Backend::Postgres && url.is_none()) {
-            continue;
-        }
-        ctx.log(&format!("migration: raw {name} ({} runs)", s.migrate_runs));
-        let r = async {
-            let dir = ctx.dir()?;
-            migration::write_back()?;
-            let rate = migration::raw_sized(b, &dir, s.migrate_runs, url).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            Stats::of(&[rate?]).ok_or_else(|| crate::BenchError::from("no figure"))
-        }
-        .await;
-        if let Some(r) = raw_named(name, r, notes) {
-            sized.push((b, r));
-        }
-    }
     let hops = [
         (
             Backend::File(Durability::Fsync),
@@ -1300,6 +1280,10 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
         ),
         (Backend::Sqlite { full: false }, Backend::Postgres),
     ];
+    let raw_name = |b: Backend| match b {
+        Backend::Postgres => "binary COPY, same records",
+        _ => "rusqlite tx, same records",
+    };
     let mut rows: Vec<Row> = hops
         .iter()
         .map(|(a, b)| {
@@ -1316,9 +1300,6 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
                 ),
                 Unit::RecordsPerSec,
             );
-            if let Some((_, raw)) = sized.iter().find(|(k, _)| k == b) {
-                r.raw = Some(raw.clone());
-            }
             r.target = Some(Target::RatioAtLeastPeakUnder(0.5, 200.0));
             r
         })
@@ -1333,51 +1314,54 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
         ctx.rows.extend(rows);
         return;
     }
-    // A 1M-run hop takes minutes: measured once at that size.
-    let reps = if s.migrate_runs >= 100_000 {
-        1
-    } else {
-        s.reps.min(3)
-    };
+    let reps = s.reps.clamp(1, 3);
+    let mut raws: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut raw_failed: [Option<String>; 2] = [None, None];
     let mut hops_done: [Vec<HopResult>; 2] = [Vec::new(), Vec::new()];
     let mut checks_done: Vec<(HopMode, HopResult)> = Vec::new();
-    let mut failed: Option<String> = None;
-    for rep in 0..reps {
-        let r = async {
-            let dirs = [ctx.dir()?, ctx.dir()?, ctx.dir()?];
-            ctx.log(&format!(
-                "migration: seeding {} runs and metrics into files",
-                s.migrate_runs
-            ));
-            {
-                let src = Backend::File(Durability::None).open(&dirs[0]).await?;
-                migration::seed_runs(&*src.stores.logs, &format!("mig{rep}"), s.migrate_runs)
-                    .await?;
-                load_metrics(&*src.stores.metrics, s.migrate_runs).await?;
-            }
+    let r = async {
+        let src_dir = ctx.dir()?;
+        ctx.log(&format!(
+            "migration: seeding {} runs and metrics into files",
+            s.migrate_runs
+        ));
+        {
+            let src = Backend::File(Durability::None).open(&src_dir).await?;
+            migration::seed_runs(&*src.stores.logs, "mig0", s.migrate_runs).await?;
+            load_metrics(&*src.stores.metrics, s.migrate_runs).await?;
+        }
+        for rep in 0..reps {
+            let dirs = [src_dir.clone(), ctx.dir()?, ctx.dir()?];
             // Each destination stays open here (its PostgreSQL schema lives
             // as long as the handle) while a child migrates into it.
             let mut opened = Vec::new();
             for (h, (from, to)) in hops.iter().enumerate() {
-                ctx.log(&format!("migration hop {}: {from} -> {to}", h + 1));
+                if raw_failed[h].is_none() {
+                    ctx.log(&format!(
+                        "migration: raw {} ({} runs), pair {}/{reps}",
+                        raw_name(*to),
+                        s.migrate_runs,
+                        rep + 1
+                    ));
+                    match raw_baseline(ctx, *to, s.migrate_runs, url).await {
+                        Ok(rate) => raws[h].push(rate),
+                        Err(e) => raw_failed[h] = Some(e.to_string()),
+                    }
+                }
+                ctx.log(&format!(
+                    "migration hop {}: {from} -> {to}, pair {}/{reps}",
+                    h + 1,
+                    rep + 1
+                ));
                 migration::write_back()?;
                 let dst = to.open(&dirs[h + 1]).await?;
-                let (exe, src_dir, dst_dir, pg) = (
-                    ctx.plan.exe.clone(),
-                    dirs[h].clone(),
-                    dirs[h + 1].clone(),
-                    dst.remote.clone(),
-                );
-                let (from, to) = (*from, *to);
-                let hop = blocking(move || {
-                    migration::run_child(
-                        &exe,
-                        HopMode::Copy,
-                        (from, &src_dir),
-                        (to, &dst_dir),
-                        pg.as_ref(),
-                    )
-                })
+                let hop = hop_child(
+                    ctx,
+                    HopMode::Copy,
+                    (*from, &dirs[h]),
+                    (*to, &dirs[h + 1]),
+                    &dst,
+                )
                 .await?;
                 let expected = (s.migrate_runs * 12) as u64;
                 if hop.records != expected {
@@ -1397,69 +1381,72 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
                 hops_done[h].push(hop);
                 opened.push(dst);
             }
-            // The last hop again: the copied pair verified whole, then a
-            // copy into a fresh destination with the check made while
-            // copying.
+            // The last hop again, right after its baseline and copy: into a
+            // fresh destination with the check made while copying, and (once)
+            // the copied pair verified whole.
             let (from, to) = hops[hops.len() - 1];
-            let (src_dir, copied_dir) = (dirs[hops.len() - 1].clone(), dirs[hops.len()].clone());
+            let src = dirs[hops.len() - 1].clone();
             let fresh_dir = ctx.dir()?;
             let fresh = to.open(&fresh_dir).await?;
-            for (mode, dst_dir, pg) in [
-                (
+            let mut modes = vec![(HopMode::Checked, fresh_dir.clone(), &fresh)];
+            if rep + 1 == reps {
+                modes.push((
                     HopMode::Verify,
-                    copied_dir,
-                    opened[hops.len() - 1].remote.clone(),
-                ),
-                (HopMode::Checked, fresh_dir.clone(), fresh.remote.clone()),
-            ] {
+                    dirs[hops.len()].clone(),
+                    &opened[hops.len() - 1],
+                ));
+            }
+            for (mode, dst_dir, dst) in modes {
                 ctx.log(&format!("migration {from} -> {to}: {mode:?}"));
-                let (exe, src_dir) = (ctx.plan.exe.clone(), src_dir.clone());
-                let r = blocking(move || {
-                    migration::run_child(&exe, mode, (from, &src_dir), (to, &dst_dir), pg.as_ref())
-                })
-                .await?;
+                migration::write_back()?;
+                let r = hop_child(ctx, mode, (from, &src), (to, &dst_dir), dst).await?;
                 checks_done.push((mode, r));
             }
             drop(fresh);
             let _ = std::fs::remove_dir_all(fresh_dir);
             drop(opened);
-            for d in dirs {
+            for d in &dirs[1..] {
                 let _ = std::fs::remove_dir_all(d);
             }
-            BenchResult::Ok(())
         }
-        .await;
-        if let Err(e) = r {
-            failed = Some(e.to_string());
-            break;
+        let _ = std::fs::remove_dir_all(src_dir);
+        BenchResult::Ok(())
+    }
+    .await;
+    for (h, e) in raw_failed.iter().enumerate() {
+        if let Some(e) = e {
+            notes.push(format!("raw {} failed: {e}", raw_name(hops[h].1)));
         }
     }
+    let failed = r.err().map(|e| e.to_string());
     for (h, r) in rows.iter_mut().enumerate() {
-        match &failed {
-            Some(e) => r.note = format!("failed: {e}"),
-            None => {
-                let rates: Vec<f64> = hops_done[h]
-                    .iter()
-                    .map(|x| x.records as f64 / x.secs)
-                    .collect();
-                r.stats = stats_of(&rates);
-                r.peak_bytes = hops_done[h].iter().map(|x| x.peak_bytes).max();
-                r.note = "peak RSS = the migrating child process's whole peak (both stores open); raw = the destination's raw bulk insert of the same records, in transactions of 1,000 runs".into();
-                let small = hops[h].1;
-                if let (Some((name, small)), Some(rate)) = (
-                    ctx.raw_bulk
-                        .iter()
-                        .find(|(k, _)| *k == small)
-                        .map(|(_, r)| r),
-                    r.stats,
-                ) {
-                    r.note.push_str(&format!(
-                        "; against the {name} bulk import of {} runs, {:.2}x",
-                        s.import_runs,
-                        rate.median / small.median
-                    ));
-                }
-            }
+        if let Some(e) = &failed {
+            r.note = format!("failed: {e}");
+            continue;
+        }
+        r.raw = stats_of(&raws[h]).map(|s| (raw_name(hops[h].1).to_string(), s));
+        let rates: Vec<f64> = hops_done[h]
+            .iter()
+            .map(|x| x.records as f64 / x.secs)
+            .collect();
+        r.stats = stats_of(&rates);
+        r.peak_bytes = hops_done[h].iter().map(|x| x.peak_bytes).max();
+        r.note = format!(
+            "peak RSS = the migrating child process's whole peak (both stores open); raw = the destination's raw bulk insert of the same records, in transactions of 1,000 runs, measured right before each of the {reps} hops"
+        );
+        let small = hops[h].1;
+        if let (Some((name, small)), Some(rate)) = (
+            ctx.raw_bulk
+                .iter()
+                .find(|(k, _)| *k == small)
+                .map(|(_, r)| r),
+            r.stats,
+        ) {
+            r.note.push_str(&format!(
+                "; against the {name} bulk import of {} runs, {:.2}x",
+                s.import_runs,
+                rate.median / small.median
+            ));
         }
     }
     if failed.is_none() {
@@ -1470,6 +1457,45 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
         ));
     }
     ctx.rows.extend(rows);
+}
+
+/// [`migration::raw_sized`] into a scratch directory, after the dirty pages
+/// of what ran before are written back.
+async fn raw_baseline(
+    ctx: &mut Ctx<'_>,
+    to: Backend,
+    runs: usize,
+    url: Option<&str>,
+) -> BenchResult<f64> {
+    if to == Backend::Postgres && url.is_none() {
+        return Err("no PostgreSQL server".into());
+    }
+    let dir = ctx.dir()?;
+    migration::write_back()?;
+    let rate = migration::raw_sized(to, &dir, runs, url).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    rate
+}
+
+/// One hop in a child process ([`migration::run_child`]) into `dst`, which
+/// the caller holds open.
+async fn hop_child(
+    ctx: &Ctx<'_>,
+    mode: HopMode,
+    (from, src_dir): (Backend, &Path),
+    (to, dst_dir): (Backend, &Path),
+    dst: &Opened,
+) -> BenchResult<HopResult> {
+    let (exe, src_dir, dst_dir, pg) = (
+        ctx.plan.exe.clone(),
+        src_dir.to_path_buf(),
+        dst_dir.to_path_buf(),
+        dst.remote.clone(),
+    );
+    blocking(move || {
+        migration::run_child(&exe, mode, (from, &src_dir), (to, &dst_dir), pg.as_ref())
+    })
+    .await
 }
 
 /// The last hop copied with the check made while copying, beside the copy
