@@ -1344,7 +1344,10 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
                         rep + 1
                     ));
                     match raw_baseline(ctx, *to, s.migrate_runs, url).await {
-                        Ok(rate) => raws[h].push(rate),
+                        Ok(rate) => {
+                            ctx.log(&format!("migration: raw {rate:.0} records/s"));
+                            raws[h].push(rate);
+                        }
                         Err(e) => raw_failed[h] = Some(e.to_string()),
                     }
                 }

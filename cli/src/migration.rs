@@ -503,7 +503,10 @@ impl MigrationProgress for ConcernBars {
                 }
                 bar.set_style(Self::style(total));
             }
-            bar.set_position(done);
+            // Writers report as they finish a batch, each with the count
+            // it read, and a report can overtake one sent before it: the
+            // bar never steps back.
+            bar.set_position(done.max(bar.position()));
         }
         entry.total = total;
         if self.plain && done >= entry.next_line {
@@ -555,6 +558,27 @@ impl MigrationProgress for ConcernBars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bar_does_not_step_back_when_reports_overtake_each_other() {
+        let bars = ConcernBars {
+            label: "migrate".into(),
+            multi: Some(MultiProgress::with_draw_target(ProgressDrawTarget::hidden())),
+            plain: false,
+            state: Mutex::new(BarsState::default()),
+        };
+        bars.on_progress("runs", 1_500, Some(3_000));
+        bars.on_progress("runs", 1_000, Some(3_000));
+        let position = |bars: &ConcernBars| {
+            bars.lock().bars["runs"]
+                .bar
+                .as_ref()
+                .map(ProgressBar::position)
+        };
+        assert_eq!(position(&bars), Some(1_500));
+        bars.on_progress("runs", 2_000, Some(3_000));
+        assert_eq!(position(&bars), Some(2_000));
+    }
 
     #[test]
     fn batch_size_is_checked() {
