@@ -76,6 +76,40 @@ pub fn write_back() -> BenchResult<()> {
     Ok(())
 }
 
+/// Drops every file under `dir` from the page cache (after [`write_back`],
+/// since dirty pages stay), so that a hop reads its source from the disk,
+/// as a store written long before is read. Needs no privilege: it is
+/// `posix_fadvise(DONTNEED)` on each file. Returns the files evicted.
+///
+/// Without it, how much of the source a hop finds in memory depends on
+/// what ran before it: the raw baseline measured right before a hop writes
+/// a few gigabytes of its own and pushes part of the source out.
+#[cfg(target_os = "linux")]
+pub fn evict_from_page_cache(dir: &Path) -> BenchResult<u64> {
+    let mut files = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                let file = std::fs::File::open(entry.path())?;
+                rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+                files += 1;
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Elsewhere there is no per-file way to do it without privilege.
+#[cfg(not(target_os = "linux"))]
+pub fn evict_from_page_cache(_dir: &Path) -> BenchResult<u64> {
+    Err("evicting a directory from the page cache needs Linux".into())
+}
+
 /// The destination's raw bulk insert of the records a hop copies
 /// (`runs` runs of 10 events and a metric each, see
 /// [`crate::raw::sqlite_bulk_sized`]), into a fresh raw database in `dir`
