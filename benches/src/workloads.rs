@@ -1418,11 +1418,20 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
         ctx.log(&format!("migration hop 1: {from} -> {to}, source evicted"));
         migration::write_back()?;
         match migration::evict_from_page_cache(&src_dir) {
-            Ok(_) => {
+            Ok(files) => {
+                ctx.log(&format!("migration: {files} source files evicted"));
                 let dst_dir = ctx.dir()?;
                 let dst = to.open(&dst_dir).await?;
                 let hop =
                     hop_child(ctx, HopMode::Copy, (from, &src_dir), (to, &dst_dir), &dst).await?;
+                let expected = (s.migrate_runs * 12) as u64;
+                if hop.records != expected {
+                    return Err(format!(
+                        "hop 1 from the evicted source copied {} records, expected {expected}",
+                        hop.records
+                    )
+                    .into());
+                }
                 ctx.log(&format!(
                     "migration hop 1, source evicted: {:.0} records/s",
                     hop.records as f64 / hop.secs
@@ -1473,7 +1482,9 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
             ));
         }
     }
-    if let (Some(cold), Some(raw)) = (&cold, rows[0].raw.as_ref().map(|(_, s)| s.median)) {
+    if let (None, Some(cold), Some(raw)) =
+        (&failed, &cold, rows[0].raw.as_ref().map(|(_, s)| s.median))
+    {
         rows[0].note.push_str(&match cold {
             Ok(hop) => {
                 let rate = hop.records as f64 / hop.secs;
