@@ -28,6 +28,23 @@ pub struct HopResult {
     pub peak_bytes: u64,
 }
 
+impl HopResult {
+    /// Whether the hop copied every record of a source of `runs` runs
+    /// (each with 10 events and a metric); the error names the hop as
+    /// `what`.
+    pub fn copied_all(&self, runs: usize, what: &str) -> BenchResult<()> {
+        let expected = (runs * 12) as u64;
+        if self.records != expected {
+            return Err(format!(
+                "{what} copied {} records, expected {expected}",
+                self.records
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
 /// Fills `logs` with `runs` runs of 10 events each, generated batch by
 /// batch so that the seeding holds one batch in memory.
 pub async fn seed_runs(logs: &dyn LogRepository, tag: &str, runs: usize) -> BenchResult<()> {

@@ -1367,15 +1367,7 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
                     &dst,
                 )
                 .await?;
-                let expected = (s.migrate_runs * 12) as u64;
-                if hop.records != expected {
-                    return Err(format!(
-                        "hop {} copied {} records, expected {expected}",
-                        h + 1,
-                        hop.records
-                    )
-                    .into());
-                }
+                hop.copied_all(s.migrate_runs, &format!("hop {}", h + 1))?;
                 ctx.log(&format!(
                     "migration hop {}: {:.0} records/s, peak RSS {} MiB",
                     h + 1,
@@ -1424,14 +1416,7 @@ async fn migration(ctx: &mut Ctx<'_>, pg: Option<&(String, String)>, notes: &mut
                 let dst = to.open(&dst_dir).await?;
                 let hop =
                     hop_child(ctx, HopMode::Copy, (from, &src_dir), (to, &dst_dir), &dst).await?;
-                let expected = (s.migrate_runs * 12) as u64;
-                if hop.records != expected {
-                    return Err(format!(
-                        "hop 1 from the evicted source copied {} records, expected {expected}",
-                        hop.records
-                    )
-                    .into());
-                }
+                hop.copied_all(s.migrate_runs, "hop 1 from the evicted source")?;
                 ctx.log(&format!(
                     "migration hop 1, source evicted: {:.0} records/s",
                     hop.records as f64 / hop.secs
