@@ -3,6 +3,7 @@
 pub mod artifacts;
 pub mod bulk_load;
 pub mod coordination;
+pub mod encoded_events;
 pub mod event_reads;
 pub mod factory;
 pub mod fixtures;
@@ -121,6 +122,9 @@ macro_rules! __for_each_rule {
             event_reads::event_list_filter_input_checked,
             event_reads::event_reads_of_several_runs_at_once,
             event_reads::event_reads_of_small_runs_tell_large_ones_apart,
+            encoded_events::event_reads_encoded_equal_parsed_reads,
+            encoded_events::run_import_encoded_equals_import,
+            encoded_events::run_import_encoded_validates_payload_text,
             // Lifecycle: deletes and selection for retention
             lifecycle::lifecycle_delete_runs_cascades_events,
             lifecycle::lifecycle_delete_batch_validated,

@@ -100,7 +100,17 @@ pub async fn every_write_refused(
             "run import",
             set.logs
                 .import_runs(vec![RunWithEvents {
-                    run: other,
+                    run: other.clone(),
+                    events: Vec::new(),
+                }])
+                .await
+                .map(drop),
+        ),
+        (
+            "encoded run import",
+            set.logs
+                .import_runs_encoded(vec![runstore_core::EncodedRun {
+                    run: other.clone(),
                     events: Vec::new(),
                 }])
                 .await

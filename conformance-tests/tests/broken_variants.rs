@@ -15,12 +15,12 @@ use runstore_core::memory::{MemoryArtifacts, MemoryLogs, MemoryMetrics, MemoryWo
 use runstore_core::{
     Appended, ArtifactInfo, ArtifactKey, ArtifactPath, ArtifactQuery, ArtifactReader,
     ArtifactStore, ArtifactStoreExt, ArtifactsDeleted, BulkOutcome, BundleRequest, ByteStream,
-    Deleted, Delivery, Error, ErrorKind, Event, EventQuery, ExecutionMetric, Lease, LeaseQuery,
-    LeaseRequest, LogRepository, LogRepositoryExt, MetricQuery, MetricsRepository, MetricsSummary,
-    NewEvent, Page, Pattern, PatternId, PatternQuery, Phase, PutOptions, Result, Run, RunFilter,
-    RunId, RunQuery, RunUpdate, RunWithEvents, StoreSet, SummaryQuery, Timestamp, Version,
-    WorkflowDefinition, WorkflowId, WorkflowQuery, WorkflowRepository, Written, async_trait,
-    validate_limit,
+    Deleted, Delivery, EncodedEvent, EncodedRun, Error, ErrorKind, Event, EventQuery,
+    ExecutionMetric, Lease, LeaseQuery, LeaseRequest, LogRepository, LogRepositoryExt, MetricQuery,
+    MetricsRepository, MetricsSummary, NewEvent, Page, Pattern, PatternId, PatternQuery, Phase,
+    PutOptions, Result, Run, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, StoreSet,
+    SummaryQuery, Timestamp, Version, WorkflowDefinition, WorkflowId, WorkflowQuery,
+    WorkflowRepository, Written, async_trait, validate_limit,
 };
 use tokio::io::AsyncReadExt;
 
@@ -89,6 +89,12 @@ enum Break {
     /// `events_of_small_runs` takes a run of exactly `max` events for a
     /// small one (`<=` for `<`).
     SmallRunsBoundInclusive,
+    /// `events_of_small_runs_encoded` stops a line short: the last event
+    /// of each run is left out.
+    EncodedReadDropsLast,
+    /// `import_runs_encoded` takes a run already stored for the same one
+    /// without comparing it, so a payload that differs is no conflict.
+    EncodedImportIgnoresStored,
 }
 
 fn ctrl_to(s: &str, with: char) -> String {
@@ -260,6 +266,38 @@ impl LogRepository for Logs {
                 .await;
         }
         self.inner.events_of_small_runs(ids, max_events).await
+    }
+    async fn events_of_small_runs_encoded(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<EncodedEvent>>>> {
+        let mut read = self
+            .inner
+            .events_of_small_runs_encoded(ids, max_events)
+            .await?;
+        if self.brk == Break::EncodedReadDropsLast {
+            for events in read.iter_mut().flatten() {
+                events.pop();
+            }
+        }
+        Ok(read)
+    }
+    async fn import_runs_encoded(&self, runs: Vec<EncodedRun>) -> Result<BulkOutcome> {
+        if self.brk != Break::EncodedImportIgnoresStored {
+            return self.inner.import_runs_encoded(runs).await;
+        }
+        let mut absent = Vec::new();
+        let mut unchanged = 0;
+        for r in runs {
+            match self.inner.get_run(&r.run.id).await {
+                Ok(_) => unchanged += 1,
+                Err(_) => absent.push(r),
+            }
+        }
+        let mut out = self.inner.import_runs_encoded(absent).await?;
+        out.unchanged += unchanged;
+        Ok(out)
     }
     async fn query_runs(&self, mut query: RunQuery) -> Result<Page<Run>> {
         if self.brk == Break::BulkLoadStatusFilterIgnored && self.loading.load(Ordering::SeqCst) {
@@ -782,6 +820,16 @@ variant!(
     small_runs_bound_inclusive_is_caught,
     Break::SmallRunsBoundInclusive,
     ["event_reads_of_small_runs_tell_large_ones_apart"]
+);
+variant!(
+    encoded_read_dropping_an_event_is_caught,
+    Break::EncodedReadDropsLast,
+    ["event_reads_encoded_equal_parsed_reads"]
+);
+variant!(
+    encoded_import_ignoring_stored_runs_is_caught,
+    Break::EncodedImportIgnoresStored,
+    ["run_import_encoded_equals_import"]
 );
 
 /// The wrapper itself is faithful: without a break every rule passes.

@@ -274,17 +274,17 @@ pub fn external_key_conflict(run: &Run, holder: &crate::id::RunId) -> Error {
 
 /// Checks that no two runs of an import batch share a workflow and an
 /// external key ([`Error::InvalidInput`]).
-pub fn validate_batch_keys(batch: &[crate::logs::RunWithEvents]) -> Result<()> {
+pub fn validate_batch_keys<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Result<()> {
     let mut seen = std::collections::HashMap::new();
-    for r in batch {
-        if let Some(pair) = external_key_of(&r.run)
-            && let Some(first) = seen.insert(pair, &r.run.id)
+    for run in runs {
+        if let Some(pair) = external_key_of(run)
+            && let Some(first) = seen.insert(pair, &run.id)
         {
             return Err(Error::invalid(
                 "runs",
                 format!(
                     "runs {first} and {} of one import batch share external key {} of workflow {}",
-                    r.run.id,
+                    run.id,
                     shown(pair.1),
                     pair.0
                 ),

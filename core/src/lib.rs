@@ -12,9 +12,11 @@ pub mod bundle;
 pub mod chunked;
 pub mod coordination;
 pub mod digest;
+pub mod encoded_events;
 pub mod error;
 pub mod ext;
 pub mod id;
+pub mod json_text;
 pub mod lifecycle;
 pub mod logs;
 pub mod memory;
@@ -43,16 +45,18 @@ pub use coordination::{
     validate_batch_keys, validate_delivery_id, validate_external_key,
 };
 pub use digest::{Sha256Digest, Sha256Hasher, canonical_json, content_hash};
+pub use encoded_events::{EncodedEvent, EncodedRun};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use ext::{ArtifactStoreExt, LogRepositoryExt, WorkflowRepositoryExt};
 pub use id::{PatternId, Phase, RunId, Version, WorkflowId};
+pub use json_text::{JsonText, SkippedJson};
 pub use lifecycle::{
     ArtifactsDeleted, Deleted, MAX_DELETE_BATCH, decide_workflow_delete, validate_delete_batch,
 };
 pub use logs::{
     Appended, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunCursor,
-    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents, events_by_run, run_conflict,
-    run_not_found, validate_small_runs_request,
+    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents, SmallRuns, events_by_run,
+    run_conflict, run_not_found, validate_small_runs_request,
 };
 pub use metrics::{
     DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,

@@ -522,45 +522,7 @@ impl RunWithEvents {
     /// Checks the run, and that events belong to it, are numbered 1..=n and
     /// use each idempotency key once.
     pub fn validate(&self) -> Result<()> {
-        self.run.validate()?;
-        let mut keys = std::collections::HashSet::new();
-        for (i, e) in self.events.iter().enumerate() {
-            if e.run_id != self.run.id {
-                return Err(Error::invalid(
-                    "events",
-                    format!(
-                        "event {} belongs to run {}, not {}",
-                        e.seq, e.run_id, self.run.id
-                    ),
-                ));
-            }
-            let expected = i as u64 + 1;
-            if e.seq != expected {
-                return Err(Error::invalid(
-                    "events",
-                    format!(
-                        "run {}: event numbers must be 1..=n without gaps; expected {expected}, got {}",
-                        self.run.id, e.seq
-                    ),
-                ));
-            }
-            validate_label("kind", &e.kind)?;
-            validate_json("payload", &e.payload)?;
-            if let Some(k) = &e.idempotency_key {
-                validate_label("idempotency_key", k)?;
-                if !keys.insert(k.as_str()) {
-                    return Err(Error::invalid(
-                        "events",
-                        format!(
-                            "run {}: idempotency key {} used twice",
-                            self.run.id,
-                            crate::text::shown(k)
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        validate_run_events(&self.run, &self.events)
     }
 
     /// The kind of the tombstone events [`RunWithEvents::repaired`] puts
@@ -646,17 +608,7 @@ impl RunWithEvents {
     /// writing anything: each run by [`RunWithEvents::validate`], no run id
     /// twice, no external key twice in one workflow.
     pub fn validate_batch(batch: &[RunWithEvents]) -> Result<()> {
-        let mut ids = std::collections::HashSet::new();
-        for r in batch {
-            r.validate()?;
-            if !ids.insert(&r.run.id) {
-                return Err(Error::invalid(
-                    "runs",
-                    format!("run {} appears twice in one import batch", r.run.id),
-                ));
-            }
-        }
-        crate::coordination::validate_batch_keys(batch)
+        validate_run_batch(batch, |r| &r.run, RunWithEvents::validate)
     }
 
     /// Equality of stored content.
@@ -669,6 +621,103 @@ impl RunWithEvents {
                 .zip(&other.events)
                 .all(|(a, b)| a.same_content(b))
     }
+}
+
+/// The fields of a stored event that the rules of an import batch read,
+/// whatever form its payload is kept in ([`Event`],
+/// [`crate::EncodedEvent`]): so each rule is written once.
+pub(crate) trait EventFields {
+    fn run_id(&self) -> &RunId;
+    fn seq(&self) -> u64;
+    fn kind(&self) -> &str;
+    fn idempotency_key(&self) -> Option<&str>;
+    /// [`validate_json`] of the payload, naming field `payload`.
+    fn validate_payload(&self) -> Result<()>;
+}
+
+impl EventFields for Event {
+    fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+    fn validate_payload(&self) -> Result<()> {
+        validate_json("payload", &self.payload)
+    }
+}
+
+/// [`RunWithEvents::validate`] of a run and its events in either form.
+pub(crate) fn validate_run_events<E: EventFields>(run: &Run, events: &[E]) -> Result<()> {
+    run.validate()?;
+    let mut keys = std::collections::HashSet::new();
+    for (i, e) in events.iter().enumerate() {
+        if e.run_id() != &run.id {
+            return Err(Error::invalid(
+                "events",
+                format!(
+                    "event {} belongs to run {}, not {}",
+                    e.seq(),
+                    e.run_id(),
+                    run.id
+                ),
+            ));
+        }
+        let expected = i as u64 + 1;
+        if e.seq() != expected {
+            return Err(Error::invalid(
+                "events",
+                format!(
+                    "run {}: event numbers must be 1..=n without gaps; expected {expected}, got {}",
+                    run.id,
+                    e.seq()
+                ),
+            ));
+        }
+        validate_label("kind", e.kind())?;
+        e.validate_payload()?;
+        if let Some(k) = e.idempotency_key() {
+            validate_label("idempotency_key", k)?;
+            if !keys.insert(k) {
+                return Err(Error::invalid(
+                    "events",
+                    format!(
+                        "run {}: idempotency key {} used twice",
+                        run.id,
+                        crate::text::shown(k)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`RunWithEvents::validate_batch`] of runs in either form: each run by
+/// `validate`, no run id twice, no external key twice in one workflow.
+pub(crate) fn validate_run_batch<T>(
+    batch: &[T],
+    run: impl Fn(&T) -> &Run,
+    validate: impl Fn(&T) -> Result<()>,
+) -> Result<()> {
+    let mut ids = std::collections::HashSet::new();
+    for r in batch {
+        validate(r)?;
+        let id = &run(r).id;
+        if !ids.insert(id) {
+            return Err(Error::invalid(
+                "runs",
+                format!("run {id} appears twice in one import batch"),
+            ));
+        }
+    }
+    crate::coordination::validate_batch_keys(batch.iter().map(run))
 }
 
 /// Which runs a query or count selects. Every set field must match.
@@ -1088,25 +1137,50 @@ pub trait LogRepository: Send + Sync + Debug + 'static {
         max_events: usize,
     ) -> Result<Vec<Option<Vec<Event>>>> {
         validate_small_runs_request(ids, max_events)?;
-        let counts = self.event_counts(ids).await?;
-        let small = |n: u64| usize::try_from(n).is_ok_and(|n| n < max_events);
-        let wanted: Vec<RunId> = ids
-            .iter()
-            .zip(&counts)
-            .filter(|&(_, &n)| small(n))
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut events = self.events_of_runs(&wanted).await?.into_iter();
-        Ok(counts
-            .into_iter()
-            .map(|n| {
-                if small(n) {
-                    Some(events.next().unwrap_or_default())
-                } else {
-                    None
-                }
+        let small = SmallRuns::new(self.event_counts(ids).await?, max_events);
+        let events = self.events_of_runs(&small.to_read(ids)).await?;
+        Ok(small.answer(events))
+    }
+
+    /// [`LogRepository::events_of_small_runs`] with each payload as the
+    /// JSON text it is stored as ([`crate::EncodedEvent`]): what a
+    /// migration reads, so a payload goes from store to store without being
+    /// built as a value. The same runs, events and `None`s; each payload
+    /// reads as the value `events_of_small_runs` gives. The default writes
+    /// the payloads of `events_of_small_runs` as text; a backend that
+    /// stores text overrides it to hand that text over.
+    async fn events_of_small_runs_encoded(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<crate::EncodedEvent>>>> {
+        let read = self.events_of_small_runs(ids, max_events).await?;
+        read.into_iter()
+            .map(|run| {
+                run.map(|events| {
+                    events
+                        .into_iter()
+                        .map(crate::EncodedEvent::from_event)
+                        .collect()
+                })
+                .transpose()
             })
-            .collect())
+            .collect()
+    }
+
+    /// [`LogRepository::import_runs`] of runs whose payloads are JSON text
+    /// ([`crate::EncodedRun`]): the same rules (checked by
+    /// [`crate::EncodedRun::validate_batch`] first), the same outcome, the
+    /// same stored content. The default reads the payloads as values and
+    /// calls `import_runs`; a backend that stores text overrides it to
+    /// store the text.
+    async fn import_runs_encoded(&self, runs: Vec<crate::EncodedRun>) -> Result<BulkOutcome> {
+        crate::EncodedRun::validate_batch(&runs)?;
+        let runs = runs
+            .into_iter()
+            .map(crate::EncodedRun::into_run)
+            .collect::<Result<Vec<_>>>()?;
+        self.import_runs(runs).await
     }
 
     /// The run of `workflow` with external key `key`, or [`Error::NotFound`].
@@ -1168,15 +1242,74 @@ async fn each_event_page<L: LogRepository + ?Sized>(
 }
 
 /// The events of one query over several runs (ordered by run, then
-/// sequence), grouped per run in the order of `ids`: how the SQL backends
-/// answer [`LogRepository::events_of_runs`].
-pub fn events_by_run(ids: &[RunId], events: Vec<Event>) -> Vec<Vec<Event>> {
-    let mut per_run: std::collections::HashMap<RunId, Vec<Event>> =
+/// sequence), grouped per run in the order of `ids` (`run_of` says whose an
+/// event is): how the SQL backends answer [`LogRepository::events_of_runs`].
+pub fn events_by_run<E>(
+    ids: &[RunId],
+    events: Vec<E>,
+    run_of: impl Fn(&E) -> &RunId,
+) -> Vec<Vec<E>> {
+    let mut per_run: std::collections::HashMap<RunId, Vec<E>> =
         std::collections::HashMap::with_capacity(ids.len());
     for e in events {
-        per_run.entry(e.run_id.clone()).or_default().push(e);
+        per_run.entry(run_of(&e).clone()).or_default().push(e);
     }
     ids.iter()
         .map(|id| per_run.remove(id).unwrap_or_default())
         .collect()
+}
+
+/// The answer of [`LogRepository::events_of_small_runs`] put together from
+/// the runs' event counts: which runs to read, then where their events
+/// go. What the default does, and a backend that counts first.
+///
+/// ```
+/// use runstore_core::{RunId, SmallRuns};
+/// let ids: Vec<RunId> = ["a", "b", "c"].iter().map(|i| RunId::new(*i).unwrap()).collect();
+/// let small = SmallRuns::new(vec![1, 5, 0], 3);
+/// assert_eq!(small.to_read(&ids), vec![ids[0].clone(), ids[2].clone()]);
+/// let answer = small.answer(vec![vec!["a1"], vec![]]);
+/// assert_eq!(answer, vec![Some(vec!["a1"]), None, Some(vec![])]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct SmallRuns {
+    counts: Vec<u64>,
+    max_events: usize,
+}
+
+impl SmallRuns {
+    /// Runs with `counts` events each (in the order of the ids), of which
+    /// those with fewer than `max_events` are small.
+    pub fn new(counts: Vec<u64>, max_events: usize) -> Self {
+        SmallRuns { counts, max_events }
+    }
+
+    fn is_small(&self, n: u64) -> bool {
+        usize::try_from(n).is_ok_and(|n| n < self.max_events)
+    }
+
+    /// The small runs of `ids`, in order: those whose events to read.
+    pub fn to_read(&self, ids: &[RunId]) -> Vec<RunId> {
+        ids.iter()
+            .zip(&self.counts)
+            .filter(|&(_, &n)| self.is_small(n))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Each run's events (`events` holds those of [`SmallRuns::to_read`],
+    /// in order), `None` for a run that is not small.
+    pub fn answer<E>(self, events: Vec<Vec<E>>) -> Vec<Option<Vec<E>>> {
+        let mut events = events.into_iter();
+        self.counts
+            .iter()
+            .map(|&n| {
+                if self.is_small(n) {
+                    Some(events.next().unwrap_or_default())
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
 }

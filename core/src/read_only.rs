@@ -147,6 +147,16 @@ impl LogRepository for ReadOnly<dyn LogRepository> {
     ) -> Result<Vec<Option<Vec<Event>>>> {
         self.0.events_of_small_runs(ids, max_events).await
     }
+    async fn events_of_small_runs_encoded(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<crate::EncodedEvent>>>> {
+        self.0.events_of_small_runs_encoded(ids, max_events).await
+    }
+    async fn import_runs_encoded(&self, _runs: Vec<crate::EncodedRun>) -> Result<BulkOutcome> {
+        Err(refused("importing runs"))
+    }
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {
         self.0.get_run_by_key(workflow, key).await
     }

@@ -100,29 +100,25 @@ pub fn validate_json(field: &str, value: &serde_json::Value) -> Result<()> {
     validate_json_at(field, value, 0)
 }
 
+/// Why [`validate_json`] refuses a value (and [`crate::JsonText::validate`]
+/// its text), in one set of words.
+pub(crate) const NUL_IN_STRING: &str = "JSON strings must not contain NUL (U+0000)";
+pub(crate) const NUL_IN_KEY: &str = "JSON keys must not contain NUL (U+0000)";
+pub(crate) const TOO_DEEP: &str = "JSON must not nest arrays and objects more than 64 levels deep";
+
 fn validate_json_at(field: &str, value: &serde_json::Value, depth: usize) -> Result<()> {
     use serde_json::Value;
-    let too_deep = || {
-        Error::invalid(
-            field,
-            format!("JSON must not nest arrays and objects more than {MAX_JSON_DEPTH} levels deep"),
-        )
-    };
     match value {
-        Value::String(s) if s.contains('\0') => Err(Error::invalid(
-            field,
-            "JSON strings must not contain NUL (U+0000)",
-        )),
-        Value::Array(_) | Value::Object(_) if depth >= MAX_JSON_DEPTH => Err(too_deep()),
+        Value::String(s) if s.contains('\0') => Err(Error::invalid(field, NUL_IN_STRING)),
+        Value::Array(_) | Value::Object(_) if depth >= MAX_JSON_DEPTH => {
+            Err(Error::invalid(field, TOO_DEEP))
+        }
         Value::Array(items) => items
             .iter()
             .try_for_each(|v| validate_json_at(field, v, depth + 1)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
             if k.contains('\0') {
-                return Err(Error::invalid(
-                    field,
-                    "JSON keys must not contain NUL (U+0000)",
-                ));
+                return Err(Error::invalid(field, NUL_IN_KEY));
             }
             validate_json_at(field, v, depth + 1)
         }),
@@ -133,6 +129,11 @@ fn validate_json_at(field: &str, value: &serde_json::Value, depth: usize) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_depth_message_names_the_limit() {
+        assert!(TOO_DEEP.contains(&format!(" {MAX_JSON_DEPTH} ")));
+    }
 
     #[test]
     fn labels() {

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use runstore_core::{
-    Appended, BulkOutcome, Delivery, Error, ErrorKind, Event, EventCursor, EventQuery, Lease,
-    LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter,
-    RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written,
-    decide_run_create, external_key_conflict, external_key_of, key_not_found,
+    Appended, BulkOutcome, Delivery, EncodedRun, Error, ErrorKind, Event, EventCursor, EventQuery,
+    Lease, LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor,
+    RunFilter, RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents, Timestamp, WorkflowId,
+    Written, decide_run_create, external_key_conflict, external_key_of, key_not_found,
     validate_external_key, validate_limit,
 };
 use tokio_postgres::Row;
@@ -257,6 +257,26 @@ impl PostgresStore {
         Ok(out)
     }
 
+    /// An import of a batch already checked (`validate_batch`), in one
+    /// transaction, retried as [`Careful`] says.
+    async fn import_checked(&self, runs: Vec<EncodedRun>) -> Result<BulkOutcome> {
+        if runs.is_empty() {
+            return Ok(BulkOutcome::default());
+        }
+        let what = format!("importing {} runs", runs.len());
+        let careful = Careful::new(&self.inner.import_hint);
+        let out = with_tx!(self, &what, |tx| {
+            careful
+                .attempt(|check| self.import_in(&tx, &runs, check))
+                .await
+        })?;
+        careful.settle(out.unchanged > 0);
+        if out.inserted > 0 {
+            self.refresh_run_stats(out.inserted).await;
+        }
+        Ok(out)
+    }
+
     /// One attempt of an import, in `tx`: stream the runs not stored yet
     /// and their events with binary `COPY` straight into the tables.
     ///
@@ -269,7 +289,7 @@ impl PostgresStore {
     async fn import_in(
         &self,
         tx: &Transaction<'_>,
-        batch: &[RunWithEvents],
+        batch: &[EncodedRun],
         check: bool,
     ) -> std::result::Result<BulkOutcome, Fail> {
         let mut existing: HashMap<RunId, RunWithEvents> = HashMap::new();
@@ -309,13 +329,13 @@ impl PostgresStore {
             }
             for r in batch {
                 if let Some(stored) = existing.get(&r.run.id)
-                    && !stored.same_content(r)
+                    && !r.same_content(stored)?
                 {
                     return Err(run_conflict(&r.run.id));
                 }
             }
         }
-        let fresh: Vec<&RunWithEvents> = batch
+        let fresh: Vec<&EncodedRun> = batch
             .iter()
             .filter(|r| !existing.contains_key(&r.run.id))
             .collect();
@@ -377,7 +397,8 @@ impl PostgresStore {
                             &i64_of(e.seq),
                             &e.kind,
                             &e.at.as_micros(),
-                            &json_text("payload", &e.payload)?,
+                            // Stored as the text it came in.
+                            &e.payload.as_str(),
                             &e.idempotency_key,
                         ])
                         .await?;
@@ -404,7 +425,7 @@ impl PostgresStore {
     async fn check_keys_free(
         &self,
         tx: &Transaction<'_>,
-        fresh: &[&RunWithEvents],
+        fresh: &[&EncodedRun],
     ) -> std::result::Result<(), Fail> {
         let keyed: Vec<&Run> = fresh
             .iter()
@@ -705,21 +726,18 @@ impl LogRepository for PostgresStore {
 
     async fn import_runs(&self, runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
         RunWithEvents::validate_batch(&runs)?;
-        if runs.is_empty() {
-            return Ok(BulkOutcome::default());
-        }
-        let what = format!("importing {} runs", runs.len());
-        let careful = Careful::new(&self.inner.import_hint);
-        let out = with_tx!(self, &what, |tx| {
-            careful
-                .attempt(|check| self.import_in(&tx, &runs, check))
-                .await
-        })?;
-        careful.settle(out.unchanged > 0);
-        if out.inserted > 0 {
-            self.refresh_run_stats(out.inserted).await;
-        }
-        Ok(out)
+        let runs = runs
+            .into_iter()
+            .map(EncodedRun::from_run)
+            .collect::<Result<Vec<_>>>()?;
+        self.import_checked(runs).await
+    }
+
+    // Payloads are copied in as the text they come in: none is built as a
+    // value or serialised again.
+    async fn import_runs_encoded(&self, runs: Vec<EncodedRun>) -> Result<BulkOutcome> {
+        EncodedRun::validate_batch(&runs)?;
+        self.import_checked(runs).await
     }
 
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
@@ -747,7 +765,7 @@ impl LogRepository for PostgresStore {
             )
             .await?;
         let events = rows.iter().map(event_of).collect::<Result<Vec<_>>>()?;
-        Ok(runstore_core::events_by_run(ids, events))
+        Ok(runstore_core::events_by_run(ids, events, |e| &e.run_id))
     }
 
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {

@@ -571,40 +571,36 @@ impl SqliteStore {
         self.write(move |conn| immediate_tx(conn, what, f)).await
     }
 
-    /// [`Self::write_tx_unchecked`] of a bulk write over `batch`, which
-    /// `prepare` first checks and encodes (JSON text, say). The batch is
-    /// prepared on the blocking pool before the writer is taken, and freed
-    /// there after it is released, so neither holds the writer nor the
-    /// async thread: while one migration writer holds the writer, the next
-    /// batch gets ready on another core, and the task that takes the writer
-    /// next is not kept waiting behind an encode or a free (freeing 10,000
-    /// events took a fifth of the writer's time in a migration). For imports
-    /// that insert each parent row before its children in the same
-    /// transaction, where SQLite's lookup of the parent of every child
-    /// inserted would find what the transaction itself just wrote.
+    /// [`Self::write_tx_unchecked`] of a bulk write of `batch`, which
+    /// `prepare` first checks and encodes (JSON text, say) into what `f`
+    /// writes. The batch is prepared on the blocking pool before the writer
+    /// is taken, and freed there after it is released, so neither holds the
+    /// writer nor the async thread: while one migration writer holds the
+    /// writer, the next batch gets ready on another core, and the task that
+    /// takes the writer next is not kept waiting behind an encode or a free
+    /// (freeing 10,000 events took a fifth of the writer's time in a
+    /// migration). For imports that insert each parent row before its
+    /// children in the same transaction, where SQLite's lookup of the
+    /// parent of every child inserted would find what the transaction
+    /// itself just wrote.
     pub(crate) async fn write_tx_over_unchecked<B, P, T, F>(
         &self,
         what: &'static str,
         batch: B,
-        prepare: impl FnOnce(&B) -> Result<P> + Send + 'static,
+        prepare: impl FnOnce(B) -> Result<P> + Send + 'static,
         f: F,
     ) -> Result<T>
     where
         B: Send + 'static,
         P: Send + 'static,
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, &B, &P) -> Result<T> + Send + 'static,
+        F: FnOnce(&Transaction<'_>, &P) -> Result<T> + Send + 'static,
     {
-        let (batch, prepared) = tokio::task::spawn_blocking(move || {
-            let prepared = prepare(&batch)?;
-            Ok::<_, Error>((batch, prepared))
-        })
-        .await
-        .map_err(join_error)??;
+        let prepared = tokio::task::spawn_blocking(move || prepare(batch))
+            .await
+            .map_err(join_error)??;
         let (out, spent) = self
-            .write_tx_unchecked(what, move |tx| {
-                Ok((f(tx, &batch, &prepared)?, (batch, prepared)))
-            })
+            .write_tx_unchecked(what, move |tx| Ok((f(tx, &prepared)?, prepared)))
             .await?;
         // Awaited, so a writer holds one batch at a time; a failed join
         // has dropped the batch anyway.

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use runstore_core::{
-    Appended, BulkOutcome, Delivery, Error, Event, EventCursor, EventQuery, JsonMap, Lease,
-    LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter,
-    RunId, RunQuery, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written, decide_run_create,
-    external_key_conflict, external_key_of, key_not_found, run_conflict, run_not_found,
-    validate_external_key, validate_limit,
+    Appended, BulkOutcome, Delivery, EncodedEvent, EncodedRun, Error, Event, EventCursor,
+    EventQuery, JsonMap, Lease, LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result,
+    Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, SmallRuns, Timestamp,
+    WorkflowId, Written, decide_run_create, external_key_conflict, external_key_of, key_not_found,
+    run_conflict, run_not_found, validate_external_key, validate_limit,
+    validate_small_runs_request,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, Statement, params};
@@ -52,16 +53,48 @@ fn convert_run(raw: RawRun) -> Result<Run> {
     })
 }
 
-fn convert_event((run_id, seq, kind, at, payload, key): RawEvent) -> Result<Event> {
-    let loc = format!("events row {run_id} seq {seq}");
-    Ok(Event {
-        run_id: rows::parsed(&loc, run_id, RunId::new)?,
-        seq: rows::unsigned(&loc, seq)?,
-        kind,
-        at: rows::ts(&loc, at)?,
-        payload: rows::from_json(&loc, &payload)?,
-        idempotency_key: key,
+fn convert_event(raw: RawEvent) -> Result<Event> {
+    convert_event_row(raw, |run_id, seq, kind, at, payload, idempotency_key| {
+        Event {
+            run_id,
+            seq,
+            kind,
+            at,
+            payload,
+            idempotency_key,
+        }
     })
+}
+
+/// An events row with its payload as the text it is stored as.
+fn convert_encoded_event(raw: RawEvent) -> Result<EncodedEvent> {
+    convert_event_row(raw, |run_id, seq, kind, at, payload, idempotency_key| {
+        EncodedEvent {
+            run_id,
+            seq,
+            kind,
+            at,
+            payload,
+            idempotency_key,
+        }
+    })
+}
+
+/// The fields of an events row checked, its payload read as `P` (a value,
+/// or [`runstore_core::JsonText`]), and put together by `build`.
+fn convert_event_row<P: serde::de::DeserializeOwned, E>(
+    (run_id, seq, kind, at, payload, key): RawEvent,
+    build: impl FnOnce(RunId, u64, String, Timestamp, P, Option<String>) -> E,
+) -> Result<E> {
+    let loc = format!("events row {run_id} seq {seq}");
+    Ok(build(
+        rows::parsed(&loc, run_id, RunId::new)?,
+        rows::unsigned(&loc, seq)?,
+        kind,
+        rows::ts(&loc, at)?,
+        rows::from_json(&loc, &payload)?,
+        key,
+    ))
 }
 
 fn load_run(conn: &Connection, id: &RunId) -> Result<Option<Run>> {
@@ -111,16 +144,56 @@ fn run_json(run: &Run) -> Result<[String; 2]> {
     let attributes = rows::to_json("attributes", &run.attributes)?;
     Ok([attributes, rows::to_json("summaries", &run.summaries)?])
 }
+/// The events of each run of `ids` in sequence order, read with one query
+/// in (run, seq) order (the events table's primary key) and made by
+/// `convert`.
+fn events_of_runs<E>(
+    conn: &Connection,
+    ids: &[RunId],
+    convert: fn(RawEvent) -> Result<E>,
+    run_of: fn(&E) -> &RunId,
+) -> Result<Vec<Vec<E>>> {
+    let what = "reading the events of runs";
+    let list = crate::lifecycle::id_list(ids, what)?;
+    let events = query_rows(
+        conn,
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE run_id IN (SELECT value FROM json_each(?1)) ORDER BY run_id, seq"
+        ),
+        [list],
+        convert,
+        what,
+    )?;
+    Ok(runstore_core::events_by_run(ids, events, run_of))
+}
+
+/// A run of an import batch as it is written: its attributes and
+/// summaries as JSON text (see [`run_json`]), its payloads as text.
+type ImportRow = ([String; 2], EncodedRun);
+
+/// An import batch checked (by `validate`) and encoded, on the blocking
+/// pool before the writer is taken.
+fn import_rows<R>(
+    runs: Vec<R>,
+    validate: fn(&[R]) -> Result<()>,
+    encode: fn(R) -> Result<EncodedRun>,
+) -> Result<Vec<ImportRow>> {
+    validate(&runs)?;
+    runs.into_iter()
+        .map(|r| {
+            let r = encode(r)?;
+            Ok((run_json(&r.run)?, r))
+        })
+        .collect()
+}
+
 /// The writes of `import_runs`, inside its transaction: each run inserted
 /// with its events, or found identical (unchanged), or a conflict.
-fn import_in_tx(
-    tx: &Connection,
-    runs: &[RunWithEvents],
-    json: &[([String; 2], Vec<String>)],
-) -> Result<BulkOutcome> {
+fn import_in_tx(tx: &Connection, rows: &[ImportRow]) -> Result<BulkOutcome> {
     let mut outcome = BulkOutcome::default();
     let mut insert = tx.prepare_cached(INSERT_EVENT).ctx("inserting an event")?;
-    for (r, (run_json, payloads)) in runs.iter().zip(json) {
+    for (run_json, r) in rows {
         check_key_free(tx, &r.run)?;
         // Insert first: a new run (the usual case) costs no lookup.
         if !insert_run_if_new(tx, &r.run, run_json)? {
@@ -128,14 +201,15 @@ fn import_in_tx(
                 run: load_run(tx, &r.run.id)?.ok_or_else(|| run_not_found(&r.run.id))?,
                 events: load_events(tx, &r.run.id, 0, None)?,
             };
-            if !stored.same_content(r) {
+            if !r.same_content(&stored)? {
                 return Err(run_conflict(&r.run.id));
             }
             outcome.unchanged += 1;
             continue;
         }
-        for (e, payload) in r.events.iter().zip(payloads) {
+        for e in &r.events {
             let key = e.idempotency_key.as_deref();
+            let payload = e.payload.as_str();
             insert_event(&mut insert, &e.run_id, e.seq, &e.kind, e.at, payload, key)?;
         }
         outcome.inserted += 1;
@@ -488,23 +562,23 @@ impl LogRepository for SqliteStore {
         self.write_tx_over_unchecked(
             "importing runs",
             runs,
-            |runs| {
-                RunWithEvents::validate_batch(runs)?;
-                runs.iter()
-                    .map(|r| {
-                        let payloads = r
-                            .events
-                            .iter()
-                            .map(|e| rows::to_json("payload", &e.payload))
-                            .collect::<Result<Vec<_>>>()?;
-                        Ok((run_json(&r.run)?, payloads))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            },
+            |runs| import_rows(runs, RunWithEvents::validate_batch, EncodedRun::from_run),
             // One transaction: an error anywhere rolls the whole batch back.
             // Each run's events are inserted right after the run itself (and
             // only then), so the parent check of every event is left out.
-            |tx, runs, json| import_in_tx(tx, runs, json),
+            |tx, rows| import_in_tx(tx, rows),
+        )
+        .await
+    }
+
+    // Payloads are stored as the text they come in: none is built as a
+    // value or serialised again.
+    async fn import_runs_encoded(&self, runs: Vec<EncodedRun>) -> Result<BulkOutcome> {
+        self.write_tx_over_unchecked(
+            "importing runs",
+            runs,
+            |runs| import_rows(runs, EncodedRun::validate_batch, Ok),
+            |tx, rows| import_in_tx(tx, rows),
         )
         .await
     }
@@ -528,20 +602,24 @@ impl LogRepository for SqliteStore {
     async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
         crate::lifecycle::check_batch(ids)?;
         let ids = ids.to_vec();
+        self.read(move |conn| events_of_runs(conn, &ids, convert_event, |e| &e.run_id))
+            .await
+    }
+
+    // One trip to the reader: the counts, then the small runs' events,
+    // their payloads handed over as the text stored.
+    async fn events_of_small_runs_encoded(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<EncodedEvent>>>> {
+        validate_small_runs_request(ids, max_events)?;
+        let ids = ids.to_vec();
         self.read(move |conn| {
-            let list = crate::lifecycle::id_list(&ids, "reading the events of runs")?;
-            // One query in (run, seq) order: the events table's primary key.
-            let events = query_rows(
-                conn,
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events \
-                     WHERE run_id IN (SELECT value FROM json_each(?1)) ORDER BY run_id, seq"
-                ),
-                [list],
-                convert_event,
-                "reading the events of runs",
-            )?;
-            Ok(runstore_core::events_by_run(&ids, events))
+            let small = SmallRuns::new(crate::lifecycle::event_counts(conn, &ids)?, max_events);
+            let read = small.to_read(&ids);
+            let events = events_of_runs(conn, &read, convert_encoded_event, |e| &e.run_id)?;
+            Ok(small.answer(events))
         })
         .await
     }

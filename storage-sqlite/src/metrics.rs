@@ -258,9 +258,13 @@ impl MetricsRepository for SqliteStore {
             metrics,
             |metrics| {
                 metrics.iter().try_for_each(ExecutionMetric::validate)?;
-                metrics.iter().map(metric_json).collect::<Result<Vec<_>>>()
+                let json = metrics
+                    .iter()
+                    .map(metric_json)
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((metrics, json))
             },
-            |tx, metrics, json| record_all_in_tx(tx, metrics, json),
+            |tx, (metrics, json)| record_all_in_tx(tx, metrics, json),
         )
         .await
     }

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, stream};
 use runstore_core::{
-    ArtifactInfo, BulkLoadOptions, Error, ErrorKind, Event, ExecutionMetric, NewEvent, PutOptions,
-    Result, Run, RunFilter, RunId, RunWithEvents, Sha256Digest, StoreSet, Timestamp,
-    WorkflowDefinition,
+    ArtifactInfo, BulkLoadOptions, EncodedEvent, EncodedRun, Error, ErrorKind, Event,
+    ExecutionMetric, NewEvent, PutOptions, Result, Run, RunFilter, RunId, RunWithEvents,
+    Sha256Digest, StoreSet, Timestamp, WorkflowDefinition,
 };
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
@@ -236,7 +236,7 @@ fn new_event(e: Event) -> NewEvent {
     }
 }
 
-fn event_count(runs: &[RunWithEvents]) -> u64 {
+fn event_count(runs: &[EncodedRun]) -> u64 {
     runs.iter().map(|r| r.events.len() as u64).sum()
 }
 
@@ -250,8 +250,9 @@ fn workflow_difference(a: &WorkflowDefinition, b: &WorkflowDefinition) -> String
 
 /// What the reading half of [`Migrator::runs`] hands to the writing half.
 enum RunItem {
-    /// Runs whose events all fit in one batch.
-    Batch(Vec<RunWithEvents>),
+    /// Runs whose events all fit in one batch, their payloads as the text
+    /// the source holds (see [`ReadRun::Small`]).
+    Batch(Vec<EncodedRun>),
     /// A run with more events than a batch holds: the first chunk, and a
     /// pager positioned after it.
     Large {
@@ -265,13 +266,47 @@ enum RunItem {
 /// trips of a networked source.
 const READ_AHEAD: usize = 4;
 
-/// A run read from the source with its first chunk of events, and a pager
-/// positioned after them.
-struct ReadRun {
-    run: Run,
-    first: Vec<Event>,
-    /// `None` when `first` holds every event (read with the page).
-    rest: Option<Pager<Event>>,
+/// A run read from the source with its events.
+enum ReadRun {
+    /// A run whose events all came with its page, their payloads as the
+    /// text the source holds: a batch carries them to the destination
+    /// without building each as a value and writing it out again (a fifth
+    /// of a files -> SQLite hop's time).
+    Small { run: Run, events: Vec<EncodedEvent> },
+    /// A run read on its own: its first chunk of events, and a pager
+    /// positioned after them.
+    Paged {
+        run: Run,
+        first: Vec<Event>,
+        rest: Pager<Event>,
+    },
+}
+
+impl ReadRun {
+    /// The events in hand.
+    fn len(&self) -> usize {
+        match self {
+            ReadRun::Small { events, .. } => events.len(),
+            ReadRun::Paged { first, .. } => first.len(),
+        }
+    }
+
+    /// The run with the events in hand, as a batch carries it, through
+    /// [`checked`].
+    fn checked(self, opts: &MigrateOptions) -> Result<Option<EncodedRun>> {
+        let r = match self {
+            ReadRun::Small { run, events } => {
+                let r = EncodedRun { run, events };
+                // Checked on the text first: repairs are rare.
+                if opts.quarantine.is_none() || r.validate().is_ok() {
+                    return Ok(Some(r));
+                }
+                r.into_run()?
+            }
+            ReadRun::Paged { run, first, .. } => RunWithEvents { run, events: first },
+        };
+        checked(r, opts)?.map(EncodedRun::from_run).transpose()
+    }
 }
 
 /// Reads a run's first `max_events` events; `None` if the run was deleted
@@ -303,11 +338,7 @@ async fn read_run(
     if first.len() == max_events {
         rest.peek().await?;
     }
-    Ok(Some(ReadRun {
-        run,
-        first,
-        rest: Some(rest),
-    }))
+    Ok(Some(ReadRun::Paged { run, first, rest }))
 }
 
 /// Reads a page of runs with their events: the runs that hold fewer
@@ -324,7 +355,11 @@ async fn read_page(
 ) -> Result<Vec<ReadRun>> {
     let ids: Vec<RunId> = page.iter().map(|r| r.id.clone()).collect();
     let mut out: Vec<ReadRun> = Vec::with_capacity(page.len());
-    let read = match from.logs.events_of_small_runs(&ids, max_events).await {
+    let read = match from
+        .logs
+        .events_of_small_runs_encoded(&ids, max_events)
+        .await
+    {
         Ok(read) => read,
         Err(e) if e.kind() == ErrorKind::Corrupt && q.is_some() => {
             for run in page {
@@ -335,23 +370,19 @@ async fn read_page(
         Err(e) => return Err(e),
     };
     for (run, events) in page.into_iter().zip(read) {
-        let Some(first) = events else {
+        let Some(events) = events else {
             out.extend(read_run(from, run, max_events, q).await?);
             continue;
         };
         // No events: a run without any, or one deleted since it was listed.
-        if first.is_empty() {
+        if events.is_empty() {
             match from.logs.get_run(&run.id).await {
                 Err(e) if is_not_found(&e) => continue,
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
         }
-        out.push(ReadRun {
-            run,
-            first,
-            rest: None,
-        });
+        out.push(ReadRun::Small { run, events });
     }
     Ok(out)
 }
@@ -375,7 +406,7 @@ async fn read_runs(
         .into_iter()
         .map(|f| pager::runs_where(from, f, opts.batch_size));
     let mut src = sources.next();
-    let mut batch: Vec<RunWithEvents> = Vec::new();
+    let mut batch: Vec<EncodedRun> = Vec::new();
     let mut batch_events = 0usize;
     loop {
         let mut page = Vec::new();
@@ -389,17 +420,12 @@ async fn read_runs(
         if page.is_empty() {
             break;
         }
-        for ReadRun {
-            run,
-            first,
-            mut rest,
-        } in read_page(from, page, max_events, opts.quarantine.as_ref()).await?
-        {
-            let full = batch.len() >= opts.batch_size || batch_events + first.len() > max_events;
-            let large = match rest.as_mut() {
-                Some(r) => r.peek().await?.is_some(),
-                None => false,
+        for mut read in read_page(from, page, max_events, opts.quarantine.as_ref()).await? {
+            let large = match &mut read {
+                ReadRun::Paged { rest, .. } => rest.peek().await?.is_some(),
+                ReadRun::Small { .. } => false,
             };
+            let full = batch.len() >= opts.batch_size || batch_events + read.len() > max_events;
             if (full || large) && !batch.is_empty() {
                 batch_events = 0;
                 if tx
@@ -410,21 +436,24 @@ async fn read_runs(
                     return Ok(());
                 }
             }
-            if let (true, Some(rest)) = (large, rest) {
-                let item = RunItem::Large {
-                    run: Box::new(run),
-                    first,
-                    rest,
-                };
-                if tx.send(item).await.is_err() {
-                    return Ok(());
+            match read {
+                ReadRun::Paged { run, first, rest } if large => {
+                    let item = RunItem::Large {
+                        run: Box::new(run),
+                        first,
+                        rest,
+                    };
+                    if tx.send(item).await.is_err() {
+                        return Ok(());
+                    }
                 }
-            } else {
-                let Some(r) = checked(RunWithEvents { run, events: first }, opts)? else {
-                    continue;
-                };
-                batch_events += r.events.len();
-                batch.push(r);
+                read => {
+                    let Some(r) = read.checked(opts)? else {
+                        continue;
+                    };
+                    batch_events += r.events.len();
+                    batch.push(r);
+                }
             }
         }
     }
@@ -911,7 +940,7 @@ impl<'a> Migrator<'a> {
     /// as they are. Otherwise, or when the destination refuses the batch
     /// (events that differ, a prefix left by an interrupted import, a write
     /// by someone else), the runs are handled one by one, in source order.
-    async fn flush_runs(&mut self, batch: Vec<RunWithEvents>) -> Result<()> {
+    async fn flush_runs(&mut self, batch: Vec<EncodedRun>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -920,14 +949,14 @@ impl<'a> Migrator<'a> {
         } else {
             self.stored_runs(&batch).await?
         };
-        let differs = |r: &RunWithEvents| {
+        let differs = |r: &EncodedRun| {
             stored
                 .get(&r.run.id)
                 .is_some_and(|s| !s.same_content(&r.run))
         };
         // A run the source moved forward since an earlier pass is no
         // contradiction; only a run that cannot be brought forward is.
-        let contradicts = |r: &RunWithEvents| {
+        let contradicts = |r: &EncodedRun| {
             stored
                 .get(&r.run.id)
                 .is_some_and(|s| s.forward_to(&r.run).is_err())
@@ -950,7 +979,7 @@ impl<'a> Migrator<'a> {
             // The records only: a refused batch is read again rather than
             // kept twice in memory.
             let runs: Vec<Run> = batch.iter().map(|r| r.run.clone()).collect();
-            return match self.to.logs.import_runs(batch).await {
+            return match self.to.logs.import_runs_encoded(batch).await {
                 Ok(outcome) => {
                     self.report.runs.copied += outcome.inserted;
                     self.report.runs.unchanged += outcome.unchanged;
@@ -967,6 +996,7 @@ impl<'a> Migrator<'a> {
             match stored.get(&r.run.id) {
                 None => absent.push(r),
                 Some(s) => {
+                    let r = r.into_run()?;
                     let mut events = SourceEvents::new(r.events, None);
                     self.stored_run(s, &r.run, &mut events).await?;
                 }
@@ -986,16 +1016,19 @@ impl<'a> Migrator<'a> {
         let again = read_page(self.from, runs, self.opts.max_events_per_batch, q).await?;
         self.uncount_read(Concern::Runs, n);
         self.uncount_read(Concern::Events, events_read);
-        for ReadRun { run, first, rest } in again {
+        for read in again {
             self.count_read(Concern::Runs, 1);
-            self.count_read(Concern::Events, first.len() as u64);
-            let (run, first, rest) = match rest {
+            self.count_read(Concern::Events, read.len() as u64);
+            let (run, first, rest) = match read {
                 // All its events are in hand: repaired as the batch was.
-                None => match checked(RunWithEvents { run, events: first }, self.opts)? {
-                    Some(r) => (r.run, r.events, None),
-                    None => continue,
-                },
-                Some(rest) => (run, first, Some(rest)),
+                ReadRun::Small { run, events } => {
+                    let r = EncodedRun { run, events }.into_run()?;
+                    match checked(r, self.opts)? {
+                        Some(r) => (r.run, r.events, None),
+                        None => continue,
+                    }
+                }
+                ReadRun::Paged { run, first, rest } => (run, first, Some(rest)),
             };
             let mut events = SourceEvents::new(first, rest);
             let done = self.large_run(run, &mut events).await;
@@ -1036,7 +1069,7 @@ impl<'a> Migrator<'a> {
 
     /// The destination's records of the runs of `batch` (those it holds),
     /// read with one paged query over the batch's `started_at` window.
-    async fn stored_runs(&self, batch: &[RunWithEvents]) -> Result<HashMap<RunId, Run>> {
+    async fn stored_runs(&self, batch: &[EncodedRun]) -> Result<HashMap<RunId, Run>> {
         let runs: Vec<&Run> = batch.iter().map(|r| &r.run).collect();
         self.stored(&runs).await
     }
@@ -1048,7 +1081,7 @@ impl<'a> Migrator<'a> {
 
     /// Imports runs absent from the destination, as one batch; if it is
     /// refused (written meanwhile by someone else), one by one to report it.
-    async fn import_absent(&mut self, absent: Vec<RunWithEvents>) -> Result<()> {
+    async fn import_absent(&mut self, absent: Vec<EncodedRun>) -> Result<()> {
         if absent.is_empty() {
             return Ok(());
         }
@@ -1059,7 +1092,7 @@ impl<'a> Migrator<'a> {
         }
         let events = event_count(&absent);
         let runs: Vec<Run> = absent.iter().map(|r| r.run.clone()).collect();
-        match self.to.logs.import_runs(absent).await {
+        match self.to.logs.import_runs_encoded(absent).await {
             Ok(outcome) => {
                 self.report.runs.copied += outcome.inserted;
                 self.report.runs.unchanged += outcome.unchanged;

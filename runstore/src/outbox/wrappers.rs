@@ -198,6 +198,13 @@ impl LogRepository for OutboxLogs {
         self.backend.import_runs(runs).await
     }
 
+    async fn import_runs_encoded(
+        &self,
+        runs: Vec<runstore_core::EncodedRun>,
+    ) -> Result<BulkOutcome> {
+        self.backend.import_runs_encoded(runs).await
+    }
+
     async fn delete_runs(&self, ids: &[RunId]) -> Result<runstore_core::Deleted<RunId>> {
         self.backend.delete_runs(ids).await
     }
@@ -226,6 +233,16 @@ impl LogRepository for OutboxLogs {
         max_events: usize,
     ) -> Result<Vec<Option<Vec<Event>>>> {
         self.backend.events_of_small_runs(ids, max_events).await
+    }
+
+    async fn events_of_small_runs_encoded(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<runstore_core::EncodedEvent>>>> {
+        self.backend
+            .events_of_small_runs_encoded(ids, max_events)
+            .await
     }
 
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use runstore_core::{Error, Event, EventQuery, Page, Result, RunId, run_not_found};
+use runstore_core::{EncodedEvent, Error, Event, EventQuery, Page, Result, RunId, run_not_found};
 
 use super::journal::refresh_runs;
 use super::lock::lock;
@@ -67,64 +67,9 @@ struct EventHead {
     #[serde(rename = "at")]
     _at: runstore_core::Timestamp,
     #[serde(default, rename = "payload")]
-    _payload: Skipped,
+    _payload: runstore_core::SkippedJson,
     #[serde(default, rename = "idempotency_key")]
     _idempotency_key: Option<String>,
-}
-
-/// A JSON value read and dropped as it is read. Unlike
-/// [`serde::de::IgnoredAny`] (which serde_json skips without its nesting
-/// limit), every array, object and string goes through the parser as for a
-/// `serde_json::Value`, so the same lines fail.
-#[derive(Default)]
-struct Skipped;
-
-impl<'de> serde::Deserialize<'de> for Skipped {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> serde::de::Visitor<'de> for SkipVisitor {
-    type Value = Skipped;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> std::result::Result<Skipped, E> {
-        Ok(Skipped)
-    }
-    fn visit_i64<E>(self, _: i64) -> std::result::Result<Skipped, E> {
-        Ok(Skipped)
-    }
-    fn visit_u64<E>(self, _: u64) -> std::result::Result<Skipped, E> {
-        Ok(Skipped)
-    }
-    fn visit_f64<E>(self, _: f64) -> std::result::Result<Skipped, E> {
-        Ok(Skipped)
-    }
-    fn visit_str<E>(self, _: &str) -> std::result::Result<Skipped, E> {
-        Ok(Skipped)
-    }
-    fn visit_unit<E>(self) -> std::result::Result<Skipped, E> {
-        Ok(Skipped)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<Skipped, A::Error> {
-        while seq.next_element::<Skipped>()?.is_some() {}
-        Ok(Skipped)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Skipped, A::Error> {
-        while map.next_entry::<Skipped, Skipped>()?.is_some() {}
-        Ok(Skipped)
-    }
 }
 
 /// Open append handles by run, with the identity of the file each was
@@ -269,41 +214,70 @@ fn count_uncached(inner: &Inner, dir: &Path, run: &RunId) -> Result<u64> {
     Ok(n)
 }
 
+/// An events line in a form a batch read hands out: [`Event`], or
+/// [`EncodedEvent`], whose payload stays the text of the line.
+pub(super) trait EventLine: serde::de::DeserializeOwned + Send + 'static {
+    /// Its run and number.
+    fn numbered(&self) -> (&RunId, u64);
+}
+
+impl EventLine for Event {
+    fn numbered(&self) -> (&RunId, u64) {
+        (&self.run_id, self.seq)
+    }
+}
+
+impl EventLine for EncodedEvent {
+    fn numbered(&self) -> (&RunId, u64) {
+        (&self.run_id, self.seq)
+    }
+}
+
 /// [`read_uncached`] of a run with fewer than `max` events; `None` once
 /// `max` are read (the rest of the file is not parsed, so a large run costs
 /// at most `max` events in memory, and the lines past them are not
-/// reported here: a later full read reports them).
-fn read_if_small(inner: &Inner, dir: &Path, run: &RunId, max: usize) -> Result<IfSmall> {
+/// reported here: a later full read reports them). A line is kept or
+/// refused as [`EventsState::accept`] keeps or refuses it.
+fn read_if_small<E: EventLine>(
+    inner: &Inner,
+    dir: &Path,
+    run: &RunId,
+    max: usize,
+) -> Result<IfSmall<E>> {
     let path = dir.join(events_name(run));
     let Some(mut file) = fsutil::open_read(&path)? else {
         return Ok(IfSmall::default());
     };
-    let mut st = EventsState::default();
-    let large = inner.replay_until(&mut file, &path, "event", |e| {
-        st.accept(run, e)?;
-        Ok(st.events.len() >= max)
+    let (mut events, mut max_seq) = (Vec::new(), 0);
+    let large = inner.replay_until(&mut file, &path, "event", |e: E| {
+        let (id, seq) = e.numbered();
+        follows(run, max_seq, id, seq)?;
+        max_seq = seq;
+        events.push(e);
+        Ok(events.len() >= max)
     })?;
-    Ok(IfSmall((!large).then_some(st.events)))
+    Ok(IfSmall((!large).then_some(events)))
 }
 
 /// What [`read_if_small`] gives; a run that is not stored is small, with
 /// no events.
-struct IfSmall(Option<Vec<Event>>);
+struct IfSmall<E>(Option<Vec<E>>);
 
-impl Default for IfSmall {
+impl<E> Default for IfSmall<E> {
     fn default() -> Self {
         IfSmall(Some(Vec::new()))
     }
 }
 
 impl FileStore {
-    /// [`runstore_core::LogRepository::events_of_small_runs`]: each events
-    /// file read once, where counting first would read it twice.
-    pub(super) async fn small_runs_of(
+    /// [`runstore_core::LogRepository::events_of_small_runs`] (and its
+    /// `_encoded` twin, with `E` an [`EncodedEvent`]): each events file read
+    /// once, where counting first would read it twice.
+    pub(super) async fn small_runs_of<E: EventLine>(
         &self,
         ids: &[RunId],
         max_events: usize,
-    ) -> Result<Vec<Option<Vec<Event>>>> {
+    ) -> Result<Vec<Option<Vec<E>>>> {
         runstore_core::validate_small_runs_request(ids, max_events)?;
         let read = self
             .read_events_of(ids, move |inner, dir, id| {

@@ -14,9 +14,9 @@ mod runs;
 
 use async_trait::async_trait;
 use runstore_core::{
-    Appended, BulkOutcome, Delivery, Error, Event, EventCursor, EventQuery, Lease, LeaseQuery,
-    LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter, RunId,
-    RunQuery, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written, run_not_found,
+    Appended, BulkOutcome, Delivery, EncodedEvent, Error, Event, EventCursor, EventQuery, Lease,
+    LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor, RunFilter,
+    RunId, RunQuery, RunUpdate, RunWithEvents, Timestamp, WorkflowId, Written, run_not_found,
     validate_external_key, validate_limit,
 };
 
@@ -128,6 +128,14 @@ impl LogRepository for FileStore {
         ids: &[RunId],
         max_events: usize,
     ) -> Result<Vec<Option<Vec<Event>>>> {
+        self.small_runs_of(ids, max_events).await
+    }
+
+    async fn events_of_small_runs_encoded(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<EncodedEvent>>>> {
         self.small_runs_of(ids, max_events).await
     }
 
