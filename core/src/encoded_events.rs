@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::id::RunId;
 use crate::json_text::JsonText;
 use crate::logs::{
-    Event, EventFields, Run, RunWithEvents, validate_run_batch, validate_run_events,
+    Event, Run, RunWithEvents, event_fields, validate_run_batch, validate_run_events,
 };
 use crate::timestamp::Timestamp;
 
@@ -73,23 +73,7 @@ impl EncodedEvent {
     }
 }
 
-impl EventFields for EncodedEvent {
-    fn run_id(&self) -> &RunId {
-        &self.run_id
-    }
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn kind(&self) -> &str {
-        &self.kind
-    }
-    fn idempotency_key(&self) -> Option<&str> {
-        self.idempotency_key.as_deref()
-    }
-    fn validate_payload(&self) -> Result<()> {
-        self.payload.validate("payload")
-    }
-}
+event_fields!(EncodedEvent, |e| e.payload.validate("payload"));
 
 /// A [`RunWithEvents`] whose payloads are JSON text: what
 /// [`crate::LogRepository::import_runs_encoded`] takes.

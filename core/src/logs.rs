@@ -635,23 +635,33 @@ pub(crate) trait EventFields {
     fn validate_payload(&self) -> Result<()>;
 }
 
-impl EventFields for Event {
-    fn run_id(&self) -> &RunId {
-        &self.run_id
-    }
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn kind(&self) -> &str {
-        &self.kind
-    }
-    fn idempotency_key(&self) -> Option<&str> {
-        self.idempotency_key.as_deref()
-    }
-    fn validate_payload(&self) -> Result<()> {
-        validate_json("payload", &self.payload)
-    }
+/// Implements [`EventFields`] for an event type whose fields are named as
+/// [`Event`]'s, with `$check` checking the payload of `$e`.
+macro_rules! event_fields {
+    ($ty:ty, |$e:ident| $check:expr) => {
+        impl $crate::logs::EventFields for $ty {
+            fn run_id(&self) -> &$crate::id::RunId {
+                &self.run_id
+            }
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+            fn kind(&self) -> &str {
+                &self.kind
+            }
+            fn idempotency_key(&self) -> Option<&str> {
+                self.idempotency_key.as_deref()
+            }
+            fn validate_payload(&self) -> $crate::error::Result<()> {
+                let $e = self;
+                $check
+            }
+        }
+    };
 }
+pub(crate) use event_fields;
+
+event_fields!(Event, |e| validate_json("payload", &e.payload));
 
 /// [`RunWithEvents::validate`] of a run and its events in either form.
 pub(crate) fn validate_run_events<E: EventFields>(run: &Run, events: &[E]) -> Result<()> {
