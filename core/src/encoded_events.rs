@@ -6,11 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::canonical_json;
 use crate::error::Result;
 use crate::id::RunId;
 use crate::json_text::JsonText;
 use crate::logs::{
-    Event, Run, RunWithEvents, event_fields, validate_run_batch, validate_run_events,
+    Event, Run, RunWithEvents, event_fields, same_event_fields, validate_run_batch,
+    validate_run_events,
 };
 use crate::timestamp::Timestamp;
 
@@ -125,7 +127,17 @@ impl EncodedRun {
     /// Equality of stored content with `other`, comparing payloads as
     /// values ([`Event::same_content`]).
     pub fn same_content(&self, other: &RunWithEvents) -> Result<bool> {
-        Ok(self.clone().into_run()?.same_content(other))
+        if !self.run.same_content(&other.run) || self.events.len() != other.events.len() {
+            return Ok(false);
+        }
+        for (a, b) in self.events.iter().zip(&other.events) {
+            if !same_event_fields(a, b)
+                || canonical_json(&a.payload.to_value()?) != canonical_json(&b.payload)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -173,6 +185,35 @@ mod tests {
         let twice = vec![encoded.clone(), encoded];
         let e = EncodedRun::validate_batch(&twice).unwrap_err();
         assert!(e.to_string().contains("appears twice"), "{e}");
+    }
+
+    #[test]
+    fn same_content_compares_payloads_as_values_and_every_field() {
+        let good = run_with(&[
+            serde_json::json!({"a": 1, "b": [true]}),
+            serde_json::json!(null),
+        ]);
+        // Other spacing and key order: the same content.
+        let mut encoded = EncodedRun::from_run(good.clone()).unwrap();
+        encoded.events[0].payload = JsonText::new(r#"{ "b": [ true ], "a": 1 }"#).unwrap();
+        assert!(encoded.same_content(&good).unwrap());
+
+        let mut payload = good.clone();
+        payload.events[0].payload = serde_json::json!({"a": 2, "b": [true]});
+        let mut kind = good.clone();
+        kind.events[1].kind = "other".into();
+        let mut at = good.clone();
+        at.events[1].at = at.events[1].at.saturating_add_micros(1);
+        let mut key = good.clone();
+        key.events[1].idempotency_key = Some("k".into());
+        let mut fewer = good.clone();
+        fewer.events.pop();
+        let mut status = good.clone();
+        status.run.trigger = "other".into();
+        for other in [payload, kind, at, key, fewer, status] {
+            assert!(!encoded.same_content(&other).unwrap(), "{other:?}");
+            assert!(!encoded.clone().into_run().unwrap().same_content(&other));
+        }
     }
 
     #[test]

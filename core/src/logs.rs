@@ -457,11 +457,7 @@ pub struct Event {
 impl Event {
     /// Equality of stored content, comparing JSON canonically.
     pub fn same_content(&self, other: &Event) -> bool {
-        self.run_id == other.run_id
-            && self.seq == other.seq
-            && self.kind == other.kind
-            && self.at == other.at
-            && self.idempotency_key == other.idempotency_key
+        same_event_fields(self, other)
             && canonical_json(&self.payload) == canonical_json(&other.payload)
     }
 }
@@ -631,6 +627,7 @@ pub(crate) trait EventFields {
     fn seq(&self) -> u64;
     fn kind(&self) -> &str;
     fn idempotency_key(&self) -> Option<&str>;
+    fn at(&self) -> Timestamp;
     /// [`validate_json`] of the payload, naming field `payload`.
     fn validate_payload(&self) -> Result<()>;
 }
@@ -652,6 +649,9 @@ macro_rules! event_fields {
             fn idempotency_key(&self) -> Option<&str> {
                 self.idempotency_key.as_deref()
             }
+            fn at(&self) -> $crate::timestamp::Timestamp {
+                self.at
+            }
             fn validate_payload(&self) -> $crate::error::Result<()> {
                 let $e = self;
                 $check
@@ -662,6 +662,15 @@ macro_rules! event_fields {
 pub(crate) use event_fields;
 
 event_fields!(Event, |e| validate_json("payload", &e.payload));
+
+/// Whether two events agree in every field but the payload, in either form.
+pub(crate) fn same_event_fields(a: &impl EventFields, b: &impl EventFields) -> bool {
+    a.run_id() == b.run_id()
+        && a.seq() == b.seq()
+        && a.kind() == b.kind()
+        && a.at() == b.at()
+        && a.idempotency_key() == b.idempotency_key()
+}
 
 /// [`RunWithEvents::validate`] of a run and its events in either form.
 pub(crate) fn validate_run_events<E: EventFields>(run: &Run, events: &[E]) -> Result<()> {

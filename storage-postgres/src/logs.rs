@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use futures_util::pin_mut;
 use runstore_core::{
-    Appended, BulkOutcome, Delivery, EncodedRun, Error, ErrorKind, Event, EventCursor, EventQuery,
-    Lease, LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result, Run, RunCursor,
-    RunFilter, RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents, Timestamp, WorkflowId,
-    Written, decide_run_create, external_key_conflict, external_key_of, key_not_found,
-    validate_external_key, validate_limit,
+    Appended, BulkOutcome, Delivery, EncodedEvent, EncodedRun, Error, ErrorKind, Event,
+    EventCursor, EventQuery, Lease, LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page,
+    Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents,
+    SmallRuns, Timestamp, WorkflowId, Written, decide_run_create, external_key_conflict,
+    external_key_of, key_not_found, validate_external_key, validate_limit,
+    validate_small_runs_request,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
@@ -55,20 +56,53 @@ pub(crate) fn run_of(row: &Row) -> Result<Run> {
 }
 
 fn event_of(row: &Row) -> Result<Event> {
+    event_row(row, |run_id, seq, kind, at, payload, idempotency_key| {
+        Event {
+            run_id,
+            seq,
+            kind,
+            at,
+            payload,
+            idempotency_key,
+        }
+    })
+}
+
+/// An events row with its payload as the text it is stored as.
+fn encoded_event_of(row: &Row) -> Result<EncodedEvent> {
+    event_row(row, |run_id, seq, kind, at, payload, idempotency_key| {
+        EncodedEvent {
+            run_id,
+            seq,
+            kind,
+            at,
+            payload,
+            idempotency_key,
+        }
+    })
+}
+
+/// The columns of an events row ([`EVENT_COLUMNS`]) checked, its payload
+/// read as `P` (a value, or [`runstore_core::JsonText`]), and put together
+/// by `build`.
+fn event_row<P: serde::de::DeserializeOwned, E>(
+    row: &Row,
+    build: impl FnOnce(RunId, u64, String, Timestamp, P, Option<String>) -> E,
+) -> Result<E> {
     let run_id: String = row.get(0);
     let seq: i64 = row.get(1);
     let loc = || format!("events ({run_id}, {seq})");
-    Ok(Event {
-        run_id: stored(RunId::new(run_id.clone()), loc)?,
-        seq: stored(
+    Ok(build(
+        stored(RunId::new(run_id.clone()), loc)?,
+        stored(
             u64::try_from(seq).map_err(|_| Error::invalid("seq", "negative")),
             loc,
         )?,
-        kind: row.get(2),
-        at: ts(loc, row.get(3))?,
-        payload: from_json(loc, row.get::<_, &str>(4))?,
-        idempotency_key: row.get(5),
-    })
+        row.get(2),
+        ts(loc, row.get(3))?,
+        from_json(loc, row.get::<_, &str>(4))?,
+        row.get(5),
+    ))
 }
 
 fn run_not_found(id: &RunId) -> Fail {
@@ -164,6 +198,35 @@ fn filter_where(filter: &RunFilter) -> Where {
 }
 
 impl PostgresStore {
+    /// The events of each run of `ids` (a checked batch) in sequence order,
+    /// with one query, each row made by `convert`.
+    async fn events_of<E>(
+        &self,
+        ids: &[RunId],
+        convert: fn(&Row) -> Result<E>,
+        run_of: fn(&E) -> &RunId,
+    ) -> Result<Vec<Vec<E>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&str> = ids.iter().map(RunId::as_str).collect();
+        let rows = self
+            .query_all(
+                "reading the events of runs",
+                // One index range per id (as `event_counts`): `= ANY` can
+                // plan as a scan of every event when statistics are stale.
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM unnest($1::text[]) WITH ORDINALITY AS r(id, n) \
+                     CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM {{s}}.events e \
+                     WHERE e.run_id = r.id COLLATE \"C\") ev ORDER BY r.n, ev.seq"
+                ),
+                &[&keys],
+            )
+            .await?;
+        let events = rows.iter().map(convert).collect::<Result<Vec<_>>>()?;
+        Ok(runstore_core::events_by_run(ids, events, run_of))
+    }
+
     /// Appends events in one transaction under the run's row lock, so
     /// concurrent appenders (tasks or processes) number without gaps and
     /// see each other's idempotency keys.
@@ -750,22 +813,22 @@ impl LogRepository for PostgresStore {
 
     async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
         runstore_core::validate_delete_batch("run_ids", ids)?;
-        let keys: Vec<&str> = ids.iter().map(RunId::as_str).collect();
-        let rows = self
-            .query_all(
-                "reading the events of runs",
-                // One index range per id (as `event_counts`): `= ANY` can
-                // plan as a scan of every event when statistics are stale.
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM unnest($1::text[]) WITH ORDINALITY AS r(id, n) \
-                     CROSS JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM {{s}}.events e \
-                     WHERE e.run_id = r.id COLLATE \"C\") ev ORDER BY r.n, ev.seq"
-                ),
-                &[&keys],
-            )
+        self.events_of(ids, event_of, |e| &e.run_id).await
+    }
+
+    // The counts, then the small runs' events with their payloads handed
+    // over as the text stored: no payload is built as a value.
+    async fn events_of_small_runs_encoded(
+        &self,
+        ids: &[RunId],
+        max_events: usize,
+    ) -> Result<Vec<Option<Vec<EncodedEvent>>>> {
+        validate_small_runs_request(ids, max_events)?;
+        let small = SmallRuns::new(self.lifecycle_event_counts(ids).await?, max_events);
+        let events = self
+            .events_of(&small.to_read(ids), encoded_event_of, |e| &e.run_id)
             .await?;
-        let events = rows.iter().map(event_of).collect::<Result<Vec<_>>>()?;
-        Ok(runstore_core::events_by_run(ids, events, |e| &e.run_id))
+        Ok(small.answer(events))
     }
 
     async fn get_run_by_key(&self, workflow: &WorkflowId, key: &str) -> Result<Run> {

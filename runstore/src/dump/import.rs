@@ -11,7 +11,7 @@ use super::files::{
 use super::{ImportOptions, ImportReport, Step};
 use crate::Concern;
 use crate::{
-    ArtifactInfo, BulkOutcome, Error, ExecutionMetric, Pattern, PutOptions, Result, RunWithEvents,
+    ArtifactInfo, BulkOutcome, EncodedRun, Error, ExecutionMetric, Pattern, PutOptions, Result,
     Storage, WorkflowDefinition,
 };
 
@@ -96,20 +96,22 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
     let mut p = Step::start(progress, "runs");
     let mut batch = Vec::with_capacity(RUN_BATCH);
     loop {
-        let next = lines.next_or_skip::<RunWithEvents>(&mut q, "runs").await?;
+        // Payloads stay the text of the line: none is built as a value,
+        // unless its run needs a repair.
+        let next = lines.next_or_skip::<EncodedRun>(&mut q, "runs").await?;
         let done = next.is_none();
         if let Some(r) = next {
             match (q.as_mut(), r.validate()) {
                 (Some(q), Err(_)) => {
                     let location = format!("runs.ndjson line {}", lines.number);
                     let key = r.run.id.to_string();
-                    let (fixed, notes) = r.repaired(&location);
+                    let (fixed, notes) = r.into_run()?.repaired(&location);
                     match fixed.validate() {
                         Ok(()) => {
                             for n in &notes {
                                 q.add("runs", &key, &location, n, false)?;
                             }
-                            batch.push(fixed);
+                            batch.push(EncodedRun::from_run(fixed)?);
                         }
                         Err(e) => q.add("runs", &key, &location, &e.to_string(), true)?,
                     }
@@ -121,7 +123,10 @@ pub async fn import(storage: &Storage, dir: &Path, options: ImportOptions) -> Re
             let n = batch.len() as u64;
             add(
                 &mut runs,
-                storage.logs.import_runs(std::mem::take(&mut batch)).await?,
+                storage
+                    .logs
+                    .import_runs_encoded(std::mem::take(&mut batch))
+                    .await?,
             );
             p.inc(n);
         }

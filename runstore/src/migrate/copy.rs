@@ -466,11 +466,15 @@ async fn read_runs(
 
 /// The records `dest` holds of the runs of `batch`, read with one paged
 /// query (pages of `page`) over the batch's `started_at` window, or run by
-/// run when that window holds many more runs than the batch.
+/// run when that window holds many more runs than the batch. With `fresh`
+/// (`dest` held no run when the migration began, see [`Migrator::fresh`]),
+/// the window is not counted first: it holds the runs this migration
+/// copied there, read oldest first, so hardly more than the batch.
 pub(super) async fn stored_in(
     dest: &StoreSet,
     page: usize,
     batch: &[&Run],
+    fresh: bool,
 ) -> Result<HashMap<RunId, Run>> {
     let mut found = HashMap::new();
     let (Some(from), Some(to)) = (
@@ -486,8 +490,9 @@ pub(super) async fn stored_in(
     // A window that holds many more runs than the batch (the runs of a
     // pass since a watermark are spread over all of time) is cheaper
     // looked up run by run.
-    let in_window = dest.logs.count_runs(filter.clone()).await?;
-    if in_window > 4 * batch.len() as u64 + 100 {
+    let sparse =
+        !fresh && dest.logs.count_runs(filter.clone()).await? > 4 * batch.len() as u64 + 100;
+    if sparse {
         let mut lookups = stream::iter(batch)
             .map(|r| async move {
                 match dest.logs.get_run(&r.id).await {
@@ -665,14 +670,14 @@ async fn read_back_metrics(
 /// in `check`; nothing without a check or a batch.
 async fn check_runs(
     to: &StoreSet,
-    opts: &MigrateOptions,
+    (opts, fresh): (&MigrateOptions, bool),
     check: Option<&RunsCheck>,
     batch: Option<(u64, Vec<RunCount>)>,
 ) -> Result<()> {
     let (Some(check), Some((seq, sources))) = (check, batch) else {
         return Ok(());
     };
-    let back = read_back(to, opts.batch_size, sources).await?;
+    let back = read_back(to, opts.batch_size, sources, fresh).await?;
     check.record(seq, back).await
 }
 
@@ -889,7 +894,7 @@ impl<'a> Migrator<'a> {
         let mut unchecked: Option<(u64, Vec<RunCount>)> = None;
         loop {
             let Some((seq, item)) = taken.next().await else {
-                return check_runs(self.to, self.opts, check, unchecked).await;
+                return check_runs(self.to, (self.opts, self.fresh), check, unchecked).await;
             };
             match item {
                 RunItem::Batch(batch) => {
@@ -903,15 +908,17 @@ impl<'a> Migrator<'a> {
                         (seq, counts.collect())
                     });
                     let earlier = std::mem::replace(&mut unchecked, sources);
-                    let (to, opts) = (self.to, self.opts);
-                    let (written, checked) =
-                        tokio::join!(self.flush_runs(batch), check_runs(to, opts, check, earlier));
+                    let (to, opts, fresh) = (self.to, self.opts, self.fresh);
+                    let (written, checked) = tokio::join!(
+                        self.flush_runs(batch),
+                        check_runs(to, (opts, fresh), check, earlier)
+                    );
                     written?;
                     checked?;
                 }
                 RunItem::Large { run, first, rest } => {
                     let earlier = unchecked.take();
-                    check_runs(self.to, self.opts, check, earlier).await?;
+                    check_runs(self.to, (self.opts, self.fresh), check, earlier).await?;
                     self.count_read(Concern::Runs, 1);
                     self.count_read(Concern::Events, first.len() as u64);
                     let mut events = SourceEvents::new(first, Some(rest));
@@ -925,7 +932,7 @@ impl<'a> Migrator<'a> {
                         while events.next().await?.is_some() {}
                         let events = events.taken;
                         let this = Some((seq, vec![RunCount { run, events }]));
-                        check_runs(self.to, self.opts, check, this).await?;
+                        check_runs(self.to, (self.opts, self.fresh), check, this).await?;
                     }
                 }
             }
@@ -1076,7 +1083,7 @@ impl<'a> Migrator<'a> {
 
     /// [`Self::stored_runs`] of bare run records.
     async fn stored(&self, batch: &[&Run]) -> Result<HashMap<RunId, Run>> {
-        stored_in(self.to, self.opts.batch_size, batch).await
+        stored_in(self.to, self.opts.batch_size, batch, false).await
     }
 
     /// Imports runs absent from the destination, as one batch; if it is
@@ -1298,7 +1305,12 @@ impl<'a> Migrator<'a> {
         };
         for (m, dst) in sources.iter().zip(stored) {
             let src = super::verify::metric_hash(m)?;
-            let dst = dst.as_ref().map(super::verify::metric_hash).transpose()?;
+            // Equal content has an equal hash (`-0.0` is hashed as `0.0`,
+            // as `same_content` takes it): the usual case hashes once.
+            let dst = match dst {
+                Some(d) if d.same_content(m) => Some(src),
+                d => d.as_ref().map(super::verify::metric_hash).transpose()?,
+            };
             check.record(
                 Concern::Metrics,
                 m.run_id.to_string(),

@@ -414,23 +414,28 @@ pub mod failing {
         WorkflowQuery, WorkflowRepository, Written, async_trait,
     };
 
-    /// Shared budget of writes left; below zero every write fails. With
-    /// `lossy` (the fourth field), the destination also loses data while it
-    /// acknowledges the writes: the last event of every imported run with
-    /// more than one, and a microsecond of every metric's duration.
+    /// Shared budget of writes left; below zero every write fails.
     #[derive(Debug, Clone)]
-    pub struct Budget(
-        Arc<AtomicI64>,
-        i64,
-        Arc<AtomicI64>,
-        bool,
-        Arc<std::sync::Mutex<Vec<i64>>>,
-        Arc<std::sync::Mutex<Option<RunWithEvents>>>,
-    );
+    pub struct Budget {
+        /// Writes left.
+        left: Arc<AtomicI64>,
+        /// Writes allowed at the start.
+        allowed: i64,
+        /// The most events one write carried.
+        max_events: Arc<AtomicI64>,
+        /// The destination also loses data while it acknowledges the
+        /// writes: the last event of every imported run with more than
+        /// one, and a microsecond of every metric's duration.
+        lossy: bool,
+        /// The write numbers of the `append_events` calls.
+        appends: Arc<std::sync::Mutex<Vec<i64>>>,
+        /// A run someone else imports just before the first `import_runs`.
+        meddling: Arc<std::sync::Mutex<Option<RunWithEvents>>>,
+    }
 
     impl Budget {
         fn spend(&self) -> Result<()> {
-            if self.0.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            if self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
                 return Err(Error::unavailable(
                     "simulated crash of the destination",
                     None,
@@ -441,23 +446,23 @@ pub mod failing {
         /// The most events any one `import_runs` or `append_events` call
         /// carried: what a batch held in memory.
         pub fn max_events_per_write(&self) -> i64 {
-            self.2.load(Ordering::SeqCst)
+            self.max_events.load(Ordering::SeqCst)
         }
         fn saw_events(&self, n: usize) {
-            self.2.fetch_max(n as i64, Ordering::SeqCst);
+            self.max_events.fetch_max(n as i64, Ordering::SeqCst);
         }
         /// The write numbers (1-based, as [`Self::spent`] counts) of every
         /// `append_events` call: the chunks of a long run after its first.
         pub fn appends(&self) -> Vec<i64> {
-            self.4.lock().map(|a| a.clone()).unwrap_or_default()
+            self.appends.lock().map(|a| a.clone()).unwrap_or_default()
         }
         /// Writes attempted so far.
         pub fn spent(&self) -> i64 {
-            self.1 - self.0.load(Ordering::SeqCst)
+            self.allowed - self.left.load(Ordering::SeqCst)
         }
         /// Whether the budget ran out (the migration was interrupted).
         pub fn exhausted(&self) -> bool {
-            self.0.load(Ordering::SeqCst) < 0
+            self.left.load(Ordering::SeqCst) < 0
         }
     }
 
@@ -476,19 +481,19 @@ pub mod failing {
     /// `import_runs` goes through: a write made while a migration runs.
     pub fn meddled(inner: &StoreSet, run: RunWithEvents) -> StoreSet {
         let (set, b) = wrap_with(inner, i64::MAX, false);
-        *b.5.lock().unwrap() = Some(run);
+        *b.meddling.lock().unwrap() = Some(run);
         set
     }
 
     fn wrap_with(inner: &StoreSet, writes: i64, lossy: bool) -> (StoreSet, Budget) {
-        let b = Budget(
-            Arc::new(AtomicI64::new(writes)),
-            writes,
-            Arc::new(AtomicI64::new(0)),
+        let b = Budget {
+            left: Arc::new(AtomicI64::new(writes)),
+            allowed: writes,
+            max_events: Arc::new(AtomicI64::new(0)),
             lossy,
-            Arc::default(),
-            Arc::default(),
-        );
+            appends: Arc::default(),
+            meddling: Arc::default(),
+        };
         let set = StoreSet {
             workflows: Arc::new(W(inner.clone(), b.clone())),
             logs: Arc::new(L(inner.clone(), b.clone())),
@@ -555,7 +560,7 @@ pub mod failing {
         ) -> Result<Vec<Appended>> {
             self.1.spend()?;
             self.1.saw_events(events.len());
-            if let Ok(mut a) = self.1.4.lock() {
+            if let Ok(mut a) = self.1.appends.lock() {
                 a.push(self.1.spent());
             }
             self.0.logs.append_events(run_id, events).await
@@ -576,11 +581,11 @@ pub mod failing {
         async fn import_runs(&self, mut runs: Vec<RunWithEvents>) -> Result<BulkOutcome> {
             self.1.spend()?;
             self.1.saw_events(runs.iter().map(|r| r.events.len()).sum());
-            let meddling = self.1.5.lock().unwrap().take();
+            let meddling = self.1.meddling.lock().unwrap().take();
             if let Some(other) = meddling {
                 self.0.logs.import_runs(vec![other]).await?;
             }
-            if self.1.3 {
+            if self.1.lossy {
                 for r in &mut runs {
                     if r.events.len() > 1 {
                         r.events.pop();
@@ -631,7 +636,7 @@ pub mod failing {
         }
         async fn record_many(&self, mut metrics: Vec<ExecutionMetric>) -> Result<BulkOutcome> {
             self.1.spend()?;
-            if self.1.3 {
+            if self.1.lossy {
                 for m in &mut metrics {
                     m.duration_micros += 1;
                 }
