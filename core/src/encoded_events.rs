@@ -75,7 +75,7 @@ impl EncodedEvent {
     }
 }
 
-event_fields!(EncodedEvent, |e| e.payload.validate("payload"));
+event_fields!(EncodedEvent, JsonText, |e| e.payload.validate("payload"));
 
 /// A [`RunWithEvents`] whose payloads are JSON text: what
 /// [`crate::LogRepository::import_runs_encoded`] takes.

@@ -55,8 +55,8 @@ pub use lifecycle::{
 };
 pub use logs::{
     Appended, Event, EventCursor, EventQuery, JsonMap, LogRepository, NewEvent, Run, RunCursor,
-    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents, SmallRuns, events_by_run,
-    run_conflict, run_not_found, validate_small_runs_request,
+    RunFilter, RunQuery, RunStatus, RunUpdate, RunWithEvents, SmallRuns, StoredEvent,
+    events_by_run, run_conflict, run_not_found, validate_small_runs_request,
 };
 pub use metrics::{
     DurationStats, ExecutionMetric, MetricCursor, MetricQuery, MetricsRepository, MetricsSummary,

@@ -632,10 +632,53 @@ pub(crate) trait EventFields {
     fn validate_payload(&self) -> Result<()>;
 }
 
-/// Implements [`EventFields`] for an event type whose fields are named as
-/// [`Event`]'s, with `$check` checking the payload of `$e`.
+/// An event as a backend builds it from a stored row, in either form:
+/// [`Event`], or [`crate::EncodedEvent`] with the payload as the text
+/// stored. A backend writes one conversion of its rows, generic over this,
+/// for both.
+pub trait StoredEvent: Sized {
+    /// How the payload is kept: a [`serde_json::Value`], or
+    /// [`crate::JsonText`]; read from the stored text with serde.
+    type Payload: serde::de::DeserializeOwned;
+
+    /// The event of these fields.
+    fn from_parts(
+        run_id: RunId,
+        seq: u64,
+        kind: String,
+        at: Timestamp,
+        payload: Self::Payload,
+        idempotency_key: Option<String>,
+    ) -> Self;
+}
+
+/// Implements [`EventFields`] and [`StoredEvent`] for an event type whose
+/// fields are named as [`Event`]'s, its payload a `$payload`, with
+/// `$check` checking the payload of `$e`.
 macro_rules! event_fields {
-    ($ty:ty, |$e:ident| $check:expr) => {
+    ($ty:ty, $payload:ty, |$e:ident| $check:expr) => {
+        impl $crate::logs::StoredEvent for $ty {
+            type Payload = $payload;
+
+            fn from_parts(
+                run_id: $crate::id::RunId,
+                seq: u64,
+                kind: String,
+                at: $crate::timestamp::Timestamp,
+                payload: $payload,
+                idempotency_key: Option<String>,
+            ) -> Self {
+                Self {
+                    run_id,
+                    seq,
+                    kind,
+                    at,
+                    payload,
+                    idempotency_key,
+                }
+            }
+        }
+
         impl $crate::logs::EventFields for $ty {
             fn run_id(&self) -> &$crate::id::RunId {
                 &self.run_id
@@ -661,7 +704,9 @@ macro_rules! event_fields {
 }
 pub(crate) use event_fields;
 
-event_fields!(Event, |e| validate_json("payload", &e.payload));
+event_fields!(Event, serde_json::Value, |e| validate_json(
+    "payload", &e.payload
+));
 
 /// Whether two events agree in every field but the payload, in either form.
 pub(crate) fn same_event_fields(a: &impl EventFields, b: &impl EventFields) -> bool {

@@ -11,8 +11,8 @@ use runstore_core::{
     Appended, BulkOutcome, Delivery, EncodedEvent, EncodedRun, Error, ErrorKind, Event,
     EventCursor, EventQuery, Lease, LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page,
     Result, Run, RunCursor, RunFilter, RunId, RunQuery, RunStatus, RunUpdate, RunWithEvents,
-    SmallRuns, Timestamp, WorkflowId, Written, decide_run_create, external_key_conflict,
-    external_key_of, key_not_found, validate_external_key, validate_limit,
+    SmallRuns, StoredEvent, Timestamp, WorkflowId, Written, decide_run_create,
+    external_key_conflict, external_key_of, key_not_found, validate_external_key, validate_limit,
     validate_small_runs_request,
 };
 use tokio_postgres::Row;
@@ -55,44 +55,14 @@ pub(crate) fn run_of(row: &Row) -> Result<Run> {
     })
 }
 
-fn event_of(row: &Row) -> Result<Event> {
-    event_row(row, |run_id, seq, kind, at, payload, idempotency_key| {
-        Event {
-            run_id,
-            seq,
-            kind,
-            at,
-            payload,
-            idempotency_key,
-        }
-    })
-}
-
-/// An events row with its payload as the text it is stored as.
-fn encoded_event_of(row: &Row) -> Result<EncodedEvent> {
-    event_row(row, |run_id, seq, kind, at, payload, idempotency_key| {
-        EncodedEvent {
-            run_id,
-            seq,
-            kind,
-            at,
-            payload,
-            idempotency_key,
-        }
-    })
-}
-
-/// The columns of an events row ([`EVENT_COLUMNS`]) checked, its payload
-/// read as `P` (a value, or [`runstore_core::JsonText`]), and put together
-/// by `build`.
-fn event_row<P: serde::de::DeserializeOwned, E>(
-    row: &Row,
-    build: impl FnOnce(RunId, u64, String, Timestamp, P, Option<String>) -> E,
-) -> Result<E> {
+/// An events row ([`EVENT_COLUMNS`]) checked, its payload read in the form
+/// `E` keeps it in (a value for [`Event`], the text stored for
+/// [`EncodedEvent`]).
+fn event_of<E: StoredEvent>(row: &Row) -> Result<E> {
     let run_id: String = row.get(0);
     let seq: i64 = row.get(1);
     let loc = || format!("events ({run_id}, {seq})");
-    Ok(build(
+    Ok(E::from_parts(
         stored(RunId::new(run_id.clone()), loc)?,
         stored(
             u64::try_from(seq).map_err(|_| Error::invalid("seq", "negative")),
@@ -385,7 +355,7 @@ impl PostgresStore {
                 )))
                 .await?;
             for row in &tx.query(&st, &[&existing_ids]).await? {
-                let e = event_of(row)?;
+                let e: Event = event_of(row)?;
                 if let Some(r) = existing.get_mut(&e.run_id) {
                     r.events.push(e);
                 }
@@ -713,7 +683,10 @@ impl LogRepository for PostgresStore {
         {
             return Err(Error::not_found(format!("run {run_id}")));
         }
-        let items = rows.iter().map(event_of).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(event_of::<Event>)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit, |e| EventCursor {
             seq: e.seq,
         }))
@@ -813,7 +786,7 @@ impl LogRepository for PostgresStore {
 
     async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
         runstore_core::validate_delete_batch("run_ids", ids)?;
-        self.events_of(ids, event_of, |e| &e.run_id).await
+        self.events_of(ids, event_of::<Event>, |e| &e.run_id).await
     }
 
     // The counts, then the small runs' events with their payloads handed
@@ -826,7 +799,7 @@ impl LogRepository for PostgresStore {
         validate_small_runs_request(ids, max_events)?;
         let small = SmallRuns::new(self.lifecycle_event_counts(ids).await?, max_events);
         let events = self
-            .events_of(&small.to_read(ids), encoded_event_of, |e| &e.run_id)
+            .events_of(&small.to_read(ids), event_of::<EncodedEvent>, |e| &e.run_id)
             .await?;
         Ok(small.answer(events))
     }

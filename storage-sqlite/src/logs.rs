@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use runstore_core::{
     Appended, BulkOutcome, Delivery, EncodedEvent, EncodedRun, Error, Event, EventCursor,
     EventQuery, JsonMap, Lease, LeaseQuery, LeaseRequest, LogRepository, NewEvent, Page, Result,
-    Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, SmallRuns, Timestamp,
-    WorkflowId, Written, decide_run_create, external_key_conflict, external_key_of, key_not_found,
-    run_conflict, run_not_found, validate_external_key, validate_limit,
+    Run, RunCursor, RunFilter, RunId, RunQuery, RunUpdate, RunWithEvents, SmallRuns, StoredEvent,
+    Timestamp, WorkflowId, Written, decide_run_create, external_key_conflict, external_key_of,
+    key_not_found, run_conflict, run_not_found, validate_external_key, validate_limit,
     validate_small_runs_request,
 };
 use rusqlite::types::Value;
@@ -53,41 +53,11 @@ fn convert_run(raw: RawRun) -> Result<Run> {
     })
 }
 
-fn convert_event(raw: RawEvent) -> Result<Event> {
-    convert_event_row(raw, |run_id, seq, kind, at, payload, idempotency_key| {
-        Event {
-            run_id,
-            seq,
-            kind,
-            at,
-            payload,
-            idempotency_key,
-        }
-    })
-}
-
-/// An events row with its payload as the text it is stored as.
-fn convert_encoded_event(raw: RawEvent) -> Result<EncodedEvent> {
-    convert_event_row(raw, |run_id, seq, kind, at, payload, idempotency_key| {
-        EncodedEvent {
-            run_id,
-            seq,
-            kind,
-            at,
-            payload,
-            idempotency_key,
-        }
-    })
-}
-
-/// The fields of an events row checked, its payload read as `P` (a value,
-/// or [`runstore_core::JsonText`]), and put together by `build`.
-fn convert_event_row<P: serde::de::DeserializeOwned, E>(
-    (run_id, seq, kind, at, payload, key): RawEvent,
-    build: impl FnOnce(RunId, u64, String, Timestamp, P, Option<String>) -> E,
-) -> Result<E> {
+/// An events row checked, its payload read in the form `E` keeps it in (a
+/// value for [`Event`], the text stored for [`EncodedEvent`]).
+fn convert_event<E: StoredEvent>((run_id, seq, kind, at, payload, key): RawEvent) -> Result<E> {
     let loc = format!("events row {run_id} seq {seq}");
-    Ok(build(
+    Ok(E::from_parts(
         rows::parsed(&loc, run_id, RunId::new)?,
         rows::unsigned(&loc, seq)?,
         kind,
@@ -355,7 +325,7 @@ fn load_events(
     let after = Value::Integer(rows::signed("cursor", after)?);
     select
         .page(Order::Asc, &["seq"], Some(vec![after]), limit)
-        .rows(conn, convert_event, "listing events")
+        .rows(conn, convert_event::<Event>, "listing events")
 }
 
 /// The runs matching a filter, selecting `columns`.
@@ -491,7 +461,7 @@ impl LogRepository for SqliteStore {
                 };
                 select
                     .page(order, &["seq"], after.map(|a| vec![a]), Some(limit + 1))
-                    .rows(tx, convert_event, "listing events")
+                    .rows(tx, convert_event::<Event>, "listing events")
             })
             .await?;
         Ok(Page::from_overfetch(items, limit, |e| EventCursor {
@@ -602,7 +572,7 @@ impl LogRepository for SqliteStore {
     async fn events_of_runs(&self, ids: &[RunId]) -> Result<Vec<Vec<Event>>> {
         crate::lifecycle::check_batch(ids)?;
         let ids = ids.to_vec();
-        self.read(move |conn| events_of_runs(conn, &ids, convert_event, |e| &e.run_id))
+        self.read(move |conn| events_of_runs(conn, &ids, convert_event::<Event>, |e| &e.run_id))
             .await
     }
 
@@ -618,7 +588,7 @@ impl LogRepository for SqliteStore {
         self.read(move |conn| {
             let small = SmallRuns::new(crate::lifecycle::event_counts(conn, &ids)?, max_events);
             let read = small.to_read(&ids);
-            let events = events_of_runs(conn, &read, convert_encoded_event, |e| &e.run_id)?;
+            let events = events_of_runs(conn, &read, convert_event::<EncodedEvent>, |e| &e.run_id)?;
             Ok(small.answer(events))
         })
         .await
