@@ -59,6 +59,9 @@ struct Inner {
     /// Runs imported through this store since it last had the `runs`
     /// table analyzed (see `import_runs`).
     unanalyzed: AtomicU64,
+    /// An `ANALYZE` of `runs` is under way (one at a time, in the
+    /// background: see `import_runs`).
+    analyzing: std::sync::atomic::AtomicBool,
     /// Whether the next `import_runs` looks for stored runs first.
     import_hint: client::CarefulHint,
     /// Whether the next `record_many` looks for stored metrics first.
@@ -120,6 +123,7 @@ impl PostgresStore {
                 schema_sql: config::quote_ident(&config.schema),
                 config,
                 unanalyzed: AtomicU64::new(0),
+                analyzing: std::sync::atomic::AtomicBool::new(false),
                 import_hint: client::CarefulHint::default(),
                 record_hint: client::CarefulHint::default(),
                 appends: group::AppendQueues::default(),

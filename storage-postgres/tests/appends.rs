@@ -94,13 +94,25 @@ async fn a_large_import_refreshes_the_statistics_of_runs() {
     let config = guard.config();
     let client = testing::raw_client(&config.url).await.unwrap();
     let table = format!("\"{}\".runs", config.schema);
-    let row = client
-        .query_one(
-            "SELECT reltuples FROM pg_class WHERE oid = $1::text::regclass",
-            &[&table],
-        )
-        .await
-        .unwrap();
-    // -1 until the table is first analyzed.
-    assert_eq!(row.get::<_, f32>(0), IMPORTED as f32);
+    // In the background, after the import returned: -1 until the table is
+    // first analyzed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let row = client
+            .query_one(
+                "SELECT reltuples FROM pg_class WHERE oid = $1::text::regclass",
+                &[&table],
+            )
+            .await
+            .unwrap();
+        let known = row.get::<_, f32>(0);
+        if known == IMPORTED as f32 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs not analyzed within a minute: reltuples {known}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
